@@ -1,0 +1,3 @@
+//! Embedded store benchmark (placeholder, filled in below).
+
+fn main() {}

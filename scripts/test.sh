@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Runs every check of the project: starts the services the tests need on loopback ports, then
+# fmt, clippy and all tests, and stops what it started on every exit path.
+#
+# Services: FerretDB (MONGODB_URI). To add one (Redis, SMTP, ...), write scripts/<name>.sh with
+# <name>_start (exporting its URL variable) and <name>_stop, source it below, and add its
+# start/stop calls to start_services/stop_services.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# shellcheck source=scripts/ferretdb.sh
+source scripts/ferretdb.sh
+
+start_services() {
+  ferretdb_start
+  # redis_start   # later: exports REDIS_URL
+  # smtp_start    # later: exports SMTP_URL
+}
+
+stop_services() {
+  # smtp_stop
+  # redis_stop
+  ferretdb_stop
+}
+
+trap stop_services EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+start_services
+
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check
+echo "==> cargo clippy"
+cargo clippy --all-targets -- -D warnings
+echo "==> cargo test"
+cargo test --all-targets
+echo "==> cargo test --doc"
+cargo test --doc
+echo "==> all checks passed"

@@ -1,0 +1,130 @@
+//! `{P}/healthz`, `{P}/readyz` (the store and the providers, within 2 s) and `{P}/metrics/prometheus`
+//! (behind its network allow-list).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use poem::Request;
+use poem::web::Data;
+use poem_openapi::OpenApi;
+use poem_openapi::payload::{Json, PlainText};
+
+use crate::app::AppState;
+use crate::protocol::http::{
+    ErrorBody, GetHealthResponse, GetPrometheusMetricsResponse, GetReadinessResponse, HealthResponse,
+    HttpErrorCode, LlmCheck, ReadinessChecks, ReadinessResponse, ReadinessStatus, StoreCheck,
+};
+use crate::protocol::ws_timestamp;
+
+use super::client_ip::client_ip;
+use super::limits::too_many;
+use super::request_id::RequestId;
+use super::tags::ApiTags;
+
+/// How long readiness waits for the store.
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Health, readiness and metrics endpoints.
+pub struct HealthApi;
+
+fn public_limit(state: &AppState, req: &Request) -> Result<(), Duration> {
+    let ip = client_ip(req, &state.settings.http.trusted_proxies);
+    let key = ip.map_or_else(|| "unknown".to_string(), |ip| ip.to_string());
+    state.http_limits.public.check(&key).inspect_err(|_| {
+        state.metrics.ratelimit_blocked.with_label_values(&["message"]).inc();
+    })
+}
+
+#[OpenApi]
+impl HealthApi {
+    /// Liveness.
+    #[oai(path = "/healthz", method = "get", operation_id = "getHealth", tag = "ApiTags::Health")]
+    async fn health(&self, req: &Request, Data(state): Data<&Arc<AppState>>) -> GetHealthResponse {
+        if let Err(wait) = public_limit(state, req) {
+            let (body, after) = too_many(wait, false);
+            return GetHealthResponse::Status429(body, after);
+        }
+        GetHealthResponse::Status200(Json(HealthResponse {
+            status: "healthy".into(),
+            timestamp: ws_timestamp(time::OffsetDateTime::now_utc()),
+        }))
+    }
+
+    /// Readiness: the store answers and at least one model provider is usable.
+    #[oai(path = "/readyz", method = "get", operation_id = "getReadiness", tag = "ApiTags::Health")]
+    async fn ready(&self, req: &Request, Data(state): Data<&Arc<AppState>>) -> GetReadinessResponse {
+        if let Err(wait) = public_limit(state, req) {
+            let (body, after) = too_many(wait, false);
+            return GetReadinessResponse::Status429(body, after);
+        }
+        let store = match tokio::time::timeout(READY_TIMEOUT, state.store.ping()).await {
+            Ok(Ok(())) => StoreCheck {
+                status: ReadinessStatus::Ready,
+                reason: None,
+            },
+            Ok(Err(err)) => {
+                tracing::warn!(error = %err, "readiness: store check failed");
+                StoreCheck {
+                    status: ReadinessStatus::NotReady,
+                    reason: Some("Database connectivity check failed".into()),
+                }
+            }
+            Err(_) => {
+                tracing::warn!("readiness: store check timed out");
+                StoreCheck {
+                    status: ReadinessStatus::NotReady,
+                    reason: Some("Database connectivity check failed".into()),
+                }
+            }
+        };
+        let llm_ready = state.llm.ready();
+        let llm = if llm_ready.ready {
+            LlmCheck {
+                status: ReadinessStatus::Ready,
+                providers_count: Some(i64::try_from(llm_ready.providers.len()).unwrap_or(i64::MAX)),
+                reason: None,
+            }
+        } else {
+            LlmCheck {
+                status: ReadinessStatus::NotReady,
+                providers_count: Some(i64::try_from(llm_ready.providers.len()).unwrap_or(i64::MAX)),
+                reason: Some("No LLM provider is available".into()),
+            }
+        };
+        let ready = store.status == ReadinessStatus::Ready && llm.status == ReadinessStatus::Ready;
+        let body = Json(ReadinessResponse {
+            status: if ready { ReadinessStatus::Ready } else { ReadinessStatus::NotReady },
+            timestamp: ws_timestamp(time::OffsetDateTime::now_utc()),
+            checks: ReadinessChecks { mongodb: store, llm },
+        });
+        if ready {
+            GetReadinessResponse::Status200(body)
+        } else {
+            GetReadinessResponse::Status503(body)
+        }
+    }
+
+    /// Prometheus exposition, for clients inside `chatbox.metrics_allowed_networks`.
+    #[oai(
+        path = "/metrics/prometheus",
+        method = "get",
+        operation_id = "getPrometheusMetrics",
+        tag = "ApiTags::Metrics"
+    )]
+    async fn prometheus(&self, req: &Request, Data(state): Data<&Arc<AppState>>) -> GetPrometheusMetricsResponse {
+        let allowed = &state.settings.http.metrics_allowed_networks;
+        let ip = client_ip(req, &state.settings.http.trusted_proxies);
+        if !allowed.is_empty() && !ip.is_some_and(|ip| allowed.iter().any(|net| net.contains(&ip))) {
+            return GetPrometheusMetricsResponse::Status403(Json(ErrorBody {
+                error: "Insufficient permissions".into(),
+                code: HttpErrorCode::Forbidden,
+                request_id: req.extensions().get::<RequestId>().map(|id| id.0.clone()),
+            }));
+        }
+        if let Err(wait) = public_limit(state, req) {
+            let (body, after) = too_many(wait, false);
+            return GetPrometheusMetricsResponse::Status429(body, after);
+        }
+        GetPrometheusMetricsResponse::Status200(PlainText(state.metrics.render()))
+    }
+}

@@ -1,0 +1,70 @@
+//! Request ids: every HTTP request gets one (or keeps a well-formed `X-Request-Id` from a trusted caller),
+//! it is logged with the request, returned in the `X-Request-Id` header and put into error bodies.
+
+use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result};
+use tracing::Instrument;
+
+/// The header carrying the request id.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// The id of the current request, stored in the request's extensions.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+impl RequestId {
+    fn generate() -> Self {
+        Self(uuid::Uuid::new_v4().simple().to_string())
+    }
+
+    fn from_header(value: &str) -> Option<Self> {
+        let ok = !value.is_empty()
+            && value.len() <= 64
+            && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        ok.then(|| Self(value.to_string()))
+    }
+}
+
+/// Middleware that assigns request ids and logs each request (method, path without query, status, latency).
+pub struct RequestIdMiddleware;
+
+impl<E: Endpoint> Middleware<E> for RequestIdMiddleware {
+    type Output = RequestIdEndpoint<E>;
+
+    fn transform(&self, ep: E) -> Self::Output {
+        RequestIdEndpoint { inner: ep }
+    }
+}
+
+/// The endpoint produced by [`RequestIdMiddleware`].
+pub struct RequestIdEndpoint<E> {
+    inner: E,
+}
+
+impl<E: Endpoint> Endpoint for RequestIdEndpoint<E> {
+    type Output = Response;
+
+    async fn call(&self, mut req: Request) -> Result<Self::Output> {
+        let id = req
+            .headers()
+            .get(REQUEST_ID_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(RequestId::from_header)
+            .unwrap_or_else(RequestId::generate);
+        req.extensions_mut().insert(id.clone());
+        // Only the path is logged: query strings may carry tokens.
+        let span = tracing::info_span!("http", request_id = %id.0, method = %req.method(), path = %req.uri().path());
+        let started = std::time::Instant::now();
+        let result = self.inner.call(req).instrument(span.clone()).await;
+        let mut response = match result {
+            Ok(output) => output.into_response(),
+            Err(err) => err.into_response(),
+        };
+        if let Ok(value) = id.0.parse() {
+            response.headers_mut().insert(REQUEST_ID_HEADER, value);
+        }
+        span.in_scope(|| {
+            tracing::info!(status = response.status().as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "request");
+        });
+        Ok(response)
+    }
+}

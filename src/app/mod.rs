@@ -1,0 +1,183 @@
+//! The application: shared state, the route tree under the path prefix, and the server loop with graceful
+//! shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context;
+use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
+use poem::{EndpointExt, Route, Server};
+
+use crate::api::request_id::RequestIdMiddleware;
+use crate::api::security_headers::SecurityHeaders;
+use crate::api::limits::HttpLimits;
+use crate::auth::JwtKeys;
+use crate::chat::Chat;
+use crate::hub::{EventBus, Hub, LocalBus};
+use crate::llm::Llm;
+use crate::store::Store;
+use tokio_util::sync::CancellationToken;
+use crate::config::Settings;
+use crate::metrics::Metrics;
+
+mod banner;
+
+/// State shared by every request and connection.
+pub struct AppState {
+    /// The validated configuration.
+    pub settings: Arc<Settings>,
+    /// Token verification keys.
+    pub keys: JwtKeys,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
+    /// Sessions and messages.
+    pub store: Arc<dyn Store>,
+    /// Model providers.
+    pub llm: Arc<Llm>,
+    /// This node's connections.
+    pub hub: Hub,
+    /// The chat services.
+    pub chat: Arc<Chat>,
+    /// HTTP rate limits.
+    pub http_limits: HttpLimits,
+    /// Cancelled when the server shuts down: connections close with 1001.
+    pub shutdown: CancellationToken,
+}
+
+/// A bound, ready-to-run server.
+pub struct Application {
+    acceptor: TcpAcceptor,
+    port: u16,
+    state: Arc<AppState>,
+}
+
+impl Application {
+    /// Builds the state and binds the listener (port 0 picks a free port).
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let keys = JwtKeys::new(&settings.auth.jwt_secret, settings.auth.jwt_public_key_pem.as_deref())
+            .context("JWT_PUBLIC_KEY_FILE")?;
+        let metrics = Arc::new(Metrics::new());
+        let settings = Arc::new(settings);
+        let store = crate::store::open(&settings.store, &settings.data_dir, settings.is_production(), Arc::clone(&metrics))
+            .await
+            .context("store")?;
+        let llm = Arc::new(Llm::new(&settings.llm, Arc::clone(&metrics)).context("llm")?);
+        let ws = &settings.ws;
+        let hub = Hub::new(ws.max_connections, ws.max_connections_per_user, ws.outbound_queue, Arc::clone(&metrics));
+        let bus: Arc<dyn EventBus> = Arc::new(LocalBus::new(hub.clone()));
+        let chat = Arc::new(Chat::new(
+            Arc::clone(&store),
+            Arc::clone(&llm),
+            bus,
+            hub.clone(),
+            Arc::clone(&settings),
+            Arc::clone(&metrics),
+        ));
+        let address = std::net::SocketAddr::new(settings.server.host, settings.server.port);
+        let acceptor = TcpListener::bind(address)
+            .into_acceptor()
+            .await
+            .with_context(|| format!("cannot listen on {address}"))?;
+        let port = acceptor
+            .local_addr()
+            .first()
+            .and_then(|a| a.as_socket_addr().map(|s| s.port()))
+            .unwrap_or(settings.server.port);
+        Ok(Self {
+            acceptor,
+            port,
+            state: Arc::new(AppState {
+                http_limits: HttpLimits::new(&settings.http),
+                settings,
+                keys,
+                metrics,
+                store,
+                llm,
+                hub,
+                chat,
+                shutdown: CancellationToken::new(),
+            }),
+        })
+    }
+
+    /// The port the server listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The shared state (tests use it to mint tokens and read metrics).
+    pub fn state(&self) -> Arc<AppState> {
+        Arc::clone(&self.state)
+    }
+
+    /// Serves until `shutdown` completes, then drains within the configured grace period.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) -> std::io::Result<()> {
+        let prefix = self.state.settings.server.path_prefix.clone();
+        let grace = self.state.settings.server.shutdown_grace;
+        let state = Arc::clone(&self.state);
+        let signal = async move {
+            shutdown.await;
+            drain(&state, grace).await;
+        };
+        let routes = Route::new()
+            .nest(prefix, crate::api::routes(Arc::clone(&self.state)))
+            .with(SecurityHeaders)
+            .with(RequestIdMiddleware);
+        Server::new_with_acceptor(self.acceptor)
+            .run_with_graceful_shutdown(routes, signal, Some(grace))
+            .await
+    }
+}
+
+/// Graceful shutdown: running answers get up to `grace` to finish (their results are stored either way),
+/// then every connection is closed with 1001 "Server shutting down".
+async fn drain(state: &AppState, grace: std::time::Duration) {
+    let deadline = tokio::time::Instant::now() + grace;
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(50));
+    while state.chat.live().running_turns() > 0 && tokio::time::Instant::now() < deadline {
+        tick.tick().await;
+    }
+    state.shutdown.cancel();
+    state.hub.close_all(1001, "Server shutting down");
+}
+
+/// Runs the server from the command line: binds, prints where to reach it, serves until SIGINT or SIGTERM.
+pub async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let app = Application::build(settings).await?;
+    let banner = crate::app::banner::render(&app.state, app.port)?;
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        // The banner is the command's output; a closed stdout is not a reason to stop serving.
+        let _ = writeln!(out, "{banner}");
+        let _ = out.flush();
+    }
+    tracing::info!(port = app.port, "chatbox listening");
+    app.run_until_stopped(shutdown_signal()).await?;
+    tracing::info!("chatbox stopped");
+    Ok(())
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received, shutting down"),
+        () = terminate => tracing::info!("SIGTERM received, shutting down"),
+    }
+}

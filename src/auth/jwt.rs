@@ -1,0 +1,215 @@
+//! Verifies and mints JWTs. HS256/384/512 use the shared secret; RS256 and ES256 are accepted when a public
+//! key is configured. `exp` and `nbf` are enforced when present, without leeway, as the Go service did.
+
+use std::collections::HashSet;
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, decode_header, encode};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+/// Roles that grant the admin routes and admin WebSocket messages.
+const ADMIN_ROLES: &[&str] = &["admin", "chat_admin"];
+
+/// The claims this server reads; other claims are ignored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    /// The user's id (required, non-empty).
+    pub user_id: String,
+    /// The user's roles (required; may be empty).
+    pub roles: Vec<String>,
+    /// Display name; defaults to `user_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Expiry (seconds since the epoch), enforced when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exp: Option<i64>,
+    /// Not-before (seconds since the epoch), enforced when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
+}
+
+/// Who is calling, as established by a verified token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The `user_id` claim.
+    pub user_id: String,
+    /// The `name` claim, or the user id.
+    pub name: String,
+    /// The `roles` claim.
+    pub roles: Vec<String>,
+}
+
+impl Identity {
+    /// True when the roles include `admin` or `chat_admin`.
+    pub fn is_admin(&self) -> bool {
+        self.roles.iter().any(|r| ADMIN_ROLES.contains(&r.as_str()))
+    }
+}
+
+/// Why a token was refused (the text is for logs; clients get the reference's generic texts).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// No token was presented.
+    #[error("missing authentication token")]
+    Missing,
+    /// The token is malformed, has a bad signature, is expired or lacks required claims.
+    #[error("invalid token: {0}")]
+    Invalid(String),
+}
+
+/// The keys tokens are verified (and, for HMAC, minted) with.
+#[derive(Clone)]
+pub struct JwtKeys {
+    secret: SecretString,
+    hmac: DecodingKey,
+    rsa: Option<DecodingKey>,
+    ec: Option<DecodingKey>,
+}
+
+impl std::fmt::Debug for JwtKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtKeys")
+            .field("rsa", &self.rsa.is_some())
+            .field("ec", &self.ec.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl JwtKeys {
+    /// Builds the keys from the HMAC secret and an optional PEM public key (RSA or EC P-256).
+    pub fn new(secret: &SecretString, public_key_pem: Option<&str>) -> Result<Self, AuthError> {
+        let hmac = DecodingKey::from_secret(secret.expose_secret().as_bytes());
+        let (rsa, ec) = match public_key_pem {
+            Some(pem) => {
+                let rsa = DecodingKey::from_rsa_pem(pem.as_bytes()).ok();
+                let ec = DecodingKey::from_ec_pem(pem.as_bytes()).ok();
+                if rsa.is_none() && ec.is_none() {
+                    return Err(AuthError::Invalid("public key is neither RSA nor EC PEM".into()));
+                }
+                (rsa, ec)
+            }
+            None => (None, None),
+        };
+        Ok(Self {
+            secret: secret.clone(),
+            hmac,
+            rsa,
+            ec,
+        })
+    }
+
+    /// Verifies `token` and returns the caller's identity.
+    pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
+        let token = token.trim();
+        if token.is_empty() {
+            return Err(AuthError::Missing);
+        }
+        let header = decode_header(token).map_err(|e| AuthError::Invalid(e.to_string()))?;
+        let key = match header.alg {
+            Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => &self.hmac,
+            Algorithm::RS256 => self.rsa.as_ref().ok_or_else(|| AuthError::Invalid("RS256 is not configured".into()))?,
+            Algorithm::ES256 => self.ec.as_ref().ok_or_else(|| AuthError::Invalid("ES256 is not configured".into()))?,
+            other => return Err(AuthError::Invalid(format!("algorithm {other:?} is not accepted"))),
+        };
+        let mut validation = Validation::new(header.alg);
+        validation.required_spec_claims = HashSet::new();
+        validation.leeway = 0;
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.validate_aud = false;
+        let data = decode::<Claims>(token, key, &validation).map_err(|e| AuthError::Invalid(e.to_string()))?;
+        let claims = data.claims;
+        if claims.user_id.trim().is_empty() {
+            return Err(AuthError::Invalid("empty user_id claim".into()));
+        }
+        let name = claims
+            .name
+            .filter(|n| !n.trim().is_empty())
+            .unwrap_or_else(|| claims.user_id.clone());
+        Ok(Identity {
+            user_id: claims.user_id,
+            name,
+            roles: claims.roles,
+        })
+    }
+
+    /// Mints an HS256 token for `claims` with the configured secret.
+    pub fn mint(&self, claims: &Claims) -> Result<String, AuthError> {
+        encode(
+            &Header::new(Algorithm::HS256),
+            claims,
+            &EncodingKey::from_secret(self.secret.expose_secret().as_bytes()),
+        )
+        .map_err(|e| AuthError::Invalid(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> JwtKeys {
+        JwtKeys::new(&SecretString::from("q8Zr1vN3xK5wL7pT9yB2cF4hJ6mQ0sUaZZ"), None).unwrap()
+    }
+
+    fn claims(user: &str, roles: &[&str]) -> Claims {
+        Claims {
+            user_id: user.into(),
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+            name: None,
+            exp: None,
+            nbf: None,
+        }
+    }
+
+    #[test]
+    fn minted_tokens_verify_and_name_defaults_to_user_id() {
+        let k = keys();
+        let id = k.verify(&k.mint(&claims("u1", &["user"])).unwrap()).unwrap();
+        assert_eq!(id.user_id, "u1");
+        assert_eq!(id.name, "u1");
+        assert!(!id.is_admin());
+        let admin = k.verify(&k.mint(&claims("a1", &["chat_admin"])).unwrap()).unwrap();
+        assert!(admin.is_admin());
+    }
+
+    #[test]
+    fn expired_and_not_yet_valid_tokens_are_refused() {
+        let k = keys();
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let mut c = claims("u1", &[]);
+        c.exp = Some(now - 10);
+        assert!(k.verify(&k.mint(&c).unwrap()).is_err());
+        let mut c = claims("u1", &[]);
+        c.nbf = Some(now + 3600);
+        assert!(k.verify(&k.mint(&c).unwrap()).is_err());
+    }
+
+    #[test]
+    fn tokens_without_required_claims_or_with_another_secret_are_refused() {
+        let k = keys();
+        let other = JwtKeys::new(&SecretString::from("zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz"), None).unwrap();
+        assert!(k.verify(&other.mint(&claims("u1", &[])).unwrap()).is_err());
+        let no_roles = encode(
+            &Header::new(Algorithm::HS256),
+            &serde_json::json!({"user_id": "u1"}),
+            &EncodingKey::from_secret(b"q8Zr1vN3xK5wL7pT9yB2cF4hJ6mQ0sUaZZ"),
+        )
+        .unwrap();
+        assert!(k.verify(&no_roles).is_err());
+        let empty_user = k.mint(&claims("", &[])).unwrap();
+        assert!(k.verify(&empty_user).is_err());
+        assert_eq!(k.verify(""), Err(AuthError::Missing));
+    }
+
+    #[test]
+    fn hs512_tokens_are_accepted() {
+        let token = encode(
+            &Header::new(Algorithm::HS512),
+            &claims("u2", &["admin"]),
+            &EncodingKey::from_secret(b"q8Zr1vN3xK5wL7pT9yB2cF4hJ6mQ0sUaZZ"),
+        )
+        .unwrap();
+        assert_eq!(keys().verify(&token).unwrap().user_id, "u2");
+    }
+}

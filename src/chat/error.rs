@@ -1,0 +1,110 @@
+//! The chat boundary's error: every failure a client frame can meet, mapped in one place to the wire code
+//! and the reference's client text. Details stay in the logs.
+
+use crate::llm::LlmError;
+use crate::protocol::ws::ErrorCode;
+use crate::store::StoreError;
+
+/// Why a client frame did not get its effect.
+#[derive(Debug, thiserror::Error)]
+pub enum ChatError {
+    /// The frame is not a JSON object of the envelope's shape; the text names the problem.
+    #[error("invalid message format: {0}")]
+    Malformed(String),
+    /// The frame breaks a validation rule.
+    #[error("message validation failed: {0}")]
+    Invalid(String),
+    /// A known type the client may not send (`ai_response`, `loading`, ...).
+    #[error("unknown message type {0}")]
+    UnroutableType(String),
+    /// `model_select` named a model that is not configured.
+    #[error("invalid model id {0}")]
+    UnknownModel(String),
+    /// A file URL that is not https or points to a private address.
+    #[error("invalid file url")]
+    BadFileUrl,
+    /// The session does not exist (or is not visible to the caller).
+    #[error("session not found")]
+    SessionNotFound,
+    /// The session belongs to someone else.
+    #[error("session belongs to another user")]
+    NotOwner,
+    /// The session has ended.
+    #[error("session has ended")]
+    SessionEnded,
+    /// The caller lacks the admin role.
+    #[error("admin role required")]
+    Forbidden,
+    /// Another admin assists the session.
+    #[error("session already assisted by {0}")]
+    AlreadyAssisted(String),
+    /// The per-user message rate limit; retry after this many milliseconds.
+    #[error("rate limited for {0} ms")]
+    RateLimited(u64),
+    /// The per-connection in-flight limit.
+    #[error("too many messages in flight")]
+    Busy,
+    /// The user's daily token budget is used up; retry after this many milliseconds (next UTC day).
+    #[error("daily token budget exhausted")]
+    BudgetExceeded(u64),
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// The model failed.
+    #[error("llm: {0}")]
+    Llm(#[from] LlmError),
+}
+
+impl ChatError {
+    /// The wire code, the client text and the `retry_after` (ms) for this error.
+    pub fn to_wire(&self) -> (ErrorCode, String, Option<u64>) {
+        match self {
+            Self::Malformed(detail) if detail.is_empty() => (ErrorCode::InvalidFormat, "Invalid message format".into(), None),
+            Self::Malformed(detail) => (ErrorCode::InvalidFormat, format!("Invalid message format: {detail}"), None),
+            Self::Invalid(_) => (ErrorCode::InvalidFormat, "Message validation failed".into(), None),
+            Self::UnroutableType(t) => (
+                ErrorCode::InvalidFormat,
+                format!("Invalid message format: unknown message type {t}"),
+                None,
+            ),
+            Self::UnknownModel(id) => (ErrorCode::InvalidFormat, format!("Invalid model ID: {id}"), None),
+            Self::BadFileUrl => (ErrorCode::InvalidFormat, "Invalid file URL".into(), None),
+            Self::SessionNotFound => (ErrorCode::NotFound, "Session not found".into(), None),
+            Self::NotOwner => (
+                ErrorCode::Unauthorized,
+                "You do not have permission to access this session".into(),
+                None,
+            ),
+            Self::SessionEnded => (ErrorCode::SessionEnded, "Session has ended".into(), None),
+            Self::Forbidden => (ErrorCode::Forbidden, "Insufficient permissions".into(), None),
+            Self::AlreadyAssisted(name) => (
+                ErrorCode::SessionAlreadyAssisted,
+                format!("Session already assisted by another admin: {name}"),
+                None,
+            ),
+            Self::RateLimited(ms) => (
+                ErrorCode::TooManyRequests,
+                "Too many requests, please slow down".into(),
+                Some(*ms),
+            ),
+            Self::Busy => (ErrorCode::ServiceError, "Server busy \u{2014} please retry".into(), None),
+            Self::BudgetExceeded(ms) => (
+                ErrorCode::TokenBudgetExceeded,
+                "Daily token budget exceeded".into(),
+                Some(*ms),
+            ),
+            Self::Store(StoreError::SessionEnded) => (ErrorCode::SessionEnded, "Session has ended".into(), None),
+            Self::Store(_) => (ErrorCode::DatabaseError, "Database operation failed".into(), None),
+            Self::Llm(err) => {
+                let (code, text) = err.client_error();
+                let code = match code {
+                    "LLM_TIMEOUT" => ErrorCode::LlmTimeout,
+                    "TOKEN_BUDGET_EXCEEDED" => ErrorCode::TokenBudgetExceeded,
+                    "INVALID_FORMAT" => ErrorCode::InvalidFormat,
+                    _ => ErrorCode::LlmUnavailable,
+                };
+                (code, text, None)
+            }
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! The inbound pipeline of a text frame: JSON decoding that names the bad field, case-insensitive field
+//! names, sanitising (NUL bytes removed, surrounding whitespace trimmed), defaults, the Go service's
+//! validation rules and the spec's limits, then the typed [`ClientMessage`].
+
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::protocol::ws::{ClientMessage, Envelope};
+
+use super::ChatError;
+
+/// Types the Go service knew; frames of other unknown types fail validation as they did there.
+const KNOWN_TYPES: &[&str] = &[
+    "user_message",
+    "ai_response",
+    "file_upload",
+    "voice_message",
+    "error",
+    "connection_status",
+    "typing_indicator",
+    "help_request",
+    "admin_join",
+    "admin_leave",
+    "model_select",
+    "loading",
+    "notification",
+    "cancel",
+    "ping",
+    "resume",
+    "admin_message",
+];
+
+/// Types only the server sends.
+const SERVER_ONLY_TYPES: &[&str] = &["ai_response", "error", "connection_status", "loading", "notification"];
+
+/// String fields of the envelope that are sanitised.
+const TRIMMED_FIELDS: &[&str] = &["type", "session_id", "content", "file_id", "file_url", "model_id", "client_msg_id"];
+
+/// How far in the future a client timestamp may be.
+const MAX_CLOCK_SKEW: time::Duration = time::Duration::minutes(1);
+
+/// What a decoded frame carries besides its typed body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decoded {
+    /// The typed message.
+    pub message: ClientMessage,
+    /// The envelope's `session_id` (empty counts as absent).
+    pub session_id: Option<String>,
+    /// The envelope's `client_msg_id`.
+    pub client_msg_id: Option<String>,
+}
+
+/// Decodes one text frame. Errors carry the session id and client message id when they could be read, so
+/// the error frame can name them.
+pub fn decode(text: &str) -> Result<Decoded, (ChatError, Option<String>)> {
+    let value: Value = serde_json::from_str(text).map_err(|e| (ChatError::Malformed(e.to_string()), None))?;
+    let Value::Object(object) = value else {
+        return Err((ChatError::Malformed("a frame must be a JSON object".into()), None));
+    };
+    let mut object = normalise_keys(object);
+    sanitise(&mut object);
+    let session_hint = object.get("session_id").and_then(Value::as_str).map(String::from);
+    let fail = |err: ChatError| (err, session_hint.clone());
+
+    let envelope: Envelope = serde_path_to_error::deserialize(Value::Object(object.clone()))
+        .map_err(|e| fail(ChatError::Malformed(format!("{}: {}", e.path(), e.inner()))))?;
+    validate(&envelope).map_err(|e| fail(ChatError::Invalid(e)))?;
+    let kind = envelope.r#type.as_deref().unwrap_or_default();
+    if SERVER_ONLY_TYPES.contains(&kind) {
+        return Err(fail(ChatError::UnroutableType(kind.to_string())));
+    }
+
+    // Defaults of the Go service: a missing sender is `user`; a missing timestamp is now.
+    object.entry("sender").or_insert_with(|| Value::from("user"));
+    let message: ClientMessage = serde_path_to_error::deserialize(Value::Object(object))
+        .map_err(|e| fail(ChatError::Invalid(format!("{}: {}", e.path(), e.inner()))))?;
+    Ok(Decoded {
+        message,
+        session_id: envelope.session_id.filter(|s| !s.is_empty()),
+        client_msg_id: envelope.client_msg_id.filter(|s| !s.is_empty()),
+    })
+}
+
+/// Field names are matched case-insensitively, as Go's decoder did: `Session_ID` reads as `session_id`
+/// unless the exact name is also present.
+fn normalise_keys(object: Map<String, Value>) -> Map<String, Value> {
+    let mut out = Map::with_capacity(object.len());
+    let mut folded = Vec::new();
+    for (key, value) in object {
+        let lower = key.to_ascii_lowercase();
+        if lower == key {
+            out.insert(key, value);
+        } else {
+            folded.push((lower, value));
+        }
+    }
+    for (key, value) in folded {
+        out.entry(key).or_insert(value);
+    }
+    out
+}
+
+fn clean(text: &str) -> String {
+    text.replace('\0', "").trim().to_string()
+}
+
+/// Removes NUL bytes and surrounding whitespace; empty or null timestamps count as absent.
+fn sanitise(object: &mut Map<String, Value>) {
+    for field in TRIMMED_FIELDS {
+        if let Some(Value::String(s)) = object.get_mut(*field) {
+            *s = clean(s);
+        }
+    }
+    if let Some(Value::Object(meta)) = object.get_mut("metadata") {
+        let cleaned: Map<String, Value> = std::mem::take(meta)
+            .into_iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    Value::String(s) => Value::String(clean(&s)),
+                    other => other,
+                };
+                (clean(&k), v)
+            })
+            .collect();
+        *meta = cleaned;
+    }
+    if let Some(Value::Object(error)) = object.get_mut("error") {
+        for field in ["code", "message"] {
+            if let Some(Value::String(s)) = error.get_mut(field) {
+                *s = clean(s);
+            }
+        }
+    }
+    if matches!(object.get("timestamp"), Some(Value::Null)) || object.get("timestamp").and_then(Value::as_str) == Some("") {
+        object.remove("timestamp");
+    }
+}
+
+fn present(field: &Option<String>) -> bool {
+    field.as_deref().is_some_and(|s| !s.is_empty())
+}
+
+/// The Go service's validation rules plus the spec's limits; the text is for logs only.
+fn validate(envelope: &Envelope) -> Result<(), String> {
+    let kind = envelope.r#type.as_deref().unwrap_or_default();
+    if !KNOWN_TYPES.contains(&kind) {
+        return Err(format!("unknown type {kind:?}"));
+    }
+    let sender = envelope.sender.as_deref().unwrap_or("user");
+    if !matches!(sender, "user" | "ai" | "admin" | "system") {
+        return Err(format!("unknown sender {sender:?}"));
+    }
+    if let Some(ts) = &envelope.timestamp {
+        let at = OffsetDateTime::parse(ts, &Rfc3339).map_err(|e| format!("timestamp: {e}"))?;
+        if at > OffsetDateTime::now_utc() + MAX_CLOCK_SKEW {
+            return Err("timestamp is in the future".into());
+        }
+    }
+    match kind {
+        "user_message" | "admin_message" if !present(&envelope.content) => return Err("content is required".into()),
+        "file_upload" | "voice_message" if !present(&envelope.file_id) || !present(&envelope.file_url) => {
+            return Err("file_id and file_url are required".into());
+        }
+        "model_select" if !present(&envelope.model_id) => return Err("model_id is required".into()),
+        "admin_join" | "admin_leave" | "admin_message" if sender != "admin" => {
+            return Err("admin messages need sender admin".into());
+        }
+        "help_request" if sender != "user" => return Err("help_request needs sender user".into()),
+        "resume" if envelope.last_seq.is_none() => return Err("last_seq is required".into()),
+        _ => {}
+    }
+    envelope.validate().map_err(|v| v.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(text: &str) -> String {
+        let (err, _) = decode(text).unwrap_err();
+        err.to_wire().1
+    }
+
+    #[test]
+    fn a_user_message_decodes_with_defaults() {
+        let d = decode(r#"{"type":"user_message","session_id":" s1 ","content":" hi\u0000 "}"#).unwrap();
+        assert_eq!(d.session_id.as_deref(), Some("s1"));
+        match d.message {
+            ClientMessage::UserMessage(m) => assert_eq!(m.content, "hi"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn field_names_are_case_insensitive() {
+        let d = decode(r#"{"Type":"ping","Client_Msg_Id":"c1"}"#).unwrap();
+        assert_eq!(d.client_msg_id.as_deref(), Some("c1"));
+    }
+
+    #[test]
+    fn malformed_json_and_wrong_types_name_the_problem() {
+        assert!(code("{not json").starts_with("Invalid message format: "));
+        let text = code(r#"{"type":"user_message","content":"x","metadata":{"size":5}}"#);
+        assert!(text.contains("metadata.size"), "{text}");
+        assert_eq!(code("[1,2]"), "Invalid message format: a frame must be a JSON object");
+    }
+
+    #[test]
+    fn validation_failures_use_the_reference_text() {
+        assert_eq!(code(r#"{"type":"user_message","content":"  "}"#), "Message validation failed");
+        assert_eq!(code(r#"{"type":"bogus"}"#), "Message validation failed");
+        assert_eq!(code(r#"{"type":"user_message","content":"x","sender":"robot"}"#), "Message validation failed");
+        assert_eq!(code(r#"{"type":"model_select"}"#), "Message validation failed");
+        assert_eq!(code(r#"{"type":"admin_join","session_id":"s"}"#), "Message validation failed");
+        assert_eq!(
+            code(r#"{"type":"user_message","content":"x","timestamp":"2999-01-01T00:00:00Z"}"#),
+            "Message validation failed"
+        );
+        let long = "a".repeat(10_001);
+        assert_eq!(code(&format!(r#"{{"type":"user_message","content":"{long}"}}"#)), "Message validation failed");
+    }
+
+    #[test]
+    fn server_only_types_are_refused_by_name() {
+        assert_eq!(
+            code(r#"{"type":"ai_response","content":"x"}"#),
+            "Invalid message format: unknown message type ai_response"
+        );
+    }
+
+    #[test]
+    fn javascript_timestamps_and_empty_timestamps_are_accepted() {
+        assert!(decode(r#"{"type":"ping","timestamp":"2020-01-01T00:00:00.123Z"}"#).is_ok());
+        assert!(decode(r#"{"type":"ping","timestamp":""}"#).is_ok());
+        assert!(decode(r#"{"type":"ping","timestamp":null}"#).is_ok());
+    }
+}

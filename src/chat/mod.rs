@@ -1,0 +1,213 @@
+//! Transport-agnostic chat services. The WebSocket layer hands each decoded frame to [`Chat::dispatch`];
+//! one module per inbound message kind does the work and answers through the hub. Services never see
+//! sockets; storage and models sit behind `Store` and `Llm`.
+
+mod admin;
+mod attach;
+mod control;
+mod error;
+mod files;
+pub mod frames;
+mod help;
+mod inbound;
+mod live;
+mod model_select;
+pub mod naming;
+pub mod rate_limit;
+mod sessions;
+mod turn;
+mod user_message;
+
+use std::sync::Arc;
+
+pub use error::ChatError;
+pub use inbound::Decoded;
+pub use live::{Assistant, LiveSessions};
+
+use crate::auth::Identity;
+use crate::config::Settings;
+use crate::hub::{BusMessage, ConnId, EventBus, Hub, Outbound, Target};
+use crate::llm::Llm;
+use crate::metrics::Metrics;
+use crate::protocol::ws::{ClientMessage, Notification, Sender, ServerMessage};
+use crate::store::Store;
+
+use rate_limit::RateLimiter;
+
+/// One connection as the chat services see it: its id and its caller.
+#[derive(Clone)]
+pub struct ConnCtx {
+    conn_id: ConnId,
+    identity: Arc<Identity>,
+}
+
+impl ConnCtx {
+    /// The context of connection `conn_id` opened by `identity`.
+    pub fn new(conn_id: ConnId, identity: Identity) -> Self {
+        Self {
+            conn_id,
+            identity: Arc::new(identity),
+        }
+    }
+
+    /// The connection's id.
+    pub fn conn_id(&self) -> ConnId {
+        self.conn_id
+    }
+
+    /// The caller.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+}
+
+/// A decoded frame ready for dispatch.
+pub struct Inbound(Decoded);
+
+impl Inbound {
+    /// Whether the frame counts against the per-connection in-flight limit. Control frames (`cancel`,
+    /// `ping`, `typing_indicator`, `resume`) never do: a busy connection must still be able to cancel.
+    pub fn needs_slot(&self) -> bool {
+        !matches!(
+            self.0.message,
+            ClientMessage::Cancel(_) | ClientMessage::Ping(_) | ClientMessage::TypingIndicator(_) | ClientMessage::Resume(_)
+        )
+    }
+}
+
+/// The chat services and what they share.
+pub struct Chat {
+    store: Arc<dyn Store>,
+    llm: Arc<Llm>,
+    bus: Arc<dyn EventBus>,
+    hub: Hub,
+    live: LiveSessions,
+    sessions: sessions::Reservations,
+    message_limiter: RateLimiter,
+    help_limiter: RateLimiter,
+    settings: Arc<Settings>,
+    metrics: Arc<Metrics>,
+}
+
+impl Chat {
+    /// Builds the services.
+    pub fn new(
+        store: Arc<dyn Store>,
+        llm: Arc<Llm>,
+        bus: Arc<dyn EventBus>,
+        hub: Hub,
+        settings: Arc<Settings>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            message_limiter: RateLimiter::new(settings.ws.message_rate_limit, settings.ws.message_rate_window),
+            help_limiter: RateLimiter::new(settings.chat.help_rate_limit, settings.chat.help_rate_window),
+            live: LiveSessions::new(settings.ws.replay_buffer),
+            sessions: sessions::Reservations::default(),
+            store,
+            llm,
+            bus,
+            hub,
+            settings,
+            metrics,
+        }
+    }
+
+    /// The live sessions of this node.
+    pub fn live(&self) -> &LiveSessions {
+        &self.live
+    }
+
+    /// Decodes a frame; on failure the error frame is already sent to this connection.
+    pub fn decode(&self, ctx: &ConnCtx, text: &str) -> Option<Inbound> {
+        match inbound::decode(text) {
+            Ok(decoded) => {
+                self.metrics.messages_received.inc();
+                Some(Inbound(decoded))
+            }
+            Err((err, session_id)) => {
+                tracing::debug!(conn = ctx.conn_id, error = %err, "frame refused");
+                self.reply_error(ctx, &err, session_id.as_deref(), None);
+                None
+            }
+        }
+    }
+
+    /// Answers a frame that is not text.
+    pub fn reject_undecodable(&self, ctx: &ConnCtx, reason: &str) {
+        self.reply_error(ctx, &ChatError::Malformed(reason.to_string()), None, None);
+    }
+
+    /// Answers a frame refused by the in-flight limit.
+    pub fn reject_busy(&self, ctx: &ConnCtx) {
+        self.reply_error(ctx, &ChatError::Busy, None, None);
+    }
+
+    /// Does what a decoded frame asks; any failure becomes an error frame on this connection.
+    pub async fn dispatch(&self, ctx: &ConnCtx, inbound: Inbound) {
+        let Decoded {
+            message,
+            session_id,
+            client_msg_id,
+        } = inbound.0;
+        let hint = session_id.as_deref();
+        let result = match message {
+            ClientMessage::UserMessage(m) => self.user_message(ctx, hint, m).await,
+            ClientMessage::ModelSelect(m) => self.model_select(ctx, hint, m).await,
+            ClientMessage::HelpRequest(m) => self.help_request(ctx, hint, m).await,
+            ClientMessage::FileUpload(m) => self.file_upload(ctx, hint, files::Upload::from(m)).await,
+            ClientMessage::VoiceMessage(m) => self.file_upload(ctx, hint, files::Upload::from(m)).await,
+            ClientMessage::Cancel(_) => self.cancel(ctx, hint).await,
+            ClientMessage::Ping(m) => {
+                self.send(ctx, &frames::pong(m.client_msg_id));
+                Ok(())
+            }
+            ClientMessage::TypingIndicator(m) => self.typing(ctx, hint, m).await,
+            ClientMessage::Resume(m) => self.resume(ctx, hint, m.last_seq).await,
+            ClientMessage::AdminJoin(m) => self.admin_join(ctx, &m.session_id).await,
+            ClientMessage::AdminLeave(m) => self.admin_leave(ctx, &m.session_id).await,
+            ClientMessage::AdminMessage(m) => self.admin_message(ctx, m).await,
+        };
+        if let Err(err) = result {
+            match &err {
+                ChatError::Store(e) => tracing::error!(conn = ctx.conn_id, error = %e, "store failure"),
+                other => tracing::debug!(conn = ctx.conn_id, error = %other, "frame refused"),
+            }
+            self.reply_error(ctx, &err, hint, client_msg_id.as_deref());
+        }
+    }
+
+    /// Forgets per-connection state when a connection closes.
+    pub fn disconnected(&self, ctx: &ConnCtx) {
+        tracing::debug!(conn = ctx.conn_id, user_id = %ctx.identity.user_id, "connection closed");
+    }
+
+    /// Tells a user's open connections that a new one was refused by the per-user limit.
+    pub fn notify_connection_limit(&self, user_id: &str) {
+        let frame = frames::encode(&ServerMessage::Notification(Notification {
+            session_id: None,
+            content: "Connection limit reached. You have reached the maximum number of simultaneous connections. Close an existing connection to open a new one.".into(),
+            sender: Sender::System,
+            metadata: None,
+            timestamp: frames::now(),
+        }));
+        self.bus.publish(BusMessage {
+            target: Target::User(user_id.to_string()),
+            frame,
+            except: None,
+        });
+    }
+
+    /// Sends one frame to one connection.
+    fn send(&self, ctx: &ConnCtx, message: &ServerMessage) {
+        self.hub.send_to(ctx.conn_id, Outbound::Text(frames::encode(message)));
+    }
+
+    fn reply_error(&self, ctx: &ConnCtx, err: &ChatError, session_id: Option<&str>, client_msg_id: Option<&str>) {
+        self.metrics.message_errors.inc();
+        if let ChatError::RateLimited(_) = err {
+            self.metrics.ratelimit_blocked.with_label_values(&["message"]).inc();
+        }
+        self.send(ctx, &frames::error(err, session_id, client_msg_id, None));
+    }
+}

@@ -1,0 +1,222 @@
+//! The turn engine: `loading`, streamed `ai_response` chunks, then the final chunk (`done="true"`) or an
+//! error frame, whatever happens. The model gets the session history within the configured window; the
+//! answer (also a partial one) is stored with its seq; usage is persisted per session and per user.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::llm::{ChatMessage, LlmError, TurnEvent};
+use crate::protocol::ws::{Loading, Sender, ServerMessage};
+use crate::store::{MessageRecord, SessionRecord, TurnUsage};
+
+use super::frames::{self, Chunk, seq_i64};
+use super::live::LiveSession;
+use super::user_message::message_id;
+use super::{Chat, ChatError, ConnCtx};
+
+/// What a turn answers.
+pub struct TurnRequest {
+    /// Model (provider id) to ask first.
+    pub model_id: String,
+    /// The answered message's client id.
+    pub client_msg_id: Option<String>,
+    /// When the user's message arrived.
+    pub started: Instant,
+}
+
+/// Milliseconds until the next UTC midnight (when daily budgets reset).
+fn until_midnight_ms() -> u64 {
+    let now = time::OffsetDateTime::now_utc();
+    let seconds_today = u64::from(now.hour()) * 3600 + u64::from(now.minute()) * 60 + u64::from(now.second());
+    (86_400 - seconds_today) * 1000
+}
+
+impl Chat {
+    pub(super) async fn run_turn(
+        &self,
+        ctx: &ConnCtx,
+        session: &SessionRecord,
+        live: &Arc<LiveSession>,
+        request: TurnRequest,
+    ) -> Result<(), ChatError> {
+        let _turn = live.turn_lock.lock().await;
+        if self.llm.daily_token_budget().is_some() {
+            let used = self
+                .store
+                .user_tokens_on(&session.user_id, time::OffsetDateTime::now_utc().date())
+                .await?;
+            if self.llm.check_budget(u64::try_from(used).unwrap_or(0)).is_err() {
+                return Err(ChatError::BudgetExceeded(until_midnight_ms()));
+            }
+        }
+        let mut model_id = request.model_id.clone();
+        let client_msg_id = request.client_msg_id.clone();
+        live.emit(self.bus.as_ref(), None, |seq| {
+            frames::encode(&ServerMessage::Loading(Loading {
+                session_id: session.id.clone(),
+                model_id: Some(model_id.clone()),
+                client_msg_id: client_msg_id.clone(),
+                sender: Sender::Ai,
+                seq: seq_i64(seq),
+                timestamp: frames::now(),
+            }))
+        });
+
+        let history = self.history(&session.id).await?;
+        let cancel = CancellationToken::new();
+        live.set_cancel(Some(cancel.clone()));
+        let mut stream = self.llm.stream_turn(&model_id, history, cancel.clone());
+        let mut text = String::new();
+        let mut fallback_from: Option<String> = None;
+        let mut tokens: Option<u64> = None;
+        let mut provider_kind = self.llm.provider_kind(&model_id).unwrap_or("unknown");
+        let mut first_token: Option<Instant> = None;
+        let outcome: Result<(), LlmError> = loop {
+            let event = tokio::select! {
+                event = stream.next() => event,
+                () = cancel.cancelled() => break Err(LlmError::Cancelled),
+            };
+            match event {
+                Some(Ok(TurnEvent::Delta(delta))) => {
+                    if first_token.is_none() {
+                        first_token = Some(Instant::now());
+                        self.metrics
+                            .turn_first_token
+                            .with_label_values(&[provider_kind])
+                            .observe(request.started.elapsed().as_secs_f64());
+                    }
+                    let seq = live.emit(self.bus.as_ref(), None, |seq| {
+                        frames::encode(
+                            &Chunk {
+                                session_id: &session.id,
+                                content: &delta,
+                                model_id: &model_id,
+                                client_msg_id: client_msg_id.as_deref(),
+                                done: false,
+                                extra: Vec::new(),
+                            }
+                            .frame(seq),
+                        )
+                    });
+                    live.push_partial(&delta, &model_id, client_msg_id.as_deref(), seq);
+                    text.push_str(&delta);
+                }
+                Some(Ok(TurnEvent::FallbackSwitched { from, to })) => {
+                    tracing::warn!(session_id = %session.id, from = %from, to = %to, "model fallback");
+                    fallback_from.get_or_insert(from);
+                    provider_kind = self.llm.provider_kind(&to).unwrap_or(provider_kind);
+                    model_id = to;
+                }
+                Some(Ok(TurnEvent::Usage(usage))) => tokens = Some(usage.total()),
+                Some(Ok(TurnEvent::Completed(summary))) => {
+                    tokens = Some(summary.usage.total());
+                    break Ok(());
+                }
+                Some(Err(err)) => break Err(err),
+                None => {
+                    break Err(if cancel.is_cancelled() {
+                        LlmError::Cancelled
+                    } else {
+                        LlmError::StreamBroken {
+                            provider: model_id.clone(),
+                            detail: "stream ended without completion".into(),
+                        }
+                    });
+                }
+            }
+        };
+        drop(stream);
+        live.set_cancel(None);
+
+        let mut extra: Vec<(&'static str, String)> = Vec::new();
+        if let Some(from) = &fallback_from {
+            extra.push(("fallback_from", from.clone()));
+        }
+        if let Some(t) = tokens {
+            extra.push(("tokens", t.to_string()));
+        }
+        let partial = outcome.is_err();
+        match &outcome {
+            Ok(()) => extra.push(("finish_reason", "stop".into())),
+            Err(LlmError::Cancelled) => extra.push(("finish_reason", "cancelled".into())),
+            Err(_) => extra.push(("finish_reason", "error".into())),
+        }
+        if partial {
+            extra.push(("partial", "true".into()));
+        }
+
+        // The answer (or what was produced of it) is stored under the final chunk's seq.
+        let final_seq = live.reserve_seq();
+        if !text.is_empty() {
+            let mut record = MessageRecord::new(message_id(None), final_seq, "ai", text.clone());
+            record.model_id = Some(model_id.clone());
+            record.partial = partial;
+            record.client_msg_id = client_msg_id.clone();
+            if let Some(from) = &fallback_from {
+                record.metadata.insert("fallback_from".into(), from.clone());
+            }
+            if let Err(err) = self.store.append_message(&session.id, &record).await {
+                tracing::error!(session_id = %session.id, error = %err, "answer not stored");
+            }
+        }
+        let announce_end = outcome.is_ok() || matches!(outcome, Err(LlmError::Cancelled)) || !text.is_empty();
+        let final_frame = announce_end.then(|| {
+            let frame = Chunk {
+                session_id: &session.id,
+                content: "",
+                model_id: &model_id,
+                client_msg_id: client_msg_id.as_deref(),
+                done: true,
+                extra,
+            }
+            .frame(final_seq);
+            (frames::encode(&frame), None)
+        });
+        live.complete(self.bus.as_ref(), final_seq, final_frame);
+        live.clear_partial();
+
+        let elapsed = request.started.elapsed();
+        self.metrics.turn_duration.with_label_values(&[provider_kind]).observe(elapsed.as_secs_f64());
+        if let Some(t) = tokens.filter(|t| *t > 0) {
+            let usage = TurnUsage {
+                tokens: i64::try_from(t).unwrap_or(i64::MAX),
+                response_ms: i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX),
+                at: crate::store::now(),
+            };
+            if let Err(err) = self.store.record_usage(&session.id, usage).await {
+                tracing::error!(session_id = %session.id, error = %err, "usage not stored");
+            }
+        }
+        match outcome {
+            Ok(()) | Err(LlmError::Cancelled) => Ok(()),
+            Err(err) => {
+                tracing::warn!(session_id = %session.id, conn = ctx.conn_id, error = %err, "turn failed");
+                let err = ChatError::Llm(err);
+                live.emit(self.bus.as_ref(), None, |seq| {
+                    frames::encode(&frames::error(&err, Some(&session.id), client_msg_id.as_deref(), Some(seq_i64(seq))))
+                });
+                self.metrics.message_errors.inc();
+                Ok(())
+            }
+        }
+    }
+
+    /// The messages the model sees: the last `history_messages` of the session, oldest first.
+    async fn history(&self, session_id: &str) -> Result<Vec<ChatMessage>, ChatError> {
+        let messages = self.store.messages(session_id, None).await?;
+        let window = self.settings.chat.history_messages.max(1);
+        let skip = messages.len().saturating_sub(window);
+        Ok(messages
+            .into_iter()
+            .skip(skip)
+            .filter(|m| !m.content.is_empty())
+            .map(|m| match m.sender.as_str() {
+                "ai" | "admin" => ChatMessage::assistant(m.content),
+                _ => ChatMessage::user(m.content),
+            })
+            .collect())
+    }
+}

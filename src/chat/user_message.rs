@@ -1,0 +1,99 @@
+//! `user_message`: rate limit, the session (created on first write), stored before anything is
+//! acknowledged, echoed to the user's other devices, named, then answered by the model unless an admin
+//! assists the session.
+
+use std::time::Instant;
+
+use crate::protocol::ws::{ServerMessage, UserMessage, UserMessageEcho, Sender};
+use crate::store::{AppendOutcome, MessageRecord};
+
+use super::frames::{self, seq_i64};
+use super::naming::session_name;
+use super::sessions::Access;
+use super::turn::TurnRequest;
+use super::{Chat, ChatError, ConnCtx};
+
+/// The store id of a message: derived from the client's id when it sent one (so a retry is recognised),
+/// else random.
+pub(super) fn message_id(client_msg_id: Option<&str>) -> String {
+    match client_msg_id {
+        Some(id) => format!("c-{id}"),
+        None => format!("m-{}", uuid::Uuid::new_v4().simple()),
+    }
+}
+
+impl Chat {
+    pub(super) async fn user_message(&self, ctx: &ConnCtx, hint: Option<&str>, m: UserMessage) -> Result<(), ChatError> {
+        let started = Instant::now();
+        if let Err(wait) = self.message_limiter.check(&ctx.identity.user_id) {
+            return Err(ChatError::RateLimited(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)));
+        }
+        let (session, live) = self.resolve(ctx, hint, Access::Write).await?;
+        let seq = live.reserve_seq();
+        let mut record = MessageRecord::new(message_id(m.client_msg_id.as_deref()), seq, "user", m.content.clone());
+        record.client_msg_id = m.client_msg_id.clone();
+        record.metadata = m.metadata.clone().unwrap_or_default();
+        let echo = |seq: u64, duplicate: bool| {
+            let mut meta = m.metadata.clone();
+            if duplicate {
+                meta.get_or_insert_with(Default::default).insert("duplicate".into(), "true".into());
+            }
+            ServerMessage::UserMessage(UserMessageEcho {
+                session_id: session.id.clone(),
+                content: m.content.clone(),
+                sender: Sender::User,
+                user_id: Some(ctx.identity.user_id.clone()),
+                client_msg_id: m.client_msg_id.clone(),
+                metadata: meta,
+                seq: seq_i64(seq),
+                timestamp: frames::now(),
+            })
+        };
+        match self.store.append_message(&session.id, &record).await {
+            Ok(AppendOutcome::Stored) => {
+                live.complete(self.bus.as_ref(), seq, Some((frames::encode(&echo(seq, false)), Some(ctx.conn_id))));
+            }
+            Ok(AppendOutcome::Duplicate) => {
+                live.complete(self.bus.as_ref(), seq, None);
+                // A retry: the original was stored (and answered); say so to the sender only.
+                let original = self
+                    .store
+                    .messages(&session.id, None)
+                    .await?
+                    .into_iter()
+                    .find(|stored| stored.id == record.id)
+                    .map_or(seq, |stored| stored.seq);
+                self.send(ctx, &echo(original, true));
+                return Ok(());
+            }
+            Err(err) => {
+                live.complete(self.bus.as_ref(), seq, None);
+                return Err(err.into());
+            }
+        }
+        if session.name.is_empty() {
+            if let Err(err) = self.store.set_name(&session.id, &session_name(&m.content)).await {
+                tracing::warn!(session_id = %session.id, error = %err, "session name not stored");
+            }
+        }
+        if live.assistant().is_some() {
+            return Ok(());
+        }
+        let model_id = if self.llm.has_model(&session.model_id) {
+            session.model_id.clone()
+        } else {
+            self.llm.default_model_id().to_string()
+        };
+        self.run_turn(
+            ctx,
+            &session,
+            &live,
+            TurnRequest {
+                model_id,
+                client_msg_id: m.client_msg_id,
+                started,
+            },
+        )
+        .await
+    }
+}

@@ -1,0 +1,183 @@
+//! Configuration: a TOML file (`--config` or `CHATBOX_CONFIG`) overlaid by environment variables, validated
+//! once at startup into [`Settings`]. Unknown keys are refused by name; secrets stay in secrecy types;
+//! `CHATBOX_ENV=production` refuses development defaults and weak secrets.
+
+mod duration;
+mod env;
+mod error;
+mod raw;
+mod secrets;
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use secrecy::SecretString;
+
+pub use duration::parse_duration;
+pub use env::EnvVars;
+pub use error::ConfigError;
+pub use raw::RawConfig;
+pub use secrets::{PLACEHOLDER_MARKERS, check_jwt_secret, contains_placeholder};
+
+use crate::llm::LlmConfig;
+use crate::store::StoreConfig;
+
+/// Where the server runs: development allows generated secrets and open origins, production does not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    /// The zero-config default.
+    Development,
+    /// `CHATBOX_ENV=production` (or `server.env = "production"`).
+    Production,
+}
+
+/// HTTP listener and routing.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// Address to bind (`SERVER_HOST`, default `0.0.0.0`).
+    pub host: IpAddr,
+    /// Port to bind (`SERVER_PORT`, default 8080; 0 picks a free port).
+    pub port: u16,
+    /// Prefix of every route (`CHATBOX_PATH_PREFIX`, default `/chatbox`), without a trailing slash.
+    pub path_prefix: String,
+    /// How long running turns may take to finish on shutdown.
+    pub shutdown_grace: Duration,
+}
+
+/// Token verification.
+#[derive(Clone)]
+pub struct AuthSettings {
+    /// HMAC secret for HS256/384/512 tokens.
+    pub jwt_secret: SecretString,
+    /// Whether the secret was generated for development (printed tokens are then offered).
+    pub jwt_secret_generated: bool,
+    /// PEM public key enabling RS256 or ES256 tokens (`JWT_PUBLIC_KEY_FILE`).
+    pub jwt_public_key_pem: Option<String>,
+}
+
+impl std::fmt::Debug for AuthSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthSettings")
+            .field("jwt_secret", &"[REDACTED]")
+            .field("jwt_secret_generated", &self.jwt_secret_generated)
+            .field("jwt_public_key_pem", &self.jwt_public_key_pem.is_some())
+            .finish()
+    }
+}
+
+/// WebSocket transport limits and timers.
+#[derive(Debug, Clone)]
+pub struct WsSettings {
+    /// Largest inbound frame in bytes (`MAX_MESSAGE_SIZE`, default 1 MiB); larger frames close with 1009.
+    pub max_message_size: usize,
+    /// Allowed `Origin` values; empty allows every origin (development only); `*` allows every origin.
+    pub allowed_origins: Vec<String>,
+    /// Interval between protocol pings.
+    pub ping_period: Duration,
+    /// How long to wait for a pong before closing.
+    pub pong_wait: Duration,
+    /// Deadline for writing one frame.
+    pub write_wait: Duration,
+    /// Read buffer size per connection in bytes.
+    pub read_buffer_size: usize,
+    /// Write buffer size per connection in bytes.
+    pub write_buffer_size: usize,
+    /// Outbound queue length per connection (frames).
+    pub outbound_queue: usize,
+    /// Concurrent connections per user.
+    pub max_connections_per_user: usize,
+    /// Concurrent connections on this node.
+    pub max_connections: usize,
+    /// Messages being processed at once per connection.
+    pub max_in_flight: usize,
+    /// `user_message` frames allowed per user per window.
+    pub message_rate_limit: usize,
+    /// The window of `message_rate_limit`.
+    pub message_rate_window: Duration,
+    /// Session frames kept in memory per session for resume.
+    pub replay_buffer: usize,
+}
+
+/// Chat behaviour.
+#[derive(Debug, Clone)]
+pub struct ChatSettings {
+    /// How many earlier messages of the session are sent to the model with each turn.
+    pub history_messages: usize,
+    /// Help-request notifications allowed per session per window.
+    pub help_rate_limit: usize,
+    /// Window of `help_rate_limit`.
+    pub help_rate_window: Duration,
+}
+
+/// HTTP API protections.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// CORS origins; empty disables CORS.
+    pub cors_allowed_origins: Vec<String>,
+    /// Peers whose `X-Forwarded-For` / `X-Real-IP` are trusted.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Networks allowed to read `{P}/metrics/prometheus`; empty allows all.
+    pub metrics_allowed_networks: Vec<IpNet>,
+    /// Admin requests per admin per window.
+    pub admin_rate_limit: usize,
+    /// Window of `admin_rate_limit`.
+    pub admin_rate_window: Duration,
+    /// Public requests per client IP per minute.
+    pub public_rate_limit: usize,
+}
+
+/// Logging.
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    /// `tracing` filter directive, e.g. `info` or `chatbox=debug,info` (`RUST_LOG` or `LOG_LEVEL`).
+    pub filter: String,
+    /// JSON lines (default in production) or human-readable text.
+    pub json: bool,
+}
+
+/// The validated configuration the server runs with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Development or production.
+    pub environment: Environment,
+    /// Directory of the embedded store and generated development secrets (`CHATBOX_DATA_DIR`, default `./data`).
+    pub data_dir: PathBuf,
+    /// Listener and routing.
+    pub server: ServerSettings,
+    /// Token verification.
+    pub auth: AuthSettings,
+    /// WebSocket transport.
+    pub ws: WsSettings,
+    /// Chat behaviour.
+    pub chat: ChatSettings,
+    /// HTTP protections.
+    pub http: HttpSettings,
+    /// Logging.
+    pub log: LogSettings,
+    /// LLM providers.
+    pub llm: LlmConfig,
+    /// Storage.
+    pub store: StoreConfig,
+}
+
+impl Settings {
+    /// Loads the file named by `path` (or by `CHATBOX_CONFIG`), overlays `env` and validates the result.
+    pub fn load(path: Option<&Path>, env: &EnvVars) -> Result<Self, ConfigError> {
+        let path = path
+            .map(Path::to_path_buf)
+            .or_else(|| env.get("CHATBOX_CONFIG").map(PathBuf::from))
+            .or_else(|| env.get("RMBASE_FILE_CFG").map(PathBuf::from));
+        let raw = match path {
+            Some(path) => RawConfig::from_file(&path)?,
+            None => RawConfig::default(),
+        };
+        raw.into_settings(env)
+    }
+
+    /// True in production.
+    pub fn is_production(&self) -> bool {
+        self.environment == Environment::Production
+    }
+}

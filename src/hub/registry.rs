@@ -1,0 +1,373 @@
+//! The registry of this node's connections: per-user and global limits taken before the upgrade and
+//! released by drop guards on every path, bounded outbound queues, and delivery to users, sessions and admins.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+
+/// Identifies a connection on this node.
+pub type ConnId = u64;
+
+/// What a connection's writer is asked to send.
+#[derive(Debug, Clone)]
+pub enum Outbound {
+    /// A serialised JSON frame.
+    Text(Arc<str>),
+    /// A close frame; the writer stops after sending it.
+    Close {
+        /// WebSocket close code.
+        code: u16,
+        /// Close reason.
+        reason: &'static str,
+    },
+}
+
+/// Why a connection was refused before the upgrade.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LimitExceeded {
+    /// The user already has the maximum number of connections.
+    #[error("per-user connection limit reached")]
+    PerUser,
+    /// The node has the maximum number of connections.
+    #[error("global connection limit reached")]
+    Global,
+}
+
+struct Conn {
+    user_id: Arc<str>,
+    is_admin: bool,
+    tx: mpsc::Sender<Outbound>,
+    kick: CancellationToken,
+}
+
+#[derive(Default)]
+struct State {
+    conns: HashMap<ConnId, Conn>,
+    users: HashMap<Arc<str>, Vec<ConnId>>,
+    slots: HashMap<Arc<str>, usize>,
+    watchers: HashMap<Arc<str>, Vec<ConnId>>,
+    admins: HashSet<ConnId>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    global: Arc<Semaphore>,
+    per_user: usize,
+    queue: usize,
+    next_id: AtomicU64,
+    metrics: Arc<Metrics>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the maps half-updated in a way that matters more
+        // than refusing all further connections would; keep serving.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// This node's connection registry (cheap to clone).
+#[derive(Clone)]
+pub struct Hub {
+    shared: Arc<Shared>,
+}
+
+/// A connection slot taken before the upgrade; dropping it (upgrade failed, client gone) releases it.
+pub struct Slot {
+    shared: Arc<Shared>,
+    user_id: Arc<str>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut state = self.shared.lock();
+        if let Some(count) = state.slots.get_mut(&self.user_id) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                state.slots.remove(&self.user_id);
+            }
+        }
+    }
+}
+
+/// A registered connection; dropping it unregisters the connection and releases its slot.
+pub struct ConnHandle {
+    id: ConnId,
+    shared: Arc<Shared>,
+    kick: CancellationToken,
+    _slot: Slot,
+}
+
+impl ConnHandle {
+    /// The connection's id.
+    pub fn id(&self) -> ConnId {
+        self.id
+    }
+
+    /// Cancelled when the hub wants this connection closed (slow consumer).
+    pub fn kicked(&self) -> CancellationToken {
+        self.kick.clone()
+    }
+}
+
+impl Drop for ConnHandle {
+    fn drop(&mut self) {
+        let mut state = self.shared.lock();
+        if let Some(conn) = state.conns.remove(&self.id) {
+            if let Some(ids) = state.users.get_mut(&conn.user_id) {
+                ids.retain(|id| *id != self.id);
+                if ids.is_empty() {
+                    state.users.remove(&conn.user_id);
+                }
+            }
+            state.admins.remove(&self.id);
+            state.watchers.retain(|_, ids| {
+                ids.retain(|id| *id != self.id);
+                !ids.is_empty()
+            });
+            self.shared.metrics.websocket_connections.dec();
+        }
+    }
+}
+
+impl Hub {
+    /// Creates a registry with the given limits and per-connection queue length.
+    pub fn new(max_connections: usize, per_user: usize, queue: usize, metrics: Arc<Metrics>) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                state: Mutex::new(State::default()),
+                global: Arc::new(Semaphore::new(max_connections)),
+                per_user,
+                queue,
+                next_id: AtomicU64::new(1),
+                metrics,
+            }),
+        }
+    }
+
+    /// Takes a connection slot for `user_id`, or says which limit refuses it.
+    pub fn reserve(&self, user_id: &str) -> Result<Slot, LimitExceeded> {
+        let permit = Arc::clone(&self.shared.global)
+            .try_acquire_owned()
+            .map_err(|_| LimitExceeded::Global)?;
+        let mut state = self.shared.lock();
+        let user_id: Arc<str> = match state.slots.get_key_value(user_id) {
+            Some((key, _)) => Arc::clone(key),
+            None => Arc::from(user_id),
+        };
+        let count = state.slots.entry(Arc::clone(&user_id)).or_insert(0);
+        if *count >= self.shared.per_user {
+            return Err(LimitExceeded::PerUser);
+        }
+        *count += 1;
+        drop(state);
+        Ok(Slot {
+            shared: Arc::clone(&self.shared),
+            user_id,
+            _permit: permit,
+        })
+    }
+
+    /// Registers an upgraded connection; frames for it arrive on the returned receiver.
+    pub fn register(&self, slot: Slot, is_admin: bool) -> (ConnHandle, mpsc::Receiver<Outbound>) {
+        let (tx, rx) = mpsc::channel(self.shared.queue);
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let kick = CancellationToken::new();
+        let mut state = self.shared.lock();
+        let user_id = Arc::clone(&slot.user_id);
+        state.users.entry(Arc::clone(&user_id)).or_default().push(id);
+        if is_admin {
+            state.admins.insert(id);
+        }
+        state.conns.insert(
+            id,
+            Conn {
+                user_id,
+                is_admin,
+                tx,
+                kick: kick.clone(),
+            },
+        );
+        drop(state);
+        self.shared.metrics.websocket_connections.inc();
+        (
+            ConnHandle {
+                id,
+                shared: Arc::clone(&self.shared),
+                kick,
+                _slot: slot,
+            },
+            rx,
+        )
+    }
+
+    /// Number of connections `user_id` has on this node.
+    pub fn user_connection_count(&self, user_id: &str) -> usize {
+        self.shared.lock().users.get(user_id).map_or(0, Vec::len)
+    }
+
+    /// Total registered connections on this node.
+    pub fn connection_count(&self) -> usize {
+        self.shared.lock().conns.len()
+    }
+
+    /// Adds `conn` to the watchers of `session_id` (an assisting admin's connection).
+    pub fn watch(&self, session_id: &str, conn: ConnId) {
+        let mut state = self.shared.lock();
+        let ids = state.watchers.entry(Arc::from(session_id)).or_default();
+        if !ids.contains(&conn) {
+            ids.push(conn);
+        }
+    }
+
+    /// Removes `conn` from the watchers of `session_id`.
+    pub fn unwatch(&self, session_id: &str, conn: ConnId) {
+        let mut state = self.shared.lock();
+        if let Some(ids) = state.watchers.get_mut(session_id) {
+            ids.retain(|id| *id != conn);
+            if ids.is_empty() {
+                state.watchers.remove(session_id);
+            }
+        }
+    }
+
+    /// Removes every watcher of `session_id` and returns their ids.
+    pub fn clear_watchers(&self, session_id: &str) -> Vec<ConnId> {
+        self.shared.lock().watchers.remove(session_id).unwrap_or_default()
+    }
+
+    /// Sends to one connection.
+    pub fn send_to(&self, conn: ConnId, frame: Outbound) {
+        let target = {
+            let state = self.shared.lock();
+            state.conns.get(&conn).map(|c| (c.tx.clone(), c.kick.clone(), c.is_admin))
+        };
+        if let Some(target) = target {
+            self.push(target, frame);
+        }
+    }
+
+    /// Sends `frame` to every connection of `user_id`, to the watchers of `session_id` (if given), to every
+    /// admin connection (if `admins`), skipping `except`.
+    pub fn deliver(
+        &self,
+        user_id: Option<&str>,
+        session_id: Option<&str>,
+        admins: bool,
+        except: Option<ConnId>,
+        frame: &Arc<str>,
+    ) {
+        let targets: Vec<_> = {
+            let state = self.shared.lock();
+            let mut ids: Vec<ConnId> = Vec::new();
+            if let Some(user) = user_id.and_then(|u| state.users.get(u)) {
+                ids.extend(user);
+            }
+            if let Some(watchers) = session_id.and_then(|s| state.watchers.get(s)) {
+                ids.extend(watchers.iter().filter(|id| !ids.contains(id)).copied().collect::<Vec<_>>());
+            }
+            if admins {
+                ids.extend(state.admins.iter().filter(|id| !ids.contains(id)).copied().collect::<Vec<_>>());
+            }
+            ids.into_iter()
+                .filter(|id| Some(*id) != except)
+                .filter_map(|id| state.conns.get(&id).map(|c| (c.tx.clone(), c.kick.clone(), c.is_admin)))
+                .collect()
+        };
+        for target in targets {
+            self.push(target, Outbound::Text(Arc::clone(frame)));
+        }
+    }
+
+    /// Asks every connection to close with `code` and `reason` (graceful shutdown).
+    pub fn close_all(&self, code: u16, reason: &'static str) {
+        let targets: Vec<_> = {
+            let state = self.shared.lock();
+            state.conns.values().map(|c| (c.tx.clone(), c.kick.clone(), c.is_admin)).collect()
+        };
+        for (tx, kick, _) in targets {
+            if tx.try_send(Outbound::Close { code, reason }).is_err() {
+                kick.cancel();
+            }
+        }
+    }
+
+    fn push(&self, (tx, kick, is_admin): (mpsc::Sender<Outbound>, CancellationToken, bool), frame: Outbound) {
+        match tx.try_send(frame) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                if !kick.is_cancelled() {
+                    self.shared.metrics.queue_dropped.with_label_values(&["slow_consumer"]).inc();
+                    if is_admin {
+                        self.shared.metrics.admin_messages_dropped.inc();
+                    }
+                    kick.cancel();
+                }
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hub(per_user: usize, global: usize, queue: usize) -> Hub {
+        Hub::new(global, per_user, queue, Arc::new(Metrics::new()))
+    }
+
+    #[test]
+    fn slots_are_released_when_dropped_before_registration() {
+        let hub = hub(2, 10, 4);
+        let a = hub.reserve("u").unwrap();
+        let _b = hub.reserve("u").unwrap();
+        assert_eq!(hub.reserve("u").err(), Some(LimitExceeded::PerUser));
+        drop(a);
+        assert!(hub.reserve("u").is_ok());
+    }
+
+    #[test]
+    fn global_limit_applies_across_users() {
+        let hub = hub(5, 2, 4);
+        let _a = hub.reserve("a").unwrap();
+        let _b = hub.reserve("b").unwrap();
+        assert_eq!(hub.reserve("c").err(), Some(LimitExceeded::Global));
+    }
+
+    #[tokio::test]
+    async fn frames_reach_every_device_of_a_user_and_watchers() {
+        let hub = hub(10, 10, 4);
+        let (d1, mut r1) = hub.register(hub.reserve("u").unwrap(), false);
+        let (_d2, mut r2) = hub.register(hub.reserve("u").unwrap(), false);
+        let (admin, mut ra) = hub.register(hub.reserve("adm").unwrap(), true);
+        hub.watch("s1", admin.id());
+        let frame: Arc<str> = Arc::from("{}");
+        hub.deliver(Some("u"), Some("s1"), false, Some(d1.id()), &frame);
+        assert!(r1.try_recv().is_err());
+        assert!(matches!(r2.try_recv(), Ok(Outbound::Text(_))));
+        assert!(matches!(ra.try_recv(), Ok(Outbound::Text(_))));
+        assert_eq!(hub.user_connection_count("u"), 2);
+        drop(d1);
+        assert_eq!(hub.user_connection_count("u"), 1);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_kicks_only_the_slow_connection() {
+        let hub = hub(10, 10, 1);
+        let (slow, _r_slow) = hub.register(hub.reserve("u").unwrap(), false);
+        let (fast, mut r_fast) = hub.register(hub.reserve("u").unwrap(), false);
+        let frame: Arc<str> = Arc::from("{}");
+        hub.deliver(Some("u"), None, false, None, &frame);
+        assert!(r_fast.try_recv().is_ok());
+        hub.deliver(Some("u"), None, false, None, &frame);
+        assert!(slow.kicked().is_cancelled());
+        assert!(!fast.kicked().is_cancelled());
+    }
+}

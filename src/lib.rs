@@ -1,0 +1,36 @@
+//! Chatbox: a self-hosted backend for chatting with LLMs over WebSocket, wire-compatible with the Go
+//! chatbox service.
+//!
+//! # Layout
+//!
+//! | module | holds |
+//! |---|---|
+//! | [`config`] | file + environment configuration, validated once into [`config::Settings`] |
+//! | [`app`] | [`Application`]: builds the state and routes, runs until a shutdown signal |
+//! | [`auth`] | JWT verification, roles, token minting |
+//! | [`api`] | HTTP endpoints (poem-openapi, thin) and HTTP middleware |
+//! | [`llm`] | the `LlmProvider` trait, the providers, retry/fallback/breaker policy |
+//! | [`store`] | the `Store` trait, MongoDB and embedded stores, encryption at rest |
+//! | [`chat`] | transport-agnostic chat services: one module per inbound message kind, the turn engine |
+//! | [`hub`] | connection registry and fan-out behind the `EventBus` seam |
+//! | [`ws`] | the WebSocket transport: upgrade, limits, read/write loops, heartbeat |
+//! | [`protocol`] | the generated wire types (the only door to generated code) |
+//! | [`metrics`] | the Prometheus registry with the Go service's metric names |
+//! | [`telemetry`] | logging setup |
+//!
+//! Wire types are generated from `spec/` by `codegen/` at build time (see `docs/architecture.md`).
+
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod chat;
+pub mod config;
+pub mod hub;
+pub mod llm;
+pub mod metrics;
+pub mod protocol;
+pub mod store;
+pub mod telemetry;
+pub mod ws;
+
+pub use app::Application;

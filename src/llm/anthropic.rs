@@ -1,0 +1,251 @@
+//! Anthropic Messages streaming (`POST {endpoint}/messages`): events `message_start` (input usage),
+//! `content_block_delta` (text), `message_delta` (output usage), `message_stop`, `ping`, `error`.
+
+use eventsource_stream::Event;
+use secrecy::ExposeSecret;
+use serde_json::{Value, json};
+
+use super::config::ProviderKind;
+use super::provider::{
+    AttemptError, LlmProvider, ProviderEvent, ProviderRequest, ProviderStream, ReportedUsage, Role,
+};
+use super::sse::{HttpTarget, SseDecoder, open_sse};
+
+/// API version header value (the one the Go service sent).
+pub const ANTHROPIC_VERSION: &str = "2023-06-01";
+/// `max_tokens` when the provider sets none (Anthropic requires one; the Go service sent 4096).
+pub const DEFAULT_MAX_TOKENS: u32 = 4096;
+
+/// The Anthropic provider.
+#[derive(Debug)]
+pub struct AnthropicProvider {
+    target: HttpTarget,
+}
+
+impl AnthropicProvider {
+    /// A provider sending to `target`.
+    pub fn new(target: HttpTarget) -> Self {
+        Self { target }
+    }
+
+    /// The JSON body of a streaming request: system messages go to the top-level `system` field
+    /// (the Go service turned them into user messages).
+    pub fn request_body(&self, request: &ProviderRequest) -> Value {
+        let system: Vec<&str> = request
+            .messages
+            .iter()
+            .filter(|m| m.role == Role::System)
+            .map(|m| m.content.as_str())
+            .collect();
+        let messages: Vec<Value> = request
+            .messages
+            .iter()
+            .filter(|m| m.role != Role::System)
+            .map(|m| json!({"role": m.role.as_str(), "content": m.content}))
+            .collect();
+        let mut body = json!({
+            "model": self.target.model,
+            "messages": messages,
+            "max_tokens": self.target.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
+            "stream": true,
+        });
+        if !system.is_empty() {
+            body["system"] = json!(system.join("\n\n"));
+        }
+        if let Some(t) = self.target.temperature {
+            body["temperature"] = json!(t);
+        }
+        body
+    }
+}
+
+#[async_trait::async_trait]
+impl LlmProvider for AnthropicProvider {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Anthropic
+    }
+
+    async fn open(&self, request: &ProviderRequest) -> Result<ProviderStream, AttemptError> {
+        let mut builder = self
+            .target
+            .client
+            .post(self.target.url("/messages"))
+            .header("anthropic-version", ANTHROPIC_VERSION)
+            .json(&self.request_body(request));
+        if let Some(key) = &self.target.api_key {
+            builder = builder.header("x-api-key", key.expose_secret());
+        }
+        open_sse(
+            builder,
+            self.target.api_key.as_ref(),
+            AnthropicDecoder::default(),
+        )
+        .await
+    }
+}
+
+/// Decodes the Messages stream.
+#[derive(Debug, Default)]
+pub struct AnthropicDecoder {
+    usage: ReportedUsage,
+}
+
+fn input_tokens(usage: &Value) -> Option<u64> {
+    let base = usage.get("input_tokens").and_then(Value::as_u64)?;
+    let cached = ["cache_creation_input_tokens", "cache_read_input_tokens"]
+        .iter()
+        .filter_map(|k| usage.get(*k).and_then(Value::as_u64))
+        .sum::<u64>();
+    Some(base + cached)
+}
+
+impl SseDecoder for AnthropicDecoder {
+    fn decode(&mut self, event: &Event) -> Result<Vec<ProviderEvent>, AttemptError> {
+        let data: Value = match serde_json::from_str(&event.data) {
+            Ok(v) => v,
+            Err(e) => {
+                return Ok(vec![ProviderEvent::Skipped(format!(
+                    "malformed {} event: {e}",
+                    event.event
+                ))]);
+            }
+        };
+        let kind = data
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or(event.event.as_str());
+        match kind {
+            "message_start" => {
+                if let Some(usage) = data.pointer("/message/usage") {
+                    self.usage.input_tokens = input_tokens(usage).or(self.usage.input_tokens);
+                    self.usage.output_tokens = usage
+                        .get("output_tokens")
+                        .and_then(Value::as_u64)
+                        .or(self.usage.output_tokens);
+                }
+                Ok(Vec::new())
+            }
+            "content_block_delta" => Ok(data
+                .pointer("/delta/text")
+                .and_then(Value::as_str)
+                .filter(|t| !t.is_empty())
+                .map(|t| vec![ProviderEvent::Delta(t.to_string())])
+                .unwrap_or_default()),
+            "message_delta" => {
+                if let Some(usage) = data.get("usage") {
+                    self.usage.input_tokens = input_tokens(usage).or(self.usage.input_tokens);
+                    self.usage.output_tokens = usage
+                        .get("output_tokens")
+                        .and_then(Value::as_u64)
+                        .or(self.usage.output_tokens);
+                }
+                Ok(Vec::new())
+            }
+            "message_stop" => Ok(vec![ProviderEvent::Usage(self.usage), ProviderEvent::Done]),
+            "error" => {
+                let error_type = data
+                    .pointer("/error/type")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                let message = data
+                    .pointer("/error/message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("unknown error");
+                Err(AttemptError::ProviderEvent {
+                    message: format!("{error_type}: {message}"),
+                    retryable: matches!(
+                        error_type,
+                        "overloaded_error" | "api_error" | "rate_limit_error"
+                    ),
+                })
+            }
+            // ping, content_block_start, content_block_stop and future event types.
+            _ => Ok(Vec::new()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::time::Duration;
+
+    use super::*;
+    use crate::llm::provider::ChatMessage;
+    use crate::llm::sse::{build_client, decode_text};
+
+    #[test]
+    fn request_body_moves_system_prompt_to_the_system_field() {
+        let provider = AnthropicProvider::new(HttpTarget {
+            client: build_client(Duration::from_secs(1)).unwrap(),
+            endpoint: "https://api.anthropic.com/v1".into(),
+            model: "claude-3-opus".into(),
+            api_key: None,
+            temperature: None,
+            max_tokens: None,
+        });
+        let request = ProviderRequest {
+            messages: vec![
+                ChatMessage::system("Be brief."),
+                ChatMessage::user("Hi"),
+                ChatMessage::assistant("Hello!"),
+                ChatMessage::user("Bye"),
+            ],
+        };
+        assert_eq!(
+            provider.request_body(&request),
+            json!({
+                "model": "claude-3-opus",
+                "system": "Be brief.",
+                "messages": [
+                    {"role": "user", "content": "Hi"},
+                    {"role": "assistant", "content": "Hello!"},
+                    {"role": "user", "content": "Bye"}
+                ],
+                "max_tokens": 4096,
+                "stream": true
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn decodes_text_usage_and_stop_and_ignores_pings() {
+        let text = concat!(
+            "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":25,\"output_tokens\":1}}}\n\n",
+            "event: ping\ndata: {\"type\": \"ping\"}\n\n",
+            "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hi\"}}\n\n",
+            "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":15}}\n\n",
+            "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+        );
+        let events: Vec<_> = decode_text(text, AnthropicDecoder::default())
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(
+            events,
+            vec![
+                ProviderEvent::Delta("Hi".into()),
+                ProviderEvent::Usage(ReportedUsage {
+                    input_tokens: Some(25),
+                    output_tokens: Some(15)
+                }),
+                ProviderEvent::Done
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn error_events_fail_the_attempt() {
+        let text = "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n";
+        let events = decode_text(text, AnthropicDecoder::default()).await;
+        assert!(matches!(
+            events.as_slice(),
+            [Err(AttemptError::ProviderEvent {
+                retryable: true,
+                ..
+            })]
+        ));
+    }
+}

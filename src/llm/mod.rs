@@ -1,0 +1,39 @@
+//! LLM providers: the `LlmProvider` trait, the OpenAI-compatible, Anthropic, Dify and demo providers,
+//! and the retry, fallback and circuit-breaker policy around them.
+//!
+//! The chat engine uses [`Llm`]: [`Llm::models`] for the model list, [`Llm::check_budget`] before a
+//! turn, and [`Llm::stream_turn`] for the answer, whose terminal [`LlmError`] maps to the client's
+//! `(code, message)` with [`LlmError::client_error`]. See `docs/llm.md`.
+
+mod anthropic;
+mod breaker;
+mod config;
+mod demo;
+mod dify;
+mod error;
+mod openai;
+mod provider;
+mod retry;
+mod service;
+mod sse;
+mod turn;
+mod usage;
+
+pub use breaker::BreakerState;
+pub use config::{
+    BreakerConfig, DEMO_PROVIDER_ID, DEMO_PROVIDER_NAME, LlmConfig, ProviderConfig, ProviderKind,
+    RetryConfig, is_internal_host,
+};
+pub use demo::DemoProvider;
+pub use error::{
+    CODE_CANCELLED, CODE_LLM_TIMEOUT, CODE_LLM_UNAVAILABLE, CODE_TOKEN_BUDGET_EXCEEDED, LlmError,
+    TimeoutKind, format_go_duration,
+};
+pub use provider::{
+    AttemptError, ChatMessage, LlmProvider, ProviderEvent, ProviderRequest, ProviderStream,
+    ReportedUsage, Role,
+};
+pub use retry::{backoff_ceiling, full_jitter, parse_retry_after, retry_delay};
+pub use service::{Llm, LlmReadiness, ModelInfo, ProviderHealth, TurnStream};
+pub use turn::{TurnEvent, TurnSummary};
+pub use usage::{TokenUsage, estimate_tokens};

@@ -1,0 +1,420 @@
+//! One chat turn against the provider chain: retries before the first token (backoff with full jitter,
+//! `Retry-After`), the fallback chain, breakers, the four timeouts, usage and metrics.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::error::{LlmError, TimeoutKind};
+use super::provider::{AttemptError, ChatMessage, ProviderEvent, ProviderRequest, ReportedUsage};
+use super::retry::retry_delay;
+use super::service::{ProviderEntry, Shared};
+use super::usage::{TokenUsage, estimate_tokens};
+
+/// What a turn streams to the chat engine.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TurnEvent {
+    /// A non-empty piece of the answer.
+    Delta(String),
+    /// The turn moved to the next provider of the fallback chain (before any delta); record it in the
+    /// turn's metadata.
+    FallbackSwitched {
+        /// Provider id that failed.
+        from: String,
+        /// Provider id tried next.
+        to: String,
+    },
+    /// Tokens of the turn: provider-reported, or estimated when it reported none. Sent once, just
+    /// before `Completed` or before the error of a turn that streamed a partial answer.
+    Usage(TokenUsage),
+    /// The answer is complete; the last event of a successful turn.
+    Completed(TurnSummary),
+}
+
+/// Facts about a completed turn, for the session's metadata and figures.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TurnSummary {
+    /// The model id the client asked for.
+    pub requested_model_id: String,
+    /// The provider id that answered (differs after a fallback).
+    pub model_id: String,
+    /// Its kind (`openai`, `anthropic`, `dify`, `demo`).
+    pub provider_kind: &'static str,
+    /// The first provider that failed, when a fallback answered.
+    pub fallback_from: Option<String>,
+    /// Attempts over the whole chain (1 when the first succeeded).
+    pub attempts: u32,
+    /// Tokens used.
+    pub usage: TokenUsage,
+    /// From the start of the answering attempt's request to its first token.
+    pub first_token_latency: Option<Duration>,
+    /// From the start of the turn to the end of the answer.
+    pub duration: Duration,
+}
+
+type Sender = mpsc::Sender<Result<TurnEvent, LlmError>>;
+
+/// Mutable facts of a running turn, readable after a timeout or cancellation.
+struct TurnState {
+    current: usize,
+    streamed: String,
+    reported: ReportedUsage,
+    input_estimate: u64,
+    attempts: u32,
+    fallback_from: Option<String>,
+    first_token_latency: Option<Duration>,
+}
+
+enum Failure {
+    Before(AttemptError),
+    After(AttemptError),
+    ReceiverGone,
+}
+
+/// Runs one turn, sending its events on `tx`; returns when the turn ended (or nobody listens).
+pub(crate) async fn run_turn(
+    shared: Arc<Shared>,
+    primary: usize,
+    messages: Vec<ChatMessage>,
+    cancel: CancellationToken,
+    tx: Sender,
+) {
+    let started = Instant::now();
+    let turn_timeout = shared.entries[primary].turn_timeout;
+    let deadline = started + turn_timeout;
+    let mut st = TurnState {
+        current: primary,
+        streamed: String::new(),
+        reported: ReportedUsage::default(),
+        input_estimate: 0,
+        attempts: 0,
+        fallback_from: None,
+        first_token_latency: None,
+    };
+    enum End {
+        Finished(Result<(), LlmError>),
+        TimedOut,
+        Cancelled,
+    }
+    let end = tokio::select! {
+        biased;
+        () = cancel.cancelled() => End::Cancelled,
+        () = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => End::TimedOut,
+        result = drive(&shared, primary, &messages, deadline, &mut st, &tx) => End::Finished(result),
+    };
+    let entry = &shared.entries[st.current];
+    let kind = entry.kind.as_str();
+    let usage = TokenUsage {
+        input_tokens: st.reported.input_tokens.unwrap_or(st.input_estimate),
+        output_tokens: st
+            .reported
+            .output_tokens
+            .unwrap_or_else(|| estimate_tokens(&st.streamed)),
+        estimated: st.reported.input_tokens.is_none() || st.reported.output_tokens.is_none(),
+    };
+    let result = match end {
+        End::Finished(result) => result,
+        End::Cancelled => Err(LlmError::Cancelled),
+        End::TimedOut => {
+            shared.metrics.llm_errors.with_label_values(&[kind]).inc();
+            Err(LlmError::Timeout {
+                kind: TimeoutKind::Turn,
+                after: turn_timeout,
+                provider: entry.id.clone(),
+                partial: !st.streamed.is_empty(),
+            })
+        }
+    };
+    let streamed_any = !st.streamed.is_empty();
+    if result.is_ok() || streamed_any {
+        shared
+            .metrics
+            .tokens_used
+            .with_label_values(&[kind])
+            .inc_by(usage.total());
+    }
+    match result {
+        Ok(()) => {
+            let duration = started.elapsed();
+            tracing::info!(
+                provider = %entry.id,
+                provider_type = kind,
+                attempts = st.attempts,
+                fallback_from = st.fallback_from.as_deref().unwrap_or(""),
+                input_tokens = usage.input_tokens,
+                output_tokens = usage.output_tokens,
+                usage_estimated = usage.estimated,
+                duration_ms = duration.as_millis() as u64,
+                "LLM turn completed"
+            );
+            let summary = TurnSummary {
+                requested_model_id: shared.entries[primary].id.clone(),
+                model_id: entry.id.clone(),
+                provider_kind: kind,
+                fallback_from: st.fallback_from.clone(),
+                attempts: st.attempts,
+                usage,
+                first_token_latency: st.first_token_latency,
+                duration,
+            };
+            if tx.send(Ok(TurnEvent::Usage(usage))).await.is_ok() {
+                let _ = tx.send(Ok(TurnEvent::Completed(summary))).await;
+            }
+        }
+        Err(error) => {
+            if matches!(error, LlmError::Cancelled) {
+                tracing::info!(provider = %entry.id, provider_type = kind, partial = streamed_any, "LLM turn cancelled");
+            } else {
+                tracing::warn!(
+                    provider = %entry.id,
+                    provider_type = kind,
+                    attempts = st.attempts,
+                    partial = streamed_any,
+                    error = %error,
+                    "LLM turn failed"
+                );
+            }
+            // try_send: a cancelled turn's stream may be gone or full; nobody may be listening.
+            if streamed_any {
+                let _ = tx.try_send(Ok(TurnEvent::Usage(usage)));
+            }
+            let _ = tx.try_send(Err(error));
+        }
+    }
+}
+
+/// The provider's system prompt first, then the conversation.
+fn with_system_prompt(entry: &ProviderEntry, messages: &[ChatMessage]) -> Vec<ChatMessage> {
+    let mut out = Vec::with_capacity(messages.len() + 1);
+    if let Some(prompt) = entry
+        .system_prompt
+        .as_deref()
+        .filter(|p| !p.trim().is_empty())
+    {
+        out.push(ChatMessage::system(prompt));
+    }
+    out.extend(messages.iter().cloned());
+    out
+}
+
+async fn drive(
+    shared: &Shared,
+    primary: usize,
+    messages: &[ChatMessage],
+    deadline: Instant,
+    st: &mut TurnState,
+    tx: &Sender,
+) -> Result<(), LlmError> {
+    let chain: Vec<usize> = std::iter::once(primary)
+        .chain(shared.entries[primary].fallback.iter().copied())
+        .collect();
+    let mut last_error: Option<(usize, AttemptError)> = None;
+    for (position, &index) in chain.iter().enumerate() {
+        let entry = &shared.entries[index];
+        let kind = entry.kind.as_str();
+        if position > 0 {
+            let from = shared.entries[chain[position - 1]].id.clone();
+            tracing::warn!(from = %from, to = %entry.id, "LLM falling back to the next provider");
+            st.fallback_from
+                .get_or_insert_with(|| shared.entries[primary].id.clone());
+            let event = TurnEvent::FallbackSwitched {
+                from,
+                to: entry.id.clone(),
+            };
+            if tx.send(Ok(event)).await.is_err() {
+                return Err(LlmError::Cancelled);
+            }
+        }
+        st.current = index;
+        let request = ProviderRequest {
+            messages: with_system_prompt(entry, messages),
+        };
+        st.input_estimate = request
+            .messages
+            .iter()
+            .map(|m| estimate_tokens(&m.content))
+            .sum();
+        for attempt in 1..=entry.retry.max_attempts {
+            let Some(permit) = entry.breaker.try_acquire(Instant::now()) else {
+                tracing::warn!(provider = %entry.id, provider_type = kind, "LLM circuit breaker open, skipping provider");
+                last_error = Some((index, AttemptError::Connect("circuit breaker open".into())));
+                break;
+            };
+            st.attempts += 1;
+            st.reported = ReportedUsage::default();
+            shared.metrics.llm_requests.with_label_values(&[kind]).inc();
+            let attempt_started = Instant::now();
+            match run_attempt(shared, entry, &request, st, tx).await {
+                Ok(()) => {
+                    permit.success();
+                    return Ok(());
+                }
+                Err(Failure::ReceiverGone) => return Err(LlmError::Cancelled),
+                Err(Failure::After(error)) => {
+                    permit.failure(Instant::now());
+                    shared.metrics.llm_errors.with_label_values(&[kind]).inc();
+                    tracing::warn!(
+                        provider = %entry.id,
+                        provider_type = kind,
+                        attempt,
+                        latency_ms = attempt_started.elapsed().as_millis() as u64,
+                        error = %error,
+                        "LLM stream broke after the first token"
+                    );
+                    return Err(match error {
+                        AttemptError::Timeout(TimeoutKind::Idle) => LlmError::Timeout {
+                            kind: TimeoutKind::Idle,
+                            after: entry.idle_timeout,
+                            provider: entry.id.clone(),
+                            partial: true,
+                        },
+                        other => LlmError::StreamBroken {
+                            provider: entry.id.clone(),
+                            detail: other.to_string(),
+                        },
+                    });
+                }
+                Err(Failure::Before(error)) => {
+                    permit.failure(Instant::now());
+                    shared.metrics.llm_errors.with_label_values(&[kind]).inc();
+                    tracing::warn!(
+                        provider = %entry.id,
+                        provider_type = kind,
+                        attempt,
+                        status = error.status().unwrap_or(0),
+                        latency_ms = attempt_started.elapsed().as_millis() as u64,
+                        error = %error,
+                        "LLM attempt failed"
+                    );
+                    let retryable = error.is_retryable();
+                    let retry_after = error.retry_after();
+                    last_error = Some((index, error));
+                    if !retryable || attempt == entry.retry.max_attempts {
+                        break;
+                    }
+                    let delay = retry_delay(&entry.retry, attempt, retry_after, &mut rand::rng());
+                    let Some(delay) = delay else {
+                        tracing::warn!(provider = %entry.id, "Retry-After longer than retry.max_delay, not waiting");
+                        break;
+                    };
+                    if Instant::now() + delay >= deadline {
+                        break;
+                    }
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+    Err(match last_error {
+        Some((index, AttemptError::Timeout(kind))) => {
+            let entry = &shared.entries[index];
+            LlmError::Timeout {
+                kind,
+                after: match kind {
+                    TimeoutKind::Connect => entry.connect_timeout,
+                    TimeoutKind::FirstToken => entry.first_token_timeout,
+                    TimeoutKind::Idle => entry.idle_timeout,
+                    TimeoutKind::Turn => entry.turn_timeout,
+                },
+                provider: entry.id.clone(),
+                partial: false,
+            }
+        }
+        Some((index, error)) => LlmError::Unavailable {
+            provider: shared.entries[index].id.clone(),
+            attempts: st.attempts,
+            detail: error.to_string(),
+        },
+        None => LlmError::Unavailable {
+            provider: shared.entries[primary].id.clone(),
+            attempts: st.attempts,
+            detail: "no attempt made".into(),
+        },
+    })
+}
+
+async fn run_attempt(
+    shared: &Shared,
+    entry: &ProviderEntry,
+    request: &ProviderRequest,
+    st: &mut TurnState,
+    tx: &Sender,
+) -> Result<(), Failure> {
+    let started = tokio::time::Instant::now();
+    let first_deadline = started + entry.first_token_timeout;
+    let mut stream =
+        match tokio::time::timeout_at(first_deadline, entry.provider.open(request)).await {
+            Err(_) => {
+                return Err(Failure::Before(AttemptError::Timeout(
+                    TimeoutKind::FirstToken,
+                )));
+            }
+            Ok(Err(error)) => return Err(Failure::Before(error)),
+            Ok(Ok(stream)) => stream,
+        };
+    let mut got_first = false;
+    let fail = |got_first: bool, error: AttemptError| {
+        if got_first {
+            Failure::After(error)
+        } else {
+            Failure::Before(error)
+        }
+    };
+    loop {
+        let deadline = if got_first {
+            tokio::time::Instant::now() + entry.idle_timeout
+        } else {
+            first_deadline
+        };
+        let item = match tokio::time::timeout_at(deadline, stream.next()).await {
+            Err(_) => {
+                let kind = if got_first {
+                    TimeoutKind::Idle
+                } else {
+                    TimeoutKind::FirstToken
+                };
+                return Err(fail(got_first, AttemptError::Timeout(kind)));
+            }
+            Ok(item) => item,
+        };
+        match item {
+            None => {
+                return Err(fail(
+                    got_first,
+                    AttemptError::Stream("stream ended without end marker".into()),
+                ));
+            }
+            Some(Err(error)) => return Err(fail(got_first, error)),
+            Some(Ok(ProviderEvent::Delta(text))) => {
+                if text.is_empty() {
+                    continue;
+                }
+                if !got_first {
+                    got_first = true;
+                    let latency = started.elapsed();
+                    shared
+                        .metrics
+                        .llm_latency
+                        .with_label_values(&[entry.kind.as_str()])
+                        .observe(latency.as_secs_f64());
+                    st.first_token_latency = Some(latency);
+                }
+                st.streamed.push_str(&text);
+                if tx.send(Ok(TurnEvent::Delta(text))).await.is_err() {
+                    return Err(Failure::ReceiverGone);
+                }
+            }
+            Some(Ok(ProviderEvent::Usage(usage))) => {
+                st.reported.input_tokens = usage.input_tokens.or(st.reported.input_tokens);
+                st.reported.output_tokens = usage.output_tokens.or(st.reported.output_tokens);
+            }
+            Some(Ok(ProviderEvent::Skipped(reason))) => {
+                tracing::warn!(provider = %entry.id, provider_type = entry.kind.as_str(), reason = %reason, "LLM stream chunk skipped");
+            }
+            Some(Ok(ProviderEvent::Done)) => return Ok(()),
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! Maintenance jobs over any [`Store`]: key rotation with progress output, user export and deletion
+//! (the CLI commands and the admin endpoint call these), and the retention purge with its periodic task.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
+
+use super::{DeleteStats, RotationStats, Store, StoreError, UserExport};
+
+/// Default number of sessions re-encrypted per batch by `chatbox keys rotate`.
+pub const DEFAULT_ROTATION_BATCH: usize = 100;
+
+/// `chatbox keys rotate`: re-encrypts everything not under the active key, writing one progress line per
+/// batch to `out`. Safe to interrupt and run again: it resumes from its checkpoint.
+pub async fn rotate_keys(
+    store: &dyn Store,
+    batch_size: usize,
+    out: &mut (dyn Write + Send),
+) -> Result<RotationStats, StoreError> {
+    let out = Mutex::new(out);
+    let report = |stats: &RotationStats| {
+        if let Ok(mut out) = out.lock() {
+            // Progress output is best effort; the checkpoint is what makes the job resumable.
+            let _ = writeln!(
+                out,
+                "rotated: {} sessions scanned, {} messages and {} names re-encrypted, {} left for a rerun{}",
+                stats.sessions_scanned,
+                stats.messages_reencrypted,
+                stats.names_reencrypted,
+                stats.skipped,
+                if stats.done { " (done)" } else { "" },
+            );
+        }
+    };
+    store.rotate_keys(batch_size, &report).await
+}
+
+/// `chatbox users export <id>` and the admin endpoint: all data of one user as pretty JSON.
+pub async fn export_user_json(store: &dyn Store, user_id: &str) -> Result<String, StoreError> {
+    let export: UserExport = store.export_user(user_id).await?;
+    serde_json::to_string_pretty(&export).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// `chatbox users delete <id>` and the admin endpoint: deletes all data of one user.
+pub async fn delete_user(store: &dyn Store, user_id: &str) -> Result<DeleteStats, StoreError> {
+    let stats = store.delete_user(user_id).await?;
+    tracing::info!(sessions = stats.sessions, messages = stats.messages, "deleted the data of one user");
+    Ok(stats)
+}
+
+/// Deletes sessions ended more than `retention_days` days before `now`; returns how many.
+pub async fn purge_expired(
+    store: &dyn Store,
+    retention_days: u32,
+    now: OffsetDateTime,
+) -> Result<u64, StoreError> {
+    let cutoff = now - time::Duration::days(i64::from(retention_days));
+    let purged = store.purge_ended_before(cutoff).await?;
+    if purged > 0 {
+        tracing::info!(purged, retention_days, "purged sessions past the retention period");
+    }
+    Ok(purged)
+}
+
+/// Runs [`purge_expired`] now and then every `interval` until `shutdown` is cancelled.
+pub fn spawn_retention(
+    store: Arc<dyn Store>,
+    retention_days: u32,
+    interval: Duration,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(interval);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = ticker.tick() => {
+                    if let Err(e) = purge_expired(store.as_ref(), retention_days, OffsetDateTime::now_utc()).await {
+                        tracing::warn!(error = %e, "retention purge failed");
+                    }
+                }
+            }
+        }
+    })
+}

@@ -1,0 +1,221 @@
+//! Session storage: the [`Store`] trait, its MongoDB ([`mongo`]) and embedded ([`embedded`], redb)
+//! implementations, encryption at rest ([`crypto`]) and the maintenance jobs ([`maintenance`]).
+//!
+//! [`open`] picks MongoDB when a URI is configured and the embedded store otherwise. Both keep the
+//! Go service's document layout (reference 4.2) and ciphertext formats readable; see `docs/storage.md`.
+
+mod config;
+pub mod crypto;
+pub mod embedded;
+mod error;
+mod keys;
+pub mod maintenance;
+pub mod mongo;
+mod query;
+mod records;
+mod retry;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use time::{Date, OffsetDateTime};
+
+pub use config::StoreConfig;
+pub use crypto::{CryptoError, Keyring};
+pub use error::StoreError;
+pub use keys::{DEV_KEY_FILE, load_keyring};
+pub use query::{MAX_LIMIT, SessionPage, SessionQuery, SortField, SortOrder, StatusFilter};
+pub use records::{
+    ActiveSession, AppendOutcome, AssistingAdmin, DeleteStats, EndOutcome, ExportedSession, MessageRecord,
+    RotationProgress, RotationStats, SessionMetrics, SessionRecord, TurnUsage, UserExport,
+};
+
+use crate::metrics::Metrics;
+
+/// Which implementation serves a [`Store`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// MongoDB (or a compatible server such as FerretDB).
+    Mongo,
+    /// The embedded redb database in the data directory.
+    Embedded,
+}
+
+/// Persistent sessions and messages. Every method is safe to call concurrently, also from several server
+/// nodes sharing one MongoDB.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// The implementation.
+    fn kind(&self) -> StoreKind;
+
+    /// Checks the store answers (readiness).
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// The id of the user's active session, if any (also one written by the Go service).
+    async fn active_session_id(&self, user_id: &str) -> Result<Option<String>, StoreError>;
+
+    /// Returns the user's active session, creating it if there is none. At most one active session per
+    /// user exists however many callers race. A new session takes `preferred_id` when that id is unused
+    /// (an id reserved earlier with [`new_session_id`]), else a fresh id.
+    async fn get_or_create_active(
+        &self,
+        user_id: &str,
+        preferred_id: Option<&str>,
+        model_id: &str,
+    ) -> Result<ActiveSession, StoreError>;
+
+    /// One session.
+    async fn get_session(&self, session_id: &str) -> Result<Option<SessionRecord>, StoreError>;
+
+    /// Appends a message, idempotent by `message.id`: a second call with the same id changes nothing.
+    /// Increments the message count, raises the last seq, sets the last activity. Ended sessions refuse
+    /// messages ([`StoreError::SessionEnded`]).
+    async fn append_message(
+        &self,
+        session_id: &str,
+        message: &MessageRecord,
+    ) -> Result<AppendOutcome, StoreError>;
+
+    /// Messages of a session in order; with `after_seq`, only those with a larger seq.
+    async fn messages(
+        &self,
+        session_id: &str,
+        after_seq: Option<u64>,
+    ) -> Result<Vec<MessageRecord>, StoreError>;
+
+    /// Sets the (encrypted) session name.
+    async fn set_name(&self, session_id: &str, name: &str) -> Result<(), StoreError>;
+
+    /// Sets the selected model.
+    async fn set_model(&self, session_id: &str, model_id: &str) -> Result<(), StoreError>;
+
+    /// Ends a session at `at` (sets end time and duration). Idempotent: ending an ended session changes
+    /// nothing and reports `ended_now: false`.
+    async fn end_session(&self, session_id: &str, at: OffsetDateTime) -> Result<EndOutcome, StoreError>;
+
+    /// Adds one turn's tokens and response time to the session (max and true average) and the tokens to
+    /// the user's UTC day.
+    async fn record_usage(&self, session_id: &str, usage: TurnUsage) -> Result<(), StoreError>;
+
+    /// Tokens the user used on a UTC day (daily budgets).
+    async fn user_tokens_on(&self, user_id: &str, day: Date) -> Result<i64, StoreError>;
+
+    /// Sets or clears the help flag.
+    async fn set_help_requested(&self, session_id: &str, requested: bool) -> Result<(), StoreError>;
+
+    /// Sets (takeover) or clears (leave) the assisting admin; setting also sets `admin_assisted`, which
+    /// stays true after the admin leaves.
+    async fn set_assistance(
+        &self,
+        session_id: &str,
+        admin: Option<&AssistingAdmin>,
+    ) -> Result<(), StoreError>;
+
+    /// Returns the session's share token, creating a unique one if it has none.
+    async fn share(&self, session_id: &str) -> Result<String, StoreError>;
+
+    /// The session shared under `token`.
+    async fn session_by_share_token(&self, token: &str) -> Result<Option<SessionRecord>, StoreError>;
+
+    /// Removes the session's share token; true when there was one.
+    async fn revoke_share(&self, session_id: &str) -> Result<bool, StoreError>;
+
+    /// The user's sessions, newest first, at most `limit`.
+    async fn list_user_sessions(
+        &self,
+        user_id: &str,
+        limit: usize,
+    ) -> Result<Vec<SessionRecord>, StoreError>;
+
+    /// The admin list: filters, sort, offset and cursor pagination, served by indexes.
+    async fn list_sessions(&self, query: &SessionQuery) -> Result<SessionPage, StoreError>;
+
+    /// `/admin/metrics` figures over sessions started in `[from, to]`.
+    async fn metrics(&self, from: OffsetDateTime, to: OffsetDateTime) -> Result<SessionMetrics, StoreError>;
+
+    /// Deletes sessions ended before `cutoff`; returns how many.
+    async fn purge_ended_before(&self, cutoff: OffsetDateTime) -> Result<u64, StoreError>;
+
+    /// All data of one user, decrypted.
+    async fn export_user(&self, user_id: &str) -> Result<UserExport, StoreError>;
+
+    /// Deletes all data of one user.
+    async fn delete_user(&self, user_id: &str) -> Result<DeleteStats, StoreError>;
+
+    /// Re-encrypts every value not under the active key (other key ids, Go ciphertexts, plaintext) in
+    /// batches of `batch_size` sessions, calling `progress` after each batch. Resumable: a checkpoint is
+    /// kept per active key, and values already under the active key are skipped.
+    async fn rotate_keys(
+        &self,
+        batch_size: usize,
+        progress: RotationProgress<'_>,
+    ) -> Result<RotationStats, StoreError>;
+}
+
+/// Opens the configured store: MongoDB when `mongo_uri` is set, else the embedded store in `data_dir`.
+/// Loads the keyring (generating a development key in `data_dir` when none is configured outside
+/// production) and creates indexes.
+pub async fn open(
+    config: &StoreConfig,
+    data_dir: &Path,
+    production: bool,
+    metrics: Arc<Metrics>,
+) -> Result<Arc<dyn Store>, StoreError> {
+    let keyring = Arc::new(load_keyring(config, data_dir, production)?);
+    if config.mongo_uri.is_some() {
+        let store = mongo::MongoStore::connect(config, keyring, metrics).await?;
+        Ok(Arc::new(store))
+    } else {
+        let store = embedded::EmbeddedStore::open(
+            &data_dir.join(embedded::DB_FILE),
+            config,
+            keyring,
+            metrics,
+        )
+        .await?;
+        Ok(Arc::new(store))
+    }
+}
+
+/// A fresh session id: 32 lowercase hex characters, like the Go service's ids.
+pub fn new_session_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// A fresh share token (32 hex characters, 122 random bits).
+pub(crate) fn new_share_token() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// The current time at the stores' millisecond precision.
+pub fn now() -> OffsetDateTime {
+    from_ms(to_ms(OffsetDateTime::now_utc()))
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn to_ms(t: OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+/// The time `ms` milliseconds after the Unix epoch (UTC).
+pub(crate) fn from_ms(ms: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// Days since the Unix epoch of `t`'s UTC date.
+pub(crate) fn utc_day(t: OffsetDateTime) -> i32 {
+    let date = t.to_offset(time::UtcOffset::UTC).date();
+    date_day(date)
+}
+
+/// Days since the Unix epoch of `date`.
+pub(crate) fn date_day(date: Date) -> i32 {
+    date.to_julian_day() - Date::from_julian_day(2_440_588).map_or(0, |d| d.to_julian_day())
+}
+
+/// The date `day` days after the Unix epoch.
+pub(crate) fn day_date(day: i32) -> Date {
+    Date::from_julian_day(2_440_588 + day).unwrap_or(Date::MIN)
+}

@@ -1,0 +1,1202 @@
+//! The MongoDB store (also runs on FerretDB): the Go service's `chat.sessions` documents (reference 4.2)
+//! with additive fields, plus three helper collections named after the sessions collection:
+//! `<c>_active` (one lock document per user: at most one active session without transactions),
+//! `<c>_usage` (tokens per user per UTC day) and `<c>_meta` (key rotation checkpoint).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::TryStreamExt;
+use mongodb::bson::{Bson, DateTime, Document, doc};
+use mongodb::error::{ErrorKind, WriteFailure};
+use mongodb::options::{ClientOptions, IndexOptions, ReturnDocument};
+use mongodb::{Client, Collection, IndexModel};
+use secrecy::ExposeSecret;
+use time::{Date, OffsetDateTime};
+
+use super::config::StoreConfig;
+use super::crypto::{Binding, Keyring, StoredKind};
+use super::error::StoreError;
+use super::query::{Cursor, MAX_LIMIT, SortField, SortOrder, SortValue, StatusFilter, next_cursor};
+use super::records::*;
+use super::retry::{Budget, Runner};
+use super::{
+    SessionPage, SessionQuery, Store, StoreKind, date_day, day_date, from_ms, new_session_id,
+    new_share_token, to_ms, utc_day,
+};
+use crate::metrics::Metrics;
+
+/// Marks documents written by this server (`schema: 2`); documents without it were written by the Go
+/// service.
+const SCHEMA: &str = "schema";
+const SCHEMA_VERSION: i32 = 2;
+const ROTATION_ID: &str = "rotation";
+
+/// The MongoDB store.
+pub struct MongoStore {
+    sessions: Collection<Document>,
+    locks: Collection<Document>,
+    usage: Collection<Document>,
+    meta: Collection<Document>,
+    keyring: Arc<Keyring>,
+    runner: Runner,
+}
+
+impl std::fmt::Debug for MongoStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MongoStore")
+            .field("collection", &self.sessions.namespace().to_string())
+            .field("keyring", &self.keyring)
+            .finish()
+    }
+}
+
+fn ms_date(ms: i64) -> DateTime {
+    DateTime::from_millis(ms)
+}
+
+fn dt(t: OffsetDateTime) -> DateTime {
+    DateTime::from_millis(to_ms(t))
+}
+
+fn is_duplicate(e: &mongodb::error::Error) -> bool {
+    match e.kind.as_ref() {
+        ErrorKind::Write(WriteFailure::WriteError(w)) => w.code == 11000,
+        ErrorKind::Command(c) => c.code == 11000,
+        ErrorKind::InsertMany(m) => m
+            .write_errors
+            .as_ref()
+            .is_some_and(|errs| errs.iter().any(|w| w.code == 11000)),
+        _ => false,
+    }
+}
+
+fn get_i64(doc: &Document, key: &str) -> Option<i64> {
+    match doc.get(key)? {
+        Bson::Int32(v) => Some(i64::from(*v)),
+        Bson::Int64(v) => Some(*v),
+        Bson::Double(v) => Some(*v as i64),
+        _ => None,
+    }
+}
+
+fn get_str(doc: &Document, key: &str) -> Option<String> {
+    match doc.get(key)? {
+        Bson::String(s) if !s.is_empty() => Some(s.clone()),
+        _ => None,
+    }
+}
+
+fn get_date(doc: &Document, key: &str) -> Option<OffsetDateTime> {
+    match doc.get(key)? {
+        Bson::DateTime(d) => Some(from_ms(d.timestamp_millis())),
+        _ => None,
+    }
+}
+
+fn get_bool(doc: &Document, key: &str) -> bool {
+    matches!(doc.get(key), Some(Bson::Boolean(true)))
+}
+
+/// The session in `doc` (its `msgs` are not read). `msgs_len` is the array length when loaded, for
+/// documents written by the Go service, which have no stored count.
+fn session_from_doc(doc: &Document, keyring: &Keyring) -> Result<SessionRecord, StoreError> {
+    let id = match doc.get("_id") {
+        Some(Bson::String(s)) => s.clone(),
+        Some(Bson::ObjectId(o)) => o.to_hex(),
+        _ => return Err(StoreError::Corrupt("session without string _id".into())),
+    };
+    let msgs_len = match doc.get("msgs") {
+        Some(Bson::Array(a)) => Some(a.len() as i64),
+        _ => None,
+    };
+    let name = match doc.get("nm") {
+        Some(Bson::String(s)) if !s.is_empty() => keyring.decrypt(s, Binding::Name { session: &id }, false)?,
+        _ => String::new(),
+    };
+    let message_count = msgs_len.or_else(|| get_i64(doc, "msgCount")).unwrap_or(0);
+    let response_count = get_i64(doc, "respCount").unwrap_or(0);
+    let avg = match (response_count, get_i64(doc, "respTotalMs")) {
+        (n, Some(total)) if n > 0 => total / n,
+        _ => get_i64(doc, "avgRespTime").unwrap_or(0),
+    };
+    Ok(SessionRecord {
+        user_id: get_str(doc, "uid").unwrap_or_default(),
+        name,
+        model_id: get_str(doc, "modelId").unwrap_or_default(),
+        started_at: get_date(doc, "ts").unwrap_or(OffsetDateTime::UNIX_EPOCH),
+        ended_at: get_date(doc, "endTs"),
+        duration_secs: get_i64(doc, "dur").unwrap_or(0),
+        admin_assisted: get_bool(doc, "adminAssisted"),
+        assisting_admin_id: get_str(doc, "assistingAdminId"),
+        assisting_admin_name: get_str(doc, "assistingAdminName"),
+        help_requested: get_bool(doc, "helpRequested"),
+        total_tokens: get_i64(doc, "totalTokens").unwrap_or(0),
+        last_activity: get_date(doc, "lastActivity"),
+        max_response_ms: get_i64(doc, "maxRespTime").unwrap_or(0),
+        avg_response_ms: avg,
+        response_count,
+        share_token: get_str(doc, "shareToken"),
+        message_count,
+        last_seq: get_i64(doc, "lastSeq")
+            .or(msgs_len)
+            .and_then(|v| u64::try_from(v).ok())
+            .unwrap_or(0),
+        id,
+    })
+}
+
+/// Message id and seq of the `index`-th message: stored, or derived for Go messages.
+fn message_identity(doc: &Document, index: usize) -> (String, u64) {
+    let id = get_str(doc, "id").unwrap_or_else(|| format!("legacy-{index}"));
+    let seq = get_i64(doc, "seq")
+        .and_then(|s| u64::try_from(s).ok())
+        .unwrap_or(index as u64 + 1);
+    (id, seq)
+}
+
+fn messages_from_doc(
+    doc: &Document,
+    session: &str,
+    keyring: &Keyring,
+    after_seq: Option<u64>,
+) -> Result<Vec<MessageRecord>, StoreError> {
+    let Some(Bson::Array(msgs)) = doc.get("msgs") else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::with_capacity(msgs.len());
+    for (index, m) in msgs.iter().enumerate() {
+        let Bson::Document(m) = m else { continue };
+        let (id, seq) = message_identity(m, index);
+        if after_seq.is_some_and(|after| seq <= after) {
+            continue;
+        }
+        let stored = match m.get("content") {
+            Some(Bson::String(s)) => s.as_str(),
+            _ => "",
+        };
+        let content = keyring.decrypt(
+            stored,
+            Binding::Message {
+                session,
+                message: &id,
+            },
+            true,
+        )?;
+        let metadata = match m.get("meta") {
+            Some(Bson::Document(meta)) => meta
+                .iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                .collect(),
+            _ => BTreeMap::new(),
+        };
+        out.push(MessageRecord {
+            id,
+            seq,
+            content,
+            timestamp: get_date(m, "ts").unwrap_or(OffsetDateTime::UNIX_EPOCH),
+            sender: get_str(m, "sender").unwrap_or_default(),
+            file_id: get_str(m, "fileId"),
+            file_url: get_str(m, "fileUrl"),
+            metadata,
+            client_msg_id: get_str(m, "clientMsgId"),
+            model_id: get_str(m, "modelId"),
+            partial: get_bool(m, "partial"),
+        });
+    }
+    Ok(out)
+}
+
+fn message_doc(message: &MessageRecord, content: String) -> Document {
+    let mut d = doc! {
+        "content": content,
+        "ts": dt(message.timestamp),
+        "sender": &message.sender,
+    };
+    if let Some(f) = &message.file_id {
+        d.insert("fileId", f);
+    }
+    if let Some(f) = &message.file_url {
+        d.insert("fileUrl", f);
+    }
+    if !message.metadata.is_empty() {
+        let meta: Document = message
+            .metadata
+            .iter()
+            .map(|(k, v)| (k.clone(), Bson::String(v.clone())))
+            .collect();
+        d.insert("meta", meta);
+    }
+    d.insert("id", &message.id);
+    d.insert("seq", i64::try_from(message.seq).unwrap_or(i64::MAX));
+    if let Some(c) = &message.client_msg_id {
+        d.insert("clientMsgId", c);
+    }
+    if let Some(m) = &message.model_id {
+        d.insert("modelId", m);
+    }
+    if message.partial {
+        d.insert("partial", true);
+    }
+    d
+}
+
+fn new_session_doc(id: &str, user_id: &str, model_id: &str, now: DateTime) -> Document {
+    doc! {
+        "_id": id,
+        "uid": user_id,
+        "nm": "",
+        "modelId": model_id,
+        "msgs": [],
+        "ts": now,
+        "dur": 0i64,
+        "adminAssisted": false,
+        "helpRequested": false,
+        "totalTokens": 0i64,
+        "maxRespTime": 0i64,
+        "avgRespTime": 0i64,
+        "msgCount": 0i64,
+        "lastSeq": 0i64,
+        "respCount": 0i64,
+        "respTotalMs": 0i64,
+        SCHEMA: SCHEMA_VERSION,
+        "_ts": now,
+        "_mt": now,
+    }
+}
+
+/// Projection leaving out the messages.
+fn no_msgs() -> Document {
+    doc! { "msgs": 0 }
+}
+
+fn now_date() -> DateTime {
+    dt(super::now())
+}
+
+fn sort_key(field: SortField) -> &'static str {
+    match field {
+        SortField::StartTime => "ts",
+        SortField::EndTime => "endTs",
+        SortField::MessageCount => "msgCount",
+        SortField::TotalTokens => "totalTokens",
+        SortField::UserId => "uid",
+    }
+}
+
+/// The filter selecting rows after `cursor` in the query's order.
+fn cursor_filter(cursor: &Cursor, field: SortField, order: SortOrder) -> Result<Document, StoreError> {
+    let key = sort_key(field);
+    let gt = match order {
+        SortOrder::Asc => "$gt",
+        SortOrder::Desc => "$lt",
+    };
+    let value = match (&cursor.v, field) {
+        (SortValue::Text(t), SortField::UserId) => Bson::String(t.clone()),
+        (SortValue::Num(Some(v)), SortField::StartTime | SortField::EndTime) => Bson::DateTime(ms_date(*v)),
+        (SortValue::Num(Some(v)), SortField::MessageCount | SortField::TotalTokens) => Bson::Int64(*v),
+        (SortValue::Num(None), SortField::EndTime) => {
+            // Missing end times sort first (asc) / last (desc).
+            return Ok(match order {
+                SortOrder::Asc => doc! { "$or": [
+                    { "endTs": { "$exists": false }, "_id": { "$gt": &cursor.id } },
+                    { "endTs": { "$exists": true } },
+                ] },
+                SortOrder::Desc => doc! { "endTs": { "$exists": false }, "_id": { "$lt": &cursor.id } },
+            });
+        }
+        _ => return Err(StoreError::InvalidCursor),
+    };
+    let mut alternatives = vec![
+        Bson::Document(doc! { key: { gt: value.clone() } }),
+        Bson::Document(doc! { key: value, "_id": { gt: &cursor.id } }),
+    ];
+    if field == SortField::EndTime && order == SortOrder::Desc {
+        alternatives.push(Bson::Document(doc! { "endTs": { "$exists": false } }));
+    }
+    Ok(doc! { "$or": alternatives })
+}
+
+impl MongoStore {
+    /// Connects, creates indexes (failures are logged, as the Go service does) and fills the counters of
+    /// documents written by the Go service.
+    pub async fn connect(
+        config: &StoreConfig,
+        keyring: Arc<Keyring>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, StoreError> {
+        let uri = config
+            .mongo_uri
+            .as_ref()
+            .ok_or_else(|| StoreError::Setup("no MongoDB URI configured".into()))?;
+        let mut options = ClientOptions::parse(uri.expose_secret()).await?;
+        options.app_name.get_or_insert_with(|| "chatbox".to_string());
+        options.server_selection_timeout = Some(config.operation_timeout);
+        options.connect_timeout.get_or_insert(config.operation_timeout);
+        let client = Client::with_options(options)?;
+        let store = Self::with_client(&client, &config.mongo_database, &config.mongo_collection, config, keyring, metrics);
+        store.ensure_indexes().await;
+        if let Err(e) = store.backfill_counts().await {
+            tracing::warn!(error = %e, "could not fill message counts of older sessions");
+        }
+        Ok(store)
+    }
+
+    /// A store over `database.collection` of an existing client (no index creation).
+    pub fn with_client(
+        client: &Client,
+        database: &str,
+        collection: &str,
+        config: &StoreConfig,
+        keyring: Arc<Keyring>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let db = client.database(database);
+        Self {
+            sessions: db.collection(collection),
+            locks: db.collection(&format!("{collection}_active")),
+            usage: db.collection(&format!("{collection}_usage")),
+            meta: db.collection(&format!("{collection}_meta")),
+            keyring,
+            runner: Runner::new(config, metrics),
+        }
+    }
+
+    /// Creates the indexes of reference 4.4 (same names and options, so the Go service's are reused)
+    /// and those the queries need. Idempotent; failures are logged.
+    pub async fn ensure_indexes(&self) {
+        let plain = |name: &str, keys: Document| {
+            IndexModel::builder()
+                .keys(keys)
+                .options(IndexOptions::builder().name(name.to_string()).build())
+                .build()
+        };
+        let sessions = [
+            plain("idx_user_id", doc! { "uid": 1 }),
+            plain("idx_start_time", doc! { "ts": -1 }),
+            plain("idx_admin_assisted", doc! { "adminAssisted": 1 }),
+            plain("idx_user_start_time", doc! { "uid": 1, "ts": -1 }),
+            plain("idx_end_time", doc! { "endTs": -1 }),
+            plain("idx_msg_count", doc! { "msgCount": -1 }),
+            plain("idx_total_tokens", doc! { "totalTokens": -1 }),
+        ];
+        for model in sessions {
+            if let Err(e) = self.sessions.create_index(model).await {
+                tracing::warn!(error = %e, "could not create a sessions index");
+            }
+        }
+        let share = IndexModel::builder()
+            .keys(doc! { "shareToken": 1 })
+            .options(
+                IndexOptions::builder()
+                    .name("idx_share_token".to_string())
+                    .unique(true)
+                    .sparse(true)
+                    .build(),
+            )
+            .build();
+        if let Err(e) = self.sessions.create_index(share).await {
+            tracing::warn!(error = %e, "could not create the unique share token index");
+        }
+        if let Err(e) = self.usage.create_index(plain("idx_uid", doc! { "uid": 1 })).await {
+            tracing::warn!(error = %e, "could not create the usage index");
+        }
+    }
+
+    /// Sets `msgCount` and `lastSeq` on documents written by the Go service, so the message count sort is
+    /// served by the stored count. Idempotent.
+    pub async fn backfill_counts(&self) -> Result<u64, StoreError> {
+        let mut cursor = self
+            .sessions
+            .find(doc! { "msgCount": { "$exists": false } })
+            .projection(doc! { "msgs": 1 })
+            .await?;
+        let mut updated = 0;
+        while let Some(d) = cursor.try_next().await? {
+            let count = match d.get("msgs") {
+                Some(Bson::Array(a)) => a.len() as i64,
+                _ => 0,
+            };
+            let Some(id) = d.get("_id").cloned() else { continue };
+            self.sessions
+                .update_one(
+                    doc! { "_id": id.clone(), "msgCount": { "$exists": false } },
+                    doc! { "$set": { "msgCount": count } },
+                )
+                .await?;
+            self.sessions
+                .update_one(
+                    doc! { "_id": id, "lastSeq": { "$exists": false } },
+                    doc! { "$set": { "lastSeq": count } },
+                )
+                .await?;
+            updated += 1;
+        }
+        if updated > 0 {
+            tracing::info!(sessions = updated, "filled message counts of sessions written by the Go service");
+        }
+        Ok(updated)
+    }
+
+    async fn find_session_doc(&self, id: &str, with_msgs: bool) -> Result<Option<Document>, StoreError> {
+        let find = self.sessions.find_one(doc! { "_id": id });
+        let find = if with_msgs { find } else { find.projection(no_msgs()) };
+        Ok(find.await?)
+    }
+
+    async fn get_session_inner(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
+        self.find_session_doc(id, false)
+            .await?
+            .map(|d| session_from_doc(&d, &self.keyring))
+            .transpose()
+    }
+
+    async fn require_session(&self, id: &str) -> Result<SessionRecord, StoreError> {
+        self.get_session_inner(id).await?.ok_or(StoreError::NotFound)
+    }
+
+    /// `$set` on one session; `NotFound` when it does not exist.
+    async fn set_fields(&self, name: &'static str, id: &str, update: Document) -> Result<(), StoreError> {
+        self.runner
+            .run(name, Budget::Short, true, || async {
+                let result = self.sessions.update_one(doc! { "_id": id }, update.clone()).await?;
+                if result.matched_count == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn get_or_create_inner(
+        &self,
+        user_id: &str,
+        preferred_id: Option<&str>,
+        model_id: &str,
+    ) -> Result<ActiveSession, StoreError> {
+        for _ in 0..16 {
+            if let Some(lock) = self.locks.find_one(doc! { "_id": user_id }).await? {
+                let sid = get_str(&lock, "sid").unwrap_or_default();
+                if let Some(d) = self.find_session_doc(&sid, false).await?
+                    && !d.contains_key("endTs")
+                {
+                    return Ok(ActiveSession {
+                        session: session_from_doc(&d, &self.keyring)?,
+                        created: false,
+                    });
+                }
+                // The locked session ended or is gone: release the stale lock and try again.
+                self.locks.delete_one(doc! { "_id": user_id, "sid": &sid }).await?;
+                continue;
+            }
+            // An active session written by the Go service (no lock, no schema marker)?
+            let legacy = self
+                .sessions
+                .find_one(doc! { "uid": user_id, "endTs": { "$exists": false }, SCHEMA: { "$exists": false } })
+                .sort(doc! { "ts": -1 })
+                .projection(no_msgs())
+                .await?;
+            let (sid, created) = match legacy {
+                Some(d) => (session_from_doc(&d, &self.keyring)?.id, false),
+                None => {
+                    let now = now_date();
+                    let mut id = match preferred_id {
+                        Some(p) if !p.is_empty() => p.to_string(),
+                        _ => new_session_id(),
+                    };
+                    loop {
+                        match self.sessions.insert_one(new_session_doc(&id, user_id, model_id, now)).await {
+                            Ok(_) => break,
+                            Err(e) if is_duplicate(&e) => id = new_session_id(),
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
+                    (id, true)
+                }
+            };
+            match self
+                .locks
+                .insert_one(doc! { "_id": user_id, "sid": &sid, "ts": now_date() })
+                .await
+            {
+                Ok(_) => {
+                    let session = self.require_session(&sid).await?;
+                    return Ok(ActiveSession { session, created });
+                }
+                Err(e) if is_duplicate(&e) => {
+                    if created {
+                        // Another caller won; ours was never visible as the active session.
+                        self.sessions
+                            .delete_one(doc! { "_id": &sid, "msgCount": 0i64 })
+                            .await?;
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(StoreError::Timeout {
+            operation: "get_or_create_session",
+        })
+    }
+
+    async fn list_inner(&self, query: &SessionQuery) -> Result<SessionPage, StoreError> {
+        let limit = query.limit.clamp(1, MAX_LIMIT);
+        let mut filter = Document::new();
+        if let Some(uid) = &query.user_id {
+            filter.insert("uid", uid);
+        }
+        match query.status {
+            Some(StatusFilter::Active) => {
+                filter.insert("endTs", doc! { "$exists": false });
+            }
+            Some(StatusFilter::Ended) => {
+                filter.insert("endTs", doc! { "$exists": true });
+            }
+            None => {}
+        }
+        if let Some(a) = query.admin_assisted {
+            filter.insert("adminAssisted", a);
+        }
+        let mut ts = Document::new();
+        if let Some(from) = query.started_from {
+            ts.insert("$gte", dt(from));
+        }
+        if let Some(to) = query.started_to {
+            ts.insert("$lte", dt(to));
+        }
+        if !ts.is_empty() {
+            filter.insert("ts", ts);
+        }
+        if let Some(c) = &query.cursor {
+            let cursor = Cursor::decode(c, query)?;
+            let after = cursor_filter(&cursor, query.sort_by, query.order)?;
+            filter = doc! { "$and": [filter, after] };
+        }
+        let dir = match query.order {
+            SortOrder::Asc => 1,
+            SortOrder::Desc => -1,
+        };
+        let mut cursor = self
+            .sessions
+            .find(filter)
+            .sort(doc! { sort_key(query.sort_by): dir, "_id": dir })
+            .skip(query.offset as u64)
+            .limit(limit as i64)
+            .projection(no_msgs())
+            .await?;
+        let mut sessions = Vec::new();
+        while let Some(d) = cursor.try_next().await? {
+            sessions.push(session_from_doc(&d, &self.keyring)?);
+        }
+        let next_cursor = next_cursor(query, &sessions, limit);
+        Ok(SessionPage { sessions, next_cursor })
+    }
+
+    async fn rotate_batch(&self, batch_size: usize) -> Result<RotationStats, StoreError> {
+        let active = self.keyring.active_id().to_string();
+        let after = self
+            .meta
+            .find_one(doc! { "_id": ROTATION_ID })
+            .await?
+            .filter(|c| get_str(c, "key").as_deref() == Some(active.as_str()))
+            .and_then(|c| get_str(&c, "after"));
+        let filter = match &after {
+            Some(a) => doc! { "_id": { "$gt": a } },
+            None => doc! {},
+        };
+        let mut cursor = self
+            .sessions
+            .find(filter)
+            .sort(doc! { "_id": 1 })
+            .limit(batch_size as i64)
+            .projection(doc! { "nm": 1, "msgs": 1 })
+            .await?;
+        let mut docs = Vec::new();
+        while let Some(d) = cursor.try_next().await? {
+            docs.push(d);
+        }
+        let mut stats = RotationStats {
+            sessions_scanned: docs.len() as u64,
+            done: docs.len() < batch_size,
+            ..RotationStats::default()
+        };
+        let mut last_id = None;
+        for d in &docs {
+            let Some(Bson::String(id)) = d.get("_id") else { continue };
+            last_id = Some(id.clone());
+            if let Some(Bson::String(nm)) = d.get("nm")
+                && !nm.is_empty()
+                && self.keyring.classify(nm, false) != StoredKind::Active
+            {
+                let binding = Binding::Name { session: id };
+                let plain = self.keyring.decrypt(nm, binding, false)?;
+                let sealed = self.keyring.encrypt(&plain, binding)?;
+                let r = self
+                    .sessions
+                    .update_one(doc! { "_id": id, "nm": nm }, doc! { "$set": { "nm": sealed } })
+                    .await?;
+                if r.modified_count == 1 {
+                    stats.names_reencrypted += 1;
+                } else {
+                    stats.skipped += 1;
+                }
+            }
+            let Some(Bson::Array(msgs)) = d.get("msgs") else { continue };
+            for (index, m) in msgs.iter().enumerate() {
+                let Bson::Document(m) = m else { continue };
+                let stored = match m.get("content") {
+                    Some(Bson::String(s)) => s.as_str(),
+                    _ => "",
+                };
+                if self.keyring.classify(stored, true) == StoredKind::Active {
+                    continue;
+                }
+                let (mid, _) = message_identity(m, index);
+                let binding = Binding::Message {
+                    session: id,
+                    message: &mid,
+                };
+                let plain = self.keyring.decrypt(stored, binding, true)?;
+                let sealed = self.keyring.encrypt(&plain, binding)?;
+                let content_key = format!("msgs.{index}.content");
+                let id_key = format!("msgs.{index}.id");
+                let r = self
+                    .sessions
+                    .update_one(
+                        doc! { "_id": id, &content_key: stored },
+                        doc! { "$set": { &content_key: sealed, &id_key: &mid } },
+                    )
+                    .await?;
+                if r.modified_count == 1 {
+                    stats.messages_reencrypted += 1;
+                } else {
+                    stats.skipped += 1;
+                }
+            }
+        }
+        match (stats.done, last_id) {
+            (false, Some(last)) => {
+                self.meta
+                    .update_one(
+                        doc! { "_id": ROTATION_ID },
+                        doc! { "$set": { "key": &active, "after": last } },
+                    )
+                    .upsert(true)
+                    .await?;
+            }
+            _ => {
+                self.meta.delete_one(doc! { "_id": ROTATION_ID }).await?;
+            }
+        }
+        Ok(stats)
+    }
+}
+
+#[async_trait]
+impl Store for MongoStore {
+    fn kind(&self) -> StoreKind {
+        StoreKind::Mongo
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let db = self.sessions.client().database(self.sessions.namespace().db.as_str());
+        self.runner
+            .run("ping", Budget::Short, true, || async {
+                tokio::time::timeout(Duration::from_secs(2), db.run_command(doc! { "ping": 1 }))
+                    .await
+                    .map_err(|_| StoreError::Timeout { operation: "ping" })??;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn active_session_id(&self, user_id: &str) -> Result<Option<String>, StoreError> {
+        self.runner
+            .run("active_session", Budget::Short, true, || async {
+                if let Some(lock) = self.locks.find_one(doc! { "_id": user_id }).await?
+                    && let Some(sid) = get_str(&lock, "sid")
+                    && let Some(d) = self.find_session_doc(&sid, false).await?
+                    && !d.contains_key("endTs")
+                {
+                    return Ok(Some(sid));
+                }
+                let legacy = self
+                    .sessions
+                    .find_one(doc! { "uid": user_id, "endTs": { "$exists": false }, SCHEMA: { "$exists": false } })
+                    .sort(doc! { "ts": -1 })
+                    .projection(doc! { "_id": 1 })
+                    .await?;
+                Ok(legacy.and_then(|d| get_str(&d, "_id")))
+            })
+            .await
+    }
+
+    async fn get_or_create_active(
+        &self,
+        user_id: &str,
+        preferred_id: Option<&str>,
+        model_id: &str,
+    ) -> Result<ActiveSession, StoreError> {
+        self.runner
+            .run("get_or_create_session", Budget::Short, true, || {
+                self.get_or_create_inner(user_id, preferred_id, model_id)
+            })
+            .await
+    }
+
+    async fn get_session(&self, session_id: &str) -> Result<Option<SessionRecord>, StoreError> {
+        self.runner
+            .run("get_session", Budget::Short, true, || self.get_session_inner(session_id))
+            .await
+    }
+
+    async fn append_message(
+        &self,
+        session_id: &str,
+        message: &MessageRecord,
+    ) -> Result<AppendOutcome, StoreError> {
+        let content = self.keyring.encrypt(
+            &message.content,
+            Binding::Message {
+                session: session_id,
+                message: &message.id,
+            },
+        )?;
+        let entry = message_doc(message, content);
+        let seq = i64::try_from(message.seq).unwrap_or(i64::MAX);
+        self.runner
+            .run("append_message", Budget::Short, true, || async {
+                let result = self
+                    .sessions
+                    .update_one(
+                        doc! { "_id": session_id, "endTs": { "$exists": false }, "msgs.id": { "$ne": &message.id } },
+                        doc! {
+                            "$push": { "msgs": entry.clone() },
+                            "$inc": { "msgCount": 1i64 },
+                            "$max": { "lastSeq": seq, "lastActivity": dt(message.timestamp) },
+                            "$set": { "_mt": now_date() },
+                        },
+                    )
+                    .await?;
+                if result.matched_count == 1 {
+                    return Ok(AppendOutcome::Stored);
+                }
+                let duplicate = self
+                    .sessions
+                    .find_one(doc! { "_id": session_id, "msgs.id": &message.id })
+                    .projection(doc! { "_id": 1 })
+                    .await?;
+                if duplicate.is_some() {
+                    return Ok(AppendOutcome::Duplicate);
+                }
+                match self.find_session_doc(session_id, false).await? {
+                    None => Err(StoreError::NotFound),
+                    Some(d) if d.contains_key("endTs") => Err(StoreError::SessionEnded),
+                    Some(_) => Ok(AppendOutcome::Duplicate),
+                }
+            })
+            .await
+    }
+
+    async fn messages(
+        &self,
+        session_id: &str,
+        after_seq: Option<u64>,
+    ) -> Result<Vec<MessageRecord>, StoreError> {
+        self.runner
+            .run("get_messages", Budget::Long, true, || async {
+                let d = self
+                    .sessions
+                    .find_one(doc! { "_id": session_id })
+                    .projection(doc! { "msgs": 1 })
+                    .await?
+                    .ok_or(StoreError::NotFound)?;
+                messages_from_doc(&d, session_id, &self.keyring, after_seq)
+            })
+            .await
+    }
+
+    async fn set_name(&self, session_id: &str, name: &str) -> Result<(), StoreError> {
+        let sealed = if name.is_empty() {
+            String::new()
+        } else {
+            self.keyring.encrypt(name, Binding::Name { session: session_id })?
+        };
+        self.set_fields("set_name", session_id, doc! { "$set": { "nm": sealed, "_mt": now_date() } })
+            .await
+    }
+
+    async fn set_model(&self, session_id: &str, model_id: &str) -> Result<(), StoreError> {
+        self.set_fields(
+            "set_model",
+            session_id,
+            doc! { "$set": { "modelId": model_id, "_mt": now_date() } },
+        )
+        .await
+    }
+
+    async fn end_session(&self, session_id: &str, at: OffsetDateTime) -> Result<EndOutcome, StoreError> {
+        self.runner
+            .run("end_session", Budget::Short, true, || async {
+                let current = self.require_session(session_id).await?;
+                if !current.is_active() {
+                    return Ok(EndOutcome {
+                        ended_now: false,
+                        session: current,
+                    });
+                }
+                let end = at.max(current.started_at);
+                let dur = (end - current.started_at).whole_seconds();
+                let result = self
+                    .sessions
+                    .update_one(
+                        doc! { "_id": session_id, "endTs": { "$exists": false } },
+                        doc! { "$set": { "endTs": dt(end), "dur": dur, "_mt": now_date() } },
+                    )
+                    .await?;
+                self.locks
+                    .delete_one(doc! { "_id": &current.user_id, "sid": session_id })
+                    .await?;
+                Ok(EndOutcome {
+                    ended_now: result.modified_count == 1,
+                    session: self.require_session(session_id).await?,
+                })
+            })
+            .await
+    }
+
+    async fn record_usage(&self, session_id: &str, usage: TurnUsage) -> Result<(), StoreError> {
+        let after = self
+            .runner
+            .run("record_usage", Budget::Short, false, || async {
+                self.sessions
+                    .find_one_and_update(
+                        doc! { "_id": session_id },
+                        doc! {
+                            "$inc": { "totalTokens": usage.tokens, "respCount": 1i64, "respTotalMs": usage.response_ms },
+                            "$max": { "maxRespTime": usage.response_ms },
+                            "$set": { "_mt": now_date() },
+                        },
+                    )
+                    .return_document(ReturnDocument::After)
+                    .projection(doc! { "uid": 1, "respCount": 1, "respTotalMs": 1 })
+                    .await?
+                    .ok_or(StoreError::NotFound)
+            })
+            .await?;
+        let count = get_i64(&after, "respCount").unwrap_or(1).max(1);
+        let total = get_i64(&after, "respTotalMs").unwrap_or(0);
+        let uid = get_str(&after, "uid").unwrap_or_default();
+        self.runner
+            .run("record_usage", Budget::Short, true, || async {
+                // Only if no later turn changed the count meanwhile (that turn sets its own average).
+                self.sessions
+                    .update_one(
+                        doc! { "_id": session_id, "respCount": count },
+                        doc! { "$set": { "avgRespTime": total / count } },
+                    )
+                    .await?;
+                Ok(())
+            })
+            .await?;
+        let day = utc_day(usage.at);
+        let key = format!("{uid}\u{1f}{day}");
+        self.runner
+            .run("record_usage", Budget::Short, false, || async {
+                let update = doc! {
+                    "$inc": { "tokens": usage.tokens },
+                    "$setOnInsert": { "uid": &uid, "day": day },
+                };
+                match self
+                    .usage
+                    .update_one(doc! { "_id": &key }, update.clone())
+                    .upsert(true)
+                    .await
+                {
+                    Ok(_) => Ok(()),
+                    // Two first upserts of the day raced: the document exists now.
+                    Err(e) if is_duplicate(&e) => {
+                        self.usage.update_one(doc! { "_id": &key }, update).await?;
+                        Ok(())
+                    }
+                    Err(e) => Err(e.into()),
+                }
+            })
+            .await
+    }
+
+    async fn user_tokens_on(&self, user_id: &str, day: Date) -> Result<i64, StoreError> {
+        let key = format!("{user_id}\u{1f}{}", date_day(day));
+        self.runner
+            .run("user_tokens", Budget::Short, true, || async {
+                Ok(self
+                    .usage
+                    .find_one(doc! { "_id": &key })
+                    .await?
+                    .and_then(|d| get_i64(&d, "tokens"))
+                    .unwrap_or(0))
+            })
+            .await
+    }
+
+    async fn set_help_requested(&self, session_id: &str, requested: bool) -> Result<(), StoreError> {
+        self.set_fields(
+            "set_help",
+            session_id,
+            doc! { "$set": { "helpRequested": requested, "_mt": now_date() } },
+        )
+        .await
+    }
+
+    async fn set_assistance(
+        &self,
+        session_id: &str,
+        admin: Option<&AssistingAdmin>,
+    ) -> Result<(), StoreError> {
+        let update = match admin {
+            Some(a) => doc! { "$set": {
+                "adminAssisted": true,
+                "assistingAdminId": &a.id,
+                "assistingAdminName": &a.name,
+                "_mt": now_date(),
+            } },
+            None => doc! {
+                "$unset": { "assistingAdminId": "", "assistingAdminName": "" },
+                "$set": { "_mt": now_date() },
+            },
+        };
+        self.set_fields("set_assistance", session_id, update).await
+    }
+
+    async fn share(&self, session_id: &str) -> Result<String, StoreError> {
+        self.runner
+            .run("share_session", Budget::Short, true, || async {
+                for _ in 0..8 {
+                    let current = self.require_session(session_id).await?;
+                    if let Some(token) = current.share_token {
+                        return Ok(token);
+                    }
+                    let token = new_share_token();
+                    match self
+                        .sessions
+                        .update_one(
+                            doc! { "_id": session_id, "shareToken": { "$exists": false } },
+                            doc! { "$set": { "shareToken": &token, "_mt": now_date() } },
+                        )
+                        .await
+                    {
+                        Ok(r) if r.modified_count == 1 => return Ok(token),
+                        Ok(_) => continue,
+                        Err(e) if is_duplicate(&e) => continue,
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                Err(StoreError::Timeout {
+                    operation: "share_session",
+                })
+            })
+            .await
+    }
+
+    async fn session_by_share_token(&self, token: &str) -> Result<Option<SessionRecord>, StoreError> {
+        if token.is_empty() {
+            return Ok(None);
+        }
+        self.runner
+            .run("get_shared", Budget::Short, true, || async {
+                self.sessions
+                    .find_one(doc! { "shareToken": token })
+                    .projection(no_msgs())
+                    .await?
+                    .map(|d| session_from_doc(&d, &self.keyring))
+                    .transpose()
+            })
+            .await
+    }
+
+    async fn revoke_share(&self, session_id: &str) -> Result<bool, StoreError> {
+        self.runner
+            .run("revoke_share", Budget::Short, true, || async {
+                let current = self.require_session(session_id).await?;
+                if current.share_token.is_none() {
+                    return Ok(false);
+                }
+                let r = self
+                    .sessions
+                    .update_one(
+                        doc! { "_id": session_id, "shareToken": { "$exists": true } },
+                        doc! { "$unset": { "shareToken": "" }, "$set": { "_mt": now_date() } },
+                    )
+                    .await?;
+                Ok(r.modified_count == 1)
+            })
+            .await
+    }
+
+    async fn list_user_sessions(
+        &self,
+        user_id: &str,
+        limit: usize,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        self.runner
+            .run("list_user_sessions", Budget::Long, true, || async {
+                let mut cursor = self
+                    .sessions
+                    .find(doc! { "uid": user_id })
+                    .sort(doc! { "ts": -1 })
+                    .limit(limit as i64)
+                    .projection(no_msgs())
+                    .await?;
+                let mut out = Vec::new();
+                while let Some(d) = cursor.try_next().await? {
+                    out.push(session_from_doc(&d, &self.keyring)?);
+                }
+                Ok(out)
+            })
+            .await
+    }
+
+    async fn list_sessions(&self, query: &SessionQuery) -> Result<SessionPage, StoreError> {
+        self.runner
+            .run("list_sessions", Budget::Long, true, || self.list_inner(query))
+            .await
+    }
+
+    async fn metrics(&self, from: OffsetDateTime, to: OffsetDateTime) -> Result<SessionMetrics, StoreError> {
+        let (from_ms, to_ms_) = (to_ms(from), to_ms(to));
+        let now = to_ms(super::now());
+        self.runner
+            .run("metrics", Budget::Long, true, || async {
+                // Streamed projection rather than $group: works the same on MongoDB and FerretDB and also
+                // yields the time-weighted concurrency.
+                let mut cursor = self
+                    .sessions
+                    .find(doc! { "ts": { "$gte": dt(from), "$lte": dt(to) } })
+                    .projection(doc! {
+                        "ts": 1, "endTs": 1, "totalTokens": 1, "maxRespTime": 1, "avgRespTime": 1,
+                        "respCount": 1, "respTotalMs": 1, "adminAssisted": 1,
+                    })
+                    .await?;
+                let mut m = SessionMetrics::default();
+                let mut avg_sum = 0i64;
+                let mut open_ms = 0i128;
+                while let Some(d) = cursor.try_next().await? {
+                    m.total_sessions += 1;
+                    let end = get_date(&d, "endTs").map(to_ms);
+                    if end.is_none() {
+                        m.active_sessions += 1;
+                    }
+                    if get_bool(&d, "adminAssisted") {
+                        m.admin_assisted_count += 1;
+                    }
+                    m.total_tokens += get_i64(&d, "totalTokens").unwrap_or(0);
+                    m.max_response_ms = m.max_response_ms.max(get_i64(&d, "maxRespTime").unwrap_or(0));
+                    avg_sum += get_i64(&d, "avgRespTime").unwrap_or(0);
+                    let start = get_date(&d, "ts").map_or(from_ms, to_ms);
+                    let until = end.unwrap_or(now).min(to_ms_);
+                    open_ms += i128::from((until - start).max(0));
+                }
+                if m.total_sessions > 0 {
+                    m.avg_response_ms = avg_sum / m.total_sessions;
+                }
+                if to_ms_ > from_ms {
+                    m.avg_concurrent = open_ms as f64 / (to_ms_ - from_ms) as f64;
+                }
+                Ok(m)
+            })
+            .await
+    }
+
+    async fn purge_ended_before(&self, cutoff: OffsetDateTime) -> Result<u64, StoreError> {
+        self.runner
+            .run("purge", Budget::Long, true, || async {
+                let r = self
+                    .sessions
+                    .delete_many(doc! { "endTs": { "$lt": dt(cutoff) } })
+                    .await?;
+                Ok(r.deleted_count)
+            })
+            .await
+    }
+
+    async fn export_user(&self, user_id: &str) -> Result<UserExport, StoreError> {
+        self.runner
+            .run("export_user", Budget::Long, true, || async {
+                let mut cursor = self
+                    .sessions
+                    .find(doc! { "uid": user_id })
+                    .sort(doc! { "ts": -1 })
+                    .await?;
+                let mut sessions = Vec::new();
+                while let Some(d) = cursor.try_next().await? {
+                    let session = session_from_doc(&d, &self.keyring)?;
+                    let messages = messages_from_doc(&d, &session.id, &self.keyring, None)?;
+                    sessions.push(ExportedSession { session, messages });
+                }
+                let mut daily_tokens = BTreeMap::new();
+                let mut usage = self.usage.find(doc! { "uid": user_id }).await?;
+                while let Some(d) = usage.try_next().await? {
+                    if let Some(day) = get_i64(&d, "day").and_then(|v| i32::try_from(v).ok()) {
+                        daily_tokens.insert(day_date(day).to_string(), get_i64(&d, "tokens").unwrap_or(0));
+                    }
+                }
+                Ok(UserExport {
+                    user_id: user_id.to_string(),
+                    sessions,
+                    daily_tokens,
+                })
+            })
+            .await
+    }
+
+    async fn delete_user(&self, user_id: &str) -> Result<DeleteStats, StoreError> {
+        self.runner
+            .run("delete_user", Budget::Long, true, || async {
+                let mut cursor = self
+                    .sessions
+                    .find(doc! { "uid": user_id })
+                    .projection(doc! { "msgs": 1 })
+                    .await?;
+                let mut messages = 0u64;
+                while let Some(d) = cursor.try_next().await? {
+                    if let Some(Bson::Array(a)) = d.get("msgs") {
+                        messages += a.len() as u64;
+                    }
+                }
+                let r = self.sessions.delete_many(doc! { "uid": user_id }).await?;
+                self.locks.delete_many(doc! { "_id": user_id }).await?;
+                self.usage.delete_many(doc! { "uid": user_id }).await?;
+                Ok(DeleteStats {
+                    sessions: r.deleted_count,
+                    messages,
+                })
+            })
+            .await
+    }
+
+    async fn rotate_keys(
+        &self,
+        batch_size: usize,
+        progress: RotationProgress<'_>,
+    ) -> Result<RotationStats, StoreError> {
+        let batch_size = batch_size.max(1);
+        let mut stats = RotationStats::default();
+        loop {
+            let batch = self
+                .runner
+                .run("rotate_keys", Budget::Long, true, || self.rotate_batch(batch_size))
+                .await?;
+            stats.sessions_scanned += batch.sessions_scanned;
+            stats.messages_reencrypted += batch.messages_reencrypted;
+            stats.names_reencrypted += batch.names_reencrypted;
+            stats.skipped += batch.skipped;
+            stats.done = batch.done;
+            progress(&stats);
+            if batch.done {
+                return Ok(stats);
+            }
+        }
+    }
+}

@@ -1,0 +1,450 @@
+//! A fake LLM provider: a real HTTP/1.1 server on 127.0.0.1 that replays each provider's exact SSE
+//! format from `tests/fixtures/{openai,anthropic,dify}/*.sse`, with scripted faults per request.
+//!
+//! Endpoints (under `base_url()`, which ends in `/v1`): `POST /v1/chat/completions` (OpenAI),
+//! `POST /v1/messages` (Anthropic), `POST /v1/chat-messages` (Dify). Each request takes the next
+//! [`Fault`] from the script (default [`Fault::None`]); every request is recorded, and a test can
+//! wait until the client closed a request's connection (to prove cancellation reaches upstream).
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+
+/// Longest a stalled response waits for the client to give up (a safety net, never reached in tests).
+const STALL_LIMIT: Duration = Duration::from_secs(30);
+
+/// The provider formats the fake speaks, chosen by request path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// `/chat/completions`.
+    OpenAi,
+    /// `/messages`.
+    Anthropic,
+    /// `/chat-messages`.
+    Dify,
+}
+
+impl Flavor {
+    fn dir(self) -> &'static str {
+        match self {
+            Self::OpenAi => "openai",
+            Self::Anthropic => "anthropic",
+            Self::Dify => "dify",
+        }
+    }
+
+    fn from_path(path: &str) -> Option<Self> {
+        if path.ends_with("/chat/completions") {
+            Some(Self::OpenAi)
+        } else if path.ends_with("/chat-messages") {
+            Some(Self::Dify)
+        } else if path.ends_with("/messages") {
+            Some(Self::Anthropic)
+        } else {
+            None
+        }
+    }
+
+    /// A malformed chunk in this flavor's framing.
+    fn malformed_event(self) -> &'static str {
+        match self {
+            Self::Anthropic => {
+                "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"delta\":{oops\n\n"
+            }
+            Self::OpenAi | Self::Dify => "data: {\"this is\": not json\n\n",
+        }
+    }
+}
+
+/// What the fake does with one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// Serve the fixture completely.
+    None,
+    /// Answer with this status (e.g. 429 with `Retry-After`, 500, 401) and a JSON error body.
+    Status {
+        /// HTTP status.
+        status: u16,
+        /// `Retry-After` header value, if any.
+        retry_after: Option<String>,
+    },
+    /// Send the headers, then nothing until the client gives up.
+    StallBeforeFirstToken,
+    /// Send the first `after_events` events, then nothing until the client gives up.
+    StallMidStream {
+        /// Events sent before the stall.
+        after_events: usize,
+    },
+    /// Insert a malformed chunk after `after_events` events, then continue normally.
+    MalformedChunk {
+        /// Events sent before the bad chunk.
+        after_events: usize,
+    },
+    /// Send `after_events` events, then close the connection without ending the body.
+    DropMidStream {
+        /// Events sent before the drop.
+        after_events: usize,
+    },
+}
+
+impl Fault {
+    /// `429 Too Many Requests` with `Retry-After: <value>`.
+    pub fn rate_limited(retry_after: &str) -> Self {
+        Self::Status {
+            status: 429,
+            retry_after: Some(retry_after.to_string()),
+        }
+    }
+
+    /// A bare status.
+    pub fn status(status: u16) -> Self {
+        Self::Status {
+            status,
+            retry_after: None,
+        }
+    }
+}
+
+/// One recorded request.
+#[derive(Debug, Clone)]
+pub struct RecordedRequest {
+    /// Request path.
+    pub path: String,
+    /// Headers, names lower-cased.
+    pub headers: Vec<(String, String)>,
+    /// The JSON body (`Null` if not JSON).
+    pub body: serde_json::Value,
+}
+
+impl RecordedRequest {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+#[derive(Default)]
+struct State {
+    script: std::collections::VecDeque<Fault>,
+    fixture: Option<String>,
+    api_key: Option<String>,
+    requests: Vec<RecordedRequest>,
+    closed_by_client: Vec<bool>,
+}
+
+/// The running fake provider; stops when dropped.
+pub struct FakeLlm {
+    addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+    changed: Arc<Notify>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeLlm {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn fixtures_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("fixtures")
+}
+
+/// Reads `tests/fixtures/<flavor>/<name>.sse` and splits it into events (blank-line separated).
+pub fn fixture_events(flavor: Flavor, name: &str) -> Vec<String> {
+    let path = fixtures_dir()
+        .join(flavor.dir())
+        .join(format!("{name}.sse"));
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()));
+    text.split("\n\n")
+        .map(|e| e.trim_matches('\n'))
+        .filter(|e| !e.is_empty())
+        .map(|e| format!("{e}\n\n"))
+        .collect()
+}
+
+impl FakeLlm {
+    /// Starts the server on an ephemeral loopback port.
+    pub async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(Mutex::new(State::default()));
+        let changed = Arc::new(Notify::new());
+        let task = tokio::spawn({
+            let state = state.clone();
+            let changed = changed.clone();
+            async move {
+                while let Ok((socket, _)) = listener.accept().await {
+                    tokio::spawn(serve(socket, state.clone(), changed.clone()));
+                }
+            }
+        });
+        Self {
+            addr,
+            state,
+            changed,
+            task,
+        }
+    }
+
+    /// The endpoint to configure (`http://127.0.0.1:<port>/v1`).
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    /// Appends faults for the next requests, in order.
+    pub fn script(&self, faults: impl IntoIterator<Item = Fault>) {
+        self.state.lock().unwrap().script.extend(faults);
+    }
+
+    /// Serves `<name>.sse` instead of `basic.sse`.
+    pub fn use_fixture(&self, name: &str) {
+        self.state.lock().unwrap().fixture = Some(name.to_string());
+    }
+
+    /// Requires this API key (Bearer or `x-api-key`); others get 401.
+    pub fn require_api_key(&self, key: &str) {
+        self.state.lock().unwrap().api_key = Some(key.to_string());
+    }
+
+    /// Every request received so far.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.state.lock().unwrap().requests.clone()
+    }
+
+    /// Number of requests received so far.
+    pub fn request_count(&self) -> usize {
+        self.state.lock().unwrap().requests.len()
+    }
+
+    /// Waits (up to 5 s) until the client closed the connection of request `index` while the fake
+    /// was still holding it open (a stall).
+    pub async fn wait_closed_by_client(&self, index: usize) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let notified = self.changed.notified();
+            if self
+                .state
+                .lock()
+                .unwrap()
+                .closed_by_client
+                .get(index)
+                .copied()
+                .unwrap_or(false)
+            {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                panic!("the client did not close request {index} within 5 s");
+            }
+        }
+    }
+}
+
+struct Head {
+    path: String,
+    headers: Vec<(String, String)>,
+    content_length: usize,
+}
+
+fn parse_head(text: &str) -> Option<Head> {
+    let mut lines = text.split("\r\n");
+    let request_line = lines.next()?;
+    let path = request_line.split_whitespace().nth(1)?.to_string();
+    let headers: Vec<(String, String)> = lines
+        .filter(|l| !l.is_empty())
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let content_length = headers
+        .iter()
+        .find(|(n, _)| n == "content-length")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    Some(Head {
+        path,
+        headers,
+        content_length,
+    })
+}
+
+async fn read_request(socket: &mut TcpStream) -> Option<(Head, Vec<u8>)> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break pos;
+        }
+        let n = socket.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = parse_head(std::str::from_utf8(&buf[..head_end]).ok()?)?;
+    let mut body = buf[head_end + 4..].to_vec();
+    while body.len() < head.content_length {
+        let n = socket.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+    Some((head, body))
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        529 => "Overloaded",
+        _ => "Status",
+    }
+}
+
+async fn write_status(socket: &mut TcpStream, status: u16, retry_after: Option<&str>, body: &str) {
+    let mut response = format!(
+        "HTTP/1.1 {status} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
+        reason(status),
+        body.len()
+    );
+    if let Some(value) = retry_after {
+        response.push_str(&format!("retry-after: {value}\r\n"));
+    }
+    response.push_str("\r\n");
+    response.push_str(body);
+    let _ = socket.write_all(response.as_bytes()).await;
+    let _ = socket.shutdown().await;
+}
+
+async fn write_chunk(socket: &mut TcpStream, data: &str) -> bool {
+    let framed = format!("{:x}\r\n{data}\r\n", data.len());
+    socket.write_all(framed.as_bytes()).await.is_ok() && socket.flush().await.is_ok()
+}
+
+/// Holds the connection open until the client closes it; records that it did.
+async fn stall_until_client_closes(
+    mut socket: TcpStream,
+    index: usize,
+    state: &Mutex<State>,
+    changed: &Notify,
+) {
+    let mut byte = [0u8; 1];
+    let closed = matches!(
+        tokio::time::timeout(STALL_LIMIT, socket.read(&mut byte)).await,
+        Ok(Ok(0) | Err(_))
+    );
+    if closed {
+        state.lock().unwrap().closed_by_client[index] = true;
+        changed.notify_waiters();
+    }
+}
+
+fn key_matches(head: &Head, key: &str) -> bool {
+    head.headers.iter().any(|(n, v)| {
+        (n == "authorization" && v.strip_prefix("Bearer ") == Some(key))
+            || (n == "x-api-key" && v == key)
+    })
+}
+
+async fn serve(mut socket: TcpStream, state: Arc<Mutex<State>>, changed: Arc<Notify>) {
+    let Some((head, body)) = read_request(&mut socket).await else {
+        return;
+    };
+    let Some(flavor) = Flavor::from_path(&head.path) else {
+        write_status(&mut socket, 404, None, "{\"error\":\"not found\"}").await;
+        return;
+    };
+    let (index, fault, fixture, key_ok) = {
+        let mut st = state.lock().unwrap();
+        st.requests.push(RecordedRequest {
+            path: head.path.clone(),
+            headers: head.headers.clone(),
+            body: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+        });
+        st.closed_by_client.push(false);
+        let key_ok = st.api_key.as_deref().is_none_or(|k| key_matches(&head, k));
+        let fault = if key_ok {
+            st.script.pop_front().unwrap_or(Fault::None)
+        } else {
+            Fault::status(401)
+        };
+        (st.requests.len() - 1, fault, st.fixture.clone(), key_ok)
+    };
+    changed.notify_waiters();
+    if let Fault::Status {
+        status,
+        retry_after,
+    } = &fault
+    {
+        let body = if key_ok {
+            format!(
+                "{{\"error\":{{\"message\":\"fake status {status}\",\"type\":\"server_error\"}}}}"
+            )
+        } else {
+            // Real providers echo a masked key in 401 bodies; the client must not log it.
+            "{\"error\":{\"message\":\"Incorrect API key provided: sk-wr***ng\",\"type\":\"invalid_request_error\",\"code\":\"invalid_api_key\"}}".to_string()
+        };
+        write_status(&mut socket, *status, retry_after.as_deref(), &body).await;
+        return;
+    }
+    let events = fixture_events(flavor, fixture.as_deref().unwrap_or("basic"));
+    let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n\
+                transfer-encoding: chunked\r\nconnection: close\r\n\r\n";
+    if socket.write_all(head.as_bytes()).await.is_err() {
+        return;
+    }
+    let (stop_at, malformed_at) = match fault {
+        Fault::StallBeforeFirstToken => (Some(0), None),
+        Fault::StallMidStream { after_events } | Fault::DropMidStream { after_events } => {
+            (Some(after_events), None)
+        }
+        Fault::MalformedChunk { after_events } => (None, Some(after_events)),
+        Fault::None | Fault::Status { .. } => (None, None),
+    };
+    for (i, event) in events.iter().enumerate() {
+        if stop_at == Some(i) {
+            break;
+        }
+        if malformed_at == Some(i) && !write_chunk(&mut socket, flavor.malformed_event()).await {
+            return;
+        }
+        if !write_chunk(&mut socket, event).await {
+            return;
+        }
+    }
+    match fault {
+        Fault::StallBeforeFirstToken | Fault::StallMidStream { .. } => {
+            let _ = socket.flush().await;
+            stall_until_client_closes(socket, index, &state, &changed).await;
+        }
+        Fault::DropMidStream { .. } => {
+            // Close without the terminating zero-length chunk: the body is cut short.
+            let _ = socket.shutdown().await;
+        }
+        Fault::None | Fault::MalformedChunk { .. } | Fault::Status { .. } => {
+            let _ = socket.write_all(b"0\r\n\r\n").await;
+            let _ = socket.shutdown().await;
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! Integration tests: one binary that drives the real server over HTTP and WebSocket.
+
+mod helpers;
+mod fake_llm;
+mod llm;
