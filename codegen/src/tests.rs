@@ -776,3 +776,15 @@ fn yaml_errors_name_the_file() {
     };
     assert_eq!(e.pointer(), Some("/paths"));
 }
+
+#[test]
+fn the_repository_specs_compile_when_present() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../spec");
+    if !dir.join("asyncapi.yaml").exists() || !dir.join("openapi.yaml").exists() {
+        return;
+    }
+    let generated = Specs::load(&dir).and_then(|s| generate(&s));
+    if let Err(e) = generated {
+        panic!("{e}");
+    }
+}

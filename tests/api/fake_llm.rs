@@ -205,6 +205,27 @@ impl FakeLlm {
         format!("http://{}/v1", self.addr)
     }
 
+    /// A provider entry of type `kind` (`openai`, `anthropic`, `dify`) pointing at this server, with
+    /// the API key `sk-fake`, fast retries and short timeouts (first token and idle 2 s).
+    pub fn provider_config(&self, id: &str, kind: &str) -> chatbox::llm::ProviderConfig {
+        chatbox::llm::ProviderConfig {
+            id: id.to_string(),
+            name: format!("{id} (fake {kind})"),
+            kind: kind.to_string(),
+            endpoint: self.base_url(),
+            model: format!("fake-{kind}-model"),
+            api_key: Some(secrecy::SecretString::from("sk-fake")),
+            first_token_timeout: Some(Duration::from_secs(2)),
+            idle_timeout: Some(Duration::from_secs(2)),
+            retry: Some(chatbox::llm::RetryConfig {
+                max_attempts: 3,
+                base_delay: Duration::from_millis(1),
+                max_delay: Duration::from_secs(2),
+            }),
+            ..chatbox::llm::ProviderConfig::default()
+        }
+    }
+
     /// Appends faults for the next requests, in order.
     pub fn script(&self, faults: impl IntoIterator<Item = Fault>) {
         self.state.lock().unwrap().script.extend(faults);

@@ -632,6 +632,20 @@ async fn models_keep_configured_order_and_unknown_models_are_refused() {
 }
 
 #[tokio::test]
+async fn fake_provider_config_helper_works_for_other_tests() {
+    let fake = FakeLlm::start().await;
+    let config = LlmConfig {
+        providers: vec![fake.provider_config("fake", "anthropic")],
+        ..LlmConfig::default()
+    };
+    config.validate(true).unwrap();
+    let llm = Llm::new(&config, Arc::new(Metrics::new())).unwrap();
+    let out = run(&llm, "fake", "Hi").await;
+    assert_eq!(out.text, ANSWER);
+    assert_eq!(fake.requests()[0].header("x-api-key"), Some("sk-fake"));
+}
+
+#[tokio::test]
 async fn daily_budget_is_checked_before_the_call() {
     let fake = FakeLlm::start().await;
     let (llm, _) = build(&format!(

@@ -1,5 +1,6 @@
 //! Integration tests: one binary that drives the real server over HTTP and WebSocket.
 
+mod chat;
 mod helpers;
 mod fake_llm;
 mod llm;

@@ -1,0 +1,390 @@
+//! Chat over WebSocket: handshake, multi-device fan-out, streaming turns, resume, limits and errors.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use serde_json::{Value, json};
+
+use crate::helpers::{WsClient, answer_text, app, spawn_app};
+
+async fn status(ws: &mut WsClient) -> Value {
+    let frame = ws.recv().await;
+    assert_eq!(frame["type"], "connection_status", "{frame}");
+    frame
+}
+
+fn seq(frame: &Value) -> i64 {
+    frame["seq"].as_i64().unwrap_or_else(|| panic!("no seq in {frame}"))
+}
+
+#[tokio::test]
+async fn the_first_frame_names_the_user_the_session_and_the_models() {
+    let app = spawn_app().await;
+    let mut ws = app.connect_ws(&app.user_token("alice")).await;
+    let first = status(&mut ws).await;
+    assert_eq!(first["user_id"], "alice");
+    assert_eq!(first["session_id"].as_str().unwrap().len(), 32);
+    assert_eq!(first["models"][0]["id"], "demo");
+    assert_eq!(first["sender"], "system");
+    // A second device is told the same (reserved) session.
+    let mut other = app.connect_ws(&app.user_token("alice")).await;
+    assert_eq!(status(&mut other).await["session_id"], first["session_id"]);
+}
+
+#[tokio::test]
+async fn a_turn_streams_loading_chunks_and_a_final_chunk() {
+    let app = spawn_app().await;
+    let mut ws = app.connect_ws(&app.user_token("u1")).await;
+    let session = status(&mut ws).await["session_id"].clone();
+    ws.send(json!({"type": "user_message", "content": "Hello there"})).await;
+    let frames = ws.recv_turn().await;
+    assert_eq!(frames[0]["type"], "loading");
+    assert_eq!(frames[0]["session_id"], session);
+    let chunks: Vec<_> = frames.iter().filter(|f| f["type"] == "ai_response").collect();
+    assert!(chunks.len() > 2, "{frames:?}");
+    for chunk in &chunks[..chunks.len() - 1] {
+        assert_eq!(chunk["metadata"]["streaming"], "true");
+        assert_eq!(chunk["metadata"]["done"], "false");
+        assert_eq!(chunk["model_id"], "demo");
+    }
+    let last = chunks.last().unwrap();
+    assert_eq!(last["metadata"]["done"], "true");
+    assert!(!answer_text(&frames).is_empty());
+    let seqs: Vec<i64> = frames.iter().map(seq).collect();
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "seqs ascend by one: {seqs:?}");
+}
+
+#[tokio::test]
+async fn two_devices_receive_the_streamed_answer_and_each_others_messages() {
+    let app = spawn_app().await;
+    let token = app.user_token("bob");
+    let mut phone = app.connect_ws(&token).await;
+    let mut laptop = app.connect_ws(&token).await;
+    status(&mut phone).await;
+    status(&mut laptop).await;
+    phone.send(json!({"type": "user_message", "content": "From the phone", "client_msg_id": "p1"})).await;
+    let echo = laptop.recv().await;
+    assert_eq!(echo["type"], "user_message");
+    assert_eq!(echo["content"], "From the phone");
+    assert_eq!(echo["client_msg_id"], "p1");
+    let on_laptop = laptop.recv_turn().await;
+    let on_phone = phone.recv_turn().await;
+    assert_eq!(on_phone[0]["type"], "loading", "the sender gets no echo of its own message");
+    assert_eq!(answer_text(&on_laptop), answer_text(&on_phone));
+    assert_eq!(on_laptop.last().unwrap()["metadata"]["done"], "true");
+
+    laptop.send(json!({"type": "user_message", "content": "From the laptop"})).await;
+    let echo = phone.recv().await;
+    assert_eq!(echo["content"], "From the laptop");
+    phone.recv_turn().await;
+    laptop.recv_turn().await;
+}
+
+#[tokio::test]
+async fn closing_one_device_never_detaches_another() {
+    let app = app().env("LLM_DEMO_TOKEN_DELAY_MS", "20").spawn().await;
+    let token = app.user_token("carol");
+    let mut a = app.connect_ws(&token).await;
+    let mut b = app.connect_ws(&token).await;
+    status(&mut a).await;
+    status(&mut b).await;
+    a.send(json!({"type": "user_message", "content": "Tell me something"})).await;
+    assert_eq!(a.recv().await["type"], "loading");
+    assert_eq!(b.recv().await["type"], "user_message");
+    b.close().await;
+    let rest = a.recv_turn().await;
+    assert_eq!(rest.last().unwrap()["metadata"]["done"], "true");
+    // And a later answer still reaches the remaining device.
+    a.send(json!({"type": "user_message", "content": "Again"})).await;
+    assert_eq!(a.recv_turn().await.last().unwrap()["metadata"]["done"], "true");
+}
+
+#[tokio::test]
+async fn reconnecting_with_last_seq_replays_exactly_the_missed_frames() {
+    let app = spawn_app().await;
+    let token = app.user_token("dave");
+    let mut a = app.connect_ws(&token).await;
+    status(&mut a).await;
+    a.send(json!({"type": "user_message", "content": "First"})).await;
+    let first_turn = a.recv_turn().await;
+    let last_seen = seq(first_turn.last().unwrap());
+
+    let mut b = app.connect_ws(&token).await;
+    status(&mut b).await;
+    b.send(json!({"type": "user_message", "content": "Second"})).await;
+    let mut missed = vec![a.recv().await];
+    missed.extend(a.recv_turn().await);
+    b.recv_turn().await;
+    a.close().await;
+
+    let mut again = app.connect_ws_resume(&token, last_seen).await;
+    let resumed_status = status(&mut again).await;
+    assert_eq!(resumed_status["last_seq"], seq(missed.last().unwrap()));
+    let mut replayed = Vec::new();
+    for _ in 0..missed.len() {
+        replayed.push(again.recv().await);
+    }
+    let strip = |f: &Value| {
+        let mut f = f.clone();
+        f.as_object_mut().unwrap().remove("timestamp");
+        f
+    };
+    assert_eq!(replayed.iter().map(strip).collect::<Vec<_>>(), missed.iter().map(strip).collect::<Vec<_>>());
+    // Nothing more: the next frame is the answer to a ping.
+    again.send(json!({"type": "ping"})).await;
+    assert_eq!(again.recv().await["type"], "pong");
+}
+
+#[tokio::test]
+async fn a_device_joining_mid_answer_first_receives_the_partial_answer() {
+    let app = app().env("LLM_DEMO_TOKEN_DELAY_MS", "30").spawn().await;
+    let token = app.user_token("erin");
+    let mut a = app.connect_ws(&token).await;
+    status(&mut a).await;
+    a.send(json!({"type": "user_message", "content": "Stream slowly please"})).await;
+    assert_eq!(a.recv().await["type"], "loading");
+    let first_chunk = a.recv().await;
+    assert_eq!(first_chunk["type"], "ai_response");
+    let mut late = app.connect_ws(&token).await;
+    status(&mut late).await;
+    let partial = late.recv().await;
+    assert_eq!(partial["type"], "ai_response");
+    assert_eq!(partial["metadata"]["partial"], "true");
+    let mut late_frames = vec![partial];
+    late_frames.extend(late.recv_turn().await);
+    let mut full = vec![first_chunk];
+    full.extend(a.recv_turn().await);
+    assert_eq!(answer_text(&late_frames), answer_text(&full));
+}
+
+#[tokio::test]
+async fn a_foreign_session_id_gets_an_error_on_the_intruders_connection_only() {
+    let app = spawn_app().await;
+    let mut owner = app.connect_ws(&app.user_token("owner")).await;
+    status(&mut owner).await;
+    owner.send(json!({"type": "user_message", "content": "mine"})).await;
+    let turn = owner.recv_turn().await;
+    let session_id = turn[0]["session_id"].as_str().unwrap().to_string();
+
+    let mut intruder = app.connect_ws(&app.user_token("intruder")).await;
+    status(&mut intruder).await;
+    intruder
+        .send(json!({"type": "user_message", "session_id": session_id, "content": "let me in"}))
+        .await;
+    let error = intruder.recv().await;
+    assert_eq!(error["type"], "error");
+    assert_eq!(error["error"]["code"], "UNAUTHORIZED");
+    assert_eq!(error["error"]["message"], "You do not have permission to access this session");
+    // The owner saw nothing of it: its next frame is the answer to its own ping.
+    owner.send(json!({"type": "ping"})).await;
+    assert_eq!(owner.recv().await["type"], "pong");
+}
+
+#[tokio::test]
+async fn the_fourth_concurrent_message_gets_the_busy_error() {
+    let app = app().env("LLM_DEMO_TOKEN_DELAY_MS", "40").spawn().await;
+    let mut ws = app.connect_ws(&app.user_token("busy")).await;
+    status(&mut ws).await;
+    for i in 0..4 {
+        ws.send(json!({"type": "user_message", "content": format!("message {i}")})).await;
+    }
+    let mut busy = None;
+    for _ in 0..200 {
+        let frame = ws.recv().await;
+        if frame["type"] == "error" {
+            busy = Some(frame);
+            break;
+        }
+    }
+    let busy = busy.expect("a busy error");
+    assert_eq!(busy["error"]["code"], "SERVICE_ERROR");
+    assert_eq!(busy["error"]["message"], "Server busy \u{2014} please retry");
+    assert_eq!(busy["error"]["recoverable"], true);
+}
+
+#[tokio::test]
+async fn an_oversized_frame_closes_with_1009() {
+    let app = app().env("MAX_MESSAGE_SIZE", "1024").spawn().await;
+    let mut ws = app.connect_ws(&app.user_token("big")).await;
+    status(&mut ws).await;
+    ws.send_text(&"x".repeat(4096)).await;
+    assert_eq!(ws.closed().await.code, 1009);
+}
+
+#[tokio::test]
+async fn malformed_json_gets_an_error_naming_the_problem_and_the_connection_survives() {
+    let app = spawn_app().await;
+    let mut ws = app.connect_ws(&app.user_token("sloppy")).await;
+    status(&mut ws).await;
+    ws.send_text("{\"type\": \"user_message\", ").await;
+    let error = ws.recv().await;
+    assert_eq!(error["error"]["code"], "INVALID_FORMAT");
+    assert!(error["error"]["message"].as_str().unwrap().starts_with("Invalid message format: "));
+    ws.send(json!({"type": "user_message", "content": "x", "metadata": {"size": 12}})).await;
+    let error = ws.recv().await;
+    assert!(error["error"]["message"].as_str().unwrap().contains("metadata.size"), "{error}");
+    ws.send(json!({"type": "user_message", "content": ""})).await;
+    assert_eq!(ws.recv().await["error"]["message"], "Message validation failed");
+    ws.send(json!({"type": "ping", "client_msg_id": "still-here"})).await;
+    let pong = ws.recv().await;
+    assert_eq!(pong["type"], "pong");
+    assert_eq!(pong["client_msg_id"], "still-here");
+}
+
+#[tokio::test]
+async fn refused_upgrades_answer_before_the_upgrade_and_release_their_slots() {
+    let app = app().env("WS_ALLOWED_ORIGINS", "https://app.example").spawn().await;
+    let token = app.user_token("frank");
+    let url = format!("{}?token={token}", app.ws_url);
+    assert_eq!(app.try_connect(&app.ws_url, &[("origin", "https://app.example")]).await.err().unwrap().0, 401);
+    let bad = format!("{}?token=nonsense", app.ws_url);
+    let (status_code, body) = app.try_connect(&bad, &[("origin", "https://app.example")]).await.err().unwrap();
+    assert_eq!((status_code, body.as_str()), (401, "Authentication failed\n"));
+    // Twenty refused upgrades (wrong origin, or not a WebSocket request) must not use up the ten slots.
+    for _ in 0..20 {
+        assert_eq!(app.try_connect(&url, &[("origin", "https://evil.example")]).await.err().unwrap().0, 403);
+        let http_url = url.replacen("ws://", "http://", 1);
+        let plain = app.http.get(&http_url).header("origin", "https://app.example").send().await.unwrap();
+        assert!(plain.status().is_client_error());
+    }
+    let mut open = Vec::new();
+    for _ in 0..10 {
+        let mut ws = app.try_connect(&url, &[("origin", "https://app.example")]).await.unwrap();
+        status(&mut ws).await;
+        open.push(ws);
+    }
+    let (code, body) = app.try_connect(&url, &[("origin", "https://app.example")]).await.err().unwrap();
+    assert_eq!((code, body.as_str()), (429, "Connection limit exceeded, please try again later\n"));
+    let notice = open[0].recv().await;
+    assert_eq!(notice["type"], "notification");
+    // Closing one frees one slot.
+    open.pop().unwrap().close().await;
+    let mut reopened = None;
+    for _ in 0..100 {
+        match app.try_connect(&url, &[("origin", "https://app.example")]).await {
+            Ok(ws) => {
+                reopened = Some(ws);
+                break;
+            }
+            Err((429, _)) => tokio::task::yield_now().await,
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+    assert!(reopened.is_some(), "a slot is released when a connection closes");
+}
+
+#[tokio::test]
+async fn the_token_may_come_from_the_authorization_header() {
+    let app = spawn_app().await;
+    let bearer = format!("Bearer {}", app.user_token("gina"));
+    let mut ws = app.try_connect(&app.ws_url, &[("authorization", &bearer)]).await.unwrap();
+    assert_eq!(status(&mut ws).await["user_id"], "gina");
+}
+
+#[tokio::test]
+async fn cancel_stops_the_answer_and_keeps_what_was_produced() {
+    let app = app().env("LLM_DEMO_TOKEN_DELAY_MS", "50").spawn().await;
+    let mut ws = app.connect_ws(&app.user_token("hank")).await;
+    status(&mut ws).await;
+    ws.send(json!({"type": "user_message", "content": "A long answer please"})).await;
+    assert_eq!(ws.recv().await["type"], "loading");
+    assert_eq!(ws.recv().await["type"], "ai_response");
+    ws.send(json!({"type": "cancel"})).await;
+    let rest = ws.recv_turn().await;
+    let last = rest.last().unwrap();
+    assert_eq!(last["metadata"]["done"], "true");
+    assert_eq!(last["metadata"]["finish_reason"], "cancelled");
+    assert_eq!(last["metadata"]["partial"], "true");
+    let session_id = last["session_id"].as_str().unwrap();
+    let stored = app.state.store.messages(session_id, None).await.unwrap();
+    let answer = stored.iter().find(|m| m.sender == "ai").expect("the partial answer is stored");
+    assert!(answer.partial);
+    assert!(!answer.content.is_empty());
+}
+
+#[tokio::test]
+async fn a_retried_client_msg_id_is_not_answered_twice() {
+    let app = spawn_app().await;
+    let mut ws = app.connect_ws(&app.user_token("ivy")).await;
+    status(&mut ws).await;
+    let message = json!({"type": "user_message", "content": "Once only", "client_msg_id": "retry-1"});
+    ws.send(message.clone()).await;
+    let turn = ws.recv_turn().await;
+    ws.send(message).await;
+    let duplicate = ws.recv().await;
+    assert_eq!(duplicate["type"], "user_message");
+    assert_eq!(duplicate["metadata"]["duplicate"], "true");
+    ws.send(json!({"type": "ping"})).await;
+    assert_eq!(ws.recv().await["type"], "pong", "no second answer");
+    let session_id = turn[0]["session_id"].as_str().unwrap();
+    let stored = app.state.store.messages(session_id, None).await.unwrap();
+    assert_eq!(stored.iter().filter(|m| m.sender == "user").count(), 1);
+    assert_eq!(stored.iter().filter(|m| m.sender == "ai").count(), 1);
+}
+
+#[tokio::test]
+async fn the_message_rate_limit_answers_with_retry_after() {
+    let app = app().env("RATE_LIMIT", "2").spawn().await;
+    let mut ws = app.connect_ws(&app.user_token("jo")).await;
+    status(&mut ws).await;
+    for _ in 0..2 {
+        ws.send(json!({"type": "user_message", "content": "hi"})).await;
+        ws.recv_turn().await;
+    }
+    ws.send(json!({"type": "user_message", "content": "one too many"})).await;
+    let error = ws.recv().await;
+    assert_eq!(error["error"]["code"], "TOO_MANY_REQUESTS");
+    assert_eq!(error["error"]["message"], "Too many requests, please slow down");
+    assert!(error["error"]["retry_after"].as_i64().unwrap() > 0);
+}
+
+#[tokio::test]
+async fn ended_sessions_refuse_new_messages() {
+    let app = spawn_app().await;
+    let mut ws = app.connect_ws(&app.user_token("kim")).await;
+    status(&mut ws).await;
+    ws.send(json!({"type": "user_message", "content": "hello"})).await;
+    let session_id = ws.recv_turn().await[0]["session_id"].as_str().unwrap().to_string();
+    app.state.store.end_session(&session_id, time::OffsetDateTime::now_utc()).await.unwrap();
+    ws.send(json!({"type": "user_message", "session_id": session_id, "content": "still there?"})).await;
+    let error = ws.recv().await;
+    assert_eq!(error["error"]["code"], "SESSION_ENDED");
+}
+
+#[tokio::test]
+async fn model_select_confirms_a_known_model_and_refuses_an_unknown_one() {
+    let app = spawn_app().await;
+    let mut ws = app.connect_ws(&app.user_token("lee")).await;
+    status(&mut ws).await;
+    ws.send(json!({"type": "model_select", "model_id": "gpt-99"})).await;
+    assert_eq!(ws.recv().await["error"]["message"], "Invalid model ID: gpt-99");
+    ws.send(json!({"type": "model_select", "model_id": "demo"})).await;
+    let confirm = ws.recv().await;
+    assert_eq!(confirm["type"], "connection_status");
+    assert_eq!(confirm["content"], "Model changed to demo");
+    assert_ne!(confirm["timestamp"], "0001-01-01T00:00:00Z");
+}
+
+#[tokio::test]
+async fn whole_frames_match_their_snapshots() {
+    let app = spawn_app().await;
+    let mut ws = app.connect_ws(&app.user_token("snap")).await;
+    let first = status(&mut ws).await;
+    ws.send(json!({"type": "user_message", "content": "Snapshot me.", "client_msg_id": "c-1"})).await;
+    let turn = ws.recv_turn().await;
+    ws.send_text("{oops").await;
+    let error = ws.recv().await;
+    let redactions = |v: &Value| {
+        let mut v = v.clone();
+        for key in ["session_id", "timestamp"] {
+            if v.get(key).is_some() {
+                v[key] = json!(format!("[{key}]"));
+            }
+        }
+        v
+    };
+    insta::assert_json_snapshot!("connection_status", redactions(&first));
+    insta::assert_json_snapshot!("loading", redactions(&turn[0]));
+    insta::assert_json_snapshot!("first_chunk", redactions(&turn[1]));
+    insta::assert_json_snapshot!("final_chunk", redactions(turn.last().unwrap()));
+    insta::assert_json_snapshot!("malformed_error", redactions(&error));
+}
