@@ -12,6 +12,7 @@
 //! | [`llm`] | the `LlmProvider` trait, the providers, retry/fallback/breaker policy |
 //! | [`store`] | the `Store` trait, MongoDB and embedded stores, encryption at rest |
 //! | [`chat`] | transport-agnostic chat services: one module per inbound message kind, the turn engine |
+//! | [`notify`] | help-request notifications: SMTP email and signed webhook, delivered in the background |
 //! | [`hub`] | connection registry and fan-out behind the `EventBus` seam |
 //! | [`ws`] | the WebSocket transport: upgrade, limits, read/write loops, heartbeat |
 //! | [`protocol`] | the generated wire types (the only door to generated code) |
@@ -28,6 +29,7 @@ pub mod config;
 pub mod hub;
 pub mod llm;
 pub mod metrics;
+pub mod notify;
 pub mod protocol;
 pub mod store;
 pub mod telemetry;

@@ -1,11 +1,16 @@
-//! The `chatbox` binary: parses the command line, loads the configuration, sets up logging and runs.
+//! The `chatbox` binary: parses the command line, loads the configuration, sets up logging and runs the
+//! server or one of the maintenance commands.
 
+use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use chatbox::config::{EnvVars, Settings};
+use chatbox::metrics::Metrics;
+use chatbox::store::maintenance;
 
 /// Self-hosted backend for chatting with LLMs over WebSocket.
 #[derive(Parser)]
@@ -22,6 +27,46 @@ struct Cli {
 enum Command {
     /// Run the server (the default).
     Serve,
+    /// Encryption key management.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Data of one user (privacy requests).
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
+    /// Delete sessions that ended more than `--days` days ago (default: `store.retention_days`).
+    Purge {
+        /// Retention in days.
+        #[arg(long)]
+        days: Option<u32>,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Re-encrypt everything not under the active key, in resumable batches.
+    Rotate {
+        /// Sessions per batch.
+        #[arg(long, default_value_t = maintenance::DEFAULT_ROTATION_BATCH)]
+        batch: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// Print all data of a user as JSON.
+    Export {
+        /// The user's id.
+        user_id: String,
+    },
+    /// Delete all data of a user.
+    Delete {
+        /// The user's id.
+        user_id: String,
+    },
 }
 
 #[tokio::main]
@@ -30,7 +75,51 @@ async fn main() -> anyhow::Result<()> {
     let env = EnvVars::from_process();
     let settings = Settings::load(cli.config.as_deref(), &env).context("configuration")?;
     chatbox::telemetry::init(&settings.log);
-    match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => chatbox::app::serve(settings).await,
+    let command = cli.command.unwrap_or(Command::Serve);
+    if let Command::Serve = command {
+        return chatbox::app::serve(settings).await;
     }
+    let store = chatbox::store::open(
+        &settings.store,
+        &settings.data_dir,
+        settings.is_production(),
+        Arc::new(Metrics::new()),
+    )
+    .await
+    .context("store")?;
+    let mut out = std::io::stdout();
+    match command {
+        Command::Serve => {}
+        Command::Keys {
+            command: KeysCommand::Rotate { batch },
+        } => {
+            let stats = maintenance::rotate_keys(store.as_ref(), batch.max(1), &mut out).await?;
+            writeln!(out, "{}", serde_json::to_string(&stats)?)?;
+        }
+        Command::Users {
+            command: UsersCommand::Export { user_id },
+        } => {
+            let json = maintenance::export_user_json(store.as_ref(), &user_id).await?;
+            writeln!(out, "{json}")?;
+        }
+        Command::Users {
+            command: UsersCommand::Delete { user_id },
+        } => {
+            let stats = maintenance::delete_user(store.as_ref(), &user_id).await?;
+            writeln!(out, "{}", serde_json::to_string(&stats)?)?;
+        }
+        Command::Purge { days } => {
+            let days = days
+                .or(settings.store.retention_days)
+                .context("no retention configured: pass --days or set store.retention_days")?;
+            let purged =
+                maintenance::purge_expired(store.as_ref(), days, time::OffsetDateTime::now_utc())
+                    .await?;
+            writeln!(
+                out,
+                "purged {purged} sessions ended more than {days} days ago"
+            )?;
+        }
+    }
+    Ok(())
 }

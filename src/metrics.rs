@@ -70,8 +70,8 @@ fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let metric =
-        IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| unreachable!("{name}: {e}"));
+    let metric = IntCounterVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| unreachable!("{name}: {e}"));
     register(registry, metric)
 }
 
@@ -127,8 +127,17 @@ impl Metrics {
                 "chatbox_messages_received_total",
                 "Inbound WebSocket frames that passed validation",
             ),
-            messages_sent: counter(&r, "chatbox_messages_sent_total", "Frames written to WebSocket connections"),
-            llm_requests: counter_vec(&r, "chatbox_llm_requests_total", "LLM request attempts", &["provider"]),
+            messages_sent: counter(
+                &r,
+                "chatbox_messages_sent_total",
+                "Frames written to WebSocket connections",
+            ),
+            llm_requests: counter_vec(
+                &r,
+                "chatbox_llm_requests_total",
+                "LLM request attempts",
+                &["provider"],
+            ),
             llm_latency: histogram_vec(
                 &r,
                 "chatbox_llm_latency_seconds",
@@ -136,17 +145,35 @@ impl Metrics {
                 &["provider"],
                 None,
             ),
-            llm_errors: counter_vec(&r, "chatbox_llm_errors_total", "Failed LLM attempts and broken streams", &["provider"]),
-            active_sessions: gauge(&r, "chatbox_active_sessions_total", "Sessions that have not ended"),
+            llm_errors: counter_vec(
+                &r,
+                "chatbox_llm_errors_total",
+                "Failed LLM attempts and broken streams",
+                &["provider"],
+            ),
+            active_sessions: gauge(
+                &r,
+                "chatbox_active_sessions_total",
+                "Sessions that have not ended",
+            ),
             sessions_created: counter(&r, "chatbox_sessions_created_total", "Sessions created"),
             sessions_ended: counter(&r, "chatbox_sessions_ended_total", "Sessions ended"),
-            admin_takeovers: counter(&r, "chatbox_admin_takeovers_total", "Successful admin takeovers"),
+            admin_takeovers: counter(
+                &r,
+                "chatbox_admin_takeovers_total",
+                "Successful admin takeovers",
+            ),
             message_errors: counter(
                 &r,
                 "chatbox_message_errors_total",
                 "Inbound frames answered with an error",
             ),
-            tokens_used: counter_vec(&r, "chatbox_tokens_used_total", "LLM tokens used", &["provider"]),
+            tokens_used: counter_vec(
+                &r,
+                "chatbox_tokens_used_total",
+                "LLM tokens used",
+                &["provider"],
+            ),
             store_operation: histogram_vec(
                 &r,
                 "chatbox_mongodb_operation_seconds",
@@ -215,7 +242,9 @@ impl Metrics {
 
     /// Times a store operation under `chatbox_mongodb_operation_seconds{operation}`.
     pub fn store_timer(&self, operation: &str) -> prometheus::HistogramTimer {
-        self.store_operation.with_label_values(&[operation]).start_timer()
+        self.store_operation
+            .with_label_values(&[operation])
+            .start_timer()
     }
 }
 

@@ -11,8 +11,9 @@ use poem_openapi::payload::{Json, PlainText};
 
 use crate::app::AppState;
 use crate::protocol::http::{
-    ErrorBody, GetHealthResponse, GetPrometheusMetricsResponse, GetReadinessResponse, HealthResponse,
-    HttpErrorCode, LlmCheck, ReadinessChecks, ReadinessResponse, ReadinessStatus, StoreCheck,
+    ErrorBody, GetHealthResponse, GetPrometheusMetricsResponse, GetReadinessResponse,
+    HealthResponse, HttpErrorCode, LlmCheck, ReadinessChecks, ReadinessResponse, ReadinessStatus,
+    StoreCheck,
 };
 use crate::protocol::ws_timestamp;
 
@@ -31,14 +32,23 @@ fn public_limit(state: &AppState, req: &Request) -> Result<(), Duration> {
     let ip = client_ip(req, &state.settings.http.trusted_proxies);
     let key = ip.map_or_else(|| "unknown".to_string(), |ip| ip.to_string());
     state.http_limits.public.check(&key).inspect_err(|_| {
-        state.metrics.ratelimit_blocked.with_label_values(&["message"]).inc();
+        state
+            .metrics
+            .ratelimit_blocked
+            .with_label_values(&["message"])
+            .inc();
     })
 }
 
 #[OpenApi]
 impl HealthApi {
     /// Liveness.
-    #[oai(path = "/healthz", method = "get", operation_id = "getHealth", tag = "ApiTags::Health")]
+    #[oai(
+        path = "/healthz",
+        method = "get",
+        operation_id = "getHealth",
+        tag = "ApiTags::Health"
+    )]
     async fn health(&self, req: &Request, Data(state): Data<&Arc<AppState>>) -> GetHealthResponse {
         if let Err(wait) = public_limit(state, req) {
             let (body, after) = too_many(wait, false);
@@ -51,8 +61,17 @@ impl HealthApi {
     }
 
     /// Readiness: the store answers and at least one model provider is usable.
-    #[oai(path = "/readyz", method = "get", operation_id = "getReadiness", tag = "ApiTags::Health")]
-    async fn ready(&self, req: &Request, Data(state): Data<&Arc<AppState>>) -> GetReadinessResponse {
+    #[oai(
+        path = "/readyz",
+        method = "get",
+        operation_id = "getReadiness",
+        tag = "ApiTags::Health"
+    )]
+    async fn ready(
+        &self,
+        req: &Request,
+        Data(state): Data<&Arc<AppState>>,
+    ) -> GetReadinessResponse {
         if let Err(wait) = public_limit(state, req) {
             let (body, after) = too_many(wait, false);
             return GetReadinessResponse::Status429(body, after);
@@ -93,9 +112,16 @@ impl HealthApi {
         };
         let ready = store.status == ReadinessStatus::Ready && llm.status == ReadinessStatus::Ready;
         let body = Json(ReadinessResponse {
-            status: if ready { ReadinessStatus::Ready } else { ReadinessStatus::NotReady },
+            status: if ready {
+                ReadinessStatus::Ready
+            } else {
+                ReadinessStatus::NotReady
+            },
             timestamp: ws_timestamp(time::OffsetDateTime::now_utc()),
-            checks: ReadinessChecks { mongodb: store, llm },
+            checks: ReadinessChecks {
+                mongodb: store,
+                llm,
+            },
         });
         if ready {
             GetReadinessResponse::Status200(body)
@@ -111,10 +137,15 @@ impl HealthApi {
         operation_id = "getPrometheusMetrics",
         tag = "ApiTags::Metrics"
     )]
-    async fn prometheus(&self, req: &Request, Data(state): Data<&Arc<AppState>>) -> GetPrometheusMetricsResponse {
+    async fn prometheus(
+        &self,
+        req: &Request,
+        Data(state): Data<&Arc<AppState>>,
+    ) -> GetPrometheusMetricsResponse {
         let allowed = &state.settings.http.metrics_allowed_networks;
         let ip = client_ip(req, &state.settings.http.trusted_proxies);
-        if !allowed.is_empty() && !ip.is_some_and(|ip| allowed.iter().any(|net| net.contains(&ip))) {
+        if !allowed.is_empty() && !ip.is_some_and(|ip| allowed.iter().any(|net| net.contains(&ip)))
+        {
             return GetPrometheusMetricsResponse::Status403(Json(ErrorBody {
                 error: "Insufficient permissions".into(),
                 code: HttpErrorCode::Forbidden,

@@ -2,12 +2,24 @@
 //! the store or the chat services, and map results to the spec's responses), the WebSocket upgrade, the
 //! published contract (`/openapi.json`, `/asyncapi.yaml`, Swagger UI at `/docs`) and HTTP middleware.
 
+mod admin;
+pub mod audit;
+pub mod auth;
 pub mod client_ip;
+pub mod cors;
+pub mod error;
 mod health;
+pub mod http_metrics;
 pub mod limits;
+mod params;
 pub mod request_id;
 pub mod security_headers;
+mod sessions;
+mod shared;
 mod tags;
+mod takeover;
+mod users;
+mod views;
 
 use std::sync::Arc;
 
@@ -20,9 +32,28 @@ use crate::app::AppState;
 /// The AsyncAPI document, served as written.
 const ASYNCAPI_YAML: &str = include_str!("../../spec/asyncapi.yaml");
 
+/// Every operation of `spec/openapi.yaml`.
+pub type Apis = (
+    health::HealthApi,
+    sessions::SessionsApi,
+    shared::SharedApi,
+    admin::AdminApi,
+    takeover::TakeoverApi,
+    users::UsersApi,
+);
+
 /// The OpenAPI service of every HTTP operation, with the server URL set to the path prefix.
-pub fn openapi_service(prefix: &str) -> OpenApiService<health::HealthApi, ()> {
-    OpenApiService::new(health::HealthApi, "Chatbox HTTP API", env!("CARGO_PKG_VERSION")).server(prefix.to_string())
+pub fn openapi_service(prefix: &str) -> OpenApiService<Apis, ()> {
+    let apis = (
+        health::HealthApi,
+        sessions::SessionsApi,
+        shared::SharedApi,
+        admin::AdminApi,
+        takeover::TakeoverApi,
+        users::UsersApi,
+    );
+    OpenApiService::new(apis, "Chatbox HTTP API", env!("CARGO_PKG_VERSION"))
+        .server(prefix.to_string())
 }
 
 #[handler]

@@ -19,7 +19,9 @@ impl RequestId {
     fn from_header(value: &str) -> Option<Self> {
         let ok = !value.is_empty()
             && value.len() <= 64
-            && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         ok.then(|| Self(value.to_string()))
     }
 }
@@ -63,7 +65,11 @@ impl<E: Endpoint> Endpoint for RequestIdEndpoint<E> {
             response.headers_mut().insert(REQUEST_ID_HEADER, value);
         }
         span.in_scope(|| {
-            tracing::info!(status = response.status().as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "request");
+            tracing::info!(
+                status = response.status().as_u16(),
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "request"
+            );
         });
         Ok(response)
     }

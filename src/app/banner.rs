@@ -45,12 +45,18 @@ pub fn render(state: &AppState, port: u16) -> anyhow::Result<String> {
             nbf: None,
         })?;
         writeln!(out)?;
-        writeln!(out, "Development tokens (valid {DEV_TOKEN_DAYS} days, signed with the secret in the data dir):")?;
+        writeln!(
+            out,
+            "Development tokens (valid {DEV_TOKEN_DAYS} days, signed with the secret in the data dir):"
+        )?;
         writeln!(out, "  user:  {user}")?;
         writeln!(out, "  admin: {admin}")?;
         writeln!(out)?;
         writeln!(out, "Try it:  websocat '{ws}?token={user}'")?;
-        writeln!(out, "         then send {{\"type\":\"user_message\",\"content\":\"Hello!\"}}")?;
+        writeln!(
+            out,
+            "         then send {{\"type\":\"user_message\",\"content\":\"Hello!\"}}"
+        )?;
     }
     Ok(out)
 }

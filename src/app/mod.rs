@@ -8,17 +8,21 @@ use anyhow::Context;
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 use poem::{EndpointExt, Route, Server};
 
+use crate::api::audit::{AuditLog, MemoryAuditLog};
+use crate::api::cors::Cors;
+use crate::api::http_metrics::HttpMetrics;
+use crate::api::limits::HttpLimits;
 use crate::api::request_id::RequestIdMiddleware;
 use crate::api::security_headers::SecurityHeaders;
-use crate::api::limits::HttpLimits;
 use crate::auth::JwtKeys;
 use crate::chat::Chat;
+use crate::config::Settings;
 use crate::hub::{EventBus, Hub, LocalBus};
 use crate::llm::Llm;
+use crate::metrics::Metrics;
+use crate::notify::Notifier;
 use crate::store::Store;
 use tokio_util::sync::CancellationToken;
-use crate::config::Settings;
-use crate::metrics::Metrics;
 
 mod banner;
 
@@ -38,11 +42,18 @@ pub struct AppState {
     pub hub: Hub,
     /// The chat services.
     pub chat: Arc<Chat>,
+    /// Help-request email and webhook notifications.
+    pub notifier: Arc<Notifier>,
     /// HTTP rate limits.
     pub http_limits: HttpLimits,
     /// Cancelled when the server shuts down: connections close with 1001.
     pub shutdown: CancellationToken,
+    /// The audit log of administrator actions (in memory until the store persists it).
+    pub audit: Arc<dyn AuditLog>,
 }
+
+/// How often sessions past the retention period are purged.
+const RETENTION_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// A bound, ready-to-run server.
 pub struct Application {
@@ -54,17 +65,33 @@ pub struct Application {
 impl Application {
     /// Builds the state and binds the listener (port 0 picks a free port).
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let keys = JwtKeys::new(&settings.auth.jwt_secret, settings.auth.jwt_public_key_pem.as_deref())
-            .context("JWT_PUBLIC_KEY_FILE")?;
+        let keys = JwtKeys::new(
+            &settings.auth.jwt_secret,
+            settings.auth.jwt_public_key_pem.as_deref(),
+        )
+        .context("JWT_PUBLIC_KEY_FILE")?;
         let metrics = Arc::new(Metrics::new());
         let settings = Arc::new(settings);
-        let store = crate::store::open(&settings.store, &settings.data_dir, settings.is_production(), Arc::clone(&metrics))
-            .await
-            .context("store")?;
+        let store = crate::store::open(
+            &settings.store,
+            &settings.data_dir,
+            settings.is_production(),
+            Arc::clone(&metrics),
+        )
+        .await
+        .context("store")?;
         let llm = Arc::new(Llm::new(&settings.llm, Arc::clone(&metrics)).context("llm")?);
         let ws = &settings.ws;
-        let hub = Hub::new(ws.max_connections, ws.max_connections_per_user, ws.outbound_queue, Arc::clone(&metrics));
+        let hub = Hub::new(
+            ws.max_connections,
+            ws.max_connections_per_user,
+            ws.outbound_queue,
+            Arc::clone(&metrics),
+        );
         let bus: Arc<dyn EventBus> = Arc::new(LocalBus::new(hub.clone()));
+        let notifier = Arc::new(
+            Notifier::new(&settings.notify, Arc::clone(&metrics)).context("notification")?,
+        );
         let chat = Arc::new(Chat::new(
             Arc::clone(&store),
             Arc::clone(&llm),
@@ -72,6 +99,7 @@ impl Application {
             hub.clone(),
             Arc::clone(&settings),
             Arc::clone(&metrics),
+            Arc::clone(&notifier),
         ));
         let address = std::net::SocketAddr::new(settings.server.host, settings.server.port);
         let acceptor = TcpListener::bind(address)
@@ -95,7 +123,9 @@ impl Application {
                 llm,
                 hub,
                 chat,
+                notifier,
                 shutdown: CancellationToken::new(),
+                audit: Arc::new(MemoryAuditLog::default()),
             }),
         })
     }
@@ -111,9 +141,20 @@ impl Application {
     }
 
     /// Serves until `shutdown` completes, then drains within the configured grace period.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) -> std::io::Result<()> {
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> std::io::Result<()> {
         let prefix = self.state.settings.server.path_prefix.clone();
         let grace = self.state.settings.server.shutdown_grace;
+        if let Some(days) = self.state.settings.store.retention_days {
+            crate::store::maintenance::spawn_retention(
+                Arc::clone(&self.state.store),
+                days,
+                RETENTION_INTERVAL,
+                self.state.shutdown.clone(),
+            );
+        }
         let state = Arc::clone(&self.state);
         let signal = async move {
             shutdown.await;
@@ -121,6 +162,8 @@ impl Application {
         };
         let routes = Route::new()
             .nest(prefix, crate::api::routes(Arc::clone(&self.state)))
+            .with(HttpMetrics::new(Arc::clone(&self.state.metrics)))
+            .with(Cors::new(&self.state.settings.http.cors_allowed_origins))
             .with(SecurityHeaders)
             .with(RequestIdMiddleware);
         Server::new_with_acceptor(self.acceptor)
@@ -130,13 +173,17 @@ impl Application {
 }
 
 /// Graceful shutdown: running answers get up to `grace` to finish (their results are stored either way),
-/// then every connection is closed with 1001 "Server shutting down".
+/// then every connection is closed with 1001 "Server shutting down". Help notifications being delivered
+/// get the same deadline (new ones are skipped from now on).
 async fn drain(state: &AppState, grace: std::time::Duration) {
     let deadline = tokio::time::Instant::now() + grace;
-    let mut tick = tokio::time::interval(std::time::Duration::from_millis(50));
-    while state.chat.live().running_turns() > 0 && tokio::time::Instant::now() < deadline {
-        tick.tick().await;
-    }
+    let turns = async {
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(50));
+        while state.chat.live().running_turns() > 0 && tokio::time::Instant::now() < deadline {
+            tick.tick().await;
+        }
+    };
+    tokio::join!(turns, state.notifier.drain(deadline));
     state.shutdown.cancel();
     state.hub.close_all(1001, "Server shutting down");
 }

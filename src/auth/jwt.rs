@@ -3,7 +3,9 @@
 
 use std::collections::HashSet;
 
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, decode_header, encode};
+use jsonwebtoken::{
+    Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, decode_header, encode,
+};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
@@ -84,7 +86,9 @@ impl JwtKeys {
                 let rsa = DecodingKey::from_rsa_pem(pem.as_bytes()).ok();
                 let ec = DecodingKey::from_ec_pem(pem.as_bytes()).ok();
                 if rsa.is_none() && ec.is_none() {
-                    return Err(AuthError::Invalid("public key is neither RSA nor EC PEM".into()));
+                    return Err(AuthError::Invalid(
+                        "public key is neither RSA nor EC PEM".into(),
+                    ));
                 }
                 (rsa, ec)
             }
@@ -107,9 +111,19 @@ impl JwtKeys {
         let header = decode_header(token).map_err(|e| AuthError::Invalid(e.to_string()))?;
         let key = match header.alg {
             Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => &self.hmac,
-            Algorithm::RS256 => self.rsa.as_ref().ok_or_else(|| AuthError::Invalid("RS256 is not configured".into()))?,
-            Algorithm::ES256 => self.ec.as_ref().ok_or_else(|| AuthError::Invalid("ES256 is not configured".into()))?,
-            other => return Err(AuthError::Invalid(format!("algorithm {other:?} is not accepted"))),
+            Algorithm::RS256 => self
+                .rsa
+                .as_ref()
+                .ok_or_else(|| AuthError::Invalid("RS256 is not configured".into()))?,
+            Algorithm::ES256 => self
+                .ec
+                .as_ref()
+                .ok_or_else(|| AuthError::Invalid("ES256 is not configured".into()))?,
+            other => {
+                return Err(AuthError::Invalid(format!(
+                    "algorithm {other:?} is not accepted"
+                )));
+            }
         };
         let mut validation = Validation::new(header.alg);
         validation.required_spec_claims = HashSet::new();
@@ -117,7 +131,8 @@ impl JwtKeys {
         validation.validate_exp = true;
         validation.validate_nbf = true;
         validation.validate_aud = false;
-        let data = decode::<Claims>(token, key, &validation).map_err(|e| AuthError::Invalid(e.to_string()))?;
+        let data = decode::<Claims>(token, key, &validation)
+            .map_err(|e| AuthError::Invalid(e.to_string()))?;
         let claims = data.claims;
         if claims.user_id.trim().is_empty() {
             return Err(AuthError::Invalid("empty user_id claim".into()));
@@ -149,7 +164,11 @@ mod tests {
     use super::*;
 
     fn keys() -> JwtKeys {
-        JwtKeys::new(&SecretString::from("q8Zr1vN3xK5wL7pT9yB2cF4hJ6mQ0sUaZZ"), None).unwrap()
+        JwtKeys::new(
+            &SecretString::from("q8Zr1vN3xK5wL7pT9yB2cF4hJ6mQ0sUaZZ"),
+            None,
+        )
+        .unwrap()
     }
 
     fn claims(user: &str, roles: &[&str]) -> Claims {
@@ -165,11 +184,15 @@ mod tests {
     #[test]
     fn minted_tokens_verify_and_name_defaults_to_user_id() {
         let k = keys();
-        let id = k.verify(&k.mint(&claims("u1", &["user"])).unwrap()).unwrap();
+        let id = k
+            .verify(&k.mint(&claims("u1", &["user"])).unwrap())
+            .unwrap();
         assert_eq!(id.user_id, "u1");
         assert_eq!(id.name, "u1");
         assert!(!id.is_admin());
-        let admin = k.verify(&k.mint(&claims("a1", &["chat_admin"])).unwrap()).unwrap();
+        let admin = k
+            .verify(&k.mint(&claims("a1", &["chat_admin"])).unwrap())
+            .unwrap();
         assert!(admin.is_admin());
     }
 
@@ -188,7 +211,11 @@ mod tests {
     #[test]
     fn tokens_without_required_claims_or_with_another_secret_are_refused() {
         let k = keys();
-        let other = JwtKeys::new(&SecretString::from("zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz"), None).unwrap();
+        let other = JwtKeys::new(
+            &SecretString::from("zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz"),
+            None,
+        )
+        .unwrap();
         assert!(k.verify(&other.mint(&claims("u1", &[])).unwrap()).is_err());
         let no_roles = encode(
             &Header::new(Algorithm::HS256),

@@ -2,7 +2,9 @@
 //! live frames; the AI stays silent), `admin_message` (reaches every device of the user), `admin_leave`
 //! (the AI answers again). One assisting admin at a time.
 
-use crate::protocol::ws::{AdminJoinEvent, AdminLeaveEvent, AdminMessage, AdminMessageEvent, Sender, ServerMessage};
+use crate::protocol::ws::{
+    AdminJoinEvent, AdminLeaveEvent, AdminMessage, AdminMessageEvent, Sender, ServerMessage,
+};
 use crate::store::{AssistingAdmin, MessageRecord, SessionRecord};
 
 use super::frames::{self, metadata, seq_i64};
@@ -25,15 +27,27 @@ fn short_name(name: &str) -> &str {
 }
 
 impl Chat {
-    async fn admin_session(&self, ctx: &ConnCtx, session_id: &str) -> Result<SessionRecord, ChatError> {
+    async fn admin_session(
+        &self,
+        ctx: &ConnCtx,
+        session_id: &str,
+    ) -> Result<SessionRecord, ChatError> {
         if !ctx.identity.is_admin() {
             return Err(ChatError::Forbidden);
         }
-        self.store.get_session(session_id).await?.ok_or(ChatError::SessionNotFound)
+        self.store
+            .get_session(session_id)
+            .await?
+            .ok_or(ChatError::SessionNotFound)
     }
 
     /// Makes `admin` the assisting admin of a session (WebSocket `admin_join` or HTTP takeover).
-    pub async fn take_over(&self, session: &SessionRecord, admin_id: &str, admin_name: &str) -> Result<(), ChatError> {
+    pub async fn take_over(
+        &self,
+        session: &SessionRecord,
+        admin_id: &str,
+        admin_name: &str,
+    ) -> Result<(), ChatError> {
         let live = self.live_of(session);
         if let Some(current) = live.assistant().or_else(|| {
             session.assisting_admin_id.clone().map(|id| Assistant {
@@ -42,7 +56,10 @@ impl Chat {
             })
         }) {
             if current.admin_id != admin_id {
-                return Err(ChatError::AlreadyAssisted(format!("{} ({})", current.admin_name, current.admin_id)));
+                return Err(ChatError::AlreadyAssisted(format!(
+                    "{} ({})",
+                    current.admin_name, current.admin_id
+                )));
             }
         }
         self.store
@@ -64,9 +81,15 @@ impl Chat {
         live.emit(self.bus.as_ref(), None, |seq| {
             frames::encode(&ServerMessage::AdminJoin(AdminJoinEvent {
                 session_id: session.id.clone(),
-                content: format!("Administrator {} has joined the session", short_name(admin_name)),
+                content: format!(
+                    "Administrator {} has joined the session",
+                    short_name(admin_name)
+                ),
                 sender: Sender::Admin,
-                metadata: metadata([("admin_id", admin_id.to_string()), ("admin_name", admin_name.to_string())]),
+                metadata: metadata([
+                    ("admin_id", admin_id.to_string()),
+                    ("admin_name", admin_name.to_string()),
+                ]),
                 seq: seq_i64(seq),
                 timestamp: frames::now(),
             }))
@@ -75,16 +98,27 @@ impl Chat {
     }
 
     /// Ends the assistance of a session (WebSocket `admin_leave` or HTTP); the AI answers again.
-    pub async fn hand_back(&self, session: &SessionRecord, admin_id: &str, admin_name: &str) -> Result<(), ChatError> {
+    pub async fn hand_back(
+        &self,
+        session: &SessionRecord,
+        admin_id: &str,
+        admin_name: &str,
+    ) -> Result<(), ChatError> {
         let live = self.live_of(session);
         self.store.set_assistance(&session.id, None).await?;
         live.set_assistant(None);
         live.emit(self.bus.as_ref(), None, |seq| {
             frames::encode(&ServerMessage::AdminLeave(AdminLeaveEvent {
                 session_id: session.id.clone(),
-                content: format!("Administrator {} has left the session", short_name(admin_name)),
+                content: format!(
+                    "Administrator {} has left the session",
+                    short_name(admin_name)
+                ),
                 sender: Sender::Admin,
-                metadata: metadata([("admin_id", admin_id.to_string()), ("admin_name", admin_name.to_string())]),
+                metadata: metadata([
+                    ("admin_id", admin_id.to_string()),
+                    ("admin_name", admin_name.to_string()),
+                ]),
                 seq: seq_i64(seq),
                 timestamp: frames::now(),
             }))
@@ -95,42 +129,157 @@ impl Chat {
         Ok(())
     }
 
-    pub(super) async fn admin_join(&self, ctx: &ConnCtx, session_id: &str) -> Result<(), ChatError> {
+    /// The admin assisting a session: this node's live state, else the stored assistance.
+    pub fn assistant_of(&self, session: &SessionRecord) -> Option<Assistant> {
+        self.live_of(session).assistant().or_else(|| {
+            session.assisting_admin_id.clone().map(|id| Assistant {
+                admin_id: id,
+                admin_name: session.assisting_admin_name.clone().unwrap_or_default(),
+            })
+        })
+    }
+
+    /// Moves the assistance of a session to `admin` (HTTP transfer). When another admin assists, that
+    /// admin's `admin_leave` (`metadata.reason = "transfer"`) goes out first, their watching connections
+    /// stop receiving the session, then the caller's `admin_join`; returns the previous admin. When nobody
+    /// or the caller assists, this is [`take_over`](Self::take_over) and returns `None`.
+    pub async fn transfer(
+        &self,
+        session: &SessionRecord,
+        admin_id: &str,
+        admin_name: &str,
+    ) -> Result<Option<Assistant>, ChatError> {
+        let previous = match self.assistant_of(session) {
+            Some(previous) if previous.admin_id != admin_id => previous,
+            _ => {
+                self.take_over(session, admin_id, admin_name).await?;
+                return Ok(None);
+            }
+        };
+        let live = self.live_of(session);
+        self.store
+            .set_assistance(
+                &session.id,
+                Some(&AssistingAdmin {
+                    id: admin_id.to_string(),
+                    name: admin_name.to_string(),
+                }),
+            )
+            .await?;
+        live.set_assistant(Some(Assistant {
+            admin_id: admin_id.to_string(),
+            admin_name: admin_name.to_string(),
+        }));
+        live.cancel_turn();
+        self.metrics.admin_takeovers.inc();
+        for conn in self.hub.clear_watchers(&session.id) {
+            tracing::debug!(conn, session_id = %session.id, "previous admin stopped watching (transfer)");
+        }
+        live.emit(self.bus.as_ref(), None, |seq| {
+            frames::encode(&ServerMessage::AdminLeave(AdminLeaveEvent {
+                session_id: session.id.clone(),
+                content: format!(
+                    "Administrator {} has left the session",
+                    short_name(&previous.admin_name)
+                ),
+                sender: Sender::Admin,
+                metadata: metadata([
+                    ("admin_id", previous.admin_id.clone()),
+                    ("admin_name", previous.admin_name.clone()),
+                    ("reason", "transfer".to_string()),
+                ]),
+                seq: seq_i64(seq),
+                timestamp: frames::now(),
+            }))
+        });
+        live.emit(self.bus.as_ref(), None, |seq| {
+            frames::encode(&ServerMessage::AdminJoin(AdminJoinEvent {
+                session_id: session.id.clone(),
+                content: format!(
+                    "Administrator {} has joined the session",
+                    short_name(admin_name)
+                ),
+                sender: Sender::Admin,
+                metadata: metadata([
+                    ("admin_id", admin_id.to_string()),
+                    ("admin_name", admin_name.to_string()),
+                ]),
+                seq: seq_i64(seq),
+                timestamp: frames::now(),
+            }))
+        });
+        Ok(Some(previous))
+    }
+
+    pub(super) async fn admin_join(
+        &self,
+        ctx: &ConnCtx,
+        session_id: &str,
+    ) -> Result<(), ChatError> {
         let session = self.admin_session(ctx, session_id).await?;
-        self.take_over(&session, &ctx.identity.user_id, &ctx.identity.name).await?;
+        self.take_over(&session, &ctx.identity.user_id, &ctx.identity.name)
+            .await?;
         self.hub.watch(&session.id, ctx.conn_id);
         // The admin sees the conversation so far.
         self.replay_to(ctx, &session, 0).await;
         Ok(())
     }
 
-    pub(super) async fn admin_leave(&self, ctx: &ConnCtx, session_id: &str) -> Result<(), ChatError> {
+    pub(super) async fn admin_leave(
+        &self,
+        ctx: &ConnCtx,
+        session_id: &str,
+    ) -> Result<(), ChatError> {
         let session = self.admin_session(ctx, session_id).await?;
         let assisting = self.live_of(&session).assistant();
-        if assisting.as_ref().is_some_and(|a| a.admin_id != ctx.identity.user_id) {
-            return Err(ChatError::AlreadyAssisted(assisting.map(|a| a.admin_name).unwrap_or_default()));
+        if assisting
+            .as_ref()
+            .is_some_and(|a| a.admin_id != ctx.identity.user_id)
+        {
+            return Err(ChatError::AlreadyAssisted(
+                assisting.map(|a| a.admin_name).unwrap_or_default(),
+            ));
         }
         self.hub.unwatch(&session.id, ctx.conn_id);
-        self.hand_back(&session, &ctx.identity.user_id, &ctx.identity.name).await
+        self.hand_back(&session, &ctx.identity.user_id, &ctx.identity.name)
+            .await
     }
 
-    pub(super) async fn admin_message(&self, ctx: &ConnCtx, m: AdminMessage) -> Result<(), ChatError> {
+    pub(super) async fn admin_message(
+        &self,
+        ctx: &ConnCtx,
+        m: AdminMessage,
+    ) -> Result<(), ChatError> {
         let session = self.admin_session(ctx, &m.session_id).await?;
         let live = self.live_of(&session);
         match live.assistant() {
             Some(a) if a.admin_id == ctx.identity.user_id => {}
-            Some(a) => return Err(ChatError::AlreadyAssisted(format!("{} ({})", a.admin_name, a.admin_id))),
+            Some(a) => {
+                return Err(ChatError::AlreadyAssisted(format!(
+                    "{} ({})",
+                    a.admin_name, a.admin_id
+                )));
+            }
             None => return Err(ChatError::Forbidden),
         }
         if !session.is_active() {
             return Err(ChatError::SessionEnded);
         }
         let seq = live.reserve_seq();
-        let mut record = MessageRecord::new(message_id(m.client_msg_id.as_deref()), seq, "admin", m.content.clone());
+        let mut record = MessageRecord::new(
+            message_id(m.client_msg_id.as_deref()),
+            seq,
+            "admin",
+            m.content.clone(),
+        );
         record.client_msg_id = m.client_msg_id.clone();
         record.metadata = m.metadata.clone().unwrap_or_default();
-        record.metadata.insert("admin_id".into(), ctx.identity.user_id.clone());
-        record.metadata.insert("admin_name".into(), ctx.identity.name.clone());
+        record
+            .metadata
+            .insert("admin_id".into(), ctx.identity.user_id.clone());
+        record
+            .metadata
+            .insert("admin_name".into(), ctx.identity.name.clone());
         if let Err(err) = self.store.append_message(&session.id, &record).await {
             live.complete(self.bus.as_ref(), seq, None);
             return Err(err.into());
@@ -144,7 +293,11 @@ impl Chat {
             seq: seq_i64(seq),
             timestamp: frames::now(),
         });
-        live.complete(self.bus.as_ref(), seq, Some((frames::encode(&frame), Some(ctx.conn_id))));
+        live.complete(
+            self.bus.as_ref(),
+            seq,
+            Some((frames::encode(&frame), Some(ctx.conn_id))),
+        );
         Ok(())
     }
 }

@@ -9,7 +9,8 @@ use tokio::sync::mpsc;
 use crate::auth::Identity;
 use crate::hub::{ConnHandle, Outbound, Slot};
 use crate::protocol::ws::{
-    AdminMessageEvent, AiResponse, ConnectionStatus, FileUploadEvent, Sender, ServerMessage, UserMessageEcho,
+    AdminMessageEvent, AiResponse, ConnectionStatus, FileUploadEvent, Sender, ServerMessage,
+    UserMessageEcho,
 };
 use crate::store::MessageRecord;
 
@@ -39,27 +40,37 @@ impl Chat {
                 None
             }
         };
-        let session_id = session
-            .as_ref()
-            .map_or_else(|| self.sessions.reserved_for(&identity.user_id), |s| s.id.clone());
+        let session_id = session.as_ref().map_or_else(
+            || self.sessions.reserved_for(&identity.user_id),
+            |s| s.id.clone(),
+        );
         let last_seq = last_seq.and_then(|s| u64::try_from(s).ok());
 
         // Messages older than the replay ring come from the store (read before freezing the session).
         let stored = match (&session, last_seq) {
-            (Some(s), Some(after)) if after < s.last_seq => self.store.messages(&s.id, Some(after)).await.unwrap_or_else(|e| {
-                tracing::error!(error = %e, "replay from store failed");
-                Vec::new()
-            }),
+            (Some(s), Some(after)) if after < s.last_seq => self
+                .store
+                .messages(&s.id, Some(after))
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::error!(error = %e, "replay from store failed");
+                    Vec::new()
+                }),
             _ => Vec::new(),
         };
 
-        let session_model = session.as_ref().map(|s| s.model_id.clone()).filter(|m| !m.is_empty());
+        let session_model = session
+            .as_ref()
+            .map(|s| s.model_id.clone())
+            .filter(|m| !m.is_empty());
         let status = |last: Option<u64>| {
             frames::encode(&ServerMessage::ConnectionStatus(ConnectionStatus {
                 session_id: Some(session_id.clone()),
                 user_id: Some(identity.user_id.clone()),
                 content: None,
-                model_id: session_model.clone().or_else(|| Some(self.llm.default_model_id().to_string())),
+                model_id: session_model
+                    .clone()
+                    .or_else(|| Some(self.llm.default_model_id().to_string())),
                 models: Some(frames::models(&self.llm.models())),
                 sender: Sender::System,
                 metadata: None,
@@ -87,8 +98,15 @@ impl Chat {
                 Some(after) => {
                     let (ring, oldest) = snapshot.frames_after(after);
                     let ring_start = oldest.unwrap_or(u64::MAX);
-                    for message in stored.iter().filter(|m| m.seq > after && m.seq < ring_start) {
-                        backlog.push(frames::encode(&stored_frame(&session.id, &session.user_id, message)));
+                    for message in stored
+                        .iter()
+                        .filter(|m| m.seq > after && m.seq < ring_start)
+                    {
+                        backlog.push(frames::encode(&stored_frame(
+                            &session.id,
+                            &session.user_id,
+                            message,
+                        )));
                     }
                     backlog.extend(ring.into_iter().map(|(_, frame)| frame));
                 }
@@ -114,14 +132,27 @@ impl Chat {
             (handle, rx, backlog)
         });
         let ctx = ConnCtx::new(handle.id(), identity);
-        Attached { handle, rx, backlog, ctx }
+        Attached {
+            handle,
+            rx,
+            backlog,
+            ctx,
+        }
     }
 
     /// Sends the frames after `last_seq` of a session to one connection (in-band `resume`); frames it
     /// already received may repeat and are recognised by their `seq`.
-    pub(super) async fn replay_to(&self, ctx: &ConnCtx, session: &crate::store::SessionRecord, after: u64) {
+    pub(super) async fn replay_to(
+        &self,
+        ctx: &ConnCtx,
+        session: &crate::store::SessionRecord,
+        after: u64,
+    ) {
         let stored = if after < session.last_seq {
-            self.store.messages(&session.id, Some(after)).await.unwrap_or_default()
+            self.store
+                .messages(&session.id, Some(after))
+                .await
+                .unwrap_or_default()
         } else {
             Vec::new()
         };

@@ -16,9 +16,18 @@ impl Chat {
         Ok(())
     }
 
-    pub(super) async fn typing(&self, ctx: &ConnCtx, hint: Option<&str>, m: TypingIndicator) -> Result<(), ChatError> {
+    pub(super) async fn typing(
+        &self,
+        ctx: &ConnCtx,
+        hint: Option<&str>,
+        m: TypingIndicator,
+    ) -> Result<(), ChatError> {
         let session = match hint {
-            Some(id) if ctx.identity.is_admin() => self.store.get_session(id).await?.ok_or(ChatError::SessionNotFound)?,
+            Some(id) if ctx.identity.is_admin() => self
+                .store
+                .get_session(id)
+                .await?
+                .ok_or(ChatError::SessionNotFound)?,
             _ => self.resolve(ctx, hint, Access::Existing).await?.0,
         };
         let is_owner = session.user_id == ctx.identity.user_id;
@@ -31,7 +40,11 @@ impl Chat {
         }
         let frame = frames::encode(&ServerMessage::TypingIndicator(TypingIndicatorEvent {
             session_id: session.id.clone(),
-            sender: if is_owner { Sender::User } else { Sender::Admin },
+            sender: if is_owner {
+                Sender::User
+            } else {
+                Sender::Admin
+            },
             user_id: Some(ctx.identity.user_id.clone()),
             metadata: m.metadata,
             timestamp: frames::now(),
@@ -47,7 +60,12 @@ impl Chat {
         Ok(())
     }
 
-    pub(super) async fn resume(&self, ctx: &ConnCtx, hint: Option<&str>, last_seq: i64) -> Result<(), ChatError> {
+    pub(super) async fn resume(
+        &self,
+        ctx: &ConnCtx,
+        hint: Option<&str>,
+        last_seq: i64,
+    ) -> Result<(), ChatError> {
         let (session, _live) = self.resolve(ctx, hint, Access::Existing).await?;
         let after = u64::try_from(last_seq).unwrap_or(0);
         self.replay_to(ctx, &session, after).await;

@@ -59,15 +59,31 @@ impl ChatError {
     /// The wire code, the client text and the `retry_after` (ms) for this error.
     pub fn to_wire(&self) -> (ErrorCode, String, Option<u64>) {
         match self {
-            Self::Malformed(detail) if detail.is_empty() => (ErrorCode::InvalidFormat, "Invalid message format".into(), None),
-            Self::Malformed(detail) => (ErrorCode::InvalidFormat, format!("Invalid message format: {detail}"), None),
-            Self::Invalid(_) => (ErrorCode::InvalidFormat, "Message validation failed".into(), None),
+            Self::Malformed(detail) if detail.is_empty() => (
+                ErrorCode::InvalidFormat,
+                "Invalid message format".into(),
+                None,
+            ),
+            Self::Malformed(detail) => (
+                ErrorCode::InvalidFormat,
+                format!("Invalid message format: {detail}"),
+                None,
+            ),
+            Self::Invalid(_) => (
+                ErrorCode::InvalidFormat,
+                "Message validation failed".into(),
+                None,
+            ),
             Self::UnroutableType(t) => (
                 ErrorCode::InvalidFormat,
                 format!("Invalid message format: unknown message type {t}"),
                 None,
             ),
-            Self::UnknownModel(id) => (ErrorCode::InvalidFormat, format!("Invalid model ID: {id}"), None),
+            Self::UnknownModel(id) => (
+                ErrorCode::InvalidFormat,
+                format!("Invalid model ID: {id}"),
+                None,
+            ),
             Self::BadFileUrl => (ErrorCode::InvalidFormat, "Invalid file URL".into(), None),
             Self::SessionNotFound => (ErrorCode::NotFound, "Session not found".into(), None),
             Self::NotOwner => (
@@ -76,7 +92,11 @@ impl ChatError {
                 None,
             ),
             Self::SessionEnded => (ErrorCode::SessionEnded, "Session has ended".into(), None),
-            Self::Forbidden => (ErrorCode::Forbidden, "Insufficient permissions".into(), None),
+            Self::Forbidden => (
+                ErrorCode::Forbidden,
+                "Insufficient permissions".into(),
+                None,
+            ),
             Self::AlreadyAssisted(name) => (
                 ErrorCode::SessionAlreadyAssisted,
                 format!("Session already assisted by another admin: {name}"),
@@ -87,14 +107,24 @@ impl ChatError {
                 "Too many requests, please slow down".into(),
                 Some(*ms),
             ),
-            Self::Busy => (ErrorCode::ServiceError, "Server busy \u{2014} please retry".into(), None),
+            Self::Busy => (
+                ErrorCode::ServiceError,
+                "Server busy \u{2014} please retry".into(),
+                None,
+            ),
             Self::BudgetExceeded(ms) => (
                 ErrorCode::TokenBudgetExceeded,
                 "Daily token budget exceeded".into(),
                 Some(*ms),
             ),
-            Self::Store(StoreError::SessionEnded) => (ErrorCode::SessionEnded, "Session has ended".into(), None),
-            Self::Store(_) => (ErrorCode::DatabaseError, "Database operation failed".into(), None),
+            Self::Store(StoreError::SessionEnded) => {
+                (ErrorCode::SessionEnded, "Session has ended".into(), None)
+            }
+            Self::Store(_) => (
+                ErrorCode::DatabaseError,
+                "Database operation failed".into(),
+                None,
+            ),
             Self::Llm(err) => {
                 let (code, text) = err.client_error();
                 let code = match code {

@@ -4,7 +4,9 @@
 use std::net::IpAddr;
 use std::time::Instant;
 
-use crate::protocol::ws::{FileUpload, FileUploadEvent, Metadata, Sender, ServerMessage, VoiceMessage, VoiceMessageEvent};
+use crate::protocol::ws::{
+    FileUpload, FileUploadEvent, Metadata, Sender, ServerMessage, VoiceMessage, VoiceMessageEvent,
+};
 use crate::store::{AppendOutcome, MessageRecord};
 
 use super::frames::{self, seq_i64};
@@ -52,9 +54,14 @@ impl From<VoiceMessage> for Upload {
 /// True for addresses a file URL must not point to (reference 1.4).
 fn is_private(ip: IpAddr) -> bool {
     match ip {
-        IpAddr::V4(v4) => v4.is_private() || v4.is_loopback() || v4.is_link_local() || v4.is_unspecified(),
+        IpAddr::V4(v4) => {
+            v4.is_private() || v4.is_loopback() || v4.is_link_local() || v4.is_unspecified()
+        }
         IpAddr::V6(v6) => {
-            v6.is_loopback() || v6.is_unspecified() || (v6.segments()[0] & 0xfe00) == 0xfc00 || (v6.segments()[0] & 0xffc0) == 0xfe80
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || (v6.segments()[0] & 0xfe00) == 0xfc00
+                || (v6.segments()[0] & 0xffc0) == 0xfe80
         }
     }
 }
@@ -68,10 +75,16 @@ async fn check_file_url(text: &str) -> Result<(), ChatError> {
     let host = url.host_str().ok_or(ChatError::BadFileUrl)?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
     if let Ok(ip) = host.parse::<IpAddr>() {
-        return if is_private(ip) { Err(ChatError::BadFileUrl) } else { Ok(()) };
+        return if is_private(ip) {
+            Err(ChatError::BadFileUrl)
+        } else {
+            Ok(())
+        };
     }
     let port = url.port_or_known_default().unwrap_or(443);
-    let addrs = tokio::net::lookup_host((host, port)).await.map_err(|_| ChatError::BadFileUrl)?;
+    let addrs = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|_| ChatError::BadFileUrl)?;
     let mut any = false;
     for addr in addrs {
         any = true;
@@ -79,7 +92,11 @@ async fn check_file_url(text: &str) -> Result<(), ChatError> {
             return Err(ChatError::BadFileUrl);
         }
     }
-    if any { Ok(()) } else { Err(ChatError::BadFileUrl) }
+    if any {
+        Ok(())
+    } else {
+        Err(ChatError::BadFileUrl)
+    }
 }
 
 /// The URL with its query replaced, as the model sees it (signed URLs carry secrets in the query).
@@ -91,7 +108,12 @@ fn redacted(url: &str) -> String {
 }
 
 impl Chat {
-    pub(super) async fn file_upload(&self, ctx: &ConnCtx, hint: Option<&str>, m: Upload) -> Result<(), ChatError> {
+    pub(super) async fn file_upload(
+        &self,
+        ctx: &ConnCtx,
+        hint: Option<&str>,
+        m: Upload,
+    ) -> Result<(), ChatError> {
         let started = Instant::now();
         check_file_url(&m.file_url).await?;
         let (session, live) = self.resolve(ctx, hint, Access::Existing).await?;
@@ -154,7 +176,12 @@ impl Chat {
         }
         // The model is told about the recording; the URL's query (signatures) is not shown to it.
         let note_seq = live.reserve_seq();
-        let note = MessageRecord::new(message_id(None), note_seq, "user", format!("Audio file: {}", redacted(&m.file_url)));
+        let note = MessageRecord::new(
+            message_id(None),
+            note_seq,
+            "user",
+            format!("Audio file: {}", redacted(&m.file_url)),
+        );
         let stored = self.store.append_message(&session.id, &note).await;
         live.complete(self.bus.as_ref(), note_seq, None);
         stored?;
@@ -201,7 +228,10 @@ mod tests {
 
     #[test]
     fn queries_are_redacted_for_the_model() {
-        assert_eq!(redacted("https://x/a.webm?sig=abc"), "https://x/a.webm?[REDACTED]");
+        assert_eq!(
+            redacted("https://x/a.webm?sig=abc"),
+            "https://x/a.webm?[REDACTED]"
+        );
         assert_eq!(redacted("https://x/a.webm"), "https://x/a.webm");
     }
 }

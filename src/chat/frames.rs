@@ -30,11 +30,19 @@ pub fn encode(message: &ServerMessage) -> Arc<str> {
 
 /// Builds string metadata from pairs.
 pub fn metadata<const N: usize>(pairs: [(&str, String); N]) -> Metadata {
-    pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect::<BTreeMap<_, _>>()
+    pairs
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect::<BTreeMap<_, _>>()
 }
 
 /// An error frame for `err`, addressed to the session when known.
-pub fn error(err: &ChatError, session_id: Option<&str>, client_msg_id: Option<&str>, seq: Option<i64>) -> ServerMessage {
+pub fn error(
+    err: &ChatError,
+    session_id: Option<&str>,
+    client_msg_id: Option<&str>,
+    seq: Option<i64>,
+) -> ServerMessage {
     let (code, message, retry_after) = err.to_wire();
     ServerMessage::Error(ErrorMessage {
         session_id: session_id.map(String::from),

@@ -1,7 +1,9 @@
 //! `help_request`: flags the session, tells every connected admin live, and confirms to the user.
-//! Notifications are limited per session; the confirmation is always sent.
+//! Notifications (live admin event, email, webhook) are limited per session; email and webhook are delivered
+//! in the background and never affect the reply. The confirmation is always sent.
 
 use crate::hub::{BusMessage, Target};
+use crate::notify::HelpEvent;
 use crate::protocol::ws::{ConnectionStatus, HelpRequest, HelpRequestEvent, Sender, ServerMessage};
 
 use super::frames;
@@ -9,10 +11,19 @@ use super::sessions::Access;
 use super::{Chat, ChatError, ConnCtx};
 
 impl Chat {
-    pub(super) async fn help_request(&self, ctx: &ConnCtx, hint: Option<&str>, m: HelpRequest) -> Result<(), ChatError> {
+    pub(super) async fn help_request(
+        &self,
+        ctx: &ConnCtx,
+        hint: Option<&str>,
+        m: HelpRequest,
+    ) -> Result<(), ChatError> {
         let (session, _live) = self.resolve(ctx, hint, Access::Existing).await?;
         self.store.set_help_requested(&session.id, true).await?;
-        if self.help_limiter.check(&format!("help_request:{}", session.id)).is_ok() {
+        if self
+            .help_limiter
+            .check(&format!("help_request:{}", session.id))
+            .is_ok()
+        {
             let frame = frames::encode(&ServerMessage::HelpRequest(HelpRequestEvent {
                 session_id: session.id.clone(),
                 user_id: ctx.identity.user_id.clone(),
@@ -26,15 +37,23 @@ impl Chat {
                 frame,
                 except: None,
             });
+            self.notifier.help_requested(HelpEvent::now(
+                ctx.identity.user_id.clone(),
+                Some(ctx.identity.name.clone()).filter(|name| *name != ctx.identity.user_id),
+                session.id.clone(),
+            ));
         } else {
             tracing::info!(session_id = %session.id, "help notification skipped by the per-session limit");
+            self.notifier.help_limited(&session.id);
         }
         self.send(
             ctx,
             &ServerMessage::ConnectionStatus(ConnectionStatus {
                 session_id: Some(session.id.clone()),
                 user_id: None,
-                content: Some("Help request sent. An administrator will join your session shortly.".into()),
+                content: Some(
+                    "Help request sent. An administrator will join your session shortly.".into(),
+                ),
                 model_id: None,
                 models: None,
                 sender: Sender::Ai,

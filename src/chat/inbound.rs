@@ -32,10 +32,24 @@ const KNOWN_TYPES: &[&str] = &[
 ];
 
 /// Types only the server sends.
-const SERVER_ONLY_TYPES: &[&str] = &["ai_response", "error", "connection_status", "loading", "notification"];
+const SERVER_ONLY_TYPES: &[&str] = &[
+    "ai_response",
+    "error",
+    "connection_status",
+    "loading",
+    "notification",
+];
 
 /// String fields of the envelope that are sanitised.
-const TRIMMED_FIELDS: &[&str] = &["type", "session_id", "content", "file_id", "file_url", "model_id", "client_msg_id"];
+const TRIMMED_FIELDS: &[&str] = &[
+    "type",
+    "session_id",
+    "content",
+    "file_id",
+    "file_url",
+    "model_id",
+    "client_msg_id",
+];
 
 /// How far in the future a client timestamp may be.
 const MAX_CLOCK_SKEW: time::Duration = time::Duration::minutes(1);
@@ -54,13 +68,20 @@ pub struct Decoded {
 /// Decodes one text frame. Errors carry the session id and client message id when they could be read, so
 /// the error frame can name them.
 pub fn decode(text: &str) -> Result<Decoded, (ChatError, Option<String>)> {
-    let value: Value = serde_json::from_str(text).map_err(|e| (ChatError::Malformed(e.to_string()), None))?;
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| (ChatError::Malformed(e.to_string()), None))?;
     let Value::Object(object) = value else {
-        return Err((ChatError::Malformed("a frame must be a JSON object".into()), None));
+        return Err((
+            ChatError::Malformed("a frame must be a JSON object".into()),
+            None,
+        ));
     };
     let mut object = normalise_keys(object);
     sanitise(&mut object);
-    let session_hint = object.get("session_id").and_then(Value::as_str).map(String::from);
+    let session_hint = object
+        .get("session_id")
+        .and_then(Value::as_str)
+        .map(String::from);
     let fail = |err: ChatError| (err, session_hint.clone());
 
     let envelope: Envelope = serde_path_to_error::deserialize(Value::Object(object.clone()))
@@ -72,7 +93,9 @@ pub fn decode(text: &str) -> Result<Decoded, (ChatError, Option<String>)> {
     }
 
     // Defaults of the Go service: a missing sender is `user`; a missing timestamp is now.
-    object.entry("sender").or_insert_with(|| Value::from("user"));
+    object
+        .entry("sender")
+        .or_insert_with(|| Value::from("user"));
     let message: ClientMessage = serde_path_to_error::deserialize(Value::Object(object))
         .map_err(|e| fail(ChatError::Invalid(format!("{}: {}", e.path(), e.inner()))))?;
     Ok(Decoded {
@@ -132,7 +155,9 @@ fn sanitise(object: &mut Map<String, Value>) {
             }
         }
     }
-    if matches!(object.get("timestamp"), Some(Value::Null)) || object.get("timestamp").and_then(Value::as_str) == Some("") {
+    if matches!(object.get("timestamp"), Some(Value::Null))
+        || object.get("timestamp").and_then(Value::as_str) == Some("")
+    {
         object.remove("timestamp");
     }
 }
@@ -158,8 +183,12 @@ fn validate(envelope: &Envelope) -> Result<(), String> {
         }
     }
     match kind {
-        "user_message" | "admin_message" if !present(&envelope.content) => return Err("content is required".into()),
-        "file_upload" | "voice_message" if !present(&envelope.file_id) || !present(&envelope.file_url) => {
+        "user_message" | "admin_message" if !present(&envelope.content) => {
+            return Err("content is required".into());
+        }
+        "file_upload" | "voice_message"
+            if !present(&envelope.file_id) || !present(&envelope.file_url) =>
+        {
             return Err("file_id and file_url are required".into());
         }
         "model_select" if !present(&envelope.model_id) => return Err("model_id is required".into()),
@@ -184,7 +213,8 @@ mod tests {
 
     #[test]
     fn a_user_message_decodes_with_defaults() {
-        let d = decode(r#"{"type":"user_message","session_id":" s1 ","content":" hi\u0000 "}"#).unwrap();
+        let d = decode(r#"{"type":"user_message","session_id":" s1 ","content":" hi\u0000 "}"#)
+            .unwrap();
         assert_eq!(d.session_id.as_deref(), Some("s1"));
         match d.message {
             ClientMessage::UserMessage(m) => assert_eq!(m.content, "hi"),
@@ -203,22 +233,40 @@ mod tests {
         assert!(code("{not json").starts_with("Invalid message format: "));
         let text = code(r#"{"type":"user_message","content":"x","metadata":{"size":5}}"#);
         assert!(text.contains("metadata.size"), "{text}");
-        assert_eq!(code("[1,2]"), "Invalid message format: a frame must be a JSON object");
+        assert_eq!(
+            code("[1,2]"),
+            "Invalid message format: a frame must be a JSON object"
+        );
     }
 
     #[test]
     fn validation_failures_use_the_reference_text() {
-        assert_eq!(code(r#"{"type":"user_message","content":"  "}"#), "Message validation failed");
+        assert_eq!(
+            code(r#"{"type":"user_message","content":"  "}"#),
+            "Message validation failed"
+        );
         assert_eq!(code(r#"{"type":"bogus"}"#), "Message validation failed");
-        assert_eq!(code(r#"{"type":"user_message","content":"x","sender":"robot"}"#), "Message validation failed");
-        assert_eq!(code(r#"{"type":"model_select"}"#), "Message validation failed");
-        assert_eq!(code(r#"{"type":"admin_join","session_id":"s"}"#), "Message validation failed");
+        assert_eq!(
+            code(r#"{"type":"user_message","content":"x","sender":"robot"}"#),
+            "Message validation failed"
+        );
+        assert_eq!(
+            code(r#"{"type":"model_select"}"#),
+            "Message validation failed"
+        );
+        assert_eq!(
+            code(r#"{"type":"admin_join","session_id":"s"}"#),
+            "Message validation failed"
+        );
         assert_eq!(
             code(r#"{"type":"user_message","content":"x","timestamp":"2999-01-01T00:00:00Z"}"#),
             "Message validation failed"
         );
         let long = "a".repeat(10_001);
-        assert_eq!(code(&format!(r#"{{"type":"user_message","content":"{long}"}}"#)), "Message validation failed");
+        assert_eq!(
+            code(&format!(r#"{{"type":"user_message","content":"{long}"}}"#)),
+            "Message validation failed"
+        );
     }
 
     #[test]

@@ -79,7 +79,12 @@ impl LiveSession {
 
     /// Completes a reserved seq with a frame (or with nothing, when the event did not happen) and releases
     /// every frame whose turn has come.
-    pub fn complete(&self, bus: &dyn EventBus, seq: u64, frame: Option<(Arc<str>, Option<ConnId>)>) {
+    pub fn complete(
+        &self,
+        bus: &dyn EventBus,
+        seq: u64,
+        frame: Option<(Arc<str>, Option<ConnId>)>,
+    ) {
         let mut inner = self.lock();
         inner.pending.insert(seq, frame);
         loop {
@@ -109,7 +114,12 @@ impl LiveSession {
     }
 
     /// Reserves a seq, builds the frame with it and releases it.
-    pub fn emit(&self, bus: &dyn EventBus, except: Option<ConnId>, build: impl FnOnce(u64) -> Arc<str>) -> u64 {
+    pub fn emit(
+        &self,
+        bus: &dyn EventBus,
+        except: Option<ConnId>,
+        build: impl FnOnce(u64) -> Arc<str>,
+    ) -> u64 {
         let seq = self.reserve_seq();
         let frame = build(seq);
         self.complete(bus, seq, Some((frame, except)));
@@ -214,7 +224,12 @@ impl LiveSessions {
     }
 
     /// The live state of a session, created from its stored last seq when first needed.
-    pub fn get_or_load(&self, session_id: &str, user_id: &str, stored_last_seq: u64) -> Arc<LiveSession> {
+    pub fn get_or_load(
+        &self,
+        session_id: &str,
+        user_id: &str,
+        stored_last_seq: u64,
+    ) -> Arc<LiveSession> {
         let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
         Arc::clone(sessions.entry(session_id.to_string()).or_insert_with(|| {
             Arc::new(LiveSession {
@@ -246,7 +261,11 @@ impl LiveSessions {
 
     /// Drops a session's live state (it ended); a running turn is cancelled.
     pub fn remove(&self, session_id: &str) {
-        let removed = self.sessions.lock().unwrap_or_else(|p| p.into_inner()).remove(session_id);
+        let removed = self
+            .sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(session_id);
         if let Some(session) = removed {
             session.cancel_turn();
         }
@@ -255,7 +274,10 @@ impl LiveSessions {
     /// Cancel tokens of every running turn (graceful shutdown waits for them).
     pub fn running_turns(&self) -> usize {
         let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        sessions.values().filter(|s| s.lock().cancel.is_some()).count()
+        sessions
+            .values()
+            .filter(|s| s.lock().cancel.is_some())
+            .count()
     }
 }
 

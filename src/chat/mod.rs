@@ -10,6 +10,7 @@ mod files;
 pub mod frames;
 mod help;
 mod inbound;
+mod lifecycle;
 mod live;
 mod model_select;
 pub mod naming;
@@ -29,6 +30,7 @@ use crate::config::Settings;
 use crate::hub::{BusMessage, ConnId, EventBus, Hub, Outbound, Target};
 use crate::llm::Llm;
 use crate::metrics::Metrics;
+use crate::notify::Notifier;
 use crate::protocol::ws::{ClientMessage, Notification, Sender, ServerMessage};
 use crate::store::Store;
 
@@ -70,7 +72,10 @@ impl Inbound {
     pub fn needs_slot(&self) -> bool {
         !matches!(
             self.0.message,
-            ClientMessage::Cancel(_) | ClientMessage::Ping(_) | ClientMessage::TypingIndicator(_) | ClientMessage::Resume(_)
+            ClientMessage::Cancel(_)
+                | ClientMessage::Ping(_)
+                | ClientMessage::TypingIndicator(_)
+                | ClientMessage::Resume(_)
         )
     }
 }
@@ -87,6 +92,7 @@ pub struct Chat {
     help_limiter: RateLimiter,
     settings: Arc<Settings>,
     metrics: Arc<Metrics>,
+    notifier: Arc<Notifier>,
 }
 
 impl Chat {
@@ -98,10 +104,17 @@ impl Chat {
         hub: Hub,
         settings: Arc<Settings>,
         metrics: Arc<Metrics>,
+        notifier: Arc<Notifier>,
     ) -> Self {
         Self {
-            message_limiter: RateLimiter::new(settings.ws.message_rate_limit, settings.ws.message_rate_window),
-            help_limiter: RateLimiter::new(settings.chat.help_rate_limit, settings.chat.help_rate_window),
+            message_limiter: RateLimiter::new(
+                settings.ws.message_rate_limit,
+                settings.ws.message_rate_window,
+            ),
+            help_limiter: RateLimiter::new(
+                settings.chat.help_rate_limit,
+                settings.chat.help_rate_window,
+            ),
             live: LiveSessions::new(settings.ws.replay_buffer),
             sessions: sessions::Reservations::default(),
             store,
@@ -110,6 +123,7 @@ impl Chat {
             hub,
             settings,
             metrics,
+            notifier,
         }
     }
 
@@ -155,8 +169,12 @@ impl Chat {
             ClientMessage::UserMessage(m) => self.user_message(ctx, hint, m).await,
             ClientMessage::ModelSelect(m) => self.model_select(ctx, hint, m).await,
             ClientMessage::HelpRequest(m) => self.help_request(ctx, hint, m).await,
-            ClientMessage::FileUpload(m) => self.file_upload(ctx, hint, files::Upload::from(m)).await,
-            ClientMessage::VoiceMessage(m) => self.file_upload(ctx, hint, files::Upload::from(m)).await,
+            ClientMessage::FileUpload(m) => {
+                self.file_upload(ctx, hint, files::Upload::from(m)).await
+            }
+            ClientMessage::VoiceMessage(m) => {
+                self.file_upload(ctx, hint, files::Upload::from(m)).await
+            }
             ClientMessage::Cancel(_) => self.cancel(ctx, hint).await,
             ClientMessage::Ping(m) => {
                 self.send(ctx, &frames::pong(m.client_msg_id));
@@ -170,7 +188,9 @@ impl Chat {
         };
         if let Err(err) = result {
             match &err {
-                ChatError::Store(e) => tracing::error!(conn = ctx.conn_id, error = %e, "store failure"),
+                ChatError::Store(e) => {
+                    tracing::error!(conn = ctx.conn_id, error = %e, "store failure")
+                }
                 other => tracing::debug!(conn = ctx.conn_id, error = %other, "frame refused"),
             }
             self.reply_error(ctx, &err, hint, client_msg_id.as_deref());
@@ -200,13 +220,23 @@ impl Chat {
 
     /// Sends one frame to one connection.
     fn send(&self, ctx: &ConnCtx, message: &ServerMessage) {
-        self.hub.send_to(ctx.conn_id, Outbound::Text(frames::encode(message)));
+        self.hub
+            .send_to(ctx.conn_id, Outbound::Text(frames::encode(message)));
     }
 
-    fn reply_error(&self, ctx: &ConnCtx, err: &ChatError, session_id: Option<&str>, client_msg_id: Option<&str>) {
+    fn reply_error(
+        &self,
+        ctx: &ConnCtx,
+        err: &ChatError,
+        session_id: Option<&str>,
+        client_msg_id: Option<&str>,
+    ) {
         self.metrics.message_errors.inc();
         if let ChatError::RateLimited(_) = err {
-            self.metrics.ratelimit_blocked.with_label_values(&["message"]).inc();
+            self.metrics
+                .ratelimit_blocked
+                .with_label_values(&["message"])
+                .inc();
         }
         self.send(ctx, &frames::error(err, session_id, client_msg_id, None));
     }

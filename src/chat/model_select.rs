@@ -7,7 +7,12 @@ use super::sessions::Access;
 use super::{Chat, ChatError, ConnCtx};
 
 impl Chat {
-    pub(super) async fn model_select(&self, ctx: &ConnCtx, hint: Option<&str>, m: ModelSelect) -> Result<(), ChatError> {
+    pub(super) async fn model_select(
+        &self,
+        ctx: &ConnCtx,
+        hint: Option<&str>,
+        m: ModelSelect,
+    ) -> Result<(), ChatError> {
         if !self.llm.has_model(&m.model_id) {
             return Err(ChatError::UnknownModel(m.model_id));
         }

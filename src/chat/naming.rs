@@ -49,7 +49,9 @@ mod tests {
 
     #[test]
     fn long_names_are_cut_at_a_space_with_an_ellipsis() {
-        let name = session_name("This is a rather long first message that keeps going without any stop at all");
+        let name = session_name(
+            "This is a rather long first message that keeps going without any stop at all",
+        );
         assert!(name.ends_with("..."));
         assert!(name.len() <= 50, "{name}");
         assert_eq!(name, "This is a rather long first message that keeps...");

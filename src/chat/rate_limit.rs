@@ -36,13 +36,19 @@ impl RateLimiter {
         }
         let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
         if events.len() >= MAX_KEYS && !events.contains_key(key) {
-            events.retain(|_, q| q.back().is_some_and(|t| now.duration_since(*t) < self.window));
+            events.retain(|_, q| {
+                q.back()
+                    .is_some_and(|t| now.duration_since(*t) < self.window)
+            });
             if events.len() >= MAX_KEYS {
                 return Err(self.window);
             }
         }
         let queue = events.entry(key.to_string()).or_default();
-        while queue.front().is_some_and(|t| now.duration_since(*t) >= self.window) {
+        while queue
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= self.window)
+        {
             queue.pop_front();
         }
         if queue.len() >= self.limit {
@@ -64,7 +70,9 @@ mod tests {
         let t0 = Instant::now();
         assert!(limiter.check_at("u", t0).is_ok());
         assert!(limiter.check_at("u", t0 + Duration::from_secs(10)).is_ok());
-        let wait = limiter.check_at("u", t0 + Duration::from_secs(20)).unwrap_err();
+        let wait = limiter
+            .check_at("u", t0 + Duration::from_secs(20))
+            .unwrap_err();
         assert_eq!(wait, Duration::from_secs(40));
         assert!(limiter.check_at("other", t0).is_ok());
         assert!(limiter.check_at("u", t0 + Duration::from_secs(61)).is_ok());

@@ -19,7 +19,9 @@ impl Reservations {
     /// The id reserved for `user_id`, reserving one if needed.
     pub fn reserved_for(&self, user_id: &str) -> String {
         let mut ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
-        ids.entry(user_id.to_string()).or_insert_with(new_session_id).clone()
+        ids.entry(user_id.to_string())
+            .or_insert_with(new_session_id)
+            .clone()
     }
 
     /// Forgets the reservation once the session exists.
@@ -42,7 +44,10 @@ pub enum Access {
 
 impl Chat {
     /// The user's active session, if there is one.
-    pub(super) async fn active_session(&self, user_id: &str) -> Result<Option<SessionRecord>, ChatError> {
+    pub(super) async fn active_session(
+        &self,
+        user_id: &str,
+    ) -> Result<Option<SessionRecord>, ChatError> {
         match self.store.active_session_id(user_id).await? {
             Some(id) => Ok(self.store.get_session(&id).await?.filter(|s| s.is_active())),
             None => Ok(None),
@@ -51,7 +56,8 @@ impl Chat {
 
     /// The live state of a stored session.
     pub(super) fn live_of(&self, session: &SessionRecord) -> Arc<LiveSession> {
-        self.live.get_or_load(&session.id, &session.user_id, session.last_seq)
+        self.live
+            .get_or_load(&session.id, &session.user_id, session.last_seq)
     }
 
     /// Resolves the session a frame from `ctx` is about.
@@ -77,7 +83,10 @@ impl Chat {
         // Unknown or missing id (the Go clients send their own random ids): the user's active session.
         match access {
             Access::Existing => {
-                let session = self.active_session(user_id).await?.ok_or(ChatError::SessionNotFound)?;
+                let session = self
+                    .active_session(user_id)
+                    .await?
+                    .ok_or(ChatError::SessionNotFound)?;
                 let live = self.live_of(&session);
                 Ok((session, live))
             }

@@ -30,7 +30,8 @@ pub struct TurnRequest {
 /// Milliseconds until the next UTC midnight (when daily budgets reset).
 fn until_midnight_ms() -> u64 {
     let now = time::OffsetDateTime::now_utc();
-    let seconds_today = u64::from(now.hour()) * 3600 + u64::from(now.minute()) * 60 + u64::from(now.second());
+    let seconds_today =
+        u64::from(now.hour()) * 3600 + u64::from(now.minute()) * 60 + u64::from(now.second());
     (86_400 - seconds_today) * 1000
 }
 
@@ -48,7 +49,11 @@ impl Chat {
                 .store
                 .user_tokens_on(&session.user_id, time::OffsetDateTime::now_utc().date())
                 .await?;
-            if self.llm.check_budget(u64::try_from(used).unwrap_or(0)).is_err() {
+            if self
+                .llm
+                .check_budget(u64::try_from(used).unwrap_or(0))
+                .is_err()
+            {
                 return Err(ChatError::BudgetExceeded(until_midnight_ms()));
             }
         }
@@ -162,7 +167,8 @@ impl Chat {
                 tracing::error!(session_id = %session.id, error = %err, "answer not stored");
             }
         }
-        let announce_end = outcome.is_ok() || matches!(outcome, Err(LlmError::Cancelled)) || !text.is_empty();
+        let announce_end =
+            outcome.is_ok() || matches!(outcome, Err(LlmError::Cancelled)) || !text.is_empty();
         let final_frame = announce_end.then(|| {
             let frame = Chunk {
                 session_id: &session.id,
@@ -179,7 +185,10 @@ impl Chat {
         live.clear_partial();
 
         let elapsed = request.started.elapsed();
-        self.metrics.turn_duration.with_label_values(&[provider_kind]).observe(elapsed.as_secs_f64());
+        self.metrics
+            .turn_duration
+            .with_label_values(&[provider_kind])
+            .observe(elapsed.as_secs_f64());
         if let Some(t) = tokens.filter(|t| *t > 0) {
             let usage = TurnUsage {
                 tokens: i64::try_from(t).unwrap_or(i64::MAX),
@@ -196,7 +205,12 @@ impl Chat {
                 tracing::warn!(session_id = %session.id, conn = ctx.conn_id, error = %err, "turn failed");
                 let err = ChatError::Llm(err);
                 live.emit(self.bus.as_ref(), None, |seq| {
-                    frames::encode(&frames::error(&err, Some(&session.id), client_msg_id.as_deref(), Some(seq_i64(seq))))
+                    frames::encode(&frames::error(
+                        &err,
+                        Some(&session.id),
+                        client_msg_id.as_deref(),
+                        Some(seq_i64(seq)),
+                    ))
                 });
                 self.metrics.message_errors.inc();
                 Ok(())

@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use crate::protocol::ws::{ServerMessage, UserMessage, UserMessageEcho, Sender};
+use crate::protocol::ws::{Sender, ServerMessage, UserMessage, UserMessageEcho};
 use crate::store::{AppendOutcome, MessageRecord};
 
 use super::frames::{self, seq_i64};
@@ -23,20 +23,33 @@ pub(super) fn message_id(client_msg_id: Option<&str>) -> String {
 }
 
 impl Chat {
-    pub(super) async fn user_message(&self, ctx: &ConnCtx, hint: Option<&str>, m: UserMessage) -> Result<(), ChatError> {
+    pub(super) async fn user_message(
+        &self,
+        ctx: &ConnCtx,
+        hint: Option<&str>,
+        m: UserMessage,
+    ) -> Result<(), ChatError> {
         let started = Instant::now();
         if let Err(wait) = self.message_limiter.check(&ctx.identity.user_id) {
-            return Err(ChatError::RateLimited(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)));
+            return Err(ChatError::RateLimited(
+                u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+            ));
         }
         let (session, live) = self.resolve(ctx, hint, Access::Write).await?;
         let seq = live.reserve_seq();
-        let mut record = MessageRecord::new(message_id(m.client_msg_id.as_deref()), seq, "user", m.content.clone());
+        let mut record = MessageRecord::new(
+            message_id(m.client_msg_id.as_deref()),
+            seq,
+            "user",
+            m.content.clone(),
+        );
         record.client_msg_id = m.client_msg_id.clone();
         record.metadata = m.metadata.clone().unwrap_or_default();
         let echo = |seq: u64, duplicate: bool| {
             let mut meta = m.metadata.clone();
             if duplicate {
-                meta.get_or_insert_with(Default::default).insert("duplicate".into(), "true".into());
+                meta.get_or_insert_with(Default::default)
+                    .insert("duplicate".into(), "true".into());
             }
             ServerMessage::UserMessage(UserMessageEcho {
                 session_id: session.id.clone(),
@@ -51,7 +64,11 @@ impl Chat {
         };
         match self.store.append_message(&session.id, &record).await {
             Ok(AppendOutcome::Stored) => {
-                live.complete(self.bus.as_ref(), seq, Some((frames::encode(&echo(seq, false)), Some(ctx.conn_id))));
+                live.complete(
+                    self.bus.as_ref(),
+                    seq,
+                    Some((frames::encode(&echo(seq, false)), Some(ctx.conn_id))),
+                );
             }
             Ok(AppendOutcome::Duplicate) => {
                 live.complete(self.bus.as_ref(), seq, None);
@@ -72,7 +89,11 @@ impl Chat {
             }
         }
         if session.name.is_empty() {
-            if let Err(err) = self.store.set_name(&session.id, &session_name(&m.content)).await {
+            if let Err(err) = self
+                .store
+                .set_name(&session.id, &session_name(&m.content))
+                .await
+            {
                 tracing::warn!(session_id = %session.id, error = %err, "session name not stored");
             }
         }

@@ -26,7 +26,10 @@ impl EnvVars {
         V: Into<String>,
     {
         Self {
-            vars: pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
+            vars: pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
         }
     }
 
@@ -44,7 +47,10 @@ impl EnvVars {
     }
 
     /// All variables whose names start with `prefix`, in name order.
-    pub fn with_prefix<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+    pub fn with_prefix<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
         self.vars
             .range(prefix.to_string()..)
             .take_while(move |(k, _)| k.starts_with(prefix))

@@ -22,6 +22,7 @@ pub use raw::RawConfig;
 pub use secrets::{PLACEHOLDER_MARKERS, check_jwt_secret, contains_placeholder};
 
 use crate::llm::LlmConfig;
+use crate::notify::NotifyConfig;
 use crate::store::StoreConfig;
 
 /// Where the server runs: development allows generated secrets and open origins, production does not.
@@ -160,6 +161,8 @@ pub struct Settings {
     pub llm: LlmConfig,
     /// Storage.
     pub store: StoreConfig,
+    /// Help-request notifications (`[notification]`).
+    pub notify: NotifyConfig,
 }
 
 impl Settings {

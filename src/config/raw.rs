@@ -15,6 +15,7 @@ use super::{
     ServerSettings, Settings, WsSettings, parse_duration,
 };
 use crate::llm::LlmConfig;
+use crate::notify::NotifyConfig;
 use crate::store::StoreConfig;
 
 /// A list given either as a TOML array or as one comma-separated string (the Go service's form).
@@ -30,7 +31,11 @@ pub enum StringList {
 impl StringList {
     fn items(&self) -> Vec<String> {
         match self {
-            Self::List(items) => items.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
+            Self::List(items) => items
+                .iter()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect(),
             Self::Joined(text) => split_list(text),
         }
     }
@@ -121,11 +126,17 @@ pub struct RawConfig {
     llm: LlmConfig,
     #[serde(default)]
     store: StoreConfig,
+    #[serde(default)]
+    notification: NotifyConfig,
 }
 
 /// Splits a comma-separated list, trimming items and dropping empty ones.
 fn split_list(text: &str) -> Vec<String> {
-    text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
 }
 
 /// Picks the environment variable if set, else the file value.
@@ -133,18 +144,28 @@ fn pick<T: Clone>(env: Option<T>, file: &Option<T>) -> Option<T> {
     env.or_else(|| file.clone())
 }
 
-fn duration_value(key: &str, env_value: Option<&str>, file: &Option<String>, default: Duration) -> Result<Duration, ConfigError> {
+fn duration_value(
+    key: &str,
+    env_value: Option<&str>,
+    file: &Option<String>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
     match env_value.map(String::from).or_else(|| file.clone()) {
         Some(text) => parse_duration(&text).map_err(|e| ConfigError::invalid(key, e)),
         None => Ok(default),
     }
 }
 
-fn number_value(key: &str, env_value: Option<&str>, file: Option<usize>, default: usize) -> Result<usize, ConfigError> {
+fn number_value(
+    key: &str,
+    env_value: Option<&str>,
+    file: Option<usize>,
+    default: usize,
+) -> Result<usize, ConfigError> {
     match env_value {
-        Some(text) => text
-            .parse::<usize>()
-            .map_err(|_| ConfigError::invalid(key, format!("must be a non-negative integer, got {text:?}"))),
+        Some(text) => text.parse::<usize>().map_err(|_| {
+            ConfigError::invalid(key, format!("must be a non-negative integer, got {text:?}"))
+        }),
         None => Ok(file.unwrap_or(default)),
     }
 }
@@ -197,38 +218,45 @@ impl RawConfig {
 
     /// Applies `env` over the file values, validates, and produces the settings.
     pub fn into_settings(mut self, env: &EnvVars) -> Result<Settings, ConfigError> {
-        let environment = match pick(env.get("CHATBOX_ENV").map(String::from), &self.server.env).as_deref() {
-            None | Some("development") | Some("dev") => Environment::Development,
-            Some("production") | Some("prod") => Environment::Production,
-            Some(other) => {
-                return Err(ConfigError::invalid(
-                    "CHATBOX_ENV",
-                    format!("must be \"development\" or \"production\", got {other:?}"),
-                ));
-            }
-        };
+        let environment =
+            match pick(env.get("CHATBOX_ENV").map(String::from), &self.server.env).as_deref() {
+                None | Some("development") | Some("dev") => Environment::Development,
+                Some("production") | Some("prod") => Environment::Production,
+                Some(other) => {
+                    return Err(ConfigError::invalid(
+                        "CHATBOX_ENV",
+                        format!("must be \"development\" or \"production\", got {other:?}"),
+                    ));
+                }
+            };
         let production = environment == Environment::Production;
         let c = &self.chatbox;
 
-        let data_dir = pick(env.get("CHATBOX_DATA_DIR").map(PathBuf::from), &self.server.data_dir)
-            .unwrap_or_else(|| PathBuf::from("data"));
+        let data_dir = pick(
+            env.get("CHATBOX_DATA_DIR").map(PathBuf::from),
+            &self.server.data_dir,
+        )
+        .unwrap_or_else(|| PathBuf::from("data"));
 
         let server = ServerSettings {
             host: match pick(env.get("SERVER_HOST").map(String::from), &self.server.host) {
-                Some(h) => h
-                    .parse()
-                    .map_err(|_| ConfigError::invalid("SERVER_HOST", format!("{h:?} is not an IP address")))?,
+                Some(h) => h.parse().map_err(|_| {
+                    ConfigError::invalid("SERVER_HOST", format!("{h:?} is not an IP address"))
+                })?,
                 None => IpAddr::from([0, 0, 0, 0]),
             },
             port: match env.get("SERVER_PORT") {
-                Some(p) => p
-                    .parse()
-                    .map_err(|_| ConfigError::invalid("SERVER_PORT", format!("{p:?} is not a port number")))?,
+                Some(p) => p.parse().map_err(|_| {
+                    ConfigError::invalid("SERVER_PORT", format!("{p:?} is not a port number"))
+                })?,
                 None => self.server.port.unwrap_or(8080),
             },
             path_prefix: normalise_prefix(
-                pick(env.get("CHATBOX_PATH_PREFIX").map(String::from), &c.path_prefix)
-                    .unwrap_or_else(|| "/chatbox".into()),
+                pick(
+                    env.get("CHATBOX_PATH_PREFIX").map(String::from),
+                    &c.path_prefix,
+                )
+                .unwrap_or_else(|| "/chatbox".into()),
             )?,
             shutdown_grace: duration_value(
                 "SHUTDOWN_TIMEOUT",
@@ -248,11 +276,16 @@ impl RawConfig {
             (None, None) => Some(1_048_576),
         }
         .filter(|n| *n > 0)
-        .ok_or_else(|| ConfigError::invalid("MAX_MESSAGE_SIZE", "must be a positive integer (bytes)"))?;
+        .ok_or_else(|| {
+            ConfigError::invalid("MAX_MESSAGE_SIZE", "must be a positive integer (bytes)")
+        })?;
 
         let allowed_origins = list_value(env.get("WS_ALLOWED_ORIGINS"), &c.allowed_origins, "");
         if allowed_origins.iter().any(|o| contains_placeholder(o)) {
-            return Err(ConfigError::invalid("chatbox.allowed_origins", "contains a placeholder value"));
+            return Err(ConfigError::invalid(
+                "chatbox.allowed_origins",
+                "contains a placeholder value",
+            ));
         }
         if production && allowed_origins.is_empty() {
             return Err(ConfigError::invalid(
@@ -263,48 +296,162 @@ impl RawConfig {
         let ws = WsSettings {
             max_message_size,
             allowed_origins,
-            ping_period: duration_value("chatbox.websocket.ping_period", env.get("WS_PING_PERIOD"), &ws_section.ping_period, Duration::from_secs(54))?,
-            pong_wait: duration_value("chatbox.websocket.pong_wait", env.get("WS_PONG_WAIT"), &ws_section.pong_wait, Duration::from_secs(60))?,
-            write_wait: duration_value("chatbox.websocket.write_wait", env.get("WS_WRITE_WAIT"), &ws_section.write_wait, Duration::from_secs(10))?,
-            read_buffer_size: number_value("WS_READ_BUFFER_SIZE", env.get("WS_READ_BUFFER_SIZE"), ws_section.read_buffer_size, 1024)?,
-            write_buffer_size: number_value("WS_WRITE_BUFFER_SIZE", env.get("WS_WRITE_BUFFER_SIZE"), ws_section.write_buffer_size, 1024)?,
-            outbound_queue: number_value("WS_OUTBOUND_QUEUE", env.get("WS_OUTBOUND_QUEUE"), ws_section.outbound_queue, 256)?.max(1),
-            max_connections_per_user: number_value("MAX_CONNECTIONS_PER_USER", env.get("MAX_CONNECTIONS_PER_USER"), c.max_connections_per_user, 10)?.max(1),
-            max_connections: number_value("MAX_CONNECTIONS", env.get("MAX_CONNECTIONS"), c.max_connections, 10_000)?.max(1),
-            max_in_flight: number_value("MAX_IN_FLIGHT", env.get("MAX_IN_FLIGHT"), c.max_in_flight, 3)?.max(1),
-            message_rate_limit: number_value("RATE_LIMIT", env.get("RATE_LIMIT"), c.rate_limit, 100)?,
-            message_rate_window: duration_value("RATE_LIMIT_WINDOW", env.get("RATE_LIMIT_WINDOW"), &c.rate_limit_window, Duration::from_secs(60))?,
-            replay_buffer: number_value("WS_REPLAY_BUFFER", env.get("WS_REPLAY_BUFFER"), ws_section.replay_buffer, 512)?,
+            ping_period: duration_value(
+                "chatbox.websocket.ping_period",
+                env.get("WS_PING_PERIOD"),
+                &ws_section.ping_period,
+                Duration::from_secs(54),
+            )?,
+            pong_wait: duration_value(
+                "chatbox.websocket.pong_wait",
+                env.get("WS_PONG_WAIT"),
+                &ws_section.pong_wait,
+                Duration::from_secs(60),
+            )?,
+            write_wait: duration_value(
+                "chatbox.websocket.write_wait",
+                env.get("WS_WRITE_WAIT"),
+                &ws_section.write_wait,
+                Duration::from_secs(10),
+            )?,
+            read_buffer_size: number_value(
+                "WS_READ_BUFFER_SIZE",
+                env.get("WS_READ_BUFFER_SIZE"),
+                ws_section.read_buffer_size,
+                1024,
+            )?,
+            write_buffer_size: number_value(
+                "WS_WRITE_BUFFER_SIZE",
+                env.get("WS_WRITE_BUFFER_SIZE"),
+                ws_section.write_buffer_size,
+                1024,
+            )?,
+            outbound_queue: number_value(
+                "WS_OUTBOUND_QUEUE",
+                env.get("WS_OUTBOUND_QUEUE"),
+                ws_section.outbound_queue,
+                256,
+            )?
+            .max(1),
+            max_connections_per_user: number_value(
+                "MAX_CONNECTIONS_PER_USER",
+                env.get("MAX_CONNECTIONS_PER_USER"),
+                c.max_connections_per_user,
+                10,
+            )?
+            .max(1),
+            max_connections: number_value(
+                "MAX_CONNECTIONS",
+                env.get("MAX_CONNECTIONS"),
+                c.max_connections,
+                10_000,
+            )?
+            .max(1),
+            max_in_flight: number_value(
+                "MAX_IN_FLIGHT",
+                env.get("MAX_IN_FLIGHT"),
+                c.max_in_flight,
+                3,
+            )?
+            .max(1),
+            message_rate_limit: number_value(
+                "RATE_LIMIT",
+                env.get("RATE_LIMIT"),
+                c.rate_limit,
+                100,
+            )?,
+            message_rate_window: duration_value(
+                "RATE_LIMIT_WINDOW",
+                env.get("RATE_LIMIT_WINDOW"),
+                &c.rate_limit_window,
+                Duration::from_secs(60),
+            )?,
+            replay_buffer: number_value(
+                "WS_REPLAY_BUFFER",
+                env.get("WS_REPLAY_BUFFER"),
+                ws_section.replay_buffer,
+                512,
+            )?,
         };
         if ws.pong_wait <= ws.ping_period {
-            return Err(ConfigError::invalid("chatbox.websocket.pong_wait", "must be longer than ping_period"));
+            return Err(ConfigError::invalid(
+                "chatbox.websocket.pong_wait",
+                "must be longer than ping_period",
+            ));
         }
 
         let chat = ChatSettings {
-            history_messages: number_value("HISTORY_MESSAGES", env.get("HISTORY_MESSAGES"), c.history_messages, 20)?,
-            help_rate_limit: number_value("HELP_RATE_LIMIT", env.get("HELP_RATE_LIMIT"), c.help_rate_limit, 5)?,
-            help_rate_window: duration_value("chatbox.help_rate_window", env.get("HELP_RATE_WINDOW"), &c.help_rate_window, Duration::from_secs(300))?,
+            history_messages: number_value(
+                "HISTORY_MESSAGES",
+                env.get("HISTORY_MESSAGES"),
+                c.history_messages,
+                20,
+            )?,
+            help_rate_limit: number_value(
+                "HELP_RATE_LIMIT",
+                env.get("HELP_RATE_LIMIT"),
+                c.help_rate_limit,
+                5,
+            )?,
+            help_rate_window: duration_value(
+                "chatbox.help_rate_window",
+                env.get("HELP_RATE_WINDOW"),
+                &c.help_rate_window,
+                Duration::from_secs(300),
+            )?,
         };
         // Accepted for compatibility with Go config files; the resume window is the replay buffer.
-        duration_value("chatbox.reconnect_timeout", env.get("RECONNECT_TIMEOUT"), &c.reconnect_timeout, Duration::from_secs(900))?;
+        duration_value(
+            "chatbox.reconnect_timeout",
+            env.get("RECONNECT_TIMEOUT"),
+            &c.reconnect_timeout,
+            Duration::from_secs(900),
+        )?;
 
-        let cors_allowed_origins = list_value(env.get("CORS_ALLOWED_ORIGINS"), &c.cors_allowed_origins, "");
+        let cors_allowed_origins =
+            list_value(env.get("CORS_ALLOWED_ORIGINS"), &c.cors_allowed_origins, "");
         if cors_allowed_origins.iter().any(|o| contains_placeholder(o)) {
-            return Err(ConfigError::invalid("chatbox.cors_allowed_origins", "contains a placeholder value"));
+            return Err(ConfigError::invalid(
+                "chatbox.cors_allowed_origins",
+                "contains a placeholder value",
+            ));
         }
         let http = HttpSettings {
             cors_allowed_origins,
             trusted_proxies: networks(
                 "chatbox.trusted_proxies",
-                list_value(env.get("TRUSTED_PROXIES"), &c.trusted_proxies, PRIVATE_NETWORKS),
+                list_value(
+                    env.get("TRUSTED_PROXIES"),
+                    &c.trusted_proxies,
+                    PRIVATE_NETWORKS,
+                ),
             )?,
             metrics_allowed_networks: networks(
                 "chatbox.metrics_allowed_networks",
-                list_value(env.get("METRICS_ALLOWED_NETWORKS"), &c.metrics_allowed_networks, METRICS_NETWORKS),
+                list_value(
+                    env.get("METRICS_ALLOWED_NETWORKS"),
+                    &c.metrics_allowed_networks,
+                    METRICS_NETWORKS,
+                ),
             )?,
-            admin_rate_limit: number_value("ADMIN_RATE_LIMIT", env.get("ADMIN_RATE_LIMIT"), c.admin_rate_limit, 20)?,
-            admin_rate_window: duration_value("chatbox.admin_rate_window", env.get("ADMIN_RATE_WINDOW"), &c.admin_rate_window, Duration::from_secs(60))?,
-            public_rate_limit: number_value("PUBLIC_RATE_LIMIT", env.get("PUBLIC_RATE_LIMIT"), c.public_rate_limit, 60)?,
+            admin_rate_limit: number_value(
+                "ADMIN_RATE_LIMIT",
+                env.get("ADMIN_RATE_LIMIT"),
+                c.admin_rate_limit,
+                20,
+            )?,
+            admin_rate_window: duration_value(
+                "chatbox.admin_rate_window",
+                env.get("ADMIN_RATE_WINDOW"),
+                &c.admin_rate_window,
+                Duration::from_secs(60),
+            )?,
+            public_rate_limit: number_value(
+                "PUBLIC_RATE_LIMIT",
+                env.get("PUBLIC_RATE_LIMIT"),
+                c.public_rate_limit,
+                60,
+            )?,
         };
 
         let log = LogSettings {
@@ -319,7 +466,10 @@ impl RawConfig {
                 Some("json") => true,
                 Some("text") | Some("pretty") => false,
                 Some(other) => {
-                    return Err(ConfigError::invalid("log.format", format!("must be \"json\" or \"text\", got {other:?}")));
+                    return Err(ConfigError::invalid(
+                        "log.format",
+                        format!("must be \"json\" or \"text\", got {other:?}"),
+                    ));
                 }
             },
         };
@@ -327,12 +477,16 @@ impl RawConfig {
         // The Go service's key names, forwarded to the sections that own them.
         if let Some(key) = self.chatbox.encryption_key.take() {
             if contains_placeholder(secrecy::ExposeSecret::expose_secret(&key)) {
-                return Err(ConfigError::invalid("chatbox.encryption_key", "contains a placeholder value"));
+                return Err(ConfigError::invalid(
+                    "chatbox.encryption_key",
+                    "contains a placeholder value",
+                ));
             }
             self.store.encryption_key.get_or_insert(key);
         }
         if let Some(text) = &self.chatbox.llm_stream_timeout {
-            self.llm.turn_timeout = parse_duration(text).map_err(|e| ConfigError::invalid("chatbox.llm_stream_timeout", e))?;
+            self.llm.turn_timeout = parse_duration(text)
+                .map_err(|e| ConfigError::invalid("chatbox.llm_stream_timeout", e))?;
         }
 
         let mut llm = self.llm;
@@ -341,6 +495,9 @@ impl RawConfig {
         let mut store = self.store;
         store.apply_env(env)?;
         store.validate(production)?;
+        let mut notify = self.notification;
+        notify.apply_env(env)?;
+        notify.validate(production)?;
 
         Ok(Settings {
             environment,
@@ -353,11 +510,20 @@ impl RawConfig {
             log,
             llm,
             store,
+            notify,
         })
     }
 
-    fn auth_settings(&self, env: &EnvVars, production: bool, data_dir: &Path) -> Result<AuthSettings, ConfigError> {
-        let jwt_public_key_pem = match pick(env.get("JWT_PUBLIC_KEY_FILE").map(PathBuf::from), &self.chatbox.jwt_public_key_file) {
+    fn auth_settings(
+        &self,
+        env: &EnvVars,
+        production: bool,
+        data_dir: &Path,
+    ) -> Result<AuthSettings, ConfigError> {
+        let jwt_public_key_pem = match pick(
+            env.get("JWT_PUBLIC_KEY_FILE").map(PathBuf::from),
+            &self.chatbox.jwt_public_key_file,
+        ) {
             Some(path) => Some(std::fs::read_to_string(&path).map_err(|e| {
                 ConfigError::invalid("JWT_PUBLIC_KEY_FILE", format!("{}: {e}", path.display()))
             })?),
@@ -394,10 +560,16 @@ impl RawConfig {
 fn normalise_prefix(prefix: String) -> Result<String, ConfigError> {
     let trimmed = prefix.trim().trim_end_matches('/').to_string();
     if !prefix.trim().starts_with('/') {
-        return Err(ConfigError::invalid("CHATBOX_PATH_PREFIX", "must start with \"/\""));
+        return Err(ConfigError::invalid(
+            "CHATBOX_PATH_PREFIX",
+            "must start with \"/\"",
+        ));
     }
     if trimmed.contains(|c: char| c.is_whitespace() || c == '?' || c == '#') {
-        return Err(ConfigError::invalid("CHATBOX_PATH_PREFIX", "must be a plain path"));
+        return Err(ConfigError::invalid(
+            "CHATBOX_PATH_PREFIX",
+            "must be a plain path",
+        ));
     }
     Ok(trimmed)
 }
@@ -415,7 +587,9 @@ mod tests {
     #[test]
     fn defaults_match_the_go_service() {
         let dir = tempfile::tempdir().unwrap();
-        let s = RawConfig::default().into_settings(&dev_env(dir.path())).unwrap();
+        let s = RawConfig::default()
+            .into_settings(&dev_env(dir.path()))
+            .unwrap();
         assert_eq!(s.server.port, 8080);
         assert_eq!(s.server.path_prefix, "/chatbox");
         assert_eq!(s.ws.max_message_size, 1_048_576);
@@ -434,9 +608,13 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_refused_by_name() {
-        let err = RawConfig::from_toml("[chatbox]\nmax_conections = 5\n").unwrap_err().to_string();
+        let err = RawConfig::from_toml("[chatbox]\nmax_conections = 5\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("max_conections"), "{err}");
-        let err = RawConfig::from_toml("[nonsense]\n").unwrap_err().to_string();
+        let err = RawConfig::from_toml("[nonsense]\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("nonsense"), "{err}");
     }
 
@@ -454,7 +632,10 @@ mod tests {
         assert_eq!(s.server.port, 9100);
         assert_eq!(s.server.path_prefix, "/api/chat");
         assert_eq!(s.ws.max_message_size, 2048);
-        assert_eq!(s.ws.allowed_origins, vec!["https://a.example", "https://b.example"]);
+        assert_eq!(
+            s.ws.allowed_origins,
+            vec!["https://a.example", "https://b.example"]
+        );
     }
 
     #[test]
@@ -462,10 +643,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut env = dev_env(dir.path());
         env.set("CHATBOX_ENV", "production");
-        let err = RawConfig::default().into_settings(&env).unwrap_err().to_string();
+        let err = RawConfig::default()
+            .into_settings(&env)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("JWT_SECRET"), "{err}");
         env.set("JWT_SECRET", STRONG);
-        let err = RawConfig::default().into_settings(&env).unwrap_err().to_string();
+        let err = RawConfig::default()
+            .into_settings(&env)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("allowed_origins"), "{err}");
     }
 
@@ -473,8 +660,14 @@ mod tests {
     fn weak_configured_secrets_are_refused_in_every_mode() {
         let dir = tempfile::tempdir().unwrap();
         let mut env = dev_env(dir.path());
-        env.set("JWT_SECRET", "local-development-secret-change-in-production");
-        let err = RawConfig::default().into_settings(&env).unwrap_err().to_string();
+        env.set(
+            "JWT_SECRET",
+            "local-development-secret-change-in-production",
+        );
+        let err = RawConfig::default()
+            .into_settings(&env)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("JWT_SECRET"), "{err}");
     }
 
@@ -483,14 +676,26 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut env = dev_env(dir.path());
         env.set("MAX_MESSAGE_SIZE", "-5");
-        assert!(RawConfig::default().into_settings(&env).unwrap_err().to_string().contains("MAX_MESSAGE_SIZE"));
+        assert!(
+            RawConfig::default()
+                .into_settings(&env)
+                .unwrap_err()
+                .to_string()
+                .contains("MAX_MESSAGE_SIZE")
+        );
         let raw = RawConfig::from_toml("[chatbox]\nllm_stream_timeout = \"soon\"\n").unwrap();
-        let err = raw.into_settings(&dev_env(dir.path())).unwrap_err().to_string();
+        let err = raw
+            .into_settings(&dev_env(dir.path()))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("llm_stream_timeout"), "{err}");
         let raw = RawConfig::from_toml("[chatbox]\npath_prefix = \"chatbox\"\n").unwrap();
         assert!(raw.into_settings(&dev_env(dir.path())).is_err());
         let raw = RawConfig::from_toml("[chatbox]\ntrusted_proxies = [\"not-a-net\"]\n").unwrap();
-        let err = raw.into_settings(&dev_env(dir.path())).unwrap_err().to_string();
+        let err = raw
+            .into_settings(&dev_env(dir.path()))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("trusted_proxies"), "{err}");
     }
 }

@@ -10,7 +10,13 @@ use secrecy::{ExposeSecret, SecretString};
 use super::ConfigError;
 
 /// Case-insensitive substrings that mark an unfilled template value; such values abort startup.
-pub const PLACEHOLDER_MARKERS: &[&str] = &["REPLACE_WITH", "PLACEHOLDER", "CHANGE-ME", "CHANGE_ME", "YOUR-"];
+pub const PLACEHOLDER_MARKERS: &[&str] = &[
+    "REPLACE_WITH",
+    "PLACEHOLDER",
+    "CHANGE-ME",
+    "CHANGE_ME",
+    "YOUR-",
+];
 
 /// Case-insensitive substrings that make a JWT secret weak (reference section 3).
 const WEAK_PATTERNS: &[&str] = &[
@@ -64,7 +70,9 @@ const DEV_SECRET_FILE: &str = "dev-jwt-secret";
 /// Reads the development JWT secret from `data_dir`, creating it (mode 0600) on first use.
 pub fn load_or_create_dev_secret(data_dir: &Path) -> Result<SecretString, ConfigError> {
     let path = data_dir.join(DEV_SECRET_FILE);
-    let io_err = |e: std::io::Error| ConfigError::invalid("CHATBOX_DATA_DIR", format!("{}: {e}", path.display()));
+    let io_err = |e: std::io::Error| {
+        ConfigError::invalid("CHATBOX_DATA_DIR", format!("{}: {e}", path.display()))
+    };
     if let Ok(existing) = std::fs::read_to_string(&path) {
         let existing = existing.trim().to_string();
         if !existing.is_empty() {
@@ -110,8 +118,13 @@ mod tests {
         let short = SecretString::from("abc");
         assert!(check_jwt_secret("JWT_SECRET", &short).is_err());
         let weak = SecretString::from("local-development-secret-change-in-production");
-        let err = check_jwt_secret("JWT_SECRET", &weak).unwrap_err().to_string();
-        assert!(err.contains("JWT_SECRET") && err.contains("secret"), "{err}");
+        let err = check_jwt_secret("JWT_SECRET", &weak)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("JWT_SECRET") && err.contains("secret"),
+            "{err}"
+        );
         let placeholder = SecretString::from("PLACEHOLDER_JWT_SECRET_0123456789abcdefghij");
         assert!(check_jwt_secret("chatbox.jwt_secret", &placeholder).is_err());
         let strong = SecretString::from("q8Zr1vN3xK5wL7pT9yB2cF4hJ6mQ0sUa");
@@ -121,7 +134,9 @@ mod tests {
     #[test]
     fn errors_never_contain_the_secret() {
         let weak = SecretString::from("hunter2-password-xxxxxxxxxxxxxxxxxxxxxxxx");
-        let err = check_jwt_secret("JWT_SECRET", &weak).unwrap_err().to_string();
+        let err = check_jwt_secret("JWT_SECRET", &weak)
+            .unwrap_err()
+            .to_string();
         assert!(!err.contains("hunter2"), "{err}");
     }
 

@@ -54,12 +54,23 @@ impl LocalBus {
 impl EventBus for LocalBus {
     fn publish(&self, message: BusMessage) {
         match &message.target {
-            Target::User(user_id) => self.hub.deliver(Some(user_id), None, false, message.except, &message.frame),
-            Target::Session { session_id, user_id } => {
+            Target::User(user_id) => {
                 self.hub
-                    .deliver(Some(user_id), Some(session_id), false, message.except, &message.frame)
+                    .deliver(Some(user_id), None, false, message.except, &message.frame)
             }
-            Target::Admins => self.hub.deliver(None, None, true, message.except, &message.frame),
+            Target::Session {
+                session_id,
+                user_id,
+            } => self.hub.deliver(
+                Some(user_id),
+                Some(session_id),
+                false,
+                message.except,
+                &message.frame,
+            ),
+            Target::Admins => self
+                .hub
+                .deliver(None, None, true, message.except, &message.frame),
         }
     }
 }

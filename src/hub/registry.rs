@@ -67,7 +67,9 @@ impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave the maps half-updated in a way that matters more
         // than refusing all further connections would; keep serving.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -138,7 +140,12 @@ impl Drop for ConnHandle {
 
 impl Hub {
     /// Creates a registry with the given limits and per-connection queue length.
-    pub fn new(max_connections: usize, per_user: usize, queue: usize, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        max_connections: usize,
+        per_user: usize,
+        queue: usize,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             shared: Arc::new(Shared {
                 state: Mutex::new(State::default()),
@@ -181,7 +188,11 @@ impl Hub {
         let kick = CancellationToken::new();
         let mut state = self.shared.lock();
         let user_id = Arc::clone(&slot.user_id);
-        state.users.entry(Arc::clone(&user_id)).or_default().push(id);
+        state
+            .users
+            .entry(Arc::clone(&user_id))
+            .or_default()
+            .push(id);
         if is_admin {
             state.admins.insert(id);
         }
@@ -239,14 +250,21 @@ impl Hub {
 
     /// Removes every watcher of `session_id` and returns their ids.
     pub fn clear_watchers(&self, session_id: &str) -> Vec<ConnId> {
-        self.shared.lock().watchers.remove(session_id).unwrap_or_default()
+        self.shared
+            .lock()
+            .watchers
+            .remove(session_id)
+            .unwrap_or_default()
     }
 
     /// Sends to one connection.
     pub fn send_to(&self, conn: ConnId, frame: Outbound) {
         let target = {
             let state = self.shared.lock();
-            state.conns.get(&conn).map(|c| (c.tx.clone(), c.kick.clone(), c.is_admin))
+            state
+                .conns
+                .get(&conn)
+                .map(|c| (c.tx.clone(), c.kick.clone(), c.is_admin))
         };
         if let Some(target) = target {
             self.push(target, frame);
@@ -270,14 +288,32 @@ impl Hub {
                 ids.extend(user);
             }
             if let Some(watchers) = session_id.and_then(|s| state.watchers.get(s)) {
-                ids.extend(watchers.iter().filter(|id| !ids.contains(id)).copied().collect::<Vec<_>>());
+                ids.extend(
+                    watchers
+                        .iter()
+                        .filter(|id| !ids.contains(id))
+                        .copied()
+                        .collect::<Vec<_>>(),
+                );
             }
             if admins {
-                ids.extend(state.admins.iter().filter(|id| !ids.contains(id)).copied().collect::<Vec<_>>());
+                ids.extend(
+                    state
+                        .admins
+                        .iter()
+                        .filter(|id| !ids.contains(id))
+                        .copied()
+                        .collect::<Vec<_>>(),
+                );
             }
             ids.into_iter()
                 .filter(|id| Some(*id) != except)
-                .filter_map(|id| state.conns.get(&id).map(|c| (c.tx.clone(), c.kick.clone(), c.is_admin)))
+                .filter_map(|id| {
+                    state
+                        .conns
+                        .get(&id)
+                        .map(|c| (c.tx.clone(), c.kick.clone(), c.is_admin))
+                })
                 .collect()
         };
         for target in targets {
@@ -289,7 +325,11 @@ impl Hub {
     pub fn close_all(&self, code: u16, reason: &'static str) {
         let targets: Vec<_> = {
             let state = self.shared.lock();
-            state.conns.values().map(|c| (c.tx.clone(), c.kick.clone(), c.is_admin)).collect()
+            state
+                .conns
+                .values()
+                .map(|c| (c.tx.clone(), c.kick.clone(), c.is_admin))
+                .collect()
         };
         for (tx, kick, _) in targets {
             if tx.try_send(Outbound::Close { code, reason }).is_err() {
@@ -298,12 +338,20 @@ impl Hub {
         }
     }
 
-    fn push(&self, (tx, kick, is_admin): (mpsc::Sender<Outbound>, CancellationToken, bool), frame: Outbound) {
+    fn push(
+        &self,
+        (tx, kick, is_admin): (mpsc::Sender<Outbound>, CancellationToken, bool),
+        frame: Outbound,
+    ) {
         match tx.try_send(frame) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
                 if !kick.is_cancelled() {
-                    self.shared.metrics.queue_dropped.with_label_values(&["slow_consumer"]).inc();
+                    self.shared
+                        .metrics
+                        .queue_dropped
+                        .with_label_values(&["slow_consumer"])
+                        .inc();
                     if is_admin {
                         self.shared.metrics.admin_messages_dropped.inc();
                     }

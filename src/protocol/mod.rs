@@ -43,9 +43,21 @@ mod tests {
 
     #[test]
     fn timestamps_match_the_go_formats() {
-        assert_eq!(ws_timestamp(datetime!(2026-02-23 10:00:00.75 UTC)), "2026-02-23T10:00:00Z");
-        assert_eq!(http_timestamp(datetime!(2026-03-01 10:00:00.123 UTC)), "2026-03-01T10:00:00.123Z");
-        assert_eq!(http_timestamp(datetime!(2026-03-01 10:00:00.120 UTC)), "2026-03-01T10:00:00.12Z");
-        assert_eq!(http_timestamp(datetime!(2026-03-01 10:00:00 UTC)), "2026-03-01T10:00:00Z");
+        assert_eq!(
+            ws_timestamp(datetime!(2026-02-23 10:00:00.75 UTC)),
+            "2026-02-23T10:00:00Z"
+        );
+        assert_eq!(
+            http_timestamp(datetime!(2026-03-01 10:00:00.123 UTC)),
+            "2026-03-01T10:00:00.123Z"
+        );
+        assert_eq!(
+            http_timestamp(datetime!(2026-03-01 10:00:00.120 UTC)),
+            "2026-03-01T10:00:00.12Z"
+        );
+        assert_eq!(
+            http_timestamp(datetime!(2026-03-01 10:00:00 UTC)),
+            "2026-03-01T10:00:00Z"
+        );
     }
 }

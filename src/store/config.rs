@@ -105,7 +105,10 @@ impl StoreConfig {
         if let Some(list) = env.get("ENCRYPTION_KEYS") {
             for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
                 let (id, key) = item.split_once(':').ok_or_else(|| {
-                    ConfigError::invalid("ENCRYPTION_KEYS", "expected comma-separated `id:key` pairs")
+                    ConfigError::invalid(
+                        "ENCRYPTION_KEYS",
+                        "expected comma-separated `id:key` pairs",
+                    )
                 })?;
                 self.encryption_keys
                     .insert(id.trim().to_string(), SecretString::from(key.trim()));
@@ -115,17 +118,17 @@ impl StoreConfig {
             self.active_key_id = Some(id.to_string());
         }
         if let Some(days) = env.get("STORE_RETENTION_DAYS") {
-            let days: u32 = days
-                .parse()
-                .map_err(|_| ConfigError::invalid("STORE_RETENTION_DAYS", "must be a whole number of days"))?;
+            let days: u32 = days.parse().map_err(|_| {
+                ConfigError::invalid("STORE_RETENTION_DAYS", "must be a whole number of days")
+            })?;
             self.retention_days = (days > 0).then_some(days);
         }
         env_duration(env, "STORE_OPERATION_TIMEOUT", &mut self.operation_timeout)?;
         env_duration(env, "STORE_LIST_TIMEOUT", &mut self.list_timeout)?;
         if let Some(attempts) = env.get("STORE_RETRY_ATTEMPTS") {
-            self.retry_attempts = attempts
-                .parse()
-                .map_err(|_| ConfigError::invalid("STORE_RETRY_ATTEMPTS", "must be a positive integer"))?;
+            self.retry_attempts = attempts.parse().map_err(|_| {
+                ConfigError::invalid("STORE_RETRY_ATTEMPTS", "must be a positive integer")
+            })?;
         }
         Ok(())
     }
@@ -142,19 +145,34 @@ impl StoreConfig {
             }
         }
         if self.mongo_database.is_empty() {
-            return Err(ConfigError::invalid("store.mongo_database", "must not be empty"));
+            return Err(ConfigError::invalid(
+                "store.mongo_database",
+                "must not be empty",
+            ));
         }
         if self.mongo_collection.is_empty() {
-            return Err(ConfigError::invalid("store.mongo_collection", "must not be empty"));
+            return Err(ConfigError::invalid(
+                "store.mongo_collection",
+                "must not be empty",
+            ));
         }
         if self.operation_timeout.is_zero() {
-            return Err(ConfigError::invalid("store.operation_timeout", "must be positive"));
+            return Err(ConfigError::invalid(
+                "store.operation_timeout",
+                "must be positive",
+            ));
         }
         if self.list_timeout.is_zero() {
-            return Err(ConfigError::invalid("store.list_timeout", "must be positive"));
+            return Err(ConfigError::invalid(
+                "store.list_timeout",
+                "must be positive",
+            ));
         }
         if self.retry_attempts == 0 {
-            return Err(ConfigError::invalid("store.retry_attempts", "must be at least 1"));
+            return Err(ConfigError::invalid(
+                "store.retry_attempts",
+                "must be at least 1",
+            ));
         }
         let primary_id = self.primary_key_id();
         if !valid_key_id(&primary_id) {
@@ -175,7 +193,10 @@ impl StoreConfig {
                 ));
             }
             if self.encryption_key.is_some() && *id == primary_id {
-                return Err(ConfigError::invalid(name, "this id is already used by encryption_key"));
+                return Err(ConfigError::invalid(
+                    name,
+                    "this id is already used by encryption_key",
+                ));
             }
             check_key(&name, key)?;
         }
@@ -236,7 +257,9 @@ fn check_key(name: &str, key: &SecretString) -> Result<(), ConfigError> {
     if contains_placeholder(value) {
         return Err(ConfigError::invalid(name, "contains a placeholder value"));
     }
-    parse_key(value).map(|_| ()).map_err(|e| ConfigError::invalid(name, e.to_string()))
+    parse_key(value)
+        .map(|_| ())
+        .map_err(|e| ConfigError::invalid(name, e.to_string()))
 }
 
 #[cfg(test)]
@@ -257,7 +280,10 @@ mod tests {
                 ("MONGO_URI", "mongodb://u:p@h/"),
                 ("MONGO_COLLECTION", "c"),
                 ("ENCRYPTION_KEY", "0123456789abcdef0123456789abcdef"),
-                ("ENCRYPTION_KEYS", "k1:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="),
+                (
+                    "ENCRYPTION_KEYS",
+                    "k1:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+                ),
                 ("ENCRYPTION_ACTIVE_KEY_ID", "k1"),
                 ("STORE_RETENTION_DAYS", "30"),
             ]))
@@ -284,12 +310,17 @@ mod tests {
     #[test]
     fn bad_keys_are_refused_without_echoing_them() {
         let mut config = StoreConfig::default();
-        config.apply_env(&env(&[("ENCRYPTION_KEY", "tooshort-secret")])).unwrap();
+        config
+            .apply_env(&env(&[("ENCRYPTION_KEY", "tooshort-secret")]))
+            .unwrap();
         let err = config.validate(false).unwrap_err().to_string();
         assert!(!err.contains("tooshort-secret"), "{err}");
         let mut config = StoreConfig::default();
         config
-            .apply_env(&env(&[("ENCRYPTION_KEY", "PLACEHOLDER_ENCRYPTION_KEY_32_BYTES")]))
+            .apply_env(&env(&[(
+                "ENCRYPTION_KEY",
+                "PLACEHOLDER_ENCRYPTION_KEY_32_BYTES",
+            )]))
             .unwrap();
         assert!(config.validate(false).is_err());
     }

@@ -37,7 +37,9 @@ pub enum CryptoError {
         key_id: String,
     },
     /// The ciphertext names a key id that is not configured.
-    #[error("stored data was encrypted with key id {0:?}, which is not configured (ENCRYPTION_KEYS)")]
+    #[error(
+        "stored data was encrypted with key id {0:?}, which is not configured (ENCRYPTION_KEYS)"
+    )]
     UnknownKeyId(String),
     /// A value with the current prefix is not well formed.
     #[error("malformed ciphertext")]
@@ -92,7 +94,9 @@ impl Binding<'_> {
 pub fn valid_key_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 32
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// Reads a key: exactly 32 raw bytes (the Go service's rule), else 64 hex digits, else base64 of 32 bytes.
@@ -119,7 +123,8 @@ pub fn parse_key(text: &str) -> Result<[u8; 32], CryptoError> {
 }
 
 fn to_key(bytes: &[u8]) -> Result<[u8; 32], CryptoError> {
-    <[u8; 32]>::try_from(bytes).map_err(|_| CryptoError::InvalidKey("the decoded key is not 32 bytes"))
+    <[u8; 32]>::try_from(bytes)
+        .map_err(|_| CryptoError::InvalidKey("the decoded key is not 32 bytes"))
 }
 
 struct KeyEntry {
@@ -136,7 +141,10 @@ pub struct Keyring {
 impl fmt::Debug for Keyring {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Keyring")
-            .field("key_ids", &self.keys.iter().map(|k| k.id.as_str()).collect::<Vec<_>>())
+            .field(
+                "key_ids",
+                &self.keys.iter().map(|k| k.id.as_str()).collect::<Vec<_>>(),
+            )
             .field("active", &self.active_id())
             .finish()
     }
@@ -155,7 +163,9 @@ impl Keyring {
         let active = keys
             .iter()
             .position(|k| k.id == active_id)
-            .ok_or(CryptoError::InvalidKey("the active key id is not in the keyring"))?;
+            .ok_or(CryptoError::InvalidKey(
+                "the active key id is not in the keyring",
+            ))?;
         Ok(Self { keys, active })
     }
 
@@ -284,7 +294,7 @@ impl Keyring {
 /// The decoded bytes when `stored` looks like a Go ciphertext: padded standard base64 of at least
 /// nonce + tag (28 bytes).
 fn legacy_bytes(stored: &str) -> Option<Vec<u8>> {
-    if stored.len() < 40 || stored.len() % 4 != 0 {
+    if stored.len() < 40 || !stored.len().is_multiple_of(4) {
         return None;
     }
     STANDARD
@@ -352,7 +362,10 @@ mod tests {
         let legacy = ring.encrypt_legacy("from go", "k0").unwrap();
         assert_eq!(ring.classify(&legacy, true), StoredKind::Legacy);
         assert_eq!(ring.decrypt(&legacy, MSG, true).unwrap(), "from go");
-        assert_eq!(ring.decrypt("plain old text", MSG, true).unwrap(), "plain old text");
+        assert_eq!(
+            ring.decrypt("plain old text", MSG, true).unwrap(),
+            "plain old text"
+        );
         assert_eq!(ring.classify("plain old text", true), StoredKind::Plaintext);
     }
 

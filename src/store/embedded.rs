@@ -14,7 +14,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use redb::{
-    Database, ReadTransaction, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction,
+    Database, ReadTransaction, ReadableTable, ReadableTableMetadata, TableDefinition,
+    WriteTransaction,
 };
 use serde::{Deserialize, Serialize};
 use time::{Date, OffsetDateTime};
@@ -22,7 +23,9 @@ use time::{Date, OffsetDateTime};
 use super::config::StoreConfig;
 use super::crypto::{Binding, Keyring, StoredKind};
 use super::error::StoreError;
-use super::query::{Cursor, MAX_LIMIT, SortField, SortOrder, SortValue, StatusFilter, next_cursor, sort_value};
+use super::query::{
+    Cursor, MAX_LIMIT, SortField, SortOrder, SortValue, StatusFilter, next_cursor, sort_value,
+};
 use super::records::*;
 use super::retry::{Budget, Runner};
 use super::{
@@ -230,8 +233,9 @@ impl EmbeddedStore {
         let path = path.to_path_buf();
         let db = tokio::task::spawn_blocking(move || -> Result<Database, StoreError> {
             if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| StoreError::Setup(format!("cannot create {}: {e}", dir.display())))?;
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    StoreError::Setup(format!("cannot create {}: {e}", dir.display()))
+                })?;
             }
             let db = Database::create(&path)?;
             let txn = db.begin_write()?;
@@ -259,7 +263,12 @@ impl EmbeddedStore {
     }
 
     /// Runs `f` on a blocking thread with the operation's timeout and metric.
-    async fn blocking<T, F>(&self, name: &'static str, budget: Budget, f: F) -> Result<T, StoreError>
+    async fn blocking<T, F>(
+        &self,
+        name: &'static str,
+        budget: Budget,
+        f: F,
+    ) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: Fn(&Inner) -> Result<T, StoreError> + Send + Sync + 'static,
@@ -310,7 +319,11 @@ fn num_keys(row: &SessionRow) -> [(NumIndex, i64); 4] {
 }
 
 /// Writes `new` and moves its index entries from `old`'s values.
-fn put_row(txn: &WriteTransaction, old: Option<&SessionRow>, new: &SessionRow) -> Result<(), StoreError> {
+fn put_row(
+    txn: &WriteTransaction,
+    old: Option<&SessionRow>,
+    new: &SessionRow,
+) -> Result<(), StoreError> {
     txn.open_table(SESSIONS)?
         .insert(new.id.as_str(), encode(new)?.as_slice())?;
     let p = new.partition();
@@ -347,7 +360,8 @@ fn delete_row(txn: &WriteTransaction, row: &SessionRow) -> Result<u64, StoreErro
     for (table, value) in num_keys(row) {
         txn.open_table(table)?.remove((p, value, id))?;
     }
-    txn.open_table(IDX_USER)?.remove((p, row.uid.as_str(), id))?;
+    txn.open_table(IDX_USER)?
+        .remove((p, row.uid.as_str(), id))?;
     txn.open_table(USER_SESSIONS)?
         .remove((row.uid.as_str(), row.ts, id))?;
     if let Some(token) = &row.share {
@@ -355,7 +369,9 @@ fn delete_row(txn: &WriteTransaction, row: &SessionRow) -> Result<u64, StoreErro
     }
     {
         let mut active = txn.open_table(ACTIVE)?;
-        let points_here = active.get(row.uid.as_str())?.is_some_and(|v| v.value() == id);
+        let points_here = active
+            .get(row.uid.as_str())?
+            .is_some_and(|v| v.value() == id);
         if points_here {
             active.remove(row.uid.as_str())?;
         }
@@ -430,6 +446,9 @@ fn update_row<T>(
 /// One entry of a sort index: sort value, session id, start time (ms).
 type IndexEntry = (SortValue, String, i64);
 type IndexIter = Box<dyn Iterator<Item = Result<IndexEntry, StoreError>>>;
+/// One item of a range over a sort index.
+type RangeItem<'a, K> =
+    Result<(redb::AccessGuard<'a, K>, redb::AccessGuard<'a, i64>), redb::StorageError>;
 
 fn num_index_iter(
     txn: &ReadTransaction,
@@ -451,7 +470,7 @@ fn num_index_iter(
         _ => Bound::Excluded((p + 1, i64::MIN, "")),
     };
     let range = t.range::<(u8, i64, &str)>((lower, upper))?;
-    let map = move |entry: Result<(redb::AccessGuard<'_, (u8, i64, &str)>, redb::AccessGuard<'_, i64>), redb::StorageError>| {
+    let map = move |entry: RangeItem<'_, (u8, i64, &str)>| {
         let (k, v) = entry?;
         let (_, value, id) = k.value();
         let value = if value == NO_END { None } else { Some(value) };
@@ -479,7 +498,7 @@ fn user_index_iter(
         _ => Bound::Excluded((p + 1, "", "")),
     };
     let range = t.range::<(u8, &str, &str)>((lower, upper))?;
-    let map = |entry: Result<(redb::AccessGuard<'_, (u8, &str, &str)>, redb::AccessGuard<'_, i64>), redb::StorageError>| {
+    let map = |entry: RangeItem<'_, (u8, &str, &str)>| {
         let (k, v) = entry?;
         let (_, uid, id) = k.value();
         Ok((SortValue::Text(uid.to_string()), id.to_string(), v.value()))
@@ -505,7 +524,9 @@ fn list_sessions(inner: &Inner, query: &SessionQuery) -> Result<SessionPage, Sto
         // One user's sessions: few, read through the user index and sorted here.
         let mut rows = Vec::new();
         for id in session_ids_of_user(&txn, user_id)? {
-            let Some(row) = read_row(&txn, &id)? else { continue };
+            let Some(row) = read_row(&txn, &id)? else {
+                continue;
+            };
             let record = row.record(&inner.keyring)?;
             if !matches_filters(&record, query, from, to) {
                 continue;
@@ -531,7 +552,10 @@ fn list_sessions(inner: &Inner, query: &SessionQuery) -> Result<SessionPage, Sto
             .map(|(_, r)| r)
             .collect();
         let next_cursor = next_cursor(query, &sessions, limit);
-        return Ok(SessionPage { sessions, next_cursor });
+        return Ok(SessionPage {
+            sessions,
+            next_cursor,
+        });
     }
 
     let ended: &[u8] = match query.status {
@@ -629,7 +653,10 @@ fn list_sessions(inner: &Inner, query: &SessionQuery) -> Result<SessionPage, Sto
         }
     }
     let next_cursor = next_cursor(query, &sessions, limit);
-    Ok(SessionPage { sessions, next_cursor })
+    Ok(SessionPage {
+        sessions,
+        next_cursor,
+    })
 }
 
 fn matches_filters(record: &SessionRecord, query: &SessionQuery, from: i64, to: i64) -> bool {
@@ -642,7 +669,10 @@ fn matches_filters(record: &SessionRecord, query: &SessionQuery, from: i64, to: 
         Some(StatusFilter::Ended) if record.is_active() => return false,
         _ => {}
     }
-    if query.admin_assisted.is_some_and(|a| a != record.admin_assisted) {
+    if query
+        .admin_assisted
+        .is_some_and(|a| a != record.admin_assisted)
+    {
         return false;
     }
     true
@@ -659,7 +689,9 @@ fn metrics(inner: &Inner, from: i64, to: i64, now: i64) -> Result<SessionMetrics
         for entry in index.range((p, from, "")..=(p, to, "\u{10FFFF}"))? {
             let (k, _) = entry?;
             let (_, _, id) = k.value();
-            let Some(row) = sessions.get(id)? else { continue };
+            let Some(row) = sessions.get(id)? else {
+                continue;
+            };
             let row: SessionRow = decode(row.value())?;
             m.total_sessions += 1;
             if row.end.is_none() {
@@ -841,7 +873,9 @@ impl Store for EmbeddedStore {
             let sealed = if name.is_empty() {
                 String::new()
             } else {
-                inner.keyring.encrypt(&name, Binding::Name { session: &id })?
+                inner
+                    .keyring
+                    .encrypt(&name, Binding::Name { session: &id })?
             };
             update_row(inner, &id, |row| {
                 row.nm = sealed;
@@ -863,7 +897,11 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn end_session(&self, session_id: &str, at: OffsetDateTime) -> Result<EndOutcome, StoreError> {
+    async fn end_session(
+        &self,
+        session_id: &str,
+        at: OffsetDateTime,
+    ) -> Result<EndOutcome, StoreError> {
         let id = session_id.to_string();
         let at = to_ms(at);
         self.blocking("end_session", Budget::Short, move |inner| {
@@ -882,7 +920,9 @@ impl Store for EmbeddedStore {
             put_row(&txn, Some(&old), &new)?;
             {
                 let mut active = txn.open_table(ACTIVE)?;
-                let points_here = active.get(new.uid.as_str())?.is_some_and(|v| v.value() == id);
+                let points_here = active
+                    .get(new.uid.as_str())?
+                    .is_some_and(|v| v.value() == id);
                 if points_here {
                     active.remove(new.uid.as_str())?;
                 }
@@ -932,7 +972,11 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn set_help_requested(&self, session_id: &str, requested: bool) -> Result<(), StoreError> {
+    async fn set_help_requested(
+        &self,
+        session_id: &str,
+        requested: bool,
+    ) -> Result<(), StoreError> {
         let id = session_id.to_string();
         self.blocking("set_help", Budget::Short, move |inner| {
             update_row(inner, &id, |row| {
@@ -995,7 +1039,10 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn session_by_share_token(&self, token: &str) -> Result<Option<SessionRecord>, StoreError> {
+    async fn session_by_share_token(
+        &self,
+        token: &str,
+    ) -> Result<Option<SessionRecord>, StoreError> {
         let token = token.to_string();
         self.blocking("get_shared", Budget::Short, move |inner| {
             let txn = inner.db.begin_read()?;
@@ -1060,14 +1107,22 @@ impl Store for EmbeddedStore {
 
     async fn list_sessions(&self, query: &SessionQuery) -> Result<SessionPage, StoreError> {
         let query = query.clone();
-        self.blocking("list_sessions", Budget::Long, move |inner| list_sessions(inner, &query))
-            .await
+        self.blocking("list_sessions", Budget::Long, move |inner| {
+            list_sessions(inner, &query)
+        })
+        .await
     }
 
-    async fn metrics(&self, from: OffsetDateTime, to: OffsetDateTime) -> Result<SessionMetrics, StoreError> {
+    async fn metrics(
+        &self,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+    ) -> Result<SessionMetrics, StoreError> {
         let (from, to, now) = (to_ms(from), to_ms(to), to_ms(super::now()));
-        self.blocking("metrics", Budget::Long, move |inner| metrics(inner, from, to, now))
-            .await
+        self.blocking("metrics", Budget::Long, move |inner| {
+            metrics(inner, from, to, now)
+        })
+        .await
     }
 
     async fn purge_ended_before(&self, cutoff: OffsetDateTime) -> Result<u64, StoreError> {
@@ -1103,7 +1158,9 @@ impl Store for EmbeddedStore {
             let txn = inner.db.begin_read()?;
             let mut sessions = Vec::new();
             for id in session_ids_of_user(&txn, &user_id)?.into_iter().rev() {
-                let Some(row) = read_row(&txn, &id)? else { continue };
+                let Some(row) = read_row(&txn, &id)? else {
+                    continue;
+                };
                 sessions.push(ExportedSession {
                     session: row.record(&inner.keyring)?,
                     messages: messages_of(&txn, &inner.keyring, &id, None)?,
@@ -1142,8 +1199,10 @@ impl Store for EmbeddedStore {
                 }
             }
             txn.open_table(ACTIVE)?.remove(user_id.as_str())?;
-            txn.open_table(USAGE)?
-                .retain_in((user_id.as_str(), i32::MIN)..=(user_id.as_str(), i32::MAX), |_, _| false)?;
+            txn.open_table(USAGE)?.retain_in(
+                (user_id.as_str(), i32::MIN)..=(user_id.as_str(), i32::MAX),
+                |_, _| false,
+            )?;
             txn.commit()?;
             Ok(stats)
         })
@@ -1159,7 +1218,9 @@ impl Store for EmbeddedStore {
         let mut stats = RotationStats::default();
         loop {
             let batch = self
-                .blocking("rotate_keys", Budget::Long, move |inner| rotate_batch(inner, batch_size))
+                .blocking("rotate_keys", Budget::Long, move |inner| {
+                    rotate_batch(inner, batch_size)
+                })
                 .await?;
             stats.sessions_scanned += batch.sessions_scanned;
             stats.messages_reencrypted += batch.messages_reencrypted;

@@ -19,7 +19,11 @@ pub const DEV_KEY_ID: &str = "dev";
 
 /// Builds the keyring: the configured keys; outside production, also the development key of `data_dir`
 /// (generated on first use when no key is configured) so data written in development stays readable.
-pub fn load_keyring(config: &StoreConfig, data_dir: &Path, production: bool) -> Result<Keyring, StoreError> {
+pub fn load_keyring(
+    config: &StoreConfig,
+    data_dir: &Path,
+    production: bool,
+) -> Result<Keyring, StoreError> {
     let bad = |name: &str, e: super::CryptoError| StoreError::Setup(format!("{name}: {e}"));
     let mut keys = Vec::new();
     if let Some(key) = &config.encryption_key {
@@ -48,9 +52,9 @@ pub fn load_keyring(config: &StoreConfig, data_dir: &Path, production: bool) -> 
     if !production && dev_path.exists() && !keys.iter().any(|(id, _)| id == DEV_KEY_ID) {
         keys.push((DEV_KEY_ID.to_string(), read_dev_key(&dev_path)?));
     }
-    let active = config
-        .active_key_id()
-        .ok_or_else(|| StoreError::Setup("ENCRYPTION_ACTIVE_KEY_ID is required with several keys".into()))?;
+    let active = config.active_key_id().ok_or_else(|| {
+        StoreError::Setup("ENCRYPTION_ACTIVE_KEY_ID is required with several keys".into())
+    })?;
     Keyring::new(keys, &active).map_err(|e| bad("ENCRYPTION_ACTIVE_KEY_ID", e))
 }
 
@@ -89,7 +93,10 @@ fn read_or_create_dev_key(path: &Path) -> Result<[u8; 32], StoreError> {
         }
         // Another process created it first.
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read_dev_key(path),
-        Err(e) => Err(StoreError::Setup(format!("cannot create {}: {e}", path.display()))),
+        Err(e) => Err(StoreError::Setup(format!(
+            "cannot create {}: {e}",
+            path.display()
+        ))),
     }
 }
 
@@ -110,13 +117,20 @@ mod tests {
             .unwrap();
         let second = load_keyring(&config, dir.path(), false).unwrap();
         let plain = second
-            .decrypt(&sealed, super::super::crypto::Binding::Name { session: "s" }, true)
+            .decrypt(
+                &sealed,
+                super::super::crypto::Binding::Name { session: "s" },
+                true,
+            )
             .unwrap();
         assert_eq!(plain, "x");
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join(DEV_KEY_FILE)).unwrap().permissions().mode();
+            let mode = std::fs::metadata(dir.path().join(DEV_KEY_FILE))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
     }

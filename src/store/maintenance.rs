@@ -47,7 +47,11 @@ pub async fn export_user_json(store: &dyn Store, user_id: &str) -> Result<String
 /// `chatbox users delete <id>` and the admin endpoint: deletes all data of one user.
 pub async fn delete_user(store: &dyn Store, user_id: &str) -> Result<DeleteStats, StoreError> {
     let stats = store.delete_user(user_id).await?;
-    tracing::info!(sessions = stats.sessions, messages = stats.messages, "deleted the data of one user");
+    tracing::info!(
+        sessions = stats.sessions,
+        messages = stats.messages,
+        "deleted the data of one user"
+    );
     Ok(stats)
 }
 
@@ -60,7 +64,11 @@ pub async fn purge_expired(
     let cutoff = now - time::Duration::days(i64::from(retention_days));
     let purged = store.purge_ended_before(cutoff).await?;
     if purged > 0 {
-        tracing::info!(purged, retention_days, "purged sessions past the retention period");
+        tracing::info!(
+            purged,
+            retention_days,
+            "purged sessions past the retention period"
+        );
     }
     Ok(purged)
 }

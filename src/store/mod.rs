@@ -27,8 +27,9 @@ pub use error::StoreError;
 pub use keys::{DEV_KEY_FILE, load_keyring};
 pub use query::{MAX_LIMIT, SessionPage, SessionQuery, SortField, SortOrder, StatusFilter};
 pub use records::{
-    ActiveSession, AppendOutcome, AssistingAdmin, DeleteStats, EndOutcome, ExportedSession, MessageRecord,
-    RotationProgress, RotationStats, SessionMetrics, SessionRecord, TurnUsage, UserExport,
+    ActiveSession, AppendOutcome, AssistingAdmin, DeleteStats, EndOutcome, ExportedSession,
+    MessageRecord, RotationProgress, RotationStats, SessionMetrics, SessionRecord, TurnUsage,
+    UserExport,
 };
 
 use crate::metrics::Metrics;
@@ -92,7 +93,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Ends a session at `at` (sets end time and duration). Idempotent: ending an ended session changes
     /// nothing and reports `ended_now: false`.
-    async fn end_session(&self, session_id: &str, at: OffsetDateTime) -> Result<EndOutcome, StoreError>;
+    async fn end_session(
+        &self,
+        session_id: &str,
+        at: OffsetDateTime,
+    ) -> Result<EndOutcome, StoreError>;
 
     /// Adds one turn's tokens and response time to the session (max and true average) and the tokens to
     /// the user's UTC day.
@@ -102,7 +107,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn user_tokens_on(&self, user_id: &str, day: Date) -> Result<i64, StoreError>;
 
     /// Sets or clears the help flag.
-    async fn set_help_requested(&self, session_id: &str, requested: bool) -> Result<(), StoreError>;
+    async fn set_help_requested(&self, session_id: &str, requested: bool)
+    -> Result<(), StoreError>;
 
     /// Sets (takeover) or clears (leave) the assisting admin; setting also sets `admin_assisted`, which
     /// stays true after the admin leaves.
@@ -116,7 +122,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn share(&self, session_id: &str) -> Result<String, StoreError>;
 
     /// The session shared under `token`.
-    async fn session_by_share_token(&self, token: &str) -> Result<Option<SessionRecord>, StoreError>;
+    async fn session_by_share_token(
+        &self,
+        token: &str,
+    ) -> Result<Option<SessionRecord>, StoreError>;
 
     /// Removes the session's share token; true when there was one.
     async fn revoke_share(&self, session_id: &str) -> Result<bool, StoreError>;
@@ -132,7 +141,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn list_sessions(&self, query: &SessionQuery) -> Result<SessionPage, StoreError>;
 
     /// `/admin/metrics` figures over sessions started in `[from, to]`.
-    async fn metrics(&self, from: OffsetDateTime, to: OffsetDateTime) -> Result<SessionMetrics, StoreError>;
+    async fn metrics(
+        &self,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+    ) -> Result<SessionMetrics, StoreError>;
 
     /// Deletes sessions ended before `cutoff`; returns how many.
     async fn purge_ended_before(&self, cutoff: OffsetDateTime) -> Result<u64, StoreError>;

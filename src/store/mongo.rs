@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use futures::TryStreamExt;
 use mongodb::bson::{Bson, DateTime, Document, doc};
 use mongodb::error::{ErrorKind, WriteFailure};
-use mongodb::options::{ClientOptions, IndexOptions, ReturnDocument};
+use mongodb::options::{ClientOptions, IndexOptions};
 use mongodb::{Client, Collection, IndexModel};
 use secrecy::ExposeSecret;
 use time::{Date, OffsetDateTime};
@@ -113,7 +113,9 @@ fn session_from_doc(doc: &Document, keyring: &Keyring) -> Result<SessionRecord, 
         _ => None,
     };
     let name = match doc.get("nm") {
-        Some(Bson::String(s)) if !s.is_empty() => keyring.decrypt(s, Binding::Name { session: &id }, false)?,
+        Some(Bson::String(s)) if !s.is_empty() => {
+            keyring.decrypt(s, Binding::Name { session: &id }, false)?
+        }
         _ => String::new(),
     };
     let message_count = msgs_len.or_else(|| get_i64(doc, "msgCount")).unwrap_or(0);
@@ -287,7 +289,11 @@ fn sort_key(field: SortField) -> &'static str {
 }
 
 /// The filter selecting rows after `cursor` in the query's order.
-fn cursor_filter(cursor: &Cursor, field: SortField, order: SortOrder) -> Result<Document, StoreError> {
+fn cursor_filter(
+    cursor: &Cursor,
+    field: SortField,
+    order: SortOrder,
+) -> Result<Document, StoreError> {
     let key = sort_key(field);
     let gt = match order {
         SortOrder::Asc => "$gt",
@@ -295,8 +301,12 @@ fn cursor_filter(cursor: &Cursor, field: SortField, order: SortOrder) -> Result<
     };
     let value = match (&cursor.v, field) {
         (SortValue::Text(t), SortField::UserId) => Bson::String(t.clone()),
-        (SortValue::Num(Some(v)), SortField::StartTime | SortField::EndTime) => Bson::DateTime(ms_date(*v)),
-        (SortValue::Num(Some(v)), SortField::MessageCount | SortField::TotalTokens) => Bson::Int64(*v),
+        (SortValue::Num(Some(v)), SortField::StartTime | SortField::EndTime) => {
+            Bson::DateTime(ms_date(*v))
+        }
+        (SortValue::Num(Some(v)), SortField::MessageCount | SortField::TotalTokens) => {
+            Bson::Int64(*v)
+        }
         (SortValue::Num(None), SortField::EndTime) => {
             // Missing end times sort first (asc) / last (desc).
             return Ok(match order {
@@ -304,7 +314,9 @@ fn cursor_filter(cursor: &Cursor, field: SortField, order: SortOrder) -> Result<
                     { "endTs": { "$exists": false }, "_id": { "$gt": &cursor.id } },
                     { "endTs": { "$exists": true } },
                 ] },
-                SortOrder::Desc => doc! { "endTs": { "$exists": false }, "_id": { "$lt": &cursor.id } },
+                SortOrder::Desc => {
+                    doc! { "endTs": { "$exists": false }, "_id": { "$lt": &cursor.id } }
+                }
             });
         }
         _ => return Err(StoreError::InvalidCursor),
@@ -332,11 +344,22 @@ impl MongoStore {
             .as_ref()
             .ok_or_else(|| StoreError::Setup("no MongoDB URI configured".into()))?;
         let mut options = ClientOptions::parse(uri.expose_secret()).await?;
-        options.app_name.get_or_insert_with(|| "chatbox".to_string());
+        options
+            .app_name
+            .get_or_insert_with(|| "chatbox".to_string());
         options.server_selection_timeout = Some(config.operation_timeout);
-        options.connect_timeout.get_or_insert(config.operation_timeout);
+        options
+            .connect_timeout
+            .get_or_insert(config.operation_timeout);
         let client = Client::with_options(options)?;
-        let store = Self::with_client(&client, &config.mongo_database, &config.mongo_collection, config, keyring, metrics);
+        let store = Self::with_client(
+            &client,
+            &config.mongo_database,
+            &config.mongo_collection,
+            config,
+            keyring,
+            metrics,
+        );
         store.ensure_indexes().await;
         if let Err(e) = store.backfill_counts().await {
             tracing::warn!(error = %e, "could not fill message counts of older sessions");
@@ -400,7 +423,11 @@ impl MongoStore {
         if let Err(e) = self.sessions.create_index(share).await {
             tracing::warn!(error = %e, "could not create the unique share token index");
         }
-        if let Err(e) = self.usage.create_index(plain("idx_uid", doc! { "uid": 1 })).await {
+        if let Err(e) = self
+            .usage
+            .create_index(plain("idx_uid", doc! { "uid": 1 }))
+            .await
+        {
             tracing::warn!(error = %e, "could not create the usage index");
         }
     }
@@ -419,7 +446,9 @@ impl MongoStore {
                 Some(Bson::Array(a)) => a.len() as i64,
                 _ => 0,
             };
-            let Some(id) = d.get("_id").cloned() else { continue };
+            let Some(id) = d.get("_id").cloned() else {
+                continue;
+            };
             self.sessions
                 .update_one(
                     doc! { "_id": id.clone(), "msgCount": { "$exists": false } },
@@ -435,14 +464,25 @@ impl MongoStore {
             updated += 1;
         }
         if updated > 0 {
-            tracing::info!(sessions = updated, "filled message counts of sessions written by the Go service");
+            tracing::info!(
+                sessions = updated,
+                "filled message counts of sessions written by the Go service"
+            );
         }
         Ok(updated)
     }
 
-    async fn find_session_doc(&self, id: &str, with_msgs: bool) -> Result<Option<Document>, StoreError> {
+    async fn find_session_doc(
+        &self,
+        id: &str,
+        with_msgs: bool,
+    ) -> Result<Option<Document>, StoreError> {
         let find = self.sessions.find_one(doc! { "_id": id });
-        let find = if with_msgs { find } else { find.projection(no_msgs()) };
+        let find = if with_msgs {
+            find
+        } else {
+            find.projection(no_msgs())
+        };
         Ok(find.await?)
     }
 
@@ -454,14 +494,24 @@ impl MongoStore {
     }
 
     async fn require_session(&self, id: &str) -> Result<SessionRecord, StoreError> {
-        self.get_session_inner(id).await?.ok_or(StoreError::NotFound)
+        self.get_session_inner(id)
+            .await?
+            .ok_or(StoreError::NotFound)
     }
 
     /// `$set` on one session; `NotFound` when it does not exist.
-    async fn set_fields(&self, name: &'static str, id: &str, update: Document) -> Result<(), StoreError> {
+    async fn set_fields(
+        &self,
+        name: &'static str,
+        id: &str,
+        update: Document,
+    ) -> Result<(), StoreError> {
         self.runner
             .run(name, Budget::Short, true, || async {
-                let result = self.sessions.update_one(doc! { "_id": id }, update.clone()).await?;
+                let result = self
+                    .sessions
+                    .update_one(doc! { "_id": id }, update.clone())
+                    .await?;
                 if result.matched_count == 0 {
                     return Err(StoreError::NotFound);
                 }
@@ -488,7 +538,9 @@ impl MongoStore {
                     });
                 }
                 // The locked session ended or is gone: release the stale lock and try again.
-                self.locks.delete_one(doc! { "_id": user_id, "sid": &sid }).await?;
+                self.locks
+                    .delete_one(doc! { "_id": user_id, "sid": &sid })
+                    .await?;
                 continue;
             }
             // An active session written by the Go service (no lock, no schema marker)?
@@ -507,7 +559,11 @@ impl MongoStore {
                         _ => new_session_id(),
                     };
                     loop {
-                        match self.sessions.insert_one(new_session_doc(&id, user_id, model_id, now)).await {
+                        match self
+                            .sessions
+                            .insert_one(new_session_doc(&id, user_id, model_id, now))
+                            .await
+                        {
                             Ok(_) => break,
                             Err(e) if is_duplicate(&e) => id = new_session_id(),
                             Err(e) => return Err(e.into()),
@@ -591,7 +647,10 @@ impl MongoStore {
             sessions.push(session_from_doc(&d, &self.keyring)?);
         }
         let next_cursor = next_cursor(query, &sessions, limit);
-        Ok(SessionPage { sessions, next_cursor })
+        Ok(SessionPage {
+            sessions,
+            next_cursor,
+        })
     }
 
     async fn rotate_batch(&self, batch_size: usize) -> Result<RotationStats, StoreError> {
@@ -624,7 +683,9 @@ impl MongoStore {
         };
         let mut last_id = None;
         for d in &docs {
-            let Some(Bson::String(id)) = d.get("_id") else { continue };
+            let Some(Bson::String(id)) = d.get("_id") else {
+                continue;
+            };
             last_id = Some(id.clone());
             if let Some(Bson::String(nm)) = d.get("nm")
                 && !nm.is_empty()
@@ -635,7 +696,10 @@ impl MongoStore {
                 let sealed = self.keyring.encrypt(&plain, binding)?;
                 let r = self
                     .sessions
-                    .update_one(doc! { "_id": id, "nm": nm }, doc! { "$set": { "nm": sealed } })
+                    .update_one(
+                        doc! { "_id": id, "nm": nm },
+                        doc! { "$set": { "nm": sealed } },
+                    )
                     .await?;
                 if r.modified_count == 1 {
                     stats.names_reencrypted += 1;
@@ -643,7 +707,9 @@ impl MongoStore {
                     stats.skipped += 1;
                 }
             }
-            let Some(Bson::Array(msgs)) = d.get("msgs") else { continue };
+            let Some(Bson::Array(msgs)) = d.get("msgs") else {
+                continue;
+            };
             for (index, m) in msgs.iter().enumerate() {
                 let Bson::Document(m) = m else { continue };
                 let stored = match m.get("content") {
@@ -701,7 +767,10 @@ impl Store for MongoStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        let db = self.sessions.client().database(self.sessions.namespace().db.as_str());
+        let db = self
+            .sessions
+            .client()
+            .database(self.sessions.namespace().db.as_str());
         self.runner
             .run("ping", Budget::Short, true, || async {
                 tokio::time::timeout(Duration::from_secs(2), db.run_command(doc! { "ping": 1 }))
@@ -748,7 +817,9 @@ impl Store for MongoStore {
 
     async fn get_session(&self, session_id: &str) -> Result<Option<SessionRecord>, StoreError> {
         self.runner
-            .run("get_session", Budget::Short, true, || self.get_session_inner(session_id))
+            .run("get_session", Budget::Short, true, || {
+                self.get_session_inner(session_id)
+            })
             .await
     }
 
@@ -822,10 +893,19 @@ impl Store for MongoStore {
         let sealed = if name.is_empty() {
             String::new()
         } else {
-            self.keyring.encrypt(name, Binding::Name { session: session_id })?
+            self.keyring.encrypt(
+                name,
+                Binding::Name {
+                    session: session_id,
+                },
+            )?
         };
-        self.set_fields("set_name", session_id, doc! { "$set": { "nm": sealed, "_mt": now_date() } })
-            .await
+        self.set_fields(
+            "set_name",
+            session_id,
+            doc! { "$set": { "nm": sealed, "_mt": now_date() } },
+        )
+        .await
     }
 
     async fn set_model(&self, session_id: &str, model_id: &str) -> Result<(), StoreError> {
@@ -837,7 +917,11 @@ impl Store for MongoStore {
         .await
     }
 
-    async fn end_session(&self, session_id: &str, at: OffsetDateTime) -> Result<EndOutcome, StoreError> {
+    async fn end_session(
+        &self,
+        session_id: &str,
+        at: OffsetDateTime,
+    ) -> Result<EndOutcome, StoreError> {
         self.runner
             .run("end_session", Budget::Short, true, || async {
                 let current = self.require_session(session_id).await?;
@@ -868,11 +952,13 @@ impl Store for MongoStore {
     }
 
     async fn record_usage(&self, session_id: &str, usage: TurnUsage) -> Result<(), StoreError> {
-        let after = self
-            .runner
+        // `$inc` then a read of the (consistent) counters, rather than findAndModify with a projection,
+        // which FerretDB 1.24 does not implement.
+        self.runner
             .run("record_usage", Budget::Short, false, || async {
-                self.sessions
-                    .find_one_and_update(
+                let result = self
+                    .sessions
+                    .update_one(
                         doc! { "_id": session_id },
                         doc! {
                             "$inc": { "totalTokens": usage.tokens, "respCount": 1i64, "respTotalMs": usage.response_ms },
@@ -880,7 +966,18 @@ impl Store for MongoStore {
                             "$set": { "_mt": now_date() },
                         },
                     )
-                    .return_document(ReturnDocument::After)
+                    .await?;
+                if result.matched_count == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Ok(())
+            })
+            .await?;
+        let after = self
+            .runner
+            .run("record_usage", Budget::Short, true, || async {
+                self.sessions
+                    .find_one(doc! { "_id": session_id })
                     .projection(doc! { "uid": 1, "respCount": 1, "respTotalMs": 1 })
                     .await?
                     .ok_or(StoreError::NotFound)
@@ -941,7 +1038,11 @@ impl Store for MongoStore {
             .await
     }
 
-    async fn set_help_requested(&self, session_id: &str, requested: bool) -> Result<(), StoreError> {
+    async fn set_help_requested(
+        &self,
+        session_id: &str,
+        requested: bool,
+    ) -> Result<(), StoreError> {
         self.set_fields(
             "set_help",
             session_id,
@@ -1000,7 +1101,10 @@ impl Store for MongoStore {
             .await
     }
 
-    async fn session_by_share_token(&self, token: &str) -> Result<Option<SessionRecord>, StoreError> {
+    async fn session_by_share_token(
+        &self,
+        token: &str,
+    ) -> Result<Option<SessionRecord>, StoreError> {
         if token.is_empty() {
             return Ok(None);
         }
@@ -1060,11 +1164,17 @@ impl Store for MongoStore {
 
     async fn list_sessions(&self, query: &SessionQuery) -> Result<SessionPage, StoreError> {
         self.runner
-            .run("list_sessions", Budget::Long, true, || self.list_inner(query))
+            .run("list_sessions", Budget::Long, true, || {
+                self.list_inner(query)
+            })
             .await
     }
 
-    async fn metrics(&self, from: OffsetDateTime, to: OffsetDateTime) -> Result<SessionMetrics, StoreError> {
+    async fn metrics(
+        &self,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+    ) -> Result<SessionMetrics, StoreError> {
         let (from_ms, to_ms_) = (to_ms(from), to_ms(to));
         let now = to_ms(super::now());
         self.runner
@@ -1092,7 +1202,9 @@ impl Store for MongoStore {
                         m.admin_assisted_count += 1;
                     }
                     m.total_tokens += get_i64(&d, "totalTokens").unwrap_or(0);
-                    m.max_response_ms = m.max_response_ms.max(get_i64(&d, "maxRespTime").unwrap_or(0));
+                    m.max_response_ms = m
+                        .max_response_ms
+                        .max(get_i64(&d, "maxRespTime").unwrap_or(0));
                     avg_sum += get_i64(&d, "avgRespTime").unwrap_or(0);
                     let start = get_date(&d, "ts").map_or(from_ms, to_ms);
                     let until = end.unwrap_or(now).min(to_ms_);
@@ -1139,7 +1251,10 @@ impl Store for MongoStore {
                 let mut usage = self.usage.find(doc! { "uid": user_id }).await?;
                 while let Some(d) = usage.try_next().await? {
                     if let Some(day) = get_i64(&d, "day").and_then(|v| i32::try_from(v).ok()) {
-                        daily_tokens.insert(day_date(day).to_string(), get_i64(&d, "tokens").unwrap_or(0));
+                        daily_tokens.insert(
+                            day_date(day).to_string(),
+                            get_i64(&d, "tokens").unwrap_or(0),
+                        );
                     }
                 }
                 Ok(UserExport {
@@ -1186,7 +1301,9 @@ impl Store for MongoStore {
         loop {
             let batch = self
                 .runner
-                .run("rotate_keys", Budget::Long, true, || self.rotate_batch(batch_size))
+                .run("rotate_keys", Budget::Long, true, || {
+                    self.rotate_batch(batch_size)
+                })
                 .await?;
             stats.sessions_scanned += batch.sessions_scanned;
             stats.messages_reencrypted += batch.messages_reencrypted;

@@ -126,7 +126,8 @@ impl Cursor {
         let bytes = URL_SAFE_NO_PAD
             .decode(text)
             .map_err(|_| StoreError::InvalidCursor)?;
-        let cursor: Cursor = serde_json::from_slice(&bytes).map_err(|_| StoreError::InvalidCursor)?;
+        let cursor: Cursor =
+            serde_json::from_slice(&bytes).map_err(|_| StoreError::InvalidCursor)?;
         if cursor.f != query.sort_by || cursor.o != query.order {
             return Err(StoreError::InvalidCursor);
         }
@@ -149,7 +150,11 @@ pub(crate) fn sort_value(session: &SessionRecord, field: SortField) -> SortValue
 pub const MAX_LIMIT: usize = 1000;
 
 /// The cursor of the page after `rows` when the page is full.
-pub(crate) fn next_cursor(query: &SessionQuery, rows: &[SessionRecord], limit: usize) -> Option<String> {
+pub(crate) fn next_cursor(
+    query: &SessionQuery,
+    rows: &[SessionRecord],
+    limit: usize,
+) -> Option<String> {
     if rows.len() < limit {
         return None;
     }

@@ -89,7 +89,12 @@ pub struct MessageRecord {
 
 impl MessageRecord {
     /// A message with the given id, seq, sender and content, timestamped now; other fields empty.
-    pub fn new(id: impl Into<String>, seq: u64, sender: impl Into<String>, content: impl Into<String>) -> Self {
+    pub fn new(
+        id: impl Into<String>,
+        seq: u64,
+        sender: impl Into<String>,
+        content: impl Into<String>,
+    ) -> Self {
         Self {
             id: id.into(),
             seq,

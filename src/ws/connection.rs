@@ -71,7 +71,10 @@ pub async fn run(socket: WebSocketStream, params: ConnectionParams) {
             Ok(None) => break,
             Ok(Some(Err(err))) => {
                 if is_capacity_error(&err) {
-                    tracing::info!(conn = ctx.conn_id(), "frame above the size limit, closing with 1009");
+                    tracing::info!(
+                        conn = ctx.conn_id(),
+                        "frame above the size limit, closing with 1009"
+                    );
                     state.hub.send_to(
                         ctx.conn_id(),
                         Outbound::Close {
@@ -91,7 +94,9 @@ pub async fn run(socket: WebSocketStream, params: ConnectionParams) {
             Message::Binary(bytes) => match String::from_utf8(bytes) {
                 Ok(text) => text,
                 Err(_) => {
-                    state.chat.reject_undecodable(&ctx, "frame is not UTF-8 text");
+                    state
+                        .chat
+                        .reject_undecodable(&ctx, "frame is not UTF-8 text");
                     continue;
                 }
             },
@@ -126,7 +131,10 @@ pub async fn run(socket: WebSocketStream, params: ConnectionParams) {
     // Let the writer flush a pending close frame (size limit) before the socket goes away.
     drop(handle);
     let _ = timeout(state.settings.ws.write_wait, writer).await;
-    state.metrics.connection_duration.observe(opened.elapsed().as_secs_f64());
+    state
+        .metrics
+        .connection_duration
+        .observe(opened.elapsed().as_secs_f64());
 }
 
 fn is_capacity_error(err: &std::io::Error) -> bool {
@@ -145,13 +153,21 @@ async fn write_loop(
 ) {
     let ws = &state.settings.ws;
     for frame in backlog {
-        if !matches!(timeout(ws.write_wait, sink.send(Message::Text(frame.as_ref().to_owned()))).await, Ok(Ok(()))) {
+        if !matches!(
+            timeout(
+                ws.write_wait,
+                sink.send(Message::Text(frame.as_ref().to_owned()))
+            )
+            .await,
+            Ok(Ok(()))
+        ) {
             stop_reader.cancel();
             return;
         }
         state.metrics.messages_sent.inc();
     }
-    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ws.ping_period, ws.ping_period);
+    let mut ping =
+        tokio::time::interval_at(tokio::time::Instant::now() + ws.ping_period, ws.ping_period);
     loop {
         let outbound = tokio::select! {
             biased;
@@ -170,7 +186,11 @@ async fn write_loop(
         };
         match outbound {
             Outbound::Text(text) => {
-                let sent = timeout(ws.write_wait, sink.send(Message::Text(text.as_ref().to_owned()))).await;
+                let sent = timeout(
+                    ws.write_wait,
+                    sink.send(Message::Text(text.as_ref().to_owned())),
+                )
+                .await;
                 if !matches!(sent, Ok(Ok(()))) {
                     break;
                 }

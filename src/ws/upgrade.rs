@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use poem::http::{StatusCode, header};
-use poem::web::websocket::{WebSocket, WebSocketConfig};
 use poem::web::Data;
+use poem::web::websocket::{WebSocket, WebSocketConfig};
 use poem::{IntoResponse, Request, Response, handler};
 
 use crate::app::AppState;
@@ -24,7 +24,11 @@ fn plain(status: StatusCode, text: &str) -> Response {
 
 /// The token from `Authorization: Bearer <t>` (exact prefix, as the Go service), else from `?token=`.
 fn token(req: &Request) -> Option<String> {
-    if let Some(value) = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+    if let Some(value) = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
         if let Some(token) = value.strip_prefix("Bearer ") {
             return Some(token.trim().to_string());
         }
@@ -54,7 +58,9 @@ fn percent_decode(text: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         let decoded = match bytes[i] {
-            b'%' if i + 2 < bytes.len() => hex(bytes[i + 1]).zip(hex(bytes[i + 2])).map(|(h, l)| h * 16 + l),
+            b'%' if i + 2 < bytes.len() => hex(bytes[i + 1])
+                .zip(hex(bytes[i + 2]))
+                .map(|(h, l)| h * 16 + l),
             _ => None,
         };
         match (bytes[i], decoded) {
@@ -84,7 +90,11 @@ fn origin_allowed(allowed: &[String], origin: Option<&str>) -> bool {
 
 /// The handler of `GET {P}/ws`.
 #[handler]
-pub async fn ws_handler(req: &Request, ws: poem::Result<WebSocket>, Data(state): Data<&Arc<AppState>>) -> Response {
+pub async fn ws_handler(
+    req: &Request,
+    ws: poem::Result<WebSocket>,
+    Data(state): Data<&Arc<AppState>>,
+) -> Response {
     let identity: Identity = match token(req).map(|t| state.keys.verify(&t)) {
         None | Some(Err(AuthError::Missing)) => {
             return plain(StatusCode::UNAUTHORIZED, "Missing authentication token");
@@ -95,7 +105,10 @@ pub async fn ws_handler(req: &Request, ws: poem::Result<WebSocket>, Data(state):
         }
         Some(Ok(identity)) => identity,
     };
-    let origin = req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    let origin = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok());
     if !origin_allowed(&state.settings.ws.allowed_origins, origin) {
         tracing::info!(user_id = %identity.user_id, origin = origin.unwrap_or(""), "websocket origin refused");
         return plain(StatusCode::FORBIDDEN, "Forbidden");
@@ -114,19 +127,27 @@ pub async fn ws_handler(req: &Request, ws: poem::Result<WebSocket>, Data(state):
     let slot = match state.hub.reserve(&identity.user_id) {
         Ok(slot) => slot,
         Err(limit) => {
-            state.metrics.ratelimit_blocked.with_label_values(&["connection"]).inc();
+            state
+                .metrics
+                .ratelimit_blocked
+                .with_label_values(&["connection"])
+                .inc();
             if limit == LimitExceeded::PerUser {
                 state.chat.notify_connection_limit(&identity.user_id);
             }
             tracing::info!(user_id = %identity.user_id, %limit, "websocket connection refused");
-            return plain(StatusCode::TOO_MANY_REQUESTS, "Connection limit exceeded, please try again later");
+            return plain(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Connection limit exceeded, please try again later",
+            );
         }
     };
     let settings = &state.settings.ws;
     let mut config = WebSocketConfig::default();
     config.read_buffer_size = settings.read_buffer_size;
     config.write_buffer_size = settings.write_buffer_size;
-    config.max_write_buffer_size = settings.write_buffer_size.max(settings.max_message_size) * 2 + 1;
+    config.max_write_buffer_size =
+        settings.write_buffer_size.max(settings.max_message_size) * 2 + 1;
     config.max_message_size = Some(settings.max_message_size);
     config.max_frame_size = Some(settings.max_message_size);
     let params = ConnectionParams {

@@ -13,7 +13,9 @@ async fn status(ws: &mut WsClient) -> Value {
 }
 
 fn seq(frame: &Value) -> i64 {
-    frame["seq"].as_i64().unwrap_or_else(|| panic!("no seq in {frame}"))
+    frame["seq"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no seq in {frame}"))
 }
 
 #[tokio::test]
@@ -35,11 +37,15 @@ async fn a_turn_streams_loading_chunks_and_a_final_chunk() {
     let app = spawn_app().await;
     let mut ws = app.connect_ws(&app.user_token("u1")).await;
     let session = status(&mut ws).await["session_id"].clone();
-    ws.send(json!({"type": "user_message", "content": "Hello there"})).await;
+    ws.send(json!({"type": "user_message", "content": "Hello there"}))
+        .await;
     let frames = ws.recv_turn().await;
     assert_eq!(frames[0]["type"], "loading");
     assert_eq!(frames[0]["session_id"], session);
-    let chunks: Vec<_> = frames.iter().filter(|f| f["type"] == "ai_response").collect();
+    let chunks: Vec<_> = frames
+        .iter()
+        .filter(|f| f["type"] == "ai_response")
+        .collect();
     assert!(chunks.len() > 2, "{frames:?}");
     for chunk in &chunks[..chunks.len() - 1] {
         assert_eq!(chunk["metadata"]["streaming"], "true");
@@ -50,7 +56,10 @@ async fn a_turn_streams_loading_chunks_and_a_final_chunk() {
     assert_eq!(last["metadata"]["done"], "true");
     assert!(!answer_text(&frames).is_empty());
     let seqs: Vec<i64> = frames.iter().map(seq).collect();
-    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "seqs ascend by one: {seqs:?}");
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0] + 1),
+        "seqs ascend by one: {seqs:?}"
+    );
 }
 
 #[tokio::test]
@@ -61,18 +70,25 @@ async fn two_devices_receive_the_streamed_answer_and_each_others_messages() {
     let mut laptop = app.connect_ws(&token).await;
     status(&mut phone).await;
     status(&mut laptop).await;
-    phone.send(json!({"type": "user_message", "content": "From the phone", "client_msg_id": "p1"})).await;
+    phone
+        .send(json!({"type": "user_message", "content": "From the phone", "client_msg_id": "p1"}))
+        .await;
     let echo = laptop.recv().await;
     assert_eq!(echo["type"], "user_message");
     assert_eq!(echo["content"], "From the phone");
     assert_eq!(echo["client_msg_id"], "p1");
     let on_laptop = laptop.recv_turn().await;
     let on_phone = phone.recv_turn().await;
-    assert_eq!(on_phone[0]["type"], "loading", "the sender gets no echo of its own message");
+    assert_eq!(
+        on_phone[0]["type"], "loading",
+        "the sender gets no echo of its own message"
+    );
     assert_eq!(answer_text(&on_laptop), answer_text(&on_phone));
     assert_eq!(on_laptop.last().unwrap()["metadata"]["done"], "true");
 
-    laptop.send(json!({"type": "user_message", "content": "From the laptop"})).await;
+    laptop
+        .send(json!({"type": "user_message", "content": "From the laptop"}))
+        .await;
     let echo = phone.recv().await;
     assert_eq!(echo["content"], "From the laptop");
     phone.recv_turn().await;
@@ -87,15 +103,20 @@ async fn closing_one_device_never_detaches_another() {
     let mut b = app.connect_ws(&token).await;
     status(&mut a).await;
     status(&mut b).await;
-    a.send(json!({"type": "user_message", "content": "Tell me something"})).await;
+    a.send(json!({"type": "user_message", "content": "Tell me something"}))
+        .await;
     assert_eq!(a.recv().await["type"], "loading");
     assert_eq!(b.recv().await["type"], "user_message");
     b.close().await;
     let rest = a.recv_turn().await;
     assert_eq!(rest.last().unwrap()["metadata"]["done"], "true");
     // And a later answer still reaches the remaining device.
-    a.send(json!({"type": "user_message", "content": "Again"})).await;
-    assert_eq!(a.recv_turn().await.last().unwrap()["metadata"]["done"], "true");
+    a.send(json!({"type": "user_message", "content": "Again"}))
+        .await;
+    assert_eq!(
+        a.recv_turn().await.last().unwrap()["metadata"]["done"],
+        "true"
+    );
 }
 
 #[tokio::test]
@@ -104,13 +125,15 @@ async fn reconnecting_with_last_seq_replays_exactly_the_missed_frames() {
     let token = app.user_token("dave");
     let mut a = app.connect_ws(&token).await;
     status(&mut a).await;
-    a.send(json!({"type": "user_message", "content": "First"})).await;
+    a.send(json!({"type": "user_message", "content": "First"}))
+        .await;
     let first_turn = a.recv_turn().await;
     let last_seen = seq(first_turn.last().unwrap());
 
     let mut b = app.connect_ws(&token).await;
     status(&mut b).await;
-    b.send(json!({"type": "user_message", "content": "Second"})).await;
+    b.send(json!({"type": "user_message", "content": "Second"}))
+        .await;
     let mut missed = vec![a.recv().await];
     missed.extend(a.recv_turn().await);
     b.recv_turn().await;
@@ -128,7 +151,10 @@ async fn reconnecting_with_last_seq_replays_exactly_the_missed_frames() {
         f.as_object_mut().unwrap().remove("timestamp");
         f
     };
-    assert_eq!(replayed.iter().map(strip).collect::<Vec<_>>(), missed.iter().map(strip).collect::<Vec<_>>());
+    assert_eq!(
+        replayed.iter().map(strip).collect::<Vec<_>>(),
+        missed.iter().map(strip).collect::<Vec<_>>()
+    );
     // Nothing more: the next frame is the answer to a ping.
     again.send(json!({"type": "ping"})).await;
     assert_eq!(again.recv().await["type"], "pong");
@@ -140,7 +166,8 @@ async fn a_device_joining_mid_answer_first_receives_the_partial_answer() {
     let token = app.user_token("erin");
     let mut a = app.connect_ws(&token).await;
     status(&mut a).await;
-    a.send(json!({"type": "user_message", "content": "Stream slowly please"})).await;
+    a.send(json!({"type": "user_message", "content": "Stream slowly please"}))
+        .await;
     assert_eq!(a.recv().await["type"], "loading");
     let first_chunk = a.recv().await;
     assert_eq!(first_chunk["type"], "ai_response");
@@ -161,7 +188,9 @@ async fn a_foreign_session_id_gets_an_error_on_the_intruders_connection_only() {
     let app = spawn_app().await;
     let mut owner = app.connect_ws(&app.user_token("owner")).await;
     status(&mut owner).await;
-    owner.send(json!({"type": "user_message", "content": "mine"})).await;
+    owner
+        .send(json!({"type": "user_message", "content": "mine"}))
+        .await;
     let turn = owner.recv_turn().await;
     let session_id = turn[0]["session_id"].as_str().unwrap().to_string();
 
@@ -173,7 +202,10 @@ async fn a_foreign_session_id_gets_an_error_on_the_intruders_connection_only() {
     let error = intruder.recv().await;
     assert_eq!(error["type"], "error");
     assert_eq!(error["error"]["code"], "UNAUTHORIZED");
-    assert_eq!(error["error"]["message"], "You do not have permission to access this session");
+    assert_eq!(
+        error["error"]["message"],
+        "You do not have permission to access this session"
+    );
     // The owner saw nothing of it: its next frame is the answer to its own ping.
     owner.send(json!({"type": "ping"})).await;
     assert_eq!(owner.recv().await["type"], "pong");
@@ -185,7 +217,8 @@ async fn the_fourth_concurrent_message_gets_the_busy_error() {
     let mut ws = app.connect_ws(&app.user_token("busy")).await;
     status(&mut ws).await;
     for i in 0..4 {
-        ws.send(json!({"type": "user_message", "content": format!("message {i}")})).await;
+        ws.send(json!({"type": "user_message", "content": format!("message {i}")}))
+            .await;
     }
     let mut busy = None;
     for _ in 0..200 {
@@ -197,7 +230,10 @@ async fn the_fourth_concurrent_message_gets_the_busy_error() {
     }
     let busy = busy.expect("a busy error");
     assert_eq!(busy["error"]["code"], "SERVICE_ERROR");
-    assert_eq!(busy["error"]["message"], "Server busy \u{2014} please retry");
+    assert_eq!(
+        busy["error"]["message"],
+        "Server busy \u{2014} please retry"
+    );
     assert_eq!(busy["error"]["recoverable"], true);
 }
 
@@ -218,13 +254,30 @@ async fn malformed_json_gets_an_error_naming_the_problem_and_the_connection_surv
     ws.send_text("{\"type\": \"user_message\", ").await;
     let error = ws.recv().await;
     assert_eq!(error["error"]["code"], "INVALID_FORMAT");
-    assert!(error["error"]["message"].as_str().unwrap().starts_with("Invalid message format: "));
-    ws.send(json!({"type": "user_message", "content": "x", "metadata": {"size": 12}})).await;
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Invalid message format: ")
+    );
+    ws.send(json!({"type": "user_message", "content": "x", "metadata": {"size": 12}}))
+        .await;
     let error = ws.recv().await;
-    assert!(error["error"]["message"].as_str().unwrap().contains("metadata.size"), "{error}");
-    ws.send(json!({"type": "user_message", "content": ""})).await;
-    assert_eq!(ws.recv().await["error"]["message"], "Message validation failed");
-    ws.send(json!({"type": "ping", "client_msg_id": "still-here"})).await;
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("metadata.size"),
+        "{error}"
+    );
+    ws.send(json!({"type": "user_message", "content": ""}))
+        .await;
+    assert_eq!(
+        ws.recv().await["error"]["message"],
+        "Message validation failed"
+    );
+    ws.send(json!({"type": "ping", "client_msg_id": "still-here"}))
+        .await;
     let pong = ws.recv().await;
     assert_eq!(pong["type"], "pong");
     assert_eq!(pong["client_msg_id"], "still-here");
@@ -232,35 +285,78 @@ async fn malformed_json_gets_an_error_naming_the_problem_and_the_connection_surv
 
 #[tokio::test]
 async fn refused_upgrades_answer_before_the_upgrade_and_release_their_slots() {
-    let app = app().env("WS_ALLOWED_ORIGINS", "https://app.example").spawn().await;
+    let app = app()
+        .env("WS_ALLOWED_ORIGINS", "https://app.example")
+        .spawn()
+        .await;
     let token = app.user_token("frank");
     let url = format!("{}?token={token}", app.ws_url);
-    assert_eq!(app.try_connect(&app.ws_url, &[("origin", "https://app.example")]).await.err().unwrap().0, 401);
+    assert_eq!(
+        app.try_connect(&app.ws_url, &[("origin", "https://app.example")])
+            .await
+            .err()
+            .unwrap()
+            .0,
+        401
+    );
     let bad = format!("{}?token=nonsense", app.ws_url);
-    let (status_code, body) = app.try_connect(&bad, &[("origin", "https://app.example")]).await.err().unwrap();
-    assert_eq!((status_code, body.as_str()), (401, "Authentication failed\n"));
+    let (status_code, body) = app
+        .try_connect(&bad, &[("origin", "https://app.example")])
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(
+        (status_code, body.as_str()),
+        (401, "Authentication failed\n")
+    );
     // Twenty refused upgrades (wrong origin, or not a WebSocket request) must not use up the ten slots.
     for _ in 0..20 {
-        assert_eq!(app.try_connect(&url, &[("origin", "https://evil.example")]).await.err().unwrap().0, 403);
+        assert_eq!(
+            app.try_connect(&url, &[("origin", "https://evil.example")])
+                .await
+                .err()
+                .unwrap()
+                .0,
+            403
+        );
         let http_url = url.replacen("ws://", "http://", 1);
-        let plain = app.http.get(&http_url).header("origin", "https://app.example").send().await.unwrap();
+        let plain = app
+            .http
+            .get(&http_url)
+            .header("origin", "https://app.example")
+            .send()
+            .await
+            .unwrap();
         assert!(plain.status().is_client_error());
     }
     let mut open = Vec::new();
     for _ in 0..10 {
-        let mut ws = app.try_connect(&url, &[("origin", "https://app.example")]).await.unwrap();
+        let mut ws = app
+            .try_connect(&url, &[("origin", "https://app.example")])
+            .await
+            .unwrap();
         status(&mut ws).await;
         open.push(ws);
     }
-    let (code, body) = app.try_connect(&url, &[("origin", "https://app.example")]).await.err().unwrap();
-    assert_eq!((code, body.as_str()), (429, "Connection limit exceeded, please try again later\n"));
+    let (code, body) = app
+        .try_connect(&url, &[("origin", "https://app.example")])
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(
+        (code, body.as_str()),
+        (429, "Connection limit exceeded, please try again later\n")
+    );
     let notice = open[0].recv().await;
     assert_eq!(notice["type"], "notification");
     // Closing one frees one slot.
     open.pop().unwrap().close().await;
     let mut reopened = None;
     for _ in 0..100 {
-        match app.try_connect(&url, &[("origin", "https://app.example")]).await {
+        match app
+            .try_connect(&url, &[("origin", "https://app.example")])
+            .await
+        {
             Ok(ws) => {
                 reopened = Some(ws);
                 break;
@@ -269,14 +365,20 @@ async fn refused_upgrades_answer_before_the_upgrade_and_release_their_slots() {
             Err(other) => panic!("{other:?}"),
         }
     }
-    assert!(reopened.is_some(), "a slot is released when a connection closes");
+    assert!(
+        reopened.is_some(),
+        "a slot is released when a connection closes"
+    );
 }
 
 #[tokio::test]
 async fn the_token_may_come_from_the_authorization_header() {
     let app = spawn_app().await;
     let bearer = format!("Bearer {}", app.user_token("gina"));
-    let mut ws = app.try_connect(&app.ws_url, &[("authorization", &bearer)]).await.unwrap();
+    let mut ws = app
+        .try_connect(&app.ws_url, &[("authorization", &bearer)])
+        .await
+        .unwrap();
     assert_eq!(status(&mut ws).await["user_id"], "gina");
 }
 
@@ -285,7 +387,8 @@ async fn cancel_stops_the_answer_and_keeps_what_was_produced() {
     let app = app().env("LLM_DEMO_TOKEN_DELAY_MS", "50").spawn().await;
     let mut ws = app.connect_ws(&app.user_token("hank")).await;
     status(&mut ws).await;
-    ws.send(json!({"type": "user_message", "content": "A long answer please"})).await;
+    ws.send(json!({"type": "user_message", "content": "A long answer please"}))
+        .await;
     assert_eq!(ws.recv().await["type"], "loading");
     assert_eq!(ws.recv().await["type"], "ai_response");
     ws.send(json!({"type": "cancel"})).await;
@@ -296,7 +399,10 @@ async fn cancel_stops_the_answer_and_keeps_what_was_produced() {
     assert_eq!(last["metadata"]["partial"], "true");
     let session_id = last["session_id"].as_str().unwrap();
     let stored = app.state.store.messages(session_id, None).await.unwrap();
-    let answer = stored.iter().find(|m| m.sender == "ai").expect("the partial answer is stored");
+    let answer = stored
+        .iter()
+        .find(|m| m.sender == "ai")
+        .expect("the partial answer is stored");
     assert!(answer.partial);
     assert!(!answer.content.is_empty());
 }
@@ -306,7 +412,8 @@ async fn a_retried_client_msg_id_is_not_answered_twice() {
     let app = spawn_app().await;
     let mut ws = app.connect_ws(&app.user_token("ivy")).await;
     status(&mut ws).await;
-    let message = json!({"type": "user_message", "content": "Once only", "client_msg_id": "retry-1"});
+    let message =
+        json!({"type": "user_message", "content": "Once only", "client_msg_id": "retry-1"});
     ws.send(message.clone()).await;
     let turn = ws.recv_turn().await;
     ws.send(message).await;
@@ -327,13 +434,18 @@ async fn the_message_rate_limit_answers_with_retry_after() {
     let mut ws = app.connect_ws(&app.user_token("jo")).await;
     status(&mut ws).await;
     for _ in 0..2 {
-        ws.send(json!({"type": "user_message", "content": "hi"})).await;
+        ws.send(json!({"type": "user_message", "content": "hi"}))
+            .await;
         ws.recv_turn().await;
     }
-    ws.send(json!({"type": "user_message", "content": "one too many"})).await;
+    ws.send(json!({"type": "user_message", "content": "one too many"}))
+        .await;
     let error = ws.recv().await;
     assert_eq!(error["error"]["code"], "TOO_MANY_REQUESTS");
-    assert_eq!(error["error"]["message"], "Too many requests, please slow down");
+    assert_eq!(
+        error["error"]["message"],
+        "Too many requests, please slow down"
+    );
     assert!(error["error"]["retry_after"].as_i64().unwrap() > 0);
 }
 
@@ -342,10 +454,19 @@ async fn ended_sessions_refuse_new_messages() {
     let app = spawn_app().await;
     let mut ws = app.connect_ws(&app.user_token("kim")).await;
     status(&mut ws).await;
-    ws.send(json!({"type": "user_message", "content": "hello"})).await;
-    let session_id = ws.recv_turn().await[0]["session_id"].as_str().unwrap().to_string();
-    app.state.store.end_session(&session_id, time::OffsetDateTime::now_utc()).await.unwrap();
-    ws.send(json!({"type": "user_message", "session_id": session_id, "content": "still there?"})).await;
+    ws.send(json!({"type": "user_message", "content": "hello"}))
+        .await;
+    let session_id = ws.recv_turn().await[0]["session_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    app.state
+        .store
+        .end_session(&session_id, time::OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    ws.send(json!({"type": "user_message", "session_id": session_id, "content": "still there?"}))
+        .await;
     let error = ws.recv().await;
     assert_eq!(error["error"]["code"], "SESSION_ENDED");
 }
@@ -355,9 +476,14 @@ async fn model_select_confirms_a_known_model_and_refuses_an_unknown_one() {
     let app = spawn_app().await;
     let mut ws = app.connect_ws(&app.user_token("lee")).await;
     status(&mut ws).await;
-    ws.send(json!({"type": "model_select", "model_id": "gpt-99"})).await;
-    assert_eq!(ws.recv().await["error"]["message"], "Invalid model ID: gpt-99");
-    ws.send(json!({"type": "model_select", "model_id": "demo"})).await;
+    ws.send(json!({"type": "model_select", "model_id": "gpt-99"}))
+        .await;
+    assert_eq!(
+        ws.recv().await["error"]["message"],
+        "Invalid model ID: gpt-99"
+    );
+    ws.send(json!({"type": "model_select", "model_id": "demo"}))
+        .await;
     let confirm = ws.recv().await;
     assert_eq!(confirm["type"], "connection_status");
     assert_eq!(confirm["content"], "Model changed to demo");
@@ -369,7 +495,8 @@ async fn whole_frames_match_their_snapshots() {
     let app = spawn_app().await;
     let mut ws = app.connect_ws(&app.user_token("snap")).await;
     let first = status(&mut ws).await;
-    ws.send(json!({"type": "user_message", "content": "Snapshot me.", "client_msg_id": "c-1"})).await;
+    ws.send(json!({"type": "user_message", "content": "Snapshot me.", "client_msg_id": "c-1"}))
+        .await;
     let turn = ws.recv_turn().await;
     ws.send_text("{oops").await;
     let error = ws.recv().await;

@@ -84,7 +84,10 @@ impl TestAppBuilder {
         ]);
         if let Some(uri) = std::env::var("MONGODB_URI").ok().filter(|u| !u.is_empty()) {
             env.set("MONGO_URI", uri);
-            env.set("MONGO_DATABASE", format!("t_{}", uuid::Uuid::new_v4().simple()));
+            env.set(
+                "MONGO_DATABASE",
+                format!("t_{}", uuid::Uuid::new_v4().simple()),
+            );
         }
         for (k, v) in self.env {
             env.set(k, v);
@@ -144,18 +147,27 @@ impl TestApp {
 
     /// Opens a WebSocket with the token in the query string; panics if the upgrade fails.
     pub async fn connect_ws(&self, token: &str) -> WsClient {
-        self.try_connect(&format!("{}?token={token}", self.ws_url), &[]).await.unwrap()
-    }
-
-    /// Opens a WebSocket resuming after `last_seq`.
-    pub async fn connect_ws_resume(&self, token: &str, last_seq: i64) -> WsClient {
-        self.try_connect(&format!("{}?token={token}&last_seq={last_seq}", self.ws_url), &[])
+        self.try_connect(&format!("{}?token={token}", self.ws_url), &[])
             .await
             .unwrap()
     }
 
+    /// Opens a WebSocket resuming after `last_seq`.
+    pub async fn connect_ws_resume(&self, token: &str, last_seq: i64) -> WsClient {
+        self.try_connect(
+            &format!("{}?token={token}&last_seq={last_seq}", self.ws_url),
+            &[],
+        )
+        .await
+        .unwrap()
+    }
+
     /// Tries to open a WebSocket at `url` with extra headers; returns the HTTP status on refusal.
-    pub async fn try_connect(&self, url: &str, headers: &[(&str, &str)]) -> Result<WsClient, (u16, String)> {
+    pub async fn try_connect(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<WsClient, (u16, String)> {
         let mut request = url.into_client_request().unwrap();
         for (k, v) in headers {
             request.headers_mut().insert(
@@ -214,12 +226,18 @@ pub struct Closed {
 impl WsClient {
     /// Sends a JSON frame.
     pub async fn send(&mut self, frame: Value) {
-        self.stream.send(Message::Text(frame.to_string().into())).await.unwrap();
+        self.stream
+            .send(Message::Text(frame.to_string().into()))
+            .await
+            .unwrap();
     }
 
     /// Sends raw text.
     pub async fn send_text(&mut self, text: &str) {
-        self.stream.send(Message::Text(text.to_string().into())).await.unwrap();
+        self.stream
+            .send(Message::Text(text.to_string().into()))
+            .await
+            .unwrap();
     }
 
     /// The next JSON frame (pings and pongs skipped); fails after [`FRAME_DEADLINE`].
@@ -254,7 +272,8 @@ impl WsClient {
         let mut frames = Vec::new();
         loop {
             let frame = self.recv().await;
-            let end = frame["type"] == "error" || (frame["type"] == "ai_response" && frame["metadata"]["done"] == "true");
+            let end = frame["type"] == "error"
+                || (frame["type"] == "ai_response" && frame["metadata"]["done"] == "true");
             frames.push(frame);
             if end {
                 return frames;
@@ -270,10 +289,16 @@ impl WsClient {
                 .expect("connection not closed before the deadline");
             match next {
                 Some(Ok(Message::Close(frame))) => {
-                    return frame.map_or(Closed { code: 1005, reason: String::new() }, |f| Closed {
-                        code: f.code.into(),
-                        reason: f.reason.to_string(),
-                    });
+                    return frame.map_or(
+                        Closed {
+                            code: 1005,
+                            reason: String::new(),
+                        },
+                        |f| Closed {
+                            code: f.code.into(),
+                            reason: f.reason.to_string(),
+                        },
+                    );
                 }
                 Some(Ok(_)) => continue,
                 Some(Err(_)) | None => {

@@ -1,0 +1,373 @@
+//! Administration reads: `GET /admin/sessions` (every user's sessions with the Go service's lenient query
+//! parsing, plus cursor paging), `GET /admin/metrics` (figures with the Go names and as snake_case) and
+//! `GET /admin/audit` (the audit log). Every admin route authenticates (401), checks the role (403), then
+//! applies the admin rate limit per administrator (429), in that order.
+
+use std::sync::Arc;
+
+use poem::Request;
+use poem::web::Data;
+use poem_openapi::OpenApi;
+use poem_openapi::param::Query;
+use poem_openapi::payload::Json;
+use time::{Duration, OffsetDateTime};
+
+use crate::app::AppState;
+use crate::auth::Identity;
+use crate::protocol::http::{
+    AdminGetMetricsResponse, AdminListAuditResponse, AdminListSessionsResponse,
+    AdminMetricsResponse, AdminSessionListResponse, AuditLogResponse, SessionMetrics, TimeRange,
+};
+use crate::protocol::ws_timestamp;
+use crate::store::{SessionQuery, SortField, SortOrder, StatusFilter};
+
+use super::audit::{AuditKind, AuditQuery, AuditRecord};
+use super::auth::BearerAuth;
+use super::error::{ApiError, from_wire};
+use super::params::{
+    Raw, day_start, effective_limit, effective_offset, leading_int, rfc3339, strict_int,
+};
+use super::tags::ApiTags;
+use super::views::{count, session_metadata};
+
+from_wire!(AdminListSessionsResponse {
+    400 => Status400, 401 => Status401, 403 => Status403, 500 => Status500
+}, 429 => Status429);
+from_wire!(AdminGetMetricsResponse {
+    400 => Status400, 401 => Status401, 403 => Status403, 500 => Status500
+}, 429 => Status429);
+from_wire!(AdminListAuditResponse {
+    400 => Status400, 401 => Status401, 403 => Status403, 500 => Status500
+}, 429 => Status429);
+
+/// Longest `user_id` accepted by the admin routes, in bytes.
+pub const MAX_USER_ID_LEN: usize = 255;
+
+/// Text of a bad time parameter.
+const BAD_TIME: &str = "Invalid time format, expected RFC3339";
+
+/// 400 when a user id is longer than [`MAX_USER_ID_LEN`].
+pub fn check_user_id(user_id: &str) -> Result<(), ApiError> {
+    if user_id.len() > MAX_USER_ID_LEN {
+        return Err(ApiError::BadRequest(format!(
+            "user_id exceeds maximum length of {MAX_USER_ID_LEN} characters"
+        )));
+    }
+    Ok(())
+}
+
+/// Records an administrator action. The action has already happened, so a failing audit log is logged
+/// (as an error, with the action) rather than turned into a failed request.
+pub async fn audit(
+    state: &AppState,
+    admin: &Identity,
+    kind: AuditKind,
+    session_id: Option<&str>,
+    user_id: Option<&str>,
+    details: &[(&str, String)],
+) {
+    let record = AuditRecord {
+        admin_id: admin.user_id.clone(),
+        // `Identity::name` falls back to the user id when the token had no `name`.
+        admin_name: (admin.name != admin.user_id).then(|| admin.name.clone()),
+        kind,
+        session_id: session_id.map(String::from),
+        user_id: user_id.map(String::from),
+        at: crate::store::now(),
+        details: details
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), v.clone()))
+            .collect(),
+    };
+    if let Err(err) = state.audit.record(record).await {
+        tracing::error!(error = %err, admin_id = %admin.user_id, action = ?kind, "audit record failed");
+    }
+}
+
+/// Query parameters of `GET /admin/sessions`, as sent.
+struct ListParams {
+    user_id: Option<String>,
+    status: Option<String>,
+    admin_assisted: Option<String>,
+    sort_by: Option<String>,
+    sort_order: Option<String>,
+    limit: Option<String>,
+    offset: Option<String>,
+    cursor: Option<String>,
+    start_time_from: Option<String>,
+    start_time_to: Option<String>,
+}
+
+impl ListParams {
+    /// The store query and the effective limit and offset, with the Go service's parsing and 400 texts.
+    fn query(self) -> Result<(SessionQuery, i64, i64), ApiError> {
+        if let Some(user_id) = &self.user_id {
+            check_user_id(user_id)?;
+        }
+        let sort_by = match self.sort_by.as_deref() {
+            None => SortField::StartTime,
+            Some(v) => SortField::parse(v).ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "invalid sort_by field \"{v}\"; allowed: start_time, end_time, message_count, total_tokens, user_id"
+                ))
+            })?,
+        };
+        let order = match self.sort_order.as_deref() {
+            None | Some("desc") => SortOrder::Desc,
+            Some("asc") => SortOrder::Asc,
+            Some(v) => {
+                return Err(ApiError::BadRequest(format!(
+                    "invalid sort_order \"{v}\"; allowed: asc, desc"
+                )));
+            }
+        };
+        let time = |text: Option<&str>| -> Result<Option<OffsetDateTime>, ApiError> {
+            match text.filter(|t| !t.is_empty()) {
+                None => Ok(None),
+                Some(t) => rfc3339(t)
+                    .map(Some)
+                    .ok_or_else(|| ApiError::BadRequest(BAD_TIME.into())),
+            }
+        };
+        let started_from = time(self.start_time_from.as_deref())?;
+        let started_to = time(self.start_time_to.as_deref())?;
+        let limit = effective_limit(self.limit.as_deref().and_then(leading_int));
+        let cursor = self.cursor.filter(|c| !c.is_empty());
+        let offset = if cursor.is_some() {
+            0
+        } else {
+            effective_offset(self.offset.as_deref().and_then(leading_int))
+        };
+        let query = SessionQuery {
+            user_id: self.user_id.filter(|u| !u.is_empty()),
+            status: match self.status.as_deref() {
+                Some("active") => Some(StatusFilter::Active),
+                Some("ended") => Some(StatusFilter::Ended),
+                _ => None,
+            },
+            admin_assisted: match self.admin_assisted.as_deref() {
+                None | Some("") => None,
+                Some(v) => Some(v == "true"),
+            },
+            started_from,
+            started_to,
+            sort_by,
+            order,
+            limit: usize::try_from(limit).unwrap_or(100),
+            offset: usize::try_from(offset).unwrap_or(0),
+            cursor,
+        };
+        Ok((query, limit, offset))
+    }
+}
+
+/// A `start_time` / `end_time` of `/admin/metrics`: RFC 3339, or `YYYY-MM-DD` meaning the start of that
+/// day (`end` false) or its last millisecond (`end` true).
+fn metrics_time(text: &str, end: bool) -> Result<OffsetDateTime, ApiError> {
+    if let Some(t) = rfc3339(text) {
+        return Ok(t);
+    }
+    match day_start(text) {
+        Some(day) if end => Ok(day + Duration::days(1) - Duration::milliseconds(1)),
+        Some(day) => Ok(day),
+        None => Err(ApiError::BadRequest(BAD_TIME.into())),
+    }
+}
+
+/// Administration reads.
+pub struct AdminApi;
+
+impl AdminApi {
+    async fn list_inner(
+        state: &AppState,
+        auth: &BearerAuth,
+        params: ListParams,
+    ) -> Result<AdminSessionListResponse, ApiError> {
+        auth.admin(state)?;
+        let (query, limit, offset) = params.query()?;
+        let page = state.store.list_sessions(&query).await?;
+        let now = OffsetDateTime::now_utc();
+        let sessions: Vec<_> = page
+            .sessions
+            .iter()
+            .map(|s| session_metadata(s, now))
+            .collect();
+        Ok(AdminSessionListResponse {
+            count: count(sessions.len()),
+            sessions,
+            limit,
+            offset,
+            next_cursor: page.next_cursor,
+        })
+    }
+
+    async fn metrics_inner(
+        state: &AppState,
+        auth: &BearerAuth,
+        start: Option<&str>,
+        end: Option<&str>,
+    ) -> Result<AdminMetricsResponse, ApiError> {
+        auth.admin(state)?;
+        let now = crate::store::now();
+        let start = match start.filter(|s| !s.is_empty()) {
+            Some(text) => metrics_time(text, false)?,
+            None => now - Duration::hours(24),
+        };
+        let end = match end.filter(|s| !s.is_empty()) {
+            Some(text) => metrics_time(text, true)?,
+            None => now,
+        };
+        if end < start {
+            return Err(ApiError::BadRequest(
+                "end_time must not be before start_time".into(),
+            ));
+        }
+        let m = state.store.metrics(start, end).await?;
+        let figures = SessionMetrics {
+            total_sessions: m.total_sessions.max(0),
+            active_sessions: m.active_sessions.max(0),
+            total_tokens: m.total_tokens.max(0),
+            avg_response_time: m.avg_response_ms.max(0),
+            max_response_time: m.max_response_ms.max(0),
+            admin_assisted_count: m.admin_assisted_count.max(0),
+        };
+        Ok(AdminMetricsResponse {
+            total_sessions: figures.total_sessions,
+            active_sessions: figures.active_sessions,
+            total_tokens: figures.total_tokens,
+            avg_response_time: figures.avg_response_time,
+            max_response_time: figures.max_response_time,
+            admin_assisted_count: figures.admin_assisted_count,
+            avg_concurrent: if m.avg_concurrent.is_finite() {
+                m.avg_concurrent.max(0.0)
+            } else {
+                0.0
+            },
+            metrics: figures,
+            time_range: TimeRange {
+                start: ws_timestamp(start),
+                end: ws_timestamp(end),
+            },
+        })
+    }
+
+    async fn audit_inner(
+        state: &AppState,
+        auth: &BearerAuth,
+        limit: Option<&Raw<i64>>,
+        offset: Option<&Raw<i64>>,
+        cursor: Option<String>,
+    ) -> Result<AuditLogResponse, ApiError> {
+        auth.admin(state)?;
+        let limit = effective_limit(strict_int(limit, "limit").map_err(ApiError::BadRequest)?);
+        let offset = effective_offset(strict_int(offset, "offset").map_err(ApiError::BadRequest)?);
+        let cursor = cursor.filter(|c| !c.is_empty());
+        let offset = if cursor.is_some() { 0 } else { offset };
+        let page = state
+            .audit
+            .list(&AuditQuery {
+                limit: usize::try_from(limit).unwrap_or(100),
+                offset: usize::try_from(offset).unwrap_or(0),
+                cursor,
+            })
+            .await?;
+        let entries: Vec<_> = page.entries.iter().map(Into::into).collect();
+        Ok(AuditLogResponse {
+            count: count(entries.len()),
+            entries,
+            limit,
+            offset,
+            next_cursor: page.next_cursor,
+        })
+    }
+}
+
+#[OpenApi]
+impl AdminApi {
+    /// Sessions of all users, filtered, sorted and paged.
+    #[allow(clippy::too_many_arguments)]
+    #[oai(
+        path = "/admin/sessions",
+        method = "get",
+        operation_id = "adminListSessions",
+        tag = "ApiTags::Admin"
+    )]
+    async fn list_sessions(
+        &self,
+        req: &Request,
+        auth: BearerAuth,
+        Data(state): Data<&Arc<AppState>>,
+        user_id: Query<Option<String>>,
+        status: Query<Option<String>>,
+        admin_assisted: Query<Option<String>>,
+        sort_by: Query<Option<String>>,
+        sort_order: Query<Option<String>>,
+        limit: Query<Option<String>>,
+        offset: Query<Option<String>>,
+        cursor: Query<Option<String>>,
+        start_time_from: Query<Option<Raw<OffsetDateTime>>>,
+        start_time_to: Query<Option<Raw<OffsetDateTime>>>,
+    ) -> AdminListSessionsResponse {
+        let params = ListParams {
+            user_id: user_id.0,
+            status: status.0,
+            admin_assisted: admin_assisted.0,
+            sort_by: sort_by.0,
+            sort_order: sort_order.0,
+            limit: limit.0,
+            offset: offset.0,
+            cursor: cursor.0,
+            start_time_from: start_time_from.0.map(|t| t.as_str().to_string()),
+            start_time_to: start_time_to.0.map(|t| t.as_str().to_string()),
+        };
+        match Self::list_inner(state, &auth, params).await {
+            Ok(body) => AdminListSessionsResponse::Status200(Json(body)),
+            Err(err) => err.respond(req),
+        }
+    }
+
+    /// Aggregated figures over the sessions started in a time range.
+    #[oai(
+        path = "/admin/metrics",
+        method = "get",
+        operation_id = "adminGetMetrics",
+        tag = "ApiTags::Admin"
+    )]
+    async fn metrics(
+        &self,
+        req: &Request,
+        auth: BearerAuth,
+        Data(state): Data<&Arc<AppState>>,
+        start_time: Query<Option<String>>,
+        end_time: Query<Option<String>>,
+    ) -> AdminGetMetricsResponse {
+        match Self::metrics_inner(state, &auth, start_time.0.as_deref(), end_time.0.as_deref())
+            .await
+        {
+            Ok(body) => AdminGetMetricsResponse::Status200(Json(body)),
+            Err(err) => err.respond(req),
+        }
+    }
+
+    /// The audit log of administrator actions, newest first.
+    #[oai(
+        path = "/admin/audit",
+        method = "get",
+        operation_id = "adminListAudit",
+        tag = "ApiTags::Admin"
+    )]
+    async fn list_audit(
+        &self,
+        req: &Request,
+        auth: BearerAuth,
+        Data(state): Data<&Arc<AppState>>,
+        limit: Query<Option<Raw<i64>>>,
+        offset: Query<Option<Raw<i64>>>,
+        cursor: Query<Option<String>>,
+    ) -> AdminListAuditResponse {
+        match Self::audit_inner(state, &auth, limit.0.as_ref(), offset.0.as_ref(), cursor.0).await {
+            Ok(body) => AdminListAuditResponse::Status200(Json(body)),
+            Err(err) => err.respond(req),
+        }
+    }
+}

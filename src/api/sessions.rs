@@ -1,0 +1,230 @@
+//! The caller's own sessions: `GET /sessions`, `GET /sessions/{sessionId}`, `POST /sessions/{sessionId}/end`,
+//! `POST` and `DELETE /sessions/{sessionId}/share`. Another user's session is reported exactly like a
+//! missing one (404 `Session not found`), so nothing leaks.
+
+use std::sync::Arc;
+
+use poem::Request;
+use poem::web::Data;
+use poem_openapi::OpenApi;
+use poem_openapi::param::Path;
+use poem_openapi::payload::Json;
+
+use crate::app::AppState;
+use crate::auth::Identity;
+use crate::protocol::http::{
+    EndSessionResponse, GetSessionResponse, ListSessionsResponse, RevokeShareResponse,
+    SessionDetail, SessionListResponse, ShareResponse, ShareSessionResponse, StatusResponse,
+};
+use crate::protocol::http_timestamp;
+use crate::store::SessionRecord;
+
+use super::auth::BearerAuth;
+use super::error::{ApiError, from_wire};
+use super::tags::ApiTags;
+use super::views::{count, session_messages, session_metadata};
+
+/// Most sessions `GET /sessions` returns.
+const LIST_LIMIT: usize = 100;
+
+from_wire!(ListSessionsResponse { 401 => Status401, 500 => Status500 });
+from_wire!(GetSessionResponse { 401 => Status401, 404 => Status404, 500 => Status500 });
+from_wire!(EndSessionResponse { 401 => Status401, 404 => Status404, 500 => Status500 });
+from_wire!(ShareSessionResponse { 401 => Status401, 404 => Status404, 500 => Status500 });
+from_wire!(RevokeShareResponse { 401 => Status401, 404 => Status404, 500 => Status500 });
+
+/// The caller's sessions.
+pub struct SessionsApi;
+
+/// The session `session_id` when `caller` owns it; 404 `Session not found` when it does not exist or
+/// belongs to someone else (a store failure is a 500, not a misleading 404).
+async fn owned(
+    state: &AppState,
+    caller: &Identity,
+    session_id: &str,
+) -> Result<SessionRecord, ApiError> {
+    match state.store.get_session(session_id).await? {
+        Some(session) if session.user_id == caller.user_id => Ok(session),
+        _ => Err(ApiError::SessionNotFound),
+    }
+}
+
+impl SessionsApi {
+    async fn list_inner(
+        state: &AppState,
+        auth: &BearerAuth,
+    ) -> Result<SessionListResponse, ApiError> {
+        let caller = auth.identity(state)?;
+        let sessions = state
+            .store
+            .list_user_sessions(&caller.user_id, LIST_LIMIT)
+            .await?;
+        let now = time::OffsetDateTime::now_utc();
+        let sessions: Vec<_> = sessions.iter().map(|s| session_metadata(s, now)).collect();
+        Ok(SessionListResponse {
+            count: count(sessions.len()),
+            truncated: sessions.len() >= LIST_LIMIT,
+            sessions,
+            user_id: caller.user_id,
+            limit: count(LIST_LIMIT),
+        })
+    }
+
+    async fn get_inner(
+        state: &AppState,
+        auth: &BearerAuth,
+        session_id: &str,
+    ) -> Result<SessionDetail, ApiError> {
+        let caller = auth.identity(state)?;
+        let session = owned(state, &caller, session_id).await?;
+        let messages = state.store.messages(&session.id, None).await?;
+        Ok(SessionDetail {
+            session_id: session.id,
+            name: session.name,
+            model_id: session.model_id,
+            messages: session_messages(&messages),
+            end_time: session.ended_at.map(http_timestamp),
+            last_seq: (session.last_seq > 0)
+                .then(|| i64::try_from(session.last_seq).unwrap_or(i64::MAX)),
+        })
+    }
+
+    async fn end_inner(
+        state: &AppState,
+        auth: &BearerAuth,
+        session_id: &str,
+    ) -> Result<StatusResponse, ApiError> {
+        let caller = auth.identity(state)?;
+        let session = owned(state, &caller, session_id).await?;
+        state.chat.end_session(&session).await?;
+        Ok(StatusResponse {
+            status: "ended".into(),
+        })
+    }
+
+    async fn share_inner(
+        state: &AppState,
+        auth: &BearerAuth,
+        session_id: &str,
+    ) -> Result<ShareResponse, ApiError> {
+        let caller = auth.identity(state)?;
+        let session = owned(state, &caller, session_id).await?;
+        let share_token = state.store.share(&session.id).await?;
+        Ok(ShareResponse { share_token })
+    }
+
+    async fn revoke_inner(
+        state: &AppState,
+        auth: &BearerAuth,
+        session_id: &str,
+    ) -> Result<StatusResponse, ApiError> {
+        let caller = auth.identity(state)?;
+        let session = owned(state, &caller, session_id).await?;
+        state.store.revoke_share(&session.id).await?;
+        Ok(StatusResponse {
+            status: "revoked".into(),
+        })
+    }
+}
+
+#[OpenApi]
+impl SessionsApi {
+    /// The caller's sessions, newest first, at most 100.
+    #[oai(
+        path = "/sessions",
+        method = "get",
+        operation_id = "listSessions",
+        tag = "ApiTags::Sessions"
+    )]
+    async fn list(
+        &self,
+        req: &Request,
+        auth: BearerAuth,
+        Data(state): Data<&Arc<AppState>>,
+    ) -> ListSessionsResponse {
+        match Self::list_inner(state, &auth).await {
+            Ok(body) => ListSessionsResponse::Status200(Json(body)),
+            Err(err) => err.respond(req),
+        }
+    }
+
+    /// One of the caller's sessions with its messages.
+    #[oai(
+        path = "/sessions/:sessionId",
+        method = "get",
+        operation_id = "getSession",
+        tag = "ApiTags::Sessions"
+    )]
+    async fn get(
+        &self,
+        req: &Request,
+        auth: BearerAuth,
+        #[oai(name = "sessionId")] session_id: Path<String>,
+        Data(state): Data<&Arc<AppState>>,
+    ) -> GetSessionResponse {
+        match Self::get_inner(state, &auth, &session_id).await {
+            Ok(body) => GetSessionResponse::Status200(Json(body)),
+            Err(err) => err.respond(req),
+        }
+    }
+
+    /// Ends one of the caller's sessions (idempotent).
+    #[oai(
+        path = "/sessions/:sessionId/end",
+        method = "post",
+        operation_id = "endSession",
+        tag = "ApiTags::Sessions"
+    )]
+    async fn end(
+        &self,
+        req: &Request,
+        auth: BearerAuth,
+        #[oai(name = "sessionId")] session_id: Path<String>,
+        Data(state): Data<&Arc<AppState>>,
+    ) -> EndSessionResponse {
+        match Self::end_inner(state, &auth, &session_id).await {
+            Ok(body) => EndSessionResponse::Status200(Json(body)),
+            Err(err) => err.respond(req),
+        }
+    }
+
+    /// Creates (or returns) the share token of one of the caller's sessions.
+    #[oai(
+        path = "/sessions/:sessionId/share",
+        method = "post",
+        operation_id = "shareSession",
+        tag = "ApiTags::Sessions"
+    )]
+    async fn share(
+        &self,
+        req: &Request,
+        auth: BearerAuth,
+        #[oai(name = "sessionId")] session_id: Path<String>,
+        Data(state): Data<&Arc<AppState>>,
+    ) -> ShareSessionResponse {
+        match Self::share_inner(state, &auth, &session_id).await {
+            Ok(body) => ShareSessionResponse::Status200(Json(body)),
+            Err(err) => err.respond(req),
+        }
+    }
+
+    /// Revokes the share token of one of the caller's sessions (harmless when there is none).
+    #[oai(
+        path = "/sessions/:sessionId/share",
+        method = "delete",
+        operation_id = "revokeShare",
+        tag = "ApiTags::Sessions"
+    )]
+    async fn revoke(
+        &self,
+        req: &Request,
+        auth: BearerAuth,
+        #[oai(name = "sessionId")] session_id: Path<String>,
+        Data(state): Data<&Arc<AppState>>,
+    ) -> RevokeShareResponse {
+        match Self::revoke_inner(state, &auth, &session_id).await {
+            Ok(body) => RevokeShareResponse::Status200(Json(body)),
+            Err(err) => err.respond(req),
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! `GET /shared/{shareToken}`: the public, read-only view of a shared session, behind the public rate
+//! limit (per client IP). A revoked or unknown token is 404 `Shared session not found`.
+
+use std::sync::Arc;
+
+use poem::Request;
+use poem::web::Data;
+use poem_openapi::OpenApi;
+use poem_openapi::param::Path;
+use poem_openapi::payload::Json;
+
+use crate::app::AppState;
+use crate::protocol::http::{GetSharedSessionResponse, SharedSession};
+
+use super::client_ip::client_ip;
+use super::error::{ApiError, from_wire};
+use super::tags::ApiTags;
+use super::views::session_messages;
+
+from_wire!(GetSharedSessionResponse { 404 => Status404, 500 => Status500 }, 429 => Status429);
+
+/// Shared sessions.
+pub struct SharedApi;
+
+/// The public limiter (one bucket per client IP, shared with the health and metrics routes).
+pub fn public_limit(state: &AppState, req: &Request) -> Result<(), ApiError> {
+    let ip = client_ip(req, &state.settings.http.trusted_proxies);
+    let key = ip.map_or_else(|| "unknown".to_string(), |ip| ip.to_string());
+    state.http_limits.public.check(&key).map_err(|wait| {
+        state
+            .metrics
+            .ratelimit_blocked
+            .with_label_values(&["message"])
+            .inc();
+        ApiError::RateLimited { wait, admin: false }
+    })
+}
+
+impl SharedApi {
+    async fn shared_inner(
+        state: &AppState,
+        req: &Request,
+        token: &str,
+    ) -> Result<SharedSession, ApiError> {
+        public_limit(state, req)?;
+        let session = state
+            .store
+            .session_by_share_token(token)
+            .await?
+            .ok_or(ApiError::SharedNotFound)?;
+        let messages = state.store.messages(&session.id, None).await?;
+        Ok(SharedSession {
+            session_id: session.id,
+            name: session.name,
+            messages: session_messages(&messages),
+        })
+    }
+}
+
+#[OpenApi]
+impl SharedApi {
+    /// A shared session, read-only.
+    #[oai(
+        path = "/shared/:shareToken",
+        method = "get",
+        operation_id = "getSharedSession",
+        tag = "ApiTags::Shared"
+    )]
+    async fn shared(
+        &self,
+        req: &Request,
+        #[oai(name = "shareToken")] token: Path<String>,
+        Data(state): Data<&Arc<AppState>>,
+    ) -> GetSharedSessionResponse {
+        match Self::shared_inner(state, req, &token).await {
+            Ok(body) => GetSharedSessionResponse::Status200(Json(body)),
+            Err(err) => err.respond(req),
+        }
+    }
+}

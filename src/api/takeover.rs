@@ -1,0 +1,245 @@
+//! Admin takeover over HTTP: `POST /admin/takeover/{sessionId}` (start assisting; the AI pauses),
+//! `DELETE` (stop; the AI answers again) and `POST .../transfer` (take over from another administrator).
+//! The live side (events to the user's devices, the paused AI) is the chat service's; these handlers
+//! check the session, map refusals to the spec's 400 texts and audit each action. The administrator's
+//! display name is the token's `name` claim (else the user id).
+
+use std::sync::Arc;
+
+use poem::Request;
+use poem::web::Data;
+use poem_openapi::OpenApi;
+use poem_openapi::param::Path;
+use poem_openapi::payload::Json;
+
+use crate::app::AppState;
+use crate::protocol::http::{
+    AdminEndTakeoverResponse, AdminTakeoverResponse, AdminTransferTakeoverResponse,
+    TakeoverResponse,
+};
+use crate::store::SessionRecord;
+
+use super::admin::audit;
+use super::audit::AuditKind;
+use super::auth::BearerAuth;
+use super::error::{ApiError, from_wire};
+use super::tags::ApiTags;
+
+from_wire!(AdminTakeoverResponse {
+    400 => Status400, 401 => Status401, 403 => Status403, 404 => Status404, 500 => Status500
+}, 429 => Status429);
+from_wire!(AdminEndTakeoverResponse {
+    400 => Status400, 401 => Status401, 403 => Status403, 404 => Status404, 500 => Status500
+}, 429 => Status429);
+from_wire!(AdminTransferTakeoverResponse {
+    400 => Status400, 401 => Status401, 403 => Status403, 404 => Status404, 500 => Status500
+}, 429 => Status429);
+
+use super::error::ENDED;
+
+async fn session(state: &AppState, session_id: &str) -> Result<SessionRecord, ApiError> {
+    state
+        .store
+        .get_session(session_id)
+        .await?
+        .ok_or(ApiError::SessionNotFound)
+}
+
+fn answer(message: &str, session: &SessionRecord, admin_id: String) -> TakeoverResponse {
+    TakeoverResponse {
+        message: message.into(),
+        session_id: session.id.clone(),
+        admin_id,
+    }
+}
+
+/// Takeover routes.
+pub struct TakeoverApi;
+
+impl TakeoverApi {
+    async fn take_inner(
+        state: &AppState,
+        auth: &BearerAuth,
+        session_id: &str,
+    ) -> Result<TakeoverResponse, ApiError> {
+        let admin = auth.admin(state)?;
+        let session = session(state, session_id).await?;
+        if !session.is_active() {
+            return Err(ApiError::BadRequest(ENDED.into()));
+        }
+        state
+            .chat
+            .take_over(&session, &admin.user_id, &admin.name)
+            .await?;
+        audit(
+            state,
+            &admin,
+            AuditKind::Takeover,
+            Some(&session.id),
+            Some(&session.user_id),
+            &[],
+        )
+        .await;
+        Ok(answer(
+            "Takeover initiated successfully",
+            &session,
+            admin.user_id,
+        ))
+    }
+
+    async fn leave_inner(
+        state: &AppState,
+        auth: &BearerAuth,
+        session_id: &str,
+    ) -> Result<TakeoverResponse, ApiError> {
+        let admin = auth.admin(state)?;
+        let session = session(state, session_id).await?;
+        match state.chat.assistant_of(&session) {
+            Some(current) if current.admin_id != admin.user_id => {
+                return Err(ApiError::BadRequest(format!(
+                    "session assisted by another admin: {} ({})",
+                    current.admin_name, current.admin_id
+                )));
+            }
+            Some(_) => {
+                state
+                    .chat
+                    .hand_back(&session, &admin.user_id, &admin.name)
+                    .await?;
+                audit(
+                    state,
+                    &admin,
+                    AuditKind::TakeoverEnd,
+                    Some(&session.id),
+                    Some(&session.user_id),
+                    &[],
+                )
+                .await;
+            }
+            // Nobody assists: nothing to end, nothing to announce.
+            None => {}
+        }
+        Ok(answer(
+            "Takeover ended successfully",
+            &session,
+            admin.user_id,
+        ))
+    }
+
+    async fn transfer_inner(
+        state: &AppState,
+        auth: &BearerAuth,
+        session_id: &str,
+    ) -> Result<TakeoverResponse, ApiError> {
+        let admin = auth.admin(state)?;
+        let session = session(state, session_id).await?;
+        if !session.is_active() {
+            return Err(ApiError::BadRequest(ENDED.into()));
+        }
+        match state
+            .chat
+            .transfer(&session, &admin.user_id, &admin.name)
+            .await?
+        {
+            Some(previous) => {
+                let details = [
+                    ("previous_admin_id", previous.admin_id),
+                    ("previous_admin_name", previous.admin_name),
+                ];
+                audit(
+                    state,
+                    &admin,
+                    AuditKind::TakeoverTransfer,
+                    Some(&session.id),
+                    Some(&session.user_id),
+                    &details,
+                )
+                .await;
+                Ok(answer(
+                    "Takeover transferred successfully",
+                    &session,
+                    admin.user_id,
+                ))
+            }
+            None => {
+                audit(
+                    state,
+                    &admin,
+                    AuditKind::Takeover,
+                    Some(&session.id),
+                    Some(&session.user_id),
+                    &[],
+                )
+                .await;
+                Ok(answer(
+                    "Takeover initiated successfully",
+                    &session,
+                    admin.user_id,
+                ))
+            }
+        }
+    }
+}
+
+#[OpenApi]
+impl TakeoverApi {
+    /// The calling administrator starts assisting a session.
+    #[oai(
+        path = "/admin/takeover/:sessionId",
+        method = "post",
+        operation_id = "adminTakeover",
+        tag = "ApiTags::Admin"
+    )]
+    async fn take_over(
+        &self,
+        req: &Request,
+        auth: BearerAuth,
+        #[oai(name = "sessionId")] session_id: Path<String>,
+        Data(state): Data<&Arc<AppState>>,
+    ) -> AdminTakeoverResponse {
+        match Self::take_inner(state, &auth, &session_id).await {
+            Ok(body) => AdminTakeoverResponse::Status200(Json(body)),
+            Err(err) => err.respond(req),
+        }
+    }
+
+    /// The calling administrator stops assisting a session.
+    #[oai(
+        path = "/admin/takeover/:sessionId",
+        method = "delete",
+        operation_id = "adminEndTakeover",
+        tag = "ApiTags::Admin"
+    )]
+    async fn leave(
+        &self,
+        req: &Request,
+        auth: BearerAuth,
+        #[oai(name = "sessionId")] session_id: Path<String>,
+        Data(state): Data<&Arc<AppState>>,
+    ) -> AdminEndTakeoverResponse {
+        match Self::leave_inner(state, &auth, &session_id).await {
+            Ok(body) => AdminEndTakeoverResponse::Status200(Json(body)),
+            Err(err) => err.respond(req),
+        }
+    }
+
+    /// The calling administrator takes a session over from whoever assists it.
+    #[oai(
+        path = "/admin/takeover/:sessionId/transfer",
+        method = "post",
+        operation_id = "adminTransferTakeover",
+        tag = "ApiTags::Admin"
+    )]
+    async fn transfer(
+        &self,
+        req: &Request,
+        auth: BearerAuth,
+        #[oai(name = "sessionId")] session_id: Path<String>,
+        Data(state): Data<&Arc<AppState>>,
+    ) -> AdminTransferTakeoverResponse {
+        match Self::transfer_inner(state, &auth, &session_id).await {
+            Ok(body) => AdminTransferTakeoverResponse::Status200(Json(body)),
+            Err(err) => err.respond(req),
+        }
+    }
+}

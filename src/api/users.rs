@@ -1,0 +1,253 @@
+//! Per-user administration: `GET /admin/users/{userId}/sessions` (one user's sessions, paged),
+//! `GET /admin/users/{userId}/export` (everything stored about the user, decrypted) and
+//! `DELETE /admin/users/{userId}` (ends the user's active sessions, notifying their devices, then deletes
+//! every session). Each is audited.
+
+use std::sync::Arc;
+
+use poem::Request;
+use poem::web::Data;
+use poem_openapi::OpenApi;
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use time::OffsetDateTime;
+
+use crate::app::AppState;
+use crate::protocol::http::{
+    AdminDeleteUserResponse, AdminExportUserResponse, AdminListUserSessionsResponse,
+    ExportedSession, UserDeleteResponse, UserExportResponse, UserSessionListResponse,
+};
+use crate::protocol::http_timestamp;
+use crate::store::{MAX_LIMIT, SessionQuery, SortField, SortOrder, StatusFilter};
+
+use super::admin::{audit, check_user_id};
+use super::audit::AuditKind;
+use super::auth::BearerAuth;
+use super::error::{ApiError, from_wire};
+use super::params::{Raw, effective_limit, effective_offset, strict_int};
+use super::tags::ApiTags;
+use super::views::{count, session_messages, session_metadata};
+
+from_wire!(AdminListUserSessionsResponse {
+    400 => Status400, 401 => Status401, 403 => Status403, 500 => Status500
+}, 429 => Status429);
+from_wire!(AdminExportUserResponse {
+    400 => Status400, 401 => Status401, 403 => Status403, 500 => Status500
+}, 429 => Status429);
+from_wire!(AdminDeleteUserResponse {
+    400 => Status400, 401 => Status401, 403 => Status403, 500 => Status500
+}, 429 => Status429);
+
+/// Per-user administration.
+pub struct UsersApi;
+
+impl UsersApi {
+    async fn sessions_inner(
+        state: &AppState,
+        auth: &BearerAuth,
+        user_id: &str,
+        limit: Option<&Raw<i64>>,
+        offset: Option<&Raw<i64>>,
+        cursor: Option<String>,
+    ) -> Result<UserSessionListResponse, ApiError> {
+        let admin = auth.admin(state)?;
+        check_user_id(user_id)?;
+        let limit = effective_limit(strict_int(limit, "limit").map_err(ApiError::BadRequest)?);
+        let offset = effective_offset(strict_int(offset, "offset").map_err(ApiError::BadRequest)?);
+        let cursor = cursor.filter(|c| !c.is_empty());
+        let offset = if cursor.is_some() { 0 } else { offset };
+        let page = state
+            .store
+            .list_sessions(&SessionQuery {
+                user_id: Some(user_id.to_string()),
+                sort_by: SortField::StartTime,
+                order: SortOrder::Desc,
+                limit: usize::try_from(limit).unwrap_or(100),
+                offset: usize::try_from(offset).unwrap_or(0),
+                cursor,
+                ..SessionQuery::default()
+            })
+            .await?;
+        audit(
+            state,
+            &admin,
+            AuditKind::UserSessionsView,
+            None,
+            Some(user_id),
+            &[],
+        )
+        .await;
+        let now = OffsetDateTime::now_utc();
+        let sessions: Vec<_> = page
+            .sessions
+            .iter()
+            .map(|s| session_metadata(s, now))
+            .collect();
+        Ok(UserSessionListResponse {
+            count: count(sessions.len()),
+            sessions,
+            user_id: user_id.to_string(),
+            limit,
+            offset,
+            next_cursor: page.next_cursor,
+        })
+    }
+
+    async fn export_inner(
+        state: &AppState,
+        auth: &BearerAuth,
+        user_id: &str,
+    ) -> Result<UserExportResponse, ApiError> {
+        let admin = auth.admin(state)?;
+        check_user_id(user_id)?;
+        let export = state.store.export_user(user_id).await?;
+        let now = OffsetDateTime::now_utc();
+        let mut sessions: Vec<_> = export.sessions.iter().collect();
+        // Oldest session first (ties by id, so the order is stable).
+        sessions.sort_by(|a, b| {
+            (a.session.started_at, &a.session.id).cmp(&(b.session.started_at, &b.session.id))
+        });
+        let sessions = sessions
+            .into_iter()
+            .map(|s| ExportedSession {
+                session: session_metadata(&s.session, now),
+                messages: session_messages(&s.messages),
+            })
+            .collect::<Vec<_>>();
+        let details = [("sessions_exported", sessions.len().to_string())];
+        audit(
+            state,
+            &admin,
+            AuditKind::UserExport,
+            None,
+            Some(user_id),
+            &details,
+        )
+        .await;
+        Ok(UserExportResponse {
+            user_id: user_id.to_string(),
+            exported_at: http_timestamp(now),
+            sessions,
+        })
+    }
+
+    async fn delete_inner(
+        state: &AppState,
+        auth: &BearerAuth,
+        user_id: &str,
+    ) -> Result<UserDeleteResponse, ApiError> {
+        let admin = auth.admin(state)?;
+        check_user_id(user_id)?;
+        // End the active sessions first (a user has at most one), so their devices are told and the
+        // gauges stay right.
+        let active = state
+            .store
+            .list_sessions(&SessionQuery {
+                user_id: Some(user_id.to_string()),
+                status: Some(StatusFilter::Active),
+                limit: MAX_LIMIT,
+                ..SessionQuery::default()
+            })
+            .await?;
+        for session in &active.sessions {
+            state.chat.end_session(session).await?;
+        }
+        let stats = state.store.delete_user(user_id).await?;
+        let sessions_deleted = i64::try_from(stats.sessions).unwrap_or(i64::MAX);
+        let messages_deleted = i64::try_from(stats.messages).unwrap_or(i64::MAX);
+        let details = [
+            ("sessions_deleted", sessions_deleted.to_string()),
+            ("messages_deleted", messages_deleted.to_string()),
+        ];
+        audit(
+            state,
+            &admin,
+            AuditKind::UserDelete,
+            None,
+            Some(user_id),
+            &details,
+        )
+        .await;
+        Ok(UserDeleteResponse {
+            status: "deleted".into(),
+            user_id: user_id.to_string(),
+            sessions_deleted,
+            messages_deleted,
+        })
+    }
+}
+
+#[OpenApi]
+impl UsersApi {
+    /// One user's sessions, newest first.
+    #[oai(
+        path = "/admin/users/:userId/sessions",
+        method = "get",
+        operation_id = "adminListUserSessions",
+        tag = "ApiTags::Admin"
+    )]
+    async fn sessions(
+        &self,
+        req: &Request,
+        auth: BearerAuth,
+        Data(state): Data<&Arc<AppState>>,
+        #[oai(name = "userId")] user_id: Path<String>,
+        limit: Query<Option<Raw<i64>>>,
+        offset: Query<Option<Raw<i64>>>,
+        cursor: Query<Option<String>>,
+    ) -> AdminListUserSessionsResponse {
+        match Self::sessions_inner(
+            state,
+            &auth,
+            &user_id,
+            limit.0.as_ref(),
+            offset.0.as_ref(),
+            cursor.0,
+        )
+        .await
+        {
+            Ok(body) => AdminListUserSessionsResponse::Status200(Json(body)),
+            Err(err) => err.respond(req),
+        }
+    }
+
+    /// Everything stored about one user.
+    #[oai(
+        path = "/admin/users/:userId/export",
+        method = "get",
+        operation_id = "adminExportUser",
+        tag = "ApiTags::Admin"
+    )]
+    async fn export(
+        &self,
+        req: &Request,
+        auth: BearerAuth,
+        Data(state): Data<&Arc<AppState>>,
+        #[oai(name = "userId")] user_id: Path<String>,
+    ) -> AdminExportUserResponse {
+        match Self::export_inner(state, &auth, &user_id).await {
+            Ok(body) => AdminExportUserResponse::Status200(Json(body)),
+            Err(err) => err.respond(req),
+        }
+    }
+
+    /// Deletes everything stored about one user.
+    #[oai(
+        path = "/admin/users/:userId",
+        method = "delete",
+        operation_id = "adminDeleteUser",
+        tag = "ApiTags::Admin"
+    )]
+    async fn delete(
+        &self,
+        req: &Request,
+        auth: BearerAuth,
+        Data(state): Data<&Arc<AppState>>,
+        #[oai(name = "userId")] user_id: Path<String>,
+    ) -> AdminDeleteUserResponse {
+        match Self::delete_inner(state, &auth, &user_id).await {
+            Ok(body) => AdminDeleteUserResponse::Status200(Json(body)),
+            Err(err) => err.respond(req),
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! Conversions from store records to the wire shapes of the HTTP API (`SessionMetadata`,
+//! `SessionMessage`), with the Go service's time format and figures.
+
+use time::OffsetDateTime;
+
+use crate::protocol::http::{Sender, SessionMessage, SessionMetadata};
+use crate::protocol::http_timestamp;
+use crate::store::{MessageRecord, SessionRecord};
+
+/// The summary of a session as of `now` (an active session's duration runs until `now`).
+pub fn session_metadata(session: &SessionRecord, now: OffsetDateTime) -> SessionMetadata {
+    let end = session.ended_at.unwrap_or(now);
+    let duration = (end - session.started_at).whole_seconds().max(0);
+    SessionMetadata {
+        id: session.id.clone(),
+        user_id: session.user_id.clone(),
+        name: session.name.clone(),
+        last_activity: http_timestamp(session.last_activity.unwrap_or(session.started_at)),
+        message_count: session.message_count.max(0),
+        admin_assisted: session.admin_assisted,
+        start_time: http_timestamp(session.started_at),
+        end_time: session.ended_at.map(http_timestamp),
+        is_active: session.is_active(),
+        duration,
+        total_tokens: session.total_tokens.max(0),
+        max_response_time: session.max_response_ms.max(0),
+        avg_response_time: session.avg_response_ms.max(0),
+        assisting_admin_name: session
+            .assisting_admin_name
+            .clone()
+            .filter(|n| !n.is_empty()),
+        share_token: session.share_token.clone().filter(|t| !t.is_empty()),
+        help_requested: session.help_requested.then_some(true),
+        model_id: Some(session.model_id.clone()).filter(|m| !m.is_empty()),
+        assisting_admin_id: session
+            .assisting_admin_id
+            .clone()
+            .filter(|id| !id.is_empty()),
+    }
+}
+
+/// A stored message as the HTTP API shows it (no `type` field).
+pub fn session_message(message: &MessageRecord) -> SessionMessage {
+    SessionMessage {
+        content: message.content.clone(),
+        timestamp: http_timestamp(message.timestamp),
+        sender: sender(&message.sender),
+        file_id: message.file_id.clone().filter(|f| !f.is_empty()),
+        file_url: message.file_url.clone().filter(|f| !f.is_empty()),
+        metadata: (!message.metadata.is_empty()).then(|| message.metadata.clone()),
+        seq: (message.seq >= 1).then(|| i64::try_from(message.seq).unwrap_or(i64::MAX)),
+    }
+}
+
+/// The messages of a session as the HTTP API shows them.
+pub fn session_messages(messages: &[MessageRecord]) -> Vec<SessionMessage> {
+    messages.iter().map(session_message).collect()
+}
+
+/// The wire sender of a stored message; values outside the enum (never written by this server) show as
+/// `system`.
+fn sender(stored: &str) -> Sender {
+    match stored {
+        "user" => Sender::User,
+        "ai" => Sender::Ai,
+        "admin" => Sender::Admin,
+        _ => Sender::System,
+    }
+}
+
+/// A count as the wire's signed integer.
+pub fn count(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,142 @@
+//! Email through SMTP with lettre: one multipart (text + HTML) message to every admin address, retried on
+//! connection errors, timeouts and transient (4xx) replies.
+
+use std::time::Duration;
+
+use lettre::message::{Mailbox, MultiPart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use secrecy::ExposeSecret;
+
+use super::config::{NotifyConfig, SmtpTls};
+use super::content::{HelpEvent, email_html, email_subject, email_text};
+use super::{NotifyError, retry_delay};
+
+/// A configured SMTP channel.
+pub(crate) struct EmailChannel {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: Mailbox,
+    to: Vec<Mailbox>,
+    retries: u32,
+    backoff: Duration,
+    /// `host:port`, for logs.
+    server: String,
+}
+
+fn mailbox(key: &str, text: &str) -> Result<Mailbox, NotifyError> {
+    text.parse::<Mailbox>()
+        .map_err(|_| NotifyError::Setup(format!("{key}: {text:?} is not an email address")))
+}
+
+impl EmailChannel {
+    /// Builds the channel when `smtp_host` is set.
+    pub(crate) fn from_config(config: &NotifyConfig) -> Result<Option<Self>, NotifyError> {
+        let Some(host) = config.smtp_host.as_deref().map(str::trim) else {
+            return Ok(None);
+        };
+        let from = mailbox(
+            "notification.email_from",
+            config.email_from.as_deref().ok_or_else(|| {
+                NotifyError::Setup("notification.email_from is required with smtp_host".into())
+            })?,
+        )?;
+        let to = config
+            .admin_emails
+            .iter()
+            .map(|a| mailbox("notification.admin_emails", a))
+            .collect::<Result<Vec<_>, _>>()?;
+        if to.is_empty() {
+            return Err(NotifyError::Setup(
+                "notification.admin_emails has no recipient".into(),
+            ));
+        }
+        let port = config.smtp_port();
+        let tls_host = host.trim_start_matches('[').trim_end_matches(']');
+        let tls = match config.smtp_tls {
+            SmtpTls::None => Tls::None,
+            SmtpTls::Starttls => Tls::Required(tls_parameters(tls_host)?),
+            SmtpTls::Tls => Tls::Wrapper(tls_parameters(tls_host)?),
+        };
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(tls_host)
+            .port(port)
+            .tls(tls)
+            .timeout(Some(config.smtp_timeout));
+        if let (Some(user), Some(pass)) = (&config.smtp_username, &config.smtp_password) {
+            builder = builder.credentials(Credentials::new(
+                user.expose_secret().to_string(),
+                pass.expose_secret().to_string(),
+            ));
+        }
+        Ok(Some(Self {
+            transport: builder.build(),
+            from,
+            to,
+            retries: config.email_retries,
+            backoff: config.retry_backoff,
+            server: format!("{host}:{port}"),
+        }))
+    }
+
+    /// The message for `event`.
+    pub(crate) fn message(
+        &self,
+        event: &HelpEvent,
+        link: Option<&str>,
+    ) -> Result<Message, NotifyError> {
+        let mut builder = Message::builder()
+            .from(self.from.clone())
+            .subject(email_subject(event));
+        for to in &self.to {
+            builder = builder.to(to.clone());
+        }
+        builder
+            .multipart(MultiPart::alternative_plain_html(
+                email_text(event),
+                email_html(event, link),
+            ))
+            .map_err(|e| NotifyError::Message(e.to_string()))
+    }
+
+    /// Sends the notification, retrying what may succeed later.
+    pub(crate) async fn send(
+        &self,
+        event: &HelpEvent,
+        link: Option<&str>,
+    ) -> Result<(), NotifyError> {
+        let message = self.message(event, link)?;
+        let mut attempt = 0;
+        loop {
+            match self.transport.send(message.clone()).await {
+                Ok(_) => return Ok(()),
+                Err(e) => {
+                    let retryable = !(e.is_permanent() || e.is_client() || e.is_tls());
+                    if !retryable || attempt >= self.retries {
+                        return Err(NotifyError::Smtp(e.to_string()));
+                    }
+                    let delay = retry_delay(self.backoff, attempt, None);
+                    tracing::warn!(
+                        server = %self.server,
+                        session_id = %event.session_id,
+                        attempt = attempt + 1,
+                        retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                        error = %e,
+                        "help notification email failed, retrying"
+                    );
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    /// `host:port` of the SMTP server.
+    pub(crate) fn server(&self) -> &str {
+        &self.server
+    }
+}
+
+fn tls_parameters(host: &str) -> Result<TlsParameters, NotifyError> {
+    TlsParameters::new(host.to_string())
+        .map_err(|e| NotifyError::Setup(format!("SMTP TLS for {host}: {e}")))
+}

@@ -1,0 +1,340 @@
+//! Help-request notifications: email (SMTP through lettre) and a signed webhook, delivered in the
+//! background so the user's request is never delayed or failed by them. Failures are logged (never with
+//! secrets) and counted in `chatbox_notifications_total{channel,outcome}`; shutdown waits for deliveries
+//! in flight up to a deadline ([`Notifier::drain`]). The live `help_request` event to connected admins is
+//! sent by the chat service through the hub, not here.
+
+mod config;
+mod content;
+mod email;
+mod error;
+mod webhook;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+pub use config::{NotifyConfig, SmtpTls};
+pub use content::{
+    HelpEvent, WebhookPayload, admin_link, email_html, email_subject, email_text, escape_html,
+};
+pub use error::NotifyError;
+pub use webhook::{DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, signature};
+
+use crate::metrics::Metrics;
+use email::EmailChannel;
+use webhook::WebhookChannel;
+
+/// Longest wait between two attempts.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
+/// Longest `Retry-After` honoured.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// A notification channel; its name is the `channel` label of the metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    /// SMTP email.
+    Email,
+    /// Signed JSON webhook.
+    Webhook,
+}
+
+impl Channel {
+    /// `email` or `webhook`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Email => "email",
+            Self::Webhook => "webhook",
+        }
+    }
+}
+
+/// Delay before retry number `attempt + 1`: `base * 2^attempt`, capped, or the receiver's `Retry-After`
+/// when that is longer (itself capped).
+pub(crate) fn retry_delay(base: Duration, attempt: u32, retry_after: Option<Duration>) -> Duration {
+    let exponential = base
+        .saturating_mul(2u32.saturating_pow(attempt.min(16)))
+        .min(MAX_RETRY_DELAY);
+    match retry_after {
+        Some(wait) => exponential.max(wait.min(MAX_RETRY_AFTER)),
+        None => exponential,
+    }
+}
+
+/// Counts deliveries in flight and wakes [`Notifier::drain`] when none is left.
+#[derive(Default)]
+struct InFlight {
+    count: AtomicUsize,
+    idle: Notify,
+}
+
+/// Held by a delivery task; dropping it marks the delivery finished.
+struct InFlightGuard(Arc<InFlight>);
+
+impl InFlight {
+    fn enter(self: &Arc<Self>) -> InFlightGuard {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        InFlightGuard(Arc::clone(self))
+    }
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+struct Channels {
+    admin_panel_base: Option<String>,
+    email: Option<EmailChannel>,
+    webhook: Option<WebhookChannel>,
+}
+
+/// Sends help-request notifications on every configured channel.
+pub struct Notifier {
+    channels: Arc<Channels>,
+    metrics: Arc<Metrics>,
+    in_flight: Arc<InFlight>,
+    closing: AtomicBool,
+}
+
+impl Notifier {
+    /// Builds the channels `config` enables (none: every notification is skipped quietly).
+    pub fn new(config: &NotifyConfig, metrics: Arc<Metrics>) -> Result<Self, NotifyError> {
+        let channels = Channels {
+            admin_panel_base: config.admin_panel_base(),
+            email: EmailChannel::from_config(config)?,
+            webhook: WebhookChannel::from_config(config)?,
+        };
+        if let Some(email) = &channels.email {
+            tracing::info!(server = %email.server(), "help notifications by email enabled");
+        }
+        if let Some(webhook) = &channels.webhook {
+            tracing::info!(target_url = %webhook.target(), "help notifications by webhook enabled");
+        }
+        Ok(Self {
+            channels: Arc::new(channels),
+            metrics,
+            in_flight: Arc::new(InFlight::default()),
+            closing: AtomicBool::new(false),
+        })
+    }
+
+    /// The configured channels.
+    pub fn channels(&self) -> Vec<Channel> {
+        let mut list = Vec::new();
+        if self.channels.email.is_some() {
+            list.push(Channel::Email);
+        }
+        if self.channels.webhook.is_some() {
+            list.push(Channel::Webhook);
+        }
+        list
+    }
+
+    /// Starts delivering `event` on every configured channel and returns at once: delivery runs on its
+    /// own task, its outcome is logged and counted, never reported to the caller. After
+    /// [`Notifier::drain`] has begun, events are skipped.
+    pub fn help_requested(&self, event: HelpEvent) {
+        let channels = self.channels();
+        if channels.is_empty() {
+            tracing::debug!(session_id = %event.session_id, "no notification channel configured, help notification skipped");
+            return;
+        }
+        if self.closing.load(Ordering::SeqCst) {
+            tracing::info!(session_id = %event.session_id, "shutting down, help notification skipped");
+            self.count_skipped();
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::error!(session_id = %event.session_id, "no async runtime, help notification skipped");
+            self.count_skipped();
+            return;
+        };
+        let guard = self.in_flight.enter();
+        let channels = Arc::clone(&self.channels);
+        let metrics = Arc::clone(&self.metrics);
+        runtime.spawn(async move {
+            let _guard = guard;
+            deliver(&channels, &metrics, &event).await;
+        });
+    }
+
+    /// Delivers `event` on every configured channel and waits for the outcome (what
+    /// [`Notifier::help_requested`] runs in the background). Outcomes are logged and counted here too.
+    pub async fn deliver(&self, event: &HelpEvent) -> Vec<(Channel, Result<(), NotifyError>)> {
+        let _guard = self.in_flight.enter();
+        deliver(&self.channels, &self.metrics, event).await
+    }
+
+    /// Records a help request whose notification the per-session limit suppressed: `skipped` for every
+    /// configured channel.
+    pub fn help_limited(&self, session_id: &str) {
+        if !self.channels().is_empty() {
+            tracing::info!(session_id = %session_id, "help notification skipped by the per-session limit");
+            self.count_skipped();
+        }
+    }
+
+    /// Stops accepting new notifications and waits until the deliveries in flight have finished or
+    /// `deadline` has passed. Returns true when none is left.
+    pub async fn drain(&self, deadline: Instant) -> bool {
+        self.closing.store(true, Ordering::SeqCst);
+        loop {
+            let notified = self.in_flight.idle.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let left = self.in_flight.count.load(Ordering::SeqCst);
+            if left == 0 {
+                return true;
+            }
+            tokio::select! {
+                () = &mut notified => {}
+                () = tokio::time::sleep_until(deadline) => {
+                    let left = self.in_flight.count.load(Ordering::SeqCst);
+                    if left > 0 {
+                        tracing::warn!(in_flight = left, "shutdown deadline reached with help notifications still being delivered");
+                    }
+                    return left == 0;
+                }
+            }
+        }
+    }
+
+    /// Deliveries currently running.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.count.load(Ordering::SeqCst)
+    }
+
+    fn count_skipped(&self) {
+        for channel in self.channels() {
+            self.metrics
+                .notifications
+                .with_label_values(&[channel.as_str(), "skipped"])
+                .inc();
+        }
+    }
+}
+
+async fn deliver(
+    channels: &Channels,
+    metrics: &Metrics,
+    event: &HelpEvent,
+) -> Vec<(Channel, Result<(), NotifyError>)> {
+    let link = admin_link(channels.admin_panel_base.as_deref(), &event.session_id);
+    let email = async {
+        match &channels.email {
+            Some(email) => Some((Channel::Email, email.send(event, link.as_deref()).await)),
+            None => None,
+        }
+    };
+    let webhook = async {
+        match &channels.webhook {
+            Some(webhook) => Some((Channel::Webhook, webhook.send(event, link.as_deref()).await)),
+            None => None,
+        }
+    };
+    let (email, webhook) = tokio::join!(email, webhook);
+    let outcomes: Vec<_> = [email, webhook].into_iter().flatten().collect();
+    for (channel, outcome) in &outcomes {
+        match outcome {
+            Ok(()) => {
+                tracing::info!(channel = channel.as_str(), session_id = %event.session_id, "help notification sent");
+                metrics
+                    .notifications
+                    .with_label_values(&[channel.as_str(), "sent"])
+                    .inc();
+            }
+            Err(e) => {
+                tracing::error!(channel = channel.as_str(), session_id = %event.session_id, error = %e, "help notification failed");
+                metrics
+                    .notifications
+                    .with_label_values(&[channel.as_str(), "failed"])
+                    .inc();
+            }
+        }
+    }
+    outcomes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counter(metrics: &Metrics, channel: &str, outcome: &str) -> u64 {
+        metrics
+            .notifications
+            .with_label_values(&[channel, outcome])
+            .get()
+    }
+
+    #[test]
+    fn retry_delays_double_and_are_capped() {
+        let base = Duration::from_millis(100);
+        assert_eq!(retry_delay(base, 0, None), Duration::from_millis(100));
+        assert_eq!(retry_delay(base, 3, None), Duration::from_millis(800));
+        assert_eq!(retry_delay(base, 40, None), MAX_RETRY_DELAY);
+        assert_eq!(
+            retry_delay(base, 0, Some(Duration::from_secs(2))),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            retry_delay(base, 0, Some(Duration::from_secs(3600))),
+            MAX_RETRY_AFTER
+        );
+    }
+
+    #[tokio::test]
+    async fn nothing_configured_skips_quietly() {
+        let metrics = Arc::new(Metrics::new());
+        let notifier = Notifier::new(&NotifyConfig::default(), Arc::clone(&metrics)).unwrap();
+        assert!(notifier.channels().is_empty());
+        notifier.help_requested(HelpEvent::now("u", None, "s"));
+        notifier.help_limited("s");
+        assert!(
+            notifier
+                .deliver(&HelpEvent::now("u", None, "s"))
+                .await
+                .is_empty()
+        );
+        assert_eq!(notifier.in_flight(), 0);
+        assert!(notifier.drain(Instant::now()).await);
+        for outcome in ["sent", "failed", "skipped"] {
+            assert_eq!(counter(&metrics, "email", outcome), 0);
+            assert_eq!(counter(&metrics, "webhook", outcome), 0);
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_webhook_fails_after_its_retries_and_drain_waits_for_it() {
+        // A port that was free a moment ago: connections are refused.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut config = NotifyConfig::default();
+        config.webhook_url = Some(format!("http://127.0.0.1:{port}/hook").into());
+        config.webhook_retries = 2;
+        config.retry_backoff = Duration::from_millis(5);
+        let metrics = Arc::new(Metrics::new());
+        let notifier = Notifier::new(&config, Arc::clone(&metrics)).unwrap();
+        notifier.help_requested(HelpEvent::now("u", None, "s"));
+        assert!(
+            notifier
+                .drain(Instant::now() + Duration::from_secs(10))
+                .await
+        );
+        assert_eq!(counter(&metrics, "webhook", "failed"), 1);
+        // Once draining, new events are skipped and counted as such.
+        notifier.help_requested(HelpEvent::now("u", None, "s"));
+        notifier.help_limited("s");
+        assert_eq!(counter(&metrics, "webhook", "skipped"), 2);
+        assert_eq!(counter(&metrics, "email", "skipped"), 0);
+    }
+}

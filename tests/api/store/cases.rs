@@ -1,0 +1,864 @@
+//! The conformance cases: each takes a fresh [`Backend`] and must pass on every store.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use chatbox::store::crypto::{Binding, Keyring, parse_key};
+use chatbox::store::{
+    AppendOutcome, AssistingAdmin, CryptoError, MessageRecord, SessionQuery, SessionRecord,
+    SortField, SortOrder, StatusFilter, Store, StoreError, TurnUsage, now,
+};
+use time::Duration;
+
+use super::{Backend, KEY_A, KEY_B};
+
+fn msg(id: &str, seq: u64, text: &str) -> MessageRecord {
+    MessageRecord::new(id, seq, "user", text)
+}
+
+async fn new_session(store: &Arc<dyn Store>, user: &str) -> SessionRecord {
+    store
+        .get_or_create_active(user, None, "demo")
+        .await
+        .unwrap()
+        .session
+}
+
+pub async fn concurrent_first_messages_create_one_session(backend: Backend) {
+    let store = backend.open().await;
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let preferred = format!("{i:032x}");
+            store
+                .get_or_create_active("alice", Some(&preferred), "demo")
+                .await
+                .unwrap()
+        }));
+    }
+    let mut ids = HashSet::new();
+    let mut created = 0;
+    for t in tasks {
+        let active = t.await.unwrap();
+        ids.insert(active.session.id.clone());
+        created += usize::from(active.created);
+    }
+    assert_eq!(
+        ids.len(),
+        1,
+        "one active session for concurrent callers: {ids:?}"
+    );
+    assert_eq!(created, 1);
+    let listed = store.list_user_sessions("alice", 100).await.unwrap();
+    assert_eq!(listed.len(), 1, "no orphan sessions are left behind");
+    let id = ids.into_iter().next().unwrap();
+    assert_eq!(store.active_session_id("alice").await.unwrap(), Some(id));
+}
+
+pub async fn reserved_id_is_used_and_ended_session_is_replaced(backend: Backend) {
+    let store = backend.open().await;
+    let reserved = chatbox::store::new_session_id();
+    assert_eq!(reserved.len(), 32);
+    let first = store
+        .get_or_create_active("bob", Some(&reserved), "m1")
+        .await
+        .unwrap();
+    assert!(first.created);
+    assert_eq!(first.session.id, reserved);
+    assert_eq!(first.session.model_id, "m1");
+    assert!(first.session.is_active());
+    let again = store.get_or_create_active("bob", None, "m1").await.unwrap();
+    assert!(!again.created);
+    assert_eq!(again.session.id, reserved);
+
+    store.end_session(&reserved, now()).await.unwrap();
+    assert_eq!(store.active_session_id("bob").await.unwrap(), None);
+    // The ended session's id is taken: a fresh id is used.
+    let next = store
+        .get_or_create_active("bob", Some(&reserved), "m1")
+        .await
+        .unwrap();
+    assert!(next.created);
+    assert_ne!(next.session.id, reserved);
+    // Another user's session id cannot be adopted.
+    let other = store
+        .get_or_create_active("carol", Some(&next.session.id), "m1")
+        .await
+        .unwrap();
+    assert_ne!(other.session.id, next.session.id);
+    assert_eq!(
+        store
+            .get_session(&next.session.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .user_id,
+        "bob"
+    );
+}
+
+pub async fn append_is_idempotent_by_message_id(backend: Backend) {
+    let store = backend.open().await;
+    let s = new_session(&store, "u1").await;
+    let mut first = msg("m-1", 1, "hello there");
+    first.client_msg_id = Some("c-1".into());
+    first.metadata.insert("k".into(), "v".into());
+    assert_eq!(
+        store.append_message(&s.id, &first).await.unwrap(),
+        AppendOutcome::Stored
+    );
+    assert_eq!(
+        store.append_message(&s.id, &first).await.unwrap(),
+        AppendOutcome::Duplicate
+    );
+    let mut answer = MessageRecord::new("m-2", 3, "ai", "general kenobi");
+    answer.model_id = Some("demo".into());
+    answer.partial = true;
+    answer.file_id = Some("f".into());
+    answer.file_url = Some("https://x/f".into());
+    store.append_message(&s.id, &answer).await.unwrap();
+
+    let session = store.get_session(&s.id).await.unwrap().unwrap();
+    assert_eq!(session.message_count, 2);
+    assert_eq!(session.last_seq, 3);
+    assert_eq!(session.last_activity, Some(answer.timestamp));
+    let all = store.messages(&s.id, None).await.unwrap();
+    assert_eq!(all, vec![first.clone(), answer.clone()]);
+    let after = store.messages(&s.id, Some(1)).await.unwrap();
+    assert_eq!(after, vec![answer]);
+    assert!(matches!(
+        store.append_message("missing-session", &first).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+pub async fn ended_session_refuses_messages_and_ending_twice_changes_nothing(backend: Backend) {
+    let store = backend.open().await;
+    let s = new_session(&store, "u2").await;
+    store
+        .append_message(&s.id, &msg("a", 1, "x"))
+        .await
+        .unwrap();
+    let end = now() + Duration::seconds(90);
+    let first = store.end_session(&s.id, end).await.unwrap();
+    assert!(first.ended_now);
+    assert_eq!(first.session.ended_at, Some(end));
+    assert!(first.session.duration_secs >= 89);
+    let second = store
+        .end_session(&s.id, end + Duration::hours(1))
+        .await
+        .unwrap();
+    assert!(!second.ended_now);
+    assert_eq!(second.session.ended_at, Some(end));
+    assert!(matches!(
+        store.append_message(&s.id, &msg("b", 2, "y")).await,
+        Err(StoreError::SessionEnded)
+    ));
+    // A retry of a message stored before the end is still a harmless duplicate.
+    assert_eq!(
+        store
+            .append_message(&s.id, &msg("a", 1, "x"))
+            .await
+            .unwrap(),
+        AppendOutcome::Duplicate
+    );
+    assert!(matches!(
+        store.end_session("nope", end).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+pub async fn session_figures_are_persisted(backend: Backend) {
+    let store = backend.open().await;
+    let s = new_session(&store, "u3").await;
+    store.set_name(&s.id, "Where is my order?").await.unwrap();
+    store.set_model(&s.id, "claude").await.unwrap();
+    store.set_help_requested(&s.id, true).await.unwrap();
+    let admin = AssistingAdmin {
+        id: "adm".into(),
+        name: "Ada".into(),
+    };
+    store.set_assistance(&s.id, Some(&admin)).await.unwrap();
+    let at = now();
+    for (tokens, ms) in [(100, 300), (50, 900), (10, 600)] {
+        store
+            .record_usage(
+                &s.id,
+                TurnUsage {
+                    tokens,
+                    response_ms: ms,
+                    at,
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let got = store.get_session(&s.id).await.unwrap().unwrap();
+    assert_eq!(got.name, "Where is my order?");
+    assert_eq!(got.model_id, "claude");
+    assert!(got.help_requested);
+    assert!(got.admin_assisted);
+    assert_eq!(got.assisting_admin_id.as_deref(), Some("adm"));
+    assert_eq!(got.assisting_admin_name.as_deref(), Some("Ada"));
+    assert_eq!(got.total_tokens, 160);
+    assert_eq!(got.max_response_ms, 900);
+    assert_eq!(got.avg_response_ms, 600);
+    assert_eq!(got.response_count, 3);
+    let today = at.date();
+    assert_eq!(store.user_tokens_on("u3", today).await.unwrap(), 160);
+    assert_eq!(
+        store
+            .user_tokens_on("u3", today.previous_day().unwrap())
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(store.user_tokens_on("other", today).await.unwrap(), 0);
+
+    store.set_assistance(&s.id, None).await.unwrap();
+    store.set_help_requested(&s.id, false).await.unwrap();
+    let got = store.get_session(&s.id).await.unwrap().unwrap();
+    assert!(got.admin_assisted, "the session stays marked as assisted");
+    assert_eq!(got.assisting_admin_id, None);
+    assert!(!got.help_requested);
+    assert!(matches!(
+        store.set_name("nope", "x").await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+pub async fn share_tokens_are_unique_and_revocable(backend: Backend) {
+    let store = backend.open().await;
+    let mut tokens = HashSet::new();
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let s = new_session(&store, &format!("sharer{i}")).await;
+        let token = store.share(&s.id).await.unwrap();
+        assert_eq!(
+            store.share(&s.id).await.unwrap(),
+            token,
+            "sharing again returns the same token"
+        );
+        assert!(tokens.insert(token.clone()));
+        ids.push((s.id, token));
+    }
+    let (id, token) = &ids[0];
+    let shared = store.session_by_share_token(token).await.unwrap().unwrap();
+    assert_eq!(&shared.id, id);
+    assert_eq!(shared.share_token.as_ref(), Some(token));
+    assert!(store.revoke_share(id).await.unwrap());
+    assert!(!store.revoke_share(id).await.unwrap());
+    assert!(store.session_by_share_token(token).await.unwrap().is_none());
+    let fresh = store.share(id).await.unwrap();
+    assert_ne!(&fresh, token);
+    assert!(store.session_by_share_token("").await.unwrap().is_none());
+    assert!(
+        store
+            .session_by_share_token("unknown")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+/// The expected order of `rows` under a sort, computed here independently of the stores.
+fn expected(rows: &[SessionRecord], field: SortField, order: SortOrder) -> Vec<String> {
+    let mut rows: Vec<&SessionRecord> = rows.iter().collect();
+    rows.sort_by(|a, b| {
+        let ord = match field {
+            SortField::StartTime => a.started_at.cmp(&b.started_at),
+            SortField::EndTime => a.ended_at.cmp(&b.ended_at),
+            SortField::MessageCount => a.message_count.cmp(&b.message_count),
+            SortField::TotalTokens => a.total_tokens.cmp(&b.total_tokens),
+            SortField::UserId => a.user_id.cmp(&b.user_id),
+        };
+        ord.then_with(|| a.id.cmp(&b.id))
+    });
+    if order == SortOrder::Desc {
+        rows.reverse();
+    }
+    rows.into_iter().map(|r| r.id.clone()).collect()
+}
+
+fn ids(rows: &[SessionRecord]) -> Vec<String> {
+    rows.iter().map(|r| r.id.clone()).collect()
+}
+
+pub async fn admin_list_sorts_filters_and_paginates(backend: Backend) {
+    let store = backend.open().await;
+    // 12 sessions of 4 users; message counts, tokens, status and assistance vary.
+    for i in 0..12u64 {
+        let user = format!("user{}", i % 4);
+        let s = new_session(&store, &user).await;
+        for m in 0..(i * 7 % 5) {
+            store
+                .append_message(&s.id, &msg(&format!("m{m}"), m + 1, "hi"))
+                .await
+                .unwrap();
+        }
+        if i % 3 == 0 {
+            store
+                .record_usage(
+                    &s.id,
+                    TurnUsage {
+                        tokens: (i as i64 * 37) % 11,
+                        response_ms: 10,
+                        at: now(),
+                    },
+                )
+                .await
+                .unwrap();
+        }
+        if i % 4 == 1 {
+            let admin = AssistingAdmin {
+                id: "a".into(),
+                name: "A".into(),
+            };
+            store.set_assistance(&s.id, Some(&admin)).await.unwrap();
+        }
+        if i < 8 {
+            store
+                .end_session(&s.id, now() + Duration::seconds((i * 13 % 7) as i64))
+                .await
+                .unwrap();
+        }
+    }
+    let all: Vec<SessionRecord> = {
+        let q = SessionQuery {
+            limit: 1000,
+            ..SessionQuery::default()
+        };
+        store.list_sessions(&q).await.unwrap().sessions
+    };
+    assert_eq!(all.len(), 12);
+    assert!(all.iter().all(|s| s.name.is_empty()));
+    let counts: HashSet<i64> = all.iter().map(|s| s.message_count).collect();
+    assert!(counts.len() > 2, "message counts differ: {counts:?}");
+
+    let fields = [
+        SortField::StartTime,
+        SortField::EndTime,
+        SortField::MessageCount,
+        SortField::TotalTokens,
+        SortField::UserId,
+    ];
+    for field in fields {
+        for order in [SortOrder::Asc, SortOrder::Desc] {
+            let want = expected(&all, field, order);
+            let q = SessionQuery {
+                sort_by: field,
+                order,
+                limit: 100,
+                ..SessionQuery::default()
+            };
+            let got = store.list_sessions(&q).await.unwrap();
+            assert_eq!(ids(&got.sessions), want, "sort {field:?} {order:?}");
+            assert!(got.next_cursor.is_none());
+
+            // Offset pagination.
+            let q = SessionQuery {
+                limit: 5,
+                offset: 5,
+                ..q
+            };
+            let page = store.list_sessions(&q).await.unwrap();
+            assert_eq!(
+                ids(&page.sessions),
+                want[5..10].to_vec(),
+                "offset {field:?} {order:?}"
+            );
+
+            // Cursor pagination walks the same order.
+            let mut walked = Vec::new();
+            let mut cursor = None;
+            loop {
+                let q = SessionQuery {
+                    sort_by: field,
+                    order,
+                    limit: 5,
+                    cursor: cursor.clone(),
+                    ..SessionQuery::default()
+                };
+                let page = store.list_sessions(&q).await.unwrap();
+                walked.extend(ids(&page.sessions));
+                match page.next_cursor {
+                    Some(c) => cursor = Some(c),
+                    None => break,
+                }
+            }
+            assert_eq!(walked, want, "cursor {field:?} {order:?}");
+        }
+    }
+
+    // Filters, alone and combined, with each sort.
+    type Predicate = Box<dyn Fn(&SessionRecord) -> bool>;
+    let filters: Vec<(SessionQuery, Predicate)> = vec![
+        (
+            SessionQuery {
+                status: Some(StatusFilter::Active),
+                ..SessionQuery::default()
+            },
+            Box::new(|s: &SessionRecord| s.is_active()),
+        ),
+        (
+            SessionQuery {
+                status: Some(StatusFilter::Ended),
+                admin_assisted: Some(true),
+                ..SessionQuery::default()
+            },
+            Box::new(|s: &SessionRecord| !s.is_active() && s.admin_assisted),
+        ),
+        (
+            SessionQuery {
+                admin_assisted: Some(false),
+                ..SessionQuery::default()
+            },
+            Box::new(|s: &SessionRecord| !s.admin_assisted),
+        ),
+        (
+            SessionQuery {
+                user_id: Some("user1".into()),
+                ..SessionQuery::default()
+            },
+            Box::new(|s: &SessionRecord| s.user_id == "user1"),
+        ),
+        (
+            SessionQuery {
+                user_id: Some("user2".into()),
+                status: Some(StatusFilter::Ended),
+                ..SessionQuery::default()
+            },
+            Box::new(|s: &SessionRecord| s.user_id == "user2" && !s.is_active()),
+        ),
+    ];
+    let mut by_start = all.clone();
+    by_start.sort_by_key(|s| (s.started_at, s.id.clone()));
+    let from = by_start[3].started_at;
+    let to = by_start[8].started_at;
+    for (base, pred) in &filters {
+        for field in fields {
+            for order in [SortOrder::Asc, SortOrder::Desc] {
+                let subset: Vec<SessionRecord> = all.iter().filter(|s| pred(s)).cloned().collect();
+                let q = SessionQuery {
+                    sort_by: field,
+                    order,
+                    limit: 100,
+                    ..base.clone()
+                };
+                let got = store.list_sessions(&q).await.unwrap();
+                assert_eq!(ids(&got.sessions), expected(&subset, field, order), "{q:?}");
+
+                let ranged: Vec<SessionRecord> = subset
+                    .iter()
+                    .filter(|s| s.started_at >= from && s.started_at <= to)
+                    .cloned()
+                    .collect();
+                let q = SessionQuery {
+                    started_from: Some(from),
+                    started_to: Some(to),
+                    ..q
+                };
+                let got = store.list_sessions(&q).await.unwrap();
+                assert_eq!(ids(&got.sessions), expected(&ranged, field, order), "{q:?}");
+            }
+        }
+    }
+
+    // A cursor issued for another sort is refused.
+    let q = SessionQuery {
+        limit: 2,
+        ..SessionQuery::default()
+    };
+    let cursor = store.list_sessions(&q).await.unwrap().next_cursor.unwrap();
+    let q = SessionQuery {
+        sort_by: SortField::UserId,
+        cursor: Some(cursor),
+        ..q
+    };
+    assert!(matches!(
+        store.list_sessions(&q).await,
+        Err(StoreError::InvalidCursor)
+    ));
+    let q = SessionQuery {
+        cursor: Some("garbage".into()),
+        ..SessionQuery::default()
+    };
+    assert!(matches!(
+        store.list_sessions(&q).await,
+        Err(StoreError::InvalidCursor)
+    ));
+}
+
+pub async fn user_list_is_newest_first(backend: Backend) {
+    let store = backend.open().await;
+    let mut created = Vec::new();
+    for _ in 0..4 {
+        let s = new_session(&store, "lister").await;
+        store.end_session(&s.id, now()).await.unwrap();
+        created.push(s);
+    }
+    new_session(&store, "someone-else").await;
+    let listed = store.list_user_sessions("lister", 100).await.unwrap();
+    let want = expected(&created, SortField::StartTime, SortOrder::Desc);
+    assert_eq!(ids(&listed), want);
+    assert_eq!(
+        store.list_user_sessions("lister", 2).await.unwrap().len(),
+        2
+    );
+    assert!(
+        store
+            .list_user_sessions("nobody", 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+pub async fn metrics_figures_cover_the_range(backend: Backend) {
+    let store = backend.open().await;
+    let start = now();
+    let mut expected_tokens = 0;
+    for i in 0..4i64 {
+        let s = new_session(&store, &format!("mu{i}")).await;
+        store
+            .record_usage(
+                &s.id,
+                TurnUsage {
+                    tokens: 10 * (i + 1),
+                    response_ms: 100 * (i + 1),
+                    at: now(),
+                },
+            )
+            .await
+            .unwrap();
+        expected_tokens += 10 * (i + 1);
+        if i == 0 {
+            let admin = AssistingAdmin {
+                id: "a".into(),
+                name: "A".into(),
+            };
+            store.set_assistance(&s.id, Some(&admin)).await.unwrap();
+        }
+        if i < 2 {
+            store.end_session(&s.id, now()).await.unwrap();
+        }
+    }
+    let from = start - Duration::minutes(30);
+    let to = now() + Duration::minutes(30);
+    let m = store.metrics(from, to).await.unwrap();
+    assert_eq!(m.total_sessions, 4);
+    assert_eq!(m.active_sessions, 2);
+    assert_eq!(m.total_tokens, expected_tokens);
+    assert_eq!(m.max_response_ms, 400);
+    assert_eq!(m.avg_response_ms, 250);
+    assert_eq!(m.admin_assisted_count, 1);
+    assert!(
+        m.avg_concurrent > 0.0 && m.avg_concurrent < 4.0,
+        "{}",
+        m.avg_concurrent
+    );
+    let empty = store
+        .metrics(from - Duration::days(2), from - Duration::days(1))
+        .await
+        .unwrap();
+    assert_eq!(empty.total_sessions, 0);
+    assert_eq!(empty.avg_concurrent, 0.0);
+}
+
+pub async fn purge_removes_only_old_ended_sessions(backend: Backend) {
+    let store = backend.open().await;
+    let ended = new_session(&store, "p1").await;
+    store
+        .append_message(&ended.id, &msg("x", 1, "bye"))
+        .await
+        .unwrap();
+    store.share(&ended.id).await.unwrap();
+    store.end_session(&ended.id, now()).await.unwrap();
+    let active = new_session(&store, "p2").await;
+    assert_eq!(
+        store
+            .purge_ended_before(now() - Duration::days(1))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        chatbox::store::maintenance::purge_expired(store.as_ref(), 30, now())
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .purge_ended_before(now() + Duration::minutes(1))
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(store.get_session(&ended.id).await.unwrap().is_none());
+    assert!(store.get_session(&active.id).await.unwrap().is_some());
+    let q = SessionQuery {
+        limit: 100,
+        ..SessionQuery::default()
+    };
+    assert_eq!(
+        ids(&store.list_sessions(&q).await.unwrap().sessions),
+        vec![active.id]
+    );
+}
+
+pub async fn export_and_delete_cover_all_user_data(backend: Backend) {
+    let store = backend.open().await;
+    let first = new_session(&store, "gdpr").await;
+    store.set_name(&first.id, "First chat").await.unwrap();
+    store
+        .append_message(&first.id, &msg("1", 1, "my secret question"))
+        .await
+        .unwrap();
+    store
+        .append_message(&first.id, &MessageRecord::new("2", 2, "ai", "an answer"))
+        .await
+        .unwrap();
+    store
+        .record_usage(
+            &first.id,
+            TurnUsage {
+                tokens: 42,
+                response_ms: 5,
+                at: now(),
+            },
+        )
+        .await
+        .unwrap();
+    store.end_session(&first.id, now()).await.unwrap();
+    let second = new_session(&store, "gdpr").await;
+    store
+        .append_message(&second.id, &msg("3", 1, "again"))
+        .await
+        .unwrap();
+    let bystander = new_session(&store, "keep-me").await;
+
+    let export = store.export_user("gdpr").await.unwrap();
+    assert_eq!(export.sessions.len(), 2);
+    let exported_first = export
+        .sessions
+        .iter()
+        .find(|s| s.session.id == first.id)
+        .unwrap();
+    assert_eq!(exported_first.session.name, "First chat");
+    assert_eq!(exported_first.messages.len(), 2);
+    assert_eq!(exported_first.messages[0].content, "my secret question");
+    assert_eq!(export.daily_tokens.values().sum::<i64>(), 42);
+    let json = chatbox::store::maintenance::export_user_json(store.as_ref(), "gdpr")
+        .await
+        .unwrap();
+    assert!(json.contains("my secret question"));
+
+    let stats = chatbox::store::maintenance::delete_user(store.as_ref(), "gdpr")
+        .await
+        .unwrap();
+    assert_eq!(stats.sessions, 2);
+    assert_eq!(stats.messages, 3);
+    assert!(store.get_session(&first.id).await.unwrap().is_none());
+    assert!(
+        store
+            .list_user_sessions("gdpr", 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.active_session_id("gdpr").await.unwrap(), None);
+    assert_eq!(store.user_tokens_on("gdpr", now().date()).await.unwrap(), 0);
+    assert!(store.export_user("gdpr").await.unwrap().sessions.is_empty());
+    assert!(store.get_session(&bystander.id).await.unwrap().is_some());
+    // The user can start over.
+    assert!(
+        store
+            .get_or_create_active("gdpr", None, "m")
+            .await
+            .unwrap()
+            .created
+    );
+}
+
+pub async fn key_rotation_is_resumable(backend: Backend) {
+    let mut expected_contents = Vec::new();
+    {
+        let store = backend.open().await;
+        for i in 0..5 {
+            let s = new_session(&store, &format!("rot{i}")).await;
+            store.set_name(&s.id, &format!("name {i}")).await.unwrap();
+            for m in 0..2 {
+                let text = format!("message {i}/{m}");
+                store
+                    .append_message(&s.id, &msg(&format!("m{m}"), m + 1, &text))
+                    .await
+                    .unwrap();
+                expected_contents.push((s.id.clone(), text));
+            }
+        }
+    }
+    // Add key B as the active key; A stays for reading.
+    let config = backend.config_with(&[("k0", KEY_A), ("k1", KEY_B)], "k1");
+    {
+        let store = backend.open_with(&config).await.unwrap();
+        // First run is interrupted after its first batch.
+        let interrupted = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let stop =
+                    |_: &chatbox::store::RotationStats| panic!("interrupted after one batch");
+                store.rotate_keys(2, &stop).await
+            })
+        };
+        assert!(interrupted.await.is_err());
+        // The second run resumes after the checkpoint.
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let mut out = Vec::new();
+        let stats = chatbox::store::maintenance::rotate_keys(store.as_ref(), 2, &mut out)
+            .await
+            .unwrap();
+        lines.lock().unwrap().push(String::from_utf8(out).unwrap());
+        assert!(stats.done);
+        assert_eq!(
+            stats.sessions_scanned, 3,
+            "resumed after the 2 sessions of the first batch"
+        );
+        assert!(lines.lock().unwrap()[0].contains("(done)"));
+        // A further run finds nothing left to do.
+        let again = store.rotate_keys(2, &|_| {}).await.unwrap();
+        assert_eq!(again.messages_reencrypted + again.names_reencrypted, 0);
+    }
+    // Key A removed: everything still opens with B alone.
+    let only_b = backend.config_with(&[("k1", KEY_B)], "k1");
+    let store = backend.open_with(&only_b).await.unwrap();
+    let mut seen = 0;
+    for i in 0..5 {
+        let id = store
+            .active_session_id(&format!("rot{i}"))
+            .await
+            .unwrap()
+            .unwrap();
+        let session = store.get_session(&id).await.unwrap().unwrap();
+        assert_eq!(session.name, format!("name {i}"));
+        for m in store.messages(&id, None).await.unwrap() {
+            assert!(expected_contents.contains(&(id.clone(), m.content)));
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, 10);
+}
+
+pub async fn wrong_key_is_a_clear_error(backend: Backend) {
+    let id = {
+        let store = backend.open().await;
+        let s = new_session(&store, "wk").await;
+        store.set_name(&s.id, "private").await.unwrap();
+        store
+            .append_message(&s.id, &msg("m", 1, "secret words"))
+            .await
+            .unwrap();
+        s.id
+    };
+    // Same key id, different key.
+    let config = backend.config_with(&[("k0", KEY_B)], "k0");
+    let store = backend.open_with(&config).await.unwrap();
+    let err = store.messages(&id, None).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::Crypto(CryptoError::WrongKey { .. })),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("different key") && !text.contains("secret words"),
+        "{text}"
+    );
+    assert!(
+        store.get_session(&id).await.is_err(),
+        "the encrypted name does not open either"
+    );
+    drop(store);
+    // Unknown key id.
+    let config = backend.config_with(&[("other", KEY_B)], "other");
+    let store = backend.open_with(&config).await.unwrap();
+    let err = store.messages(&id, None).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::Crypto(CryptoError::UnknownKeyId(_))),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("k0"));
+}
+
+pub async fn ciphertext_moved_to_another_message_does_not_open(backend: Backend) {
+    let (store, raw) = backend.open_raw().await;
+    let s = new_session(&store, "aad").await;
+    let ring = Keyring::new(vec![("k0".into(), parse_key(KEY_A).unwrap())], "k0").unwrap();
+    let sealed_for_a = ring
+        .encrypt(
+            "text of a",
+            Binding::Message {
+                session: &s.id,
+                message: "a",
+            },
+        )
+        .unwrap();
+    raw.insert_message(&s.id, &msg("a", 1, ""), &sealed_for_a)
+        .await;
+    assert_eq!(
+        store.messages(&s.id, None).await.unwrap()[0].content,
+        "text of a"
+    );
+    // The same ciphertext stored as message b of the same session, or in another session.
+    raw.insert_message(&s.id, &msg("b", 2, ""), &sealed_for_a)
+        .await;
+    assert!(matches!(
+        store.messages(&s.id, None).await,
+        Err(StoreError::Crypto(CryptoError::WrongKey { .. }))
+    ));
+    let other = new_session(&store, "aad2").await;
+    raw.insert_message(&other.id, &msg("a", 1, ""), &sealed_for_a)
+        .await;
+    assert!(store.messages(&other.id, None).await.is_err());
+}
+
+pub async fn legacy_contents_are_read(backend: Backend) {
+    let (store, raw) = backend.open_raw().await;
+    let s = new_session(&store, "legacy").await;
+    let ring = Keyring::new(vec![("k0".into(), parse_key(KEY_A).unwrap())], "k0").unwrap();
+    let go_ciphertext = ring.encrypt_legacy("encrypted by go", "k0").unwrap();
+    raw.insert_message(&s.id, &msg("g1", 1, ""), &go_ciphertext)
+        .await;
+    raw.insert_message(
+        &s.id,
+        &msg("g2", 2, ""),
+        "plain text from a keyless go service",
+    )
+    .await;
+    raw.insert_message(&s.id, &msg("g3", 3, ""), "").await;
+    let got = store.messages(&s.id, None).await.unwrap();
+    let contents: Vec<&str> = got.iter().map(|m| m.content.as_str()).collect();
+    assert_eq!(
+        contents,
+        vec![
+            "encrypted by go",
+            "plain text from a keyless go service",
+            ""
+        ]
+    );
+    // A Go ciphertext under an unknown key is an error, never returned as text.
+    let foreign = Keyring::new(vec![("x".into(), [5u8; 32])], "x")
+        .unwrap()
+        .encrypt_legacy("other key", "x")
+        .unwrap();
+    raw.insert_message(&s.id, &msg("g4", 4, ""), &foreign).await;
+    assert!(matches!(
+        store.messages(&s.id, None).await,
+        Err(StoreError::Crypto(CryptoError::WrongKey { .. }))
+    ));
+}
+
+pub async fn ping_reports_ready(backend: Backend) {
+    let store = backend.open().await;
+    store.ping().await.unwrap();
+}

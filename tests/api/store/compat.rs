@@ -1,0 +1,281 @@
+//! Compatibility with the Go service's database: documents in its exact layout (reference 4.2), inserted
+//! with the mongodb driver, are read back; documents written here keep its field names.
+//!
+//! These run at the store level: the HTTP API that would serve them is not part of this module.
+
+use chatbox::store::crypto::{Keyring, parse_key};
+use chatbox::store::{MessageRecord, SessionQuery, SortField, SortOrder, now};
+use mongodb::bson::{Bson, DateTime, Document, doc};
+use time::Duration;
+
+use super::{Backend, KEY_A};
+
+const GO_ACTIVE: &str = "0f3c1a2b4d5e6f708192a3b4c5d6e7f8";
+const GO_ENDED: &str = "1a2b3c4d5e6f708192a3b4c5d6e7f809";
+
+fn go_ring() -> Keyring {
+    Keyring::new(vec![("k0".into(), parse_key(KEY_A).unwrap())], "k0").unwrap()
+}
+
+async fn sessions_collection(backend: &Backend) -> mongodb::Collection<Document> {
+    let Backend::Mongo { uri, database } = backend else {
+        unreachable!()
+    };
+    let client = mongodb::Client::with_uri_str(uri).await.unwrap();
+    client.database(database).collection("sessions")
+}
+
+/// Two sessions exactly as the Go service writes them: encrypted and plaintext contents, int32 numbers,
+/// no counters, no message ids.
+async fn insert_go_documents(backend: &Backend) -> DateTime {
+    let ring = go_ring();
+    let start = DateTime::from_millis(DateTime::now().timestamp_millis() - 3_600_000);
+    let at = |minutes: i64| DateTime::from_millis(start.timestamp_millis() + minutes * 60_000);
+    let coll = sessions_collection(backend).await;
+    coll.insert_many([
+        doc! {
+            "_id": GO_ACTIVE,
+            "uid": "gouser",
+            "nm": "Where is my parcel?",
+            "modelId": "",
+            "msgs": [
+                { "content": ring.encrypt_legacy("Where is my parcel? It is late.", "k0").unwrap(), "ts": at(1), "sender": "user" },
+                { "content": ring.encrypt_legacy("It left the depot this morning.", "k0").unwrap(), "ts": at(2), "sender": "ai",
+                  "meta": { "model_id": "gpt-4" } },
+                { "content": "plaintext from before the key was set", "ts": at(3), "sender": "user",
+                  "fileId": "f-1", "fileUrl": "https://files.example/f-1" },
+            ],
+            "ts": start,
+            "dur": 0i64,
+            "adminAssisted": false,
+            "helpRequested": false,
+            "totalTokens": 0i32,
+            "maxRespTime": 0i64,
+            "avgRespTime": 0i64,
+            "lastActivity": at(3),
+            "_ts": start,
+            "_mt": at(3),
+        },
+        doc! {
+            "_id": GO_ENDED,
+            "uid": "gouser",
+            "nm": "",
+            "modelId": "claude",
+            "msgs": [
+                { "content": ring.encrypt_legacy("hello", "k0").unwrap(), "ts": at(-50), "sender": "user" },
+            ],
+            "ts": at(-60),
+            "endTs": at(-40),
+            "dur": 1200i64,
+            "adminAssisted": false,
+            "helpRequested": false,
+            "totalTokens": 0i32,
+            "maxRespTime": 0i64,
+            "avgRespTime": 0i64,
+            "shareToken": "abcdefabcdefabcdefabcdefabcdef12",
+            "_ts": at(-60),
+            "_mt": at(-40),
+        },
+    ])
+    .await
+    .unwrap();
+    start
+}
+
+#[tokio::test]
+async fn go_service_documents_are_read_back() {
+    let backend = Backend::mongo();
+    let start = insert_go_documents(&backend).await;
+    let store = backend.open().await;
+
+    let session = store.get_session(GO_ACTIVE).await.unwrap().unwrap();
+    assert_eq!(session.user_id, "gouser");
+    assert_eq!(session.name, "Where is my parcel?");
+    assert_eq!(session.message_count, 3);
+    assert_eq!(session.last_seq, 3);
+    assert!(session.is_active());
+    assert_eq!(
+        session.started_at.unix_timestamp_nanos() / 1_000_000,
+        i128::from(start.timestamp_millis())
+    );
+
+    let messages = store.messages(GO_ACTIVE, None).await.unwrap();
+    let contents: Vec<&str> = messages.iter().map(|m| m.content.as_str()).collect();
+    assert_eq!(
+        contents,
+        vec![
+            "Where is my parcel? It is late.",
+            "It left the depot this morning.",
+            "plaintext from before the key was set"
+        ]
+    );
+    assert_eq!(messages[0].id, "legacy-0");
+    assert_eq!(
+        messages.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    assert_eq!(
+        messages[1].metadata.get("model_id").map(String::as_str),
+        Some("gpt-4")
+    );
+    assert_eq!(messages[2].file_id.as_deref(), Some("f-1"));
+    assert_eq!(
+        messages[2].file_url.as_deref(),
+        Some("https://files.example/f-1")
+    );
+
+    // The Go service's active session is the user's active session.
+    assert_eq!(
+        store.active_session_id("gouser").await.unwrap().as_deref(),
+        Some(GO_ACTIVE)
+    );
+    let active = store
+        .get_or_create_active("gouser", None, "demo")
+        .await
+        .unwrap();
+    assert!(!active.created);
+    assert_eq!(active.session.id, GO_ACTIVE);
+    store
+        .append_message(
+            GO_ACTIVE,
+            &MessageRecord::new("new-1", 4, "user", "a new message"),
+        )
+        .await
+        .unwrap();
+    let messages = store.messages(GO_ACTIVE, Some(3)).await.unwrap();
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0].content, "a new message");
+    assert_eq!(
+        store
+            .get_session(GO_ACTIVE)
+            .await
+            .unwrap()
+            .unwrap()
+            .message_count,
+        4
+    );
+
+    // Shared links, lists sorted by the back-filled message count, metrics.
+    let shared = store
+        .session_by_share_token("abcdefabcdefabcdefabcdefabcdef12")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(shared.id, GO_ENDED);
+    assert_eq!(shared.duration_secs, 1200);
+    assert_eq!(shared.model_id, "claude");
+    let q = SessionQuery {
+        sort_by: SortField::MessageCount,
+        order: SortOrder::Desc,
+        limit: 10,
+        ..SessionQuery::default()
+    };
+    let page = store.list_sessions(&q).await.unwrap();
+    let listed: Vec<(&str, i64)> = page
+        .sessions
+        .iter()
+        .map(|s| (s.id.as_str(), s.message_count))
+        .collect();
+    assert_eq!(listed, vec![(GO_ACTIVE, 4), (GO_ENDED, 1)]);
+    let m = store
+        .metrics(now() - Duration::hours(4), now())
+        .await
+        .unwrap();
+    assert_eq!((m.total_sessions, m.active_sessions), (2, 1));
+    let user = store.list_user_sessions("gouser", 100).await.unwrap();
+    assert_eq!(
+        user.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
+        vec![GO_ACTIVE, GO_ENDED]
+    );
+}
+
+#[tokio::test]
+async fn documents_written_here_keep_the_go_field_names() {
+    let backend = Backend::mongo();
+    let store = backend.open().await;
+    let s = store
+        .get_or_create_active("u", None, "demo")
+        .await
+        .unwrap()
+        .session;
+    store.set_name(&s.id, "Named").await.unwrap();
+    store
+        .append_message(&s.id, &MessageRecord::new("m1", 1, "user", "hello"))
+        .await
+        .unwrap();
+    store.end_session(&s.id, now()).await.unwrap();
+    let raw = sessions_collection(&backend)
+        .await
+        .find_one(doc! { "_id": &s.id })
+        .await
+        .unwrap()
+        .unwrap();
+    for field in [
+        "uid",
+        "nm",
+        "modelId",
+        "msgs",
+        "ts",
+        "endTs",
+        "dur",
+        "adminAssisted",
+        "helpRequested",
+        "totalTokens",
+        "lastActivity",
+        "maxRespTime",
+        "avgRespTime",
+        "_ts",
+        "_mt",
+    ] {
+        assert!(raw.contains_key(field), "missing {field}: {raw:?}");
+    }
+    assert!(matches!(raw.get("ts"), Some(Bson::DateTime(_))));
+    let Some(Bson::Array(msgs)) = raw.get("msgs") else {
+        panic!("msgs")
+    };
+    let Bson::Document(m) = &msgs[0] else {
+        panic!("msg")
+    };
+    for field in ["content", "ts", "sender", "id", "seq"] {
+        assert!(m.contains_key(field), "missing msgs.{field}");
+    }
+    let content = m.get_str("content").unwrap();
+    assert!(
+        content.starts_with("cb1:k0:"),
+        "new contents carry their key id"
+    );
+    assert!(!content.contains("hello"));
+    assert!(
+        raw.get_str("nm").unwrap().starts_with("cb1:"),
+        "names are encrypted"
+    );
+}
+
+#[tokio::test]
+async fn rotation_converts_go_ciphertexts_to_the_bound_format() {
+    let backend = Backend::mongo();
+    insert_go_documents(&backend).await;
+    let store = backend.open().await;
+    let stats = store.rotate_keys(10, &|_| {}).await.unwrap();
+    assert!(stats.done);
+    assert_eq!(stats.messages_reencrypted, 4);
+    assert_eq!(stats.names_reencrypted, 1);
+    let raw = sessions_collection(&backend)
+        .await
+        .find_one(doc! { "_id": GO_ACTIVE })
+        .await
+        .unwrap()
+        .unwrap();
+    let msgs = raw.get_array("msgs").unwrap();
+    for (i, m) in msgs.iter().enumerate() {
+        let Bson::Document(m) = m else { panic!("msg") };
+        assert!(m.get_str("content").unwrap().starts_with("cb1:k0:"));
+        assert_eq!(m.get_str("id").unwrap(), format!("legacy-{i}"));
+    }
+    let messages = store.messages(GO_ACTIVE, None).await.unwrap();
+    assert_eq!(messages[2].content, "plaintext from before the key was set");
+    assert_eq!(
+        store.get_session(GO_ACTIVE).await.unwrap().unwrap().name,
+        "Where is my parcel?"
+    );
+}
