@@ -110,7 +110,8 @@ impl HealthApi {
                 reason: Some("No LLM provider is available".into()),
             }
         };
-        let ready = store.status == ReadinessStatus::Ready && llm.status == ReadinessStatus::Ready;
+        let draining = state.draining.load(std::sync::atomic::Ordering::SeqCst);
+        let ready = !draining && store.status == ReadinessStatus::Ready && llm.status == ReadinessStatus::Ready;
         let body = Json(ReadinessResponse {
             status: if ready {
                 ReadinessStatus::Ready

@@ -50,6 +50,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// The audit log of administrator actions (in memory until the store persists it).
     pub audit: Arc<dyn AuditLog>,
+    /// Set when shutdown begins: new WebSocket connections are refused and readiness fails.
+    pub draining: std::sync::atomic::AtomicBool,
 }
 
 /// How often sessions past the retention period are purged.
@@ -126,6 +128,7 @@ impl Application {
                 notifier,
                 shutdown: CancellationToken::new(),
                 audit: Arc::new(MemoryAuditLog::default()),
+                draining: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }
@@ -172,18 +175,28 @@ impl Application {
     }
 }
 
-/// Graceful shutdown: running answers get up to `grace` to finish (their results are stored either way),
-/// then every connection is closed with 1001 "Server shutting down". Help notifications being delivered
-/// get the same deadline (new ones are skipped from now on).
+/// How long cancelled turns get to store their partial answers once the grace period is over.
+const CANCEL_STORE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Graceful shutdown: new connections are refused and readiness fails; running answers get up to `grace` to
+/// finish; answers still running then are cancelled and their partial text stored; then every connection is
+/// closed with 1001 "Server shutting down".
 async fn drain(state: &AppState, grace: std::time::Duration) {
-    let deadline = tokio::time::Instant::now() + grace;
-    let turns = async {
-        let mut tick = tokio::time::interval(std::time::Duration::from_millis(50));
+    state.draining.store(true, std::sync::atomic::Ordering::SeqCst);
+    let running = state.chat.live().running_turns();
+    tracing::info!(running_turns = running, grace_secs = grace.as_secs_f64(), "draining");
+    let wait_for_turns = |deadline: tokio::time::Instant| async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(20));
         while state.chat.live().running_turns() > 0 && tokio::time::Instant::now() < deadline {
             tick.tick().await;
         }
     };
-    tokio::join!(turns, state.notifier.drain(deadline));
+    wait_for_turns(tokio::time::Instant::now() + grace).await;
+    let cancelled = state.chat.live().cancel_all();
+    if cancelled > 0 {
+        tracing::warn!(cancelled, "answers still running at the end of the grace period were cut short and stored");
+        wait_for_turns(tokio::time::Instant::now() + CANCEL_STORE_WAIT).await;
+    }
     state.shutdown.cancel();
     state.hub.close_all(1001, "Server shutting down");
 }

@@ -156,9 +156,10 @@ impl LiveSession {
         self.lock().cancel = token;
     }
 
-    /// Cancels the running turn; true when there was one.
+    /// Cancels the running turn; true when there was one. The turn stays counted as running until it has
+    /// stored what it produced and released its final frame.
     pub fn cancel_turn(&self) -> bool {
-        match self.lock().cancel.take() {
+        match &self.lock().cancel {
             Some(token) => {
                 token.cancel();
                 true
@@ -271,7 +272,13 @@ impl LiveSessions {
         }
     }
 
-    /// Cancel tokens of every running turn (graceful shutdown waits for them).
+    /// Cancels every running turn (their partial answers are stored); returns how many.
+    pub fn cancel_all(&self) -> usize {
+        let sessions: Vec<_> = self.sessions.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        sessions.iter().filter(|s| s.cancel_turn()).count()
+    }
+
+    /// Number of turns running now (graceful shutdown waits for them).
     pub fn running_turns(&self) -> usize {
         let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
         sessions

@@ -27,6 +27,24 @@ pub struct TurnRequest {
     pub started: Instant,
 }
 
+/// Marks a turn as running (cancellable, counted by graceful shutdown) until dropped.
+struct RunningTurn<'a> {
+    live: &'a LiveSession,
+}
+
+impl<'a> RunningTurn<'a> {
+    fn start(live: &'a LiveSession, cancel: &CancellationToken) -> Self {
+        live.set_cancel(Some(cancel.clone()));
+        Self { live }
+    }
+}
+
+impl Drop for RunningTurn<'_> {
+    fn drop(&mut self) {
+        self.live.set_cancel(None);
+    }
+}
+
 /// Milliseconds until the next UTC midnight (when daily budgets reset).
 fn until_midnight_ms() -> u64 {
     let now = time::OffsetDateTime::now_utc();
@@ -44,6 +62,8 @@ impl Chat {
         request: TurnRequest,
     ) -> Result<(), ChatError> {
         let _turn = live.turn_lock.lock().await;
+        let cancel = CancellationToken::new();
+        let _running = RunningTurn::start(live, &cancel);
         if self.llm.daily_token_budget().is_some() {
             let used = self
                 .store
@@ -71,8 +91,6 @@ impl Chat {
         });
 
         let history = self.history(&session.id).await?;
-        let cancel = CancellationToken::new();
-        live.set_cancel(Some(cancel.clone()));
         let mut stream = self.llm.stream_turn(&model_id, history, cancel.clone());
         let mut text = String::new();
         let mut fallback_from: Option<String> = None;
@@ -134,7 +152,6 @@ impl Chat {
             }
         };
         drop(stream);
-        live.set_cancel(None);
 
         let mut extra: Vec<(&'static str, String)> = Vec::new();
         if let Some(from) = &fallback_from {

@@ -95,6 +95,9 @@ pub async fn ws_handler(
     ws: poem::Result<WebSocket>,
     Data(state): Data<&Arc<AppState>>,
 ) -> Response {
+    if state.draining.load(std::sync::atomic::Ordering::SeqCst) {
+        return plain(StatusCode::SERVICE_UNAVAILABLE, "Server shutting down");
+    }
     let identity: Identity = match token(req).map(|t| state.keys.verify(&t)) {
         None | Some(Err(AuthError::Missing)) => {
             return plain(StatusCode::UNAUTHORIZED, "Missing authentication token");

@@ -6,4 +6,5 @@ mod heartbeat;
 mod helpers;
 mod fake_llm;
 mod llm;
+mod shutdown;
 mod store;
