@@ -116,7 +116,7 @@ impl Metrics {
         )
         .unwrap_or_else(|e| unreachable!("connection duration: {e}"));
         let connection_duration = register(&r, connection_duration);
-        Self {
+        let metrics = Self {
             websocket_connections: gauge(
                 &r,
                 "chatbox_websocket_connections_total",
@@ -227,6 +227,19 @@ impl Metrics {
                 &["channel", "outcome"],
             ),
             registry: r,
+        };
+        // Series with a fixed set of label values exist from the start.
+        for limiter in ["connection", "message"] {
+            metrics.ratelimit_blocked.with_label_values(&[limiter]);
+        }
+        metrics.queue_dropped.with_label_values(&["slow_consumer"]);
+        metrics
+    }
+
+    /// Creates the per-provider series at zero, so dashboards see them before the first request.
+    pub fn init_provider(&self, kind: &str) {
+        for vec in [&self.llm_requests, &self.llm_errors, &self.tokens_used] {
+            vec.with_label_values(&[kind]);
         }
     }
 

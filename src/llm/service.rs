@@ -116,6 +116,7 @@ impl Llm {
                     format!("provider {:?}: unknown type", p.id),
                 )
             })?;
+            metrics.init_provider(kind.as_str());
             let connect_timeout = p.connect_timeout.unwrap_or(config.connect_timeout);
             let target = || -> Result<HttpTarget, ConfigError> {
                 Ok(HttpTarget {

@@ -6,5 +6,6 @@ mod heartbeat;
 mod helpers;
 mod fake_llm;
 mod llm;
+mod metrics;
 mod shutdown;
 mod store;

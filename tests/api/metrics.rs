@@ -1,0 +1,81 @@
+//! Prometheus metrics: the Go service's names and labels, counted once, gauges never negative.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use serde_json::json;
+
+use crate::helpers::spawn_app;
+
+/// Value of a sample line `name{labels} value` (or `name value`), if present.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|line| line.starts_with(series) && line[series.len()..].starts_with(' '))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test]
+async fn every_reference_metric_is_exported_with_its_labels() {
+    let app = spawn_app().await;
+    let mut ws = app.connect_ws(&app.user_token("metered")).await;
+    ws.recv().await;
+    ws.send(json!({"type": "user_message", "content": "count me"})).await;
+    ws.recv_turn().await;
+    ws.send_text("not json").await;
+    ws.recv().await;
+    let text = app.http.get(format!("{}/metrics/prometheus", app.base)).send().await.unwrap().text().await.unwrap();
+    for name in [
+        "chatbox_websocket_connections_total",
+        "chatbox_messages_received_total",
+        "chatbox_messages_sent_total",
+        "chatbox_llm_requests_total{provider=\"demo\"}",
+        "chatbox_llm_latency_seconds_count{provider=\"demo\"}",
+        "chatbox_llm_errors_total{provider=\"demo\"}",
+        "chatbox_active_sessions_total",
+        "chatbox_sessions_created_total",
+        "chatbox_sessions_ended_total",
+        "chatbox_admin_takeovers_total",
+        "chatbox_message_errors_total",
+        "chatbox_tokens_used_total{provider=\"demo\"}",
+        "chatbox_ratelimit_blocked_total{limiter=\"connection\"}",
+        "chatbox_ratelimit_blocked_total{limiter=\"message\"}",
+        "chatbox_admin_messages_dropped_total",
+        "chatbox_turn_first_token_seconds_count{provider=\"demo\"}",
+        "chatbox_turn_duration_seconds_count{provider=\"demo\"}",
+        "chatbox_queue_dropped_total{reason=\"slow_consumer\"}",
+    ] {
+        assert!(sample(&text, name).is_some(), "{name} missing from\n{text}");
+    }
+    assert!(text.contains("chatbox_mongodb_operation_seconds_bucket{operation="));
+    assert!(text.contains("chatbox_http_request_duration_seconds_bucket{endpoint="));
+    assert_eq!(sample(&text, "chatbox_websocket_connections_total"), Some(1.0));
+    assert_eq!(sample(&text, "chatbox_sessions_created_total"), Some(1.0));
+    assert_eq!(sample(&text, "chatbox_active_sessions_total"), Some(1.0));
+    assert_eq!(sample(&text, "chatbox_llm_requests_total{provider=\"demo\"}"), Some(1.0));
+    assert_eq!(sample(&text, "chatbox_message_errors_total"), Some(1.0));
+    assert!(sample(&text, "chatbox_tokens_used_total{provider=\"demo\"}").unwrap() > 0.0);
+    // user_message; the malformed frame is not counted as received.
+    assert_eq!(sample(&text, "chatbox_messages_received_total"), Some(1.0));
+}
+
+#[tokio::test]
+async fn the_connection_gauge_returns_to_zero_and_never_goes_negative() {
+    let app = spawn_app().await;
+    let token = app.user_token("gauge");
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        let mut ws = app.connect_ws(&token).await;
+        ws.recv().await;
+        clients.push(ws);
+    }
+    assert_eq!(app.state.metrics.websocket_connections.get(), 3);
+    for ws in clients {
+        ws.close().await;
+    }
+    let deadline = tokio::time::Instant::now() + crate::helpers::FRAME_DEADLINE;
+    while app.state.hub.connection_count() > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "connections not released");
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(app.state.metrics.websocket_connections.get(), 0);
+}
