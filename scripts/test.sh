@@ -12,7 +12,22 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/ferretdb.sh
 source scripts/ferretdb.sh
 
+# aiosmtpd (PyPI), the real SMTP server of the notification tests: installed once into a venv under the
+# tools cache; the tests start it themselves and find its interpreter through CHATBOX_TEST_PYTHON.
+AIOSMTPD_SPEC="aiosmtpd>=1.4,<2"
+aiosmtpd_ensure() {
+  local venv
+  venv="${CHATBOX_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/chatbox-tools}/aiosmtpd-venv"
+  if ! "${venv}/bin/python" -c 'import aiosmtpd' >/dev/null 2>&1; then
+    echo "==> installing ${AIOSMTPD_SPEC} into ${venv}"
+    python3 -m venv "${venv}" || { echo "cannot create a Python venv (python3 -m venv)" >&2; return 1; }
+    "${venv}/bin/pip" install --quiet "${AIOSMTPD_SPEC}" || { echo "cannot install ${AIOSMTPD_SPEC}" >&2; return 1; }
+  fi
+  export CHATBOX_TEST_PYTHON="${venv}/bin/python"
+}
+
 start_services() {
+  aiosmtpd_ensure
   ferretdb_start
   # redis_start   # later: exports REDIS_URL
   # smtp_start    # later: exports SMTP_URL

@@ -204,6 +204,7 @@ impl AuditLog for MemoryAuditLog {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -105,7 +105,7 @@ impl<E: Endpoint> Endpoint for CorsEndpoint<E> {
         if same_host(&req, &origin) {
             return self.inner.call(req).await.map(IntoResponse::into_response);
         }
-        if !self.origins.iter().any(|o| *o == origin) {
+        if !self.origins.contains(&origin) {
             tracing::debug!(origin = %origin, "cross-origin request refused");
             return Ok(forbidden(&req));
         }

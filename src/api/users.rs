@@ -180,6 +180,7 @@ impl UsersApi {
 #[OpenApi]
 impl UsersApi {
     /// One user's sessions, newest first.
+    #[allow(clippy::too_many_arguments)]
     #[oai(
         path = "/admin/users/:userId/sessions",
         method = "get",

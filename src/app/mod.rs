@@ -165,7 +165,7 @@ impl Application {
         };
         let routes = Route::new()
             .nest(prefix, crate::api::routes(Arc::clone(&self.state)))
-            .with(HttpMetrics::new(Arc::clone(&self.state.metrics)))
+            .with(HttpMetrics::new(Arc::clone(&self.state.metrics), &self.state.settings.server.path_prefix))
             .with(Cors::new(&self.state.settings.http.cors_allowed_origins))
             .with(SecurityHeaders)
             .with(RequestIdMiddleware);
@@ -191,7 +191,9 @@ async fn drain(state: &AppState, grace: std::time::Duration) {
             tick.tick().await;
         }
     };
-    wait_for_turns(tokio::time::Instant::now() + grace).await;
+    let deadline = tokio::time::Instant::now() + grace;
+    // Help notifications being delivered get the same deadline; new ones are skipped from now on.
+    tokio::join!(wait_for_turns(deadline), state.notifier.drain(deadline));
     let cancelled = state.chat.live().cancel_all();
     if cancelled > 0 {
         tracing::warn!(cancelled, "answers still running at the end of the grace period were cut short and stored");

@@ -49,18 +49,19 @@ impl Chat {
         admin_name: &str,
     ) -> Result<(), ChatError> {
         let live = self.live_of(session);
-        if let Some(current) = live.assistant().or_else(|| {
+        let current = live.assistant().or_else(|| {
             session.assisting_admin_id.clone().map(|id| Assistant {
                 admin_id: id,
                 admin_name: session.assisting_admin_name.clone().unwrap_or_default(),
             })
-        }) {
-            if current.admin_id != admin_id {
-                return Err(ChatError::AlreadyAssisted(format!(
-                    "{} ({})",
-                    current.admin_name, current.admin_id
-                )));
-            }
+        });
+        if let Some(current) = current
+            && current.admin_id != admin_id
+        {
+            return Err(ChatError::AlreadyAssisted(format!(
+                "{} ({})",
+                current.admin_name, current.admin_id
+            )));
         }
         self.store
             .set_assistance(

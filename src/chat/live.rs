@@ -42,10 +42,13 @@ pub struct Assistant {
     pub admin_name: String,
 }
 
+/// A frame waiting for its turn to be released, and the connection it must skip.
+type Pending = (Arc<str>, Option<ConnId>);
+
 struct Inner {
     next_seq: u64,
     next_release: u64,
-    pending: BTreeMap<u64, Option<(Arc<str>, Option<ConnId>)>>,
+    pending: BTreeMap<u64, Option<Pending>>,
     ring: VecDeque<Released>,
     partial: Option<PartialAnswer>,
     cancel: Option<CancellationToken>,

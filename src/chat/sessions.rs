@@ -68,17 +68,19 @@ impl Chat {
         access: Access,
     ) -> Result<(SessionRecord, Arc<LiveSession>), ChatError> {
         let user_id = &ctx.identity.user_id;
-        if let Some(id) = hint {
-            if let Some(session) = self.store.get_session(id).await? {
-                if &session.user_id != user_id {
-                    return Err(ChatError::NotOwner);
-                }
-                if access == Access::Write && !session.is_active() {
-                    return Err(ChatError::SessionEnded);
-                }
-                let live = self.live_of(&session);
-                return Ok((session, live));
+        let named = match hint {
+            Some(id) => self.store.get_session(id).await?,
+            None => None,
+        };
+        if let Some(session) = named {
+            if &session.user_id != user_id {
+                return Err(ChatError::NotOwner);
             }
+            if access == Access::Write && !session.is_active() {
+                return Err(ChatError::SessionEnded);
+            }
+            let live = self.live_of(&session);
+            return Ok((session, live));
         }
         // Unknown or missing id (the Go clients send their own random ids): the user's active session.
         match access {

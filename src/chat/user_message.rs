@@ -88,14 +88,10 @@ impl Chat {
                 return Err(err.into());
             }
         }
-        if session.name.is_empty() {
-            if let Err(err) = self
-                .store
-                .set_name(&session.id, &session_name(&m.content))
-                .await
-            {
-                tracing::warn!(session_id = %session.id, error = %err, "session name not stored");
-            }
+        if session.name.is_empty()
+            && let Err(err) = self.store.set_name(&session.id, &session_name(&m.content)).await
+        {
+            tracing::warn!(session_id = %session.id, error = %err, "session name not stored");
         }
         if live.assistant().is_some() {
             return Ok(());

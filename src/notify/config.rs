@@ -299,13 +299,13 @@ impl NotifyConfig {
                 format!("must be at most {MAX_RETRIES}"),
             ));
         }
-        if let Some(password) = &self.smtp_password {
-            if contains_placeholder(password.expose_secret()) {
-                return Err(ConfigError::invalid(
-                    "notification.smtp_password",
-                    "contains a placeholder value",
-                ));
-            }
+        if let Some(password) = &self.smtp_password
+            && contains_placeholder(password.expose_secret())
+        {
+            return Err(ConfigError::invalid(
+                "notification.smtp_password",
+                "contains a placeholder value",
+            ));
         }
         if self.smtp_username.is_some() != self.smtp_password.is_some() {
             return Err(ConfigError::invalid(
@@ -397,6 +397,8 @@ impl NotifyConfig {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
     use super::*;
 
     fn parse(text: &str) -> Result<NotifyConfig, toml::de::Error> {
@@ -556,15 +558,19 @@ mod tests {
 
     #[test]
     fn bad_urls_are_refused_without_echoing_them() {
-        let mut c = NotifyConfig::default();
-        c.webhook_url = Some(SecretString::from("ftp://hooks.example/t0k3n"));
+        let c = NotifyConfig {
+            webhook_url: Some(SecretString::from("ftp://hooks.example/t0k3n")),
+            ..NotifyConfig::default()
+        };
         let err = c.validate(false).unwrap_err().to_string();
         assert!(
             err.contains("notification.webhook_url") && !err.contains("t0k3n"),
             "{err}"
         );
-        let mut c = NotifyConfig::default();
-        c.admin_panel_url = Some("/admin".into());
+        let c = NotifyConfig {
+            admin_panel_url: Some("/admin".into()),
+            ..NotifyConfig::default()
+        };
         assert!(
             c.validate(false)
                 .unwrap_err()

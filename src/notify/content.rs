@@ -136,6 +136,8 @@ impl<'a> WebhookPayload<'a> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
     use super::*;
     use proptest::prelude::*;
     use time::macros::datetime;

@@ -176,7 +176,7 @@ impl Notifier {
     /// configured channel.
     pub fn help_limited(&self, session_id: &str) {
         if !self.channels().is_empty() {
-            tracing::info!(session_id = %session_id, "help notification skipped by the per-session limit");
+            tracing::debug!(session_id = %session_id, "email and webhook skipped by the per-session limit");
             self.count_skipped();
         }
     }
@@ -264,6 +264,8 @@ async fn deliver(
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
     use super::*;
 
     fn counter(metrics: &Metrics, channel: &str, outcome: &str) -> u64 {
@@ -318,10 +320,12 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let mut config = NotifyConfig::default();
-        config.webhook_url = Some(format!("http://127.0.0.1:{port}/hook").into());
-        config.webhook_retries = 2;
-        config.retry_backoff = Duration::from_millis(5);
+        let config = NotifyConfig {
+            webhook_url: Some(format!("http://127.0.0.1:{port}/hook").into()),
+            webhook_retries: 2,
+            retry_backoff: Duration::from_millis(5),
+            ..NotifyConfig::default()
+        };
         let metrics = Arc::new(Metrics::new());
         let notifier = Notifier::new(&config, Arc::clone(&metrics)).unwrap();
         notifier.help_requested(HelpEvent::now("u", None, "s"));

@@ -132,7 +132,11 @@ fn digest(doc: &Value) -> BTreeMap<String, Value> {
                     .as_object()
                     .map(|c| {
                         c.iter()
-                            .map(|(media, m)| (media.clone(), shape(&m["schema"], schemas)))
+                            .map(|(media, m)| {
+                                // `application/json; charset=utf-8` is `application/json`.
+                                let media = media.split(';').next().unwrap_or_default().trim().to_string();
+                                (media, shape(&m["schema"], schemas))
+                            })
                             .collect()
                     })
                     .unwrap_or_default();
@@ -224,12 +228,15 @@ fn shape(schema: &Value, schemas: &Value) -> Value {
         }
         return json!({"ref": name});
     }
-    if let Some(all) = schema
-        .get("allOf")
-        .and_then(Value::as_array)
-        .filter(|a| a.len() == 1)
-    {
-        return shape(&all[0], schemas);
+    // poem-openapi wraps a described reference as `allOf: [{$ref}, {description}]`.
+    if let Some(all) = schema.get("allOf").and_then(Value::as_array) {
+        let typed: Vec<&Value> = all
+            .iter()
+            .filter(|s| s.get("$ref").is_some() || s.get("type").is_some())
+            .collect();
+        if typed.len() == 1 {
+            return shape(typed[0], schemas);
+        }
     }
     match schema["type"].as_str() {
         Some("array") => json!({"array": shape(&schema["items"], schemas)}),

@@ -57,9 +57,12 @@ async fn http_the_admin_rate_limit_counts_per_admin_after_authentication() {
     let after: i64 = limited.retry_after.as_deref().unwrap().parse().unwrap();
     assert!((1..=60).contains(&after), "{after}");
     assert_eq!(limited.body["error"], "rate_limit_exceeded");
-    assert_eq!(limited.body["message"], "Too many requests. Please try again later.");
+    assert_eq!(
+        limited.body["message"],
+        "Too many requests. Please try again later."
+    );
     let ms = limited.body["retry_after_ms"].as_i64().unwrap();
-    assert!(ms >= 1 && ms <= 60_000, "{ms}");
+    assert!((1..=60_000).contains(&ms), "{ms}");
     assert_eq!(after, (ms + 999) / 1000);
     // Authentication and the role come first.
     let answer = call(&app, Method::GET, "/admin/sessions", None).await;
@@ -67,11 +70,27 @@ async fn http_the_admin_rate_limit_counts_per_admin_after_authentication() {
     let answer = get(&app, "/admin/sessions", &app.user_token("root")).await;
     assert_error(&answer, 403, "Insufficient permissions", "FORBIDDEN");
     // Another administrator has their own budget; user routes have none.
-    assert_eq!(get(&app, "/admin/sessions", &app.admin_token("other")).await.status, 200);
-    assert_eq!(get(&app, "/sessions", &app.user_token("root")).await.status, 200);
-    let metrics = app.http.get(format!("{}/metrics/prometheus", app.base)).send().await.unwrap();
+    assert_eq!(
+        get(&app, "/admin/sessions", &app.admin_token("other"))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        get(&app, "/sessions", &app.user_token("root")).await.status,
+        200
+    );
+    let metrics = app
+        .http
+        .get(format!("{}/metrics/prometheus", app.base))
+        .send()
+        .await
+        .unwrap();
     let text = metrics.text().await.unwrap();
-    assert!(text.contains("chatbox_ratelimit_blocked_total"), "blocked requests are counted");
+    assert!(
+        text.contains("chatbox_ratelimit_blocked_total"),
+        "blocked requests are counted"
+    );
 }
 
 /// Four users' sessions: alice (ended, 30 tokens), bob (active, 20), carol (active, 10), dave (ended, 40).
@@ -97,13 +116,17 @@ fn users(body: &Value) -> Vec<String> {
 
 #[tokio::test]
 async fn http_the_admin_list_filters_sorts_and_pages() {
-    let app = spawn_app().await;
+    let app = app().env("ADMIN_RATE_LIMIT", "1000").spawn().await;
     four_sessions(&app).await;
     let admin = app.admin_token("root");
 
     let all = get(&app, "/admin/sessions", &admin).await;
     assert_eq!(all.status, 200, "{all:?}");
-    assert_eq!(users(&all.body), ["dave", "carol", "bob", "alice"], "newest first by default");
+    assert_eq!(
+        users(&all.body),
+        ["dave", "carol", "bob", "alice"],
+        "newest first by default"
+    );
     assert_eq!(all.body["count"], 4);
     assert_eq!(all.body["limit"], 100);
     assert_eq!(all.body["offset"], 0);
@@ -122,17 +145,43 @@ async fn http_the_admin_list_filters_sorts_and_pages() {
     assert_eq!(users(&by("user_id=bob").await.body), ["bob"]);
     assert_eq!(users(&by("status=active").await.body), ["carol", "bob"]);
     assert_eq!(users(&by("status=ended").await.body), ["dave", "alice"]);
-    assert_eq!(users(&by("status=whatever").await.body).len(), 4, "other values are ignored");
+    assert_eq!(
+        users(&by("status=whatever").await.body).len(),
+        4,
+        "other values are ignored"
+    );
     assert_eq!(users(&by("admin_assisted=true").await.body).len(), 0);
     assert_eq!(users(&by("admin_assisted=no").await.body).len(), 4);
-    assert_eq!(users(&by("sort_by=user_id&sort_order=asc").await.body), ["alice", "bob", "carol", "dave"]);
-    assert_eq!(users(&by("sort_by=total_tokens").await.body), ["dave", "alice", "bob", "carol"]);
-    assert_eq!(users(&by("sort_by=message_count&sort_order=asc").await.body).len(), 4);
+    assert_eq!(
+        users(&by("sort_by=user_id&sort_order=asc").await.body),
+        ["alice", "bob", "carol", "dave"]
+    );
+    assert_eq!(
+        users(&by("sort_by=total_tokens").await.body),
+        ["dave", "alice", "bob", "carol"]
+    );
+    assert_eq!(
+        users(&by("sort_by=message_count&sort_order=asc").await.body).len(),
+        4
+    );
     assert_eq!(users(&by("sort_by=end_time").await.body).len(), 4);
-    let from = all.body["sessions"][1]["start_time"].as_str().unwrap().to_string();
-    let newer = get(&app, &format!("/admin/sessions?start_time_from={from}"), &admin).await;
+    let from = all.body["sessions"][1]["start_time"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let newer = get(
+        &app,
+        &format!("/admin/sessions?start_time_from={from}"),
+        &admin,
+    )
+    .await;
     assert_eq!(users(&newer.body), ["dave", "carol"]);
-    let older = get(&app, &format!("/admin/sessions?start_time_to={from}"), &admin).await;
+    let older = get(
+        &app,
+        &format!("/admin/sessions?start_time_to={from}"),
+        &admin,
+    )
+    .await;
     assert_eq!(users(&older.body), ["carol", "bob", "alice"]);
 
     // Lenient paging numbers, as the Go service parsed them.
@@ -140,7 +189,13 @@ async fn http_the_admin_list_filters_sorts_and_pages() {
     assert_eq!(page.body["limit"], 2);
     assert_eq!(page.body["offset"], 1);
     assert_eq!(users(&page.body), ["carol", "bob"]);
-    for (query, limit) in [("limit=0", 100), ("limit=-4", 100), ("limit=5000", 100), ("limit=x", 100), ("limit=1000", 1000)] {
+    for (query, limit) in [
+        ("limit=0", 100),
+        ("limit=-4", 100),
+        ("limit=5000", 100),
+        ("limit=x", 100),
+        ("limit=1000", 1000),
+    ] {
         let answer = by(query).await;
         assert_eq!(answer.body["limit"], limit, "{query}");
     }
@@ -151,7 +206,12 @@ async fn http_the_admin_list_filters_sorts_and_pages() {
     let first = by("limit=3").await;
     assert_eq!(users(&first.body), ["dave", "carol", "bob"]);
     let cursor = first.body["next_cursor"].as_str().unwrap().to_string();
-    let second = get(&app, &format!("/admin/sessions?limit=3&offset=2&cursor={cursor}"), &admin).await;
+    let second = get(
+        &app,
+        &format!("/admin/sessions?limit=3&offset=2&cursor={cursor}"),
+        &admin,
+    )
+    .await;
     assert_eq!(second.status, 200, "{second:?}");
     assert_eq!(users(&second.body), ["alice"]);
     assert_eq!(second.body["offset"], 0);
@@ -167,9 +227,18 @@ async fn http_the_admin_list_refuses_bad_parameters_with_the_go_texts() {
             "sort_by=duration".to_string(),
             "invalid sort_by field \"duration\"; allowed: start_time, end_time, message_count, total_tokens, user_id",
         ),
-        ("sort_order=up".to_string(), "invalid sort_order \"up\"; allowed: asc, desc"),
-        ("start_time_from=yesterday".to_string(), "Invalid time format, expected RFC3339"),
-        ("start_time_to=2026-01-01".to_string(), "Invalid time format, expected RFC3339"),
+        (
+            "sort_order=up".to_string(),
+            "invalid sort_order \"up\"; allowed: asc, desc",
+        ),
+        (
+            "start_time_from=yesterday".to_string(),
+            "Invalid time format, expected RFC3339",
+        ),
+        (
+            "start_time_to=2026-01-01".to_string(),
+            "Invalid time format, expected RFC3339",
+        ),
         ("cursor=not-a-cursor".to_string(), "Invalid cursor"),
         (
             format!("user_id={}&sort_by=duration", "u".repeat(256)),
@@ -180,13 +249,23 @@ async fn http_the_admin_list_refuses_bad_parameters_with_the_go_texts() {
         let answer = get(&app, &format!("/admin/sessions?{query}"), &admin).await;
         assert_error(&answer, 400, text, "BAD_REQUEST");
     }
-    let ok = get(&app, &format!("/admin/sessions?user_id={}", "u".repeat(255)), &admin).await;
+    let ok = get(
+        &app,
+        &format!("/admin/sessions?user_id={}", "u".repeat(255)),
+        &admin,
+    )
+    .await;
     assert_eq!(ok.status, 200);
     // A cursor issued for another sort is foreign.
     four_sessions(&app).await;
     let page = get(&app, "/admin/sessions?limit=1", &admin).await;
     let cursor = page.body["next_cursor"].as_str().unwrap();
-    let foreign = get(&app, &format!("/admin/sessions?limit=1&sort_by=user_id&cursor={cursor}"), &admin).await;
+    let foreign = get(
+        &app,
+        &format!("/admin/sessions?limit=1&sort_by=user_id&cursor={cursor}"),
+        &admin,
+    )
+    .await;
     assert_error(&foreign, 400, "Invalid cursor", "BAD_REQUEST");
 }
 
@@ -220,18 +299,43 @@ async fn http_admin_metrics_carry_the_go_names_and_the_snake_case_figures() {
     assert!(is_http_time(&body["time_range"]["end"]));
 
     // Dates mean whole UTC days; a range in the past is empty.
-    let past = get(&app, "/admin/metrics?start_time=2020-01-01&end_time=2020-01-31", &admin).await;
+    let past = get(
+        &app,
+        "/admin/metrics?start_time=2020-01-01&end_time=2020-01-31",
+        &admin,
+    )
+    .await;
     assert_eq!(past.status, 200);
     assert_eq!(past.body["total_sessions"], 0);
     assert_eq!(past.body["time_range"]["start"], "2020-01-01T00:00:00Z");
     assert_eq!(past.body["time_range"]["end"], "2020-01-31T23:59:59Z");
-    let rfc = get(&app, "/admin/metrics?start_time=2020-01-01T00:00:00Z&end_time=2999-01-01T00:00:00Z", &admin).await;
+    let rfc = get(
+        &app,
+        "/admin/metrics?start_time=2020-01-01T00:00:00Z&end_time=2999-01-01T00:00:00Z",
+        &admin,
+    )
+    .await;
     assert_eq!(rfc.body["total_sessions"], 4);
 
     let bad = get(&app, "/admin/metrics?start_time=last-week", &admin).await;
-    assert_error(&bad, 400, "Invalid time format, expected RFC3339", "BAD_REQUEST");
-    let reversed = get(&app, "/admin/metrics?start_time=2026-02-02&end_time=2026-02-01", &admin).await;
-    assert_error(&reversed, 400, "end_time must not be before start_time", "BAD_REQUEST");
+    assert_error(
+        &bad,
+        400,
+        "Invalid time format, expected RFC3339",
+        "BAD_REQUEST",
+    );
+    let reversed = get(
+        &app,
+        "/admin/metrics?start_time=2026-02-02&end_time=2026-02-01",
+        &admin,
+    )
+    .await;
+    assert_error(
+        &reversed,
+        400,
+        "end_time must not be before start_time",
+        "BAD_REQUEST",
+    );
 }
 
 #[tokio::test]
@@ -248,12 +352,21 @@ async fn http_an_admin_lists_exports_and_deletes_one_users_data() {
     assert_eq!(list.status, 200, "{list:?}");
     assert_eq!(list.body["user_id"], "alice");
     assert_eq!(list.body["count"], 2);
-    assert_eq!(list.body["sessions"][0]["id"], second.as_str(), "newest first");
+    assert_eq!(
+        list.body["sessions"][0]["id"],
+        second.as_str(),
+        "newest first"
+    );
     assert_eq!(list.body["sessions"][1]["id"], first.as_str());
     let page = get(&app, "/admin/users/alice/sessions?limit=1", &admin).await;
     assert_eq!(page.body["count"], 1);
     let cursor = page.body["next_cursor"].as_str().unwrap();
-    let next = get(&app, &format!("/admin/users/alice/sessions?limit=1&cursor={cursor}"), &admin).await;
+    let next = get(
+        &app,
+        &format!("/admin/users/alice/sessions?limit=1&cursor={cursor}"),
+        &admin,
+    )
+    .await;
     assert_eq!(next.body["sessions"][0]["id"], first.as_str());
     let unknown = get(&app, "/admin/users/nobody/sessions", &admin).await;
     assert_eq!(unknown.body["sessions"], json!([]));
@@ -268,7 +381,12 @@ async fn http_an_admin_lists_exports_and_deletes_one_users_data() {
         (Method::DELETE, format!("/admin/users/{long}")),
     ] {
         let answer = call(&app, method, &path, Some(&admin)).await;
-        assert_error(&answer, 400, "user_id exceeds maximum length of 255 characters", "BAD_REQUEST");
+        assert_error(
+            &answer,
+            400,
+            "user_id exceeds maximum length of 255 characters",
+            "BAD_REQUEST",
+        );
     }
 
     let export = get(&app, "/admin/users/alice/export", &admin).await;
@@ -296,26 +414,63 @@ async fn http_an_admin_lists_exports_and_deletes_one_users_data() {
     assert_eq!(frame["metadata"]["event"], "session_ended");
     assert_eq!(frame["session_id"], second.as_str());
 
-    assert_eq!(get(&app, "/admin/users/alice/sessions", &admin).await.body["count"], 0);
-    assert_eq!(get(&app, "/admin/users/alice/export", &admin).await.body["sessions"], json!([]));
-    assert!(app.state.store.get_session(&second).await.unwrap().is_none());
+    assert_eq!(
+        get(&app, "/admin/users/alice/sessions", &admin).await.body["count"],
+        0
+    );
+    assert_eq!(
+        get(&app, "/admin/users/alice/export", &admin).await.body["sessions"],
+        json!([])
+    );
+    assert!(
+        app.state
+            .store
+            .get_session(&second)
+            .await
+            .unwrap()
+            .is_none()
+    );
     let again = delete(&app, "/admin/users/alice", &admin).await;
     assert_eq!(again.body["sessions_deleted"], 0);
     // Bob is untouched.
-    assert_eq!(get(&app, "/admin/users/bob/sessions", &admin).await.body["count"], 1);
+    assert_eq!(
+        get(&app, "/admin/users/bob/sessions", &admin).await.body["count"],
+        1
+    );
 }
 
 #[tokio::test]
 async fn http_the_audit_log_lists_admin_actions_newest_first() {
-    let app = spawn_app().await;
+    let app = app().env("ADMIN_RATE_LIMIT", "1000").spawn().await;
     let id = stored_session(&app, "alice", "Help me", 1, 1).await;
     let root = app.admin_token("root");
     let ops = app.token("ops", &["chat_admin"], None);
-    assert_eq!(post(&app, &format!("/admin/takeover/{id}"), &root).await.status, 200);
-    assert_eq!(post(&app, &format!("/admin/takeover/{id}/transfer"), &ops).await.status, 200);
-    assert_eq!(delete(&app, &format!("/admin/takeover/{id}"), &ops).await.status, 200);
-    assert_eq!(get(&app, "/admin/users/alice/sessions", &root).await.status, 200);
-    assert_eq!(get(&app, "/admin/users/alice/export", &root).await.status, 200);
+    assert_eq!(
+        post(&app, &format!("/admin/takeover/{id}"), &root)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        post(&app, &format!("/admin/takeover/{id}/transfer"), &ops)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        delete(&app, &format!("/admin/takeover/{id}"), &ops)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        get(&app, "/admin/users/alice/sessions", &root).await.status,
+        200
+    );
+    assert_eq!(
+        get(&app, "/admin/users/alice/export", &root).await.status,
+        200
+    );
     assert_eq!(delete(&app, "/admin/users/alice", &root).await.status, 200);
     // Reads of lists and metrics are not audited.
     assert_eq!(get(&app, "/admin/sessions", &root).await.status, 200);
@@ -323,10 +478,20 @@ async fn http_the_audit_log_lists_admin_actions_newest_first() {
     let log = get(&app, "/admin/audit", &root).await;
     assert_eq!(log.status, 200, "{log:?}");
     let entries = log.body["entries"].as_array().unwrap();
-    let actions: Vec<_> = entries.iter().map(|e| e["action"].as_str().unwrap()).collect();
+    let actions: Vec<_> = entries
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
     assert_eq!(
         actions,
-        ["user_delete", "user_export", "user_sessions_view", "takeover_end", "takeover_transfer", "takeover"]
+        [
+            "user_delete",
+            "user_export",
+            "user_sessions_view",
+            "takeover_end",
+            "takeover_transfer",
+            "takeover"
+        ]
     );
     assert_eq!(log.body["count"], 6);
     assert_eq!(log.body["limit"], 100);
@@ -340,7 +505,10 @@ async fn http_the_audit_log_lists_admin_actions_newest_first() {
     assert!(is_http_time(&delete_entry["timestamp"]));
     let transfer = &entries[4];
     assert_eq!(transfer["admin_id"], "ops");
-    assert!(transfer.get("admin_name").is_none(), "the ops token has no name: {transfer}");
+    assert!(
+        transfer.get("admin_name").is_none(),
+        "the ops token has no name: {transfer}"
+    );
     assert_eq!(transfer["session_id"], id.as_str());
     assert_eq!(transfer["user_id"], "alice");
     assert_eq!(transfer["details"]["previous_admin_id"], "root");
@@ -349,13 +517,29 @@ async fn http_the_audit_log_lists_admin_actions_newest_first() {
     let first = get(&app, "/admin/audit?limit=4", &root).await;
     assert_eq!(first.body["count"], 4);
     let cursor = first.body["next_cursor"].as_str().unwrap();
-    let second = get(&app, &format!("/admin/audit?limit=4&cursor={cursor}"), &root).await;
-    let rest: Vec<_> = second.body["entries"].as_array().unwrap().iter().map(|e| e["action"].clone()).collect();
+    let second = get(
+        &app,
+        &format!("/admin/audit?limit=4&cursor={cursor}"),
+        &root,
+    )
+    .await;
+    let rest: Vec<_> = second.body["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].clone())
+        .collect();
     assert_eq!(rest, [json!("takeover_transfer"), json!("takeover")]);
     let skipped = get(&app, "/admin/audit?offset=5", &root).await;
     assert_eq!(skipped.body["entries"][0]["action"], "takeover");
-    assert_eq!(get(&app, "/admin/audit?offset=-2", &root).await.body["offset"], 0);
-    assert_eq!(get(&app, "/admin/audit?limit=0", &root).await.body["limit"], 100);
+    assert_eq!(
+        get(&app, "/admin/audit?offset=-2", &root).await.body["offset"],
+        0
+    );
+    assert_eq!(
+        get(&app, "/admin/audit?limit=0", &root).await.body["limit"],
+        100
+    );
 
     let bad = get(&app, "/admin/audit?limit=many", &root).await;
     assert_error(&bad, 400, "Invalid query parameter: limit", "BAD_REQUEST");

@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 
 use crate::helpers::{app, spawn_app};
 use crate::http_support::{
-    assert_error, call, call_with_header, chat_turn, delete, get, is_http_time, metric, post, prometheus,
-    status, stored_session,
+    assert_error, call, call_with_header, chat_turn, delete, get, is_http_time, metric, post,
+    prometheus, status, stored_session,
 };
 
 #[tokio::test]
@@ -18,8 +18,19 @@ async fn http_a_missing_or_malformed_authorization_header_is_401_unauthorized() 
     let app = spawn_app().await;
     let answer = call(&app, Method::GET, "/sessions", None).await;
     assert_error(&answer, 401, "Invalid authorization header", "UNAUTHORIZED");
-    assert_eq!(answer.body.as_object().unwrap().len(), 3, "only error, code, request_id: {:?}", answer.body);
-    for header in ["Basic abc", "Bearer ", "Bearer    ", "bearer abc", "Token x"] {
+    assert_eq!(
+        answer.body.as_object().unwrap().len(),
+        3,
+        "only error, code, request_id: {:?}",
+        answer.body
+    );
+    for header in [
+        "Basic abc",
+        "Bearer ",
+        "Bearer    ",
+        "bearer abc",
+        "Token x",
+    ] {
         let answer = call_with_header(&app, Method::GET, "/sessions", header).await;
         assert_error(&answer, 401, "Invalid authorization header", "UNAUTHORIZED");
     }
@@ -33,7 +44,11 @@ async fn http_a_missing_or_malformed_authorization_header_is_401_unauthorized() 
 #[tokio::test]
 async fn http_a_bad_token_is_401_invalid_token() {
     let app = spawn_app().await;
-    let other = chatbox::auth::JwtKeys::new(&"x9Kq2mV7nB4cL8pZ1wR5tY3uJ6hG0fD2sA".to_string().into(), None).unwrap();
+    let other = chatbox::auth::JwtKeys::new(
+        &"x9Kq2mV7nB4cL8pZ1wR5tY3uJ6hG0fD2sA".to_string().into(),
+        None,
+    )
+    .unwrap();
     let forged = other
         .mint(&chatbox::auth::Claims {
             user_id: "alice".into(),
@@ -45,9 +60,19 @@ async fn http_a_bad_token_is_401_invalid_token() {
         .unwrap();
     for token in ["garbage", "a.b.c", forged.as_str()] {
         let answer = call(&app, Method::GET, "/sessions", Some(token)).await;
-        assert_error(&answer, 401, "Invalid or expired authentication token", "INVALID_TOKEN");
+        assert_error(
+            &answer,
+            401,
+            "Invalid or expired authentication token",
+            "INVALID_TOKEN",
+        );
         let answer = call(&app, Method::GET, "/admin/metrics", Some(token)).await;
-        assert_error(&answer, 401, "Invalid or expired authentication token", "INVALID_TOKEN");
+        assert_error(
+            &answer,
+            401,
+            "Invalid or expired authentication token",
+            "INVALID_TOKEN",
+        );
     }
     let expired = app
         .state
@@ -61,7 +86,12 @@ async fn http_a_bad_token_is_401_invalid_token() {
         })
         .unwrap();
     let answer = get(&app, "/sessions", &expired).await;
-    assert_error(&answer, 401, "Invalid or expired authentication token", "INVALID_TOKEN");
+    assert_error(
+        &answer,
+        401,
+        "Invalid or expired authentication token",
+        "INVALID_TOKEN",
+    );
 }
 
 #[tokio::test]
@@ -84,7 +114,10 @@ async fn http_the_list_holds_only_the_callers_sessions_in_the_go_shape() {
     assert_eq!(session["message_count"], 2);
     assert_eq!(session["is_active"], true);
     assert_eq!(session["admin_assisted"], false);
-    assert!(session.get("end_time").is_none(), "no end_time while active: {session}");
+    assert!(
+        session.get("end_time").is_none(),
+        "no end_time while active: {session}"
+    );
     assert!(session.get("share_token").is_none());
     assert!(session.get("assisting_admin_name").is_none());
     assert!(is_http_time(&session["start_time"]), "{session}");
@@ -159,9 +192,14 @@ async fn http_ending_a_session_notifies_every_device_once_and_twice_is_harmless(
     let mut laptop = app.connect_ws(&token).await;
     status(&mut phone).await;
     status(&mut laptop).await;
-    phone.send(json!({"type": "user_message", "content": "Hello"})).await;
+    phone
+        .send(json!({"type": "user_message", "content": "Hello"}))
+        .await;
     let turn = phone.recv_turn().await;
-    let id = turn.last().unwrap()["session_id"].as_str().unwrap().to_string();
+    let id = turn.last().unwrap()["session_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     laptop.recv_turn().await;
     let before = prometheus(&app).await;
     assert_eq!(metric(&before, "chatbox_active_sessions_total"), 1.0);
@@ -190,10 +228,14 @@ async fn http_ending_a_session_notifies_every_device_once_and_twice_is_harmless(
     assert!(is_http_time(&list.body["sessions"][0]["end_time"]));
 
     // The ended session takes no more messages; a message without a session starts a new one.
-    phone.send(json!({"type": "user_message", "content": "Still there?", "session_id": id})).await;
+    phone
+        .send(json!({"type": "user_message", "content": "Still there?", "session_id": id}))
+        .await;
     let frame = phone.recv().await;
     assert_eq!(frame["type"], "error", "{frame}");
-    phone.send(json!({"type": "user_message", "content": "New topic"})).await;
+    phone
+        .send(json!({"type": "user_message", "content": "New topic"}))
+        .await;
     let turn = phone.recv_turn().await;
     assert_ne!(turn.last().unwrap()["session_id"], id.as_str());
 }
@@ -204,8 +246,18 @@ async fn http_ending_a_session_created_before_a_restart_never_drives_the_gauge_n
     // Created straight in the store: this process never counted it as active.
     let id = stored_session(&app, "carol", "Old session", 1, 1).await;
     let token = app.user_token("carol");
-    assert_eq!(post(&app, &format!("/sessions/{id}/end"), &token).await.status, 200);
-    assert_eq!(post(&app, &format!("/sessions/{id}/end"), &token).await.status, 200);
+    assert_eq!(
+        post(&app, &format!("/sessions/{id}/end"), &token)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        post(&app, &format!("/sessions/{id}/end"), &token)
+            .await
+            .status,
+        200
+    );
     let text = prometheus(&app).await;
     assert_eq!(metric(&text, "chatbox_active_sessions_total"), 0.0);
     assert_eq!(metric(&text, "chatbox_sessions_ended_total"), 1.0);
@@ -224,7 +276,10 @@ async fn http_a_share_link_reads_publicly_until_revoked() {
     let again = post(&app, &format!("/sessions/{id}/share"), &token).await;
     assert_eq!(again.body["share_token"], share_token.as_str());
     let list = get(&app, "/sessions", &token).await;
-    assert_eq!(list.body["sessions"][0]["share_token"], share_token.as_str());
+    assert_eq!(
+        list.body["sessions"][0]["share_token"],
+        share_token.as_str()
+    );
 
     let public = call(&app, Method::GET, &format!("/shared/{share_token}"), None).await;
     assert_eq!(public.status, 200, "{public:?}");
@@ -233,7 +288,12 @@ async fn http_a_share_link_reads_publicly_until_revoked() {
     let messages = public.body["messages"].as_array().unwrap();
     assert_eq!(messages.len(), 2);
     assert_eq!(messages[0]["content"], "Share me");
-    assert_eq!(public.body.as_object().unwrap().len(), 3, "{:?}", public.body);
+    assert_eq!(
+        public.body.as_object().unwrap().len(),
+        3,
+        "{:?}",
+        public.body
+    );
 
     let revoked = delete(&app, &format!("/sessions/{id}/share"), &token).await;
     assert_eq!(revoked.status, 200);
@@ -241,11 +301,21 @@ async fn http_a_share_link_reads_publicly_until_revoked() {
     let gone = call(&app, Method::GET, &format!("/shared/{share_token}"), None).await;
     assert_error(&gone, 404, "Shared session not found", "NOT_FOUND");
     // Revoking again is harmless; sharing again makes a new token.
-    assert_eq!(delete(&app, &format!("/sessions/{id}/share"), &token).await.status, 200);
+    assert_eq!(
+        delete(&app, &format!("/sessions/{id}/share"), &token)
+            .await
+            .status,
+        200
+    );
     let fresh = post(&app, &format!("/sessions/{id}/share"), &token).await;
     let fresh_token = fresh.body["share_token"].as_str().unwrap();
     assert_ne!(fresh_token, share_token);
-    assert_eq!(call(&app, Method::GET, &format!("/shared/{fresh_token}"), None).await.status, 200);
+    assert_eq!(
+        call(&app, Method::GET, &format!("/shared/{fresh_token}"), None)
+            .await
+            .status,
+        200
+    );
 }
 
 #[tokio::test]

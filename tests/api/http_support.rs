@@ -6,7 +6,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use chatbox::store::{MessageRecord, Store, TurnUsage};
+use chatbox::store::{MessageRecord, TurnUsage};
 
 use crate::helpers::{TestApp, WsClient};
 
@@ -30,7 +30,12 @@ pub async fn call(app: &TestApp, method: Method, path: &str, token: Option<&str>
 }
 
 /// Sends `method path` with a raw `Authorization` header value.
-pub async fn call_with_header(app: &TestApp, method: Method, path: &str, authorization: &str) -> Answer {
+pub async fn call_with_header(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    authorization: &str,
+) -> Answer {
     let request = app
         .http
         .request(method, format!("{}{path}", app.base))
@@ -71,8 +76,14 @@ pub fn assert_error(answer: &Answer, status: u16, error: &str, code: &str) {
     assert_eq!(answer.status, status, "{answer:?}");
     assert_eq!(answer.body["error"], error, "{answer:?}");
     assert_eq!(answer.body["code"], code, "{answer:?}");
-    let id = answer.body["request_id"].as_str().expect("request_id in the body");
-    assert_eq!(Some(id), answer.request_id.as_deref(), "body and header carry the same request id");
+    let id = answer.body["request_id"]
+        .as_str()
+        .expect("request_id in the body");
+    assert_eq!(
+        Some(id),
+        answer.request_id.as_deref(),
+        "body and header carry the same request id"
+    );
 }
 
 /// The first frame of a connection (`connection_status`).
@@ -86,7 +97,8 @@ pub async fn status(ws: &mut WsClient) -> Value {
 pub async fn chat_turn(app: &TestApp, user: &str, content: &str) -> String {
     let mut ws = app.connect_ws(&app.user_token(user)).await;
     status(&mut ws).await;
-    ws.send(json!({"type": "user_message", "content": content})).await;
+    ws.send(json!({"type": "user_message", "content": content}))
+        .await;
     let frames = ws.recv_turn().await;
     let last = frames.last().unwrap();
     assert_eq!(last["metadata"]["done"], "true", "{frames:?}");
@@ -97,22 +109,49 @@ pub async fn chat_turn(app: &TestApp, user: &str, content: &str) -> String {
 
 /// Creates the active session of `user` directly in the store with a user message and an answer, and
 /// records a turn's usage; returns the session id.
-pub async fn stored_session(app: &TestApp, user: &str, text: &str, tokens: i64, response_ms: i64) -> String {
+pub async fn stored_session(
+    app: &TestApp,
+    user: &str,
+    text: &str,
+    tokens: i64,
+    response_ms: i64,
+) -> String {
     let store = &app.state.store;
-    let active = store.get_or_create_active(user, None, "demo").await.unwrap();
+    let active = store
+        .get_or_create_active(user, None, "demo")
+        .await
+        .unwrap();
     let id = active.session.id.clone();
     let base = active.session.last_seq;
     store
-        .append_message(&id, &MessageRecord::new(format!("u{base}"), base + 1, "user", text))
+        .append_message(
+            &id,
+            &MessageRecord::new(format!("u{base}"), base + 1, "user", text),
+        )
         .await
         .unwrap();
     store
-        .append_message(&id, &MessageRecord::new(format!("a{base}"), base + 2, "ai", format!("Answer to {text}")))
+        .append_message(
+            &id,
+            &MessageRecord::new(
+                format!("a{base}"),
+                base + 2,
+                "ai",
+                format!("Answer to {text}"),
+            ),
+        )
         .await
         .unwrap();
     store.set_name(&id, text).await.unwrap();
     store
-        .record_usage(&id, TurnUsage { tokens, response_ms, at: chatbox::store::now() })
+        .record_usage(
+            &id,
+            TurnUsage {
+                tokens,
+                response_ms,
+                at: chatbox::store::now(),
+            },
+        )
         .await
         .unwrap();
     id
@@ -120,12 +159,21 @@ pub async fn stored_session(app: &TestApp, user: &str, text: &str, tokens: i64, 
 
 /// Ends a session directly in the store.
 pub async fn end_in_store(app: &TestApp, session_id: &str) {
-    app.state.store.end_session(session_id, chatbox::store::now()).await.unwrap();
+    app.state
+        .store
+        .end_session(session_id, chatbox::store::now())
+        .await
+        .unwrap();
 }
 
 /// The Prometheus exposition (requested from 127.0.0.1, inside the default allow-list).
 pub async fn prometheus(app: &TestApp) -> String {
-    let response = app.http.get(format!("{}/metrics/prometheus", app.base)).send().await.unwrap();
+    let response = app
+        .http
+        .get(format!("{}/metrics/prometheus", app.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     response.text().await.unwrap()
 }
@@ -133,13 +181,18 @@ pub async fn prometheus(app: &TestApp) -> String {
 /// The value of an unlabelled metric (0 when absent).
 pub fn metric(text: &str, name: &str) -> f64 {
     text.lines()
-        .find_map(|line| line.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .find_map(|line| {
+            line.strip_prefix(name)
+                .and_then(|rest| rest.strip_prefix(' '))
+        })
         .map_or(0.0, |v| v.trim().parse().unwrap())
 }
 
 /// True when `text` is a timestamp of the HTTP API (RFC 3339, UTC, at most milliseconds).
 pub fn is_http_time(text: &Value) -> bool {
-    let Some(text) = text.as_str() else { return false };
+    let Some(text) = text.as_str() else {
+        return false;
+    };
     time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).is_ok()
         && text.ends_with('Z')
         && text.split('.').nth(1).is_none_or(|f| f.len() <= 4)

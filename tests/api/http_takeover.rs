@@ -7,7 +7,9 @@
 use serde_json::{Value, json};
 
 use crate::helpers::{WsClient, spawn_app};
-use crate::http_support::{assert_error, chat_turn, delete, end_in_store, get, post, status, stored_session};
+use crate::http_support::{
+    assert_error, chat_turn, delete, end_in_store, get, post, status, stored_session,
+};
 
 /// Frames until one of type `kind`, asserting that no AI activity (`loading`, `ai_response`) is among them.
 async fn recv_quietly(ws: &mut WsClient, kind: &str) -> Value {
@@ -26,11 +28,26 @@ async fn http_takeover_refusals_use_the_spec_texts() {
     let app = spawn_app().await;
     let root = app.admin_token("root");
     let ops = app.admin_token("ops");
-    let answer = post(&app, "/admin/takeover/0123456789abcdef0123456789abcdef", &root).await;
+    let answer = post(
+        &app,
+        "/admin/takeover/0123456789abcdef0123456789abcdef",
+        &root,
+    )
+    .await;
     assert_error(&answer, 404, "Session not found", "NOT_FOUND");
-    let answer = delete(&app, "/admin/takeover/0123456789abcdef0123456789abcdef", &root).await;
+    let answer = delete(
+        &app,
+        "/admin/takeover/0123456789abcdef0123456789abcdef",
+        &root,
+    )
+    .await;
     assert_error(&answer, 404, "Session not found", "NOT_FOUND");
-    let answer = post(&app, "/admin/takeover/0123456789abcdef0123456789abcdef/transfer", &root).await;
+    let answer = post(
+        &app,
+        "/admin/takeover/0123456789abcdef0123456789abcdef/transfer",
+        &root,
+    )
+    .await;
     assert_error(&answer, 404, "Session not found", "NOT_FOUND");
 
     let id = stored_session(&app, "alice", "Help", 1, 1).await;
@@ -46,20 +63,38 @@ async fn http_takeover_refusals_use_the_spec_texts() {
         json!({"message": "Takeover initiated successfully", "session_id": id, "admin_id": "root"})
     );
     // The same admin again succeeds again.
-    assert_eq!(post(&app, &format!("/admin/takeover/{id}"), &root).await.status, 200);
+    assert_eq!(
+        post(&app, &format!("/admin/takeover/{id}"), &root)
+            .await
+            .status,
+        200
+    );
     let answer = post(&app, &format!("/admin/takeover/{id}"), &ops).await;
-    assert_error(&answer, 400, "session already assisted by another admin: Admin root (root)", "BAD_REQUEST");
+    assert_error(
+        &answer,
+        400,
+        "session already assisted by another admin: Admin root (root)",
+        "BAD_REQUEST",
+    );
     let answer = delete(&app, &format!("/admin/takeover/{id}"), &ops).await;
-    assert_error(&answer, 400, "session assisted by another admin: Admin root (root)", "BAD_REQUEST");
+    assert_error(
+        &answer,
+        400,
+        "session assisted by another admin: Admin root (root)",
+        "BAD_REQUEST",
+    );
 
     // The assistance is persisted.
     let session = app.state.store.get_session(&id).await.unwrap().unwrap();
     assert!(session.admin_assisted);
     assert_eq!(session.assisting_admin_id.as_deref(), Some("root"));
     assert_eq!(session.assisting_admin_name.as_deref(), Some("Admin root"));
-    let listed = get(&app, &format!("/admin/sessions?user_id=alice"), &root).await;
+    let listed = get(&app, "/admin/sessions?user_id=alice", &root).await;
     assert_eq!(listed.body["sessions"][0]["admin_assisted"], true);
-    assert_eq!(listed.body["sessions"][0]["assisting_admin_name"], "Admin root");
+    assert_eq!(
+        listed.body["sessions"][0]["assisting_admin_name"],
+        "Admin root"
+    );
 
     end_in_store(&app, &id).await;
     let answer = post(&app, &format!("/admin/takeover/{id}"), &ops).await;
@@ -68,7 +103,10 @@ async fn http_takeover_refusals_use_the_spec_texts() {
     assert_error(&answer, 400, "session has ended", "BAD_REQUEST");
 
     let text = crate::http_support::prometheus(&app).await;
-    assert_eq!(crate::http_support::metric(&text, "chatbox_admin_takeovers_total"), 2.0);
+    assert_eq!(
+        crate::http_support::metric(&text, "chatbox_admin_takeovers_total"),
+        2.0
+    );
 }
 
 #[tokio::test]
@@ -79,9 +117,14 @@ async fn http_takeover_conversation_with_two_devices_and_an_admin() {
     let mut laptop = app.connect_ws(&token).await;
     status(&mut phone).await;
     status(&mut laptop).await;
-    phone.send(json!({"type": "user_message", "content": "I need a human"})).await;
+    phone
+        .send(json!({"type": "user_message", "content": "I need a human"}))
+        .await;
     let turn = phone.recv_turn().await;
-    let id = turn.last().unwrap()["session_id"].as_str().unwrap().to_string();
+    let id = turn.last().unwrap()["session_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     laptop.recv_turn().await;
 
     // HTTP takeover: both devices see the admin join.
@@ -93,15 +136,23 @@ async fn http_takeover_conversation_with_two_devices_and_an_admin() {
         assert_eq!(join["type"], "admin_join", "{join}");
         assert_eq!(join["session_id"], id.as_str());
         assert_eq!(join["metadata"]["admin_id"], "root");
-        assert_eq!(join["content"], "Administrator Admin root has joined the session");
+        assert_eq!(
+            join["content"],
+            "Administrator Admin root has joined the session"
+        );
     }
 
     // The admin's own connection joins the conversation and gets its history.
     let mut admin = app.connect_ws(&root).await;
     status(&mut admin).await;
-    admin.send(json!({"type": "admin_join", "session_id": id, "sender": "admin"})).await;
+    admin
+        .send(json!({"type": "admin_join", "session_id": id, "sender": "admin"}))
+        .await;
     let history = admin.recv_until("admin_join").await;
-    assert!(history.iter().any(|f| f["type"] == "ai_response"), "history replayed: {history:?}");
+    assert!(
+        history.iter().any(|f| f["type"] == "ai_response"),
+        "history replayed: {history:?}"
+    );
     recv_quietly(&mut phone, "admin_join").await;
     recv_quietly(&mut laptop, "admin_join").await;
     // Drain what the replay still holds for the admin (the join frames), up to a ping's answer.
@@ -109,7 +160,9 @@ async fn http_takeover_conversation_with_two_devices_and_an_admin() {
     admin.recv_until("pong").await;
 
     // A user message reaches the other device and the admin; the AI stays silent.
-    phone.send(json!({"type": "user_message", "content": "Are you a person?", "session_id": id})).await;
+    phone
+        .send(json!({"type": "user_message", "content": "Are you a person?", "session_id": id}))
+        .await;
     let echo = recv_quietly(&mut laptop, "user_message").await;
     assert_eq!(echo["content"], "Are you a person?");
     let seen = recv_quietly(&mut admin, "user_message").await;
@@ -117,10 +170,17 @@ async fn http_takeover_conversation_with_two_devices_and_an_admin() {
     assert_eq!(seen["session_id"], id.as_str());
 
     // Typing relays both ways.
-    phone.send(json!({"type": "typing_indicator", "session_id": id})).await;
+    phone
+        .send(json!({"type": "typing_indicator", "session_id": id}))
+        .await;
     let typing = recv_quietly(&mut admin, "typing_indicator").await;
     assert_eq!(typing["sender"], "user");
-    admin.send(json!({"type": "typing_indicator", "session_id": id, "sender": "admin"})).await;
+    // The user's other device sees it too.
+    let typing = recv_quietly(&mut laptop, "typing_indicator").await;
+    assert_eq!(typing["sender"], "user");
+    admin
+        .send(json!({"type": "typing_indicator", "session_id": id, "sender": "admin"}))
+        .await;
     let typing = recv_quietly(&mut phone, "typing_indicator").await;
     assert_eq!(typing["sender"], "admin");
     let typing = recv_quietly(&mut laptop, "typing_indicator").await;
@@ -144,7 +204,11 @@ async fn http_takeover_conversation_with_two_devices_and_an_admin() {
         let leave = recv_quietly(device, "admin_leave").await;
         assert_eq!(leave["metadata"]["admin_id"], "root");
     }
-    phone.send(json!({"type": "user_message", "content": "Thanks, back to the bot", "session_id": id})).await;
+    phone
+        .send(
+            json!({"type": "user_message", "content": "Thanks, back to the bot", "session_id": id}),
+        )
+        .await;
     let turn = phone.recv_turn().await;
     assert_eq!(turn[0]["type"], "loading", "{turn:?}");
     assert_eq!(turn.last().unwrap()["metadata"]["done"], "true");
@@ -173,12 +237,17 @@ async fn http_a_transfer_hands_the_session_to_the_calling_admin() {
     let answer = post(&app, &format!("/admin/takeover/{id}/transfer"), &root).await;
     assert_eq!(answer.status, 200, "{answer:?}");
     assert_eq!(answer.body["message"], "Takeover initiated successfully");
-    assert_eq!(device.recv_until("admin_join").await.last().unwrap()["metadata"]["admin_id"], "root");
+    assert_eq!(
+        device.recv_until("admin_join").await.last().unwrap()["metadata"]["admin_id"],
+        "root"
+    );
 
     // Root watches over WebSocket; ops takes the session over explicitly.
     let mut root_ws = app.connect_ws(&root).await;
     status(&mut root_ws).await;
-    root_ws.send(json!({"type": "admin_join", "session_id": id, "sender": "admin"})).await;
+    root_ws
+        .send(json!({"type": "admin_join", "session_id": id, "sender": "admin"}))
+        .await;
     root_ws.recv_until("admin_join").await;
     device.recv_until("admin_join").await;
     let answer = post(&app, &format!("/admin/takeover/{id}/transfer"), &ops).await;
@@ -203,7 +272,12 @@ async fn http_a_transfer_hands_the_session_to_the_calling_admin() {
     let session = app.state.store.get_session(&id).await.unwrap().unwrap();
     assert_eq!(session.assisting_admin_id.as_deref(), Some("ops"));
     let answer = delete(&app, &format!("/admin/takeover/{id}"), &root).await;
-    assert_error(&answer, 400, "session assisted by another admin: Admin ops (ops)", "BAD_REQUEST");
+    assert_error(
+        &answer,
+        400,
+        "session assisted by another admin: Admin ops (ops)",
+        "BAD_REQUEST",
+    );
     // Ops transferring to itself again is a plain (repeated) takeover.
     let answer = post(&app, &format!("/admin/takeover/{id}/transfer"), &ops).await;
     assert_eq!(answer.body["message"], "Takeover initiated successfully");

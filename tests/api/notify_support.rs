@@ -1,0 +1,327 @@
+//! Real receivers for notification tests: an SMTP server (aiosmtpd, a Python package that
+//! `scripts/test.sh` installs into a venv and announces with `CHATBOX_TEST_PYTHON`) writing to a maildir, and
+//! a small HTTP server that records webhook requests and answers with scripted statuses.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use poem::listener::{Acceptor, Listener, TcpListener};
+use poem::{Request, Response};
+use serde_json::Value;
+use sha2::Sha256;
+
+/// How long a test waits for a delivery.
+pub const DELIVERY_DEADLINE: Duration = Duration::from_secs(20);
+
+/// Polls `probe` every 20 ms until it returns `Some`, failing with `what` after [`DELIVERY_DEADLINE`].
+pub async fn eventually<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + DELIVERY_DEADLINE;
+    loop {
+        if let Some(value) = probe() {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The Python interpreter that has aiosmtpd: `CHATBOX_TEST_PYTHON`, else the venv `scripts/test.sh` creates.
+fn python() -> PathBuf {
+    let candidates: Vec<PathBuf> = std::env::var_os("CHATBOX_TEST_PYTHON")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain(
+            std::env::var_os("CHATBOX_TOOLS_DIR")
+                .map(PathBuf::from)
+                .or_else(|| {
+                    std::env::var_os("XDG_CACHE_HOME")
+                        .map(|d| PathBuf::from(d).join("chatbox-tools"))
+                })
+                .or_else(|| {
+                    std::env::var_os("HOME").map(|d| PathBuf::from(d).join(".cache/chatbox-tools"))
+                })
+                .map(|d| d.join("aiosmtpd-venv/bin/python")),
+        )
+        .collect();
+    for python in &candidates {
+        let works = Command::new(python)
+            .args(["-c", "import aiosmtpd"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if works {
+            return python.clone();
+        }
+    }
+    panic!(
+        "no Python with aiosmtpd found (tried {candidates:?}): run scripts/test.sh once (it installs aiosmtpd into \
+         a venv and exports CHATBOX_TEST_PYTHON), or set CHATBOX_TEST_PYTHON to a python where `pip install aiosmtpd` was run"
+    );
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A real SMTP server on a free loopback port, killed on drop.
+pub struct SmtpServer {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    child: Child,
+    python: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+/// One received mail, parsed by Python's `email` package.
+#[derive(Debug)]
+pub struct Mail {
+    /// Headers and bodies: `subject`, `from`, `to`, `rcpt_to`, `content_type`, `text`, `html`.
+    pub json: Value,
+}
+
+const PARSE_MAIL: &str = r#"
+import email, email.policy, json, sys
+with open(sys.argv[1], "rb") as f:
+    m = email.message_from_binary_file(f, policy=email.policy.default)
+plain = m.get_body(("plain",))
+html = m.get_body(("html",))
+print(json.dumps({
+    "subject": str(m["subject"]), "from": str(m["from"]), "to": str(m["to"]),
+    "rcpt_to": str(m["X-RcptTo"]), "content_type": m.get_content_type(),
+    "text": plain.get_content() if plain else None, "html": html.get_content() if html else None,
+}))
+"#;
+
+impl SmtpServer {
+    /// Starts aiosmtpd with its Mailbox handler and waits until it accepts connections.
+    pub async fn start() -> Self {
+        let python = python();
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let log = std::fs::File::create(dir.path().join("aiosmtpd.log")).unwrap();
+        let child = Command::new(&python)
+            .args([
+                "-m",
+                "aiosmtpd",
+                "-n",
+                "-l",
+                &format!("127.0.0.1:{port}"),
+                "-c",
+                "aiosmtpd.handlers.Mailbox",
+            ])
+            .arg(dir.path().join("maildir"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("cannot start aiosmtpd");
+        let mut server = Self {
+            port,
+            child,
+            python,
+            dir,
+        };
+        let deadline = tokio::time::Instant::now() + DELIVERY_DEADLINE;
+        loop {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return server;
+            }
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!("aiosmtpd exited with {status}: {}", server.log());
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "aiosmtpd did not start: {}",
+                server.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("aiosmtpd.log")).unwrap_or_default()
+    }
+
+    fn files(&self) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(self.dir.path().join("maildir/new"))
+            .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        files.sort();
+        files
+    }
+
+    fn parse(&self, path: &Path) -> Mail {
+        let out = Command::new(&self.python)
+            .args(["-c", PARSE_MAIL])
+            .arg(path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Mail {
+            json: serde_json::from_slice(&out.stdout).unwrap(),
+        }
+    }
+
+    /// Waits until at least `n` mails have arrived and returns them all.
+    pub async fn wait_for_mails(&self, n: usize) -> Vec<Mail> {
+        let files = eventually(&format!("{n} mail(s)"), || {
+            Some(self.files()).filter(|f| f.len() >= n)
+        })
+        .await;
+        files.iter().map(|f| self.parse(f)).collect()
+    }
+
+    /// Mails received so far.
+    pub fn count(&self) -> usize {
+        self.files().len()
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One request the webhook receiver got.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// Header names in lower case.
+    pub headers: HashMap<String, String>,
+    /// The raw body.
+    pub body: Vec<u8>,
+}
+
+impl Received {
+    /// The body as JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+
+    /// Asserts the signature is `sha256=HMAC-SHA256(secret, "<timestamp>.<body>")` with a fresh timestamp,
+    /// recomputed here independently of the server's code.
+    pub fn assert_signed_with(&self, secret: &str) {
+        let timestamp = &self.headers["x-chatbox-timestamp"];
+        let sent: i64 = timestamp.parse().unwrap();
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        assert!(
+            (now - sent).abs() < 300,
+            "stale timestamp {sent} (now {now})"
+        );
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(format!("{timestamp}.").as_bytes());
+        mac.update(&self.body);
+        let expected = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+        assert_eq!(
+            self.headers["x-chatbox-signature"], expected,
+            "signature mismatch"
+        );
+    }
+}
+
+struct ReceiverState {
+    received: Mutex<Vec<Received>>,
+    statuses: Mutex<VecDeque<u16>>,
+    delay: Duration,
+}
+
+/// A webhook receiver on a free loopback port; stops on drop.
+pub struct WebhookReceiver {
+    /// `http://127.0.0.1:<port>/hooks/help?token=...`
+    pub url: String,
+    state: Arc<ReceiverState>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl WebhookReceiver {
+    /// Answers the scripted `statuses` in order, then 200; each answer after `delay`.
+    pub async fn start(statuses: &[u16], delay: Duration) -> Self {
+        let state = Arc::new(ReceiverState {
+            received: Mutex::new(Vec::new()),
+            statuses: Mutex::new(statuses.iter().copied().collect()),
+            delay,
+        });
+        let acceptor = TcpListener::bind("127.0.0.1:0")
+            .into_acceptor()
+            .await
+            .unwrap();
+        let port = acceptor.local_addr()[0].as_socket_addr().unwrap().port();
+        let shared = Arc::clone(&state);
+        let endpoint = poem::endpoint::make(move |req: Request| {
+            let state = Arc::clone(&shared);
+            async move {
+                let headers = req
+                    .headers()
+                    .iter()
+                    .map(|(k, v)| {
+                        (
+                            k.as_str().to_string(),
+                            v.to_str().unwrap_or_default().to_string(),
+                        )
+                    })
+                    .collect();
+                let body = req.into_body().into_vec().await.unwrap_or_default();
+                state
+                    .received
+                    .lock()
+                    .unwrap()
+                    .push(Received { headers, body });
+                tokio::time::sleep(state.delay).await;
+                let status = state.statuses.lock().unwrap().pop_front().unwrap_or(200);
+                Response::builder()
+                    .status(poem::http::StatusCode::from_u16(status).unwrap())
+                    .finish()
+            }
+        });
+        let server = tokio::spawn(async move {
+            let _ = poem::Server::new_with_acceptor(acceptor)
+                .run(endpoint)
+                .await;
+        });
+        Self {
+            url: format!("http://127.0.0.1:{port}/hooks/help?token=t0k3n"),
+            state,
+            server,
+        }
+    }
+
+    /// Requests received so far.
+    pub fn received(&self) -> Vec<Received> {
+        self.state.received.lock().unwrap().clone()
+    }
+
+    /// Waits until at least `n` requests have arrived and returns them all.
+    pub async fn wait_for(&self, n: usize) -> Vec<Received> {
+        eventually(&format!("{n} webhook request(s)"), || {
+            Some(self.received()).filter(|r| r.len() >= n)
+        })
+        .await
+    }
+}
+
+impl Drop for WebhookReceiver {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
