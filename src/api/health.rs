@@ -111,7 +111,9 @@ impl HealthApi {
             }
         };
         let draining = state.draining.load(std::sync::atomic::Ordering::SeqCst);
-        let ready = !draining && store.status == ReadinessStatus::Ready && llm.status == ReadinessStatus::Ready;
+        let ready = !draining
+            && store.status == ReadinessStatus::Ready
+            && llm.status == ReadinessStatus::Ready;
         let body = Json(ReadinessResponse {
             status: if ready {
                 ReadinessStatus::Ready

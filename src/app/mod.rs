@@ -165,7 +165,10 @@ impl Application {
         };
         let routes = Route::new()
             .nest(prefix, crate::api::routes(Arc::clone(&self.state)))
-            .with(HttpMetrics::new(Arc::clone(&self.state.metrics), &self.state.settings.server.path_prefix))
+            .with(HttpMetrics::new(
+                Arc::clone(&self.state.metrics),
+                &self.state.settings.server.path_prefix,
+            ))
             .with(Cors::new(&self.state.settings.http.cors_allowed_origins))
             .with(SecurityHeaders)
             .with(RequestIdMiddleware);
@@ -182,9 +185,15 @@ const CANCEL_STORE_WAIT: std::time::Duration = std::time::Duration::from_secs(5)
 /// finish; answers still running then are cancelled and their partial text stored; then every connection is
 /// closed with 1001 "Server shutting down".
 async fn drain(state: &AppState, grace: std::time::Duration) {
-    state.draining.store(true, std::sync::atomic::Ordering::SeqCst);
+    state
+        .draining
+        .store(true, std::sync::atomic::Ordering::SeqCst);
     let running = state.chat.live().running_turns();
-    tracing::info!(running_turns = running, grace_secs = grace.as_secs_f64(), "draining");
+    tracing::info!(
+        running_turns = running,
+        grace_secs = grace.as_secs_f64(),
+        "draining"
+    );
     let wait_for_turns = |deadline: tokio::time::Instant| async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_millis(20));
         while state.chat.live().running_turns() > 0 && tokio::time::Instant::now() < deadline {
@@ -196,7 +205,10 @@ async fn drain(state: &AppState, grace: std::time::Duration) {
     tokio::join!(wait_for_turns(deadline), state.notifier.drain(deadline));
     let cancelled = state.chat.live().cancel_all();
     if cancelled > 0 {
-        tracing::warn!(cancelled, "answers still running at the end of the grace period were cut short and stored");
+        tracing::warn!(
+            cancelled,
+            "answers still running at the end of the grace period were cut short and stored"
+        );
         wait_for_turns(tokio::time::Instant::now() + CANCEL_STORE_WAIT).await;
     }
     state.shutdown.cancel();

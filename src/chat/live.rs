@@ -277,7 +277,13 @@ impl LiveSessions {
 
     /// Cancels every running turn (their partial answers are stored); returns how many.
     pub fn cancel_all(&self) -> usize {
-        let sessions: Vec<_> = self.sessions.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        let sessions: Vec<_> = self
+            .sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
         sessions.iter().filter(|s| s.cancel_turn()).count()
     }
 

@@ -89,7 +89,10 @@ impl Chat {
             }
         }
         if session.name.is_empty()
-            && let Err(err) = self.store.set_name(&session.id, &session_name(&m.content)).await
+            && let Err(err) = self
+                .store
+                .set_name(&session.id, &session_name(&m.content))
+                .await
         {
             tracing::warn!(session_id = %session.id, error = %err, "session name not stored");
         }

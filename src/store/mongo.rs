@@ -839,6 +839,17 @@ impl Store for MongoStore {
         let seq = i64::try_from(message.seq).unwrap_or(i64::MAX);
         self.runner
             .run("append_message", Budget::Short, true, || async {
+                // A positive match on the array is exact on MongoDB and FerretDB alike; the `$ne` guard in
+                // the update below keeps concurrent duplicates out on MongoDB, where it is atomic
+                // (FerretDB 1.24 evaluates `$ne` on arrays of documents element-wise).
+                let seen = self
+                    .sessions
+                    .find_one(doc! { "_id": session_id, "msgs.id": &message.id })
+                    .projection(doc! { "_id": 1 })
+                    .await?;
+                if seen.is_some() {
+                    return Ok(AppendOutcome::Duplicate);
+                }
                 let result = self
                     .sessions
                     .update_one(

@@ -24,7 +24,10 @@ fn plain(status: StatusCode, text: &str) -> Response {
 
 /// The token from `Authorization: Bearer <t>` (exact prefix, as the Go service), else from `?token=`.
 fn token(req: &Request) -> Option<String> {
-    let header = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let header = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
     if let Some(token) = header.and_then(|value| value.strip_prefix("Bearer ")) {
         return Some(token.trim().to_string());
     }

@@ -533,12 +533,24 @@ async fn first_messages_from_several_devices_at_once_create_one_session() {
     futures::future::join_all(sends).await;
     let mut sessions = std::collections::BTreeSet::new();
     for ws in &mut devices {
-        let frame = ws.recv().await;
-        sessions.insert(frame["session_id"].as_str().unwrap().to_string());
+        // Every device sees all five turns end (turns of a session run one after another).
+        let mut answers = 0;
+        while answers < 5 {
+            let frame = ws.recv().await;
+            sessions.insert(frame["session_id"].as_str().unwrap().to_string());
+            if frame["type"] == "ai_response" && frame["metadata"]["done"] == "true" {
+                answers += 1;
+            }
+        }
     }
     assert_eq!(sessions.len(), 1, "{sessions:?}");
-    let stored = app.state.store.list_user_sessions("racer", 100).await.unwrap();
-    assert_eq!(stored.len(), 1);
+    let stored = app
+        .state
+        .store
+        .list_user_sessions("racer", 100)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 1, "no orphan session is left behind");
 }
 
 #[tokio::test]
@@ -546,9 +558,21 @@ async fn the_session_is_named_after_the_first_message() {
     let app = spawn_app().await;
     let mut ws = app.connect_ws(&app.user_token("namer")).await;
     status(&mut ws).await;
-    ws.send(json!({"type": "user_message", "content": "How do lifetimes work? I keep getting errors."})).await;
-    let session_id = ws.recv_turn().await[0]["session_id"].as_str().unwrap().to_string();
-    let session = app.state.store.get_session(&session_id).await.unwrap().unwrap();
+    ws.send(
+        json!({"type": "user_message", "content": "How do lifetimes work? I keep getting errors."}),
+    )
+    .await;
+    let session_id = ws.recv_turn().await[0]["session_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let session = app
+        .state
+        .store
+        .get_session(&session_id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(session.name, "How do lifetimes work?");
     assert!(session.total_tokens > 0, "usage is persisted");
     assert!(session.message_count >= 2);
@@ -559,7 +583,8 @@ async fn a_resume_message_replays_after_last_seq_on_the_same_connection() {
     let app = spawn_app().await;
     let mut ws = app.connect_ws(&app.user_token("resumer")).await;
     status(&mut ws).await;
-    ws.send(json!({"type": "user_message", "content": "Remember this"})).await;
+    ws.send(json!({"type": "user_message", "content": "Remember this"}))
+        .await;
     let turn = ws.recv_turn().await;
     // The user's own message took the seq just before `loading`.
     let from = seq(&turn[0]) - 2;
@@ -571,7 +596,10 @@ async fn a_resume_message_replays_after_last_seq_on_the_same_connection() {
     // The user's own message is in the replay (as an echo), then the answer.
     assert_eq!(replayed[0]["type"], "user_message");
     let replayed_seqs: Vec<i64> = replayed.iter().map(seq).collect();
-    assert!(replayed_seqs.windows(2).all(|w| w[0] < w[1]), "{replayed_seqs:?}");
+    assert!(
+        replayed_seqs.windows(2).all(|w| w[0] < w[1]),
+        "{replayed_seqs:?}"
+    );
     assert_eq!(answer_text(&replayed), answer_text(&turn));
 }
 
@@ -582,7 +610,8 @@ async fn a_help_request_reaches_connected_admins_live_and_is_confirmed() {
     status(&mut admin).await;
     let mut user = app.connect_ws(&app.user_token("needy")).await;
     status(&mut user).await;
-    user.send(json!({"type": "user_message", "content": "I am stuck"})).await;
+    user.send(json!({"type": "user_message", "content": "I am stuck"}))
+        .await;
     let session_id = user.recv_turn().await[0]["session_id"].clone();
     user.send(json!({"type": "help_request"})).await;
     let confirmation = user.recv().await;
@@ -595,6 +624,12 @@ async fn a_help_request_reaches_connected_admins_live_and_is_confirmed() {
     assert_eq!(event["type"], "help_request");
     assert_eq!(event["user_id"], "needy");
     assert_eq!(event["session_id"], session_id);
-    let stored = app.state.store.get_session(session_id.as_str().unwrap()).await.unwrap().unwrap();
+    let stored = app
+        .state
+        .store
+        .get_session(session_id.as_str().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(stored.help_requested);
 }

@@ -134,7 +134,12 @@ fn digest(doc: &Value) -> BTreeMap<String, Value> {
                         c.iter()
                             .map(|(media, m)| {
                                 // `application/json; charset=utf-8` is `application/json`.
-                                let media = media.split(';').next().unwrap_or_default().trim().to_string();
+                                let media = media
+                                    .split(';')
+                                    .next()
+                                    .unwrap_or_default()
+                                    .trim()
+                                    .to_string();
                                 (media, shape(&m["schema"], schemas))
                             })
                             .collect()

@@ -2,17 +2,19 @@
 
 mod chat;
 mod contract;
+mod fake_llm;
 mod heartbeat;
 mod helpers;
-mod fake_llm;
-mod llm;
-mod metrics;
-mod shutdown;
-mod store;
 mod http_admin;
 mod http_middleware;
 mod http_sessions;
 mod http_support;
 mod http_takeover;
+mod llm;
+mod metrics;
 mod notify;
 mod notify_support;
+mod ops_config_doc;
+mod ops_deploy;
+mod shutdown;
+mod store;

@@ -19,11 +19,20 @@ async fn every_reference_metric_is_exported_with_its_labels() {
     let app = spawn_app().await;
     let mut ws = app.connect_ws(&app.user_token("metered")).await;
     ws.recv().await;
-    ws.send(json!({"type": "user_message", "content": "count me"})).await;
+    ws.send(json!({"type": "user_message", "content": "count me"}))
+        .await;
     ws.recv_turn().await;
     ws.send_text("not json").await;
     ws.recv().await;
-    let text = app.http.get(format!("{}/metrics/prometheus", app.base)).send().await.unwrap().text().await.unwrap();
+    let text = app
+        .http
+        .get(format!("{}/metrics/prometheus", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     for name in [
         "chatbox_websocket_connections_total",
         "chatbox_messages_received_total",
@@ -48,10 +57,16 @@ async fn every_reference_metric_is_exported_with_its_labels() {
     }
     assert!(text.contains("chatbox_mongodb_operation_seconds_bucket{operation="));
     assert!(text.contains("chatbox_http_request_duration_seconds_bucket{endpoint="));
-    assert_eq!(sample(&text, "chatbox_websocket_connections_total"), Some(1.0));
+    assert_eq!(
+        sample(&text, "chatbox_websocket_connections_total"),
+        Some(1.0)
+    );
     assert_eq!(sample(&text, "chatbox_sessions_created_total"), Some(1.0));
     assert_eq!(sample(&text, "chatbox_active_sessions_total"), Some(1.0));
-    assert_eq!(sample(&text, "chatbox_llm_requests_total{provider=\"demo\"}"), Some(1.0));
+    assert_eq!(
+        sample(&text, "chatbox_llm_requests_total{provider=\"demo\"}"),
+        Some(1.0)
+    );
     assert_eq!(sample(&text, "chatbox_message_errors_total"), Some(1.0));
     assert!(sample(&text, "chatbox_tokens_used_total{provider=\"demo\"}").unwrap() > 0.0);
     // user_message; the malformed frame is not counted as received.
@@ -74,7 +89,10 @@ async fn the_connection_gauge_returns_to_zero_and_never_goes_negative() {
     }
     let deadline = tokio::time::Instant::now() + crate::helpers::FRAME_DEADLINE;
     while app.state.hub.connection_count() > 0 {
-        assert!(tokio::time::Instant::now() < deadline, "connections not released");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "connections not released"
+        );
         tokio::task::yield_now().await;
     }
     assert_eq!(app.state.metrics.websocket_connections.get(), 0);

@@ -862,3 +862,49 @@ pub async fn ping_reports_ready(backend: Backend) {
     let store = backend.open().await;
     store.ping().await.unwrap();
 }
+
+pub async fn concurrent_callers_with_one_reserved_id_create_one_session(backend: Backend) {
+    let store = backend.open().await;
+    let preferred = chatbox::store::new_session_id();
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let store = store.clone();
+        let preferred = preferred.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .get_or_create_active("carol", Some(&preferred), "demo")
+                .await
+                .unwrap()
+        }));
+    }
+    let mut ids = HashSet::new();
+    for t in tasks {
+        ids.insert(t.await.unwrap().session.id);
+    }
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    assert_eq!(
+        store.list_user_sessions("carol", 100).await.unwrap().len(),
+        1
+    );
+}
+
+pub async fn retried_append_after_other_messages_is_a_duplicate(backend: Backend) {
+    let store = backend.open().await;
+    let s = new_session(&store, "dora").await;
+    let first = msg("c-retry", 1, "question");
+    assert_eq!(
+        store.append_message(&s.id, &first).await.unwrap(),
+        AppendOutcome::Stored
+    );
+    store
+        .append_message(&s.id, &msg("m-answer", 2, "answer"))
+        .await
+        .unwrap();
+    let mut retry = first.clone();
+    retry.seq = 3;
+    assert_eq!(
+        store.append_message(&s.id, &retry).await.unwrap(),
+        AppendOutcome::Duplicate
+    );
+    assert_eq!(store.messages(&s.id, None).await.unwrap().len(), 2);
+}

@@ -104,6 +104,8 @@ macro_rules! conformance {
 
 conformance!(
     concurrent_first_messages_create_one_session,
+    concurrent_callers_with_one_reserved_id_create_one_session,
+    retried_append_after_other_messages_is_a_duplicate,
     reserved_id_is_used_and_ended_session_is_replaced,
     append_is_idempotent_by_message_id,
     ended_session_refuses_messages_and_ending_twice_changes_nothing,
