@@ -60,11 +60,14 @@ struct Cli {
     outbound_queue: usize,
 }
 
+/// One connection in a room: its id and its outbound queue.
+type Member = (u64, mpsc::Sender<Arc<str>>);
+
 /// Connections grouped by the token they presented.
 #[derive(Default)]
 struct Rooms {
     next_id: AtomicU64,
-    members: Mutex<HashMap<String, Vec<(u64, mpsc::Sender<Arc<str>>)>>>,
+    members: Mutex<HashMap<String, Vec<Member>>>,
 }
 
 impl Rooms {

@@ -487,10 +487,17 @@ impl MongoStore {
     }
 
     async fn get_session_inner(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
-        self.find_session_doc(id, false)
-            .await?
-            .map(|d| session_from_doc(&d, &self.keyring))
-            .transpose()
+        let Some(doc) = self.find_session_doc(id, false).await? else {
+            return Ok(None);
+        };
+        // A document the Go service wrote after our start-up backfill has no counters yet: its message
+        // count and last seq come from the array itself, so new seqs continue after its messages.
+        let doc = if doc.contains_key("msgCount") {
+            doc
+        } else {
+            self.find_session_doc(id, true).await?.unwrap_or(doc)
+        };
+        session_from_doc(&doc, &self.keyring).map(Some)
     }
 
     async fn require_session(&self, id: &str) -> Result<SessionRecord, StoreError> {

@@ -3,6 +3,7 @@
 mod chat;
 mod contract;
 mod fake_llm;
+mod go_database;
 mod heartbeat;
 mod helpers;
 mod http_admin;

@@ -91,13 +91,12 @@ pub fn env_vars_read_by_code() -> BTreeSet<String> {
                 }
             }
         }
-        if let Some(at) = text.find("with_prefix(\"LLM_PROVIDER_\")") {
-            let _ = at;
+        if text.contains("with_prefix(\"LLM_PROVIDER_\")") {
             let start = text
                 .find("const ENV_FIELDS")
                 .expect("ENV_FIELDS next to the LLM_PROVIDER_ prefix");
             let list = &text[start..];
-            let list = &list[list.find("&[").unwrap() + 2..list.find("];").unwrap()];
+            let list = &list[list.find("= &[").unwrap() + 4..list.find("];").unwrap()];
             for field in list.split(',').filter_map(|item| literal_at(item)) {
                 names.insert(format!("LLM_PROVIDER_<n>_{field}"));
             }
