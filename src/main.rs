@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 use chatbox::config::{EnvVars, Settings};
 use chatbox::metrics::Metrics;
+use chatbox::store::AuditKind;
 use chatbox::store::maintenance;
 
 /// Self-hosted backend for chatting with LLMs over WebSocket.
@@ -32,7 +33,7 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
-    /// Data of one user (privacy requests).
+    /// Data of one user (privacy requests); each export or deletion is audited (`admin_id` `cli`).
     Users {
         #[command(subcommand)]
         command: UsersCommand,
@@ -69,6 +70,13 @@ enum UsersCommand {
     },
 }
 
+/// The operating-system user running the command (the audit entry's `admin_name`), when known.
+fn os_user() -> Option<String> {
+    ["USER", "LOGNAME", "USERNAME"]
+        .into_iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -99,14 +107,38 @@ async fn main() -> anyhow::Result<()> {
         Command::Users {
             command: UsersCommand::Export { user_id },
         } => {
-            let json = maintenance::export_user_json(store.as_ref(), &user_id).await?;
+            let (json, sessions) =
+                maintenance::export_user_counted(store.as_ref(), &user_id).await?;
             writeln!(out, "{json}")?;
+            let details = [("sessions_exported", sessions.to_string())];
+            maintenance::audit_cli(
+                store.as_ref(),
+                AuditKind::UserExport,
+                &user_id,
+                &details,
+                os_user().as_deref(),
+            )
+            .await
+            .context("the data was exported, but its audit entry could not be written")?;
         }
         Command::Users {
             command: UsersCommand::Delete { user_id },
         } => {
             let stats = maintenance::delete_user(store.as_ref(), &user_id).await?;
             writeln!(out, "{}", serde_json::to_string(&stats)?)?;
+            let details = [
+                ("sessions_deleted", stats.sessions.to_string()),
+                ("messages_deleted", stats.messages.to_string()),
+            ];
+            maintenance::audit_cli(
+                store.as_ref(),
+                AuditKind::UserDelete,
+                &user_id,
+                &details,
+                os_user().as_deref(),
+            )
+            .await
+            .context("the data was deleted, but its audit entry could not be written")?;
         }
         Command::Purge { days } => {
             let days = days

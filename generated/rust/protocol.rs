@@ -671,7 +671,7 @@ pub mod ws {
         schemars::JsonSchema
     )]
     pub struct UserMessage {
-        /// Session to post to.
+        /// Session to post to. Optional: when omitted, or when it names no session the server knows (such as a client-generated id), the user's active session is used (created on the first `user_message` or `model_select`, with the id announced in `connection_status`). A session of another user is refused with `UNAUTHORIZED`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub session_id: Option<String>,
         /// Message text (non-empty after trimming).
@@ -806,7 +806,7 @@ pub mod ws {
         schemars::JsonSchema
     )]
     pub struct ModelSelect {
-        /// Session whose model changes.
+        /// Session whose model changes. Optional: when omitted, or when it names no session the server knows (such as a client-generated id), the user's active session is used (created on the first `user_message` or `model_select`, with the id announced in `connection_status`). A session of another user is refused with `UNAUTHORIZED`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub session_id: Option<String>,
         /// Id of a model from `connection_status.models`.
@@ -854,7 +854,7 @@ pub mod ws {
         schemars::JsonSchema
     )]
     pub struct HelpRequest {
-        /// Session that needs help.
+        /// Session that needs help. Optional: when omitted, or when it names no session the server knows (such as a client-generated id), the user's active session is used (created on the first `user_message` or `model_select`, with the id announced in `connection_status`). A session of another user is refused with `UNAUTHORIZED`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub session_id: Option<String>,
         /// Optional note for the administrator.
@@ -908,7 +908,7 @@ pub mod ws {
         schemars::JsonSchema
     )]
     pub struct FileUpload {
-        /// Session to post to.
+        /// Session to post to. Optional: when omitted, or when it names no session the server knows (such as a client-generated id), the user's active session is used (created on the first `user_message` or `model_select`, with the id announced in `connection_status`). A session of another user is refused with `UNAUTHORIZED`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub session_id: Option<String>,
         /// Id of the uploaded file.
@@ -1080,7 +1080,7 @@ pub mod ws {
         schemars::JsonSchema
     )]
     pub struct VoiceMessage {
-        /// Session to post to.
+        /// Session to post to. Optional: when omitted, or when it names no session the server knows (such as a client-generated id), the user's active session is used (created on the first `user_message` or `model_select`, with the id announced in `connection_status`). A session of another user is refused with `UNAUTHORIZED`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub session_id: Option<String>,
         /// Id of the audio file.
@@ -1246,7 +1246,7 @@ pub mod ws {
         schemars::JsonSchema
     )]
     pub struct Cancel {
-        /// Session whose running answer is stopped.
+        /// Session whose running answer is stopped. Optional: when omitted, or when it names no session the server knows (such as a client-generated id), the user's active session is used (created on the first `user_message` or `model_select`, with the id announced in `connection_status`). A session of another user is refused with `UNAUTHORIZED`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub session_id: Option<String>,
         /// Optional; when given, only the answer to the message with this `client_msg_id` is cancelled.
@@ -1356,7 +1356,7 @@ pub mod ws {
         schemars::JsonSchema
     )]
     pub struct TypingIndicator {
-        /// Session the typing happens in.
+        /// Session the typing happens in. Optional: when omitted, or when it names no session the server knows (such as a client-generated id), the user's active session is used (created on the first `user_message` or `model_select`, with the id announced in `connection_status`). A session of another user is refused with `UNAUTHORIZED`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub session_id: Option<String>,
         /// Ignored; the server sets `user` or `admin` from the connection.
@@ -1449,7 +1449,7 @@ pub mod ws {
         schemars::JsonSchema
     )]
     pub struct Resume {
-        /// Session to resume.
+        /// Session to resume. Optional: when omitted, or when it names no session the server knows (such as a client-generated id), the user's active session is used (created on the first `user_message` or `model_select`, with the id announced in `connection_status`). A session of another user is refused with `UNAUTHORIZED`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub session_id: Option<String>,
         /// Highest `seq` the client has seen in this session (0 = replay everything the server holds).

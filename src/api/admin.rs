@@ -21,7 +21,7 @@ use crate::protocol::http::{
 use crate::protocol::ws_timestamp;
 use crate::store::{SessionQuery, SortField, SortOrder, StatusFilter};
 
-use super::audit::{AuditKind, AuditQuery, AuditRecord};
+use super::audit::{AuditKind, AuditQuery, admin_record, record_logged};
 use super::auth::BearerAuth;
 use super::error::{ApiError, from_wire};
 use super::params::{
@@ -56,8 +56,9 @@ pub fn check_user_id(user_id: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Records an administrator action. The action has already happened, so a failing audit log is logged
-/// (as an error, with the action) rather than turned into a failed request.
+/// Records an administrator action of an HTTP handler (reads of a user's sessions, exports, deletions;
+/// takeovers are recorded by the chat service). The action has already happened, so a failing audit log
+/// is logged (as an error, with the action) rather than turned into a failed request.
 pub async fn audit(
     state: &AppState,
     admin: &Identity,
@@ -66,22 +67,8 @@ pub async fn audit(
     user_id: Option<&str>,
     details: &[(&str, String)],
 ) {
-    let record = AuditRecord {
-        admin_id: admin.user_id.clone(),
-        // `Identity::name` falls back to the user id when the token had no `name`.
-        admin_name: (admin.name != admin.user_id).then(|| admin.name.clone()),
-        kind,
-        session_id: session_id.map(String::from),
-        user_id: user_id.map(String::from),
-        at: crate::store::now(),
-        details: details
-            .iter()
-            .map(|(k, v)| ((*k).to_string(), v.clone()))
-            .collect(),
-    };
-    if let Err(err) = state.audit.record(record).await {
-        tracing::error!(error = %err, admin_id = %admin.user_id, action = ?kind, "audit record failed");
-    }
+    let record = admin_record(admin, kind, session_id, user_id, details);
+    record_logged(state.audit.as_ref(), record).await;
 }
 
 /// Query parameters of `GET /admin/sessions`, as sent.

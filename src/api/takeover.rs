@@ -1,8 +1,9 @@
 //! Admin takeover over HTTP: `POST /admin/takeover/{sessionId}` (start assisting; the AI pauses),
 //! `DELETE` (stop; the AI answers again) and `POST .../transfer` (take over from another administrator).
 //! The live side (events to the user's devices, the paused AI) is the chat service's; these handlers
-//! check the session, map refusals to the spec's 400 texts and audit each action. The administrator's
-//! display name is the token's `name` claim (else the user id).
+//! check the session and map refusals to the spec's 400 texts. Each action is audited by the chat service
+//! (`via=http`), the one place that records takeovers whichever door they come through. The
+//! administrator's display name is the token's `name` claim (else the user id).
 
 use std::sync::Arc;
 
@@ -13,14 +14,13 @@ use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 
 use crate::app::AppState;
+use crate::chat::Via;
 use crate::protocol::http::{
     AdminEndTakeoverResponse, AdminTakeoverResponse, AdminTransferTakeoverResponse,
     TakeoverResponse,
 };
 use crate::store::SessionRecord;
 
-use super::admin::audit;
-use super::audit::AuditKind;
 use super::auth::BearerAuth;
 use super::error::{ApiError, from_wire};
 use super::tags::ApiTags;
@@ -67,19 +67,7 @@ impl TakeoverApi {
         if !session.is_active() {
             return Err(ApiError::BadRequest(ENDED.into()));
         }
-        state
-            .chat
-            .take_over(&session, &admin.user_id, &admin.name)
-            .await?;
-        audit(
-            state,
-            &admin,
-            AuditKind::Takeover,
-            Some(&session.id),
-            Some(&session.user_id),
-            &[],
-        )
-        .await;
+        state.chat.take_over(&session, &admin, Via::Http).await?;
         Ok(answer(
             "Takeover initiated successfully",
             &session,
@@ -102,19 +90,7 @@ impl TakeoverApi {
                 )));
             }
             Some(_) => {
-                state
-                    .chat
-                    .hand_back(&session, &admin.user_id, &admin.name)
-                    .await?;
-                audit(
-                    state,
-                    &admin,
-                    AuditKind::TakeoverEnd,
-                    Some(&session.id),
-                    Some(&session.user_id),
-                    &[],
-                )
-                .await;
+                state.chat.hand_back(&session, &admin, Via::Http).await?;
             }
             // Nobody assists: nothing to end, nothing to announce.
             None => {}
@@ -136,47 +112,17 @@ impl TakeoverApi {
         if !session.is_active() {
             return Err(ApiError::BadRequest(ENDED.into()));
         }
-        match state
-            .chat
-            .transfer(&session, &admin.user_id, &admin.name)
-            .await?
-        {
-            Some(previous) => {
-                let details = [
-                    ("previous_admin_id", previous.admin_id),
-                    ("previous_admin_name", previous.admin_name),
-                ];
-                audit(
-                    state,
-                    &admin,
-                    AuditKind::TakeoverTransfer,
-                    Some(&session.id),
-                    Some(&session.user_id),
-                    &details,
-                )
-                .await;
-                Ok(answer(
-                    "Takeover transferred successfully",
-                    &session,
-                    admin.user_id,
-                ))
-            }
-            None => {
-                audit(
-                    state,
-                    &admin,
-                    AuditKind::Takeover,
-                    Some(&session.id),
-                    Some(&session.user_id),
-                    &[],
-                )
-                .await;
-                Ok(answer(
-                    "Takeover initiated successfully",
-                    &session,
-                    admin.user_id,
-                ))
-            }
+        match state.chat.transfer(&session, &admin, Via::Http).await? {
+            Some(_previous) => Ok(answer(
+                "Takeover transferred successfully",
+                &session,
+                admin.user_id,
+            )),
+            None => Ok(answer(
+                "Takeover initiated successfully",
+                &session,
+                admin.user_id,
+            )),
         }
     }
 }

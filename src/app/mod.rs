@@ -8,7 +8,7 @@ use anyhow::Context;
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 use poem::{EndpointExt, Route, Server};
 
-use crate::api::audit::{AuditLog, MemoryAuditLog};
+use crate::api::audit::{AuditLog, StoreAuditLog};
 use crate::api::cors::Cors;
 use crate::api::http_metrics::HttpMetrics;
 use crate::api::limits::HttpLimits;
@@ -25,6 +25,7 @@ use crate::store::Store;
 use tokio_util::sync::CancellationToken;
 
 mod banner;
+mod listener;
 
 /// State shared by every request and connection.
 pub struct AppState {
@@ -48,7 +49,8 @@ pub struct AppState {
     pub http_limits: HttpLimits,
     /// Cancelled when the server shuts down: connections close with 1001.
     pub shutdown: CancellationToken,
-    /// The audit log of administrator actions (in memory until the store persists it).
+    /// The audit log of administrator actions, kept in the store (the chat service records takeovers,
+    /// leaves and transfers in the same log).
     pub audit: Arc<dyn AuditLog>,
     /// Set when shutdown begins: new WebSocket connections are refused and readiness fails.
     pub draining: std::sync::atomic::AtomicBool,
@@ -94,6 +96,7 @@ impl Application {
         let notifier = Arc::new(
             Notifier::new(&settings.notify, Arc::clone(&metrics)).context("notification")?,
         );
+        let audit: Arc<dyn AuditLog> = Arc::new(StoreAuditLog::new(Arc::clone(&store)));
         let chat = Arc::new(Chat::new(
             Arc::clone(&store),
             Arc::clone(&llm),
@@ -102,6 +105,7 @@ impl Application {
             Arc::clone(&settings),
             Arc::clone(&metrics),
             Arc::clone(&notifier),
+            Arc::clone(&audit),
         ));
         let address = std::net::SocketAddr::new(settings.server.host, settings.server.port);
         let acceptor = TcpListener::bind(address)
@@ -127,7 +131,7 @@ impl Application {
                 chat,
                 notifier,
                 shutdown: CancellationToken::new(),
-                audit: Arc::new(MemoryAuditLog::default()),
+                audit,
                 draining: std::sync::atomic::AtomicBool::new(false),
             }),
         })
@@ -172,7 +176,7 @@ impl Application {
             .with(Cors::new(&self.state.settings.http.cors_allowed_origins))
             .with(SecurityHeaders)
             .with(RequestIdMiddleware);
-        Server::new_with_acceptor(self.acceptor)
+        Server::new_with_acceptor(listener::NoDelayAcceptor::new(self.acceptor))
             .run_with_graceful_shutdown(routes, signal, Some(grace))
             .await
     }

@@ -1,7 +1,12 @@
 //! Admin takeover over WebSocket: `admin_join` (the admin watches the session, gets its history and its
 //! live frames; the AI stays silent), `admin_message` (reaches every device of the user), `admin_leave`
 //! (the AI answers again). One assisting admin at a time.
+//!
+//! Every takeover, leave and transfer is written to the audit log here, whichever door it came through
+//! (WebSocket or the HTTP takeover routes), exactly once, with a `via` detail naming the door.
 
+use crate::api::audit::{AuditKind, admin_record, record_logged};
+use crate::auth::Identity;
 use crate::protocol::ws::{
     AdminJoinEvent, AdminLeaveEvent, AdminMessage, AdminMessageEvent, Sender, ServerMessage,
 };
@@ -14,6 +19,25 @@ use super::{Chat, ChatError, ConnCtx};
 
 /// Longest admin name shown in join and leave texts, in bytes.
 const MAX_NAME_BYTES: usize = 100;
+
+/// Which door an admin action came through (the `via` detail of its audit entry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// The HTTP takeover routes.
+    Http,
+    /// WebSocket `admin_join` / `admin_leave`.
+    WebSocket,
+}
+
+impl Via {
+    /// `http` or `websocket`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Http => "http",
+            Self::WebSocket => "websocket",
+        }
+    }
+}
 
 fn short_name(name: &str) -> &str {
     if name.len() <= MAX_NAME_BYTES {
@@ -41,13 +65,36 @@ impl Chat {
             .ok_or(ChatError::SessionNotFound)
     }
 
-    /// Makes `admin` the assisting admin of a session (WebSocket `admin_join` or HTTP takeover).
+    /// Records one admin action on `session` in the audit log (failures are logged).
+    async fn audit_action(
+        &self,
+        admin: &Identity,
+        kind: AuditKind,
+        session: &SessionRecord,
+        via: Via,
+        details: &[(&str, String)],
+    ) {
+        let mut details = details.to_vec();
+        details.push(("via", via.as_str().to_string()));
+        let record = admin_record(
+            admin,
+            kind,
+            Some(&session.id),
+            Some(&session.user_id),
+            &details,
+        );
+        record_logged(self.audit.as_ref(), record).await;
+    }
+
+    /// Makes `admin` the assisting admin of a session (WebSocket `admin_join` or HTTP takeover) and
+    /// audits it as a `takeover`.
     pub async fn take_over(
         &self,
         session: &SessionRecord,
-        admin_id: &str,
-        admin_name: &str,
+        admin: &Identity,
+        via: Via,
     ) -> Result<(), ChatError> {
+        let (admin_id, admin_name) = (admin.user_id.as_str(), admin.name.as_str());
         let live = self.live_of(session);
         let current = live.assistant().or_else(|| {
             session.assisting_admin_id.clone().map(|id| Assistant {
@@ -95,16 +142,20 @@ impl Chat {
                 timestamp: frames::now(),
             }))
         });
+        self.audit_action(admin, AuditKind::Takeover, session, via, &[])
+            .await;
         Ok(())
     }
 
-    /// Ends the assistance of a session (WebSocket `admin_leave` or HTTP); the AI answers again.
+    /// Ends the assistance of a session (WebSocket `admin_leave` or HTTP); the AI answers again. Audited
+    /// as a `takeover_end`.
     pub async fn hand_back(
         &self,
         session: &SessionRecord,
-        admin_id: &str,
-        admin_name: &str,
+        admin: &Identity,
+        via: Via,
     ) -> Result<(), ChatError> {
+        let (admin_id, admin_name) = (admin.user_id.as_str(), admin.name.as_str());
         let live = self.live_of(session);
         self.store.set_assistance(&session.id, None).await?;
         live.set_assistant(None);
@@ -127,6 +178,8 @@ impl Chat {
         for conn in self.hub.clear_watchers(&session.id) {
             tracing::debug!(conn, session_id = %session.id, "admin stopped watching");
         }
+        self.audit_action(admin, AuditKind::TakeoverEnd, session, via, &[])
+            .await;
         Ok(())
     }
 
@@ -143,17 +196,19 @@ impl Chat {
     /// Moves the assistance of a session to `admin` (HTTP transfer). When another admin assists, that
     /// admin's `admin_leave` (`metadata.reason = "transfer"`) goes out first, their watching connections
     /// stop receiving the session, then the caller's `admin_join`; returns the previous admin. When nobody
-    /// or the caller assists, this is [`take_over`](Self::take_over) and returns `None`.
+    /// or the caller assists, this is [`take_over`](Self::take_over) and returns `None`. Audited as a
+    /// `takeover_transfer` naming the previous admin (or as the `takeover` it falls back to).
     pub async fn transfer(
         &self,
         session: &SessionRecord,
-        admin_id: &str,
-        admin_name: &str,
+        admin: &Identity,
+        via: Via,
     ) -> Result<Option<Assistant>, ChatError> {
+        let (admin_id, admin_name) = (admin.user_id.as_str(), admin.name.as_str());
         let previous = match self.assistant_of(session) {
             Some(previous) if previous.admin_id != admin_id => previous,
             _ => {
-                self.take_over(session, admin_id, admin_name).await?;
+                self.take_over(session, admin, via).await?;
                 return Ok(None);
             }
         };
@@ -209,6 +264,12 @@ impl Chat {
                 timestamp: frames::now(),
             }))
         });
+        let details = [
+            ("previous_admin_id", previous.admin_id.clone()),
+            ("previous_admin_name", previous.admin_name.clone()),
+        ];
+        self.audit_action(admin, AuditKind::TakeoverTransfer, session, via, &details)
+            .await;
         Ok(Some(previous))
     }
 
@@ -218,7 +279,7 @@ impl Chat {
         session_id: &str,
     ) -> Result<(), ChatError> {
         let session = self.admin_session(ctx, session_id).await?;
-        self.take_over(&session, &ctx.identity.user_id, &ctx.identity.name)
+        self.take_over(&session, &ctx.identity, Via::WebSocket)
             .await?;
         self.hub.watch(&session.id, ctx.conn_id);
         // The admin sees the conversation so far.
@@ -242,7 +303,7 @@ impl Chat {
             ));
         }
         self.hub.unwatch(&session.id, ctx.conn_id);
-        self.hand_back(&session, &ctx.identity.user_id, &ctx.identity.name)
+        self.hand_back(&session, &ctx.identity, Via::WebSocket)
             .await
     }
 

@@ -21,10 +21,12 @@ mod user_message;
 
 use std::sync::Arc;
 
+pub use admin::Via;
 pub use error::ChatError;
 pub use inbound::Decoded;
 pub use live::{Assistant, LiveSessions};
 
+use crate::api::audit::AuditLog;
 use crate::auth::Identity;
 use crate::config::Settings;
 use crate::hub::{BusMessage, ConnId, EventBus, Hub, Outbound, Target};
@@ -93,10 +95,12 @@ pub struct Chat {
     settings: Arc<Settings>,
     metrics: Arc<Metrics>,
     notifier: Arc<Notifier>,
+    audit: Arc<dyn AuditLog>,
 }
 
 impl Chat {
-    /// Builds the services.
+    /// Builds the services. Admin takeovers, leaves and transfers are recorded in `audit`.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Arc<dyn Store>,
         llm: Arc<Llm>,
@@ -105,6 +109,7 @@ impl Chat {
         settings: Arc<Settings>,
         metrics: Arc<Metrics>,
         notifier: Arc<Notifier>,
+        audit: Arc<dyn AuditLog>,
     ) -> Self {
         Self {
             message_limiter: RateLimiter::new(
@@ -124,6 +129,7 @@ impl Chat {
             settings,
             metrics,
             notifier,
+            audit,
         }
     }
 

@@ -5,7 +5,8 @@
 //! session, append + counters + indexes, purge) is one transaction, so it is atomic and race-free.
 //! The admin list is served by secondary index tables keyed `(partition, sort value, session id)`, where
 //! the partition encodes `ended` and `admin_assisted`, so every filter and sort of reference 2.4 reads
-//! only the rows of the requested page (see `docs/storage.md`).
+//! only the rows of the requested page (see `docs/storage.md`). The audit log is the `audit_log` table keyed
+//! `(time, id)`, read backwards for newest-first pages.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -20,6 +21,7 @@ use redb::{
 use serde::{Deserialize, Serialize};
 use time::{Date, OffsetDateTime};
 
+use super::audit::{AuditCursor, audit_limit, new_audit_id, next_audit_cursor};
 use super::config::StoreConfig;
 use super::crypto::{Binding, Keyring, StoredKind};
 use super::error::StoreError;
@@ -29,8 +31,8 @@ use super::query::{
 use super::records::*;
 use super::retry::{Budget, Runner};
 use super::{
-    SessionPage, SessionQuery, Store, StoreKind, date_day, day_date, from_ms, new_session_id,
-    new_share_token, to_ms, utc_day,
+    AuditKind, AuditPage, AuditQuery, AuditRecord, SessionPage, SessionQuery, Store, StoreKind,
+    StoredAudit, date_day, day_date, from_ms, new_session_id, new_share_token, to_ms, utc_day,
 };
 use crate::metrics::Metrics;
 
@@ -52,6 +54,8 @@ const IDX_COUNT: NumIndex = TableDefinition::new("idx_message_count");
 const IDX_TOKENS: NumIndex = TableDefinition::new("idx_total_tokens");
 const IDX_USER: TableDefinition<(u8, &str, &str), i64> = TableDefinition::new("idx_user_id");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// The audit log: (time in ms, entry id) → entry, read backwards for newest first.
+const AUDIT: TableDefinition<(i64, &str), &[u8]> = TableDefinition::new("audit_log");
 
 /// Sort value of a missing end time: first in ascending order, as MongoDB sorts missing fields.
 const NO_END: i64 = i64::MIN;
@@ -188,6 +192,55 @@ impl MessageRow {
     }
 }
 
+/// An audit log row (the key holds the time and the id too).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct AuditRow {
+    id: String,
+    ts: i64,
+    admin_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    admin_name: Option<String>,
+    action: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    uid: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    details: BTreeMap<String, String>,
+}
+
+impl AuditRow {
+    fn new(id: String, record: &AuditRecord) -> Self {
+        Self {
+            id,
+            ts: to_ms(record.at),
+            admin_id: record.admin_id.clone(),
+            admin_name: record.admin_name.clone(),
+            action: record.kind.as_str().to_string(),
+            sid: record.session_id.clone(),
+            uid: record.user_id.clone(),
+            details: record.details.clone(),
+        }
+    }
+
+    fn entry(self) -> Result<StoredAudit, StoreError> {
+        let kind = AuditKind::parse(&self.action)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown audit action {}", self.action)))?;
+        Ok(StoredAudit {
+            id: self.id,
+            record: AuditRecord {
+                admin_id: self.admin_id,
+                admin_name: self.admin_name,
+                kind,
+                session_id: self.sid,
+                user_id: self.uid,
+                at: from_ms(self.ts),
+                details: self.details,
+            },
+        })
+    }
+}
+
 /// Key rotation checkpoint.
 #[derive(Debug, Serialize, Deserialize)]
 struct Checkpoint {
@@ -251,6 +304,7 @@ impl EmbeddedStore {
             }
             txn.open_table(IDX_USER)?;
             txn.open_table(META)?;
+            txn.open_table(AUDIT)?;
             txn.commit()?;
             Ok(db)
         })
@@ -1232,9 +1286,61 @@ impl Store for EmbeddedStore {
             }
         }
     }
+
+    async fn record_audit(&self, record: &AuditRecord) -> Result<StoredAudit, StoreError> {
+        let row = AuditRow::new(new_audit_id(), record);
+        let bytes = encode(&row)?;
+        let key_id = row.id.clone();
+        let ts = row.ts;
+        self.blocking("record_audit", Budget::Short, move |inner| {
+            let txn = inner.db.begin_write()?;
+            txn.open_table(AUDIT)?
+                .insert((ts, key_id.as_str()), bytes.as_slice())?;
+            txn.commit()?;
+            Ok(())
+        })
+        .await?;
+        row.entry()
+    }
+
+    async fn list_audit(&self, query: &AuditQuery) -> Result<AuditPage, StoreError> {
+        let query = query.clone();
+        self.blocking("list_audit", Budget::Long, move |inner| {
+            list_audit(inner, &query)
+        })
+        .await
+    }
 }
 
 const ROTATION_KEY: &str = "rotation";
+
+/// One newest-first page of the audit log.
+fn list_audit(inner: &Inner, query: &AuditQuery) -> Result<AuditPage, StoreError> {
+    let limit = audit_limit(query);
+    let cursor = query
+        .cursor
+        .as_deref()
+        .map(AuditCursor::decode)
+        .transpose()?;
+    let offset = if cursor.is_some() { 0 } else { query.offset };
+    let txn = inner.db.begin_read()?;
+    let table = txn.open_table(AUDIT)?;
+    let range = match &cursor {
+        Some(c) => table.range(..(c.ms, c.id.as_str()))?,
+        None => table.range::<(i64, &str)>(..)?,
+    };
+    let mut entries = Vec::with_capacity(limit.min(64));
+    for row in range.rev().skip(offset).take(limit) {
+        let (_, value) = row?;
+        let row: AuditRow = decode(value.value())?;
+        entries.push(row.entry()?);
+    }
+    let next_cursor = next_audit_cursor(&entries, limit);
+    Ok(AuditPage {
+        entries,
+        next_cursor,
+    })
+}
 
 /// Re-encrypts one batch of sessions after the checkpoint, in one transaction with the new checkpoint.
 fn rotate_batch(inner: &Inner, batch_size: usize) -> Result<RotationStats, StoreError> {

@@ -1,5 +1,6 @@
 //! Maintenance jobs over any [`Store`]: key rotation with progress output, user export and deletion
-//! (the CLI commands and the admin endpoint call these), and the retention purge with its periodic task.
+//! (the CLI commands and the admin endpoint call these), the audit entries of the CLI commands, and the
+//! retention purge with its periodic task.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -8,7 +9,12 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
-use super::{DeleteStats, RotationStats, Store, StoreError, UserExport};
+use super::{
+    AuditKind, AuditRecord, DeleteStats, RotationStats, Store, StoreError, StoredAudit, UserExport,
+};
+
+/// `admin_id` of the audit entries written by the command line.
+pub const CLI_ADMIN_ID: &str = "cli";
 
 /// Default number of sessions re-encrypted per batch by `chatbox keys rotate`.
 pub const DEFAULT_ROTATION_BATCH: usize = 100;
@@ -40,8 +46,18 @@ pub async fn rotate_keys(
 
 /// `chatbox users export <id>` and the admin endpoint: all data of one user as pretty JSON.
 pub async fn export_user_json(store: &dyn Store, user_id: &str) -> Result<String, StoreError> {
+    Ok(export_user_counted(store, user_id).await?.0)
+}
+
+/// [`export_user_json`] with the number of sessions exported (for the audit entry).
+pub async fn export_user_counted(
+    store: &dyn Store,
+    user_id: &str,
+) -> Result<(String, usize), StoreError> {
     let export: UserExport = store.export_user(user_id).await?;
-    serde_json::to_string_pretty(&export).map_err(|e| StoreError::Corrupt(e.to_string()))
+    let json =
+        serde_json::to_string_pretty(&export).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok((json, export.sessions.len()))
 }
 
 /// `chatbox users delete <id>` and the admin endpoint: deletes all data of one user.
@@ -53,6 +69,34 @@ pub async fn delete_user(store: &dyn Store, user_id: &str) -> Result<DeleteStats
         "deleted the data of one user"
     );
     Ok(stats)
+}
+
+/// Records a CLI action on one user (`chatbox users export/delete`) in the audit log: `admin_id` is
+/// [`CLI_ADMIN_ID`], `admin_name` the operating-system user running the command when known, and the
+/// details get `via=cli`.
+pub async fn audit_cli(
+    store: &dyn Store,
+    kind: AuditKind,
+    user_id: &str,
+    details: &[(&str, String)],
+    os_user: Option<&str>,
+) -> Result<StoredAudit, StoreError> {
+    let mut details: std::collections::BTreeMap<String, String> = details
+        .iter()
+        .map(|(k, v)| ((*k).to_string(), v.clone()))
+        .collect();
+    details.insert("via".into(), "cli".into());
+    store
+        .record_audit(&AuditRecord {
+            admin_id: CLI_ADMIN_ID.to_string(),
+            admin_name: os_user.filter(|u| !u.is_empty()).map(String::from),
+            kind,
+            session_id: None,
+            user_id: Some(user_id.to_string()),
+            at: super::now(),
+            details,
+        })
+        .await
 }
 
 /// Deletes sessions ended more than `retention_days` days before `now`; returns how many.

@@ -1,9 +1,11 @@
 //! Session storage: the [`Store`] trait, its MongoDB ([`mongo`]) and embedded ([`embedded`], redb)
-//! implementations, encryption at rest ([`crypto`]) and the maintenance jobs ([`maintenance`]).
+//! implementations, encryption at rest ([`crypto`]), the maintenance jobs ([`maintenance`]) and the
+//! persistent audit log of administrator actions ([`AuditRecord`], [`Store::record_audit`]).
 //!
 //! [`open`] picks MongoDB when a URI is configured and the embedded store otherwise. Both keep the
 //! Go service's document layout (reference 4.2) and ciphertext formats readable; see `docs/storage.md`.
 
+mod audit;
 mod config;
 pub mod crypto;
 pub mod embedded;
@@ -21,6 +23,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use time::{Date, OffsetDateTime};
 
+pub use audit::{AuditKind, AuditPage, AuditQuery, AuditRecord, StoredAudit};
 pub use config::StoreConfig;
 pub use crypto::{CryptoError, Keyring};
 pub use error::StoreError;
@@ -153,7 +156,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// All data of one user, decrypted.
     async fn export_user(&self, user_id: &str) -> Result<UserExport, StoreError>;
 
-    /// Deletes all data of one user.
+    /// Deletes all data of one user: sessions, messages, active lock, daily usage. Audit entries about the
+    /// user are kept (the audit trail, including that of the deletion itself, must survive).
     async fn delete_user(&self, user_id: &str) -> Result<DeleteStats, StoreError>;
 
     /// Re-encrypts every value not under the active key (other key ids, Go ciphertexts, plaintext) in
@@ -164,6 +168,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         batch_size: usize,
         progress: RotationProgress<'_>,
     ) -> Result<RotationStats, StoreError>;
+
+    /// Appends an administrator action to the audit log and returns it with its new id. Entries are
+    /// never changed or deleted (neither by [`delete_user`](Self::delete_user) nor by the retention purge).
+    async fn record_audit(&self, record: &AuditRecord) -> Result<StoredAudit, StoreError>;
+
+    /// One page of the audit log, newest first (by time, then id), with offset or cursor paging. A cursor
+    /// this store did not issue is [`StoreError::InvalidCursor`].
+    async fn list_audit(&self, query: &AuditQuery) -> Result<AuditPage, StoreError>;
 }
 
 /// Opens the configured store: MongoDB when `mongo_uri` is set, else the embedded store in `data_dir`.

@@ -1,7 +1,8 @@
 //! The MongoDB store (also runs on FerretDB): the Go service's `chat.sessions` documents (reference 4.2)
 //! with additive fields, plus three helper collections named after the sessions collection:
 //! `<c>_active` (one lock document per user: at most one active session without transactions),
-//! `<c>_usage` (tokens per user per UTC day) and `<c>_meta` (key rotation checkpoint).
+//! `<c>_usage` (tokens per user per UTC day), `<c>_meta` (key rotation checkpoint) and `<c>_audit` (the
+//! audit log of administrator actions, listed newest first by `(ts, _id)`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use mongodb::{Client, Collection, IndexModel};
 use secrecy::ExposeSecret;
 use time::{Date, OffsetDateTime};
 
+use super::audit::{AuditCursor, audit_limit, new_audit_id, next_audit_cursor};
 use super::config::StoreConfig;
 use super::crypto::{Binding, Keyring, StoredKind};
 use super::error::StoreError;
@@ -23,8 +25,8 @@ use super::query::{Cursor, MAX_LIMIT, SortField, SortOrder, SortValue, StatusFil
 use super::records::*;
 use super::retry::{Budget, Runner};
 use super::{
-    SessionPage, SessionQuery, Store, StoreKind, date_day, day_date, from_ms, new_session_id,
-    new_share_token, to_ms, utc_day,
+    AuditKind, AuditPage, AuditQuery, AuditRecord, SessionPage, SessionQuery, Store, StoreKind,
+    StoredAudit, date_day, day_date, from_ms, new_session_id, new_share_token, to_ms, utc_day,
 };
 use crate::metrics::Metrics;
 
@@ -40,6 +42,7 @@ pub struct MongoStore {
     locks: Collection<Document>,
     usage: Collection<Document>,
     meta: Collection<Document>,
+    audit: Collection<Document>,
     keyring: Arc<Keyring>,
     runner: Runner,
 }
@@ -269,6 +272,62 @@ fn new_session_doc(id: &str, user_id: &str, model_id: &str, now: DateTime) -> Do
     }
 }
 
+/// The document of an audit entry in `<c>_audit`.
+fn audit_doc(id: &str, record: &AuditRecord) -> Document {
+    let mut d = doc! {
+        "_id": id,
+        "ts": dt(record.at),
+        "adminId": &record.admin_id,
+        "action": record.kind.as_str(),
+    };
+    if let Some(name) = &record.admin_name {
+        d.insert("adminName", name);
+    }
+    if let Some(sid) = &record.session_id {
+        d.insert("sid", sid);
+    }
+    if let Some(uid) = &record.user_id {
+        d.insert("uid", uid);
+    }
+    if !record.details.is_empty() {
+        let details: Document = record
+            .details
+            .iter()
+            .map(|(k, v)| (k.clone(), Bson::String(v.clone())))
+            .collect();
+        d.insert("details", details);
+    }
+    d
+}
+
+/// The audit entry in `doc`.
+fn audit_from_doc(doc: &Document) -> Result<StoredAudit, StoreError> {
+    let id = get_str(doc, "_id")
+        .ok_or_else(|| StoreError::Corrupt("audit entry without string _id".into()))?;
+    let action = get_str(doc, "action").unwrap_or_default();
+    let kind = AuditKind::parse(&action)
+        .ok_or_else(|| StoreError::Corrupt(format!("unknown audit action {action}")))?;
+    let details = match doc.get("details") {
+        Some(Bson::Document(d)) => d
+            .iter()
+            .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+            .collect(),
+        _ => BTreeMap::new(),
+    };
+    Ok(StoredAudit {
+        id,
+        record: AuditRecord {
+            admin_id: get_str(doc, "adminId").unwrap_or_default(),
+            admin_name: get_str(doc, "adminName"),
+            kind,
+            session_id: get_str(doc, "sid"),
+            user_id: get_str(doc, "uid"),
+            at: get_date(doc, "ts").unwrap_or(OffsetDateTime::UNIX_EPOCH),
+            details,
+        },
+    })
+}
+
 /// Projection leaving out the messages.
 fn no_msgs() -> Document {
     doc! { "msgs": 0 }
@@ -382,6 +441,7 @@ impl MongoStore {
             locks: db.collection(&format!("{collection}_active")),
             usage: db.collection(&format!("{collection}_usage")),
             meta: db.collection(&format!("{collection}_meta")),
+            audit: db.collection(&format!("{collection}_audit")),
             keyring,
             runner: Runner::new(config, metrics),
         }
@@ -429,6 +489,13 @@ impl MongoStore {
             .await
         {
             tracing::warn!(error = %e, "could not create the usage index");
+        }
+        if let Err(e) = self
+            .audit
+            .create_index(plain("idx_audit_time", doc! { "ts": -1, "_id": -1 }))
+            .await
+        {
+            tracing::warn!(error = %e, "could not create the audit index");
         }
     }
 
@@ -656,6 +723,41 @@ impl MongoStore {
         let next_cursor = next_cursor(query, &sessions, limit);
         Ok(SessionPage {
             sessions,
+            next_cursor,
+        })
+    }
+
+    async fn list_audit_inner(&self, query: &AuditQuery) -> Result<AuditPage, StoreError> {
+        let limit = audit_limit(query);
+        let cursor = query
+            .cursor
+            .as_deref()
+            .map(AuditCursor::decode)
+            .transpose()?;
+        let (filter, offset) = match &cursor {
+            Some(c) => (
+                doc! { "$or": [
+                    { "ts": { "$lt": ms_date(c.ms) } },
+                    { "ts": ms_date(c.ms), "_id": { "$lt": &c.id } },
+                ] },
+                0,
+            ),
+            None => (Document::new(), query.offset),
+        };
+        let mut rows = self
+            .audit
+            .find(filter)
+            .sort(doc! { "ts": -1, "_id": -1 })
+            .skip(offset as u64)
+            .limit(limit as i64)
+            .await?;
+        let mut entries = Vec::new();
+        while let Some(d) = rows.try_next().await? {
+            entries.push(audit_from_doc(&d)?);
+        }
+        let next_cursor = next_audit_cursor(&entries, limit);
+        Ok(AuditPage {
+            entries,
             next_cursor,
         })
     }
@@ -1333,5 +1435,30 @@ impl Store for MongoStore {
                 return Ok(stats);
             }
         }
+    }
+
+    async fn record_audit(&self, record: &AuditRecord) -> Result<StoredAudit, StoreError> {
+        let id = new_audit_id();
+        let document = audit_doc(&id, record);
+        // The id is fixed before the first attempt, so a retry after a lost acknowledgement finds its own
+        // entry (duplicate key) and stops: the entry is written once.
+        self.runner
+            .run("record_audit", Budget::Short, true, || async {
+                match self.audit.insert_one(document.clone()).await {
+                    Ok(_) => Ok(()),
+                    Err(e) if is_duplicate(&e) => Ok(()),
+                    Err(e) => Err(e.into()),
+                }
+            })
+            .await?;
+        audit_from_doc(&document)
+    }
+
+    async fn list_audit(&self, query: &AuditQuery) -> Result<AuditPage, StoreError> {
+        self.runner
+            .run("list_audit", Budget::Long, true, || {
+                self.list_audit_inner(query)
+            })
+            .await
     }
 }

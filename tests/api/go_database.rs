@@ -2,6 +2,8 @@
 //! its encryption of 4.3 and plaintext legacy content) are served by the HTTP API and continued over
 //! WebSocket. Needs the MongoDB-compatible server that `scripts/test.sh` starts (`MONGODB_URI`).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use mongodb::bson::{DateTime, doc};
 use serde_json::{Value, json};
 

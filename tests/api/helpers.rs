@@ -38,7 +38,31 @@ pub struct TestApp {
     pub http: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
-    _data_dir: tempfile::TempDir,
+    _data_dir: Arc<tempfile::TempDir>,
+}
+
+/// A data directory and MongoDB database name that several servers can use one after another (restart
+/// tests): pass it to [`TestAppBuilder::data`]. The directory lives as long as a clone of this does.
+#[derive(Clone)]
+pub struct SharedData {
+    dir: Arc<tempfile::TempDir>,
+    database: String,
+}
+
+impl SharedData {
+    /// A fresh temporary directory and database name.
+    pub fn new() -> Self {
+        Self {
+            dir: Arc::new(tempfile::tempdir().unwrap()),
+            database: format!("t_{}", uuid::Uuid::new_v4().simple()),
+        }
+    }
+}
+
+impl Default for SharedData {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// Configures a test server before it starts.
@@ -46,6 +70,7 @@ pub struct TestApp {
 pub struct TestAppBuilder {
     env: Vec<(String, String)>,
     toml: Option<String>,
+    data: Option<SharedData>,
 }
 
 /// A server with the defaults: demo model with no token delay.
@@ -71,9 +96,17 @@ impl TestAppBuilder {
         self
     }
 
+    /// Keeps the server's data in `data` (the data directory, and the database when `MONGODB_URI` is set)
+    /// instead of a fresh place, so a later server on the same `data` sees it.
+    pub fn data(mut self, data: &SharedData) -> Self {
+        self.data = Some(data.clone());
+        self
+    }
+
     /// Starts the server.
     pub async fn spawn(self) -> TestApp {
-        let data_dir = tempfile::tempdir().unwrap();
+        let data = self.data.unwrap_or_default();
+        let data_dir = Arc::clone(&data.dir);
         let mut env = EnvVars::from_pairs([
             ("CHATBOX_DATA_DIR", data_dir.path().display().to_string()),
             ("SERVER_HOST", "127.0.0.1".into()),
@@ -84,10 +117,7 @@ impl TestAppBuilder {
         ]);
         if let Some(uri) = std::env::var("MONGODB_URI").ok().filter(|u| !u.is_empty()) {
             env.set("MONGO_URI", uri);
-            env.set(
-                "MONGO_DATABASE",
-                format!("t_{}", uuid::Uuid::new_v4().simple()),
-            );
+            env.set("MONGO_DATABASE", data.database.clone());
         }
         for (k, v) in self.env {
             env.set(k, v);

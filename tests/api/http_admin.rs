@@ -1,13 +1,13 @@
 //! Administration over HTTP: role and rate-limit order, the session list with the Go service's parameter
 //! quirks and cursor paging, metrics in both namings, per-user sessions, export and deletion, and the
-//! audit log.
+//! audit log (recorded once per action whichever door it came through, and kept across restarts).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{app, spawn_app};
+use crate::helpers::{SharedData, TestApp, app, spawn_app};
 use crate::http_support::{
     assert_error, call, delete, end_in_store, get, is_http_time, post, status, stored_session,
 };
@@ -547,4 +547,126 @@ async fn http_the_audit_log_lists_admin_actions_newest_first() {
     assert_error(&bad, 400, "Invalid query parameter: offset", "BAD_REQUEST");
     let bad = get(&app, "/admin/audit?cursor=zzz", &root).await;
     assert_error(&bad, 400, "Invalid cursor", "BAD_REQUEST");
+}
+
+/// The audit entries once there are `n` of them (they are written right after the action is answered),
+/// checking that no more follow.
+async fn audit_entries(app: &TestApp, token: &str, n: usize) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let log = get(app, "/admin/audit", token).await;
+        assert_eq!(log.status, 200, "{log:?}");
+        let entries = log.body["entries"].as_array().unwrap().clone();
+        if entries.len() >= n {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            let again = get(app, "/admin/audit", token).await;
+            let again = again.body["entries"].as_array().unwrap().clone();
+            assert_eq!(again.len(), n, "exactly {n} entries: {again:#?}");
+            return again;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "expected {n} audit entries, got {entries:#?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+fn summary(entries: &[Value]) -> Vec<(String, String, String)> {
+    entries
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_string(),
+                e["admin_id"].as_str().unwrap().to_string(),
+                e["details"]["via"].as_str().unwrap_or("-").to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn ws_admin_join_and_leave_are_audited_once_and_the_log_survives_a_restart() {
+    let data = SharedData::new();
+    let first = app()
+        .env("ADMIN_RATE_LIMIT", "1000")
+        .data(&data)
+        .spawn()
+        .await;
+    let id = stored_session(&first, "alice", "Help me", 1, 1).await;
+    let root = first.admin_token("root");
+    let ops = first.token("ops", &["chat_admin"], None);
+
+    let mut ws = first.connect_ws(&root).await;
+    status(&mut ws).await;
+    ws.send(json!({"type": "admin_join", "session_id": id, "sender": "admin"}))
+        .await;
+    ws.recv_until("admin_join").await;
+    let joined = audit_entries(&first, &root, 1).await;
+    ws.send(json!({"type": "admin_leave", "session_id": id, "sender": "admin"}))
+        .await;
+    let entries = audit_entries(&first, &root, 2).await;
+    assert_eq!(entries[1], joined[0]);
+    let join = &entries[1];
+    assert_eq!(join["action"], "takeover");
+    assert_eq!(join["admin_id"], "root");
+    assert_eq!(join["admin_name"], "Admin root");
+    assert_eq!(join["session_id"], id.as_str());
+    assert_eq!(join["user_id"], "alice");
+    assert_eq!(join["details"], json!({"via": "websocket"}));
+    assert!(is_http_time(&join["timestamp"]));
+    let leave = &entries[0];
+    assert_eq!(leave["action"], "takeover_end");
+    assert_eq!(leave["session_id"], id.as_str());
+    assert_eq!(leave["details"], json!({"via": "websocket"}));
+
+    // The HTTP doors go through the same recording: one entry each.
+    assert_eq!(
+        post(&first, &format!("/admin/takeover/{id}"), &root)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        post(&first, &format!("/admin/takeover/{id}/transfer"), &ops)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        delete(&first, &format!("/admin/takeover/{id}"), &ops)
+            .await
+            .status,
+        200
+    );
+    let entries = audit_entries(&first, &root, 5).await;
+    let s = |a: &str, b: &str, c: &str| (a.to_string(), b.to_string(), c.to_string());
+    let expected = vec![
+        s("takeover_end", "ops", "http"),
+        s("takeover_transfer", "ops", "http"),
+        s("takeover", "root", "http"),
+        s("takeover_end", "root", "websocket"),
+        s("takeover", "root", "websocket"),
+    ];
+    assert_eq!(summary(&entries), expected);
+    assert_eq!(entries[1]["details"]["previous_admin_id"], "root");
+    assert_eq!(entries[1]["details"]["previous_admin_name"], "Admin root");
+    ws.close().await;
+    first.stop().await;
+
+    // A new server on the same data dir (and database) lists the same entries, and keeps appending.
+    let again = app().data(&data).spawn().await;
+    let root = again.admin_token("root");
+    let kept = get(&again, "/admin/audit", &root).await;
+    assert_eq!(kept.status, 200, "{kept:?}");
+    assert_eq!(kept.body["entries"].as_array().unwrap(), &entries);
+    assert_eq!(
+        get(&again, "/admin/users/alice/sessions", &root)
+            .await
+            .status,
+        200
+    );
+    let after = audit_entries(&again, &root, 6).await;
+    assert_eq!(after[0]["action"], "user_sessions_view");
+    assert_eq!(&after[1..], &entries[..]);
 }

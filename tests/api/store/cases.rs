@@ -5,8 +5,9 @@ use std::sync::{Arc, Mutex};
 
 use chatbox::store::crypto::{Binding, Keyring, parse_key};
 use chatbox::store::{
-    AppendOutcome, AssistingAdmin, CryptoError, MessageRecord, SessionQuery, SessionRecord,
-    SortField, SortOrder, StatusFilter, Store, StoreError, TurnUsage, now,
+    AppendOutcome, AssistingAdmin, AuditKind, AuditPage, AuditQuery, AuditRecord, CryptoError,
+    MessageRecord, SessionQuery, SessionRecord, SortField, SortOrder, StatusFilter, Store,
+    StoreError, TurnUsage, now,
 };
 use time::Duration;
 
@@ -907,4 +908,174 @@ pub async fn retried_append_after_other_messages_is_a_duplicate(backend: Backend
         AppendOutcome::Duplicate
     );
     assert_eq!(store.messages(&s.id, None).await.unwrap().len(), 2);
+}
+
+fn audit(admin: &str, kind: AuditKind, at: time::OffsetDateTime) -> AuditRecord {
+    AuditRecord {
+        admin_id: admin.to_string(),
+        admin_name: None,
+        kind,
+        session_id: None,
+        user_id: None,
+        at,
+        details: Default::default(),
+    }
+}
+
+async fn audit_page(
+    store: &Arc<dyn Store>,
+    limit: usize,
+    offset: usize,
+    cursor: Option<String>,
+) -> AuditPage {
+    store
+        .list_audit(&AuditQuery {
+            limit,
+            offset,
+            cursor,
+        })
+        .await
+        .unwrap()
+}
+
+fn admins(page: &AuditPage) -> Vec<&str> {
+    page.entries
+        .iter()
+        .map(|e| e.record.admin_id.as_str())
+        .collect()
+}
+
+pub async fn audit_log_records_and_pages_newest_first(backend: Backend) {
+    let store = backend.open().await;
+    assert!(audit_page(&store, 10, 0, None).await.entries.is_empty());
+    let base = now() - Duration::minutes(10);
+    // Every field set, and stored as given (times at millisecond precision).
+    let mut full = audit(
+        "a0",
+        AuditKind::TakeoverTransfer,
+        base + Duration::milliseconds(1),
+    );
+    full.admin_name = Some("Admin Zero".into());
+    full.session_id = Some("s-1".into());
+    full.user_id = Some("alice".into());
+    full.details.insert("previous_admin_id".into(), "x".into());
+    full.details.insert("via".into(), "websocket".into());
+    let stored = store.record_audit(&full).await.unwrap();
+    assert_eq!(stored.id.len(), 32);
+    assert_eq!(stored.record, full);
+    // Later times, one recorded out of time order, and two with the same time (recording order wins).
+    let kinds = [
+        AuditKind::Takeover,
+        AuditKind::TakeoverEnd,
+        AuditKind::UserSessionsView,
+        AuditKind::UserExport,
+        AuditKind::UserDelete,
+    ];
+    let times = [3, 2, 4, 4, 5];
+    for (i, (kind, secs)) in kinds.into_iter().zip(times).enumerate() {
+        let record = audit(&format!("a{}", i + 1), kind, base + Duration::seconds(secs));
+        store.record_audit(&record).await.unwrap();
+    }
+    let all = audit_page(&store, 100, 0, None).await;
+    assert_eq!(admins(&all), ["a5", "a4", "a3", "a1", "a2", "a0"]);
+    assert!(all.next_cursor.is_none(), "a short page has no cursor");
+    assert_eq!(all.entries[5], stored);
+    assert_eq!(all.entries[0].record.kind, AuditKind::UserDelete);
+    let ids: HashSet<_> = all.entries.iter().map(|e| e.id.clone()).collect();
+    assert_eq!(ids.len(), 6, "ids are unique");
+
+    // Offset paging.
+    assert_eq!(admins(&audit_page(&store, 2, 1, None).await), ["a4", "a3"]);
+    assert_eq!(admins(&audit_page(&store, 10, 4, None).await), ["a2", "a0"]);
+    assert!(audit_page(&store, 10, 6, None).await.entries.is_empty());
+
+    // Cursor paging: the offset is ignored, and entries recorded meanwhile do not shift the pages.
+    let first = audit_page(&store, 2, 0, None).await;
+    assert_eq!(admins(&first), ["a5", "a4"]);
+    store
+        .record_audit(&audit("late", AuditKind::Takeover, now()))
+        .await
+        .unwrap();
+    let second = audit_page(&store, 2, 99, first.next_cursor.clone()).await;
+    assert_eq!(admins(&second), ["a3", "a1"]);
+    let third = audit_page(&store, 2, 0, second.next_cursor.clone()).await;
+    assert_eq!(admins(&third), ["a2", "a0"]);
+    let fourth = audit_page(&store, 2, 0, third.next_cursor.clone()).await;
+    assert!(fourth.entries.is_empty());
+    assert!(fourth.next_cursor.is_none());
+    assert_eq!(admins(&audit_page(&store, 1, 0, None).await), ["late"]);
+
+    // Cursors of other kinds are refused.
+    for bad in ["nope", "!!!"] {
+        let err = store
+            .list_audit(&AuditQuery {
+                limit: 2,
+                offset: 0,
+                cursor: Some(bad.into()),
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::InvalidCursor), "{err:?}");
+    }
+    let session_cursor = store
+        .list_sessions(&SessionQuery {
+            limit: 1,
+            ..SessionQuery::default()
+        })
+        .await
+        .unwrap()
+        .next_cursor;
+    if let Some(c) = session_cursor {
+        assert!(matches!(
+            store
+                .list_audit(&AuditQuery {
+                    limit: 2,
+                    offset: 0,
+                    cursor: Some(c),
+                })
+                .await,
+            Err(StoreError::InvalidCursor)
+        ));
+    }
+}
+
+pub async fn audit_log_survives_reopening_and_user_deletion(backend: Backend) {
+    let recorded = {
+        let store = backend.open().await;
+        let s = new_session(&store, "gone").await;
+        let mut takeover = audit("root", AuditKind::Takeover, now());
+        takeover.session_id = Some(s.id.clone());
+        takeover.user_id = Some("gone".into());
+        let takeover = store.record_audit(&takeover).await.unwrap();
+        store.delete_user("gone").await.unwrap();
+        let mut deletion = audit("root", AuditKind::UserDelete, now());
+        deletion.user_id = Some("gone".into());
+        deletion
+            .details
+            .insert("sessions_deleted".into(), "1".into());
+        let deletion = store.record_audit(&deletion).await.unwrap();
+        // Deleting the user's data again leaves the audit trail about them in place.
+        store.delete_user("gone").await.unwrap();
+        let page = audit_page(&store, 10, 0, None).await;
+        assert_eq!(page.entries, [deletion.clone(), takeover.clone()]);
+        vec![deletion, takeover]
+    };
+    // A new store instance on the same data (embedded: the same file; MongoDB: the same database).
+    let store = backend.open().await;
+    let page = audit_page(&store, 10, 0, None).await;
+    assert_eq!(page.entries, recorded);
+    let first = audit_page(&store, 1, 0, None).await;
+    let rest = audit_page(&store, 1, 0, first.next_cursor).await;
+    assert_eq!(rest.entries, recorded[1..]);
+    if let Backend::Mongo { uri, database } = &backend {
+        // The listing order is served by an index on the audit collection.
+        let client = mongodb::Client::with_uri_str(uri).await.unwrap();
+        let names = client
+            .database(database)
+            .collection::<mongodb::bson::Document>("sessions_audit")
+            .list_index_names()
+            .await
+            .unwrap();
+        assert!(names.iter().any(|n| n == "idx_audit_time"), "{names:?}");
+    }
 }

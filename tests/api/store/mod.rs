@@ -121,6 +121,8 @@ conformance!(
     ciphertext_moved_to_another_message_does_not_open,
     legacy_contents_are_read,
     ping_reports_ready,
+    audit_log_records_and_pages_newest_first,
+    audit_log_survives_reopening_and_user_deletion,
 );
 
 /// Writes stored values directly, bypassing encryption (to load legacy formats and tampered values).
