@@ -198,9 +198,6 @@ impl Chat {
             .frame(final_seq);
             (frames::encode(&frame), None)
         });
-        live.complete(self.bus.as_ref(), final_seq, final_frame);
-        live.clear_partial();
-
         let elapsed = request.started.elapsed();
         self.metrics
             .turn_duration
@@ -216,6 +213,10 @@ impl Chat {
                 tracing::error!(session_id = %session.id, error = %err, "usage not stored");
             }
         }
+        // The figures are stored before the final chunk tells the clients the turn is over.
+        live.complete(self.bus.as_ref(), final_seq, final_frame);
+        live.clear_partial();
+
         match outcome {
             Ok(()) | Err(LlmError::Cancelled) => Ok(()),
             Err(err) => {
