@@ -633,3 +633,35 @@ async fn a_help_request_reaches_connected_admins_live_and_is_confirmed() {
         .unwrap();
     assert!(stored.help_requested);
 }
+
+#[tokio::test]
+async fn a_spent_daily_token_budget_refuses_the_next_turn_before_calling_the_model() {
+    let app = app().env("LLM_DAILY_TOKEN_BUDGET", "5").spawn().await;
+    let mut ws = app.connect_ws(&app.user_token("thrifty")).await;
+    status(&mut ws).await;
+    ws.send(json!({"type": "user_message", "content": "first question"}))
+        .await;
+    let first = ws.recv_turn().await;
+    assert_eq!(first.last().unwrap()["metadata"]["done"], "true");
+    let requests_before = app
+        .state
+        .metrics
+        .llm_requests
+        .with_label_values(&["demo"])
+        .get();
+    ws.send(json!({"type": "user_message", "content": "second question"}))
+        .await;
+    let error = ws.recv().await;
+    assert_eq!(error["type"], "error");
+    assert_eq!(error["error"]["code"], "TOKEN_BUDGET_EXCEEDED");
+    assert!(error["error"]["retry_after"].as_i64().unwrap() > 0);
+    assert_eq!(
+        app.state
+            .metrics
+            .llm_requests
+            .with_label_values(&["demo"])
+            .get(),
+        requests_before,
+        "the model was not called"
+    );
+}
