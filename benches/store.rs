@@ -2,7 +2,8 @@
 //! throughput. Not a test; method and results in `docs/benchmarks.md`.
 //!
 //! `cargo bench --bench store` (sizes: `BENCH_SESSIONS=100000,1000000`, queries per shape:
-//! `BENCH_QUERIES=200`, API inserts: `BENCH_INSERTS=2000`).
+//! `BENCH_QUERIES=200`, API inserts: `BENCH_INSERTS=2000`, concurrent writers:
+//! `BENCH_CONCURRENCY=16,64,256`).
 
 // A benchmark reports on stdout.
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
@@ -67,13 +68,15 @@ async fn fill(store: &EmbeddedStore, sessions: usize) -> Duration {
     let base = OffsetDateTime::now_utc() - time::Duration::days(365);
     let started = Instant::now();
     let mut batch = Vec::with_capacity(10_000);
+    // 20 000 users at full size; fewer in small runs so each user still has several sessions.
+    let users = (sessions as u64 / 5).clamp(1, 20_000);
     for i in 0..sessions {
         let start = base + time::Duration::seconds((i as i64) * 30);
         let r = rng.next();
         let ended = !r.is_multiple_of(10);
         batch.push(BulkSession {
             id: format!("{:016x}{:016x}", r, i),
-            user_id: format!("user{}", r % 20_000),
+            user_id: format!("user{}", r % users),
             started_at: start,
             ended_at: ended.then(|| start + time::Duration::seconds((r % 3600) as i64)),
             total_tokens: (r >> 8) as i64 % 50_000,
@@ -231,17 +234,66 @@ async fn bench_api_inserts(store: &EmbeddedStore, inserts: usize) {
     );
 }
 
+/// Concurrent writers: `concurrency` tasks, each with its own user and session, append
+/// `inserts / concurrency` messages each through the `Store` trait at the same time.
+async fn bench_concurrent_inserts(store: &Arc<EmbeddedStore>, inserts: usize, concurrency: usize) {
+    let per_task = (inserts / concurrency).max(1);
+    let mut sessions = Vec::with_capacity(concurrency);
+    for t in 0..concurrency {
+        let session = store
+            .get_or_create_active(&format!("writer-{concurrency}-{t}"), None, "demo")
+            .await
+            .unwrap()
+            .session
+            .id;
+        sessions.push(session);
+    }
+    let started = Instant::now();
+    let tasks: Vec<_> = sessions
+        .into_iter()
+        .map(|session| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for i in 0..per_task {
+                    let message = MessageRecord::new(
+                        format!("c{i}"),
+                        i as u64 + 1,
+                        "user",
+                        "a typical question of some length",
+                    );
+                    store.append_message(&session, &message).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let elapsed = started.elapsed();
+    let total = per_task * concurrency;
+    println!(
+        "    append_message, {concurrency} concurrent writers: {:.0} messages/s ({total} in {:.2} s)",
+        total as f64 / elapsed.as_secs_f64(),
+        elapsed.as_secs_f64()
+    );
+}
+
 #[tokio::main]
 async fn main() {
-    let sizes = env_list("BENCH_SESSIONS", "100000,1000000");
-    let queries = env_list("BENCH_QUERIES", "200")
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this binary without it, and then a
+    // small smoke run checks that the benchmark still works without taking minutes.
+    let smoke = !std::env::args().any(|a| a == "--bench");
+    let pick = |full: &'static str, small: &'static str| if smoke { small } else { full };
+    let sizes = env_list("BENCH_SESSIONS", pick("100000,1000000", "2000"));
+    let queries = env_list("BENCH_QUERIES", pick("200", "5"))
         .first()
         .copied()
         .unwrap_or(200);
-    let inserts = env_list("BENCH_INSERTS", "2000")
+    let inserts = env_list("BENCH_INSERTS", pick("2000", "10"))
         .first()
         .copied()
         .unwrap_or(2000);
+    let concurrency = env_list("BENCH_CONCURRENCY", pick("16,64,256", "4"));
     for size in sizes {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path()).await;
@@ -258,5 +310,8 @@ async fn main() {
         println!("    file size: {:.0} MiB", bytes as f64 / (1024.0 * 1024.0));
         bench_lists(&store, queries).await;
         bench_api_inserts(&store, inserts).await;
+        for concurrency in &concurrency {
+            bench_concurrent_inserts(&store, inserts, *concurrency).await;
+        }
     }
 }
