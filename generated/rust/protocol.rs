@@ -1437,8 +1437,9 @@ pub mod ws {
     /// `x-max-bytes` of the `session_id` field of `Resume`: its UTF-8 length in bytes.
     pub const RESUME_SESSION_ID_MAX_BYTES: usize = 128;
     /// Attaches this connection to a session and replays its events after `last_seq`, then continues live
-    /// (see the document description). The session must exist and belong to the caller, or be assisted by
-    /// the calling administrator (`NOT_FOUND`, `UNAUTHORIZED`). Ended sessions can be resumed (history only).
+    /// (see the document description). The session must exist and belong to the caller (`NOT_FOUND`,
+    /// `UNAUTHORIZED`); an administrator resumes an assisted session with `admin_join` and `last_seq`. Ended
+    /// sessions can be resumed (history only).
     /// The replay ends with a `connection_status` (`metadata.resumed="true"`, `last_seq`).
     #[derive(
         Debug,
@@ -1785,12 +1786,10 @@ pub mod ws {
     /// * right after the upgrade (to this connection): sender `system`, `models`, `user_id`, `session_id` of
     ///   the user's active session or a freshly reserved id, `last_seq` = that session's latest `seq`
     ///   (omitted when 0);
-    /// * when a connection first attaches to a session by sending a message for it (to this connection):
-    ///   sender `system`, the session's authoritative `session_id`, `models`;
     /// * after `model_select` (session event): sender `ai`, `content` "Model changed to <model_id>",
     ///   `model_id`;
-    /// * after `help_request` (session event): sender `ai`, `content` "Help request sent. An administrator
-    ///   will join your session shortly.";
+    /// * after `help_request` (to the requesting connection): sender `ai`, `content` "Help request sent. An
+    ///   administrator will join your session shortly.";
     /// * at the end of a replay (`resume`, `?last_seq=`, `admin_join` with `last_seq`; to this connection):
     ///   sender `system`, `session_id`, `last_seq`, metadata `resumed="true"`, `replayed` (number of frames
     ///   replayed, as a string) and, when the server could not replay everything, `resync="true"`.

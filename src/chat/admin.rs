@@ -277,13 +277,15 @@ impl Chat {
         &self,
         ctx: &ConnCtx,
         session_id: &str,
+        last_seq: Option<i64>,
     ) -> Result<(), ChatError> {
         let session = self.admin_session(ctx, session_id).await?;
         self.take_over(&session, &ctx.identity, Via::WebSocket)
             .await?;
-        self.hub.watch(&session.id, ctx.conn_id);
-        // The admin sees the conversation so far.
-        self.replay_to(ctx, &session, 0).await;
+        // The admin sees the conversation (after `last_seq`, when given), then its live frames, with no gap
+        // and no repeat: the connection starts watching while the session's releases are frozen.
+        let after = last_seq.and_then(|s| u64::try_from(s).ok()).unwrap_or(0);
+        self.replay_to(ctx, &session, after, true).await;
         Ok(())
     }
 

@@ -12,7 +12,9 @@ use crate::protocol::ws::{
     AdminMessageEvent, AiResponse, ConnectionStatus, FileUploadEvent, Sender, ServerMessage,
     UserMessageEcho,
 };
-use crate::store::MessageRecord;
+use crate::store::{MessageRecord, SessionRecord};
+
+use super::live::{PartialAnswer, Snapshot};
 
 use super::frames::{self, metadata, seq_i64};
 use super::{Chat, ConnCtx};
@@ -95,37 +97,10 @@ impl Chat {
             let (handle, rx) = self.hub.register(slot, is_admin);
             let mut backlog = vec![status(Some(snapshot.last_released()))];
             match last_seq {
-                Some(after) => {
-                    let (ring, oldest) = snapshot.frames_after(after);
-                    let ring_start = oldest.unwrap_or(u64::MAX);
-                    for message in stored
-                        .iter()
-                        .filter(|m| m.seq > after && m.seq < ring_start)
-                    {
-                        backlog.push(frames::encode(&stored_frame(
-                            &session.id,
-                            &session.user_id,
-                            message,
-                        )));
-                    }
-                    backlog.extend(ring.into_iter().map(|(_, frame)| frame));
-                }
+                Some(after) => backlog.extend(replay(snapshot, &session, &stored, after)),
                 None => {
                     if let Some(partial) = snapshot.partial() {
-                        backlog.push(frames::encode(&ServerMessage::AiResponse(AiResponse {
-                            session_id: session.id.clone(),
-                            content: Some(partial.text.clone()).filter(|t| !t.is_empty()),
-                            model_id: Some(partial.model_id.clone()),
-                            client_msg_id: partial.client_msg_id.clone(),
-                            sender: Sender::Ai,
-                            metadata: Some(metadata([
-                                ("streaming", "true".into()),
-                                ("done", "false".into()),
-                                ("partial", "true".into()),
-                            ])),
-                            seq: seq_i64(partial.last_seq),
-                            timestamp: frames::now(),
-                        })));
+                        backlog.push(frames::encode(&partial_frame(&session.id, partial)));
                     }
                 }
             }
@@ -140,13 +115,15 @@ impl Chat {
         }
     }
 
-    /// Sends the frames after `last_seq` of a session to one connection (in-band `resume`); frames it
-    /// already received may repeat and are recognised by their `seq`.
+    /// Sends the frames after `last_seq` of a session to one connection (in-band `resume`, `admin_join`);
+    /// with `watch`, the connection also starts receiving the session's live frames, exactly after the
+    /// replay. Without it, frames the connection already received may repeat (recognised by their `seq`).
     pub(super) async fn replay_to(
         &self,
         ctx: &ConnCtx,
-        session: &crate::store::SessionRecord,
+        session: &SessionRecord,
         after: u64,
+        watch: bool,
     ) {
         let stored = if after < session.last_seq {
             self.store
@@ -158,17 +135,93 @@ impl Chat {
         };
         let live = self.live_of(session);
         live.with_frozen(|snapshot| {
-            let (ring, oldest) = snapshot.frames_after(after);
-            let ring_start = oldest.unwrap_or(u64::MAX);
-            for message in stored.iter().filter(|m| m.seq < ring_start) {
-                let frame = frames::encode(&stored_frame(&session.id, &session.user_id, message));
-                self.hub.send_to(ctx.conn_id(), Outbound::Text(frame));
+            if watch {
+                self.hub.watch(&session.id, ctx.conn_id());
             }
-            for (_, frame) in ring {
+            for frame in replay(snapshot, session, &stored, after) {
                 self.hub.send_to(ctx.conn_id(), Outbound::Text(frame));
             }
         });
     }
+}
+
+/// The frames of a session after `after`, oldest first, then a `connection_status` that closes the replay
+/// (`resumed`, `replayed`, `last_seq`). When the replay ring still holds every event after `after`, those
+/// frames are sent exactly as they were. Otherwise the gap is filled with the stored messages (complete
+/// texts, without their chunks or transient events), an answer still being streamed comes as one frame with
+/// its whole text so far, and `resync="true"` tells the client that events other than messages may be missing.
+fn replay(
+    snapshot: &Snapshot<'_>,
+    session: &SessionRecord,
+    stored: &[MessageRecord],
+    after: u64,
+) -> Vec<Arc<str>> {
+    let (ring, oldest) = snapshot.frames_after(after);
+    let last = snapshot.last_released();
+    let covered = last <= after || oldest.is_some_and(|first| first <= after + 1);
+    let mut frames_out: Vec<Arc<str>> = Vec::new();
+    if covered {
+        frames_out.extend(ring.into_iter().map(|(_, frame)| frame));
+    } else {
+        let mut upto = after;
+        for message in stored.iter().filter(|m| m.seq > after) {
+            frames_out.push(frames::encode(&stored_frame(
+                &session.id,
+                &session.user_id,
+                message,
+            )));
+            upto = upto.max(message.seq);
+        }
+        if let Some(partial) = snapshot.partial().filter(|p| p.last_seq > upto) {
+            frames_out.push(frames::encode(&partial_frame(&session.id, partial)));
+            upto = partial.last_seq;
+        }
+        frames_out.extend(
+            ring.into_iter()
+                .filter(|(seq, _)| *seq > upto)
+                .map(|(_, frame)| frame),
+        );
+    }
+    let mut meta = metadata([
+        ("resumed", "true".into()),
+        ("replayed", frames_out.len().to_string()),
+    ]);
+    if !covered {
+        meta.insert("resync".into(), "true".into());
+    }
+    frames_out.push(frames::encode(&ServerMessage::ConnectionStatus(
+        ConnectionStatus {
+            session_id: Some(session.id.clone()),
+            user_id: None,
+            content: None,
+            model_id: None,
+            models: None,
+            sender: Sender::System,
+            metadata: Some(meta),
+            last_seq: Some(seq_i64(last)),
+            seq: None,
+            timestamp: frames::now(),
+        },
+    )));
+    frames_out
+}
+
+/// The answer being streamed, as one `ai_response` with its whole text so far.
+fn partial_frame(session_id: &str, partial: &PartialAnswer) -> ServerMessage {
+    ServerMessage::AiResponse(AiResponse {
+        session_id: session_id.to_string(),
+        content: Some(partial.text.clone()).filter(|t| !t.is_empty()),
+        model_id: Some(partial.model_id.clone()),
+        client_msg_id: partial.client_msg_id.clone(),
+        sender: Sender::Ai,
+        metadata: Some(metadata([
+            ("streaming", "true".into()),
+            ("done", "false".into()),
+            ("partial", "true".into()),
+        ])),
+        seq: seq_i64(partial.last_seq),
+        timestamp: frames::now(),
+    })
 }
 
 /// The frame that stands for a stored message when it is replayed from the store.

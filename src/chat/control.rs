@@ -68,7 +68,7 @@ impl Chat {
     ) -> Result<(), ChatError> {
         let (session, _live) = self.resolve(ctx, hint, Access::Existing).await?;
         let after = u64::try_from(last_seq).unwrap_or(0);
-        self.replay_to(ctx, &session, after).await;
+        self.replay_to(ctx, &session, after, false).await;
         Ok(())
     }
 }

@@ -188,7 +188,7 @@ impl Chat {
             }
             ClientMessage::TypingIndicator(m) => self.typing(ctx, hint, m).await,
             ClientMessage::Resume(m) => self.resume(ctx, hint, m.last_seq).await,
-            ClientMessage::AdminJoin(m) => self.admin_join(ctx, &m.session_id).await,
+            ClientMessage::AdminJoin(m) => self.admin_join(ctx, &m.session_id, m.last_seq).await,
             ClientMessage::AdminLeave(m) => self.admin_leave(ctx, &m.session_id).await,
             ClientMessage::AdminMessage(m) => self.admin_message(ctx, m).await,
         };

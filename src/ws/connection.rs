@@ -172,11 +172,12 @@ async fn write_loop(
         let outbound = tokio::select! {
             biased;
             () = kicked.cancelled() => Outbound::Close { code: CLOSE_SLOW_CONSUMER, reason: "Connection too slow" },
-            () = shutdown.cancelled() => Outbound::Close { code: 1001, reason: "Server shutting down" },
+            // Frames already queued (the end of an answer) go out before the shutdown close frame.
             item = rx.recv() => match item {
                 Some(item) => item,
                 None => break,
             },
+            () = shutdown.cancelled() => Outbound::Close { code: 1001, reason: "Server shutting down" },
             _ = ping.tick() => {
                 if timeout(ws.write_wait, sink.send(Message::Ping(Vec::new()))).await.map_or(true, |r| r.is_err()) {
                     break;

@@ -155,6 +155,14 @@ async fn reconnecting_with_last_seq_replays_exactly_the_missed_frames() {
         replayed.iter().map(strip).collect::<Vec<_>>(),
         missed.iter().map(strip).collect::<Vec<_>>()
     );
+    let end = again.recv().await;
+    assert_eq!(end["type"], "connection_status");
+    assert_eq!(end["metadata"]["resumed"], "true");
+    assert_eq!(end["metadata"]["replayed"], missed.len().to_string());
+    assert!(
+        end["metadata"].get("resync").is_none(),
+        "every missed frame was in the replay window"
+    );
     // Nothing more: the next frame is the answer to a ping.
     again.send(json!({"type": "ping"})).await;
     assert_eq!(again.recv().await["type"], "pong");
@@ -601,6 +609,40 @@ async fn a_resume_message_replays_after_last_seq_on_the_same_connection() {
         "{replayed_seqs:?}"
     );
     assert_eq!(answer_text(&replayed), answer_text(&turn));
+    assert_eq!(ws.recv().await["metadata"]["resumed"], "true");
+}
+
+#[tokio::test]
+async fn events_older_than_the_replay_window_come_back_as_stored_messages_with_resync() {
+    let app = app().env("WS_REPLAY_BUFFER", "4").spawn().await;
+    let token = app.user_token("forgetful");
+    let mut ws = app.connect_ws(&token).await;
+    status(&mut ws).await;
+    ws.send(json!({"type": "user_message", "content": "An old question"}))
+        .await;
+    ws.recv_turn().await;
+    ws.close().await;
+    let mut again = app.connect_ws_resume(&token, 0).await;
+    status(&mut again).await;
+    let question = again.recv().await;
+    assert_eq!(question["type"], "user_message");
+    assert_eq!(question["content"], "An old question");
+    let mut frames = vec![question];
+    loop {
+        let frame = again.recv().await;
+        if frame["type"] == "connection_status" {
+            assert_eq!(frame["metadata"]["resync"], "true");
+            break;
+        }
+        frames.push(frame);
+    }
+    let answer = frames
+        .iter()
+        .find(|f| f["type"] == "ai_response" && f["metadata"]["done"] == "true");
+    assert!(
+        answer.is_some_and(|a| !a["content"].as_str().unwrap_or_default().is_empty()),
+        "{frames:?}"
+    );
 }
 
 #[tokio::test]
