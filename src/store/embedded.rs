@@ -1,8 +1,11 @@
 //! The zero-config store: one [redb](https://docs.rs/redb) file in the data directory.
 //!
 //! redb is a pure-Rust, ACID, copy-on-write B-tree database (no C toolchain, no background threads),
-//! with serialised write transactions: every multi-record update below (get-or-create of the active
-//! session, append + counters + indexes, purge) is one transaction, so it is atomic and race-free.
+//! with serialised write transactions. Writes use group commit: one writer thread takes every write job
+//! waiting (up to [`MAX_BATCH`]), runs them in order in one write transaction, commits once (durably)
+//! and only then answers each caller. Every multi-record update below (get-or-create of the active
+//! session, append + counters + indexes, purge) is one job, applied in full or not at all, and jobs are
+//! serialised, so it stays atomic and race-free. Reads run in concurrent read transactions.
 //! The admin list is served by secondary index tables keyed `(partition, sort value, session id)`, where
 //! the partition encodes `ended` and `admin_assisted`, so every filter and sort of reference 2.4 reads
 //! only the rows of the requested page (see `docs/storage.md`). The audit log is the `audit_log` table keyed
@@ -10,8 +13,10 @@
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
+use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::sync::Arc;
+use std::thread::JoinHandle;
 
 use async_trait::async_trait;
 use redb::{
@@ -20,6 +25,7 @@ use redb::{
 };
 use serde::{Deserialize, Serialize};
 use time::{Date, OffsetDateTime};
+use tokio::sync::{mpsc, oneshot};
 
 use super::audit::{AuditCursor, audit_limit, new_audit_id, next_audit_cursor};
 use super::config::StoreConfig;
@@ -265,6 +271,163 @@ struct Inner {
 pub struct EmbeddedStore {
     inner: Arc<Inner>,
     runner: Runner,
+    /// Queue of the writer thread (`None` only while dropping).
+    jobs: Option<mpsc::UnboundedSender<Box<dyn WriteJob>>>,
+    writer: Option<JoinHandle<()>>,
+}
+
+impl Drop for EmbeddedStore {
+    /// Closes the queue and waits for the writer to commit the jobs already queued, so that the file is
+    /// released (and can be reopened) once the store is dropped.
+    fn drop(&mut self) {
+        self.jobs.take();
+        if let Some(writer) = self.writer.take()
+            && writer.join().is_err()
+        {
+            tracing::error!("embedded store writer thread panicked");
+        }
+    }
+}
+
+/// Most write jobs committed together in one transaction.
+const MAX_BATCH: usize = 256;
+
+/// What running a job in the batch's transaction left behind.
+enum Applied {
+    /// The job succeeded, or failed before writing anything: the transaction holds exactly the
+    /// successful jobs so far.
+    Clean,
+    /// The job failed and may have written part of its changes: the transaction must be rolled back.
+    Dirty,
+}
+
+/// A queued write: runs in the batch's transaction, answers its caller after the commit.
+trait WriteJob: Send {
+    /// Runs the job in `txn` and keeps its result. May run again in a new transaction if another job
+    /// of the batch forced a rollback (the result of the run that is committed is the one answered).
+    fn apply(&mut self, txn: &WriteTransaction, inner: &Inner) -> Applied;
+    /// Answers the caller: the job's result if `commit` succeeded, else the commit's error.
+    fn reply(self: Box<Self>, commit: Result<(), &StoreError>);
+}
+
+struct Job<T, F> {
+    f: Arc<F>,
+    /// The job returns its logical errors (see [`fails_before_writing`]) before its first write.
+    checks_first: bool,
+    result: Option<Result<T, StoreError>>,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+}
+
+/// Errors that a `checks_first` job returns only before writing anything (missing or ended session,
+/// invalid input, encryption and decryption failures). Storage and decoding errors can come at any point.
+fn fails_before_writing(e: &StoreError) -> bool {
+    matches!(
+        e,
+        StoreError::NotFound
+            | StoreError::SessionEnded
+            | StoreError::InvalidCursor
+            | StoreError::InvalidQuery(_)
+            | StoreError::Crypto(_)
+    )
+}
+
+/// `e` as the error of every job of a failed batch.
+fn batch_error(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Embedded(message) => StoreError::Embedded(message.clone()),
+        other => StoreError::Embedded(other.to_string()),
+    }
+}
+
+impl<T, F> WriteJob for Job<T, F>
+where
+    T: Send + 'static,
+    F: Fn(&WriteTransaction, &Inner) -> Result<T, StoreError> + Send + Sync + 'static,
+{
+    fn apply(&mut self, txn: &WriteTransaction, inner: &Inner) -> Applied {
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| (self.f)(txn, inner)))
+            .unwrap_or_else(|_| Err(StoreError::Embedded("write job panicked".to_string())));
+        let clean = match &result {
+            Ok(_) => true,
+            Err(e) => self.checks_first && fails_before_writing(e),
+        };
+        self.result = Some(result);
+        if clean {
+            Applied::Clean
+        } else {
+            Applied::Dirty
+        }
+    }
+
+    fn reply(self: Box<Self>, commit: Result<(), &StoreError>) {
+        let result = match commit {
+            Ok(()) => self
+                .result
+                .unwrap_or_else(|| Err(StoreError::Embedded("write job not run".to_string()))),
+            Err(e) => Err(batch_error(e)),
+        };
+        // The caller may have given up (timeout, cancelled request): nothing to answer then.
+        let _ = self.reply.send(result);
+    }
+}
+
+/// The writer thread: takes every job waiting (up to [`MAX_BATCH`]) and commits them together, until
+/// the store is dropped (the queue is closed and drained).
+fn writer(inner: Arc<Inner>, mut jobs: mpsc::UnboundedReceiver<Box<dyn WriteJob>>) {
+    let mut batch: Vec<Box<dyn WriteJob>> = Vec::with_capacity(MAX_BATCH);
+    while let Some(job) = jobs.blocking_recv() {
+        batch.push(job);
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        commit_batch(&inner, std::mem::take(&mut batch));
+    }
+}
+
+/// Runs `batch` in order in one write transaction and commits it once (durably), then answers every
+/// job. A job that fails cleanly (before writing) is answered with its error and the others go on. A job
+/// that fails after it may have written rolls the transaction back: it is answered with its error and
+/// the rest of the batch runs again in a new transaction (jobs are answered only after the commit, so
+/// a rerun is invisible to callers). A failed commit fails every job of the batch: nothing is
+/// acknowledged that is not durable.
+fn commit_batch(inner: &Inner, mut batch: Vec<Box<dyn WriteJob>>) {
+    while !batch.is_empty() {
+        let txn = match inner.db.begin_write() {
+            Ok(txn) => txn,
+            Err(e) => {
+                let e = StoreError::from(e);
+                for job in batch {
+                    job.reply(Err(&e));
+                }
+                return;
+            }
+        };
+        let dirty = batch
+            .iter_mut()
+            .position(|job| matches!(job.apply(&txn, inner), Applied::Dirty));
+        match dirty {
+            Some(index) => {
+                if let Err(e) = txn.abort() {
+                    tracing::warn!(error = %e, "embedded store: aborting a write batch failed");
+                }
+                // Its own error: none of its writes is committed.
+                batch.remove(index).reply(Ok(()));
+            }
+            None => {
+                let committed = txn.commit().map_err(StoreError::from);
+                if let Err(e) = &committed {
+                    tracing::error!(error = %e, jobs = batch.len(), "embedded store: commit failed");
+                }
+                for job in batch {
+                    job.reply(committed.as_ref().map(|_| ()));
+                }
+                return;
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for EmbeddedStore {
@@ -310,10 +473,88 @@ impl EmbeddedStore {
         })
         .await
         .map_err(|e| StoreError::Embedded(e.to_string()))??;
+        let inner = Arc::new(Inner { db, keyring });
+        let (jobs, queue) = mpsc::unbounded_channel();
+        let writer = std::thread::Builder::new()
+            .name("redb-writer".to_string())
+            .spawn({
+                let inner = inner.clone();
+                move || writer(inner, queue)
+            })
+            .map_err(|e| StoreError::Setup(format!("cannot start the store writer: {e}")))?;
         Ok(Self {
-            inner: Arc::new(Inner { db, keyring }),
+            inner,
             runner: Runner::new(config, metrics),
+            jobs: Some(jobs),
+            writer: Some(writer),
         })
+    }
+
+    /// Queues the write job `f` for the writer thread (group commit) and waits for its durable commit,
+    /// with the operation's timeout and metric. `f` must return its logical errors (see
+    /// [`fails_before_writing`]) before its first write; jobs that cannot use [`Self::write_mixed`].
+    async fn write<T, F>(&self, name: &'static str, budget: Budget, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: Fn(&WriteTransaction, &Inner) -> Result<T, StoreError> + Send + Sync + 'static,
+    {
+        self.queue(name, budget, true, f).await
+    }
+
+    /// [`Self::write`] for a job that may fail after writing (maintenance batches): any error of it
+    /// rolls back the batch's transaction, and the other jobs run again without it.
+    async fn write_mixed<T, F>(
+        &self,
+        name: &'static str,
+        budget: Budget,
+        f: F,
+    ) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: Fn(&WriteTransaction, &Inner) -> Result<T, StoreError> + Send + Sync + 'static,
+    {
+        self.queue(name, budget, false, f).await
+    }
+
+    async fn queue<T, F>(
+        &self,
+        name: &'static str,
+        budget: Budget,
+        checks_first: bool,
+        f: F,
+    ) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: Fn(&WriteTransaction, &Inner) -> Result<T, StoreError> + Send + Sync + 'static,
+    {
+        let f = Arc::new(f);
+        // Not idempotent: once queued, a job is applied (or fails) whether or not its caller still waits;
+        // there is no way to take it back. A timeout therefore means "outcome unknown" and must not be
+        // retried, or a job still queued or committing would be applied twice (a doubled `record_usage`,
+        // a second session from `get_or_create_active`). With `idempotent = false` the runner retries
+        // no embedded error (only timeouts were ever transient here), so every attempt is the only one.
+        self.runner
+            .run(name, budget, false, || {
+                let f = f.clone();
+                async move {
+                    let stopped =
+                        || StoreError::Embedded("the store writer has stopped".to_string());
+                    let (reply, answer) = oneshot::channel();
+                    let job = Box::new(Job {
+                        f,
+                        checks_first,
+                        result: None,
+                        reply,
+                    });
+                    self.jobs
+                        .as_ref()
+                        .ok_or_else(stopped)?
+                        .send(job)
+                        .map_err(|_| stopped())?;
+                    answer.await.map_err(|_| stopped())?
+                }
+            })
+            .await
     }
 
     /// Runs `f` on a blocking thread with the operation's timeout and metric.
@@ -450,7 +691,14 @@ fn delete_row(txn: &WriteTransaction, row: &SessionRow) -> Result<u64, StoreErro
 }
 
 fn session_ids_of_user(txn: &ReadTransaction, user_id: &str) -> Result<Vec<String>, StoreError> {
-    let table = txn.open_table(USER_SESSIONS)?;
+    session_ids_in(&txn.open_table(USER_SESSIONS)?, user_id)
+}
+
+/// Ids of the sessions of `user_id`, oldest first, from the `user_sessions` table of any transaction.
+fn session_ids_in(
+    table: &impl ReadableTable<(&'static str, i64, &'static str), ()>,
+    user_id: &str,
+) -> Result<Vec<String>, StoreError> {
     let mut ids = Vec::new();
     for entry in table.range((user_id, i64::MIN, "")..)? {
         let (k, _) = entry?;
@@ -482,19 +730,71 @@ fn messages_of(
     Ok(out)
 }
 
-/// Applies `change` to the session `id` in one write transaction; `NotFound` if it does not exist.
+/// Applies `change` to the session `id` in the batch's write transaction; `NotFound` if it does not
+/// exist. `change` must not fail (it runs after the checks, and the row is written after it).
 fn update_row<T>(
-    inner: &Inner,
+    txn: &WriteTransaction,
     id: &str,
     change: impl FnOnce(&mut SessionRow) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
-    let txn = inner.db.begin_write()?;
-    let old = write_row_get(&txn, id)?.ok_or(StoreError::NotFound)?;
+    let old = write_row_get(txn, id)?.ok_or(StoreError::NotFound)?;
     let mut new = old.clone();
     let out = change(&mut new)?;
-    put_row(&txn, Some(&old), &new)?;
-    txn.commit()?;
+    put_row(txn, Some(&old), &new)?;
     Ok(out)
+}
+
+/// Appends `message` to the session `id` (checks first: `NotFound`, duplicate, `SessionEnded` and
+/// encryption come before any write).
+fn append(
+    txn: &WriteTransaction,
+    inner: &Inner,
+    id: &str,
+    message: &MessageRecord,
+) -> Result<AppendOutcome, StoreError> {
+    let old = write_row_get(txn, id)?.ok_or(StoreError::NotFound)?;
+    if txn
+        .open_table(MESSAGE_IDS)?
+        .get((id, message.id.as_str()))?
+        .is_some()
+    {
+        return Ok(AppendOutcome::Duplicate);
+    }
+    if old.end.is_some() {
+        return Err(StoreError::SessionEnded);
+    }
+    let content = inner.keyring.encrypt(
+        &message.content,
+        Binding::Message {
+            session: id,
+            message: &message.id,
+        },
+    )?;
+    let ts = to_ms(message.timestamp);
+    let row = MessageRow {
+        id: message.id.clone(),
+        seq: message.seq,
+        c: content,
+        ts,
+        sender: message.sender.clone(),
+        file_id: message.file_id.clone(),
+        file_url: message.file_url.clone(),
+        meta: message.metadata.clone(),
+        cmid: message.client_msg_id.clone(),
+        model: message.model_id.clone(),
+        partial: message.partial,
+    };
+    let index = u64::try_from(old.count).unwrap_or(0);
+    txn.open_table(MESSAGES)?
+        .insert((id, index), encode(&row)?.as_slice())?;
+    txn.open_table(MESSAGE_IDS)?
+        .insert((id, message.id.as_str()), index)?;
+    let mut new = old.clone();
+    new.count += 1;
+    new.last_seq = new.last_seq.max(message.seq);
+    new.last = Some(new.last.map_or(ts, |l| l.max(ts)));
+    put_row(txn, Some(&old), &new)?;
+    Ok(AppendOutcome::Stored)
 }
 
 /// One entry of a sort index: sort value, session id, start time (ms).
@@ -804,14 +1104,13 @@ impl Store for EmbeddedStore {
         let user_id = user_id.to_string();
         let preferred = preferred_id.map(str::to_string);
         let model_id = model_id.to_string();
-        self.blocking("get_or_create_session", Budget::Short, move |inner| {
-            let txn = inner.db.begin_write()?;
+        self.write("get_or_create_session", Budget::Short, move |txn, inner| {
             let existing = txn
                 .open_table(ACTIVE)?
                 .get(user_id.as_str())?
                 .map(|v| v.value().to_string());
             if let Some(id) = existing
-                && let Some(row) = write_row_get(&txn, &id)?
+                && let Some(row) = write_row_get(txn, &id)?
                 && row.end.is_none()
             {
                 return Ok(ActiveSession {
@@ -820,16 +1119,16 @@ impl Store for EmbeddedStore {
                 });
             }
             let id = match &preferred {
-                Some(p) if !p.is_empty() && write_row_get(&txn, p)?.is_none() => p.clone(),
+                Some(p) if !p.is_empty() && write_row_get(txn, p)?.is_none() => p.clone(),
                 _ => new_session_id(),
             };
             let row = SessionRow::new(id.clone(), &user_id, &model_id, to_ms(super::now()));
-            put_row(&txn, None, &row)?;
+            let session = row.record(&inner.keyring)?;
+            put_row(txn, None, &row)?;
             txn.open_table(ACTIVE)?
                 .insert(user_id.as_str(), id.as_str())?;
-            txn.commit()?;
             Ok(ActiveSession {
-                session: row.record(&inner.keyring)?,
+                session,
                 created: true,
             })
         })
@@ -854,52 +1153,8 @@ impl Store for EmbeddedStore {
     ) -> Result<AppendOutcome, StoreError> {
         let id = session_id.to_string();
         let message = message.clone();
-        self.blocking("append_message", Budget::Short, move |inner| {
-            let txn = inner.db.begin_write()?;
-            let old = write_row_get(&txn, &id)?.ok_or(StoreError::NotFound)?;
-            if txn
-                .open_table(MESSAGE_IDS)?
-                .get((id.as_str(), message.id.as_str()))?
-                .is_some()
-            {
-                return Ok(AppendOutcome::Duplicate);
-            }
-            if old.end.is_some() {
-                return Err(StoreError::SessionEnded);
-            }
-            let content = inner.keyring.encrypt(
-                &message.content,
-                Binding::Message {
-                    session: &id,
-                    message: &message.id,
-                },
-            )?;
-            let ts = to_ms(message.timestamp);
-            let row = MessageRow {
-                id: message.id.clone(),
-                seq: message.seq,
-                c: content,
-                ts,
-                sender: message.sender.clone(),
-                file_id: message.file_id.clone(),
-                file_url: message.file_url.clone(),
-                meta: message.metadata.clone(),
-                cmid: message.client_msg_id.clone(),
-                model: message.model_id.clone(),
-                partial: message.partial,
-            };
-            let index = u64::try_from(old.count).unwrap_or(0);
-            txn.open_table(MESSAGES)?
-                .insert((id.as_str(), index), encode(&row)?.as_slice())?;
-            txn.open_table(MESSAGE_IDS)?
-                .insert((id.as_str(), message.id.as_str()), index)?;
-            let mut new = old.clone();
-            new.count += 1;
-            new.last_seq = new.last_seq.max(message.seq);
-            new.last = Some(new.last.map_or(ts, |l| l.max(ts)));
-            put_row(&txn, Some(&old), &new)?;
-            txn.commit()?;
-            Ok(AppendOutcome::Stored)
+        self.write("append_message", Budget::Short, move |txn, inner| {
+            append(txn, inner, &id, &message)
         })
         .await
     }
@@ -923,7 +1178,7 @@ impl Store for EmbeddedStore {
     async fn set_name(&self, session_id: &str, name: &str) -> Result<(), StoreError> {
         let id = session_id.to_string();
         let name = name.to_string();
-        self.blocking("set_name", Budget::Short, move |inner| {
+        self.write("set_name", Budget::Short, move |txn, inner| {
             let sealed = if name.is_empty() {
                 String::new()
             } else {
@@ -931,7 +1186,7 @@ impl Store for EmbeddedStore {
                     .keyring
                     .encrypt(&name, Binding::Name { session: &id })?
             };
-            update_row(inner, &id, |row| {
+            update_row(txn, &id, |row| {
                 row.nm = sealed;
                 Ok(())
             })
@@ -942,8 +1197,8 @@ impl Store for EmbeddedStore {
     async fn set_model(&self, session_id: &str, model_id: &str) -> Result<(), StoreError> {
         let id = session_id.to_string();
         let model = model_id.to_string();
-        self.blocking("set_model", Budget::Short, move |inner| {
-            update_row(inner, &id, |row| {
+        self.write("set_model", Budget::Short, move |txn, _| {
+            update_row(txn, &id, |row| {
                 row.model = model.clone();
                 Ok(())
             })
@@ -958,9 +1213,8 @@ impl Store for EmbeddedStore {
     ) -> Result<EndOutcome, StoreError> {
         let id = session_id.to_string();
         let at = to_ms(at);
-        self.blocking("end_session", Budget::Short, move |inner| {
-            let txn = inner.db.begin_write()?;
-            let old = write_row_get(&txn, &id)?.ok_or(StoreError::NotFound)?;
+        self.write("end_session", Budget::Short, move |txn, inner| {
+            let old = write_row_get(txn, &id)?.ok_or(StoreError::NotFound)?;
             if old.end.is_some() {
                 return Ok(EndOutcome {
                     ended_now: false,
@@ -971,7 +1225,9 @@ impl Store for EmbeddedStore {
             let end = at.max(old.ts);
             new.end = Some(end);
             new.dur = (end - old.ts) / 1000;
-            put_row(&txn, Some(&old), &new)?;
+            // Decrypted before any write, so that a key error leaves the batch untouched.
+            let session = new.record(&inner.keyring)?;
+            put_row(txn, Some(&old), &new)?;
             {
                 let mut active = txn.open_table(ACTIVE)?;
                 let points_here = active
@@ -981,10 +1237,9 @@ impl Store for EmbeddedStore {
                     active.remove(new.uid.as_str())?;
                 }
             }
-            txn.commit()?;
             Ok(EndOutcome {
                 ended_now: true,
-                session: new.record(&inner.keyring)?,
+                session,
             })
         })
         .await
@@ -992,23 +1247,21 @@ impl Store for EmbeddedStore {
 
     async fn record_usage(&self, session_id: &str, usage: TurnUsage) -> Result<(), StoreError> {
         let id = session_id.to_string();
-        self.blocking("record_usage", Budget::Short, move |inner| {
-            let txn = inner.db.begin_write()?;
-            let old = write_row_get(&txn, &id)?.ok_or(StoreError::NotFound)?;
+        self.write("record_usage", Budget::Short, move |txn, _| {
+            let old = write_row_get(txn, &id)?.ok_or(StoreError::NotFound)?;
             let mut new = old.clone();
             new.tokens += usage.tokens;
             new.max_ms = new.max_ms.max(usage.response_ms);
             new.resp_count += 1;
             new.resp_total_ms += usage.response_ms;
             new.avg_ms = new.resp_total_ms / new.resp_count;
-            put_row(&txn, Some(&old), &new)?;
+            put_row(txn, Some(&old), &new)?;
             {
                 let mut table = txn.open_table(USAGE)?;
                 let key = (new.uid.as_str(), utc_day(usage.at));
                 let current = table.get(key)?.map_or(0, |v| v.value());
                 table.insert(key, current + usage.tokens)?;
             }
-            txn.commit()?;
             Ok(())
         })
         .await
@@ -1032,8 +1285,8 @@ impl Store for EmbeddedStore {
         requested: bool,
     ) -> Result<(), StoreError> {
         let id = session_id.to_string();
-        self.blocking("set_help", Budget::Short, move |inner| {
-            update_row(inner, &id, |row| {
+        self.write("set_help", Budget::Short, move |txn, _| {
+            update_row(txn, &id, |row| {
                 row.help = requested;
                 Ok(())
             })
@@ -1048,8 +1301,8 @@ impl Store for EmbeddedStore {
     ) -> Result<(), StoreError> {
         let id = session_id.to_string();
         let admin = admin.cloned();
-        self.blocking("set_assistance", Budget::Short, move |inner| {
-            update_row(inner, &id, |row| {
+        self.write("set_assistance", Budget::Short, move |txn, _| {
+            update_row(txn, &id, |row| {
                 match &admin {
                     Some(a) => {
                         row.assisted = true;
@@ -1069,9 +1322,8 @@ impl Store for EmbeddedStore {
 
     async fn share(&self, session_id: &str) -> Result<String, StoreError> {
         let id = session_id.to_string();
-        self.blocking("share_session", Budget::Short, move |inner| {
-            let txn = inner.db.begin_write()?;
-            let old = write_row_get(&txn, &id)?.ok_or(StoreError::NotFound)?;
+        self.write("share_session", Budget::Short, move |txn, _| {
+            let old = write_row_get(txn, &id)?.ok_or(StoreError::NotFound)?;
             if let Some(token) = &old.share {
                 return Ok(token.clone());
             }
@@ -1086,8 +1338,7 @@ impl Store for EmbeddedStore {
             };
             let mut new = old.clone();
             new.share = Some(token.clone());
-            put_row(&txn, Some(&old), &new)?;
-            txn.commit()?;
+            put_row(txn, Some(&old), &new)?;
             Ok(token)
         })
         .await
@@ -1114,17 +1365,15 @@ impl Store for EmbeddedStore {
 
     async fn revoke_share(&self, session_id: &str) -> Result<bool, StoreError> {
         let id = session_id.to_string();
-        self.blocking("revoke_share", Budget::Short, move |inner| {
-            let txn = inner.db.begin_write()?;
-            let old = write_row_get(&txn, &id)?.ok_or(StoreError::NotFound)?;
+        self.write("revoke_share", Budget::Short, move |txn, _| {
+            let old = write_row_get(txn, &id)?.ok_or(StoreError::NotFound)?;
             let Some(token) = &old.share else {
                 return Ok(false);
             };
             txn.open_table(SHARES)?.remove(token.as_str())?;
             let mut new = old.clone();
             new.share = None;
-            put_row(&txn, Some(&old), &new)?;
-            txn.commit()?;
+            put_row(txn, Some(&old), &new)?;
             Ok(true)
         })
         .await
@@ -1181,8 +1430,7 @@ impl Store for EmbeddedStore {
 
     async fn purge_ended_before(&self, cutoff: OffsetDateTime) -> Result<u64, StoreError> {
         let cutoff = to_ms(cutoff);
-        self.blocking("purge", Budget::Long, move |inner| {
-            let txn = inner.db.begin_write()?;
+        self.write_mixed("purge", Budget::Long, move |txn, _| {
             let mut ids = Vec::new();
             {
                 let index = txn.open_table(IDX_END)?;
@@ -1195,12 +1443,11 @@ impl Store for EmbeddedStore {
             }
             let mut purged = 0;
             for id in ids {
-                if let Some(row) = write_row_get(&txn, &id)? {
-                    delete_row(&txn, &row)?;
+                if let Some(row) = write_row_get(txn, &id)? {
+                    delete_row(txn, &row)?;
                     purged += 1;
                 }
             }
-            txn.commit()?;
             Ok(purged)
         })
         .await
@@ -1237,18 +1484,15 @@ impl Store for EmbeddedStore {
 
     async fn delete_user(&self, user_id: &str) -> Result<DeleteStats, StoreError> {
         let user_id = user_id.to_string();
-        self.blocking("delete_user", Budget::Long, move |inner| {
-            let ids = {
-                let txn = inner.db.begin_read()?;
-                session_ids_of_user(&txn, &user_id)?
-            };
-            let txn = inner.db.begin_write()?;
+        self.write_mixed("delete_user", Budget::Long, move |txn, _| {
+            // Read in the batch's transaction, so sessions created earlier in the batch are seen.
+            let ids = session_ids_in(&txn.open_table(USER_SESSIONS)?, &user_id)?;
             let mut stats = DeleteStats::default();
             for id in ids {
-                if let Some(row) = write_row_get(&txn, &id)?
+                if let Some(row) = write_row_get(txn, &id)?
                     && row.uid == user_id
                 {
-                    stats.messages += delete_row(&txn, &row)?;
+                    stats.messages += delete_row(txn, &row)?;
                     stats.sessions += 1;
                 }
             }
@@ -1257,7 +1501,6 @@ impl Store for EmbeddedStore {
                 (user_id.as_str(), i32::MIN)..=(user_id.as_str(), i32::MAX),
                 |_, _| false,
             )?;
-            txn.commit()?;
             Ok(stats)
         })
         .await
@@ -1272,8 +1515,8 @@ impl Store for EmbeddedStore {
         let mut stats = RotationStats::default();
         loop {
             let batch = self
-                .blocking("rotate_keys", Budget::Long, move |inner| {
-                    rotate_batch(inner, batch_size)
+                .write_mixed("rotate_keys", Budget::Long, move |txn, inner| {
+                    rotate_batch(txn, inner, batch_size)
                 })
                 .await?;
             stats.sessions_scanned += batch.sessions_scanned;
@@ -1292,11 +1535,9 @@ impl Store for EmbeddedStore {
         let bytes = encode(&row)?;
         let key_id = row.id.clone();
         let ts = row.ts;
-        self.blocking("record_audit", Budget::Short, move |inner| {
-            let txn = inner.db.begin_write()?;
+        self.write("record_audit", Budget::Short, move |txn, _| {
             txn.open_table(AUDIT)?
                 .insert((ts, key_id.as_str()), bytes.as_slice())?;
-            txn.commit()?;
             Ok(())
         })
         .await?;
@@ -1343,10 +1584,13 @@ fn list_audit(inner: &Inner, query: &AuditQuery) -> Result<AuditPage, StoreError
 }
 
 /// Re-encrypts one batch of sessions after the checkpoint, in one transaction with the new checkpoint.
-fn rotate_batch(inner: &Inner, batch_size: usize) -> Result<RotationStats, StoreError> {
+fn rotate_batch(
+    txn: &WriteTransaction,
+    inner: &Inner,
+    batch_size: usize,
+) -> Result<RotationStats, StoreError> {
     let keyring = &inner.keyring;
     let active = keyring.active_id().to_string();
-    let txn = inner.db.begin_write()?;
     let after = {
         let meta = txn.open_table(META)?;
         let checkpoint = meta.get(ROTATION_KEY)?;
@@ -1381,7 +1625,7 @@ fn rotate_batch(inner: &Inner, batch_size: usize) -> Result<RotationStats, Store
             let name = keyring.decrypt(&row.nm, Binding::Name { session: id }, false)?;
             let mut new = row.clone();
             new.nm = keyring.encrypt(&name, Binding::Name { session: id })?;
-            put_row(&txn, Some(row), &new)?;
+            put_row(txn, Some(row), &new)?;
             stats.names_reencrypted += 1;
         }
         let mut messages = txn.open_table(MESSAGES)?;
@@ -1420,7 +1664,6 @@ fn rotate_batch(inner: &Inner, batch_size: usize) -> Result<RotationStats, Store
             }
         }
     }
-    txn.commit()?;
     Ok(stats)
 }
 
@@ -1436,9 +1679,8 @@ pub async fn insert_raw_message(
     let message = message.clone();
     let stored = stored_content.to_string();
     store
-        .blocking("insert_raw", Budget::Short, move |inner| {
-            let txn = inner.db.begin_write()?;
-            let old = write_row_get(&txn, &id)?.ok_or(StoreError::NotFound)?;
+        .write("insert_raw", Budget::Short, move |txn, _| {
+            let old = write_row_get(txn, &id)?.ok_or(StoreError::NotFound)?;
             let row = MessageRow {
                 id: message.id.clone(),
                 seq: message.seq,
@@ -1460,8 +1702,7 @@ pub async fn insert_raw_message(
             let mut new = old.clone();
             new.count += 1;
             new.last_seq = new.last_seq.max(message.seq);
-            put_row(&txn, Some(&old), &new)?;
-            txn.commit()?;
+            put_row(txn, Some(&old), &new)?;
             Ok(())
         })
         .await
@@ -1472,8 +1713,7 @@ pub async fn insert_raw_message(
 pub async fn insert_bulk(store: &EmbeddedStore, rows: Vec<BulkSession>) -> Result<(), StoreError> {
     let rows = Arc::new(rows);
     store
-        .blocking("insert_bulk", Budget::Long, move |inner| {
-            let txn = inner.db.begin_write()?;
+        .write_mixed("insert_bulk", Budget::Long, move |txn, _| {
             for b in rows.iter() {
                 let mut row = SessionRow::new(b.id.clone(), &b.user_id, "", to_ms(b.started_at));
                 row.end = b.ended_at.map(to_ms);
@@ -1481,9 +1721,8 @@ pub async fn insert_bulk(store: &EmbeddedStore, rows: Vec<BulkSession>) -> Resul
                 row.tokens = b.total_tokens;
                 row.count = b.message_count;
                 row.assisted = b.admin_assisted;
-                put_row(&txn, None, &row)?;
+                put_row(txn, None, &row)?;
             }
-            txn.commit()?;
             Ok(())
         })
         .await
@@ -1506,4 +1745,154 @@ pub struct BulkSession {
     pub message_count: i64,
     /// Assisted.
     pub admin_assisted: bool,
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::store::load_keyring;
+
+    async fn open_store(dir: &Path) -> Arc<EmbeddedStore> {
+        let config = StoreConfig::default();
+        let keyring = Arc::new(load_keyring(&config, dir, false).unwrap());
+        let store = EmbeddedStore::open(
+            &dir.join(DB_FILE),
+            &config,
+            keyring,
+            Arc::new(Metrics::new()),
+        )
+        .await
+        .unwrap();
+        Arc::new(store)
+    }
+
+    async fn new_session(store: &EmbeddedStore, user: &str) -> String {
+        store
+            .get_or_create_active(user, None, "model")
+            .await
+            .unwrap()
+            .session
+            .id
+    }
+
+    type Answer<T> = oneshot::Receiver<Result<T, StoreError>>;
+
+    fn job<T: Send + 'static>(
+        f: impl Fn(&WriteTransaction, &Inner) -> Result<T, StoreError> + Send + Sync + 'static,
+    ) -> (Box<dyn WriteJob>, Answer<T>) {
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            f: Arc::new(f),
+            checks_first: true,
+            result: None,
+            reply,
+        };
+        (Box::new(job), answer)
+    }
+
+    fn append_job(session: &str, message_id: &str) -> (Box<dyn WriteJob>, Answer<AppendOutcome>) {
+        let session = session.to_string();
+        let message = MessageRecord::new(message_id, 1, "user", "hello");
+        job(move |txn, inner| append(txn, inner, &session, &message))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_appends_to_different_sessions_all_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_store(dir.path()).await;
+        let ended = new_session(&store, "gone").await;
+        store
+            .end_session(&ended, super::super::now())
+            .await
+            .unwrap();
+        let mut sessions = Vec::new();
+        for user in 0..100 {
+            sessions.push(new_session(&store, &format!("user-{user}")).await);
+        }
+        let mut tasks = Vec::new();
+        for session in &sessions {
+            for seq in 1..=5u64 {
+                let (store, session) = (store.clone(), session.clone());
+                tasks.push(tokio::spawn(async move {
+                    let message = MessageRecord::new(format!("m{seq}"), seq, "user", "hi");
+                    store.append_message(&session, &message).await
+                }));
+            }
+            // Failing jobs interleaved with the others, in the same batches.
+            let store = store.clone();
+            let ended = ended.clone();
+            tasks.push(tokio::spawn(async move {
+                let message = MessageRecord::new("late", 1, "user", "late");
+                store.append_message(&ended, &message).await
+            }));
+        }
+        let (mut stored, mut refused) = (0, 0);
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(AppendOutcome::Stored) => stored += 1,
+                Err(StoreError::SessionEnded) => refused += 1,
+                other => panic!("unexpected outcome {other:?}"),
+            }
+        }
+        assert_eq!((stored, refused), (500, 100));
+        for session in &sessions {
+            let messages = store.messages(session, None).await.unwrap();
+            assert_eq!(messages.len(), 5, "{session}");
+            let row = store.get_session(session).await.unwrap().unwrap();
+            assert_eq!((row.message_count, row.last_seq), (5, 5));
+        }
+        assert!(store.messages(&ended, None).await.unwrap().is_empty());
+        assert_eq!(store.session_count().await.unwrap(), 101);
+    }
+
+    #[tokio::test]
+    async fn a_failing_job_does_not_abort_its_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_store(dir.path()).await;
+        let (a, b) = (
+            new_session(&store, "a").await,
+            new_session(&store, "b").await,
+        );
+        let ended = new_session(&store, "c").await;
+        store
+            .end_session(&ended, super::super::now())
+            .await
+            .unwrap();
+
+        let (j1, first) = append_job(&a, "m1");
+        let (j2, late) = append_job(&ended, "m1");
+        let (j3, other) = append_job(&b, "m1");
+        // Fails after writing: the batch is rolled back and rerun without it.
+        let (j4, broken) = job(|txn, _| -> Result<(), StoreError> {
+            txn.open_table(META)?.insert("partial", b"x".as_slice())?;
+            Err(StoreError::Embedded("boom".to_string()))
+        });
+        let (j5, again) = append_job(&a, "m1");
+        let (j6, missing) = append_job("no-such-session", "m1");
+        commit_batch(&store.inner, vec![j1, j2, j3, j4, j5, j6]);
+
+        assert!(matches!(first.await.unwrap(), Ok(AppendOutcome::Stored)));
+        assert!(matches!(late.await.unwrap(), Err(StoreError::SessionEnded)));
+        assert!(matches!(other.await.unwrap(), Ok(AppendOutcome::Stored)));
+        assert!(matches!(broken.await.unwrap(), Err(StoreError::Embedded(m)) if m == "boom"));
+        // Sees the first job's uncommitted write in the same transaction.
+        assert!(matches!(again.await.unwrap(), Ok(AppendOutcome::Duplicate)));
+        assert!(matches!(missing.await.unwrap(), Err(StoreError::NotFound)));
+
+        for session in [&a, &b] {
+            assert_eq!(store.messages(session, None).await.unwrap().len(), 1);
+            let row = store.get_session(session).await.unwrap().unwrap();
+            assert_eq!(row.message_count, 1);
+        }
+        assert!(store.messages(&ended, None).await.unwrap().is_empty());
+        let txn = store.inner.db.begin_read().unwrap();
+        assert!(
+            txn.open_table(META)
+                .unwrap()
+                .get("partial")
+                .unwrap()
+                .is_none()
+        );
+    }
 }
