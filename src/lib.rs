@@ -7,6 +7,7 @@
 //! |---|---|
 //! | [`config`] | file + environment configuration, validated once into [`config::Settings`] |
 //! | [`app`] | [`Application`]: builds the state and routes, runs until a shutdown signal |
+//! | [`audit`] | the audit log of administrator actions (over the store), shared by the API and chat services |
 //! | [`auth`] | JWT verification, roles, token minting |
 //! | [`api`] | HTTP endpoints (poem-openapi, thin) and HTTP middleware |
 //! | [`llm`] | the `LlmProvider` trait, the providers, retry/fallback/breaker policy |
@@ -23,6 +24,7 @@
 
 pub mod api;
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod chat;
 pub mod config;

@@ -21,7 +21,6 @@ use crate::protocol::http::{
 use crate::protocol::ws_timestamp;
 use crate::store::{SessionQuery, SortField, SortOrder, StatusFilter};
 
-use super::audit::{AuditKind, AuditQuery, admin_record, record_logged};
 use super::auth::BearerAuth;
 use super::error::{ApiError, from_wire};
 use super::params::{
@@ -29,6 +28,7 @@ use super::params::{
 };
 use super::tags::ApiTags;
 use super::views::{count, session_metadata};
+use crate::audit::{AuditKind, AuditQuery, admin_record, record_logged};
 
 from_wire!(AdminListSessionsResponse {
     400 => Status400, 401 => Status401, 403 => Status403, 500 => Status500

@@ -11,9 +11,9 @@ use crate::chat::ChatError;
 use crate::protocol::http::{ErrorBody, HttpErrorCode, RateLimitError};
 use crate::store::StoreError;
 
-use super::audit::AuditError;
 use super::limits::too_many;
 use super::request_id::RequestId;
+use crate::audit::AuditError;
 
 /// Why an HTTP request did not get its effect.
 #[derive(Debug, thiserror::Error)]

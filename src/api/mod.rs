@@ -3,7 +3,6 @@
 //! published contract (`/openapi.json`, `/asyncapi.yaml`, Swagger UI at `/docs`) and HTTP middleware.
 
 mod admin;
-pub mod audit;
 pub mod auth;
 pub mod client_ip;
 pub mod cors;

@@ -21,12 +21,12 @@ use crate::protocol::http_timestamp;
 use crate::store::{MAX_LIMIT, SessionQuery, SortField, SortOrder, StatusFilter};
 
 use super::admin::{audit, check_user_id};
-use super::audit::AuditKind;
 use super::auth::BearerAuth;
 use super::error::{ApiError, from_wire};
 use super::params::{Raw, effective_limit, effective_offset, strict_int};
 use super::tags::ApiTags;
 use super::views::{count, session_messages, session_metadata};
+use crate::audit::AuditKind;
 
 from_wire!(AdminListUserSessionsResponse {
     400 => Status400, 401 => Status401, 403 => Status403, 500 => Status500

@@ -8,12 +8,12 @@ use anyhow::Context;
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 use poem::{EndpointExt, Route, Server};
 
-use crate::api::audit::{AuditLog, StoreAuditLog};
 use crate::api::cors::Cors;
 use crate::api::http_metrics::HttpMetrics;
 use crate::api::limits::HttpLimits;
 use crate::api::request_id::RequestIdMiddleware;
 use crate::api::security_headers::SecurityHeaders;
+use crate::audit::{AuditLog, StoreAuditLog};
 use crate::auth::JwtKeys;
 use crate::chat::Chat;
 use crate::config::Settings;

@@ -5,7 +5,7 @@
 //! Every takeover, leave and transfer is written to the audit log here, whichever door it came through
 //! (WebSocket or the HTTP takeover routes), exactly once, with a `via` detail naming the door.
 
-use crate::api::audit::{AuditKind, admin_record, record_logged};
+use crate::audit::{AuditKind, admin_record, record_logged};
 use crate::auth::Identity;
 use crate::protocol::ws::{
     AdminJoinEvent, AdminLeaveEvent, AdminMessage, AdminMessageEvent, Sender, ServerMessage,
@@ -13,7 +13,7 @@ use crate::protocol::ws::{
 use crate::store::{AssistingAdmin, MessageRecord, SessionRecord};
 
 use super::frames::{self, metadata, seq_i64};
-use super::live::Assistant;
+use super::live::{Assistant, LiveSession};
 use super::user_message::message_id;
 use super::{Chat, ChatError, ConnCtx};
 
@@ -51,6 +51,29 @@ fn short_name(name: &str) -> &str {
 }
 
 impl Chat {
+    /// Makes `admin_id` the assisting admin, in the store and on this node; the AI stays silent from now
+    /// on, so a running answer stops here.
+    async fn assign(
+        &self,
+        session: &SessionRecord,
+        live: &LiveSession,
+        admin_id: &str,
+        admin_name: &str,
+    ) -> Result<(), ChatError> {
+        let admin = AssistingAdmin {
+            id: admin_id.to_string(),
+            name: admin_name.to_string(),
+        };
+        self.store.set_assistance(&session.id, Some(&admin)).await?;
+        live.set_assistant(Some(Assistant {
+            admin_id: admin.id,
+            admin_name: admin.name,
+        }));
+        live.cancel_turn();
+        self.metrics.admin_takeovers.inc();
+        Ok(())
+    }
+
     async fn admin_session(
         &self,
         ctx: &ConnCtx,
@@ -110,22 +133,7 @@ impl Chat {
                 current.admin_name, current.admin_id
             )));
         }
-        self.store
-            .set_assistance(
-                &session.id,
-                Some(&AssistingAdmin {
-                    id: admin_id.to_string(),
-                    name: admin_name.to_string(),
-                }),
-            )
-            .await?;
-        live.set_assistant(Some(Assistant {
-            admin_id: admin_id.to_string(),
-            admin_name: admin_name.to_string(),
-        }));
-        // The AI stays silent from now on: a running answer stops here.
-        live.cancel_turn();
-        self.metrics.admin_takeovers.inc();
+        self.assign(session, &live, admin_id, admin_name).await?;
         live.emit(self.bus.as_ref(), None, |seq| {
             frames::encode(&ServerMessage::AdminJoin(AdminJoinEvent {
                 session_id: session.id.clone(),
@@ -213,21 +221,7 @@ impl Chat {
             }
         };
         let live = self.live_of(session);
-        self.store
-            .set_assistance(
-                &session.id,
-                Some(&AssistingAdmin {
-                    id: admin_id.to_string(),
-                    name: admin_name.to_string(),
-                }),
-            )
-            .await?;
-        live.set_assistant(Some(Assistant {
-            admin_id: admin_id.to_string(),
-            admin_name: admin_name.to_string(),
-        }));
-        live.cancel_turn();
-        self.metrics.admin_takeovers.inc();
+        self.assign(session, &live, admin_id, admin_name).await?;
         for conn in self.hub.clear_watchers(&session.id) {
             tracing::debug!(conn, session_id = %session.id, "previous admin stopped watching (transfer)");
         }

@@ -185,22 +185,11 @@ impl Chat {
         let stored = self.store.append_message(&session.id, &note).await;
         live.complete(self.bus.as_ref(), note_seq, None);
         stored?;
-        let model_id = if self.llm.has_model(&session.model_id) {
-            session.model_id.clone()
-        } else {
-            self.llm.default_model_id().to_string()
+        let request = TurnRequest {
+            client_msg_id: m.client_msg_id,
+            started,
         };
-        self.run_turn(
-            ctx,
-            &session,
-            &live,
-            TurnRequest {
-                model_id,
-                client_msg_id: m.client_msg_id,
-                started,
-            },
-        )
-        .await
+        self.run_turn(ctx, &session, &live, request).await
     }
 }
 

@@ -26,7 +26,7 @@ pub use error::ChatError;
 pub use inbound::Decoded;
 pub use live::{Assistant, LiveSessions};
 
-use crate::api::audit::AuditLog;
+use crate::audit::AuditLog;
 use crate::auth::Identity;
 use crate::config::Settings;
 use crate::hub::{BusMessage, ConnId, EventBus, Hub, Outbound, Target};

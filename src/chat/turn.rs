@@ -19,8 +19,6 @@ use super::{Chat, ChatError, ConnCtx};
 
 /// What a turn answers.
 pub struct TurnRequest {
-    /// Model (provider id) to ask first.
-    pub model_id: String,
     /// The answered message's client id.
     pub client_msg_id: Option<String>,
     /// When the user's message arrived.
@@ -77,7 +75,12 @@ impl Chat {
                 return Err(ChatError::BudgetExceeded(until_midnight_ms()));
             }
         }
-        let mut model_id = request.model_id.clone();
+        // The session's model when it is still configured, else the default (the first provider).
+        let mut model_id = if self.llm.has_model(&session.model_id) {
+            session.model_id.clone()
+        } else {
+            self.llm.default_model_id().to_string()
+        };
         let client_msg_id = request.client_msg_id.clone();
         live.emit(self.bus.as_ref(), None, |seq| {
             frames::encode(&ServerMessage::Loading(Loading {

@@ -99,21 +99,10 @@ impl Chat {
         if live.assistant().is_some() {
             return Ok(());
         }
-        let model_id = if self.llm.has_model(&session.model_id) {
-            session.model_id.clone()
-        } else {
-            self.llm.default_model_id().to_string()
+        let request = TurnRequest {
+            client_msg_id: m.client_msg_id,
+            started,
         };
-        self.run_turn(
-            ctx,
-            &session,
-            &live,
-            TurnRequest {
-                model_id,
-                client_msg_id: m.client_msg_id,
-                started,
-            },
-        )
-        .await
+        self.run_turn(ctx, &session, &live, request).await
     }
 }
