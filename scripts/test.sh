@@ -48,9 +48,9 @@ start_services
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy"
-cargo clippy --all-targets -- -D warnings
+cargo clippy --workspace --all-targets -- -D warnings
 echo "==> cargo test"
-cargo test --all-targets
+cargo test --workspace --all-targets
 echo "==> cargo test --doc"
-cargo test --doc
+cargo test --workspace --doc
 echo "==> all checks passed"
