@@ -1,5 +1,7 @@
 //! Logging setup: `tracing` with an env filter, JSON lines in production and readable text in development.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogSettings;
@@ -9,7 +11,8 @@ pub fn init(settings: &LogSettings) {
     let filter = EnvFilter::try_new(&settings.filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(true);
+        .with_target(true)
+        .with_ansi(std::io::stdout().is_terminal());
     let result = if settings.json {
         builder
             .json()

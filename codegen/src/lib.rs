@@ -9,6 +9,7 @@ mod asyncapi;
 mod error;
 mod jsonschema;
 mod markdown;
+pub mod mirror;
 mod model;
 mod names;
 mod openapi;

@@ -657,9 +657,9 @@ pub mod ws {
     /// `x-max-bytes` of the `client_msg_id` field of `UserMessage`: its UTF-8 length in bytes.
     pub const USER_MESSAGE_CLIENT_MSG_ID_MAX_BYTES: usize = 128;
     /// A chat message from the user; starts a chat turn (see the document description). Requires
-    /// `session_id` (an unknown id continues the user's active session or creates one) and non-empty
-    /// `content`. `sender` is ignored (stored as `user`), except that a `user_message` with sender `admin`
-    /// from the administrator assisting the session (the legacy admin page) is handled as `admin_message`.
+    /// non-empty `content`; `session_id` is optional (absent, or an id that does not exist,
+    /// continues the user's active session or creates one). `sender` is ignored (stored as `user`),
+    /// except that a `user_message` with sender `admin` from the administrator assisting the session (the legacy admin page) is handled as `admin_message`.
     /// Errors: `MISSING_FIELD`, `INVALID_FORMAT`, `UNAUTHORIZED`, `SESSION_ENDED`, `TOO_MANY_REQUESTS`,
     /// `TOKEN_BUDGET_EXCEEDED`, `DATABASE_ERROR`, `LLM_UNAVAILABLE`, `LLM_TIMEOUT`.
     #[derive(

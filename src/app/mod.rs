@@ -222,6 +222,9 @@ async fn drain(state: &AppState, grace: std::time::Duration) {
 /// Runs the server from the command line: binds, prints where to reach it, serves until SIGINT or SIGTERM.
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let app = Application::build(settings).await?;
+    // Listen for signals before the banner announces the server, so a signal sent right after it still
+    // shuts down gracefully instead of killing the process.
+    let stop = shutdown_signal()?;
     let banner = crate::app::banner::render(&app.state, app.port)?;
     {
         use std::io::Write;
@@ -231,31 +234,32 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         let _ = out.flush();
     }
     tracing::info!(port = app.port, "chatbox listening");
-    app.run_until_stopped(shutdown_signal()).await?;
+    app.run_until_stopped(stop).await?;
     tracing::info!("chatbox stopped");
     Ok(())
 }
 
-/// Completes on SIGINT (Ctrl-C) or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
+/// Installs the SIGINT (Ctrl-C) and SIGTERM handlers now and returns a future that completes on the first
+/// of them.
+#[cfg(unix)]
+pub fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => tracing::info!("SIGINT received, shutting down"),
+            _ = terminate.recv() => tracing::info!("SIGTERM received, shutting down"),
         }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+    })
+}
+
+/// Installs the Ctrl-C handler and returns a future that completes on it.
+#[cfg(not(unix))]
+pub fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    Ok(async {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            tracing::info!("Ctrl-C received, shutting down");
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("SIGINT received, shutting down"),
-        () = terminate => tracing::info!("SIGTERM received, shutting down"),
-    }
+    })
 }

@@ -84,19 +84,13 @@ fn every_asyncapi_example_round_trips_through_the_generated_types() {
 
 #[test]
 fn generated_mirror_is_fresh() {
-    let specs = specs();
-    let files = chatbox_codegen::generate(&specs).unwrap();
+    let files = chatbox_codegen::generate(&specs()).unwrap();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("generated");
-    let mut stale = Vec::new();
-    for file in &files {
-        let on_disk = std::fs::read_to_string(dir.join(&file.path)).unwrap_or_default();
-        if on_disk != file.contents {
-            stale.push(file.path.clone());
-        }
-    }
+    let diffs = chatbox_codegen::mirror::differences(&dir, &files).unwrap();
     assert!(
-        stale.is_empty(),
-        "generated/ is stale ({stale:?}); refresh it with:\n    cargo run -p chatbox-codegen -- --spec spec --out generated"
+        diffs.is_empty(),
+        "generated/ is stale: {diffs:?}; refresh it with:\n    {}",
+        chatbox_codegen::mirror::REFRESH
     );
 }
 

@@ -254,6 +254,12 @@ pub struct Closed {
 }
 
 impl WsClient {
+    /// Opens a WebSocket at `url` (token in the query string); panics if the upgrade fails.
+    pub async fn connect(url: &str) -> Self {
+        let (stream, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        Self { stream }
+    }
+
     /// Sends a JSON frame.
     pub async fn send(&mut self, frame: Value) {
         self.stream

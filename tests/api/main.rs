@@ -1,5 +1,6 @@
 //! Integration tests: one binary that drives the real server over HTTP and WebSocket.
 
+mod binary;
 mod chat;
 mod contract;
 mod fake_llm;

@@ -1,0 +1,149 @@
+//! The `chatbox` binary as a user runs it: no configuration, the banner's URLs and tokens, the data
+//! directory it creates, and shutdown on SIGTERM and SIGINT.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::process::Stdio;
+
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout, Command};
+
+use crate::helpers::{FRAME_DEADLINE, WsClient, answer_text};
+
+/// What the banner told us.
+struct Banner {
+    base: String,
+    ws: String,
+    swagger: String,
+    user_token: String,
+    admin_token: String,
+}
+
+/// The server binary started in `dir` with nothing configured but a free loopback port.
+fn start(dir: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_chatbox"))
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("SERVER_HOST", "127.0.0.1")
+        .env("SERVER_PORT", "0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+/// Reads standard output until the banner's admin token line.
+async fn banner(lines: &mut Lines<BufReader<ChildStdout>>) -> Banner {
+    let mut found = std::collections::HashMap::new();
+    let read = async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            for key in ["HTTP API:", "WebSocket:", "Swagger UI:", "user:", "admin:"] {
+                if let Some(value) = line.trim().strip_prefix(key) {
+                    let value = value.split_whitespace().next().unwrap_or_default();
+                    found.insert(key, value.to_string());
+                }
+            }
+            if found.contains_key("admin:") {
+                return;
+            }
+        }
+        panic!("the server's output ended before the banner's tokens");
+    };
+    tokio::time::timeout(FRAME_DEADLINE * 4, read)
+        .await
+        .expect("no banner before the deadline");
+    let mut take = |key| found.remove(key).unwrap_or_default();
+    Banner {
+        base: take("HTTP API:"),
+        ws: take("WebSocket:"),
+        swagger: take("Swagger UI:"),
+        user_token: take("user:"),
+        admin_token: take("admin:"),
+    }
+}
+
+/// Sends `signal` (a `kill` name such as `TERM`) to the child and waits for it to exit successfully.
+async fn stop_with(child: &mut Child, signal: &str) {
+    let pid = child.id().unwrap().to_string();
+    let status = std::process::Command::new("kill")
+        .args([format!("-{signal}"), pid])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{signal} failed");
+    let exit = tokio::time::timeout(FRAME_DEADLINE, child.wait())
+        .await
+        .unwrap_or_else(|_| panic!("the server did not exit after SIG{signal}"))
+        .unwrap();
+    assert!(exit.success(), "exit after SIG{signal}: {exit:?}");
+}
+
+#[tokio::test]
+async fn zero_config_run_prints_working_urls_and_tokens_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = start(dir.path());
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let banner = banner(&mut lines).await;
+    assert!(banner.base.ends_with("/chatbox"), "{}", banner.base);
+    assert!(banner.ws.ends_with("/chatbox/ws"), "{}", banner.ws);
+    assert!(dir.path().join("data").join("dev-jwt-secret").is_file());
+
+    let http = reqwest::Client::new();
+    let health: serde_json::Value = http
+        .get(format!("{}/healthz", banner.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["status"], "healthy");
+    let docs = http.get(&banner.swagger).send().await.unwrap();
+    assert_eq!(docs.status(), 200);
+    let admin = http
+        .get(format!("{}/admin/sessions", banner.base))
+        .bearer_auth(&banner.admin_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(admin.status(), 200, "the printed admin token is an admin's");
+
+    let mut ws = WsClient::connect(&format!("{}?token={}", banner.ws, banner.user_token)).await;
+    let status = ws.recv().await;
+    assert_eq!(status["type"], "connection_status");
+    assert_eq!(status["models"][0]["id"], "demo");
+    ws.send(json!({"type": "user_message", "content": "Hello!"}))
+        .await;
+    let turn = ws.recv_turn().await;
+    assert!(
+        !answer_text(&turn).is_empty(),
+        "the demo model answers: {turn:?}"
+    );
+
+    let (closed, ()) = tokio::join!(ws.closed(), stop_with(&mut child, "TERM"));
+    assert_eq!(closed.code, 1001);
+    assert_eq!(closed.reason, "Server shutting down");
+}
+
+#[tokio::test]
+async fn development_secret_is_kept_across_runs_and_sigint_stops_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = start(dir.path());
+    let mut lines = BufReader::new(first.stdout.take().unwrap()).lines();
+    let old = banner(&mut lines).await;
+    stop_with(&mut first, "INT").await;
+
+    let mut second = start(dir.path());
+    let mut lines = BufReader::new(second.stdout.take().unwrap()).lines();
+    let new = banner(&mut lines).await;
+    let mut ws = WsClient::connect(&format!("{}?token={}", new.ws, old.user_token)).await;
+    assert_eq!(
+        ws.recv().await["type"],
+        "connection_status",
+        "a token printed by the first run is still valid"
+    );
+    stop_with(&mut second, "TERM").await;
+}
