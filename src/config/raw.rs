@@ -235,8 +235,9 @@ impl RawConfig {
         let data_dir = pick(
             env.get("CHATBOX_DATA_DIR").map(PathBuf::from),
             &self.server.data_dir,
-        )
-        .unwrap_or_else(|| PathBuf::from("data"));
+        );
+        let data_dir_chosen = data_dir.is_some();
+        let data_dir = data_dir.unwrap_or_else(|| PathBuf::from("data"));
 
         let server = ServerSettings {
             host: match pick(env.get("SERVER_HOST").map(String::from), &self.server.host) {
@@ -495,6 +496,14 @@ impl RawConfig {
         let mut store = self.store;
         store.apply_env(env)?;
         store.validate(production)?;
+        if production && store.mongo_uri.is_none() && !data_dir_chosen {
+            // The embedded store is a deliberate single-node choice in production, never the accident of
+            // a missing MONGO_URI writing to `./data` under whatever the working directory is.
+            return Err(ConfigError::invalid(
+                "MONGO_URI",
+                "is required in production, or set CHATBOX_DATA_DIR to run on the embedded store",
+            ));
+        }
         let mut notify = self.notification;
         notify.apply_env(env)?;
         notify.validate(production)?;
@@ -654,6 +663,46 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("allowed_origins"), "{err}");
+    }
+
+    #[test]
+    fn production_needs_mongo_or_an_explicit_data_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().display().to_string();
+        let production = [
+            ("CHATBOX_ENV", "production"),
+            ("JWT_SECRET", STRONG),
+            ("WS_ALLOWED_ORIGINS", "https://chat.example"),
+            ("ENCRYPTION_KEY", "0123456789abcdef0123456789abcdef"),
+            ("LLM_PROVIDER_1_ID", "gpt"),
+            ("LLM_PROVIDER_1_NAME", "GPT"),
+            ("LLM_PROVIDER_1_TYPE", "openai"),
+            ("LLM_PROVIDER_1_ENDPOINT", "https://api.openai.com/v1"),
+            ("LLM_PROVIDER_1_MODEL", "gpt-4o"),
+            ("LLM_PROVIDER_1_API_KEY", "sk-live-4f8a9b2c7d1e6f3a5b8c9d0e"),
+        ];
+        let err = RawConfig::default()
+            .into_settings(&EnvVars::from_pairs(production))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("MONGO_URI"), "{err}");
+        let with_dir = production
+            .iter()
+            .map(|&(k, v)| (k, v.to_string()))
+            .chain([("CHATBOX_DATA_DIR", data_dir)]);
+        let settings = RawConfig::default()
+            .into_settings(&EnvVars::from_pairs(with_dir))
+            .unwrap();
+        assert!(settings.is_production());
+        let with_mongo = production
+            .iter()
+            .map(|&(k, v)| (k, v.to_string()))
+            .chain([("MONGO_URI", "mongodb://db.internal:27017".to_string())]);
+        assert!(
+            RawConfig::default()
+                .into_settings(&EnvVars::from_pairs(with_mongo))
+                .is_ok()
+        );
     }
 
     #[test]
