@@ -107,6 +107,13 @@ impl Metrics {
     /// Creates every metric in a fresh registry.
     pub fn new() -> Self {
         let r = Registry::new();
+        // `process_*` (CPU, resident memory, open files, start time), as the Go service exported them.
+        #[cfg(target_os = "linux")]
+        if let Err(e) = r.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        )) {
+            unreachable!("process collector registration: {e}");
+        }
         let connection_duration = Histogram::with_opts(
             HistogramOpts::new(
                 "chatbox_websocket_connection_duration_seconds",

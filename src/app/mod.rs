@@ -25,7 +25,7 @@ use crate::store::Store;
 use tokio_util::sync::CancellationToken;
 
 mod banner;
-mod listener;
+pub mod listener;
 
 /// State shared by every request and connection.
 pub struct AppState {
@@ -177,13 +177,17 @@ impl Application {
             .with(SecurityHeaders)
             .with(RequestIdMiddleware);
         Server::new_with_acceptor(listener::NoDelayAcceptor::new(self.acceptor))
-            .run_with_graceful_shutdown(routes, signal, Some(grace))
+            .run_with_graceful_shutdown(routes, signal, Some(CLOSE_WAIT))
             .await
     }
 }
 
 /// How long cancelled turns get to store their partial answers once the grace period is over.
 const CANCEL_STORE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How long connections get to finish their close handshakes (and HTTP requests to complete) after the
+/// drain, before the server exits. The whole shutdown takes at most `grace + CANCEL_STORE_WAIT + CLOSE_WAIT`.
+const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Graceful shutdown: new connections are refused and readiness fails; running answers get up to `grace` to
 /// finish; answers still running then are cancelled and their partial text stored; then every connection is

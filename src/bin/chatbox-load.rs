@@ -27,7 +27,7 @@ use crate::conn::Tokens;
 
 /// Load generator for the chatbox WebSocket server.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version, about = "Load generator for the chatbox WebSocket server", long_about = None)]
 struct Cli {
     /// WebSocket URL of the server (`{P}/ws`); the token is added as `?token=`.
     #[arg(long, default_value = "ws://127.0.0.1:8080/chatbox/ws", global = true)]
@@ -41,7 +41,7 @@ struct Cli {
     /// Handshakes in progress at once while opening connections.
     #[arg(long, default_value_t = 64, global = true)]
     concurrency: usize,
-    /// Prefix of the user ids (`{prefix}-{n}`); defaults to one unique to this run.
+    /// Prefix of the user ids (`<prefix>-<n>`); defaults to one unique to this run.
     #[arg(long, global = true)]
     user_prefix: Option<String>,
     #[command(subcommand)]

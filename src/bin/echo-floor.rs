@@ -22,7 +22,9 @@ use std::sync::{Arc, Mutex};
 
 use clap::Parser;
 use futures::{SinkExt, StreamExt};
-use poem::listener::TcpListener;
+use poem::listener::{Listener, TcpListener};
+
+use chatbox::app::listener::NoDelayAcceptor;
 use poem::web::websocket::{Message, WebSocket, WebSocketConfig, WebSocketStream};
 use poem::web::{Data, Query};
 use poem::{EndpointExt, IntoResponse, Route, Server, get, handler};
@@ -225,6 +227,10 @@ async fn main() -> anyhow::Result<()> {
         "echo-floor listening on ws://{address}{prefix}/ws (pid {})",
         std::process::id()
     );
-    Server::new(TcpListener::bind(address)).run(routes).await?;
+    // The same acceptor as the server (TCP_NODELAY on), so the floor differs only in what runs per frame.
+    let acceptor = TcpListener::bind(address).into_acceptor().await?;
+    Server::new_with_acceptor(NoDelayAcceptor::new(acceptor))
+        .run(routes)
+        .await?;
     Ok(())
 }

@@ -97,3 +97,28 @@ async fn the_connection_gauge_returns_to_zero_and_never_goes_negative() {
     }
     assert_eq!(app.state.metrics.websocket_connections.get(), 0);
 }
+
+#[tokio::test]
+async fn process_figures_are_exported_like_the_go_service() {
+    let app = spawn_app().await;
+    let text = app
+        .http
+        .get(format!("{}/metrics/prometheus", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_start_time_seconds",
+    ] {
+        assert!(
+            sample(&text, name).is_some_and(|v| v > 0.0),
+            "{name} missing or zero in\n{text}"
+        );
+    }
+    assert!(sample(&text, "process_cpu_seconds_total").is_some_and(|v| v >= 0.0));
+}
