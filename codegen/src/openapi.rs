@@ -78,6 +78,9 @@ pub(crate) struct Operation {
     pub parameters: Vec<Parameter>,
     /// Responses sorted by status.
     pub responses: Vec<Response>,
+    /// A protocol upgrade (a `101` response is declared): served outside the HTTP API (the WebSocket
+    /// transport), so no response type is generated for it.
+    pub upgrade: bool,
 }
 
 /// The checked OpenAPI document.
@@ -323,6 +326,7 @@ fn parse_operation(
         return Err(doc.err(&responses_ptr, "operation without responses"));
     }
     responses.sort_by_key(|r| r.status);
+    let upgrade = responses.iter().any(|r| r.status == 101);
     Ok(Operation {
         summary: doc.opt_str(pointer, "summary")?.map(str::to_owned),
         description: doc.opt_str(pointer, "description")?.map(str::to_owned),
@@ -333,6 +337,7 @@ fn parse_operation(
         security,
         parameters,
         responses,
+        upgrade,
     })
 }
 

@@ -110,7 +110,11 @@ fn ws_module(spec: &AsyncApi) -> TokenStream {
 fn http_module(spec: &OpenApi) -> TokenStream {
     let items = schema_items(&spec.schemas, Flavor::Http);
     let violation = field_violation();
-    let responses = spec.operations.iter().map(response_enum);
+    let responses = spec
+        .operations
+        .iter()
+        .filter(|op| !op.upgrade)
+        .map(response_enum);
     let lints = lints();
     quote! {
         /// HTTP wire types and per-operation response enums generated from `spec/openapi.yaml`.

@@ -123,6 +123,18 @@ paths:
           content:
             application/json:
               schema: {$ref: '#/components/schemas/ApiError'}
+  /ws:
+    get:
+      operationId: openWebSocket
+      summary: The WebSocket handshake.
+      responses:
+        '101':
+          description: Switching Protocols.
+        '401':
+          description: No token.
+          content:
+            text/plain:
+              schema: {type: string}
   /metrics:
     get:
       operationId: getMetrics
@@ -455,6 +467,14 @@ fn operations_become_api_response_enums() {
             Status204,
         }",
     );
+}
+
+#[test]
+fn upgrade_operations_are_documented_but_get_no_response_type() {
+    assert_lacks(&http_part(), "OpenWebSocketResponse");
+    let doc = file("docs/http.md");
+    assert!(doc.contains("### `GET /ws`"), "{doc}");
+    assert!(doc.contains("Switching Protocols."), "{doc}");
 }
 
 #[test]

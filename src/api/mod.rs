@@ -11,6 +11,7 @@ mod health;
 pub mod http_metrics;
 pub mod limits;
 mod params;
+mod published;
 pub mod request_id;
 pub mod security_headers;
 mod sessions;
@@ -22,14 +23,10 @@ mod views;
 
 use std::sync::Arc;
 
-use poem::web::Data;
-use poem::{Endpoint, EndpointExt, Route, handler};
+use poem::{Endpoint, EndpointExt, Route};
 use poem_openapi::OpenApiService;
 
 use crate::app::AppState;
-
-/// The AsyncAPI document, served as written.
-const ASYNCAPI_YAML: &str = include_str!("../../spec/asyncapi.yaml");
 
 /// Every operation of `spec/openapi.yaml`.
 pub type Apis = (
@@ -55,29 +52,15 @@ pub fn openapi_service(prefix: &str) -> OpenApiService<Apis, ()> {
         .server(prefix.to_string())
 }
 
-#[handler]
-fn asyncapi() -> poem::Response {
-    poem::Response::builder()
-        .content_type("application/yaml")
-        .body(ASYNCAPI_YAML)
-}
-
-#[handler]
-fn openapi_json(Data(spec): Data<&Arc<String>>) -> poem::Response {
-    poem::Response::builder()
-        .content_type("application/json")
-        .body(spec.as_str().to_string())
-}
-
 /// The routes below the path prefix.
 pub fn routes(state: Arc<AppState>) -> impl Endpoint {
     let service = openapi_service(&state.settings.server.path_prefix);
-    let spec = Arc::new(service.spec());
+    let spec = Arc::new(published::openapi_json_text(&service.spec()));
     let docs = service.swagger_ui();
     Route::new()
         .at("/ws", crate::ws::ws_handler)
-        .at("/openapi.json", openapi_json.data(spec))
-        .at("/asyncapi.yaml", asyncapi)
+        .at("/openapi.json", published::openapi_json.data(spec))
+        .at("/asyncapi.yaml", published::asyncapi)
         .nest("/docs", docs)
         .nest("/", service)
         .data(state)
