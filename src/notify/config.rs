@@ -10,6 +10,7 @@
 //! | `smtp_username`        | `SMTP_USER`            | none (secret) |
 //! | `smtp_password`        | `SMTP_PASS`            | none (secret) |
 //! | `smtp_tls`             | `SMTP_TLS`             | `starttls` (`none`, `starttls`, `tls`) |
+//! | `smtp_ca_file`         | `SMTP_CA_FILE`         | unset: the built-in public roots only |
 //! | `smtp_timeout`         | `SMTP_TIMEOUT`         | `30s` per attempt |
 //! | `email_retries`        | `EMAIL_RETRIES`        | 2 (retries after the first attempt) |
 //! | `webhook_url`          | `WEBHOOK_URL`          | unset: webhook disabled (secret: it often holds a token) |
@@ -88,6 +89,9 @@ pub struct NotifyConfig {
     pub smtp_password: Option<SecretString>,
     /// Connection protection.
     pub smtp_tls: SmtpTls,
+    /// PEM file of extra root certificates trusted for the SMTP server (a private CA), on top of the
+    /// built-in public roots.
+    pub smtp_ca_file: Option<std::path::PathBuf>,
     /// Timeout of one SMTP attempt.
     #[serde(deserialize_with = "de_duration")]
     pub smtp_timeout: Duration,
@@ -118,6 +122,7 @@ impl Default for NotifyConfig {
             smtp_username: None,
             smtp_password: None,
             smtp_tls: SmtpTls::default(),
+            smtp_ca_file: None,
             smtp_timeout: Duration::from_secs(30),
             email_retries: 2,
             webhook_url: None,
@@ -228,6 +233,9 @@ impl NotifyConfig {
             self.smtp_tls = SmtpTls::parse(tls).ok_or_else(|| {
                 ConfigError::invalid("SMTP_TLS", "must be \"none\", \"starttls\" or \"tls\"")
             })?;
+        }
+        if let Some(path) = env.get("SMTP_CA_FILE") {
+            self.smtp_ca_file = Some(path.into());
         }
         env_duration(env, "SMTP_TIMEOUT", &mut self.smtp_timeout)?;
         env_retries(env, "EMAIL_RETRIES", &mut self.email_retries)?;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use secrecy::ExposeSecret;
 
@@ -55,8 +55,8 @@ impl EmailChannel {
         let tls_host = host.trim_start_matches('[').trim_end_matches(']');
         let tls = match config.smtp_tls {
             SmtpTls::None => Tls::None,
-            SmtpTls::Starttls => Tls::Required(tls_parameters(tls_host)?),
-            SmtpTls::Tls => Tls::Wrapper(tls_parameters(tls_host)?),
+            SmtpTls::Starttls => Tls::Required(tls_parameters(tls_host, config)?),
+            SmtpTls::Tls => Tls::Wrapper(tls_parameters(tls_host, config)?),
         };
         let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(tls_host)
             .port(port)
@@ -136,7 +136,22 @@ impl EmailChannel {
     }
 }
 
-fn tls_parameters(host: &str) -> Result<TlsParameters, NotifyError> {
-    TlsParameters::new(host.to_string())
+/// TLS for `host`: the built-in public roots plus the certificates of `smtp_ca_file`, if set.
+fn tls_parameters(host: &str, config: &NotifyConfig) -> Result<TlsParameters, NotifyError> {
+    let mut builder = TlsParameters::builder(host.to_string());
+    if let Some(path) = &config.smtp_ca_file {
+        let pem = std::fs::read(path).map_err(|e| {
+            NotifyError::Setup(format!("notification.smtp_ca_file {}: {e}", path.display()))
+        })?;
+        let certificate = Certificate::from_pem(&pem).map_err(|e| {
+            NotifyError::Setup(format!(
+                "notification.smtp_ca_file {}: not a PEM certificate: {e}",
+                path.display()
+            ))
+        })?;
+        builder = builder.add_root_certificate(certificate);
+    }
+    builder
+        .build()
         .map_err(|e| NotifyError::Setup(format!("SMTP TLS for {host}: {e}")))
 }

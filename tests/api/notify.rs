@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, TestAppBuilder, WsClient, app};
-use crate::notify_support::{SmtpServer, WebhookReceiver, eventually};
+use crate::notify_support::{SmtpServer, TestCa, WebhookReceiver, eventually};
 
 const SECRET: &str = "whsec-test-0123456789abcdef";
 const PANEL: &str = "https://admin.example/chatbox/admin/sessions";
@@ -262,4 +262,76 @@ async fn shutdown_waits_for_a_notification_in_flight() {
             .get(),
         1
     );
+}
+
+/// An app mailing through `smtp` with `tls` and the given CA file and credentials.
+fn with_secure_smtp(
+    smtp: &SmtpServer,
+    tls: &str,
+    ca_file: Option<&TestCa>,
+    password: &str,
+) -> TestAppBuilder {
+    let builder = with_smtp(app(), smtp)
+        .env("SMTP_TLS", tls)
+        .env("SMTP_USER", "mailer")
+        .env("SMTP_PASS", password)
+        .env("EMAIL_RETRIES", "0");
+    match ca_file {
+        Some(ca) => builder.env("SMTP_CA_FILE", ca.ca.display().to_string()),
+        None => builder,
+    }
+}
+
+const RELAY_PASSWORD: &str = "s3cret-relay-pass";
+
+/// Starts a TLS relay in `mode` and checks that a help request is mailed through it with the private CA and
+/// the right password; returns the relay and its CA.
+async fn mails_through_tls(mode: &str) -> (SmtpServer, TestCa) {
+    let ca = TestCa::new();
+    let smtp = SmtpServer::start_tls(mode, &ca, "mailer", RELAY_PASSWORD).await;
+    let app = with_secure_smtp(&smtp, mode, Some(&ca), RELAY_PASSWORD)
+        .spawn()
+        .await;
+    let (mut user, session) = user_with_session(&app, "secure-mail").await;
+    ask_for_help(&mut user).await;
+    let mails = smtp.wait_for_mails(1).await;
+    assert!(
+        mails[0].json["text"].as_str().unwrap().contains(&session),
+        "{:?}",
+        mails[0].json
+    );
+    // The relay has the mail before the client has its final reply: wait for the count.
+    eventually("the mail counted as sent", || {
+        (counter(&app, "email", "sent") == 1).then_some(())
+    })
+    .await;
+    (smtp, ca)
+}
+
+#[tokio::test]
+async fn mail_goes_through_starttls_with_a_private_ca_and_authentication() {
+    mails_through_tls("starttls").await;
+}
+
+#[tokio::test]
+async fn mail_goes_through_implicit_tls_and_a_wrong_password_or_unknown_ca_fails_quietly() {
+    let (smtp, ca) = mails_through_tls("tls").await;
+    for (name, ca_file, password) in [
+        ("wrong password", Some(&ca), "not-the-password"),
+        ("certificate of an unknown CA", None, RELAY_PASSWORD),
+    ] {
+        let bad = with_secure_smtp(&smtp, "tls", ca_file, password)
+            .spawn()
+            .await;
+        let (mut user, _) = user_with_session(&bad, "tls-mail").await;
+        ask_for_help(&mut user).await;
+        eventually(name, || {
+            (counter(&bad, "email", "failed") == 1).then_some(())
+        })
+        .await;
+        // Nothing about the failure reached the user.
+        user.send(json!({"type": "ping"})).await;
+        assert_eq!(user.recv().await["type"], "pong", "{name}");
+    }
+    assert_eq!(smtp.count(), 1, "only the good configuration delivered");
 }

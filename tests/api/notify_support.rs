@@ -106,24 +106,117 @@ print(json.dumps({
 }))
 "#;
 
+/// aiosmtpd with TLS and required authentication: `port maildir cert key mode user password`.
+const SECURE_SMTP: &str = r#"
+import ssl, sys, threading
+from aiosmtpd.controller import Controller
+from aiosmtpd.handlers import Mailbox
+from aiosmtpd.smtp import AuthResult, LoginPassword
+port, maildir, cert, key, mode, user, password = sys.argv[1:8]
+ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+ctx.load_cert_chain(cert, key)
+def authenticate(server, session, envelope, mechanism, data):
+    ok = isinstance(data, LoginPassword) and data.login == user.encode() and data.password == password.encode()
+    return AuthResult(success=ok, handled=False)
+# With TLS from the first byte the whole session is encrypted; aiosmtpd only tracks STARTTLS for AUTH.
+tls = ({"tls_context": ctx, "require_starttls": True, "auth_require_tls": True} if mode == "starttls"
+       else {"ssl_context": ctx, "auth_require_tls": False})
+controller = Controller(Mailbox(maildir), hostname="127.0.0.1", port=int(port), authenticator=authenticate,
+                        auth_required=True, **tls)
+controller.start()
+threading.Event().wait()
+"#;
+
+/// A private CA and a server certificate for 127.0.0.1 and localhost that it issued, as PEM files.
+pub struct TestCa {
+    /// The CA certificate (what `SMTP_CA_FILE` points to).
+    pub ca: PathBuf,
+    /// The server certificate.
+    pub cert: PathBuf,
+    /// The server's private key.
+    pub key: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl TestCa {
+    /// Generates a fresh CA and server certificate.
+    pub fn new() -> Self {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "chatbox test CA");
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .unwrap()
+            .signed_by(&key, &ca)
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, pem: String| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, pem).unwrap();
+            path
+        };
+        Self {
+            ca: write("ca.pem", ca.pem()),
+            cert: write("server.pem", cert.pem()),
+            key: write("server.key", key.serialize_pem()),
+            _dir: dir,
+        }
+    }
+}
+
 impl SmtpServer {
-    /// Starts aiosmtpd with its Mailbox handler and waits until it accepts connections.
+    /// Starts aiosmtpd with its Mailbox handler (plain SMTP, no authentication) and waits until it accepts
+    /// connections.
     pub async fn start() -> Self {
+        Self::spawn(|port, maildir| {
+            vec![
+                "-m".into(),
+                "aiosmtpd".into(),
+                "-n".into(),
+                "-l".into(),
+                format!("127.0.0.1:{port}"),
+                "-c".into(),
+                "aiosmtpd.handlers.Mailbox".into(),
+                maildir.display().to_string(),
+            ]
+        })
+        .await
+    }
+
+    /// Starts aiosmtpd with TLS (`mode` `starttls`, required before anything else, or `tls` from the first
+    /// byte) with a certificate for 127.0.0.1 issued by `ca`, requiring AUTH as `user`/`password`.
+    pub async fn start_tls(mode: &str, ca: &TestCa, user: &str, password: &str) -> Self {
+        let (cert, key) = (ca.cert.display().to_string(), ca.key.display().to_string());
+        let mode = mode.to_string();
+        let (user, password) = (user.to_string(), password.to_string());
+        Self::spawn(move |port, maildir| {
+            vec![
+                "-c".into(),
+                SECURE_SMTP.into(),
+                port.to_string(),
+                maildir.display().to_string(),
+                cert.clone(),
+                key.clone(),
+                mode.clone(),
+                user.clone(),
+                password.clone(),
+            ]
+        })
+        .await
+    }
+
+    /// Runs the venv's Python with `args(port, maildir)` and waits until the port accepts connections.
+    async fn spawn(args: impl Fn(u16, &Path) -> Vec<String>) -> Self {
         let python = python();
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let log = std::fs::File::create(dir.path().join("aiosmtpd.log")).unwrap();
         let child = Command::new(&python)
-            .args([
-                "-m",
-                "aiosmtpd",
-                "-n",
-                "-l",
-                &format!("127.0.0.1:{port}"),
-                "-c",
-                "aiosmtpd.handlers.Mailbox",
-            ])
-            .arg(dir.path().join("maildir"))
+            .args(args(port, &dir.path().join("maildir")))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
