@@ -2956,7 +2956,7 @@ pub mod http {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         #[oai(skip_serializing_if_is_none)]
         pub file_url: Option<String>,
-        /// Metadata; omitted when empty.
+        /// Metadata; omitted when empty. An AI answer that was cut short (cancelled, timed out or broken off mid-stream) has `partial="true"`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         #[oai(skip_serializing_if_is_none)]
         pub metadata: Option<Metadata>,
