@@ -74,7 +74,9 @@ impl Flavor {
                 "type": if bad_key { "invalid_request_error" } else if status >= 500 { "server_error" } else { kind },
                 "code": if bad_key { Some("invalid_api_key") } else { None },
             }}),
-            Self::Anthropic => serde_json::json!({"type": "error", "error": {"type": kind, "message": message}}),
+            Self::Anthropic => {
+                serde_json::json!({"type": "error", "error": {"type": kind, "message": message}})
+            }
             Self::Dify => serde_json::json!({
                 "code": if bad_key { "unauthorized" } else if status == 429 { "too_many_requests" } else if status >= 500 { "internal_server_error" } else { "invalid_param" },
                 "message": message,

@@ -708,7 +708,11 @@ async fn every_format_ends_a_dropped_stream_with_a_partial_answer() {
             matches!(error, LlmError::StreamBroken { .. }),
             "{kind}: {error:?}"
         );
-        assert_eq!(fake.request_count(), 1, "{kind}: no retry after the first token");
+        assert_eq!(
+            fake.request_count(),
+            1,
+            "{kind}: no retry after the first token"
+        );
     }
 }
 
@@ -729,7 +733,11 @@ async fn every_format_does_not_retry_400_or_403_and_they_do_not_open_the_breaker
             assert_eq!(fake.request_count(), 1, "{kind} {status} is not retried");
             assert_eq!(llm.ready().providers[0].breaker, BreakerState::Closed);
             let out = run(&llm, "p", "Hi").await;
-            assert_eq!(fake.request_count(), 2, "{kind} {status}: the breaker stayed closed");
+            assert_eq!(
+                fake.request_count(),
+                2,
+                "{kind} {status}: the breaker stayed closed"
+            );
             assert!(out.error.is_some());
             let out = run(&llm, "p", "Hi").await;
             assert_eq!(out.text, ANSWER, "{kind} {status}");
@@ -744,10 +752,15 @@ async fn a_server_error_still_opens_the_breaker_for_every_format() {
         let fake = FakeLlm::start().await;
         fake.script([Fault::status(503)]);
         let extra = "breaker = { failure_threshold = 1, cool_down = \"1h\" }";
-        let text = provider("p", kind, &fake, extra).replace("max_attempts = 3", "max_attempts = 1");
+        let text =
+            provider("p", kind, &fake, extra).replace("max_attempts = 3", "max_attempts = 1");
         let (llm, _) = build(&text);
         assert!(run(&llm, "p", "Hi").await.error.is_some());
-        assert_eq!(llm.ready().providers[0].breaker, BreakerState::Open, "{kind}");
+        assert_eq!(
+            llm.ready().providers[0].breaker,
+            BreakerState::Open,
+            "{kind}"
+        );
     }
 }
 
@@ -766,13 +779,19 @@ async fn a_refused_connection_is_retried_then_falls_back() {
     assert_eq!(out.text, ANSWER);
     let summary = out.summary.unwrap();
     assert_eq!(summary.fallback_from.as_deref(), Some("gpt"));
-    assert_eq!(summary.attempts, 4, "three refused attempts, then the fallback");
+    assert_eq!(
+        summary.attempts, 4,
+        "three refused attempts, then the fallback"
+    );
     assert_eq!(metric(&metrics, "chatbox_llm_errors_total", "openai"), 3.0);
 
     let (llm, _) = build(&provider_at("gpt", "openai", &refused, ""));
     let out = run(&llm, "gpt", "Hi").await;
     let error = out.error.unwrap();
-    assert!(matches!(error, LlmError::Unavailable { attempts: 3, .. }), "{error:?}");
+    assert!(
+        matches!(error, LlmError::Unavailable { attempts: 3, .. }),
+        "{error:?}"
+    );
     assert_eq!(error.client_error().0, "LLM_UNAVAILABLE");
 }
 
