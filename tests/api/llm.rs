@@ -906,3 +906,41 @@ async fn include_usage_can_be_turned_off_for_servers_that_reject_it() {
     let body = &fake.requests()[0].body;
     assert!(body.get("stream_options").is_none(), "{body}");
 }
+
+/// A log sink for one test's thread-local subscriber.
+#[derive(Clone, Default)]
+struct LogBuffer(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn the_completed_turn_log_line_has_the_time_to_first_token() {
+    let logs = LogBuffer::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    // The current-thread test runtime runs the turn's task on this thread, under this subscriber.
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let fake = FakeLlm::start().await;
+    let (llm, _) = build(&provider("gpt", "openai", &fake, ""));
+    let out = run(&llm, "gpt", "Hi").await;
+    assert_eq!(out.text, ANSWER);
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains("LLM turn completed"))
+        .unwrap_or_else(|| panic!("no completion line in {text}"));
+    assert!(line.contains("first_token_ms="), "{line}");
+    assert!(!line.contains(KEY), "{line}");
+}
