@@ -1937,11 +1937,15 @@ pub mod ws {
     /// * `streaming`: `"true"` on every chunk of a streamed answer; absent on a non-streamed reply (voice).
     /// * `done`: `"false"` on intermediate chunks, `"true"` on the final chunk (whose `content` is normally
     ///   empty and omitted) and on a non-streamed reply.
-    /// * `partial`: `"true"` when `content` is the whole answer so far (catch-up for a device that joins
-    ///   mid-answer, or a replayed answer) instead of a delta; replace, do not append.
-    /// * `finish_reason` (final chunk): `stop` (normal end), `cancelled` (`cancel`), `length` (provider
-    ///   token limit), `timeout` (deadline hit mid-answer; an `LLM_TIMEOUT` error follows), `error` (provider
-    ///   stream failed mid-answer; an `LLM_UNAVAILABLE` error follows).
+    /// * `partial`: `"true"` when `content` is the whole answer so far instead of a delta: the catch-up
+    ///   frame for a device that joins mid-answer (`done="false"`, live chunks follow and are appended) and a
+    ///   stored answer replayed from the store that was cut short (`done="true"`); replace the text shown with
+    ///   `content`, do not append. Live chunks, the final chunk included, never carry `partial`.
+    /// * `finish_reason` (final chunk): `stop` (normal end), `length` (the provider stopped at its token
+    ///   limit; the answer is stored complete as produced), `cancelled` (`cancel` or shutdown), `timeout` (a
+    ///   deadline cut the answer; an `LLM_TIMEOUT` error follows), `error` (the provider stream failed
+    ///   mid-answer; an `LLM_UNAVAILABLE` error follows). With `cancelled`, `timeout` and `error` the text
+    ///   streamed so far is stored marked partial (it comes back with `partial="true"` from the store).
     /// * `fallback_from`: id of the model that was selected when the answer comes from a fallback model
     ///   (`model_id` then names the model that answered).
     /// * `tokens` (final chunk): tokens counted for this turn (decimal string).
@@ -1956,7 +1960,7 @@ pub mod ws {
     pub struct AiResponse {
         /// Session of the turn.
         pub session_id: String,
-        /// Text delta (or the whole text so far with `partial="true"`); omitted when empty. Not limited in length.
+        /// Text delta (or the whole text so far with `partial="true"`); omitted when empty (always on the final chunk of a streamed answer). Not limited in length.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub content: Option<String>,
         /// Model that produced the answer.
@@ -2952,7 +2956,7 @@ pub mod http {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         #[oai(skip_serializing_if_is_none)]
         pub file_url: Option<String>,
-        /// Metadata; omitted when empty.
+        /// Metadata; omitted when empty. An AI answer that was cut short (cancelled, timed out or broken off mid-stream) has `partial="true"`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         #[oai(skip_serializing_if_is_none)]
         pub metadata: Option<Metadata>,

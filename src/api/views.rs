@@ -47,9 +47,19 @@ pub fn session_message(message: &MessageRecord) -> SessionMessage {
         sender: sender(&message.sender),
         file_id: message.file_id.clone().filter(|f| !f.is_empty()),
         file_url: message.file_url.clone().filter(|f| !f.is_empty()),
-        metadata: (!message.metadata.is_empty()).then(|| message.metadata.clone()),
+        metadata: message_metadata(message),
         seq: (message.seq >= 1).then(|| i64::try_from(message.seq).unwrap_or(i64::MAX)),
     }
+}
+
+/// The stored metadata, plus `partial="true"` on an answer that was cut short (as the WebSocket replay
+/// of a stored answer says it).
+fn message_metadata(message: &MessageRecord) -> Option<std::collections::BTreeMap<String, String>> {
+    let mut metadata = message.metadata.clone();
+    if message.partial {
+        metadata.insert("partial".into(), "true".into());
+    }
+    (!metadata.is_empty()).then_some(metadata)
 }
 
 /// The messages of a session as the HTTP API shows them.

@@ -100,6 +100,7 @@ impl Chat {
         let mut tokens: Option<u64> = None;
         let mut provider_kind = self.llm.provider_kind(&model_id).unwrap_or("unknown");
         let mut first_token: Option<Instant> = None;
+        let mut finish_reason = "stop";
         let outcome: Result<(), LlmError> = loop {
             let event = tokio::select! {
                 event = stream.next() => event,
@@ -139,6 +140,7 @@ impl Chat {
                 Some(Ok(TurnEvent::Usage(usage))) => tokens = Some(usage.total()),
                 Some(Ok(TurnEvent::Completed(summary))) => {
                     tokens = Some(summary.usage.total());
+                    finish_reason = summary.finish_reason.as_str();
                     break Ok(());
                 }
                 Some(Err(err)) => break Err(err),
@@ -163,15 +165,17 @@ impl Chat {
         if let Some(t) = tokens {
             extra.push(("tokens", t.to_string()));
         }
+        // The final chunk says why the answer ended; it carries no `partial` key: `partial="true"` means
+        // "content is the whole text so far, replace", and this chunk's content is empty. Whether the
+        // stored answer is partial follows from `finish_reason` (anything but stop and length).
         let partial = outcome.is_err();
-        match &outcome {
-            Ok(()) => extra.push(("finish_reason", "stop".into())),
-            Err(LlmError::Cancelled) => extra.push(("finish_reason", "cancelled".into())),
-            Err(_) => extra.push(("finish_reason", "error".into())),
-        }
-        if partial {
-            extra.push(("partial", "true".into()));
-        }
+        let finish_reason = match &outcome {
+            Ok(()) => finish_reason,
+            Err(LlmError::Cancelled) => "cancelled",
+            Err(LlmError::Timeout { .. }) => "timeout",
+            Err(_) => "error",
+        };
+        extra.push(("finish_reason", finish_reason.into()));
 
         // The answer (or what was produced of it) is stored under the final chunk's seq.
         let final_seq = live.reserve_seq();

@@ -210,9 +210,26 @@ impl RawConfig {
 
     /// Parses TOML text.
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: "<inline>".into(),
-            message: e.to_string().trim().to_string(),
+        toml::from_str(text).map_err(|e| {
+            // The Go service's shipped file put the providers under `[chatbox.llm]`; say where they go.
+            let go_layout = toml::from_str::<toml::Table>(text).ok().is_some_and(|table| {
+                table
+                    .get("chatbox")
+                    .and_then(toml::Value::as_table)
+                    .is_some_and(|c| c.contains_key("llm"))
+            });
+            if go_layout {
+                return ConfigError::invalid(
+                    "chatbox.llm",
+                    "the Go service's [[chatbox.llm.providers]] layout is not read: move each provider to \
+                     a top-level [[llm.providers]] table with the same keys (id, name, type, endpoint, \
+                     apiKey, model); see docs/llm.md",
+                );
+            }
+            ConfigError::Parse {
+                path: "<inline>".into(),
+                message: e.to_string().trim().to_string(),
+            }
         })
     }
 
@@ -591,6 +608,14 @@ mod tests {
 
     fn dev_env(dir: &Path) -> EnvVars {
         EnvVars::from_pairs([("CHATBOX_DATA_DIR", dir.display().to_string())])
+    }
+
+    #[test]
+    fn the_go_layout_of_providers_points_to_llm_providers() {
+        let text = "[[chatbox.llm.providers]]\nid = \"gpt\"\nname = \"GPT\"\ntype = \"openai\"\n";
+        let err = RawConfig::from_toml(text).unwrap_err().to_string();
+        assert!(err.starts_with("chatbox.llm:"), "{err}");
+        assert!(err.contains("[[llm.providers]]"), "{err}");
     }
 
     #[test]

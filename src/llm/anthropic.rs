@@ -139,7 +139,12 @@ impl SseDecoder for AnthropicDecoder {
                         .and_then(Value::as_u64)
                         .or(self.usage.output_tokens);
                 }
-                Ok(Vec::new())
+                let stop_reason = data.pointer("/delta/stop_reason").and_then(Value::as_str);
+                Ok(if stop_reason == Some("max_tokens") {
+                    vec![ProviderEvent::LengthLimit]
+                } else {
+                    Vec::new()
+                })
             }
             "message_stop" => Ok(vec![ProviderEvent::Usage(self.usage), ProviderEvent::Done]),
             "error" => {
@@ -247,5 +252,22 @@ mod tests {
                 ..
             })]
         ));
+    }
+
+    #[tokio::test]
+    async fn stop_reason_max_tokens_is_reported() {
+        let text = concat!(
+            "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hi\"}}\n\n",
+            "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"max_tokens\"},\"usage\":{\"output_tokens\":1}}\n\n",
+            "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+        );
+        let events: Vec<_> = decode_text(text, AnthropicDecoder::default())
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(events[0], ProviderEvent::Delta("Hi".into()));
+        assert_eq!(events[1], ProviderEvent::LengthLimit);
+        assert_eq!(events.last(), Some(&ProviderEvent::Done));
     }
 }

@@ -104,6 +104,15 @@ impl CircuitBreaker {
         *self.lock() = State::Closed { failures: 0 };
     }
 
+    fn on_neutral(&self) {
+        let mut state = self.lock();
+        // The provider answered (a probe's 4xx shows it is reachable again); a closed breaker keeps
+        // its count of consecutive unhealthy failures.
+        if matches!(*state, State::HalfOpen { .. }) {
+            *state = State::Closed { failures: 0 };
+        }
+    }
+
     fn on_failure(&self, now: Instant) {
         if self.config.failure_threshold == 0 {
             return;
@@ -130,10 +139,19 @@ impl Permit<'_> {
         self.breaker.on_success();
     }
 
-    /// The attempt failed at `now`.
+    /// The attempt failed at `now` in a way that says the provider is unhealthy (see
+    /// `AttemptError::counts_against_breaker`).
     pub fn failure(mut self, now: Instant) {
         self.reported = true;
         self.breaker.on_failure(now);
+    }
+
+    /// The attempt failed for a reason that says nothing about the provider's health (400, 401, 403:
+    /// this request or this key): the failure count is unchanged; a half-open probe closes the breaker,
+    /// since the provider answered.
+    pub fn neutral(mut self) {
+        self.reported = true;
+        self.breaker.on_neutral();
     }
 }
 
@@ -204,6 +222,30 @@ mod tests {
         let t1 = t0 + Duration::from_secs(11);
         drop(b.try_acquire(t1).unwrap());
         assert!(b.try_acquire(t1).is_some());
+    }
+
+    #[test]
+    fn client_errors_never_open_the_breaker() {
+        let b = breaker(2);
+        let t0 = Instant::now();
+        b.try_acquire(t0).unwrap().failure(t0);
+        for _ in 0..10 {
+            b.try_acquire(t0).unwrap().neutral();
+        }
+        assert_eq!(b.state(t0), BreakerState::Closed);
+        b.try_acquire(t0).unwrap().failure(t0);
+        assert_eq!(
+            b.state(t0),
+            BreakerState::Open,
+            "neutral outcomes neither count nor reset the consecutive failures"
+        );
+        let t1 = t0 + Duration::from_secs(10);
+        b.try_acquire(t1).unwrap().neutral();
+        assert_eq!(
+            b.state(t1),
+            BreakerState::Closed,
+            "a probe the provider answered closes it"
+        );
     }
 
     #[test]

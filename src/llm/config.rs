@@ -127,6 +127,10 @@ pub struct ProviderConfig {
     /// Upper bound of answer tokens (Anthropic requires one: 4096 when unset).
     #[serde(alias = "maxTokens")]
     pub max_tokens: Option<u32>,
+    /// `openai` only: send `stream_options.include_usage` (default true); turn it off for
+    /// OpenAI-compatible servers that reject the field (usage is then estimated).
+    #[serde(alias = "includeUsage")]
+    pub include_usage: Option<bool>,
     /// Overrides `llm.connect_timeout`.
     #[serde(with = "go_duration::option")]
     pub connect_timeout: Option<Duration>,
@@ -297,6 +301,7 @@ impl LlmConfig {
             }
             by_index.entry(n).or_default().push((name, field, value));
         }
+        let mut created = Vec::new();
         for (n, fields) in by_index {
             let index = n - 1;
             if index > self.providers.len() {
@@ -312,6 +317,10 @@ impl LlmConfig {
             }
             if index == self.providers.len() {
                 self.providers.push(ProviderConfig::default());
+                created.push((
+                    n,
+                    fields.iter().map(|(name, _, _)| *name).collect::<Vec<_>>(),
+                ));
             }
             let provider = &mut self.providers[index];
             for (name, field, value) in fields {
@@ -360,6 +369,12 @@ impl LlmConfig {
             self.demo_token_delay_ms = value.parse().map_err(|_| {
                 ConfigError::invalid("LLM_DEMO_TOKEN_DELAY_MS", "must be a non-negative integer")
             })?;
+        }
+        // A provider that only the environment defines is checked here, so that its errors name the
+        // variables (an operator who set LLM_PROVIDER_2_API_KEY alone has no llm.providers[1]).
+        for (n, set) in created {
+            validate_provider(&format!("llm.providers[{}]", n - 1), &self.providers[n - 1])
+                .map_err(|e| env_provider_error(e, n, &set))?;
         }
         for (index, provider) in self.providers.iter_mut().enumerate() {
             provider.resolve_key_file(&format!("llm.providers[{index}]"))?;
@@ -427,6 +442,23 @@ impl LlmConfig {
                 }
             }
         }
+        if production {
+            for (index, provider) in self.providers.iter().enumerate() {
+                if provider
+                    .api_key
+                    .as_ref()
+                    .is_some_and(|k| is_placeholder_api_key(k.expose_secret()))
+                {
+                    return Err(ConfigError::invalid(
+                        format!("llm.providers[{index}].apiKey"),
+                        format!(
+                            "provider {:?}: the API key is a placeholder (an example value, not a real key)",
+                            provider.id
+                        ),
+                    ));
+                }
+            }
+        }
         if production
             && self
                 .providers
@@ -441,6 +473,53 @@ impl LlmConfig {
         }
         Ok(())
     }
+}
+
+/// Renames an error about `llm.providers[n-1].<field>` of a provider that only the environment defines
+/// to the variable `LLM_PROVIDER_<n>_<FIELD>`, and says which variables were set.
+fn env_provider_error(error: ConfigError, n: usize, set: &[&str]) -> ConfigError {
+    let ConfigError::Invalid { key, reason } = error else {
+        return error;
+    };
+    let field = key.rsplit_once('.').map_or("", |(_, f)| f);
+    let env_field = match field {
+        "apiKey" => "API_KEY".to_string(),
+        other => other.to_ascii_uppercase(),
+    };
+    let name = if ENV_FIELDS.contains(&env_field.as_str()) {
+        format!("LLM_PROVIDER_{n}_{env_field}")
+    } else {
+        key
+    };
+    let reason = reason.replace(
+        "apiKey, api_key_file or LLM_PROVIDER_<n>_API_KEY",
+        &format!("LLM_PROVIDER_{n}_API_KEY or LLM_PROVIDER_{n}_API_KEY_FILE"),
+    );
+    ConfigError::invalid(
+        name,
+        format!(
+            "{reason} (provider {n} is defined only by the environment, which sets {}; \
+             LLM_PROVIDER_{n}_ID, _NAME and _TYPE are required, or add it to [[llm.providers]])",
+            set.join(", ")
+        ),
+    )
+}
+
+/// Case-insensitive markers of an API key copied from an example instead of filled in (beyond the
+/// template markers shared with the JWT secret check).
+const API_KEY_PLACEHOLDERS: &[&str] =
+    &["YOUR_API_KEY", "YOUR_KEY", "API_KEY_HERE", "...", "<", ">"];
+
+/// Whether an API key is a placeholder: a template marker (as for the JWT secret: `PLACEHOLDER`,
+/// `CHANGE_ME`, `your-...`), an example marker (`your_api_key`, `sk-...`), or a run of `x` standing
+/// for the key (`sk-xxxx`, `xxx`: a part between dashes made only of three or more x).
+pub fn is_placeholder_api_key(key: &str) -> bool {
+    let upper = key.trim().to_ascii_uppercase();
+    crate::config::contains_placeholder(&upper)
+        || API_KEY_PLACEHOLDERS.iter().any(|m| upper.contains(m))
+        || upper
+            .split(['-', '_'])
+            .any(|part| part.len() >= 3 && part.chars().all(|c| c == 'X'))
 }
 
 fn positive(key: &str, value: Duration) -> Result<(), ConfigError> {
@@ -874,5 +953,60 @@ mod tests {
         let err = both.apply_env(&EnvVars::default()).unwrap_err().to_string();
         assert!(err.contains("llm.providers[0].api_key_file"), "{err}");
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn an_env_only_partial_provider_names_the_variables() {
+        let mut config = parse(GO_STYLE).unwrap();
+        let count = config.providers.len();
+        let n = count + 1;
+        let var = format!("LLM_PROVIDER_{n}_API_KEY");
+        let err = config
+            .apply_env(&EnvVars::from_pairs([(var.as_str(), "sk-live-key")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with(&format!("LLM_PROVIDER_{n}_ID:")), "{err}");
+        assert!(err.contains(&var), "{err}");
+        assert!(!err.contains("llm.providers["), "{err}");
+        let mut config = LlmConfig::default();
+        let err = config
+            .apply_env(&EnvVars::from_pairs([
+                ("LLM_PROVIDER_1_ID", "gpt"),
+                ("LLM_PROVIDER_1_NAME", "GPT"),
+                ("LLM_PROVIDER_1_TYPE", "openai"),
+                ("LLM_PROVIDER_1_ENDPOINT", "https://api.openai.com/v1"),
+                ("LLM_PROVIDER_1_MODEL", "gpt-4o"),
+            ]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("LLM_PROVIDER_1_API_KEY:"), "{err}");
+    }
+
+    #[test]
+    fn placeholder_api_keys_are_refused_in_production_naming_the_provider() {
+        for key in [
+            "PLACEHOLDER_OPENAI_KEY",
+            "CHANGE_ME",
+            "your-api-key",
+            "YOUR_API_KEY",
+            "sk-xxxxxxxx",
+            "xxx",
+            "sk-...",
+        ] {
+            let text = format!(
+                "[[providers]]\nid = \"gpt\"\nname = \"G\"\ntype = \"openai\"\nendpoint = \"https://api.openai.com/v1\"\nmodel = \"m\"\napiKey = \"{key}\"\n"
+            );
+            let config = parse(&text).unwrap();
+            config.validate(false).unwrap();
+            let err = config.validate(true).unwrap_err().to_string();
+            assert!(
+                err.starts_with("llm.providers[0].apiKey:") && err.contains("\"gpt\""),
+                "{key}: {err}"
+            );
+            assert!(!err.contains(key), "the key itself is not repeated: {err}");
+        }
+        for real in ["sk-proj-4fXk9Qx2mZ", "sk-ant-api03-abcXYZ", "app-Dx7x"] {
+            assert!(!is_placeholder_api_key(real), "{real}");
+        }
     }
 }

@@ -35,5 +35,5 @@ pub use provider::{
 };
 pub use retry::{backoff_ceiling, full_jitter, parse_retry_after, retry_delay};
 pub use service::{Llm, LlmReadiness, ModelInfo, ProviderHealth, TurnStream};
-pub use turn::{TurnEvent, TurnSummary};
+pub use turn::{FinishReason, TurnEvent, TurnSummary};
 pub use usage::{TokenUsage, estimate_tokens};

@@ -1,5 +1,6 @@
 //! OpenAI-compatible chat completions (`POST {endpoint}/chat/completions`, `stream: true` with
-//! `stream_options.include_usage`): OpenAI, vLLM, Ollama, llama.cpp server, LiteLLM and similar.
+//! `stream_options.include_usage` unless turned off): OpenAI, vLLM, Ollama, llama.cpp server, LiteLLM
+//! and similar.
 
 use eventsource_stream::Event;
 use secrecy::ExposeSecret;
@@ -15,12 +16,17 @@ use super::sse::{HttpTarget, SseDecoder, open_sse};
 #[derive(Debug)]
 pub struct OpenAiProvider {
     target: HttpTarget,
+    include_usage: bool,
 }
 
 impl OpenAiProvider {
-    /// A provider sending to `target`.
-    pub fn new(target: HttpTarget) -> Self {
-        Self { target }
+    /// A provider sending to `target`; `include_usage` sends `stream_options.include_usage` (some
+    /// compatible servers reject the field).
+    pub fn new(target: HttpTarget, include_usage: bool) -> Self {
+        Self {
+            target,
+            include_usage,
+        }
     }
 
     /// The JSON body of a streaming request.
@@ -34,8 +40,10 @@ impl OpenAiProvider {
             "model": self.target.model,
             "messages": messages,
             "stream": true,
-            "stream_options": {"include_usage": true},
         });
+        if self.include_usage {
+            body["stream_options"] = json!({"include_usage": true});
+        }
         if let Some(t) = self.target.temperature {
             body["temperature"] = json!(t);
         }
@@ -70,6 +78,37 @@ impl LlmProvider for OpenAiProvider {
     }
 }
 
+/// Error `code`s (strings) and `type`s of in-stream errors worth retrying: rate limits, overload and
+/// server-side failures (OpenAI, vLLM and LiteLLM spell them differently).
+const RETRYABLE_ERROR_NAMES: &[&str] = &[
+    "rate_limit_exceeded",
+    "rate_limit_error",
+    "server_error",
+    "internal_error",
+    "internal_server_error",
+    "service_unavailable",
+    "overloaded",
+    "overloaded_error",
+    "timeout",
+];
+
+/// Whether an in-stream `error` object is retryable: a numeric `code` of 408, 429 or 5xx, or a string
+/// `code` or a `type` naming a rate limit or a server-side failure.
+fn error_event_is_retryable(error: &Value) -> bool {
+    let code = error.get("code");
+    if let Some(n) = code
+        .and_then(|c| c.as_u64().or_else(|| c.as_str()?.parse().ok()))
+        .filter(|n| (100..600).contains(n))
+    {
+        return n == 408 || n == 429 || n >= 500;
+    }
+    [code, error.get("type")]
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .any(|name| RETRYABLE_ERROR_NAMES.contains(&name.to_ascii_lowercase().as_str()))
+}
+
 /// Decodes `data: {chat.completion.chunk}` lines until `data: [DONE]`.
 #[derive(Debug, Default)]
 pub struct OpenAiDecoder {
@@ -100,10 +139,9 @@ impl SseDecoder for OpenAiDecoder {
                 .and_then(Value::as_str)
                 .unwrap_or("unknown error")
                 .to_string();
-            let code = error.get("code").and_then(Value::as_u64).unwrap_or(0);
             return Err(AttemptError::ProviderEvent {
                 message,
-                retryable: code == 429 || code >= 500,
+                retryable: error_event_is_retryable(error),
             });
         }
         let mut events = Vec::new();
@@ -113,8 +151,14 @@ impl SseDecoder for OpenAiDecoder {
             {
                 events.push(ProviderEvent::Delta(text.to_string()));
             }
-            if choice.get("finish_reason").is_some_and(|r| !r.is_null()) {
-                self.finish_seen = true;
+            match choice.get("finish_reason") {
+                None | Some(Value::Null) => {}
+                Some(reason) => {
+                    self.finish_seen = true;
+                    if reason.as_str() == Some("length") {
+                        events.push(ProviderEvent::LengthLimit);
+                    }
+                }
             }
         }
         if let Some(usage) = chunk.get("usage").filter(|u| !u.is_null()) {
@@ -147,14 +191,21 @@ mod tests {
     use crate::llm::sse::{build_client, decode_text};
 
     fn provider() -> OpenAiProvider {
-        OpenAiProvider::new(HttpTarget {
-            client: build_client(Duration::from_secs(1)).unwrap(),
-            endpoint: "http://127.0.0.1:1/v1".into(),
-            model: "gpt-4o".into(),
-            api_key: None,
-            temperature: Some(0.5),
-            max_tokens: Some(100),
-        })
+        provider_with_usage(true)
+    }
+
+    fn provider_with_usage(include_usage: bool) -> OpenAiProvider {
+        OpenAiProvider::new(
+            HttpTarget {
+                client: build_client(Duration::from_secs(1)).unwrap(),
+                endpoint: "http://127.0.0.1:1/v1".into(),
+                model: "gpt-4o".into(),
+                api_key: None,
+                temperature: Some(0.5),
+                max_tokens: Some(100),
+            },
+            include_usage,
+        )
     }
 
     #[test]
@@ -203,6 +254,66 @@ mod tests {
         );
         assert_eq!(events[4], ProviderEvent::Done);
         assert_eq!(events.len(), 5);
+    }
+
+    #[test]
+    fn include_usage_can_be_left_out() {
+        let request = ProviderRequest {
+            messages: vec![ChatMessage::user("Hi")],
+        };
+        let body = provider_with_usage(false).request_body(&request);
+        assert!(body.get("stream_options").is_none(), "{body}");
+        assert_eq!(body["stream"], true);
+    }
+
+    #[tokio::test]
+    async fn finish_reason_length_is_reported() {
+        let text = concat!(
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"},\"finish_reason\":null}]}\n\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"length\"}]}\n\n",
+            "data: [DONE]\n\n",
+        );
+        let events: Vec<_> = decode_text(text, OpenAiDecoder::default())
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(
+            events,
+            vec![
+                ProviderEvent::Delta("Hel".into()),
+                ProviderEvent::LengthLimit,
+                ProviderEvent::Done
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn string_error_codes_and_server_error_types_are_retryable() {
+        for (error, retryable) in [
+            (
+                r#"{"message":"slow down","type":"requests","code":"rate_limit_exceeded"}"#,
+                true,
+            ),
+            (
+                r#"{"message":"oops","type":"server_error","code":null}"#,
+                true,
+            ),
+            (r#"{"message":"busy","code":503}"#, true),
+            (r#"{"message":"busy","code":"502"}"#, true),
+            (
+                r#"{"message":"bad","type":"invalid_request_error","code":"context_length_exceeded"}"#,
+                false,
+            ),
+            (r#"{"message":"bad","code":400}"#, false),
+        ] {
+            let text = format!("data: {{\"error\":{error}}}\n\n");
+            let events = decode_text(&text, OpenAiDecoder::default()).await;
+            assert!(
+                matches!(events.as_slice(), [Err(AttemptError::ProviderEvent { retryable: r, .. })] if *r == retryable),
+                "{error}: {events:?}"
+            );
+        }
     }
 
     #[tokio::test]

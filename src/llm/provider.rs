@@ -90,6 +90,9 @@ pub enum ProviderEvent {
     Usage(ReportedUsage),
     /// A chunk that could not be decoded and was skipped (logged by the caller).
     Skipped(String),
+    /// The provider stopped because the answer reached its token limit (OpenAI `finish_reason:
+    /// "length"`, Anthropic `stop_reason: "max_tokens"`); `Done` still follows.
+    LengthLimit,
     /// The provider's end-of-answer marker.
     Done,
 }
@@ -140,6 +143,14 @@ impl AttemptError {
         }
     }
 
+    /// Whether the failure says the provider is unhealthy, so it counts against its circuit breaker:
+    /// the retryable failures (connection errors, timeouts, 408, 429, 5xx, broken streams, overload
+    /// events). A 400, 401 or 403 is about this request or this key: the provider answered, and one
+    /// user's bad request must not open the breaker for everyone.
+    pub fn counts_against_breaker(&self) -> bool {
+        self.is_retryable()
+    }
+
     /// The HTTP status, for logs.
     pub fn status(&self) -> Option<u16> {
         match self {
@@ -166,4 +177,36 @@ pub trait LlmProvider: Send + Sync {
     /// Sends the request and resolves once the response has started (status checked); the returned
     /// stream yields the answer. Dropping the stream closes the upstream request.
     async fn open(&self, request: &ProviderRequest) -> Result<ProviderStream, AttemptError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(status: u16) -> AttemptError {
+        AttemptError::Status {
+            status,
+            retry_after: None,
+            body: String::new(),
+        }
+    }
+
+    #[test]
+    fn only_retryable_failures_count_against_the_breaker() {
+        for code in [400, 401, 403, 404, 422] {
+            assert!(!status(code).counts_against_breaker(), "{code}");
+        }
+        for code in [408, 429, 500, 502, 503, 529] {
+            assert!(status(code).counts_against_breaker(), "{code}");
+        }
+        assert!(AttemptError::Connect("refused".into()).counts_against_breaker());
+        assert!(AttemptError::Timeout(TimeoutKind::Connect).counts_against_breaker());
+        assert!(AttemptError::Stream("dropped".into()).counts_against_breaker());
+        let event = |retryable| AttemptError::ProviderEvent {
+            message: String::new(),
+            retryable,
+        };
+        assert!(event(true).counts_against_breaker());
+        assert!(!event(false).counts_against_breaker());
+    }
 }

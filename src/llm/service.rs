@@ -134,7 +134,10 @@ impl Llm {
                 })
             };
             let provider: Arc<dyn LlmProvider> = match kind {
-                ProviderKind::OpenAi => Arc::new(OpenAiProvider::new(target()?)),
+                ProviderKind::OpenAi => Arc::new(OpenAiProvider::new(
+                    target()?,
+                    p.include_usage.unwrap_or(true),
+                )),
                 ProviderKind::Anthropic => Arc::new(AnthropicProvider::new(target()?)),
                 ProviderKind::Dify => Arc::new(DifyProvider::new(target()?)),
                 ProviderKind::Demo => Arc::new(DemoProvider::new(Duration::from_millis(

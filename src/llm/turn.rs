@@ -34,6 +34,25 @@ pub enum TurnEvent {
     Completed(TurnSummary),
 }
 
+/// Why a completed answer ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    /// The model finished its answer.
+    Stop,
+    /// The provider cut the answer at its token limit (`max_tokens`).
+    Length,
+}
+
+impl FinishReason {
+    /// The wire spelling (`finish_reason` metadata of the final chunk).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stop => "stop",
+            Self::Length => "length",
+        }
+    }
+}
+
 /// Facts about a completed turn, for the session's metadata and figures.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TurnSummary {
@@ -49,6 +68,8 @@ pub struct TurnSummary {
     pub attempts: u32,
     /// Tokens used.
     pub usage: TokenUsage,
+    /// Why the answer ended.
+    pub finish_reason: FinishReason,
     /// From the start of the answering attempt's request to its first token.
     pub first_token_latency: Option<Duration>,
     /// From the start of the turn to the end of the answer.
@@ -66,6 +87,7 @@ struct TurnState {
     attempts: u32,
     fallback_from: Option<String>,
     first_token_latency: Option<Duration>,
+    length_limited: bool,
 }
 
 enum Failure {
@@ -93,6 +115,7 @@ pub(crate) async fn run_turn(
         attempts: 0,
         fallback_from: None,
         first_token_latency: None,
+        length_limited: false,
     };
     enum End {
         Finished(Result<(), LlmError>),
@@ -147,6 +170,7 @@ pub(crate) async fn run_turn(
                 input_tokens = usage.input_tokens,
                 output_tokens = usage.output_tokens,
                 usage_estimated = usage.estimated,
+                first_token_ms = st.first_token_latency.map_or(0, |d| d.as_millis() as u64),
                 duration_ms = duration.as_millis() as u64,
                 "LLM turn completed"
             );
@@ -157,6 +181,11 @@ pub(crate) async fn run_turn(
                 fallback_from: st.fallback_from.clone(),
                 attempts: st.attempts,
                 usage,
+                finish_reason: if st.length_limited {
+                    FinishReason::Length
+                } else {
+                    FinishReason::Stop
+                },
                 first_token_latency: st.first_token_latency,
                 duration,
             };
@@ -200,6 +229,14 @@ fn with_system_prompt(entry: &ProviderEntry, messages: &[ChatMessage]) -> Vec<Ch
     out
 }
 
+/// How one provider of the chain ended its part of the turn.
+enum ProviderOutcome {
+    /// The turn is over: answered, cancelled, or broken after the first token.
+    Finished(Result<(), LlmError>),
+    /// The provider failed before the first token (or was skipped); the chain goes on.
+    GaveUp(AttemptError),
+}
+
 async fn drive(
     shared: &Shared,
     primary: usize,
@@ -214,7 +251,6 @@ async fn drive(
     let mut last_error: Option<(usize, AttemptError)> = None;
     for (position, &index) in chain.iter().enumerate() {
         let entry = &shared.entries[index];
-        let kind = entry.kind.as_str();
         if position > 0 {
             let from = shared.entries[chain[position - 1]].id.clone();
             tracing::warn!(from = %from, to = %entry.id, "LLM falling back to the next provider");
@@ -237,75 +273,38 @@ async fn drive(
             .iter()
             .map(|m| estimate_tokens(&m.content))
             .sum();
-        for attempt in 1..=entry.retry.max_attempts {
-            let Some(permit) = entry.breaker.try_acquire(Instant::now()) else {
-                tracing::warn!(provider = %entry.id, provider_type = kind, "LLM circuit breaker open, skipping provider");
-                last_error = Some((index, AttemptError::Connect("circuit breaker open".into())));
-                break;
-            };
-            st.attempts += 1;
-            st.reported = ReportedUsage::default();
-            shared.metrics.llm_requests.with_label_values(&[kind]).inc();
-            let attempt_started = Instant::now();
-            match run_attempt(shared, entry, &request, st, tx).await {
-                Ok(()) => {
-                    permit.success();
-                    return Ok(());
-                }
-                Err(Failure::ReceiverGone) => return Err(LlmError::Cancelled),
-                Err(Failure::After(error)) => {
-                    permit.failure(Instant::now());
-                    shared.metrics.llm_errors.with_label_values(&[kind]).inc();
-                    tracing::warn!(
-                        provider = %entry.id,
-                        provider_type = kind,
-                        attempt,
-                        latency_ms = attempt_started.elapsed().as_millis() as u64,
-                        error = %error,
-                        "LLM stream broke after the first token"
-                    );
-                    return Err(match error {
-                        AttemptError::Timeout(TimeoutKind::Idle) => LlmError::Timeout {
-                            kind: TimeoutKind::Idle,
-                            after: entry.idle_timeout,
+        let attempts = try_provider(shared, entry, &request, deadline, st, tx);
+        let outcome = if position == 0 {
+            // The primary's turn_timeout is the turn's deadline, enforced by `run_turn`.
+            attempts.await
+        } else {
+            // A fallback's own turn_timeout bounds its part of the turn, within the turn's deadline.
+            let own = deadline.min(Instant::now() + entry.turn_timeout);
+            match tokio::time::timeout_at(tokio::time::Instant::from_std(own), attempts).await {
+                Ok(outcome) => outcome,
+                Err(_) => {
+                    shared
+                        .metrics
+                        .llm_errors
+                        .with_label_values(&[entry.kind.as_str()])
+                        .inc();
+                    tracing::warn!(provider = %entry.id, provider_type = entry.kind.as_str(), partial = !st.streamed.is_empty(), "LLM fallback provider hit its turn_timeout");
+                    if st.streamed.is_empty() {
+                        ProviderOutcome::GaveUp(AttemptError::Timeout(TimeoutKind::Turn))
+                    } else {
+                        ProviderOutcome::Finished(Err(LlmError::Timeout {
+                            kind: TimeoutKind::Turn,
+                            after: entry.turn_timeout,
                             provider: entry.id.clone(),
                             partial: true,
-                        },
-                        other => LlmError::StreamBroken {
-                            provider: entry.id.clone(),
-                            detail: other.to_string(),
-                        },
-                    });
-                }
-                Err(Failure::Before(error)) => {
-                    permit.failure(Instant::now());
-                    shared.metrics.llm_errors.with_label_values(&[kind]).inc();
-                    tracing::warn!(
-                        provider = %entry.id,
-                        provider_type = kind,
-                        attempt,
-                        status = error.status().unwrap_or(0),
-                        latency_ms = attempt_started.elapsed().as_millis() as u64,
-                        error = %error,
-                        "LLM attempt failed"
-                    );
-                    let retryable = error.is_retryable();
-                    let retry_after = error.retry_after();
-                    last_error = Some((index, error));
-                    if !retryable || attempt == entry.retry.max_attempts {
-                        break;
+                        }))
                     }
-                    let delay = retry_delay(&entry.retry, attempt, retry_after, &mut rand::rng());
-                    let Some(delay) = delay else {
-                        tracing::warn!(provider = %entry.id, "Retry-After longer than retry.max_delay, not waiting");
-                        break;
-                    };
-                    if Instant::now() + delay >= deadline {
-                        break;
-                    }
-                    tokio::time::sleep(delay).await;
                 }
             }
+        };
+        match outcome {
+            ProviderOutcome::Finished(result) => return result,
+            ProviderOutcome::GaveUp(error) => last_error = Some((index, error)),
         }
     }
     Err(match last_error {
@@ -334,6 +333,93 @@ async fn drive(
             detail: "no attempt made".into(),
         },
     })
+}
+
+/// The attempts at one provider: retries before the first token, with backoff and `Retry-After`.
+async fn try_provider(
+    shared: &Shared,
+    entry: &ProviderEntry,
+    request: &ProviderRequest,
+    deadline: Instant,
+    st: &mut TurnState,
+    tx: &Sender,
+) -> ProviderOutcome {
+    let kind = entry.kind.as_str();
+    let mut last_error = AttemptError::Connect("no attempt made".into());
+    for attempt in 1..=entry.retry.max_attempts {
+        let Some(permit) = entry.breaker.try_acquire(Instant::now()) else {
+            tracing::warn!(provider = %entry.id, provider_type = kind, "LLM circuit breaker open, skipping provider");
+            return ProviderOutcome::GaveUp(AttemptError::Connect("circuit breaker open".into()));
+        };
+        st.attempts += 1;
+        st.reported = ReportedUsage::default();
+        st.length_limited = false;
+        shared.metrics.llm_requests.with_label_values(&[kind]).inc();
+        let attempt_started = Instant::now();
+        let (failure, after_first_token) = match run_attempt(shared, entry, request, st, tx).await {
+            Ok(()) => {
+                permit.success();
+                return ProviderOutcome::Finished(Ok(()));
+            }
+            Err(Failure::ReceiverGone) => {
+                return ProviderOutcome::Finished(Err(LlmError::Cancelled));
+            }
+            Err(Failure::Before(error)) => (error, false),
+            Err(Failure::After(error)) => (error, true),
+        };
+        if failure.counts_against_breaker() {
+            permit.failure(Instant::now());
+        } else {
+            permit.neutral();
+        }
+        shared.metrics.llm_errors.with_label_values(&[kind]).inc();
+        if after_first_token {
+            tracing::warn!(
+                provider = %entry.id,
+                provider_type = kind,
+                attempt,
+                latency_ms = attempt_started.elapsed().as_millis() as u64,
+                error = %failure,
+                "LLM stream broke after the first token"
+            );
+            return ProviderOutcome::Finished(Err(match failure {
+                AttemptError::Timeout(TimeoutKind::Idle) => LlmError::Timeout {
+                    kind: TimeoutKind::Idle,
+                    after: entry.idle_timeout,
+                    provider: entry.id.clone(),
+                    partial: true,
+                },
+                other => LlmError::StreamBroken {
+                    provider: entry.id.clone(),
+                    detail: other.to_string(),
+                },
+            }));
+        }
+        tracing::warn!(
+            provider = %entry.id,
+            provider_type = kind,
+            attempt,
+            status = failure.status().unwrap_or(0),
+            latency_ms = attempt_started.elapsed().as_millis() as u64,
+            error = %failure,
+            "LLM attempt failed"
+        );
+        let retryable = failure.is_retryable();
+        let retry_after = failure.retry_after();
+        last_error = failure;
+        if !retryable || attempt == entry.retry.max_attempts {
+            break;
+        }
+        let Some(delay) = retry_delay(&entry.retry, attempt, retry_after, &mut rand::rng()) else {
+            tracing::warn!(provider = %entry.id, "Retry-After longer than retry.max_delay, not waiting");
+            break;
+        };
+        if Instant::now() + delay >= deadline {
+            break;
+        }
+        tokio::time::sleep(delay).await;
+    }
+    ProviderOutcome::GaveUp(last_error)
 }
 
 async fn run_attempt(
@@ -411,6 +497,7 @@ async fn run_attempt(
                 st.reported.input_tokens = usage.input_tokens.or(st.reported.input_tokens);
                 st.reported.output_tokens = usage.output_tokens.or(st.reported.output_tokens);
             }
+            Some(Ok(ProviderEvent::LengthLimit)) => st.length_limited = true,
             Some(Ok(ProviderEvent::Skipped(reason))) => {
                 tracing::warn!(provider = %entry.id, provider_type = entry.kind.as_str(), reason = %reason, "LLM stream chunk skipped");
             }

@@ -16,6 +16,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
+/// Text inside every error body the fake sends: it must never reach a client.
+pub const UPSTREAM_DETAIL: &str = "fake upstream detail 7f3a";
+
 /// Longest a stalled response waits for the client to give up (a safety net, never reached in tests).
 const STALL_LIMIT: Duration = Duration::from_secs(30);
 
@@ -49,6 +52,38 @@ impl Flavor {
         } else {
             None
         }
+    }
+
+    /// The error body this provider sends with `status`; `bad_key` for a rejected API key (real
+    /// providers echo a masked key there, which the client must never log or forward).
+    fn error_body(self, status: u16, bad_key: bool) -> String {
+        let (kind, message) = match (status, bad_key) {
+            (_, true) => (
+                "authentication_error",
+                "Incorrect API key provided: sk-wr***ng".to_string(),
+            ),
+            (400, _) => ("invalid_request_error", format!("{UPSTREAM_DETAIL} (400)")),
+            (403, _) => ("permission_error", format!("{UPSTREAM_DETAIL} (403)")),
+            (429, _) => ("rate_limit_error", format!("{UPSTREAM_DETAIL} (429)")),
+            (529, _) => ("overloaded_error", format!("{UPSTREAM_DETAIL} (529)")),
+            _ => ("api_error", format!("{UPSTREAM_DETAIL} ({status})")),
+        };
+        let value = match self {
+            Self::OpenAi => serde_json::json!({"error": {
+                "message": message,
+                "type": if bad_key { "invalid_request_error" } else if status >= 500 { "server_error" } else { kind },
+                "code": if bad_key { Some("invalid_api_key") } else { None },
+            }}),
+            Self::Anthropic => {
+                serde_json::json!({"type": "error", "error": {"type": kind, "message": message}})
+            }
+            Self::Dify => serde_json::json!({
+                "code": if bad_key { "unauthorized" } else if status == 429 { "too_many_requests" } else if status >= 500 { "internal_server_error" } else { "invalid_param" },
+                "message": message,
+                "status": status,
+            }),
+        };
+        value.to_string()
     }
 
     /// A malformed chunk in this flavor's framing.
@@ -224,6 +259,12 @@ impl FakeLlm {
             }),
             ..chatbox::llm::ProviderConfig::default()
         }
+    }
+
+    /// A `[[llm.providers]]` table for a server config file: type `kind` pointing at this server, the
+    /// API key `sk-fake`, fast retries; `extra` adds lines (`fallback = [..]`, timeouts...).
+    pub fn provider_toml(&self, id: &str, kind: &str, extra: &str) -> String {
+        endpoint_toml(id, kind, &self.base_url(), extra)
     }
 
     /// Appends faults for the next requests, in order.
@@ -418,14 +459,7 @@ async fn serve(mut socket: TcpStream, state: Arc<Mutex<State>>, changed: Arc<Not
         retry_after,
     } = &fault
     {
-        let body = if key_ok {
-            format!(
-                "{{\"error\":{{\"message\":\"fake status {status}\",\"type\":\"server_error\"}}}}"
-            )
-        } else {
-            // Real providers echo a masked key in 401 bodies; the client must not log it.
-            "{\"error\":{\"message\":\"Incorrect API key provided: sk-wr***ng\",\"type\":\"invalid_request_error\",\"code\":\"invalid_api_key\"}}".to_string()
-        };
+        let body = flavor.error_body(*status, !key_ok);
         write_status(&mut socket, *status, retry_after.as_deref(), &body).await;
         return;
     }
@@ -467,5 +501,57 @@ async fn serve(mut socket: TcpStream, state: Arc<Mutex<State>>, changed: Arc<Not
             let _ = socket.write_all(b"0\r\n\r\n").await;
             let _ = socket.shutdown().await;
         }
+    }
+}
+
+/// A `[[llm.providers]]` table for any endpoint (see [`FakeLlm::provider_toml`]).
+pub fn endpoint_toml(id: &str, kind: &str, endpoint: &str, extra: &str) -> String {
+    format!(
+        "[[llm.providers]]\nid = \"{id}\"\nname = \"{id} name\"\ntype = \"{kind}\"\nendpoint = \"{endpoint}\"\n\
+         model = \"up-{id}\"\napiKey = \"sk-fake\"\nretry = {{ max_attempts = 3, base_delay = \"1ms\", max_delay = \"5s\" }}\n{extra}\n"
+    )
+}
+
+/// An endpoint on a loopback port where nothing listens: connections are refused.
+pub async fn refused_endpoint() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    format!("http://{addr}/v1")
+}
+
+/// A listener whose accept queue is full and never drained: a new connection's SYN is dropped, so
+/// connecting hangs until the client's connect timeout (Linux drops SYNs to a full queue).
+pub struct BlackHole {
+    addr: SocketAddr,
+    _listener: tokio::net::TcpListener,
+    _fillers: Vec<TcpStream>,
+}
+
+impl BlackHole {
+    /// Binds with a backlog of one and fills the queue.
+    pub async fn start() -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(1).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut fillers = Vec::new();
+        // Fill the accept queue: connects succeed until it is full, then they hang.
+        for _ in 0..8 {
+            match tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(addr)).await {
+                Ok(Ok(stream)) => fillers.push(stream),
+                _ => break,
+            }
+        }
+        Self {
+            addr,
+            _listener: listener,
+            _fillers: fillers,
+        }
+    }
+
+    /// The endpoint to configure.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}/v1", self.addr)
     }
 }

@@ -656,3 +656,291 @@ async fn daily_budget_is_checked_before_the_call() {
     let error = llm.check_budget(1000).unwrap_err();
     assert_eq!(error.client_error().0, "TOKEN_BUDGET_EXCEEDED");
 }
+
+/// The three HTTP formats, with how many fixture events make up "Hello! How".
+const FORMATS: [(&str, usize); 3] = [("openai", 3), ("anthropic", 5), ("dify", 3)];
+
+/// A provider table like [`provider`] for any endpoint.
+fn provider_at(id: &str, kind: &str, endpoint: &str, extra: &str) -> String {
+    format!(
+        "[[providers]]\nid = \"{id}\"\nname = \"{id} name\"\ntype = \"{kind}\"\nendpoint = \"{endpoint}\"\nmodel = \"up-{id}\"\n\
+         apiKey = \"{KEY}\"\nretry = {{ max_attempts = 3, base_delay = \"1ms\", max_delay = \"5s\" }}\n{extra}\n"
+    )
+}
+
+#[tokio::test]
+async fn every_format_retries_a_429_and_honours_a_retry_after_beyond_the_cap() {
+    for (kind, _) in FORMATS {
+        let fake = FakeLlm::start().await;
+        fake.script([Fault::rate_limited("0")]);
+        let (llm, _) = build(&provider("p", kind, &fake, FAST));
+        let out = run(&llm, "p", "Hi").await;
+        assert!(out.error.is_none(), "{kind}: {:?}", out.error);
+        assert_eq!(out.text, ANSWER, "{kind}");
+        assert_eq!(out.summary.unwrap().attempts, 2, "{kind}");
+
+        // A Retry-After longer than retry.max_delay is read (from each format's 429) and not waited for.
+        let fake = FakeLlm::start().await;
+        fake.script([Fault::rate_limited("3600")]);
+        let (llm, _) = build(&provider("p", kind, &fake, FAST));
+        let out = run(&llm, "p", "Hi").await;
+        assert!(
+            matches!(out.error, Some(LlmError::Unavailable { .. })),
+            "{kind}: {:?}",
+            out.error
+        );
+        assert_eq!(fake.request_count(), 1, "{kind}");
+    }
+}
+
+#[tokio::test]
+async fn every_format_ends_a_dropped_stream_with_a_partial_answer() {
+    for (kind, events) in FORMATS {
+        let fake = FakeLlm::start().await;
+        fake.script([Fault::DropMidStream {
+            after_events: events,
+        }]);
+        let (llm, _) = build(&provider("p", kind, &fake, FAST));
+        let out = run(&llm, "p", "Hi").await;
+        assert_eq!(out.text, "Hello! How", "{kind}");
+        let error = out.error.unwrap();
+        assert!(
+            matches!(error, LlmError::StreamBroken { .. }),
+            "{kind}: {error:?}"
+        );
+        assert_eq!(
+            fake.request_count(),
+            1,
+            "{kind}: no retry after the first token"
+        );
+    }
+}
+
+#[tokio::test]
+async fn every_format_does_not_retry_400_or_403_and_they_do_not_open_the_breaker() {
+    for (kind, _) in FORMATS {
+        for status in [400, 403] {
+            let fake = FakeLlm::start().await;
+            fake.script([Fault::status(status), Fault::status(status)]);
+            let extra = format!("{FAST}breaker = {{ failure_threshold = 1, cool_down = \"1h\" }}");
+            let (llm, metrics) = build(&provider("p", kind, &fake, &extra));
+            let out = run(&llm, "p", "Hi").await;
+            let error = out.error.unwrap();
+            assert!(
+                matches!(error, LlmError::Unavailable { .. }),
+                "{kind} {status}: {error:?}"
+            );
+            assert_eq!(fake.request_count(), 1, "{kind} {status} is not retried");
+            assert_eq!(llm.ready().providers[0].breaker, BreakerState::Closed);
+            let out = run(&llm, "p", "Hi").await;
+            assert_eq!(
+                fake.request_count(),
+                2,
+                "{kind} {status}: the breaker stayed closed"
+            );
+            assert!(out.error.is_some());
+            let out = run(&llm, "p", "Hi").await;
+            assert_eq!(out.text, ANSWER, "{kind} {status}");
+            assert_eq!(metric(&metrics, "chatbox_llm_errors_total", kind), 2.0);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_server_error_still_opens_the_breaker_for_every_format() {
+    for (kind, _) in FORMATS {
+        let fake = FakeLlm::start().await;
+        fake.script([Fault::status(503)]);
+        let extra = "breaker = { failure_threshold = 1, cool_down = \"1h\" }";
+        let text =
+            provider("p", kind, &fake, extra).replace("max_attempts = 3", "max_attempts = 1");
+        let (llm, _) = build(&text);
+        assert!(run(&llm, "p", "Hi").await.error.is_some());
+        assert_eq!(
+            llm.ready().providers[0].breaker,
+            BreakerState::Open,
+            "{kind}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_refused_connection_is_retried_then_falls_back() {
+    let refused = crate::fake_llm::refused_endpoint().await;
+    let backup = FakeLlm::start().await;
+    let text = format!(
+        "{}{}",
+        provider_at("gpt", "openai", &refused, "fallback = [\"claude\"]"),
+        provider("claude", "anthropic", &backup, "")
+    );
+    let (llm, metrics) = build(&text);
+    let out = run(&llm, "gpt", "Hi").await;
+    assert!(out.error.is_none(), "{:?}", out.error);
+    assert_eq!(out.text, ANSWER);
+    let summary = out.summary.unwrap();
+    assert_eq!(summary.fallback_from.as_deref(), Some("gpt"));
+    assert_eq!(
+        summary.attempts, 4,
+        "three refused attempts, then the fallback"
+    );
+    assert_eq!(metric(&metrics, "chatbox_llm_errors_total", "openai"), 3.0);
+
+    let (llm, _) = build(&provider_at("gpt", "openai", &refused, ""));
+    let out = run(&llm, "gpt", "Hi").await;
+    let error = out.error.unwrap();
+    assert!(
+        matches!(error, LlmError::Unavailable { attempts: 3, .. }),
+        "{error:?}"
+    );
+    assert_eq!(error.client_error().0, "LLM_UNAVAILABLE");
+}
+
+#[tokio::test]
+async fn a_connect_that_hangs_ends_at_the_connect_timeout() {
+    let hole = crate::fake_llm::BlackHole::start().await;
+    let extra = "connect_timeout = \"200ms\"\nfirst_token_timeout = \"60s\"";
+    let text = provider_at("gpt", "openai", &hole.endpoint(), extra)
+        .replace("max_attempts = 3", "max_attempts = 2");
+    let (llm, _) = build(&text);
+    let out = run(&llm, "gpt", "Hi").await;
+    let error = out.error.unwrap();
+    assert!(
+        matches!(
+            error,
+            LlmError::Timeout {
+                kind: TimeoutKind::Connect,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert_eq!(
+        error.client_error().1,
+        "AI service request timed out after 200ms"
+    );
+}
+
+#[tokio::test]
+async fn openai_rate_limit_error_events_with_string_codes_are_retried() {
+    let fake = FakeLlm::start().await;
+    fake.use_fixture("rate_limit_event");
+    let (llm, _) = build(&provider("gpt", "openai", &fake, FAST));
+    let out = run(&llm, "gpt", "Hi").await;
+    assert!(
+        matches!(out.error, Some(LlmError::Unavailable { .. })),
+        "{:?}",
+        out.error
+    );
+    assert_eq!(fake.request_count(), 3, "retried up to max_attempts");
+}
+
+#[tokio::test]
+async fn a_token_limit_is_reported_as_finish_reason_length() {
+    for (kind, fixture) in [("openai", "length"), ("anthropic", "max_tokens")] {
+        let fake = FakeLlm::start().await;
+        fake.use_fixture(fixture);
+        let (llm, _) = build(&provider("p", kind, &fake, FAST));
+        let out = run(&llm, "p", "Hi").await;
+        assert!(out.error.is_none(), "{kind}: {:?}", out.error);
+        assert_eq!(out.text, "Hello! How", "{kind}");
+        assert_eq!(
+            out.summary.unwrap().finish_reason,
+            chatbox::llm::FinishReason::Length,
+            "{kind}"
+        );
+    }
+    let fake = FakeLlm::start().await;
+    let (llm, _) = build(&provider("p", "openai", &fake, FAST));
+    let out = run(&llm, "p", "Hi").await;
+    assert_eq!(
+        out.summary.unwrap().finish_reason,
+        chatbox::llm::FinishReason::Stop
+    );
+}
+
+#[tokio::test]
+async fn a_fallback_providers_own_turn_timeout_bounds_its_part_of_the_turn() {
+    let primary = FakeLlm::start().await;
+    let backup = FakeLlm::start().await;
+    primary.script([Fault::status(500), Fault::status(500), Fault::status(500)]);
+    backup.script([Fault::StallBeforeFirstToken]);
+    let text = format!(
+        "turn_timeout = \"30s\"\n{}{}",
+        provider("gpt", "openai", &primary, "fallback = [\"claude\"]"),
+        provider(
+            "claude",
+            "anthropic",
+            &backup,
+            "first_token_timeout = \"60s\"\nturn_timeout = \"300ms\""
+        )
+    );
+    let (llm, _) = build(&text);
+    let out = run(&llm, "gpt", "Hi").await;
+    let error = out.error.unwrap();
+    assert!(
+        matches!(
+            error,
+            LlmError::Timeout {
+                kind: TimeoutKind::Turn,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert_eq!(
+        error.client_error().1,
+        "AI service request timed out after 300ms",
+        "the fallback's turn_timeout, not the turn's 30s"
+    );
+    backup.wait_closed_by_client(0).await;
+}
+
+#[tokio::test]
+async fn include_usage_can_be_turned_off_for_servers_that_reject_it() {
+    let fake = FakeLlm::start().await;
+    fake.use_fixture("no_usage");
+    let (llm, _) = build(&provider("gpt", "openai", &fake, "include_usage = false"));
+    let out = run(&llm, "gpt", "Hi").await;
+    assert_eq!(out.text, ANSWER);
+    assert!(out.usage.unwrap().estimated);
+    let body = &fake.requests()[0].body;
+    assert!(body.get("stream_options").is_none(), "{body}");
+}
+
+/// A log sink for one test's thread-local subscriber.
+#[derive(Clone, Default)]
+struct LogBuffer(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn the_completed_turn_log_line_has_the_time_to_first_token() {
+    let logs = LogBuffer::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    // The current-thread test runtime runs the turn's task on this thread, under this subscriber.
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let fake = FakeLlm::start().await;
+    let (llm, _) = build(&provider("gpt", "openai", &fake, ""));
+    let out = run(&llm, "gpt", "Hi").await;
+    assert_eq!(out.text, ANSWER);
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains("LLM turn completed"))
+        .unwrap_or_else(|| panic!("no completion line in {text}"));
+    assert!(line.contains("first_token_ms="), "{line}");
+    assert!(!line.contains(KEY), "{line}");
+}

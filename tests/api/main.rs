@@ -2,6 +2,7 @@
 
 mod binary;
 mod chat;
+mod chat_llm;
 mod contract;
 mod fake_llm;
 mod go_database;
