@@ -322,11 +322,23 @@ async fn every_connection_of_the_assisting_admin_receives_the_session() {
     phone
         .send(json!({"type": "typing_indicator", "session_id": id}))
         .await;
+    // The typing frame (handled at once) may overtake the message (stored first).
     for admin in [&mut desk, &mut laptop] {
-        let seen = recv_quietly(admin, "user_message").await;
-        assert_eq!(seen["content"], "Anyone there?");
-        let typing = recv_quietly(admin, "typing_indicator").await;
-        assert_eq!(typing["sender"], "user");
+        let (mut message, mut typing) = (None, None);
+        while message.is_none() || typing.is_none() {
+            let frame = admin.recv().await;
+            assert!(
+                frame["type"] != "loading" && frame["type"] != "ai_response",
+                "{frame}"
+            );
+            match frame["type"].as_str() {
+                Some("user_message") => message = Some(frame),
+                Some("typing_indicator") => typing = Some(frame),
+                _ => {}
+            }
+        }
+        assert_eq!(message.unwrap()["content"], "Anyone there?");
+        assert_eq!(typing.unwrap()["sender"], "user");
     }
 
     // A device the admin opens later is in it too.
