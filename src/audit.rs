@@ -1,5 +1,5 @@
-//! The audit log of administrator actions (takeover, leave, transfer, reads of a user's sessions, exports,
-//! deletions): who acted, what they did, when, and on which session or user. Listed newest first by
+//! The audit log of administrator actions (takeover, leave, transfer, lists of every user's sessions, reads
+//! of a user's sessions, exports, deletions): who acted, what they did, when, and on which session or user. Listed newest first by
 //! `GET /admin/audit`, with offset or cursor paging.
 //!
 //! [`AuditLog`] is the seam the handlers and the chat service record through; [`StoreAuditLog`] keeps the
@@ -24,6 +24,7 @@ impl From<AuditKind> for AuditAction {
             AuditKind::Takeover => Self::Takeover,
             AuditKind::TakeoverEnd => Self::TakeoverEnd,
             AuditKind::TakeoverTransfer => Self::TakeoverTransfer,
+            AuditKind::SessionList => Self::SessionList,
             AuditKind::UserSessionsView => Self::UserSessionsView,
             AuditKind::UserExport => Self::UserExport,
             AuditKind::UserDelete => Self::UserDelete,

@@ -336,8 +336,10 @@ pub mod ws {
     ///   `file_upload`, `voice_message`, `typing_indicator` or `admin_*` for a session that was ended.
     ///   Start a new conversation with a session id the server does not know.
     /// * `SESSION_ALREADY_ASSISTED` (new): `Session already assisted by another admin: <name> (<admin_id>)`
-    ///   — `admin_join` while another administrator assists the session (use
-    ///   `POST /admin/takeover/{sessionId}/transfer` to take it over explicitly).
+    ///   — `admin_join` or `admin_message` while another administrator assists the session (one at a
+    ///   time, checked atomically; use `POST /admin/takeover/{sessionId}/transfer` to take it over
+    ///   explicitly) · `Session assisted by another admin: <name> (<admin_id>)` — `admin_leave` while
+    ///   another administrator assists it.
     /// All errors currently sent are `recoverable: true`.
     #[derive(
         Debug,
@@ -1480,11 +1482,13 @@ pub mod ws {
     /// `x-max-bytes` of the `session_id` field of `AdminJoin`: its UTF-8 length in bytes.
     pub const ADMIN_JOIN_SESSION_ID_MAX_BYTES: usize = 128;
     /// An administrator takes over a session over WebSocket (same effect as `POST /admin/takeover/{sessionId}`):
-    /// the AI pauses, the connection is attached to the session and an `admin_join` event goes to every
-    /// connection of the session. Requires an admin token (`FORBIDDEN`) and sender `admin`. Fails with
-    /// `SESSION_ALREADY_ASSISTED` when another administrator assists, `NOT_FOUND`, `SESSION_ENDED`. Joining
-    /// again as the same administrator is harmless. With `last_seq`, the session's events after it are
-    /// replayed first (as with `resume`).
+    /// the AI pauses, the session's events are replayed to this connection (after `last_seq`, when given,
+    /// as with `resume`), then an `admin_join` event goes to every connection of the session. From then on
+    /// every connection of the administrator (all their devices) receives the session's live frames,
+    /// whichever door the takeover came through. Requires an admin token (`FORBIDDEN`) and sender `admin`.
+    /// Fails with `SESSION_ALREADY_ASSISTED` when another administrator assists (one at a time: of two
+    /// administrators racing, exactly one wins), `NOT_FOUND`, `SESSION_ENDED`. Joining again as the same
+    /// administrator is harmless.
     #[derive(
         Debug,
         Clone,
@@ -1573,7 +1577,9 @@ pub mod ws {
     /// The assisting administrator hands the session back to the AI (same effect as
     /// `DELETE /admin/takeover/{sessionId}`); an `admin_leave` event goes to every connection of the session.
     /// Requires an admin token (`FORBIDDEN`), sender `admin`, and that the caller is the assisting
-    /// administrator (`UNAUTHORIZED`). Leaving a session nobody assists is harmless.
+    /// administrator: when another administrator assists, `SESSION_ALREADY_ASSISTED` with the text
+    /// `Session assisted by another admin: <name> (<admin_id>)` (the 400 of the HTTP route). Leaving a
+    /// session nobody assists is harmless: no `admin_leave` event, no audit entry.
     #[derive(
         Debug,
         Clone,
@@ -1659,8 +1665,9 @@ pub mod ws {
     /// `x-max-bytes` of the `client_msg_id` field of `AdminMessage`: its UTF-8 length in bytes.
     pub const ADMIN_MESSAGE_CLIENT_MSG_ID_MAX_BYTES: usize = 128;
     /// A message from the assisting administrator to the user. Requires an admin token (`FORBIDDEN`),
-    /// sender `admin`, non-empty `content`, and that the caller assists the session (`UNAUTHORIZED`). Stored
-    /// with sender `admin` and delivered as an `admin_message` event.
+    /// sender `admin`, non-empty `content`, and that the caller assists the session as stored (also after
+    /// a server restart): `UNAUTHORIZED` when nobody assists it, `SESSION_ALREADY_ASSISTED` when another
+    /// administrator does. Stored with sender `admin` and delivered as an `admin_message` event.
     #[derive(
         Debug,
         Clone,
@@ -3353,8 +3360,10 @@ pub mod http {
             Ok(())
         }
     }
-    /// Kind of audited administrator action: `takeover` (POST takeover or WebSocket `admin_join`),
-    /// `takeover_end` (DELETE takeover or WebSocket `admin_leave`), `takeover_transfer`,
+    /// Kind of audited administrator action: `takeover` (POST takeover or WebSocket `admin_join`, which
+    /// also replays the session's history to the administrator), `takeover_end` (DELETE takeover or
+    /// WebSocket `admin_leave`, only when the caller was assisting), `takeover_transfer`, `session_list`
+    /// (GET /admin/sessions; the filters in `details`, the `user_id` filter as `user_id`),
     /// `user_sessions_view` (GET /admin/users/{userId}/sessions), `user_export`, `user_delete`.
     #[derive(
         Debug,
@@ -3381,6 +3390,10 @@ pub mod http {
         #[serde(rename = "takeover_transfer")]
         #[oai(rename = "takeover_transfer")]
         TakeoverTransfer,
+        /// `session_list`
+        #[serde(rename = "session_list")]
+        #[oai(rename = "session_list")]
+        SessionList,
         /// `user_sessions_view`
         #[serde(rename = "user_sessions_view")]
         #[oai(rename = "user_sessions_view")]
@@ -3401,6 +3414,7 @@ pub mod http {
                 Self::Takeover => "takeover",
                 Self::TakeoverEnd => "takeover_end",
                 Self::TakeoverTransfer => "takeover_transfer",
+                Self::SessionList => "session_list",
                 Self::UserSessionsView => "user_sessions_view",
                 Self::UserExport => "user_export",
                 Self::UserDelete => "user_delete",

@@ -18,7 +18,7 @@ use crate::protocol::http::{
     AdminGetMetricsResponse, AdminListAuditResponse, AdminListSessionsResponse,
     AdminMetricsResponse, AdminSessionListResponse, AuditLogResponse, SessionMetrics, TimeRange,
 };
-use crate::protocol::ws_timestamp;
+use crate::protocol::{http_timestamp, ws_timestamp};
 use crate::store::{SessionQuery, SortField, SortOrder, StatusFilter};
 
 use super::auth::BearerAuth;
@@ -56,7 +56,7 @@ pub fn check_user_id(user_id: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Records an administrator action of an HTTP handler (reads of a user's sessions, exports, deletions;
+/// Records an administrator action of an HTTP handler (lists, reads of a user's sessions, exports, deletions;
 /// takeovers are recorded by the chat service). The action has already happened, so a failing audit log
 /// is logged (as an error, with the action) rather than turned into a failed request.
 pub async fn audit(
@@ -148,6 +148,29 @@ impl ListParams {
     }
 }
 
+/// The filters of an admin list as audit details (validated values only, so the entry stays small; the
+/// `user_id` filter is the entry's target user).
+fn list_filters(query: &SessionQuery) -> Vec<(&'static str, String)> {
+    let mut details = Vec::new();
+    if let Some(status) = query.status {
+        let status = match status {
+            StatusFilter::Active => "active",
+            StatusFilter::Ended => "ended",
+        };
+        details.push(("status", status.to_string()));
+    }
+    if let Some(assisted) = query.admin_assisted {
+        details.push(("admin_assisted", assisted.to_string()));
+    }
+    if let Some(from) = query.started_from {
+        details.push(("start_time_from", http_timestamp(from)));
+    }
+    if let Some(to) = query.started_to {
+        details.push(("start_time_to", http_timestamp(to)));
+    }
+    details
+}
+
 /// A `start_time` / `end_time` of `/admin/metrics`: RFC 3339, or `YYYY-MM-DD` meaning the start of that
 /// day (`end` false) or its last millisecond (`end` true).
 fn metrics_time(text: &str, end: bool) -> Result<OffsetDateTime, ApiError> {
@@ -170,9 +193,18 @@ impl AdminApi {
         auth: &BearerAuth,
         params: ListParams,
     ) -> Result<AdminSessionListResponse, ApiError> {
-        auth.admin(state)?;
+        let admin = auth.admin(state)?;
         let (query, limit, offset) = params.query()?;
         let page = state.store.list_sessions(&query).await?;
+        audit(
+            state,
+            &admin,
+            AuditKind::SessionList,
+            None,
+            query.user_id.as_deref(),
+            &list_filters(&query),
+        )
+        .await;
         let now = OffsetDateTime::now_utc();
         let sessions: Vec<_> = page
             .sessions

@@ -73,9 +73,14 @@ const INTERNAL_TEXT: &str = "An internal error occurred";
 impl From<ChatError> for ApiError {
     fn from(err: ChatError) -> Self {
         match err {
-            ChatError::AlreadyAssisted(who) => {
-                ApiError::BadRequest(format!("session already assisted by another admin: {who}"))
-            }
+            ChatError::AlreadyAssisted(a) => ApiError::BadRequest(format!(
+                "session already assisted by another admin: {} ({})",
+                a.name, a.id
+            )),
+            ChatError::AssistedByOther(a) => ApiError::BadRequest(format!(
+                "session assisted by another admin: {} ({})",
+                a.name, a.id
+            )),
             ChatError::SessionEnded | ChatError::Store(StoreError::SessionEnded) => {
                 ApiError::BadRequest(ENDED.into())
             }

@@ -1,6 +1,11 @@
 //! Admin takeover over WebSocket: `admin_join` (the admin watches the session, gets its history and its
 //! live frames; the AI stays silent), `admin_message` (reaches every device of the user), `admin_leave`
-//! (the AI answers again). One assisting admin at a time.
+//! (the AI answers again). One assisting admin at a time: takeovers and leaves are atomic check-and-sets
+//! in the store ([`Store::claim_assistance`](crate::store::Store::claim_assistance)); only an explicit
+//! transfer replaces another admin. The HTTP takeover routes call the same functions.
+//!
+//! While an admin assists, every connection of theirs (all their devices, also ones opened later and
+//! whichever door the takeover came through) receives the session's live frames.
 //!
 //! Every takeover, leave and transfer is written to the audit log here, whichever door it came through
 //! (WebSocket or the HTTP takeover routes), exactly once, with a `via` detail naming the door.
@@ -10,10 +15,10 @@ use crate::auth::Identity;
 use crate::protocol::ws::{
     AdminJoinEvent, AdminLeaveEvent, AdminMessage, AdminMessageEvent, Sender, ServerMessage,
 };
-use crate::store::{AssistingAdmin, MessageRecord, SessionRecord};
+use crate::store::{AssistingAdmin, Claim, MessageRecord, Release, SessionRecord};
 
 use super::frames::{self, metadata, seq_i64};
-use super::live::{Assistant, LiveSession};
+use super::live::LiveSession;
 use super::user_message::message_id;
 use super::{Chat, ChatError, ConnCtx};
 
@@ -50,28 +55,69 @@ fn short_name(name: &str) -> &str {
     &name[..cut]
 }
 
+/// The admin of `identity` as the store records an assistance.
+fn assisting(identity: &Identity) -> AssistingAdmin {
+    AssistingAdmin {
+        id: identity.user_id.clone(),
+        name: identity.name.clone(),
+    }
+}
+
+/// The `admin_join` event of `admin` with seq `seq`.
+fn join_event(session_id: &str, admin: &AssistingAdmin, seq: u64) -> std::sync::Arc<str> {
+    frames::encode(&ServerMessage::AdminJoin(AdminJoinEvent {
+        session_id: session_id.to_string(),
+        content: format!(
+            "Administrator {} has joined the session",
+            short_name(&admin.name)
+        ),
+        sender: Sender::Admin,
+        metadata: metadata([
+            ("admin_id", admin.id.clone()),
+            ("admin_name", admin.name.clone()),
+        ]),
+        seq: seq_i64(seq),
+        timestamp: frames::now(),
+    }))
+}
+
+/// The `admin_leave` event of `admin` with seq `seq` (`metadata.reason`, when given).
+fn leave_event(
+    session_id: &str,
+    admin: &AssistingAdmin,
+    reason: Option<&str>,
+    seq: u64,
+) -> std::sync::Arc<str> {
+    let mut meta = metadata([
+        ("admin_id", admin.id.clone()),
+        ("admin_name", admin.name.clone()),
+    ]);
+    if let Some(reason) = reason {
+        meta.insert("reason".into(), reason.to_string());
+    }
+    frames::encode(&ServerMessage::AdminLeave(AdminLeaveEvent {
+        session_id: session_id.to_string(),
+        content: format!(
+            "Administrator {} has left the session",
+            short_name(&admin.name)
+        ),
+        sender: Sender::Admin,
+        metadata: meta,
+        seq: seq_i64(seq),
+        timestamp: frames::now(),
+    }))
+}
+
+/// A WebSocket connection joining the session it takes over, and the last seq it has seen.
+type Joining<'a> = (&'a ConnCtx, u64);
+
 impl Chat {
-    /// Makes `admin_id` the assisting admin, in the store and on this node; the AI stays silent from now
+    /// This node starts acting on an assignment the store already holds: the AI stays silent from now
     /// on, so a running answer stops here.
-    async fn assign(
-        &self,
-        session: &SessionRecord,
-        live: &LiveSession,
-        admin_id: &str,
-        admin_name: &str,
-    ) -> Result<(), ChatError> {
-        let admin = AssistingAdmin {
-            id: admin_id.to_string(),
-            name: admin_name.to_string(),
-        };
-        self.store.set_assistance(&session.id, Some(&admin)).await?;
-        live.set_assistant(Some(Assistant {
-            admin_id: admin.id,
-            admin_name: admin.name,
-        }));
+    fn start_assisting(&self, live: &LiveSession, admin: AssistingAdmin) {
+        live.set_assistant(Some(admin));
         live.cancel_turn();
         self.metrics.admin_takeovers.inc();
-        Ok(())
     }
 
     async fn admin_session(
@@ -109,158 +155,125 @@ impl Chat {
         record_logged(self.audit.as_ref(), record).await;
     }
 
-    /// Makes `admin` the assisting admin of a session (WebSocket `admin_join` or HTTP takeover) and
-    /// audits it as a `takeover`.
+    /// Makes `admin` the assisting admin of an active session (HTTP takeover) and audits it as a
+    /// `takeover`. Refused with [`ChatError::AlreadyAssisted`] when another admin assists (checked and set
+    /// atomically in the store, so of two racing admins exactly one wins) and with
+    /// [`ChatError::SessionEnded`] for an ended session. Every connection of the admin starts receiving
+    /// the session's live frames.
     pub async fn take_over(
         &self,
         session: &SessionRecord,
         admin: &Identity,
         via: Via,
     ) -> Result<(), ChatError> {
-        let (admin_id, admin_name) = (admin.user_id.as_str(), admin.name.as_str());
-        let live = self.live_of(session);
-        let current = live.assistant().or_else(|| {
-            session.assisting_admin_id.clone().map(|id| Assistant {
-                admin_id: id,
-                admin_name: session.assisting_admin_name.clone().unwrap_or_default(),
-            })
-        });
-        if let Some(current) = current
-            && current.admin_id != admin_id
-        {
-            return Err(ChatError::AlreadyAssisted(format!(
-                "{} ({})",
-                current.admin_name, current.admin_id
-            )));
+        self.claim(session, admin, via, None).await
+    }
+
+    /// [`take_over`](Self::take_over); a `joining` connection first gets the session's frames after its
+    /// last seq, then live frames, with no gap (`admin_join`).
+    async fn claim(
+        &self,
+        session: &SessionRecord,
+        admin: &Identity,
+        via: Via,
+        joining: Option<Joining<'_>>,
+    ) -> Result<(), ChatError> {
+        if !session.is_active() {
+            return Err(ChatError::SessionEnded);
         }
-        self.assign(session, &live, admin_id, admin_name).await?;
+        let me = assisting(admin);
+        if let Claim::Held(current) = self.store.claim_assistance(&session.id, &me).await? {
+            return Err(ChatError::AlreadyAssisted(current));
+        }
+        let live = self.live_of(session);
+        self.start_assisting(&live, me.clone());
+        match joining {
+            Some((ctx, after)) => self.replay_to(ctx, session, after, true).await,
+            None => self.hub.watch(&session.id, &me.id),
+        }
         live.emit(self.bus.as_ref(), None, |seq| {
-            frames::encode(&ServerMessage::AdminJoin(AdminJoinEvent {
-                session_id: session.id.clone(),
-                content: format!(
-                    "Administrator {} has joined the session",
-                    short_name(admin_name)
-                ),
-                sender: Sender::Admin,
-                metadata: metadata([
-                    ("admin_id", admin_id.to_string()),
-                    ("admin_name", admin_name.to_string()),
-                ]),
-                seq: seq_i64(seq),
-                timestamp: frames::now(),
-            }))
+            join_event(&session.id, &me, seq)
         });
         self.audit_action(admin, AuditKind::Takeover, session, via, &[])
             .await;
         Ok(())
     }
 
-    /// Ends the assistance of a session (WebSocket `admin_leave` or HTTP); the AI answers again. Audited
-    /// as a `takeover_end`.
-    pub async fn hand_back(
+    /// Ends `admin`'s assistance of a session (WebSocket `admin_leave` or HTTP `DELETE`): the store clears
+    /// it only if `admin` assists (atomically); then an `admin_leave` goes to the session, the AI answers
+    /// again and it is audited as a `takeover_end`. Returns false, and does nothing, when nobody assists;
+    /// [`ChatError::AssistedByOther`] when another admin does.
+    pub async fn leave(
         &self,
         session: &SessionRecord,
         admin: &Identity,
         via: Via,
-    ) -> Result<(), ChatError> {
-        let (admin_id, admin_name) = (admin.user_id.as_str(), admin.name.as_str());
+    ) -> Result<bool, ChatError> {
         let live = self.live_of(session);
-        self.store.set_assistance(&session.id, None).await?;
+        match self
+            .store
+            .release_assistance(&session.id, &admin.user_id)
+            .await?
+        {
+            Release::Held(current) => return Err(ChatError::AssistedByOther(current)),
+            Release::NotAssisted => {
+                live.set_assistant(None);
+                return Ok(false);
+            }
+            Release::Released => {}
+        }
         live.set_assistant(None);
+        let me = assisting(admin);
         live.emit(self.bus.as_ref(), None, |seq| {
-            frames::encode(&ServerMessage::AdminLeave(AdminLeaveEvent {
-                session_id: session.id.clone(),
-                content: format!(
-                    "Administrator {} has left the session",
-                    short_name(admin_name)
-                ),
-                sender: Sender::Admin,
-                metadata: metadata([
-                    ("admin_id", admin_id.to_string()),
-                    ("admin_name", admin_name.to_string()),
-                ]),
-                seq: seq_i64(seq),
-                timestamp: frames::now(),
-            }))
+            leave_event(&session.id, &me, None, seq)
         });
-        for conn in self.hub.clear_watchers(&session.id) {
-            tracing::debug!(conn, session_id = %session.id, "admin stopped watching");
+        for watcher in self.hub.clear_watchers(&session.id) {
+            tracing::debug!(admin_id = %watcher, session_id = %session.id, "admin stopped watching");
         }
         self.audit_action(admin, AuditKind::TakeoverEnd, session, via, &[])
             .await;
-        Ok(())
+        Ok(true)
     }
 
-    /// The admin assisting a session: this node's live state, else the stored assistance.
-    pub fn assistant_of(&self, session: &SessionRecord) -> Option<Assistant> {
-        self.live_of(session).assistant().or_else(|| {
-            session.assisting_admin_id.clone().map(|id| Assistant {
-                admin_id: id,
-                admin_name: session.assisting_admin_name.clone().unwrap_or_default(),
-            })
-        })
-    }
-
-    /// Moves the assistance of a session to `admin` (HTTP transfer). When another admin assists, that
-    /// admin's `admin_leave` (`metadata.reason = "transfer"`) goes out first, their watching connections
-    /// stop receiving the session, then the caller's `admin_join`; returns the previous admin. When nobody
-    /// or the caller assists, this is [`take_over`](Self::take_over) and returns `None`. Audited as a
-    /// `takeover_transfer` naming the previous admin (or as the `takeover` it falls back to).
+    /// Moves the assistance of an active session to `admin` (HTTP transfer), the one way to replace
+    /// another assisting admin. When another admin assists, that admin's `admin_leave`
+    /// (`metadata.reason = "transfer"`) goes out first, their connections stop receiving the session, then
+    /// the caller's `admin_join`; returns the previous admin. When nobody or the caller assists, this is
+    /// [`take_over`](Self::take_over) and returns `None`. Audited as a `takeover_transfer` naming the
+    /// previous admin (or as the `takeover` it falls back to).
     pub async fn transfer(
         &self,
         session: &SessionRecord,
         admin: &Identity,
         via: Via,
-    ) -> Result<Option<Assistant>, ChatError> {
-        let (admin_id, admin_name) = (admin.user_id.as_str(), admin.name.as_str());
-        let previous = match self.assistant_of(session) {
-            Some(previous) if previous.admin_id != admin_id => previous,
+    ) -> Result<Option<AssistingAdmin>, ChatError> {
+        if !session.is_active() {
+            return Err(ChatError::SessionEnded);
+        }
+        let me = assisting(admin);
+        let previous = match AssistingAdmin::of(session) {
+            Some(previous) if previous.id != me.id => previous,
             _ => {
                 self.take_over(session, admin, via).await?;
                 return Ok(None);
             }
         };
+        self.store.set_assistance(&session.id, Some(&me)).await?;
         let live = self.live_of(session);
-        self.assign(session, &live, admin_id, admin_name).await?;
-        for conn in self.hub.clear_watchers(&session.id) {
-            tracing::debug!(conn, session_id = %session.id, "previous admin stopped watching (transfer)");
-        }
+        self.start_assisting(&live, me.clone());
         live.emit(self.bus.as_ref(), None, |seq| {
-            frames::encode(&ServerMessage::AdminLeave(AdminLeaveEvent {
-                session_id: session.id.clone(),
-                content: format!(
-                    "Administrator {} has left the session",
-                    short_name(&previous.admin_name)
-                ),
-                sender: Sender::Admin,
-                metadata: metadata([
-                    ("admin_id", previous.admin_id.clone()),
-                    ("admin_name", previous.admin_name.clone()),
-                    ("reason", "transfer".to_string()),
-                ]),
-                seq: seq_i64(seq),
-                timestamp: frames::now(),
-            }))
+            leave_event(&session.id, &previous, Some("transfer"), seq)
         });
+        for watcher in self.hub.clear_watchers(&session.id) {
+            tracing::debug!(admin_id = %watcher, session_id = %session.id, "previous admin stopped watching (transfer)");
+        }
+        self.hub.watch(&session.id, &me.id);
         live.emit(self.bus.as_ref(), None, |seq| {
-            frames::encode(&ServerMessage::AdminJoin(AdminJoinEvent {
-                session_id: session.id.clone(),
-                content: format!(
-                    "Administrator {} has joined the session",
-                    short_name(admin_name)
-                ),
-                sender: Sender::Admin,
-                metadata: metadata([
-                    ("admin_id", admin_id.to_string()),
-                    ("admin_name", admin_name.to_string()),
-                ]),
-                seq: seq_i64(seq),
-                timestamp: frames::now(),
-            }))
+            join_event(&session.id, &me, seq)
         });
         let details = [
-            ("previous_admin_id", previous.admin_id.clone()),
-            ("previous_admin_name", previous.admin_name.clone()),
+            ("previous_admin_id", previous.id.clone()),
+            ("previous_admin_name", previous.name.clone()),
         ];
         self.audit_action(admin, AuditKind::TakeoverTransfer, session, via, &details)
             .await;
@@ -274,13 +287,10 @@ impl Chat {
         last_seq: Option<i64>,
     ) -> Result<(), ChatError> {
         let session = self.admin_session(ctx, session_id).await?;
-        self.take_over(&session, &ctx.identity, Via::WebSocket)
-            .await?;
-        // The admin sees the conversation (after `last_seq`, when given), then its live frames, with no gap
-        // and no repeat: the connection starts watching while the session's releases are frozen.
+        // The admin sees the conversation (after `last_seq`, when given), then its live frames.
         let after = last_seq.and_then(|s| u64::try_from(s).ok()).unwrap_or(0);
-        self.replay_to(ctx, &session, after, true).await;
-        Ok(())
+        self.claim(&session, &ctx.identity, Via::WebSocket, Some((ctx, after)))
+            .await
     }
 
     pub(super) async fn admin_leave(
@@ -289,18 +299,18 @@ impl Chat {
         session_id: &str,
     ) -> Result<(), ChatError> {
         let session = self.admin_session(ctx, session_id).await?;
-        let assisting = self.live_of(&session).assistant();
-        if assisting
-            .as_ref()
-            .is_some_and(|a| a.admin_id != ctx.identity.user_id)
-        {
-            return Err(ChatError::AlreadyAssisted(
-                assisting.map(|a| a.admin_name).unwrap_or_default(),
-            ));
-        }
-        self.hub.unwatch(&session.id, ctx.conn_id);
-        self.hand_back(&session, &ctx.identity, Via::WebSocket)
+        self.leave(&session, &ctx.identity, Via::WebSocket)
             .await
+            .map(|_| ())
+    }
+
+    /// Refuses an admin frame about `session` unless the caller assists it (as the store records it).
+    fn check_assisting(&self, session: &SessionRecord, ctx: &ConnCtx) -> Result<(), ChatError> {
+        match AssistingAdmin::of(session) {
+            Some(a) if a.id == ctx.identity.user_id => Ok(()),
+            Some(a) => Err(ChatError::AlreadyAssisted(a)),
+            None => Err(ChatError::NotOwner),
+        }
     }
 
     pub(super) async fn admin_message(
@@ -309,17 +319,8 @@ impl Chat {
         m: AdminMessage,
     ) -> Result<(), ChatError> {
         let session = self.admin_session(ctx, &m.session_id).await?;
+        self.check_assisting(&session, ctx)?;
         let live = self.live_of(&session);
-        match live.assistant() {
-            Some(a) if a.admin_id == ctx.identity.user_id => {}
-            Some(a) => {
-                return Err(ChatError::AlreadyAssisted(format!(
-                    "{} ({})",
-                    a.admin_name, a.admin_id
-                )));
-            }
-            None => return Err(ChatError::Forbidden),
-        }
         if !session.is_active() {
             return Err(ChatError::SessionEnded);
         }

@@ -116,8 +116,9 @@ impl Chat {
     }
 
     /// Sends the frames after `last_seq` of a session to one connection (in-band `resume`, `admin_join`);
-    /// with `watch`, the connection also starts receiving the session's live frames, exactly after the
-    /// replay. Without it, frames the connection already received may repeat (recognised by their `seq`).
+    /// with `watch`, the caller's admin connections start receiving the session's live frames, this one
+    /// exactly after the replay. Frames the connection already received may repeat (recognised by their
+    /// `seq`): always without `watch`, and with it when the admin was watching already.
     pub(super) async fn replay_to(
         &self,
         ctx: &ConnCtx,
@@ -136,7 +137,7 @@ impl Chat {
         let live = self.live_of(session);
         live.with_frozen(|snapshot| {
             if watch {
-                self.hub.watch(&session.id, ctx.conn_id());
+                self.hub.watch(&session.id, &ctx.identity().user_id);
             }
             for frame in replay(snapshot, session, &stored, after) {
                 self.hub.send_to(ctx.conn_id(), Outbound::Text(frame));

@@ -3,6 +3,7 @@
 
 use crate::hub::{BusMessage, Target};
 use crate::protocol::ws::{Sender, ServerMessage, TypingIndicator, TypingIndicatorEvent};
+use crate::store::AssistingAdmin;
 
 use super::frames;
 use super::sessions::Access;
@@ -31,10 +32,7 @@ impl Chat {
             _ => self.resolve(ctx, hint, Access::Existing).await?.0,
         };
         let is_owner = session.user_id == ctx.identity.user_id;
-        let assisting = self
-            .live_of(&session)
-            .assistant()
-            .is_some_and(|a| a.admin_id == ctx.identity.user_id);
+        let assisting = AssistingAdmin::of(&session).is_some_and(|a| a.id == ctx.identity.user_id);
         if !is_owner && !assisting {
             return Err(ChatError::NotOwner);
         }

@@ -3,7 +3,7 @@
 
 use crate::llm::LlmError;
 use crate::protocol::ws::ErrorCode;
-use crate::store::StoreError;
+use crate::store::{AssistingAdmin, StoreError};
 
 /// Why a client frame did not get its effect.
 #[derive(Debug, thiserror::Error)]
@@ -35,9 +35,12 @@ pub enum ChatError {
     /// The caller lacks the admin role.
     #[error("admin role required")]
     Forbidden,
-    /// Another admin assists the session.
-    #[error("session already assisted by {0}")]
-    AlreadyAssisted(String),
+    /// Another admin assists the session (a takeover or an admin message was refused).
+    #[error("session already assisted by {} ({})", .0.name, .0.id)]
+    AlreadyAssisted(AssistingAdmin),
+    /// Another admin assists the session (leaving it was refused).
+    #[error("session assisted by {} ({})", .0.name, .0.id)]
+    AssistedByOther(AssistingAdmin),
     /// The per-user message rate limit; retry after this many milliseconds.
     #[error("rate limited for {0} ms")]
     RateLimited(u64),
@@ -97,9 +100,17 @@ impl ChatError {
                 "Insufficient permissions".into(),
                 None,
             ),
-            Self::AlreadyAssisted(name) => (
+            Self::AlreadyAssisted(a) => (
                 ErrorCode::SessionAlreadyAssisted,
-                format!("Session already assisted by another admin: {name}"),
+                format!(
+                    "Session already assisted by another admin: {} ({})",
+                    a.name, a.id
+                ),
+                None,
+            ),
+            Self::AssistedByOther(a) => (
+                ErrorCode::SessionAlreadyAssisted,
+                format!("Session assisted by another admin: {} ({})", a.name, a.id),
                 None,
             ),
             Self::RateLimited(ms) => (

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio_util::sync::CancellationToken;
 
 use crate::hub::{BusMessage, ConnId, EventBus, Target};
+use crate::store::AssistingAdmin;
 
 /// A frame released to a session's subscribers.
 #[derive(Clone)]
@@ -33,15 +34,6 @@ pub struct PartialAnswer {
     pub last_seq: u64,
 }
 
-/// The admin assisting a session, as known on this node.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Assistant {
-    /// Admin user id.
-    pub admin_id: String,
-    /// Admin display name.
-    pub admin_name: String,
-}
-
 /// A frame waiting for its turn to be released, and the connection it must skip.
 type Pending = (Arc<str>, Option<ConnId>);
 
@@ -52,7 +44,7 @@ struct Inner {
     ring: VecDeque<Released>,
     partial: Option<PartialAnswer>,
     cancel: Option<CancellationToken>,
-    assistant: Option<Assistant>,
+    assistant: Option<AssistingAdmin>,
 }
 
 /// One session's live state.
@@ -172,12 +164,12 @@ impl LiveSession {
     }
 
     /// The assisting admin.
-    pub fn assistant(&self) -> Option<Assistant> {
+    pub fn assistant(&self) -> Option<AssistingAdmin> {
         self.lock().assistant.clone()
     }
 
     /// Sets or clears the assisting admin.
-    pub fn set_assistant(&self, assistant: Option<Assistant>) {
+    pub fn set_assistant(&self, assistant: Option<AssistingAdmin>) {
         self.lock().assistant = assistant;
     }
 }
@@ -227,15 +219,19 @@ impl LiveSessions {
         }
     }
 
-    /// The live state of a session, created from its stored last seq when first needed.
+    /// The live state of a session, created when first needed from what the store holds (its last seq
+    /// and its assisting admin, so an assistance outlives a restart); true when it was created now.
     pub fn get_or_load(
         &self,
         session_id: &str,
         user_id: &str,
         stored_last_seq: u64,
-    ) -> Arc<LiveSession> {
+        stored_assistant: Option<AssistingAdmin>,
+    ) -> (Arc<LiveSession>, bool) {
         let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        Arc::clone(sessions.entry(session_id.to_string()).or_insert_with(|| {
+        let mut created = false;
+        let live = sessions.entry(session_id.to_string()).or_insert_with(|| {
+            created = true;
             Arc::new(LiveSession {
                 id: session_id.to_string(),
                 user_id: user_id.to_string(),
@@ -246,12 +242,13 @@ impl LiveSessions {
                     ring: VecDeque::new(),
                     partial: None,
                     cancel: None,
-                    assistant: None,
+                    assistant: stored_assistant,
                 }),
                 turn_lock: tokio::sync::Mutex::new(()),
                 ring_size: self.ring_size,
             })
-        }))
+        });
+        (Arc::clone(live), created)
     }
 
     /// The live state of a session if this node has it.
@@ -314,7 +311,7 @@ mod tests {
     #[test]
     fn frames_are_released_in_seq_order() {
         let live = LiveSessions::new(16);
-        let s = live.get_or_load("s", "u", 10);
+        let (s, _) = live.get_or_load("s", "u", 10, None);
         let bus = Recorder::default();
         let first = s.reserve_seq();
         assert_eq!(first, 11);
@@ -328,7 +325,7 @@ mod tests {
     #[test]
     fn an_abandoned_seq_does_not_block_later_frames() {
         let live = LiveSessions::new(16);
-        let s = live.get_or_load("s", "u", 0);
+        let (s, _) = live.get_or_load("s", "u", 0, None);
         let bus = Recorder::default();
         let hole = s.reserve_seq();
         s.emit(&bus, None, |seq| Arc::from(format!("f{seq}")));
@@ -345,7 +342,7 @@ mod tests {
     #[test]
     fn the_ring_keeps_only_recent_frames() {
         let live = LiveSessions::new(2);
-        let s = live.get_or_load("s", "u", 0);
+        let (s, _) = live.get_or_load("s", "u", 0, None);
         let bus = Recorder::default();
         for _ in 0..5 {
             s.emit(&bus, None, |seq| Arc::from(format!("f{seq}")));

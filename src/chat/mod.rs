@@ -24,7 +24,7 @@ use std::sync::Arc;
 pub use admin::Via;
 pub use error::ChatError;
 pub use inbound::Decoded;
-pub use live::{Assistant, LiveSessions};
+pub use live::LiveSessions;
 
 use crate::audit::AuditLog;
 use crate::auth::Identity;

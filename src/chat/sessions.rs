@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::store::{SessionRecord, new_session_id};
+use crate::store::{AssistingAdmin, SessionRecord, new_session_id};
 
 use super::live::LiveSession;
 use super::{Chat, ChatError, ConnCtx};
@@ -54,10 +54,21 @@ impl Chat {
         }
     }
 
-    /// The live state of a stored session.
+    /// The live state of a stored session. When it is loaded (first use on this node, or after a
+    /// restart) with an assisting admin, that admin's connections watch the session again.
     pub(super) fn live_of(&self, session: &SessionRecord) -> Arc<LiveSession> {
-        self.live
-            .get_or_load(&session.id, &session.user_id, session.last_seq)
+        let assistant = AssistingAdmin::of(session);
+        let watcher = assistant.as_ref().map(|a| a.id.clone());
+        let (live, created) =
+            self.live
+                .get_or_load(&session.id, &session.user_id, session.last_seq, assistant);
+        if created
+            && session.is_active()
+            && let Some(admin_id) = watcher
+        {
+            self.hub.watch(&session.id, &admin_id);
+        }
+        live
     }
 
     /// Resolves the session a frame from `ctx` is about.

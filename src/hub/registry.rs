@@ -50,7 +50,8 @@ struct State {
     conns: HashMap<ConnId, Conn>,
     users: HashMap<Arc<str>, Vec<ConnId>>,
     slots: HashMap<Arc<str>, usize>,
-    watchers: HashMap<Arc<str>, Vec<ConnId>>,
+    /// Session id → user ids of the admins watching it (every connection of theirs receives it).
+    watchers: HashMap<Arc<str>, Vec<Arc<str>>>,
     admins: HashSet<ConnId>,
 }
 
@@ -129,10 +130,6 @@ impl Drop for ConnHandle {
                 }
             }
             state.admins.remove(&self.id);
-            state.watchers.retain(|_, ids| {
-                ids.retain(|id| *id != self.id);
-                !ids.is_empty()
-            });
             self.shared.metrics.websocket_connections.dec();
         }
     }
@@ -228,28 +225,18 @@ impl Hub {
         self.shared.lock().conns.len()
     }
 
-    /// Adds `conn` to the watchers of `session_id` (an assisting admin's connection).
-    pub fn watch(&self, session_id: &str, conn: ConnId) {
+    /// Makes the admin `admin_id` watch `session_id`: every connection of theirs on this node, open now or
+    /// later, receives the session's frames until [`clear_watchers`](Self::clear_watchers).
+    pub fn watch(&self, session_id: &str, admin_id: &str) {
         let mut state = self.shared.lock();
         let ids = state.watchers.entry(Arc::from(session_id)).or_default();
-        if !ids.contains(&conn) {
-            ids.push(conn);
+        if !ids.iter().any(|id| &**id == admin_id) {
+            ids.push(Arc::from(admin_id));
         }
     }
 
-    /// Removes `conn` from the watchers of `session_id`.
-    pub fn unwatch(&self, session_id: &str, conn: ConnId) {
-        let mut state = self.shared.lock();
-        if let Some(ids) = state.watchers.get_mut(session_id) {
-            ids.retain(|id| *id != conn);
-            if ids.is_empty() {
-                state.watchers.remove(session_id);
-            }
-        }
-    }
-
-    /// Removes every watcher of `session_id` and returns their ids.
-    pub fn clear_watchers(&self, session_id: &str) -> Vec<ConnId> {
+    /// Removes every watcher of `session_id` and returns their admin user ids.
+    pub fn clear_watchers(&self, session_id: &str) -> Vec<Arc<str>> {
         self.shared
             .lock()
             .watchers
@@ -288,13 +275,13 @@ impl Hub {
                 ids.extend(user);
             }
             if let Some(watchers) = session_id.and_then(|s| state.watchers.get(s)) {
-                ids.extend(
-                    watchers
-                        .iter()
-                        .filter(|id| !ids.contains(id))
-                        .copied()
-                        .collect::<Vec<_>>(),
-                );
+                for admin in watchers {
+                    for id in state.users.get(admin).into_iter().flatten() {
+                        if !ids.contains(id) {
+                            ids.push(*id);
+                        }
+                    }
+                }
             }
             if admins {
                 ids.extend(
@@ -394,13 +381,20 @@ mod tests {
         let hub = hub(10, 10, 4);
         let (d1, mut r1) = hub.register(hub.reserve("u").unwrap(), false);
         let (_d2, mut r2) = hub.register(hub.reserve("u").unwrap(), false);
-        let (admin, mut ra) = hub.register(hub.reserve("adm").unwrap(), true);
-        hub.watch("s1", admin.id());
+        let (_admin, mut ra) = hub.register(hub.reserve("adm").unwrap(), true);
+        hub.watch("s1", "adm");
+        // A device the admin opens later watches too.
+        let (_tablet, mut rt) = hub.register(hub.reserve("adm").unwrap(), true);
         let frame: Arc<str> = Arc::from("{}");
         hub.deliver(Some("u"), Some("s1"), false, Some(d1.id()), &frame);
         assert!(r1.try_recv().is_err());
         assert!(matches!(r2.try_recv(), Ok(Outbound::Text(_))));
         assert!(matches!(ra.try_recv(), Ok(Outbound::Text(_))));
+        assert!(matches!(rt.try_recv(), Ok(Outbound::Text(_))));
+        assert!(ra.try_recv().is_err(), "each frame once");
+        assert_eq!(hub.clear_watchers("s1").len(), 1);
+        hub.deliver(None, Some("s1"), false, None, &frame);
+        assert!(ra.try_recv().is_err(), "no longer watching");
         assert_eq!(hub.user_connection_count("u"), 2);
         drop(d1);
         assert_eq!(hub.user_connection_count("u"), 1);

@@ -24,6 +24,8 @@ pub enum AuditKind {
     TakeoverEnd,
     /// Took a session over from another administrator.
     TakeoverTransfer,
+    /// Listed the sessions of every user (`GET /admin/sessions`), with its filters as details.
+    SessionList,
     /// Listed one user's sessions.
     UserSessionsView,
     /// Exported one user's data.
@@ -34,10 +36,11 @@ pub enum AuditKind {
 
 impl AuditKind {
     /// Every kind.
-    pub const ALL: [AuditKind; 6] = [
+    pub const ALL: [AuditKind; 7] = [
         Self::Takeover,
         Self::TakeoverEnd,
         Self::TakeoverTransfer,
+        Self::SessionList,
         Self::UserSessionsView,
         Self::UserExport,
         Self::UserDelete,
@@ -49,6 +52,7 @@ impl AuditKind {
             Self::Takeover => "takeover",
             Self::TakeoverEnd => "takeover_end",
             Self::TakeoverTransfer => "takeover_transfer",
+            Self::SessionList => "session_list",
             Self::UserSessionsView => "user_sessions_view",
             Self::UserExport => "user_export",
             Self::UserDelete => "user_delete",

@@ -732,6 +732,17 @@ fn messages_of(
 
 /// Applies `change` to the session `id` in the batch's write transaction; `NotFound` if it does not
 /// exist. `change` must not fail (it runs after the checks, and the row is written after it).
+/// The assisting admin a row names.
+fn row_assistant(row: &SessionRow) -> Option<AssistingAdmin> {
+    row.admin_id
+        .clone()
+        .filter(|id| !id.is_empty())
+        .map(|id| AssistingAdmin {
+            id,
+            name: row.admin_name.clone().unwrap_or_default(),
+        })
+}
+
 fn update_row<T>(
     txn: &WriteTransaction,
     id: &str,
@@ -1316,6 +1327,56 @@ impl Store for EmbeddedStore {
                 }
                 Ok(())
             })
+        })
+        .await
+    }
+
+    async fn claim_assistance(
+        &self,
+        session_id: &str,
+        admin: &AssistingAdmin,
+    ) -> Result<Claim, StoreError> {
+        let id = session_id.to_string();
+        let admin = admin.clone();
+        // Check and set in one write transaction.
+        self.write("claim_assistance", Budget::Short, move |txn, _| {
+            let old = write_row_get(txn, &id)?.ok_or(StoreError::NotFound)?;
+            if old.end.is_some() {
+                return Err(StoreError::SessionEnded);
+            }
+            if let Some(current) = row_assistant(&old).filter(|a| a.id != admin.id) {
+                return Ok(Claim::Held(current));
+            }
+            let mut new = old.clone();
+            new.assisted = true;
+            new.admin_id = Some(admin.id.clone());
+            new.admin_name = Some(admin.name.clone());
+            put_row(txn, Some(&old), &new)?;
+            Ok(Claim::Granted)
+        })
+        .await
+    }
+
+    async fn release_assistance(
+        &self,
+        session_id: &str,
+        admin_id: &str,
+    ) -> Result<Release, StoreError> {
+        let id = session_id.to_string();
+        let admin_id = admin_id.to_string();
+        self.write("release_assistance", Budget::Short, move |txn, _| {
+            let old = write_row_get(txn, &id)?.ok_or(StoreError::NotFound)?;
+            match row_assistant(&old) {
+                None => Ok(Release::NotAssisted),
+                Some(current) if current.id != admin_id => Ok(Release::Held(current)),
+                Some(_) => {
+                    let mut new = old.clone();
+                    new.admin_id = None;
+                    new.admin_name = None;
+                    put_row(txn, Some(&old), &new)?;
+                    Ok(Release::Released)
+                }
+            }
         })
         .await
     }

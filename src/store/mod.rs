@@ -30,9 +30,9 @@ pub use error::StoreError;
 pub use keys::{DEV_KEY_FILE, load_keyring};
 pub use query::{MAX_LIMIT, SessionPage, SessionQuery, SortField, SortOrder, StatusFilter};
 pub use records::{
-    ActiveSession, AppendOutcome, AssistingAdmin, DeleteStats, EndOutcome, ExportedSession,
-    MessageRecord, RotationProgress, RotationStats, SessionMetrics, SessionRecord, TurnUsage,
-    UserExport,
+    ActiveSession, AppendOutcome, AssistingAdmin, Claim, DeleteStats, EndOutcome, ExportedSession,
+    MessageRecord, Release, RotationProgress, RotationStats, SessionMetrics, SessionRecord,
+    TurnUsage, UserExport,
 };
 
 use crate::metrics::Metrics;
@@ -113,13 +113,33 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn set_help_requested(&self, session_id: &str, requested: bool)
     -> Result<(), StoreError>;
 
-    /// Sets (takeover) or clears (leave) the assisting admin; setting also sets `admin_assisted`, which
-    /// stays true after the admin leaves.
+    /// Sets (transfer) or clears the assisting admin whoever assists now; setting also sets
+    /// `admin_assisted`, which stays true after the admin leaves. Takeovers and leaves go through
+    /// [`claim_assistance`](Self::claim_assistance) and [`release_assistance`](Self::release_assistance).
     async fn set_assistance(
         &self,
         session_id: &str,
         admin: Option<&AssistingAdmin>,
     ) -> Result<(), StoreError>;
+
+    /// Makes `admin` the assisting admin unless a different admin assists: one atomic check-and-set (a
+    /// conditional single-document update on MongoDB, one write transaction in the embedded store), so
+    /// of two admins racing for a session exactly one wins. Also sets `admin_assisted`. Claiming a session
+    /// the caller already assists is granted again. Ended sessions are refused
+    /// ([`StoreError::SessionEnded`]).
+    async fn claim_assistance(
+        &self,
+        session_id: &str,
+        admin: &AssistingAdmin,
+    ) -> Result<Claim, StoreError>;
+
+    /// Clears the assisting admin if it is `admin_id` (atomic like
+    /// [`claim_assistance`](Self::claim_assistance)); says who assists otherwise.
+    async fn release_assistance(
+        &self,
+        session_id: &str,
+        admin_id: &str,
+    ) -> Result<Release, StoreError>;
 
     /// Returns the session's share token, creating a unique one if it has none.
     async fn share(&self, session_id: &str) -> Result<String, StoreError>;

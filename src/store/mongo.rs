@@ -92,6 +92,17 @@ fn get_str(doc: &Document, key: &str) -> Option<String> {
     }
 }
 
+/// How often a conditional assistance update is retried when the session changed under it.
+const CAS_ATTEMPTS: usize = 8;
+
+/// The assisting admin a session document names.
+fn doc_assistant(doc: &Document) -> Option<AssistingAdmin> {
+    get_str(doc, "assistingAdminId").map(|id| AssistingAdmin {
+        id,
+        name: get_str(doc, "assistingAdminName").unwrap_or_default(),
+    })
+}
+
 fn get_date(doc: &Document, key: &str) -> Option<OffsetDateTime> {
     match doc.get(key)? {
         Bson::DateTime(d) => Some(from_ms(d.timestamp_millis())),
@@ -1189,6 +1200,97 @@ impl Store for MongoStore {
             },
         };
         self.set_fields("set_assistance", session_id, update).await
+    }
+
+    async fn claim_assistance(
+        &self,
+        session_id: &str,
+        admin: &AssistingAdmin,
+    ) -> Result<Claim, StoreError> {
+        self.runner
+            .run("claim_assistance", Budget::Short, true, || async {
+                for _ in 0..CAS_ATTEMPTS {
+                    // The filter is the check, the update the set: one single-document atomic update.
+                    let result = self
+                        .sessions
+                        .update_one(
+                            doc! {
+                                "_id": session_id,
+                                "endTs": { "$exists": false },
+                                "$or": [
+                                    { "assistingAdminId": { "$exists": false } },
+                                    { "assistingAdminId": { "$in": [Bson::Null, "", &admin.id] } },
+                                ],
+                            },
+                            doc! { "$set": {
+                                "adminAssisted": true,
+                                "assistingAdminId": &admin.id,
+                                "assistingAdminName": &admin.name,
+                                "_mt": now_date(),
+                            } },
+                        )
+                        .await?;
+                    if result.matched_count == 1 {
+                        return Ok(Claim::Granted);
+                    }
+                    let d = self
+                        .find_session_doc(session_id, false)
+                        .await?
+                        .ok_or(StoreError::NotFound)?;
+                    if d.contains_key("endTs") {
+                        return Err(StoreError::SessionEnded);
+                    }
+                    if let Some(current) = doc_assistant(&d).filter(|a| a.id != admin.id) {
+                        return Ok(Claim::Held(current));
+                    }
+                    // Released between the update and the read: try again.
+                }
+                Err(StoreError::Timeout {
+                    operation: "claim_assistance",
+                })
+            })
+            .await
+    }
+
+    async fn release_assistance(
+        &self,
+        session_id: &str,
+        admin_id: &str,
+    ) -> Result<Release, StoreError> {
+        self.runner
+            .run("release_assistance", Budget::Short, true, || async {
+                for _ in 0..CAS_ATTEMPTS {
+                    let result = self
+                        .sessions
+                        .update_one(
+                            doc! { "_id": session_id, "assistingAdminId": admin_id },
+                            doc! {
+                                "$unset": { "assistingAdminId": "", "assistingAdminName": "" },
+                                "$set": { "_mt": now_date() },
+                            },
+                        )
+                        .await?;
+                    if result.matched_count == 1 {
+                        return Ok(Release::Released);
+                    }
+                    let d = self
+                        .find_session_doc(session_id, false)
+                        .await?
+                        .ok_or(StoreError::NotFound)?;
+                    match doc_assistant(&d) {
+                        None => return Ok(Release::NotAssisted),
+                        Some(current) if current.id != admin_id => {
+                            return Ok(Release::Held(current));
+                        }
+                        // Claimed by the caller between the update and the read: try again.
+                        Some(_) => {}
+                    }
+                }
+                Err(StoreError::Timeout {
+                    operation: "release_assistance",
+                })
+            })
+            .await
     }
 
     async fn share(&self, session_id: &str) -> Result<String, StoreError> {

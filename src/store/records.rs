@@ -158,6 +158,36 @@ pub struct AssistingAdmin {
     pub name: String,
 }
 
+impl AssistingAdmin {
+    /// The admin a stored session names as assisting, if any.
+    pub fn of(session: &SessionRecord) -> Option<Self> {
+        session.assisting_admin_id.clone().map(|id| Self {
+            id,
+            name: session.assisting_admin_name.clone().unwrap_or_default(),
+        })
+    }
+}
+
+/// Outcome of [`Store::claim_assistance`](super::Store::claim_assistance).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// The caller assists the session now (nobody did, or the caller already did).
+    Granted,
+    /// Another admin assists it; nothing changed.
+    Held(AssistingAdmin),
+}
+
+/// Outcome of [`Store::release_assistance`](super::Store::release_assistance).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Release {
+    /// The caller assisted the session and no longer does.
+    Released,
+    /// Nobody assisted it; nothing changed.
+    NotAssisted,
+    /// Another admin assists it; nothing changed.
+    Held(AssistingAdmin),
+}
+
 /// Figures of `/admin/metrics` over sessions started in a time range.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct SessionMetrics {

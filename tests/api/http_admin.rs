@@ -472,8 +472,18 @@ async fn http_the_audit_log_lists_admin_actions_newest_first() {
         200
     );
     assert_eq!(delete(&app, "/admin/users/alice", &root).await.status, 200);
-    // Reads of lists and metrics are not audited.
-    assert_eq!(get(&app, "/admin/sessions", &root).await.status, 200);
+    // Listing every user's sessions is audited with its filters; metrics are not.
+    assert_eq!(
+        get(
+            &app,
+            "/admin/sessions?user_id=alice&status=ended&sort_by=user_id",
+            &root
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(get(&app, "/admin/metrics", &root).await.status, 200);
 
     let log = get(&app, "/admin/audit", &root).await;
     assert_eq!(log.status, 200, "{log:?}");
@@ -485,6 +495,7 @@ async fn http_the_audit_log_lists_admin_actions_newest_first() {
     assert_eq!(
         actions,
         [
+            "session_list",
             "user_delete",
             "user_export",
             "user_sessions_view",
@@ -493,17 +504,22 @@ async fn http_the_audit_log_lists_admin_actions_newest_first() {
             "takeover"
         ]
     );
-    assert_eq!(log.body["count"], 6);
+    assert_eq!(log.body["count"], 7);
     assert_eq!(log.body["limit"], 100);
     assert_eq!(log.body["offset"], 0);
-    let delete_entry = &entries[0];
+    let list_entry = &entries[0];
+    assert_eq!(list_entry["admin_id"], "root");
+    assert_eq!(list_entry["user_id"], "alice");
+    assert!(list_entry.get("session_id").is_none());
+    assert_eq!(list_entry["details"], json!({"status": "ended"}));
+    let delete_entry = &entries[1];
     assert_eq!(delete_entry["admin_id"], "root");
     assert_eq!(delete_entry["admin_name"], "Admin root");
     assert_eq!(delete_entry["user_id"], "alice");
     assert!(delete_entry.get("session_id").is_none());
     assert_eq!(delete_entry["details"]["sessions_deleted"], "1");
     assert!(is_http_time(&delete_entry["timestamp"]));
-    let transfer = &entries[4];
+    let transfer = &entries[5];
     assert_eq!(transfer["admin_id"], "ops");
     assert!(
         transfer.get("admin_name").is_none(),
@@ -512,14 +528,14 @@ async fn http_the_audit_log_lists_admin_actions_newest_first() {
     assert_eq!(transfer["session_id"], id.as_str());
     assert_eq!(transfer["user_id"], "alice");
     assert_eq!(transfer["details"]["previous_admin_id"], "root");
-    assert_eq!(entries[5]["admin_id"], "root");
+    assert_eq!(entries[6]["admin_id"], "root");
 
-    let first = get(&app, "/admin/audit?limit=4", &root).await;
-    assert_eq!(first.body["count"], 4);
+    let first = get(&app, "/admin/audit?limit=5", &root).await;
+    assert_eq!(first.body["count"], 5);
     let cursor = first.body["next_cursor"].as_str().unwrap();
     let second = get(
         &app,
-        &format!("/admin/audit?limit=4&cursor={cursor}"),
+        &format!("/admin/audit?limit=5&cursor={cursor}"),
         &root,
     )
     .await;
@@ -530,7 +546,7 @@ async fn http_the_audit_log_lists_admin_actions_newest_first() {
         .map(|e| e["action"].clone())
         .collect();
     assert_eq!(rest, [json!("takeover_transfer"), json!("takeover")]);
-    let skipped = get(&app, "/admin/audit?offset=5", &root).await;
+    let skipped = get(&app, "/admin/audit?offset=6", &root).await;
     assert_eq!(skipped.body["entries"][0]["action"], "takeover");
     assert_eq!(
         get(&app, "/admin/audit?offset=-2", &root).await.body["offset"],

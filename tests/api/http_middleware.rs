@@ -1,5 +1,6 @@
-//! HTTP middleware: CORS (preflight, allowed and refused origins, disabled by default) and the request
-//! duration histogram labelled by route template.
+//! HTTP middleware: CORS (preflight, allowed and refused origins, disabled by default), the request
+//! duration histogram labelled by route template, security headers on every answer, the Prometheus
+//! network allow-list and trusted proxies.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -176,4 +177,147 @@ async fn http_request_durations_are_labelled_by_route_template() {
         !text.contains("/sessions/aaa"),
         "concrete paths never become labels"
     );
+}
+
+/// A GET of `path` with extra headers: its status, headers and JSON body.
+async fn fetch(
+    app: &crate::helpers::TestApp,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, reqwest::header::HeaderMap, serde_json::Value) {
+    let mut request = app.http.request(method, format!("{}{path}", app.base));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = serde_json::from_str(&response.text().await.unwrap()).unwrap_or_default();
+    (status, headers, body)
+}
+
+fn assert_forbidden(status: u16, body: &serde_json::Value) {
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"], "Insufficient permissions", "{body}");
+    assert_eq!(body["code"], "FORBIDDEN", "{body}");
+}
+
+#[tokio::test]
+async fn http_prometheus_answers_only_inside_its_network_allow_list() {
+    // The test client connects from 127.0.0.1.
+    let outside = app()
+        .env("METRICS_ALLOWED_NETWORKS", "203.0.113.0/24")
+        .spawn()
+        .await;
+    let (status, _, body) = fetch(&outside, Method::GET, "/metrics/prometheus", &[]).await;
+    assert_forbidden(status, &body);
+    let inside = app()
+        .env("METRICS_ALLOWED_NETWORKS", "203.0.113.0/24,127.0.0.0/8")
+        .spawn()
+        .await;
+    let response = inside
+        .http
+        .get(format!("{}/metrics/prometheus", inside.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains("chatbox_websocket_connections")
+    );
+}
+
+#[tokio::test]
+async fn http_forwarded_addresses_count_only_from_trusted_proxies() {
+    let allowed = "203.0.113.0/24";
+    let behind_proxy = app()
+        .env("METRICS_ALLOWED_NETWORKS", allowed)
+        .env("TRUSTED_PROXIES", "127.0.0.1/32")
+        .spawn()
+        .await;
+    let path = "/metrics/prometheus";
+    let (status, _, _) = fetch(
+        &behind_proxy,
+        Method::GET,
+        path,
+        &[("x-forwarded-for", "198.51.100.9, 203.0.113.7")],
+    )
+    .await;
+    assert_eq!(
+        status, 200,
+        "the right-most untrusted address is the client"
+    );
+    let (status, _, _) = fetch(
+        &behind_proxy,
+        Method::GET,
+        path,
+        &[("x-real-ip", "203.0.113.8")],
+    )
+    .await;
+    assert_eq!(status, 200, "X-Real-IP from a trusted proxy");
+    let (status, _, body) = fetch(
+        &behind_proxy,
+        Method::GET,
+        path,
+        &[("x-forwarded-for", "198.51.100.9")],
+    )
+    .await;
+    assert_forbidden(status, &body);
+    let (status, _, body) = fetch(&behind_proxy, Method::GET, path, &[]).await;
+    assert_forbidden(status, &body);
+
+    // The same header from a peer that is not a trusted proxy is ignored.
+    let direct = app()
+        .env("METRICS_ALLOWED_NETWORKS", allowed)
+        .env("TRUSTED_PROXIES", "10.0.0.0/8")
+        .spawn()
+        .await;
+    let (status, _, body) = fetch(
+        &direct,
+        Method::GET,
+        path,
+        &[
+            ("x-forwarded-for", "203.0.113.7"),
+            ("x-real-ip", "203.0.113.7"),
+        ],
+    )
+    .await;
+    assert_forbidden(status, &body);
+}
+
+#[tokio::test]
+async fn http_security_headers_are_on_answers_errors_and_preflights() {
+    let app = app().env("CORS_ALLOWED_ORIGINS", ORIGIN).spawn().await;
+    let answers = [
+        fetch(&app, Method::GET, "/healthz", &[]).await,
+        fetch(&app, Method::GET, "/no/such/route", &[]).await,
+        fetch(
+            &app,
+            Method::OPTIONS,
+            "/sessions",
+            &[("origin", ORIGIN), ("access-control-request-method", "GET")],
+        )
+        .await,
+    ];
+    let statuses: Vec<_> = answers.iter().map(|a| a.0).collect();
+    assert_eq!(statuses, [200, 404, 204]);
+    for (status, headers, _) in &answers {
+        for (name, value) in [
+            ("x-content-type-options", "nosniff"),
+            ("x-frame-options", "DENY"),
+            ("referrer-policy", "strict-origin-when-cross-origin"),
+            ("x-xss-protection", "1; mode=block"),
+        ] {
+            assert_eq!(
+                headers.get(name).map(|v| v.to_str().unwrap()),
+                Some(value),
+                "{name} on a {status}"
+            );
+        }
+    }
 }

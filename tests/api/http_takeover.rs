@@ -12,7 +12,7 @@ use crate::http_support::{
 };
 
 /// Frames until one of type `kind`, asserting that no AI activity (`loading`, `ai_response`) is among them.
-async fn recv_quietly(ws: &mut WsClient, kind: &str) -> Value {
+pub async fn recv_quietly(ws: &mut WsClient, kind: &str) -> Value {
     let frames = ws.recv_until(kind).await;
     for frame in &frames {
         assert!(

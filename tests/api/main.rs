@@ -21,3 +21,4 @@ mod ops_config_doc;
 mod ops_deploy;
 mod shutdown;
 mod store;
+mod ws_takeover;

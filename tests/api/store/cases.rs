@@ -5,9 +5,9 @@ use std::sync::{Arc, Mutex};
 
 use chatbox::store::crypto::{Binding, Keyring, parse_key};
 use chatbox::store::{
-    AppendOutcome, AssistingAdmin, AuditKind, AuditPage, AuditQuery, AuditRecord, CryptoError,
-    MessageRecord, SessionQuery, SessionRecord, SortField, SortOrder, StatusFilter, Store,
-    StoreError, TurnUsage, now,
+    AppendOutcome, AssistingAdmin, AuditKind, AuditPage, AuditQuery, AuditRecord, Claim,
+    CryptoError, MessageRecord, Release, SessionQuery, SessionRecord, SortField, SortOrder,
+    StatusFilter, Store, StoreError, TurnUsage, now,
 };
 use time::Duration;
 
@@ -1078,4 +1078,105 @@ pub async fn audit_log_survives_reopening_and_user_deletion(backend: Backend) {
             .unwrap();
         assert!(names.iter().any(|n| n == "idx_audit_time"), "{names:?}");
     }
+}
+
+fn admin(id: &str) -> AssistingAdmin {
+    AssistingAdmin {
+        id: id.into(),
+        name: format!("Admin {id}"),
+    }
+}
+
+pub async fn only_one_of_racing_admins_claims_a_session(backend: Backend) {
+    let store = backend.open().await;
+    if backend.is_ferretdb().await {
+        // FerretDB gap: it evaluates an update's filter apart from the write, so racing conditional
+        // updates can all match; the check-and-set is atomic on MongoDB and in the embedded store.
+        eprintln!("skipped on FerretDB: conditional updates are not atomic there");
+        return;
+    }
+    for round in 0..5 {
+        let s = new_session(&store, &format!("racer{round}")).await;
+        let mut tasks = Vec::new();
+        for i in 0..8 {
+            let store = store.clone();
+            let id = s.id.clone();
+            tasks.push(tokio::spawn(async move {
+                let me = admin(&format!("adm{i}"));
+                (me.clone(), store.claim_assistance(&id, &me).await.unwrap())
+            }));
+        }
+        let mut winners = Vec::new();
+        let mut holders = HashSet::new();
+        for task in tasks {
+            match task.await.unwrap() {
+                (me, Claim::Granted) => winners.push(me),
+                (_, Claim::Held(holder)) => {
+                    holders.insert(holder.id);
+                }
+            }
+        }
+        assert_eq!(winners.len(), 1, "round {round}: {winners:?}");
+        let winner = &winners[0];
+        assert!(
+            holders.iter().all(|h| h == &winner.id),
+            "every loser is told the winner: {holders:?}"
+        );
+        let got = store.get_session(&s.id).await.unwrap().unwrap();
+        assert_eq!(got.assisting_admin_id.as_ref(), Some(&winner.id));
+        assert_eq!(got.assisting_admin_name.as_ref(), Some(&winner.name));
+        assert!(got.admin_assisted);
+    }
+}
+
+pub async fn assistance_is_released_only_by_its_admin(backend: Backend) {
+    let store = backend.open().await;
+    let s = new_session(&store, "helped").await;
+    let (root, ops) = (admin("root"), admin("ops"));
+    assert_eq!(
+        store.release_assistance(&s.id, "root").await.unwrap(),
+        Release::NotAssisted
+    );
+    assert_eq!(
+        store.claim_assistance(&s.id, &root).await.unwrap(),
+        Claim::Granted
+    );
+    // Claiming again as the same admin is granted again.
+    assert_eq!(
+        store.claim_assistance(&s.id, &root).await.unwrap(),
+        Claim::Granted
+    );
+    assert_eq!(
+        store.claim_assistance(&s.id, &ops).await.unwrap(),
+        Claim::Held(root.clone())
+    );
+    assert_eq!(
+        store.release_assistance(&s.id, "ops").await.unwrap(),
+        Release::Held(root.clone())
+    );
+    assert_eq!(
+        store.release_assistance(&s.id, "root").await.unwrap(),
+        Release::Released
+    );
+    let got = store.get_session(&s.id).await.unwrap().unwrap();
+    assert_eq!(got.assisting_admin_id, None);
+    assert!(got.admin_assisted, "the session stays marked as assisted");
+    assert_eq!(
+        store.claim_assistance(&s.id, &ops).await.unwrap(),
+        Claim::Granted
+    );
+
+    store.end_session(&s.id, now()).await.unwrap();
+    assert!(matches!(
+        store.claim_assistance(&s.id, &ops).await,
+        Err(StoreError::SessionEnded)
+    ));
+    assert!(matches!(
+        store.claim_assistance("nope", &ops).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store.release_assistance("nope", "ops").await,
+        Err(StoreError::NotFound)
+    ));
 }

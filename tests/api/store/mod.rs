@@ -75,6 +75,21 @@ impl Backend {
         store::open(config, &dir, false, Arc::new(Metrics::new())).await
     }
 
+    /// True when the backend is FerretDB, whose update filters are evaluated apart from the write (so a
+    /// conditional update is not an atomic check-and-set there, unlike on MongoDB).
+    pub async fn is_ferretdb(&self) -> bool {
+        let Backend::Mongo { uri, database } = self else {
+            return false;
+        };
+        let client = mongodb::Client::with_uri_str(uri).await.unwrap();
+        let info = client
+            .database(database)
+            .run_command(mongodb::bson::doc! { "buildInfo": 1 })
+            .await
+            .unwrap();
+        info.contains_key("ferretdbVersion")
+    }
+
     pub async fn open(&self) -> Arc<dyn Store> {
         self.open_with(&self.config()).await.unwrap()
     }
@@ -123,6 +138,8 @@ conformance!(
     ping_reports_ready,
     audit_log_records_and_pages_newest_first,
     audit_log_survives_reopening_and_user_deletion,
+    only_one_of_racing_admins_claims_a_session,
+    assistance_is_released_only_by_its_admin,
 );
 
 /// Writes stored values directly, bypassing encryption (to load legacy formats and tampered values).
