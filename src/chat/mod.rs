@@ -120,7 +120,14 @@ impl Chat {
                 settings.chat.help_rate_limit,
                 settings.chat.help_rate_window,
             ),
-            live: LiveSessions::new(settings.ws.replay_buffer),
+            live: LiveSessions::new(
+                settings.ws.replay_buffer,
+                Some(live::SeqMarks::new(
+                    Arc::clone(&store),
+                    Arc::clone(&bus),
+                    live::SEQ_BLOCK,
+                )),
+            ),
             sessions: sessions::Reservations::default(),
             store,
             llm,

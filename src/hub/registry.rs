@@ -248,6 +248,11 @@ impl Hub {
         }
     }
 
+    /// Whether any connection watches `session_id`.
+    pub fn has_watchers(&self, session_id: &str) -> bool {
+        self.shared.lock().watchers.contains_key(session_id)
+    }
+
     /// Removes every watcher of `session_id` and returns their ids.
     pub fn clear_watchers(&self, session_id: &str) -> Vec<ConnId> {
         self.shared

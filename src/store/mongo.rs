@@ -122,6 +122,10 @@ fn session_from_doc(doc: &Document, keyring: &Keyring) -> Result<SessionRecord, 
         _ => String::new(),
     };
     let message_count = msgs_len.or_else(|| get_i64(doc, "msgCount")).unwrap_or(0);
+    let last_seq = get_i64(doc, "lastSeq")
+        .or(msgs_len)
+        .and_then(|v| u64::try_from(v).ok())
+        .unwrap_or(0);
     let response_count = get_i64(doc, "respCount").unwrap_or(0);
     let avg = match (response_count, get_i64(doc, "respTotalMs")) {
         (n, Some(total)) if n > 0 => total / n,
@@ -145,10 +149,10 @@ fn session_from_doc(doc: &Document, keyring: &Keyring) -> Result<SessionRecord, 
         response_count,
         share_token: get_str(doc, "shareToken"),
         message_count,
-        last_seq: get_i64(doc, "lastSeq")
-            .or(msgs_len)
+        last_seq,
+        seq_mark: get_i64(doc, "seqMark")
             .and_then(|v| u64::try_from(v).ok())
-            .unwrap_or(0),
+            .map_or(last_seq, |mark| mark.max(last_seq)),
         id,
     })
 }
@@ -1024,6 +1028,16 @@ impl Store for MongoStore {
             "set_name",
             session_id,
             doc! { "$set": { "nm": sealed, "_mt": now_date() } },
+        )
+        .await
+    }
+
+    async fn raise_seq_mark(&self, session_id: &str, mark: u64) -> Result<(), StoreError> {
+        let mark = i64::try_from(mark).unwrap_or(i64::MAX);
+        self.set_fields(
+            "raise_seq_mark",
+            session_id,
+            doc! { "$max": { "seqMark": mark } },
         )
         .await
     }

@@ -49,6 +49,9 @@ pub struct SessionRecord {
     pub message_count: i64,
     /// Highest `seq` of a stored message (`lastSeq`).
     pub last_seq: u64,
+    /// Highest `seq` the server may have handed out for this session, stored or not (`seqMark`; documents
+    /// without it, such as the Go service's, read as `last_seq`). Never below `last_seq`.
+    pub seq_mark: u64,
 }
 
 impl SessionRecord {

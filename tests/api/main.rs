@@ -1,6 +1,7 @@
 //! Integration tests: one binary that drives the real server over HTTP and WebSocket.
 
 mod chat;
+mod chat_memory;
 mod contract;
 mod fake_llm;
 mod go_database;
@@ -19,3 +20,4 @@ mod ops_config_doc;
 mod ops_deploy;
 mod shutdown;
 mod store;
+mod ws_limits;

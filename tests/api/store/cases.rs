@@ -1079,3 +1079,36 @@ pub async fn audit_log_survives_reopening_and_user_deletion(backend: Backend) {
         assert!(names.iter().any(|n| n == "idx_audit_time"), "{names:?}");
     }
 }
+
+pub async fn the_seq_mark_only_rises_and_survives_reopening(backend: Backend) {
+    let id = {
+        let store = backend.open().await;
+        let s = new_session(&store, "marked").await;
+        assert_eq!((s.last_seq, s.seq_mark), (0, 0));
+        store
+            .append_message(&s.id, &msg("m3", 3, "x"))
+            .await
+            .unwrap();
+        let s = store.get_session(&s.id).await.unwrap().unwrap();
+        assert_eq!(s.seq_mark, 3, "a stored message raises the mark");
+        store.raise_seq_mark(&s.id, 40).await.unwrap();
+        store.raise_seq_mark(&s.id, 20).await.unwrap();
+        assert_eq!(
+            store.get_session(&s.id).await.unwrap().unwrap().seq_mark,
+            40
+        );
+        assert!(matches!(
+            store.raise_seq_mark("no-such-session", 1).await,
+            Err(StoreError::NotFound)
+        ));
+        s.id
+    };
+    let store = backend.open().await;
+    let s = store.get_session(&id).await.unwrap().unwrap();
+    assert_eq!((s.last_seq, s.seq_mark), (3, 40));
+    store
+        .append_message(&id, &msg("m50", 50, "y"))
+        .await
+        .unwrap();
+    assert_eq!(store.get_session(&id).await.unwrap().unwrap().seq_mark, 50);
+}

@@ -123,6 +123,7 @@ conformance!(
     ping_reports_ready,
     audit_log_records_and_pages_newest_first,
     audit_log_survives_reopening_and_user_deletion,
+    the_seq_mark_only_rises_and_survives_reopening,
 );
 
 /// Writes stored values directly, bypassing encryption (to load legacy formats and tampered values).
