@@ -4,7 +4,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use chatbox::hub::Outbound;
 
 use serde_json::{Value, json};
 
@@ -156,28 +159,38 @@ async fn reserved_ids_of_users_who_never_write_expire() {
 
 #[tokio::test]
 async fn a_device_connecting_while_the_session_is_created_misses_no_frame() {
-    let app = app().env("LLM_DEMO_TOKEN_DELAY_MS", "1").spawn().await;
-    for round in 0..10 {
-        let token = app.user_token(&format!("racer-{round}"));
-        let mut writer = app.connect_ws(&token).await;
-        status(&mut writer).await;
-        writer
-            .send(json!({"type": "user_message", "content": "Who wins?"}))
-            .await;
-        // Connects while the first message creates the session and its answer streams.
-        let mut late = app.connect_ws_resume(&token, 0).await;
-        let written = writer.recv_turn().await;
-        let mut frames = Vec::new();
-        loop {
-            let frame = late.recv().await;
-            let end = frame["type"] == "ai_response" && frame["metadata"]["done"] == "true";
-            frames.push(frame);
-            if end {
-                break;
-            }
-        }
-        let got = seqs(&frames);
-        let expected: Vec<i64> = (1..=*seqs(&written).last().unwrap()).collect();
-        assert_eq!(got, expected, "round {round}: {frames:?}");
+    let app = app().spawn().await;
+    let token = app.user_token("racer");
+    let identity = app.state.keys.verify(&token).unwrap();
+    let slot = app.state.hub.reserve("racer").unwrap();
+    // A connection coming to life, stopped while it looks the (not yet existing) session up.
+    let chat = Arc::clone(&app.state.chat);
+    let mut attach = Box::pin(chat.attach(slot, identity, Some(0)));
+    let early = futures::poll!(&mut attach);
+    assert_eq!(
+        app.state.hub.user_connection_count("racer"),
+        1,
+        "registered before the lookup"
+    );
+    // Meanwhile another device creates the session and gets its answer.
+    let mut writer = app.connect_ws(&token).await;
+    status(&mut writer).await;
+    writer
+        .send(json!({"type": "user_message", "content": "Who wins?"}))
+        .await;
+    let written = writer.recv_turn().await;
+    let mut attached = match early {
+        std::task::Poll::Ready(attached) => attached,
+        std::task::Poll::Pending => attach.await,
+    };
+    let mut frames: Vec<Value> = attached
+        .backlog
+        .iter()
+        .map(|f| serde_json::from_str(f).unwrap())
+        .collect();
+    while let Ok(Outbound::Text(frame)) = attached.rx.try_recv() {
+        frames.push(serde_json::from_str(&frame).unwrap());
     }
+    let expected: Vec<i64> = (1..=*seqs(&written).last().unwrap()).collect();
+    assert_eq!(seqs(&frames), expected, "{frames:?}");
 }
