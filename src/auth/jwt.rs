@@ -304,23 +304,31 @@ mod tests {
     }
 
     #[test]
-    fn rs256_tokens_are_accepted_with_an_rsa_public_key() {
-        let key = EncodingKey::from_rsa_pem(RSA_PRIVATE.as_bytes()).unwrap();
-        let token = signed(Algorithm::RS256, &key, &body("rsa-user"));
-        let id = with_public_key(RSA_PUBLIC).verify(&token).unwrap();
-        assert_eq!(id.user_id, "rsa-user");
-        // Signed with another key: refused.
-        let ec = with_public_key(EC_PUBLIC);
-        assert!(ec.verify(&token).is_err());
-    }
-
-    #[test]
-    fn es256_tokens_are_accepted_with_an_ec_public_key() {
-        let key = EncodingKey::from_ec_pem(EC_PRIVATE.as_bytes()).unwrap();
-        let token = signed(Algorithm::ES256, &key, &body("ec-user"));
-        let id = with_public_key(EC_PUBLIC).verify(&token).unwrap();
-        assert_eq!(id.user_id, "ec-user");
-        assert!(keys().verify(&token).is_err(), "no public key configured");
+    fn rs256_and_es256_tokens_are_accepted_with_their_public_key() {
+        let cases = [
+            (
+                Algorithm::RS256,
+                EncodingKey::from_rsa_pem(RSA_PRIVATE.as_bytes()).unwrap(),
+                RSA_PUBLIC,
+                EC_PUBLIC,
+            ),
+            (
+                Algorithm::ES256,
+                EncodingKey::from_ec_pem(EC_PRIVATE.as_bytes()).unwrap(),
+                EC_PUBLIC,
+                RSA_PUBLIC,
+            ),
+        ];
+        for (alg, private, public, other) in cases {
+            let token = signed(alg, &private, &body("pk-user"));
+            let id = with_public_key(public).verify(&token).unwrap();
+            assert_eq!(id.user_id, "pk-user", "{alg:?}");
+            assert!(with_public_key(other).verify(&token).is_err(), "{alg:?}");
+            assert!(
+                keys().verify(&token).is_err(),
+                "{alg:?} without a public key"
+            );
+        }
     }
 
     #[test]

@@ -91,22 +91,22 @@ impl Hints {
 }
 
 /// A refused frame: why, and the ids it carried.
-pub type Refused = (ChatError, Hints);
+pub type Refused = (ChatError, Box<Hints>);
 
 /// Decodes one text frame. Errors carry the session id and client message id when they could be read, so
 /// the error frame can name them.
 pub fn decode(text: &str) -> Result<Decoded, Refused> {
     let value: Value = serde_json::from_str(text)
-        .map_err(|e| (ChatError::Malformed(e.to_string()), Hints::default()))?;
+        .map_err(|e| (ChatError::Malformed(e.to_string()), Box::default()))?;
     let Value::Object(object) = value else {
         return Err((
             ChatError::Malformed("a frame must be a JSON object".into()),
-            Hints::default(),
+            Box::default(),
         ));
     };
     let mut object = normalise_keys(object);
     sanitise(&mut object);
-    let hints = Hints::read(&object);
+    let hints = Box::new(Hints::read(&object));
     let fail = |err: ChatError| (err, hints.clone());
 
     let envelope: Envelope = serde_path_to_error::deserialize(Value::Object(object.clone()))
@@ -217,10 +217,10 @@ fn validate(envelope: &Envelope) -> Result<(), String> {
     if !matches!(sender, "user" | "ai" | "admin" | "system") {
         return Err(format!("unknown sender {sender:?}"));
     }
-    if let Some(at) = envelope.timestamp.as_deref().and_then(parse_timestamp) {
-        if at > OffsetDateTime::now_utc() + MAX_CLOCK_SKEW {
-            return Err("timestamp is in the future".into());
-        }
+    if let Some(at) = envelope.timestamp.as_deref().and_then(parse_timestamp)
+        && at > OffsetDateTime::now_utc() + MAX_CLOCK_SKEW
+    {
+        return Err("timestamp is in the future".into());
     }
     match kind {
         "user_message" | "admin_message" if !present(&envelope.content) => {
@@ -332,7 +332,7 @@ mod tests {
         .unwrap_err();
         assert_eq!(hints.client_msg_id.as_deref(), Some("c2"));
         let (_, hints) = decode(r#"{"type":"ping","client_msg_id":7}"#).unwrap_err();
-        assert_eq!(hints, Hints::default());
+        assert_eq!(*hints, Hints::default());
     }
 
     #[test]

@@ -146,10 +146,15 @@ impl LiveSession {
         inner.raising = true;
         let marks = Arc::clone(marks);
         tokio::spawn(async move {
-            if let Err(err) = marks.store.raise_seq_mark(&me.id, target).await {
+            match marks.store.raise_seq_mark(&me.id, target).await {
+                Ok(()) => {}
+                // The session was deleted meanwhile: nothing will be resumed.
+                Err(crate::store::StoreError::NotFound) => {}
                 // Holding frames back forever would stall the session; release them, at the risk of a seq
                 // repeating if the process restarts before the store answers again.
-                tracing::error!(session_id = %me.id, error = %err, "storing the seq mark failed");
+                Err(err) => {
+                    tracing::error!(session_id = %me.id, error = %err, "storing the seq mark failed");
+                }
             }
             let mut inner = me.lock();
             inner.raising = false;

@@ -12,6 +12,13 @@ async fn status(ws: &mut WsClient) -> Value {
     frame
 }
 
+/// The error text of an error frame.
+fn error_text(frame: &Value) -> &str {
+    frame["error"]["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not an error frame: {frame}"))
+}
+
 fn seq(frame: &Value) -> i64 {
     frame["seq"]
         .as_i64()
@@ -266,23 +273,12 @@ async fn malformed_json_gets_an_error_naming_the_problem_and_the_connection_surv
     ws.send_text("{\"type\": \"user_message\", ").await;
     let error = ws.recv().await;
     assert_eq!(error["error"]["code"], "INVALID_FORMAT");
-    assert!(
-        error["error"]["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("Invalid message format: ")
-    );
+    assert!(error_text(&error).starts_with("Invalid message format: "));
     assert!(error.get("client_msg_id").is_none(), "nothing was readable");
     ws.send(json!({"type": "user_message", "content": "x", "metadata": {"size": 12}, "client_msg_id": "c-meta"}))
         .await;
     let error = ws.recv().await;
-    assert!(
-        error["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("metadata.size"),
-        "{error}"
-    );
+    assert!(error_text(&error).contains("metadata.size"), "{error}");
     assert_eq!(error["client_msg_id"], "c-meta");
     ws.send(json!({"type": "user_message", "content": "", "client_msg_id": "c-empty"}))
         .await;
@@ -295,10 +291,7 @@ async fn malformed_json_gets_an_error_naming_the_problem_and_the_connection_surv
     let error = ws.recv().await;
     assert_eq!(error["error"]["code"], "INVALID_FORMAT");
     assert!(
-        error["error"]["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("Invalid message format: timestamp"),
+        error_text(&error).starts_with("Invalid message format: timestamp"),
         "{error}"
     );
     assert_eq!(error["client_msg_id"], "c-ts");

@@ -11,13 +11,8 @@ use chatbox::hub::Outbound;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{FRAME_DEADLINE, SharedData, TestApp, WsClient, answer_text, app};
-
-async fn status(ws: &mut WsClient) -> Value {
-    let frame = ws.recv().await;
-    assert_eq!(frame["type"], "connection_status", "{frame}");
-    frame
-}
+use crate::helpers::{FRAME_DEADLINE, SharedData, TestApp, answer_text, app};
+use crate::http_support::status;
 
 fn seqs(frames: &[Value]) -> Vec<i64> {
     frames.iter().filter_map(|f| f["seq"].as_i64()).collect()
@@ -46,11 +41,8 @@ async fn seqs_keep_rising_across_a_restart_after_events_that_are_not_stored() {
     let data = SharedData::new();
     let first = app().data(&data).spawn().await;
     let token = first.user_token("restarted");
-    let mut ws = first.connect_ws(&token).await;
-    status(&mut ws).await;
-    ws.send(json!({"type": "user_message", "content": "Before the restart"}))
-        .await;
-    let mut seen = seqs(&ws.recv_turn().await);
+    let (mut ws, turn) = first.chat_once(&token, "Before the restart").await;
+    let mut seen = seqs(&turn);
     // Events after the last stored message that take a seq but are not stored.
     for _ in 0..3 {
         ws.send(json!({"type": "model_select", "model_id": "demo"}))
@@ -85,11 +77,7 @@ async fn seqs_keep_rising_across_a_restart_after_events_that_are_not_stored() {
 async fn idle_live_state_is_dropped_and_a_resume_is_served_from_the_store() {
     let app = app().env("WS_SESSION_IDLE", "50ms").spawn().await;
     let token = app.user_token("idler");
-    let mut ws = app.connect_ws(&token).await;
-    status(&mut ws).await;
-    ws.send(json!({"type": "user_message", "content": "Remember this"}))
-        .await;
-    let turn = ws.recv_turn().await;
+    let (ws, turn) = app.chat_once(&token, "Remember this").await;
     let question_seq = turn[0]["seq"].as_i64().unwrap();
     let session_id = session_of(&app, "idler").await;
     assert!(app.state.chat.live().get(&session_id).is_some());
@@ -126,12 +114,7 @@ async fn idle_live_state_is_dropped_and_a_resume_is_served_from_the_store() {
 #[tokio::test]
 async fn a_live_session_stays_while_a_device_is_connected() {
     let app = app().env("WS_SESSION_IDLE", "10ms").spawn().await;
-    let token = app.user_token("stayer");
-    let mut ws = app.connect_ws(&token).await;
-    status(&mut ws).await;
-    ws.send(json!({"type": "user_message", "content": "Hello"}))
-        .await;
-    ws.recv_turn().await;
+    let (_ws, _) = app.chat_once(&app.user_token("stayer"), "Hello").await;
     let session_id = session_of(&app, "stayer").await;
     // Several sweeps run while the device is connected (each sweep drops idle reservations of others).
     let mut other = app.connect_ws(&app.user_token("passer-by")).await;
