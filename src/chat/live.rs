@@ -146,7 +146,11 @@ impl LiveSession {
         inner.raising = true;
         let marks = Arc::clone(marks);
         tokio::spawn(async move {
-            match marks.store.raise_seq_mark(&me.id, target).await {
+            match marks
+                .store
+                .raise_seq_mark(&me.id, &me.user_id, target)
+                .await
+            {
                 Ok(()) => {}
                 // The session was deleted meanwhile: nothing will be resumed.
                 Err(crate::store::StoreError::NotFound) => {}

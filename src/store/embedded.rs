@@ -1199,7 +1199,12 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn raise_seq_mark(&self, session_id: &str, mark: u64) -> Result<(), StoreError> {
+    async fn raise_seq_mark(
+        &self,
+        session_id: &str,
+        _user_id: &str,
+        mark: u64,
+    ) -> Result<(), StoreError> {
         let id = session_id.to_string();
         self.write("raise_seq_mark", Budget::Short, move |txn, _| {
             update_row(txn, &id, |row| {

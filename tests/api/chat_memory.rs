@@ -58,7 +58,16 @@ async fn seqs_keep_rising_across_a_restart_after_events_that_are_not_stored() {
     let second = app().data(&data).spawn().await;
     let mut again = second.connect_ws_resume(&token, highest).await;
     let connected = status(&mut again).await;
-    assert!(connected["last_seq"].as_i64().unwrap() >= highest);
+    assert!(
+        connected["last_seq"].as_i64().unwrap() >= highest,
+        "seen {seen:?}, connected {connected}, stored {:?}",
+        second
+            .state
+            .store
+            .get_session(connected["session_id"].as_str().unwrap())
+            .await
+            .unwrap()
+    );
     again.recv_until("connection_status").await;
     again
         .send(json!({"type": "user_message", "content": "After the restart"}))
