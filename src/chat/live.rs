@@ -494,6 +494,48 @@ mod tests {
         });
     }
 
+    #[tokio::test]
+    async fn frames_wait_for_the_stored_mark_and_a_reload_starts_above_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::store::StoreConfig::default();
+        let store: Arc<dyn Store> = Arc::new(
+            crate::store::embedded::EmbeddedStore::open(
+                &dir.path().join("db"),
+                &config,
+                Arc::new(crate::store::load_keyring(&config, dir.path(), false).unwrap()),
+                Arc::new(crate::metrics::Metrics::new()),
+            )
+            .await
+            .unwrap(),
+        );
+        let id = store
+            .get_or_create_active("u", None, "demo")
+            .await
+            .unwrap()
+            .session
+            .id;
+        let bus = Arc::new(Recorder::default());
+        let marks = || SeqMarks::new(Arc::clone(&store), bus.clone(), 4);
+        let live = LiveSessions::new(16, Some(marks()));
+        let s = live.get_or_load(&id, "u", 0);
+        s.emit(bus.as_ref(), None, |seq| Arc::from(format!("f{seq}")));
+        assert!(
+            bus.0.lock().unwrap().is_empty(),
+            "held until the mark is stored"
+        );
+        let stored_mark = || async { store.get_session(&id).await.unwrap().unwrap().seq_mark };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while bus.0.lock().unwrap().is_empty() {
+            assert!(tokio::time::Instant::now() < deadline);
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(*bus.0.lock().unwrap(), vec!["f1"]);
+        assert_eq!(stored_mark().await, 4);
+        // A second node state on the same store (a restart) continues above every seq handed out.
+        let again = LiveSessions::new(16, Some(marks())).get_or_load(&id, "u", stored_mark().await);
+        assert_eq!(again.reserve_seq(), 5);
+    }
+
     #[test]
     fn only_unused_idle_sessions_are_evicted() {
         let live = LiveSessions::new(16, None);
