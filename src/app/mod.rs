@@ -162,6 +162,7 @@ impl Application {
                 self.state.shutdown.clone(),
             );
         }
+        spawn_idle_sweep(Arc::clone(&self.state));
         let state = Arc::clone(&self.state);
         let signal = async move {
             shutdown.await;
@@ -180,6 +181,27 @@ impl Application {
             .run_with_graceful_shutdown(routes, signal, Some(CLOSE_WAIT))
             .await
     }
+}
+
+/// Drops unused in-memory session state periodically (every half idle time, between 10 ms and a minute)
+/// until shutdown.
+fn spawn_idle_sweep(state: Arc<AppState>) {
+    let every = (state.settings.ws.session_idle / 2).clamp(
+        std::time::Duration::from_millis(10),
+        std::time::Duration::from_secs(60),
+    );
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = state.shutdown.cancelled() => break,
+                _ = tick.tick() => {
+                    state.chat.sweep_idle();
+                }
+            }
+        }
+    });
 }
 
 /// How long cancelled turns get to store their partial answers once the grace period is over.

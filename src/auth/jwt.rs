@@ -1,5 +1,7 @@
 //! Verifies and mints JWTs. HS256/384/512 use the shared secret; RS256 and ES256 are accepted when a public
-//! key is configured. `exp` and `nbf` are enforced when present, without leeway, as the Go service did.
+//! key is configured. `exp` and `nbf` are enforced when present, without leeway, as the Go service did
+//! (golang-jwt v5): they may be integers or fractions of seconds (truncated to whole seconds), a token is
+//! expired from its `exp` second on and valid from its `nbf` second on, and `iat` is ignored.
 
 use std::collections::HashSet;
 
@@ -28,6 +30,44 @@ pub struct Claims {
     /// Not-before (seconds since the epoch), enforced when present.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nbf: Option<i64>,
+}
+
+/// A JSON number of seconds since the epoch, integer or fractional (golang-jwt's `NumericDate`).
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(transparent)]
+struct NumericDate(f64);
+
+impl NumericDate {
+    /// Whole seconds, truncated like golang-jwt's default `TimePrecision` of one second.
+    fn seconds(self) -> f64 {
+        self.0.floor()
+    }
+}
+
+/// The claims as they arrive: like [`Claims`], with time claims of any numeric form.
+#[derive(Debug, Deserialize)]
+struct Incoming {
+    user_id: String,
+    roles: Vec<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    exp: Option<NumericDate>,
+    #[serde(default)]
+    nbf: Option<NumericDate>,
+}
+
+impl Incoming {
+    /// Checks `exp` and `nbf` against `now` (seconds since the epoch, with fractions).
+    fn check_times(&self, now: f64) -> Result<(), AuthError> {
+        if self.exp.is_some_and(|exp| now >= exp.seconds()) {
+            return Err(AuthError::Invalid("token is expired".into()));
+        }
+        if self.nbf.is_some_and(|nbf| now < nbf.seconds()) {
+            return Err(AuthError::Invalid("token is not valid yet".into()));
+        }
+        Ok(())
+    }
 }
 
 /// Who is calling, as established by a verified token.
@@ -125,15 +165,18 @@ impl JwtKeys {
                 )));
             }
         };
+        // The library reads `exp`/`nbf` as integers only; they are checked below instead.
         let mut validation = Validation::new(header.alg);
         validation.required_spec_claims = HashSet::new();
         validation.leeway = 0;
-        validation.validate_exp = true;
-        validation.validate_nbf = true;
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
         validation.validate_aud = false;
-        let data = decode::<Claims>(token, key, &validation)
+        let data = decode::<Incoming>(token, key, &validation)
             .map_err(|e| AuthError::Invalid(e.to_string()))?;
         let claims = data.claims;
+        let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as f64 / 1e9;
+        claims.check_times(now)?;
         if claims.user_id.trim().is_empty() {
             return Err(AuthError::Invalid("empty user_id claim".into()));
         }
@@ -229,14 +272,125 @@ mod tests {
         assert_eq!(k.verify(""), Err(AuthError::Missing));
     }
 
-    #[test]
-    fn hs512_tokens_are_accepted() {
-        let token = encode(
-            &Header::new(Algorithm::HS512),
-            &claims("u2", &["admin"]),
-            &EncodingKey::from_secret(b"q8Zr1vN3xK5wL7pT9yB2cF4hJ6mQ0sUaZZ"),
+    const SECRET: &[u8] = b"q8Zr1vN3xK5wL7pT9yB2cF4hJ6mQ0sUaZZ";
+    const RSA_PRIVATE: &str = include_str!("testdata/rsa_private.pem");
+    const RSA_PUBLIC: &str = include_str!("testdata/rsa_public.pem");
+    const EC_PRIVATE: &str = include_str!("testdata/ec_private.pem");
+    const EC_PUBLIC: &str = include_str!("testdata/ec_public.pem");
+
+    fn signed(alg: Algorithm, key: &EncodingKey, body: &serde_json::Value) -> String {
+        encode(&Header::new(alg), body, key).unwrap()
+    }
+
+    fn body(user: &str) -> serde_json::Value {
+        serde_json::json!({"user_id": user, "roles": ["user"]})
+    }
+
+    fn with_public_key(pem: &str) -> JwtKeys {
+        JwtKeys::new(
+            &SecretString::from("q8Zr1vN3xK5wL7pT9yB2cF4hJ6mQ0sUaZZ"),
+            Some(pem),
         )
-        .unwrap();
-        assert_eq!(keys().verify(&token).unwrap().user_id, "u2");
+        .unwrap()
+    }
+
+    #[test]
+    fn hs384_and_hs512_tokens_are_accepted() {
+        let key = EncodingKey::from_secret(SECRET);
+        for alg in [Algorithm::HS384, Algorithm::HS512] {
+            let token = signed(alg, &key, &body("u2"));
+            assert_eq!(keys().verify(&token).unwrap().user_id, "u2", "{alg:?}");
+        }
+    }
+
+    #[test]
+    fn rs256_and_es256_tokens_are_accepted_with_their_public_key() {
+        let cases = [
+            (
+                Algorithm::RS256,
+                EncodingKey::from_rsa_pem(RSA_PRIVATE.as_bytes()).unwrap(),
+                RSA_PUBLIC,
+                EC_PUBLIC,
+            ),
+            (
+                Algorithm::ES256,
+                EncodingKey::from_ec_pem(EC_PRIVATE.as_bytes()).unwrap(),
+                EC_PUBLIC,
+                RSA_PUBLIC,
+            ),
+        ];
+        for (alg, private, public, other) in cases {
+            let token = signed(alg, &private, &body("pk-user"));
+            let id = with_public_key(public).verify(&token).unwrap();
+            assert_eq!(id.user_id, "pk-user", "{alg:?}");
+            assert!(with_public_key(other).verify(&token).is_err(), "{alg:?}");
+            assert!(
+                keys().verify(&token).is_err(),
+                "{alg:?} without a public key"
+            );
+        }
+    }
+
+    #[test]
+    fn rs256_is_refused_without_a_public_key() {
+        let key = EncodingKey::from_rsa_pem(RSA_PRIVATE.as_bytes()).unwrap();
+        let token = signed(Algorithm::RS256, &key, &body("rsa-user"));
+        assert_eq!(
+            keys().verify(&token),
+            Err(AuthError::Invalid("RS256 is not configured".into()))
+        );
+    }
+
+    #[test]
+    fn fractional_time_claims_are_accepted_like_golang_jwt() {
+        let key = EncodingKey::from_secret(SECRET);
+        let now = time::OffsetDateTime::now_utc().unix_timestamp() as f64;
+        let valid = serde_json::json!({
+            "user_id": "f", "roles": [],
+            "exp": now + 3600.5, "nbf": now - 10.25, "iat": now - 10.75,
+        });
+        assert_eq!(
+            keys()
+                .verify(&signed(Algorithm::HS256, &key, &valid))
+                .unwrap()
+                .user_id,
+            "f"
+        );
+        let expired = serde_json::json!({"user_id": "f", "roles": [], "exp": now - 5.5});
+        assert!(
+            keys()
+                .verify(&signed(Algorithm::HS256, &key, &expired))
+                .is_err()
+        );
+        let early = serde_json::json!({"user_id": "f", "roles": [], "nbf": now + 3600.5});
+        assert!(
+            keys()
+                .verify(&signed(Algorithm::HS256, &key, &early))
+                .is_err()
+        );
+        let not_a_number = serde_json::json!({"user_id": "f", "roles": [], "exp": "soon"});
+        assert!(
+            keys()
+                .verify(&signed(Algorithm::HS256, &key, &not_a_number))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn time_claims_are_truncated_to_whole_seconds() {
+        let claims = Incoming {
+            user_id: "u".into(),
+            roles: vec![],
+            name: None,
+            exp: Some(NumericDate(100.9)),
+            nbf: Some(NumericDate(50.9)),
+        };
+        assert!(claims.check_times(99.99).is_ok());
+        assert!(
+            claims.check_times(100.0).is_err(),
+            "expired from its second on"
+        );
+        assert!(claims.check_times(50.0).is_ok(), "valid from its second on");
+        assert!(claims.check_times(49.99).is_err());
     }
 }

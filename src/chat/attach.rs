@@ -1,6 +1,6 @@
-//! A connection coming to life: it is registered with the hub while the session's releases are frozen,
-//! so it gets `connection_status`, then exactly the frames it missed (`last_seq`) or the answer being
-//! streamed, then live frames, with no gap and no repeat.
+//! A connection coming to life: it is registered with the hub first, then its backlog is taken while the
+//! session's releases are frozen, so it gets `connection_status`, then exactly the frames it missed
+//! (`last_seq`) or the answer being streamed, then live frames, with no gap and no repeat.
 
 use std::sync::Arc;
 
@@ -34,7 +34,12 @@ pub struct Attached {
 impl Chat {
     /// Registers a connection and prepares what it is sent first.
     pub async fn attach(&self, slot: Slot, identity: Identity, last_seq: Option<i64>) -> Attached {
-        let is_admin = identity.is_admin();
+        // Register before looking the session up: a session that another device creates after the lookup
+        // found none publishes its first frames to this user's connections, and this one must already be
+        // among them. Frames queued before the session is frozen below are dropped there (the snapshot
+        // covers them), so nothing is missed and nothing repeats.
+        let (handle, mut rx) = self.hub.register(slot, identity.is_admin());
+        let ctx = ConnCtx::new(handle.id(), identity.clone());
         let session = match self.active_session(&identity.user_id).await {
             Ok(session) => session,
             Err(err) => {
@@ -83,8 +88,6 @@ impl Chat {
         };
 
         let Some(session) = session else {
-            let (handle, rx) = self.hub.register(slot, is_admin);
-            let ctx = ConnCtx::new(handle.id(), identity.clone());
             return Attached {
                 handle,
                 rx,
@@ -93,8 +96,10 @@ impl Chat {
             };
         };
         let live = self.live_of(&session);
-        let (handle, rx, backlog) = live.with_frozen(|snapshot| {
-            let (handle, rx) = self.hub.register(slot, is_admin);
+        let backlog = live.with_frozen(|snapshot| {
+            // The connection starts here: what it was sent before is in the snapshot (or was sent before
+            // it asked to resume), and nothing of the session can be queued while frozen.
+            while rx.try_recv().is_ok() {}
             let mut backlog = vec![status(Some(snapshot.last_released()))];
             match last_seq {
                 Some(after) => backlog.extend(replay(snapshot, &session, &stored, after)),
@@ -104,9 +109,8 @@ impl Chat {
                     }
                 }
             }
-            (handle, rx, backlog)
+            backlog
         });
-        let ctx = ConnCtx::new(handle.id(), identity);
         Attached {
             handle,
             rx,

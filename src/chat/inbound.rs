@@ -65,27 +65,53 @@ pub struct Decoded {
     pub client_msg_id: Option<String>,
 }
 
+/// The ids a refused frame carried, as far as they could be read, so its error frame can name them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Hints {
+    /// The frame's `session_id` (a non-empty string).
+    pub session_id: Option<String>,
+    /// The frame's `client_msg_id` (a non-empty string).
+    pub client_msg_id: Option<String>,
+}
+
+impl Hints {
+    fn read(object: &Map<String, Value>) -> Self {
+        let field = |name: &str| {
+            object
+                .get(name)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+        };
+        Self {
+            session_id: field("session_id"),
+            client_msg_id: field("client_msg_id"),
+        }
+    }
+}
+
+/// A refused frame: why, and the ids it carried.
+pub type Refused = (ChatError, Box<Hints>);
+
 /// Decodes one text frame. Errors carry the session id and client message id when they could be read, so
 /// the error frame can name them.
-pub fn decode(text: &str) -> Result<Decoded, (ChatError, Option<String>)> {
-    let value: Value =
-        serde_json::from_str(text).map_err(|e| (ChatError::Malformed(e.to_string()), None))?;
+pub fn decode(text: &str) -> Result<Decoded, Refused> {
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| (ChatError::Malformed(e.to_string()), Box::default()))?;
     let Value::Object(object) = value else {
         return Err((
             ChatError::Malformed("a frame must be a JSON object".into()),
-            None,
+            Box::default(),
         ));
     };
     let mut object = normalise_keys(object);
     sanitise(&mut object);
-    let session_hint = object
-        .get("session_id")
-        .and_then(Value::as_str)
-        .map(String::from);
-    let fail = |err: ChatError| (err, session_hint.clone());
+    let hints = Box::new(Hints::read(&object));
+    let fail = |err: ChatError| (err, hints.clone());
 
     let envelope: Envelope = serde_path_to_error::deserialize(Value::Object(object.clone()))
         .map_err(|e| fail(ChatError::Malformed(format!("{}: {}", e.path(), e.inner()))))?;
+    check_timestamp(&envelope).map_err(|e| fail(ChatError::Malformed(e)))?;
     validate(&envelope).map_err(|e| fail(ChatError::Invalid(e)))?;
     let kind = envelope.r#type.as_deref().unwrap_or_default();
     if SERVER_ONLY_TYPES.contains(&kind) {
@@ -162,6 +188,21 @@ fn sanitise(object: &mut Map<String, Value>) {
     }
 }
 
+fn parse_timestamp(text: &str) -> Option<OffsetDateTime> {
+    OffsetDateTime::parse(text, &Rfc3339).ok()
+}
+
+/// A timestamp that is not RFC 3339 fails decoding (reference 1.3 step 2: Go's decoder refused it), not
+/// validation.
+fn check_timestamp(envelope: &Envelope) -> Result<(), String> {
+    match &envelope.timestamp {
+        Some(ts) => OffsetDateTime::parse(ts, &Rfc3339)
+            .map(drop)
+            .map_err(|e| format!("timestamp: {e}")),
+        None => Ok(()),
+    }
+}
+
 fn present(field: &Option<String>) -> bool {
     field.as_deref().is_some_and(|s| !s.is_empty())
 }
@@ -176,11 +217,10 @@ fn validate(envelope: &Envelope) -> Result<(), String> {
     if !matches!(sender, "user" | "ai" | "admin" | "system") {
         return Err(format!("unknown sender {sender:?}"));
     }
-    if let Some(ts) = &envelope.timestamp {
-        let at = OffsetDateTime::parse(ts, &Rfc3339).map_err(|e| format!("timestamp: {e}"))?;
-        if at > OffsetDateTime::now_utc() + MAX_CLOCK_SKEW {
-            return Err("timestamp is in the future".into());
-        }
+    if let Some(at) = envelope.timestamp.as_deref().and_then(parse_timestamp)
+        && at > OffsetDateTime::now_utc() + MAX_CLOCK_SKEW
+    {
+        return Err("timestamp is in the future".into());
     }
     match kind {
         "user_message" | "admin_message" if !present(&envelope.content) => {
@@ -267,6 +307,32 @@ mod tests {
             code(&format!(r#"{{"type":"user_message","content":"{long}"}}"#)),
             "Message validation failed"
         );
+    }
+
+    #[test]
+    fn a_badly_formatted_timestamp_is_a_format_error() {
+        let text = code(r#"{"type":"user_message","content":"x","timestamp":"yesterday"}"#);
+        assert!(
+            text.starts_with("Invalid message format: timestamp"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn refusals_carry_the_ids_they_could_read() {
+        let (_, hints) = decode(
+            r#"{"type":"user_message","content":" ","session_id":"s1","client_msg_id":"c1"}"#,
+        )
+        .unwrap_err();
+        assert_eq!(hints.session_id.as_deref(), Some("s1"));
+        assert_eq!(hints.client_msg_id.as_deref(), Some("c1"));
+        let (_, hints) = decode(
+            r#"{"type":"user_message","content":"x","metadata":{"a":1},"Client_Msg_Id":"c2"}"#,
+        )
+        .unwrap_err();
+        assert_eq!(hints.client_msg_id.as_deref(), Some("c2"));
+        let (_, hints) = decode(r#"{"type":"ping","client_msg_id":7}"#).unwrap_err();
+        assert_eq!(*hints, Hints::default());
     }
 
     #[test]

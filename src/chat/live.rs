@@ -5,14 +5,41 @@
 //! Sequence numbers are reserved before a frame is ready (a stored message takes its seq before the write)
 //! and frames are released strictly in seq order, so every device sees seqs ascending and a reconnect with
 //! `last_seq` can never skip a frame.
+//!
+//! Seqs survive restarts through a persisted high-water mark handed out in blocks (hi/lo): a frame is
+//! released only once its seq is at or below the stored mark, and a session loaded again starts above the
+//! mark. The next block is requested when half of the current one is used, so frames normally never wait;
+//! a restart leaves a gap of at most one block. Seqs are therefore strictly increasing but not contiguous.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
 use crate::hub::{BusMessage, ConnId, EventBus, Target};
-use crate::store::AssistingAdmin;
+use crate::store::{AssistingAdmin, Store};
+
+/// Seqs reserved in the store at a time.
+pub const SEQ_BLOCK: u64 = 256;
+
+/// Where the seq high-water marks are stored, and the bus that releases the frames that waited for one.
+pub struct SeqMarks {
+    store: Arc<dyn Store>,
+    bus: Arc<dyn EventBus>,
+    block: u64,
+}
+
+impl SeqMarks {
+    /// Marks kept in `store` in blocks of `block` seqs; held-back frames go out on `bus`.
+    pub fn new(store: Arc<dyn Store>, bus: Arc<dyn EventBus>, block: u64) -> Self {
+        Self {
+            store,
+            bus,
+            block: block.max(2),
+        }
+    }
+}
 
 /// A frame released to a session's subscribers.
 #[derive(Clone)]
@@ -40,11 +67,31 @@ type Pending = (Arc<str>, Option<ConnId>);
 struct Inner {
     next_seq: u64,
     next_release: u64,
+    /// Seqs up to this one may be released (stored mark; `u64::MAX` without marks).
+    durable: u64,
+    /// A raise of the stored mark is in flight.
+    raising: bool,
+    /// Last time the session was used (a seq reserved, a connection attached).
+    touched: Instant,
     pending: BTreeMap<u64, Option<Pending>>,
     ring: VecDeque<Released>,
     partial: Option<PartialAnswer>,
     cancel: Option<CancellationToken>,
     assistant: Option<AssistingAdmin>,
+}
+
+impl Inner {
+    /// Whether the session can be dropped from memory without losing anything: no frame waits, no turn
+    /// runs, no admin assists and nothing happened for `idle`.
+    fn is_idle(&self, idle: Duration) -> bool {
+        self.pending.is_empty()
+            && self.next_seq == self.next_release
+            && !self.raising
+            && self.partial.is_none()
+            && self.cancel.is_none()
+            && self.assistant.is_none()
+            && self.touched.elapsed() >= idle
+    }
 }
 
 /// One session's live state.
@@ -57,6 +104,8 @@ pub struct LiveSession {
     /// Held while a turn runs, so the turns of a session run one after another.
     pub turn_lock: tokio::sync::Mutex<()>,
     ring_size: usize,
+    marks: Option<Arc<SeqMarks>>,
+    me: Weak<LiveSession>,
 }
 
 impl LiveSession {
@@ -69,7 +118,45 @@ impl LiveSession {
         let mut inner = self.lock();
         let seq = inner.next_seq;
         inner.next_seq += 1;
+        inner.touched = Instant::now();
+        self.keep_ahead(&mut inner);
         seq
+    }
+
+    /// Starts raising the stored mark when less than half a block of released-ready seqs is left.
+    fn keep_ahead(&self, inner: &mut Inner) {
+        let Some(marks) = &self.marks else { return };
+        if inner.raising || inner.next_seq.saturating_add(marks.block / 2) <= inner.durable {
+            return;
+        }
+        let Some(me) = self.me.upgrade() else { return };
+        let target = inner
+            .durable
+            .max(inner.next_seq.saturating_sub(1))
+            .saturating_add(marks.block);
+        inner.raising = true;
+        let marks = Arc::clone(marks);
+        tokio::spawn(async move {
+            match marks
+                .store
+                .raise_seq_mark(&me.id, &me.user_id, target)
+                .await
+            {
+                Ok(()) => {}
+                // The session was deleted meanwhile: nothing will be resumed.
+                Err(crate::store::StoreError::NotFound) => {}
+                // Holding frames back forever would stall the session; release them, at the risk of a seq
+                // repeating if the process restarts before the store answers again.
+                Err(err) => {
+                    tracing::error!(session_id = %me.id, error = %err, "storing the seq mark failed");
+                }
+            }
+            let mut inner = me.lock();
+            inner.raising = false;
+            inner.durable = inner.durable.max(target);
+            me.release(&mut inner, marks.bus.as_ref());
+            me.keep_ahead(&mut inner);
+        });
     }
 
     /// Completes a reserved seq with a frame (or with nothing, when the event did not happen) and releases
@@ -82,7 +169,12 @@ impl LiveSession {
     ) {
         let mut inner = self.lock();
         inner.pending.insert(seq, frame);
-        loop {
+        self.release(&mut inner, bus);
+    }
+
+    /// Releases, in seq order, every completed frame whose seq is covered by the stored mark.
+    fn release(&self, inner: &mut Inner, bus: &dyn EventBus) {
+        while inner.next_release <= inner.durable {
             let released_seq = inner.next_release;
             let Some(entry) = inner.pending.remove(&released_seq) else {
                 break;
@@ -124,7 +216,8 @@ impl LiveSession {
     /// Runs `f` while no frame of this session can be released: a connection registered inside `f` receives
     /// exactly the frames released after it, and `f` sees every frame released before.
     pub fn with_frozen<R>(&self, f: impl FnOnce(&Snapshot<'_>) -> R) -> R {
-        let inner = self.lock();
+        let mut inner = self.lock();
+        inner.touched = Instant::now();
         let snapshot = Snapshot { inner: &inner };
         f(&snapshot)
     }
@@ -208,36 +301,48 @@ impl Snapshot<'_> {
 pub struct LiveSessions {
     sessions: Mutex<HashMap<String, Arc<LiveSession>>>,
     ring_size: usize,
+    marks: Option<Arc<SeqMarks>>,
 }
 
 impl LiveSessions {
-    /// An empty cache keeping `ring_size` frames per session for replay.
-    pub fn new(ring_size: usize) -> Self {
+    /// An empty cache keeping `ring_size` frames per session for replay; with `marks`, seqs are kept
+    /// unique across restarts (without, as in unit tests, they restart above the stored seq).
+    pub fn new(ring_size: usize, marks: Option<SeqMarks>) -> Self {
         Self {
             sessions: Mutex::new(HashMap::new()),
             ring_size,
+            marks: marks.map(Arc::new),
         }
     }
 
-    /// The live state of a session, created when first needed from what the store holds (its last seq
-    /// and its assisting admin, so an assistance outlives a restart); true when it was created now.
+    /// The live state of a session, created when first needed from what the store holds: seqs continue
+    /// above `stored_seq_mark` (the session's stored seq high-water mark: no seq up to it is handed out
+    /// again) and its assisting admin is restored (an assistance outlives a restart). True when it was
+    /// created now.
     pub fn get_or_load(
         &self,
         session_id: &str,
         user_id: &str,
-        stored_last_seq: u64,
+        stored_seq_mark: u64,
         stored_assistant: Option<AssistingAdmin>,
     ) -> (Arc<LiveSession>, bool) {
         let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
         let mut created = false;
-        let live = sessions.entry(session_id.to_string()).or_insert_with(|| {
+        let session = Arc::clone(sessions.entry(session_id.to_string()).or_insert_with(|| {
             created = true;
-            Arc::new(LiveSession {
+            Arc::new_cyclic(|me| LiveSession {
                 id: session_id.to_string(),
                 user_id: user_id.to_string(),
                 inner: Mutex::new(Inner {
-                    next_seq: stored_last_seq + 1,
-                    next_release: stored_last_seq + 1,
+                    next_seq: stored_seq_mark + 1,
+                    next_release: stored_seq_mark + 1,
+                    durable: if self.marks.is_some() {
+                        stored_seq_mark
+                    } else {
+                        u64::MAX
+                    },
+                    raising: false,
+                    touched: Instant::now(),
                     pending: BTreeMap::new(),
                     ring: VecDeque::new(),
                     partial: None,
@@ -246,9 +351,40 @@ impl LiveSessions {
                 }),
                 turn_lock: tokio::sync::Mutex::new(()),
                 ring_size: self.ring_size,
+                marks: self.marks.clone(),
+                me: me.clone(),
             })
-        });
-        (Arc::clone(live), created)
+        }));
+        drop(sessions);
+        // Reserve the first block right away, so the session's first frame does not wait for it.
+        session.keep_ahead(&mut session.lock());
+        (session, created)
+    }
+
+    /// Drops the live state of every session that nothing uses: no one but this cache holds it, it is
+    /// idle ([`LiveSession`] has no waiting frame, turn or assistant and was not touched for `idle`) and
+    /// `in_use` (connections of its user, watching admins) says no. Returns how many were dropped.
+    /// A session loaded again starts from the store: its seqs continue above the stored mark and a resume
+    /// from before is served from the stored messages (`resync`).
+    pub fn evict_idle(&self, idle: Duration, in_use: impl Fn(&LiveSession) -> bool) -> usize {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let before = sessions.len();
+        // Holding the map lock, a count of one means no one else can reach the session any more.
+        sessions.retain(|_, s| Arc::strong_count(s) > 1 || !s.lock().is_idle(idle) || in_use(s));
+        before - sessions.len()
+    }
+
+    /// Number of sessions held in memory.
+    pub fn len(&self) -> usize {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+
+    /// True when no session is held in memory.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// The live state of a session if this node has it.
@@ -310,7 +446,7 @@ mod tests {
 
     #[test]
     fn frames_are_released_in_seq_order() {
-        let live = LiveSessions::new(16);
+        let live = LiveSessions::new(16, None);
         let (s, _) = live.get_or_load("s", "u", 10, None);
         let bus = Recorder::default();
         let first = s.reserve_seq();
@@ -324,7 +460,7 @@ mod tests {
 
     #[test]
     fn an_abandoned_seq_does_not_block_later_frames() {
-        let live = LiveSessions::new(16);
+        let live = LiveSessions::new(16, None);
         let (s, _) = live.get_or_load("s", "u", 0, None);
         let bus = Recorder::default();
         let hole = s.reserve_seq();
@@ -341,7 +477,7 @@ mod tests {
 
     #[test]
     fn the_ring_keeps_only_recent_frames() {
-        let live = LiveSessions::new(2);
+        let live = LiveSessions::new(2, None);
         let (s, _) = live.get_or_load("s", "u", 0, None);
         let bus = Recorder::default();
         for _ in 0..5 {
@@ -352,5 +488,76 @@ mod tests {
             assert_eq!(frames.iter().map(|f| f.0).collect::<Vec<_>>(), vec![4, 5]);
             assert_eq!(oldest, Some(4));
         });
+    }
+
+    #[tokio::test]
+    async fn frames_wait_for_the_stored_mark_and_a_reload_starts_above_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::store::StoreConfig::default();
+        let store: Arc<dyn Store> = Arc::new(
+            crate::store::embedded::EmbeddedStore::open(
+                &dir.path().join("db"),
+                &config,
+                Arc::new(crate::store::load_keyring(&config, dir.path(), false).unwrap()),
+                Arc::new(crate::metrics::Metrics::new()),
+            )
+            .await
+            .unwrap(),
+        );
+        let id = store
+            .get_or_create_active("u", None, "demo")
+            .await
+            .unwrap()
+            .session
+            .id;
+        let bus = Arc::new(Recorder::default());
+        let marks = || SeqMarks::new(Arc::clone(&store), bus.clone(), 4);
+        let live = LiveSessions::new(16, Some(marks()));
+        let (s, _) = live.get_or_load(&id, "u", 0, None);
+        s.emit(bus.as_ref(), None, |seq| Arc::from(format!("f{seq}")));
+        assert!(
+            bus.0.lock().unwrap().is_empty(),
+            "held until the mark is stored"
+        );
+        let stored_mark = || async { store.get_session(&id).await.unwrap().unwrap().seq_mark };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while bus.0.lock().unwrap().is_empty() {
+            assert!(tokio::time::Instant::now() < deadline);
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(*bus.0.lock().unwrap(), vec!["f1"]);
+        assert_eq!(stored_mark().await, 4);
+        // A second node state on the same store (a restart) continues above every seq handed out.
+        let (again, _) =
+            LiveSessions::new(16, Some(marks())).get_or_load(&id, "u", stored_mark().await, None);
+        assert_eq!(again.reserve_seq(), 5);
+    }
+
+    #[test]
+    fn only_unused_idle_sessions_are_evicted() {
+        let live = LiveSessions::new(16, None);
+        let bus = Recorder::default();
+        let (held, _) = live.get_or_load("held", "u", 0, None);
+        drop(live.get_or_load("connected", "c", 0, None));
+        drop(live.get_or_load("assisted", "u", 0, None));
+        live.get("assisted")
+            .unwrap()
+            .set_assistant(Some(AssistingAdmin {
+                id: "a".into(),
+                name: "A".into(),
+            }));
+        let (waiting, _) = live.get_or_load("waiting", "u", 0, None);
+        waiting.reserve_seq();
+        drop(waiting);
+        drop(live.get_or_load("idle", "u", 0, None));
+        let in_use = |s: &LiveSession| s.user_id == "c";
+        assert_eq!(live.evict_idle(Duration::from_secs(3600), in_use), 0);
+        assert_eq!(live.evict_idle(Duration::ZERO, in_use), 1);
+        assert!(live.get("idle").is_none());
+        assert_eq!(live.len(), 4);
+        held.emit(&bus, None, |seq| Arc::from(format!("f{seq}")));
+        drop(held);
+        assert_eq!(live.evict_idle(Duration::ZERO, in_use), 1);
+        assert!(live.get("held").is_none());
     }
 }

@@ -120,7 +120,14 @@ impl Chat {
                 settings.chat.help_rate_limit,
                 settings.chat.help_rate_window,
             ),
-            live: LiveSessions::new(settings.ws.replay_buffer),
+            live: LiveSessions::new(
+                settings.ws.replay_buffer,
+                Some(live::SeqMarks::new(
+                    Arc::clone(&store),
+                    Arc::clone(&bus),
+                    live::SEQ_BLOCK,
+                )),
+            ),
             sessions: sessions::Reservations::default(),
             store,
             llm,
@@ -145,9 +152,14 @@ impl Chat {
                 self.metrics.messages_received.inc();
                 Some(Inbound(decoded))
             }
-            Err((err, session_id)) => {
+            Err((err, hints)) => {
                 tracing::debug!(conn = ctx.conn_id, error = %err, "frame refused");
-                self.reply_error(ctx, &err, session_id.as_deref(), None);
+                self.reply_error(
+                    ctx,
+                    &err,
+                    hints.session_id.as_deref(),
+                    hints.client_msg_id.as_deref(),
+                );
                 None
             }
         }
@@ -158,9 +170,14 @@ impl Chat {
         self.reply_error(ctx, &ChatError::Malformed(reason.to_string()), None, None);
     }
 
-    /// Answers a frame refused by the in-flight limit.
-    pub fn reject_busy(&self, ctx: &ConnCtx) {
-        self.reply_error(ctx, &ChatError::Busy, None, None);
+    /// Answers a frame refused by the in-flight limit, naming its session and `client_msg_id`.
+    pub fn reject_busy(&self, ctx: &ConnCtx, inbound: &Inbound) {
+        self.reply_error(
+            ctx,
+            &ChatError::Busy,
+            inbound.0.session_id.as_deref(),
+            inbound.0.client_msg_id.as_deref(),
+        );
     }
 
     /// Does what a decoded frame asks; any failure becomes an error frame on this connection.

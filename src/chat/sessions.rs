@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::store::{AssistingAdmin, SessionRecord, new_session_id};
 
@@ -10,26 +11,44 @@ use super::live::LiveSession;
 use super::{Chat, ChatError, ConnCtx};
 
 /// Session ids announced to users who have no active session yet, so all their devices converge on one.
+/// A reservation is forgotten when its session is created, or when it was not used for the idle time and
+/// its user has no connection left (see [`expire`](Self::expire)).
 #[derive(Default)]
 pub struct Reservations {
-    ids: Mutex<HashMap<String, String>>,
+    ids: Mutex<HashMap<String, (String, Instant)>>,
 }
 
 impl Reservations {
     /// The id reserved for `user_id`, reserving one if needed.
     pub fn reserved_for(&self, user_id: &str) -> String {
         let mut ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
-        ids.entry(user_id.to_string())
-            .or_insert_with(new_session_id)
-            .clone()
+        let entry = ids
+            .entry(user_id.to_string())
+            .or_insert_with(|| (new_session_id(), Instant::now()));
+        entry.1 = Instant::now();
+        entry.0.clone()
     }
 
     /// Forgets the reservation once the session exists.
     pub fn release(&self, user_id: &str, session_id: &str) {
         let mut ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
-        if ids.get(user_id).is_some_and(|id| id == session_id) {
+        if ids.get(user_id).is_some_and(|(id, _)| id == session_id) {
             ids.remove(user_id);
         }
+    }
+
+    /// Forgets reservations unused for `idle` whose user is not `connected` (a connected device was told
+    /// the id and may still write); returns how many.
+    pub fn expire(&self, idle: Duration, connected: impl Fn(&str) -> bool) -> usize {
+        let mut ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
+        let before = ids.len();
+        ids.retain(|user, (_, used)| used.elapsed() < idle || connected(user));
+        before - ids.len()
+    }
+
+    /// Number of reservations held.
+    pub fn len(&self) -> usize {
+        self.ids.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 }
 
@@ -43,6 +62,28 @@ pub enum Access {
 }
 
 impl Chat {
+    /// Drops what memory holds for sessions and users that nothing uses any more: live session states
+    /// idle for `WS_SESSION_IDLE` with no connection of their user and no watching admin, and reservations
+    /// unused as long whose user has no connection. Returns (sessions, reservations) dropped.
+    pub fn sweep_idle(&self) -> (usize, usize) {
+        let idle = self.settings.ws.session_idle;
+        let sessions = self.live.evict_idle(idle, |s| {
+            self.hub.user_connection_count(&s.user_id) > 0 || self.hub.has_watchers(&s.id)
+        });
+        let reservations = self
+            .sessions
+            .expire(idle, |user| self.hub.user_connection_count(user) > 0);
+        if sessions + reservations > 0 {
+            tracing::debug!(sessions, reservations, "idle session state dropped");
+        }
+        (sessions, reservations)
+    }
+
+    /// Number of reserved session ids held (users told an id who have not written yet).
+    pub fn reservation_count(&self) -> usize {
+        self.sessions.len()
+    }
+
     /// The user's active session, if there is one.
     pub(super) async fn active_session(
         &self,
@@ -54,14 +95,20 @@ impl Chat {
         }
     }
 
-    /// The live state of a stored session. When it is loaded (first use on this node, or after a
-    /// restart) with an assisting admin, that admin's connections watch the session again.
+    /// The live state of a stored session. A session loaded here continues above its stored seq mark, and
+    /// when it is loaded (first use on this node, or after a restart) with an assisting admin, that admin's
+    /// connections watch the session again. (`session` must be fresh: read by the caller just before, well
+    /// within the idle time after which an unused live state is dropped, so its mark is not older than the
+    /// dropped state's.)
     pub(super) fn live_of(&self, session: &SessionRecord) -> Arc<LiveSession> {
         let assistant = AssistingAdmin::of(session);
         let watcher = assistant.as_ref().map(|a| a.id.clone());
-        let (live, created) =
-            self.live
-                .get_or_load(&session.id, &session.user_id, session.last_seq, assistant);
+        let (live, created) = self.live.get_or_load(
+            &session.id,
+            &session.user_id,
+            session.seq_mark.max(session.last_seq),
+            assistant,
+        );
         if created
             && session.is_active()
             && let Some(admin_id) = watcher
@@ -119,5 +166,28 @@ impl Chat {
                 Ok((active.session, live))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reservations_expire_only_when_unused_and_unconnected() {
+        let r = Reservations::default();
+        let a = r.reserved_for("a");
+        r.reserved_for("b");
+        assert_eq!(r.reserved_for("a"), a, "stable while held");
+        assert_eq!(r.expire(Duration::from_secs(3600), |_| false), 0);
+        assert_eq!(r.expire(Duration::ZERO, |u| u == "a"), 1);
+        assert_eq!(r.len(), 1);
+        assert_eq!(r.reserved_for("a"), a);
+        assert_eq!(r.expire(Duration::ZERO, |_| false), 1);
+        assert_ne!(
+            r.reserved_for("a"),
+            a,
+            "an expired reservation is not reused"
+        );
     }
 }

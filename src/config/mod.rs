@@ -99,6 +99,10 @@ pub struct WsSettings {
     pub message_rate_window: Duration,
     /// Session frames kept in memory per session for resume.
     pub replay_buffer: usize,
+    /// How long a session's live state (replay ring, seq counter) stays in memory once nothing uses it
+    /// (no connection of its user, no watching admin, no turn, no assistant); reserved session ids of users
+    /// without a connection expire after it too.
+    pub session_idle: Duration,
 }
 
 /// Chat behaviour.

@@ -73,6 +73,7 @@ pub struct WebSocketSection {
     write_wait: Option<String>,
     outbound_queue: Option<usize>,
     replay_buffer: Option<usize>,
+    session_idle: Option<String>,
 }
 
 /// `[chatbox]`: the Go service's section, with the keys it read and the ones it documented.
@@ -389,6 +390,12 @@ impl RawConfig {
                 env.get("WS_REPLAY_BUFFER"),
                 ws_section.replay_buffer,
                 512,
+            )?,
+            session_idle: duration_value(
+                "chatbox.websocket.session_idle",
+                env.get("WS_SESSION_IDLE"),
+                &ws_section.session_idle,
+                Duration::from_secs(600),
             )?,
         };
         if ws.pong_wait <= ws.ping_period {

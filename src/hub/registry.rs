@@ -235,6 +235,11 @@ impl Hub {
         }
     }
 
+    /// Whether any admin watches `session_id`.
+    pub fn has_watchers(&self, session_id: &str) -> bool {
+        self.shared.lock().watchers.contains_key(session_id)
+    }
+
     /// Removes every watcher of `session_id` and returns their admin user ids.
     pub fn clear_watchers(&self, session_id: &str) -> Vec<Arc<str>> {
         self.shared

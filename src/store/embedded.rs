@@ -89,6 +89,9 @@ struct SessionRow {
     share: Option<String>,
     count: i64,
     last_seq: u64,
+    /// The seq high-water mark; rows written before it existed read as 0 (then `last_seq` counts).
+    #[serde(default)]
+    seq_mark: u64,
 }
 
 impl SessionRow {
@@ -114,6 +117,7 @@ impl SessionRow {
             share: None,
             count: 0,
             last_seq: 0,
+            seq_mark: 0,
         }
     }
 
@@ -147,6 +151,7 @@ impl SessionRow {
             share_token: self.share.clone(),
             message_count: self.count,
             last_seq: self.last_seq,
+            seq_mark: self.seq_mark.max(self.last_seq),
         })
     }
 }
@@ -1199,6 +1204,22 @@ impl Store for EmbeddedStore {
             };
             update_row(txn, &id, |row| {
                 row.nm = sealed;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn raise_seq_mark(
+        &self,
+        session_id: &str,
+        _user_id: &str,
+        mark: u64,
+    ) -> Result<(), StoreError> {
+        let id = session_id.to_string();
+        self.write("raise_seq_mark", Budget::Short, move |txn, _| {
+            update_row(txn, &id, |row| {
+                row.seq_mark = row.seq_mark.max(mark);
                 Ok(())
             })
         })

@@ -81,6 +81,16 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         message: &MessageRecord,
     ) -> Result<AppendOutcome, StoreError>;
 
+    /// Raises the seq high-water mark ([`SessionRecord::seq_mark`]) of `user_id`'s session to `mark`; a
+    /// lower mark changes nothing. The mark survives restarts so that sequence numbers are never handed out
+    /// twice. It is deleted with the session's user or by the retention purge.
+    async fn raise_seq_mark(
+        &self,
+        session_id: &str,
+        user_id: &str,
+        mark: u64,
+    ) -> Result<(), StoreError>;
+
     /// Messages of a session in order; with `after_seq`, only those with a larger seq.
     async fn messages(
         &self,

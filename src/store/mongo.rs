@@ -1,8 +1,11 @@
 //! The MongoDB store (also runs on FerretDB): the Go service's `chat.sessions` documents (reference 4.2)
 //! with additive fields, plus three helper collections named after the sessions collection:
 //! `<c>_active` (one lock document per user: at most one active session without transactions),
-//! `<c>_usage` (tokens per user per UTC day), `<c>_meta` (key rotation checkpoint) and `<c>_audit` (the
-//! audit log of administrator actions, listed newest first by `(ts, _id)`).
+//! `<c>_usage` (tokens per user per UTC day), `<c>_meta` (key rotation checkpoint), `<c>_audit` (the
+//! audit log of administrator actions, listed newest first by `(ts, _id)`) and `<c>_seqmarks` (each
+//! session's seq high-water mark, `{_id: sessionId, uid, mark}`: a document of its own, because FerretDB
+//! applies updates as read-modify-write of the whole document and a mark written into the session
+//! document could undo a concurrent append).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -33,6 +36,7 @@ use crate::metrics::Metrics;
 /// Marks documents written by this server (`schema: 2`); documents without it were written by the Go
 /// service.
 const SCHEMA: &str = "schema";
+
 const SCHEMA_VERSION: i32 = 2;
 const ROTATION_ID: &str = "rotation";
 
@@ -43,6 +47,7 @@ pub struct MongoStore {
     usage: Collection<Document>,
     meta: Collection<Document>,
     audit: Collection<Document>,
+    seq_marks: Collection<Document>,
     keyring: Arc<Keyring>,
     runner: Runner,
 }
@@ -133,6 +138,10 @@ fn session_from_doc(doc: &Document, keyring: &Keyring) -> Result<SessionRecord, 
         _ => String::new(),
     };
     let message_count = msgs_len.or_else(|| get_i64(doc, "msgCount")).unwrap_or(0);
+    let last_seq = get_i64(doc, "lastSeq")
+        .or(msgs_len)
+        .and_then(|v| u64::try_from(v).ok())
+        .unwrap_or(0);
     let response_count = get_i64(doc, "respCount").unwrap_or(0);
     let avg = match (response_count, get_i64(doc, "respTotalMs")) {
         (n, Some(total)) if n > 0 => total / n,
@@ -156,10 +165,9 @@ fn session_from_doc(doc: &Document, keyring: &Keyring) -> Result<SessionRecord, 
         response_count,
         share_token: get_str(doc, "shareToken"),
         message_count,
-        last_seq: get_i64(doc, "lastSeq")
-            .or(msgs_len)
-            .and_then(|v| u64::try_from(v).ok())
-            .unwrap_or(0),
+        last_seq,
+        // Filled from `<c>_seqmarks` by the reads that feed live sessions (`with_seq_mark`).
+        seq_mark: last_seq,
         id,
     })
 }
@@ -453,6 +461,7 @@ impl MongoStore {
             usage: db.collection(&format!("{collection}_usage")),
             meta: db.collection(&format!("{collection}_meta")),
             audit: db.collection(&format!("{collection}_audit")),
+            seq_marks: db.collection(&format!("{collection}_seqmarks")),
             keyring,
             runner: Runner::new(config, metrics),
         }
@@ -575,7 +584,21 @@ impl MongoStore {
         } else {
             self.find_session_doc(id, true).await?.unwrap_or(doc)
         };
-        session_from_doc(&doc, &self.keyring).map(Some)
+        let session = session_from_doc(&doc, &self.keyring)?;
+        self.with_seq_mark(session).await.map(Some)
+    }
+
+    /// `session` with its stored seq high-water mark (at least its last seq).
+    async fn with_seq_mark(&self, mut session: SessionRecord) -> Result<SessionRecord, StoreError> {
+        let mark = self
+            .seq_marks
+            .find_one(doc! { "_id": &session.id })
+            .await?
+            .and_then(|d| get_i64(&d, "mark"))
+            .and_then(|v| u64::try_from(v).ok())
+            .unwrap_or(0);
+        session.seq_mark = session.seq_mark.max(mark);
+        Ok(session)
     }
 
     async fn require_session(&self, id: &str) -> Result<SessionRecord, StoreError> {
@@ -929,8 +952,14 @@ impl Store for MongoStore {
         model_id: &str,
     ) -> Result<ActiveSession, StoreError> {
         self.runner
-            .run("get_or_create_session", Budget::Short, true, || {
-                self.get_or_create_inner(user_id, preferred_id, model_id)
+            .run("get_or_create_session", Budget::Short, true, || async {
+                let mut active = self
+                    .get_or_create_inner(user_id, preferred_id, model_id)
+                    .await?;
+                if !active.created {
+                    active.session = self.with_seq_mark(active.session).await?;
+                }
+                Ok(active)
             })
             .await
     }
@@ -1037,6 +1066,27 @@ impl Store for MongoStore {
             doc! { "$set": { "nm": sealed, "_mt": now_date() } },
         )
         .await
+    }
+
+    async fn raise_seq_mark(
+        &self,
+        session_id: &str,
+        user_id: &str,
+        mark: u64,
+    ) -> Result<(), StoreError> {
+        let mark = i64::try_from(mark).unwrap_or(i64::MAX);
+        self.runner
+            .run("raise_seq_mark", Budget::Short, true, || async {
+                self.seq_marks
+                    .update_one(
+                        doc! { "_id": session_id },
+                        doc! { "$max": { "mark": mark }, "$set": { "uid": user_id } },
+                    )
+                    .upsert(true)
+                    .await?;
+                Ok(())
+            })
+            .await
     }
 
     async fn set_model(&self, session_id: &str, model_id: &str) -> Result<(), StoreError> {
@@ -1446,10 +1496,22 @@ impl Store for MongoStore {
     async fn purge_ended_before(&self, cutoff: OffsetDateTime) -> Result<u64, StoreError> {
         self.runner
             .run("purge", Budget::Long, true, || async {
-                let r = self
+                let filter = doc! { "endTs": { "$lt": dt(cutoff) } };
+                let mut ids = Vec::new();
+                let mut cursor = self
                     .sessions
-                    .delete_many(doc! { "endTs": { "$lt": dt(cutoff) } })
+                    .find(filter.clone())
+                    .projection(doc! { "_id": 1 })
                     .await?;
+                while let Some(d) = cursor.try_next().await? {
+                    ids.extend(d.get("_id").cloned());
+                }
+                let r = self.sessions.delete_many(filter).await?;
+                if !ids.is_empty() {
+                    self.seq_marks
+                        .delete_many(doc! { "_id": { "$in": ids } })
+                        .await?;
+                }
                 Ok(r.deleted_count)
             })
             .await
@@ -1505,6 +1567,7 @@ impl Store for MongoStore {
                 let r = self.sessions.delete_many(doc! { "uid": user_id }).await?;
                 self.locks.delete_many(doc! { "_id": user_id }).await?;
                 self.usage.delete_many(doc! { "uid": user_id }).await?;
+                self.seq_marks.delete_many(doc! { "uid": user_id }).await?;
                 Ok(DeleteStats {
                     sessions: r.deleted_count,
                     messages,

@@ -49,6 +49,11 @@ pub struct SessionRecord {
     pub message_count: i64,
     /// Highest `seq` of a stored message (`lastSeq`).
     pub last_seq: u64,
+    /// Highest `seq` the server may have handed out for this session, stored or not (embedded: a field of
+    /// the row; MongoDB: `<c>_seqmarks`, read by `get_session` and `get_or_create_active` only, other
+    /// reads report `last_seq`). Sessions without one, such as the Go service's, read `last_seq`. Never
+    /// below `last_seq`.
+    pub seq_mark: u64,
 }
 
 impl SessionRecord {

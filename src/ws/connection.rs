@@ -123,7 +123,7 @@ pub async fn run(socket: WebSocketStream, params: ConnectionParams) {
                     drop(permit);
                 });
             }
-            Err(_) => state.chat.reject_busy(&ctx),
+            Err(_) => state.chat.reject_busy(&ctx, &inbound),
         }
     }
 

@@ -12,6 +12,13 @@ async fn status(ws: &mut WsClient) -> Value {
     frame
 }
 
+/// The error text of an error frame.
+fn error_text(frame: &Value) -> &str {
+    frame["error"]["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not an error frame: {frame}"))
+}
+
 fn seq(frame: &Value) -> i64 {
     frame["seq"]
         .as_i64()
@@ -225,7 +232,7 @@ async fn the_fourth_concurrent_message_gets_the_busy_error() {
     let mut ws = app.connect_ws(&app.user_token("busy")).await;
     status(&mut ws).await;
     for i in 0..4 {
-        ws.send(json!({"type": "user_message", "content": format!("message {i}")}))
+        ws.send(json!({"type": "user_message", "content": format!("message {i}"), "client_msg_id": format!("busy-{i}")}))
             .await;
     }
     let mut busy = None;
@@ -243,6 +250,10 @@ async fn the_fourth_concurrent_message_gets_the_busy_error() {
         "Server busy \u{2014} please retry"
     );
     assert_eq!(busy["error"]["recoverable"], true);
+    assert_eq!(
+        busy["client_msg_id"], "busy-3",
+        "the refused frame is named"
+    );
 }
 
 #[tokio::test]
@@ -262,28 +273,28 @@ async fn malformed_json_gets_an_error_naming_the_problem_and_the_connection_surv
     ws.send_text("{\"type\": \"user_message\", ").await;
     let error = ws.recv().await;
     assert_eq!(error["error"]["code"], "INVALID_FORMAT");
-    assert!(
-        error["error"]["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("Invalid message format: ")
-    );
-    ws.send(json!({"type": "user_message", "content": "x", "metadata": {"size": 12}}))
+    assert!(error_text(&error).starts_with("Invalid message format: "));
+    assert!(error.get("client_msg_id").is_none(), "nothing was readable");
+    ws.send(json!({"type": "user_message", "content": "x", "metadata": {"size": 12}, "client_msg_id": "c-meta"}))
         .await;
     let error = ws.recv().await;
+    assert!(error_text(&error).contains("metadata.size"), "{error}");
+    assert_eq!(error["client_msg_id"], "c-meta");
+    ws.send(json!({"type": "user_message", "content": "", "client_msg_id": "c-empty"}))
+        .await;
+    let error = ws.recv().await;
+    assert_eq!(error["error"]["message"], "Message validation failed");
+    assert_eq!(error["client_msg_id"], "c-empty");
+    // A timestamp that is not RFC 3339 fails decoding, as in the reference (1.3 step 2).
+    ws.send(json!({"type": "user_message", "content": "x", "timestamp": "12/01/2026", "client_msg_id": "c-ts"}))
+        .await;
+    let error = ws.recv().await;
+    assert_eq!(error["error"]["code"], "INVALID_FORMAT");
     assert!(
-        error["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("metadata.size"),
+        error_text(&error).starts_with("Invalid message format: timestamp"),
         "{error}"
     );
-    ws.send(json!({"type": "user_message", "content": ""}))
-        .await;
-    assert_eq!(
-        ws.recv().await["error"]["message"],
-        "Message validation failed"
-    );
+    assert_eq!(error["client_msg_id"], "c-ts");
     ws.send(json!({"type": "ping", "client_msg_id": "still-here"}))
         .await;
     let pong = ws.recv().await;

@@ -182,6 +182,18 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Opens a WebSocket, reads its `connection_status`, sends one `user_message` and returns the
+    /// connection with the frames of the answer.
+    pub async fn chat_once(&self, token: &str, content: &str) -> (WsClient, Vec<Value>) {
+        let mut ws = self.connect_ws(token).await;
+        let status = ws.recv().await;
+        assert_eq!(status["type"], "connection_status", "{status}");
+        ws.send(serde_json::json!({"type": "user_message", "content": content}))
+            .await;
+        let turn = ws.recv_turn().await;
+        (ws, turn)
+    }
+
     /// Opens a WebSocket resuming after `last_seq`.
     pub async fn connect_ws_resume(&self, token: &str, last_seq: i64) -> WsClient {
         self.try_connect(

@@ -3,6 +3,7 @@
 mod binary;
 mod chat;
 mod chat_llm;
+mod chat_memory;
 mod contract;
 mod fake_llm;
 mod go_database;
@@ -21,4 +22,5 @@ mod ops_config_doc;
 mod ops_deploy;
 mod shutdown;
 mod store;
+mod ws_limits;
 mod ws_takeover;

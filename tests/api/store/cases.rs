@@ -1180,3 +1180,32 @@ pub async fn assistance_is_released_only_by_its_admin(backend: Backend) {
         Err(StoreError::NotFound)
     ));
 }
+
+pub async fn the_seq_mark_only_rises_and_survives_reopening(backend: Backend) {
+    let id = {
+        let store = backend.open().await;
+        let s = new_session(&store, "marked").await;
+        assert_eq!((s.last_seq, s.seq_mark), (0, 0));
+        store
+            .append_message(&s.id, &msg("m3", 3, "x"))
+            .await
+            .unwrap();
+        let s = store.get_session(&s.id).await.unwrap().unwrap();
+        assert_eq!(s.seq_mark, 3, "a stored message raises the mark");
+        store.raise_seq_mark(&s.id, "marked", 40).await.unwrap();
+        store.raise_seq_mark(&s.id, "marked", 20).await.unwrap();
+        assert_eq!(
+            store.get_session(&s.id).await.unwrap().unwrap().seq_mark,
+            40
+        );
+        s.id
+    };
+    let store = backend.open().await;
+    let s = store.get_session(&id).await.unwrap().unwrap();
+    assert_eq!((s.last_seq, s.seq_mark), (3, 40));
+    store
+        .append_message(&id, &msg("m50", 50, "y"))
+        .await
+        .unwrap();
+    assert_eq!(store.get_session(&id).await.unwrap().unwrap().seq_mark, 50);
+}

@@ -93,6 +93,10 @@ async fn go_service_documents_are_read_back() {
     assert_eq!(session.name, "Where is my parcel?");
     assert_eq!(session.message_count, 3);
     assert_eq!(session.last_seq, 3);
+    assert_eq!(
+        session.seq_mark, 3,
+        "a Go document without seqMark reads it as lastSeq"
+    );
     assert!(session.is_active());
     assert_eq!(
         session.started_at.unix_timestamp_nanos() / 1_000_000,

@@ -140,6 +140,7 @@ conformance!(
     audit_log_survives_reopening_and_user_deletion,
     only_one_of_racing_admins_claims_a_session,
     assistance_is_released_only_by_its_admin,
+    the_seq_mark_only_rises_and_survives_reopening,
 );
 
 /// Writes stored values directly, bypassing encryption (to load legacy formats and tampered values).
