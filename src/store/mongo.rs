@@ -667,7 +667,7 @@ impl MongoStore {
             }
         }
         Err(StoreError::Timeout {
-            operation: "get_or_create_session",
+            operation: "create_session",
         })
     }
 
@@ -760,6 +760,112 @@ impl MongoStore {
             entries,
             next_cursor,
         })
+    }
+
+    /// `/admin/metrics` on the server: `$match` + `$group` passes for the counts and sums, the largest
+    /// response time through a sorted `find_one`, and only the sessions still open at the end of the range
+    /// streamed (their open time needs date arithmetic).
+    ///
+    /// Both MongoDB and FerretDB 1.24 run these pipelines. FerretDB 1.24 implements only the `$count` and
+    /// `$sum` accumulators and the `$sum` and `$type` operators (no `$max`, `$avg`, `$cond`, `$subtract`),
+    /// and its `$group` feeds a group's documents to the first accumulator only (later ones of the same
+    /// stage see none and yield 0). So each pipeline has one `$sum`; the counts group by (`$type` of
+    /// `endTs`, `adminAssisted`); the maximum is a sort; the closed sessions' open time is their stored
+    /// `dur` (whole seconds, set when they end).
+    async fn metrics_inner(
+        &self,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+    ) -> Result<SessionMetrics, StoreError> {
+        let (from_ms, to_ms_) = (to_ms(from), to_ms(to));
+        let now = to_ms(super::now());
+        let in_range = doc! { "ts": { "$gte": dt(from), "$lte": dt(to) } };
+        let key = doc! { "ended": { "$type": "$endTs" }, "assisted": "$adminAssisted" };
+        let mut ended = in_range.clone();
+        ended.insert("endTs", doc! { "$exists": true });
+        let (counts, tokens, avg_sum, dur_sum) = futures::try_join!(
+            self.group_sum(in_range.clone(), Bson::Document(key), Bson::Int32(1)),
+            self.group_sum(in_range.clone(), Bson::Null, "$totalTokens".into()),
+            self.group_sum(in_range.clone(), Bson::Null, "$avgRespTime".into()),
+            self.group_sum(ended, Bson::Null, "$dur".into()),
+        )?;
+        let total = |groups: &[(Bson, i64)]| groups.iter().map(|(_, v)| v).sum::<i64>();
+        let mut m = SessionMetrics {
+            total_tokens: total(&tokens),
+            ..SessionMetrics::default()
+        };
+        for (key, n) in &counts {
+            let Bson::Document(key) = key else { continue };
+            m.total_sessions += n;
+            if matches!(key.get("ended"), Some(Bson::String(t)) if t == "missing") {
+                m.active_sessions += n;
+            }
+            if get_bool(key, "assisted") {
+                m.admin_assisted_count += n;
+            }
+        }
+        let mut open_ms = i128::from(total(&dur_sum)) * 1000;
+        if m.total_sessions == 0 {
+            return Ok(m);
+        }
+        m.avg_response_ms = total(&avg_sum) / m.total_sessions;
+        m.max_response_ms = self
+            .sessions
+            .find_one(in_range.clone())
+            .sort(doc! { "maxRespTime": -1 })
+            .projection(doc! { "maxRespTime": 1 })
+            .await?
+            .and_then(|d| get_i64(&d, "maxRespTime"))
+            .unwrap_or(0)
+            .max(0);
+        // Sessions open at the end of the range (active, or ended after it): their time inside the range,
+        // in place of the stored duration the group above counted for the ended ones.
+        let mut open = in_range;
+        open.insert(
+            "$or",
+            vec![
+                Bson::Document(doc! { "endTs": { "$exists": false } }),
+                Bson::Document(doc! { "endTs": { "$gt": dt(to) } }),
+            ],
+        );
+        let mut boundary = self
+            .sessions
+            .find(open)
+            .projection(doc! { "ts": 1, "endTs": 1, "dur": 1 })
+            .await?;
+        while let Some(d) = boundary.try_next().await? {
+            let end = get_date(&d, "endTs").map(to_ms);
+            if end.is_some() {
+                open_ms -= i128::from(get_i64(&d, "dur").unwrap_or(0)) * 1000;
+            }
+            let start = get_date(&d, "ts").map_or(from_ms, to_ms);
+            let until = end.unwrap_or(now).min(to_ms_);
+            open_ms += i128::from((until - start).max(0));
+        }
+        if to_ms_ > from_ms {
+            m.avg_concurrent = open_ms.max(0) as f64 / (to_ms_ - from_ms) as f64;
+        }
+        Ok(m)
+    }
+
+    /// `$match` `filter`, `$group` by `key` with one `$sum` of `value`: the (key, sum) pairs.
+    async fn group_sum(
+        &self,
+        filter: Document,
+        key: Bson,
+        value: Bson,
+    ) -> Result<Vec<(Bson, i64)>, StoreError> {
+        let pipeline = [
+            doc! { "$match": filter },
+            doc! { "$group": { "_id": key, "v": { "$sum": value } } },
+        ];
+        let mut groups = self.sessions.aggregate(pipeline).await?;
+        let mut out = Vec::new();
+        while let Some(g) = groups.try_next().await? {
+            let v = get_i64(&g, "v").unwrap_or(0);
+            out.push((g.get("_id").cloned().unwrap_or(Bson::Null), v));
+        }
+        Ok(out)
     }
 
     async fn rotate_batch(&self, batch_size: usize) -> Result<RotationStats, StoreError> {
@@ -918,7 +1024,7 @@ impl Store for MongoStore {
         model_id: &str,
     ) -> Result<ActiveSession, StoreError> {
         self.runner
-            .run("get_or_create_session", Budget::Short, true, || {
+            .run("create_session", Budget::Short, true, || {
                 self.get_or_create_inner(user_id, preferred_id, model_id)
             })
             .await
@@ -1284,7 +1390,7 @@ impl Store for MongoStore {
 
     async fn list_sessions(&self, query: &SessionQuery) -> Result<SessionPage, StoreError> {
         self.runner
-            .run("list_sessions", Budget::Long, true, || {
+            .run("list_all_sessions_with_options", Budget::Long, true, || {
                 self.list_inner(query)
             })
             .await
@@ -1295,48 +1401,9 @@ impl Store for MongoStore {
         from: OffsetDateTime,
         to: OffsetDateTime,
     ) -> Result<SessionMetrics, StoreError> {
-        let (from_ms, to_ms_) = (to_ms(from), to_ms(to));
-        let now = to_ms(super::now());
         self.runner
-            .run("metrics", Budget::Long, true, || async {
-                // Streamed projection rather than $group: works the same on MongoDB and FerretDB and also
-                // yields the time-weighted concurrency.
-                let mut cursor = self
-                    .sessions
-                    .find(doc! { "ts": { "$gte": dt(from), "$lte": dt(to) } })
-                    .projection(doc! {
-                        "ts": 1, "endTs": 1, "totalTokens": 1, "maxRespTime": 1, "avgRespTime": 1,
-                        "respCount": 1, "respTotalMs": 1, "adminAssisted": 1,
-                    })
-                    .await?;
-                let mut m = SessionMetrics::default();
-                let mut avg_sum = 0i64;
-                let mut open_ms = 0i128;
-                while let Some(d) = cursor.try_next().await? {
-                    m.total_sessions += 1;
-                    let end = get_date(&d, "endTs").map(to_ms);
-                    if end.is_none() {
-                        m.active_sessions += 1;
-                    }
-                    if get_bool(&d, "adminAssisted") {
-                        m.admin_assisted_count += 1;
-                    }
-                    m.total_tokens += get_i64(&d, "totalTokens").unwrap_or(0);
-                    m.max_response_ms = m
-                        .max_response_ms
-                        .max(get_i64(&d, "maxRespTime").unwrap_or(0));
-                    avg_sum += get_i64(&d, "avgRespTime").unwrap_or(0);
-                    let start = get_date(&d, "ts").map_or(from_ms, to_ms);
-                    let until = end.unwrap_or(now).min(to_ms_);
-                    open_ms += i128::from((until - start).max(0));
-                }
-                if m.total_sessions > 0 {
-                    m.avg_response_ms = avg_sum / m.total_sessions;
-                }
-                if to_ms_ > from_ms {
-                    m.avg_concurrent = open_ms as f64 / (to_ms_ - from_ms) as f64;
-                }
-                Ok(m)
+            .run("get_session_metrics", Budget::Long, true, || {
+                self.metrics_inner(from, to)
             })
             .await
     }

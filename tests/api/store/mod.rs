@@ -120,6 +120,7 @@ conformance!(
     wrong_key_is_a_clear_error,
     ciphertext_moved_to_another_message_does_not_open,
     legacy_contents_are_read,
+    legacy_plaintext_that_looks_like_base64_is_read_as_is,
     ping_reports_ready,
     audit_log_records_and_pages_newest_first,
     audit_log_survives_reopening_and_user_deletion,
