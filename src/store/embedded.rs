@@ -1095,6 +1095,15 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    async fn count_active_sessions(&self) -> Result<u64, StoreError> {
+        // One entry per user with an active session.
+        self.blocking("count_active_sessions", Budget::Short, |inner| {
+            let txn = inner.db.begin_read()?;
+            Ok(txn.open_table(ACTIVE)?.len()?)
+        })
+        .await
+    }
+
     async fn get_or_create_active(
         &self,
         user_id: &str,

@@ -16,6 +16,7 @@ use mongodb::options::{ClientOptions, IndexOptions};
 use mongodb::{Client, Collection, IndexModel};
 use secrecy::ExposeSecret;
 use time::{Date, OffsetDateTime};
+use tokio_util::sync::CancellationToken;
 
 use super::audit::{AuditCursor, audit_limit, new_audit_id, next_audit_cursor};
 use super::config::StoreConfig;
@@ -35,6 +36,8 @@ use crate::metrics::Metrics;
 const SCHEMA: &str = "schema";
 const SCHEMA_VERSION: i32 = 2;
 const ROTATION_ID: &str = "rotation";
+/// Documents per batch of the message count back-fill (each read with its messages).
+const BACKFILL_BATCH: usize = 200;
 
 /// The MongoDB store.
 pub struct MongoStore {
@@ -391,8 +394,8 @@ fn cursor_filter(
 }
 
 impl MongoStore {
-    /// Connects, creates indexes (failures are logged, as the Go service does) and fills the counters of
-    /// documents written by the Go service.
+    /// Connects and creates indexes (failures are logged, as the Go service does). The message counts of
+    /// documents written by the Go service are filled later, in the background ([`Store::backfill`]).
     pub async fn connect(
         config: &StoreConfig,
         keyring: Arc<Keyring>,
@@ -420,9 +423,6 @@ impl MongoStore {
             metrics,
         );
         store.ensure_indexes().await;
-        if let Err(e) = store.backfill_counts().await {
-            tracing::warn!(error = %e, "could not fill message counts of older sessions");
-        }
         Ok(store)
     }
 
@@ -448,7 +448,10 @@ impl MongoStore {
     }
 
     /// Creates the indexes of reference 4.4 (same names and options, so the Go service's are reused)
-    /// and those the queries need. Idempotent; failures are logged.
+    /// and those the queries need. Idempotent. Each creation goes through the runner (the list timeout,
+    /// 30 s by default like the Go service's, and retries); failures are logged, and once the server
+    /// proves unreachable the remaining indexes are left for the next start rather than waiting out
+    /// each one's timeout.
     pub async fn ensure_indexes(&self) {
         let plain = |name: &str, keys: Document| {
             IndexModel::builder()
@@ -456,20 +459,6 @@ impl MongoStore {
                 .options(IndexOptions::builder().name(name.to_string()).build())
                 .build()
         };
-        let sessions = [
-            plain("idx_user_id", doc! { "uid": 1 }),
-            plain("idx_start_time", doc! { "ts": -1 }),
-            plain("idx_admin_assisted", doc! { "adminAssisted": 1 }),
-            plain("idx_user_start_time", doc! { "uid": 1, "ts": -1 }),
-            plain("idx_end_time", doc! { "endTs": -1 }),
-            plain("idx_msg_count", doc! { "msgCount": -1 }),
-            plain("idx_total_tokens", doc! { "totalTokens": -1 }),
-        ];
-        for model in sessions {
-            if let Err(e) = self.sessions.create_index(model).await {
-                tracing::warn!(error = %e, "could not create a sessions index");
-            }
-        }
         let share = IndexModel::builder()
             .keys(doc! { "shareToken": 1 })
             .options(
@@ -480,63 +469,111 @@ impl MongoStore {
                     .build(),
             )
             .build();
-        if let Err(e) = self.sessions.create_index(share).await {
-            tracing::warn!(error = %e, "could not create the unique share token index");
-        }
-        if let Err(e) = self
-            .usage
-            .create_index(plain("idx_uid", doc! { "uid": 1 }))
-            .await
-        {
-            tracing::warn!(error = %e, "could not create the usage index");
-        }
-        if let Err(e) = self
-            .audit
-            .create_index(plain("idx_audit_time", doc! { "ts": -1, "_id": -1 }))
-            .await
-        {
-            tracing::warn!(error = %e, "could not create the audit index");
+        let indexes = [
+            (&self.sessions, plain("idx_user_id", doc! { "uid": 1 })),
+            (&self.sessions, plain("idx_start_time", doc! { "ts": -1 })),
+            (
+                &self.sessions,
+                plain("idx_admin_assisted", doc! { "adminAssisted": 1 }),
+            ),
+            (
+                &self.sessions,
+                plain("idx_user_start_time", doc! { "uid": 1, "ts": -1 }),
+            ),
+            (&self.sessions, share),
+            (&self.sessions, plain("idx_end_time", doc! { "endTs": -1 })),
+            (
+                &self.sessions,
+                plain("idx_msg_count", doc! { "msgCount": -1 }),
+            ),
+            (
+                &self.sessions,
+                plain("idx_total_tokens", doc! { "totalTokens": -1 }),
+            ),
+            (&self.usage, plain("idx_uid", doc! { "uid": 1 })),
+            (
+                &self.audit,
+                plain("idx_audit_time", doc! { "ts": -1, "_id": -1 }),
+            ),
+        ];
+        for (collection, model) in indexes {
+            let name = model
+                .options
+                .as_ref()
+                .and_then(|o| o.name.clone())
+                .unwrap_or_default();
+            let result = self
+                .runner
+                .run("create_index", Budget::Long, true, || async {
+                    collection.create_index(model.clone()).await?;
+                    Ok(())
+                })
+                .await;
+            match result {
+                Ok(()) => {}
+                Err(e) if e.is_transient(true) => {
+                    tracing::warn!(index = %name, collection = %collection.name(), error = %e,
+                        "the store is unreachable: index creation is left for the next start");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(index = %name, collection = %collection.name(), error = %e,
+                        "could not create an index");
+                }
+            }
         }
     }
 
-    /// Sets `msgCount` and `lastSeq` on documents written by the Go service, so the message count sort is
-    /// served by the stored count. Idempotent.
-    pub async fn backfill_counts(&self) -> Result<u64, StoreError> {
+    /// One batch of the back-fill: sets `msgCount` (and raises `lastSeq`) on up to `limit` documents
+    /// written by the Go service that have no stored count. Returns (documents read, documents updated).
+    async fn backfill_batch(&self, limit: usize) -> Result<(usize, u64), StoreError> {
         let mut cursor = self
             .sessions
             .find(doc! { "msgCount": { "$exists": false } })
             .projection(doc! { "msgs": 1 })
+            .limit(limit as i64)
             .await?;
-        let mut updated = 0;
+        let mut docs = Vec::new();
         while let Some(d) = cursor.try_next().await? {
-            let count = match d.get("msgs") {
-                Some(Bson::Array(a)) => a.len() as i64,
-                _ => 0,
-            };
-            let Some(id) = d.get("_id").cloned() else {
-                continue;
-            };
-            self.sessions
-                .update_one(
-                    doc! { "_id": id.clone(), "msgCount": { "$exists": false } },
-                    doc! { "$set": { "msgCount": count } },
-                )
-                .await?;
-            self.sessions
-                .update_one(
-                    doc! { "_id": id, "lastSeq": { "$exists": false } },
-                    doc! { "$set": { "lastSeq": count } },
-                )
-                .await?;
-            updated += 1;
+            docs.push(d);
         }
-        if updated > 0 {
-            tracing::info!(
-                sessions = updated,
-                "filled message counts of sessions written by the Go service"
-            );
+        let mut updated = 0;
+        for d in &docs {
+            if self.correct_counts(d, None).await? {
+                updated += 1;
+            }
         }
-        Ok(updated)
+        Ok((docs.len(), updated))
+    }
+
+    /// Writes the message count of `doc` (loaded with its `msgs`) when its stored `msgCount` is
+    /// `stored` (`None`: missing), and raises `lastSeq` to it: documents the Go service writes get no
+    /// counters. True when the document was updated. A concurrent append changes `msgCount` and makes
+    /// this a no-op (the next read corrects again).
+    async fn correct_counts(
+        &self,
+        doc: &Document,
+        stored: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        let Some(id) = doc.get("_id") else {
+            return Ok(false);
+        };
+        let count = match doc.get("msgs") {
+            Some(Bson::Array(msgs)) => msgs.len() as i64,
+            _ => 0,
+        };
+        let guard = match stored {
+            Some(n) => Bson::Int64(n),
+            None => Bson::Document(doc! { "$exists": false }),
+        };
+        let r = self
+            .sessions
+            .update_one(
+                doc! { "_id": id.clone(), "msgCount": guard },
+                doc! { "$set": { "msgCount": count }, "$max": { "lastSeq": count } },
+            )
+            .await?;
+        Ok(r.modified_count == 1)
     }
 
     async fn find_session_doc(
@@ -554,17 +591,37 @@ impl MongoStore {
     }
 
     async fn get_session_inner(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
-        let Some(doc) = self.find_session_doc(id, false).await? else {
-            return Ok(None);
+        match self.find_session_doc(id, false).await? {
+            Some(doc) => self.session_from_row(doc).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The session of `doc` (read without its messages). A document written by the Go service (no
+    /// schema marker) may lack counters (not back-filled yet) or have stale ones (the Go service pushes
+    /// messages without counting them): it is read again with its messages, its message count and last
+    /// seq come from the array itself (so new seqs continue after its messages), and the stored count
+    /// is corrected for the admin list's message-count sort.
+    async fn session_from_row(&self, doc: Document) -> Result<SessionRecord, StoreError> {
+        if doc.contains_key(SCHEMA) {
+            return session_from_doc(&doc, &self.keyring);
+        }
+        let full = match doc.get("_id") {
+            Some(Bson::String(id)) => self.find_session_doc(id, true).await?,
+            _ => None,
         };
-        // A document the Go service wrote after our start-up backfill has no counters yet: its message
-        // count and last seq come from the array itself, so new seqs continue after its messages.
-        let doc = if doc.contains_key("msgCount") {
-            doc
-        } else {
-            self.find_session_doc(id, true).await?.unwrap_or(doc)
+        let Some(full) = full else {
+            return session_from_doc(&doc, &self.keyring);
         };
-        session_from_doc(&doc, &self.keyring).map(Some)
+        let stored = get_i64(&full, "msgCount");
+        let actual = match full.get("msgs") {
+            Some(Bson::Array(a)) => Some(a.len() as i64),
+            _ => None,
+        };
+        if actual.is_some() && stored != actual {
+            self.correct_counts(&full, stored).await?;
+        }
+        session_from_doc(&full, &self.keyring)
     }
 
     async fn require_session(&self, id: &str) -> Result<SessionRecord, StoreError> {
@@ -607,7 +664,7 @@ impl MongoStore {
                     && !d.contains_key("endTs")
                 {
                     return Ok(ActiveSession {
-                        session: session_from_doc(&d, &self.keyring)?,
+                        session: self.session_from_row(d).await?,
                         created: false,
                     });
                 }
@@ -718,7 +775,7 @@ impl MongoStore {
             .await?;
         let mut sessions = Vec::new();
         while let Some(d) = cursor.try_next().await? {
-            sessions.push(session_from_doc(&d, &self.keyring)?);
+            sessions.push(self.session_from_row(d).await?);
         }
         let next_cursor = next_cursor(query, &sessions, limit);
         Ok(SessionPage {
@@ -1017,6 +1074,55 @@ impl Store for MongoStore {
             .await
     }
 
+    async fn count_active_sessions(&self) -> Result<u64, StoreError> {
+        // Served by `idx_end_time` (missing end times are indexed as null).
+        self.runner
+            .run("count_active_sessions", Budget::Short, true, || async {
+                Ok(self
+                    .sessions
+                    .count_documents(doc! { "endTs": { "$exists": false } })
+                    .await?)
+            })
+            .await
+    }
+
+    async fn backfill(&self, shutdown: &CancellationToken) -> Result<u64, StoreError> {
+        let pending = self
+            .runner
+            .run("backfill_counts", Budget::Long, true, || async {
+                Ok(self
+                    .sessions
+                    .count_documents(doc! { "msgCount": { "$exists": false } })
+                    .await?)
+            })
+            .await?;
+        if pending == 0 {
+            return Ok(0);
+        }
+        tracing::info!(
+            pending,
+            "filling the message counts of sessions written by the Go service, in the background"
+        );
+        let mut updated = 0;
+        loop {
+            let batch = tokio::select! {
+                () = shutdown.cancelled() => {
+                    tracing::info!(updated, pending, "message count back-fill stopped by shutdown; the next start resumes it");
+                    return Ok(updated);
+                }
+                batch = self.runner.run("backfill_counts", Budget::Long, true, || {
+                    self.backfill_batch(BACKFILL_BATCH)
+                }) => batch?,
+            };
+            updated += batch.1;
+            tracing::info!(updated, pending, "message count back-fill progress");
+            // A short batch is the last; a full one that changed nothing would repeat forever.
+            if batch.0 < BACKFILL_BATCH || batch.1 == 0 {
+                return Ok(updated);
+            }
+        }
+    }
+
     async fn get_or_create_active(
         &self,
         user_id: &str,
@@ -1065,34 +1171,48 @@ impl Store for MongoStore {
                 if seen.is_some() {
                     return Ok(AppendOutcome::Duplicate);
                 }
-                let result = self
-                    .sessions
-                    .update_one(
-                        doc! { "_id": session_id, "endTs": { "$exists": false }, "msgs.id": { "$ne": &message.id } },
-                        doc! {
-                            "$push": { "msgs": entry.clone() },
-                            "$inc": { "msgCount": 1i64 },
-                            "$max": { "lastSeq": seq, "lastActivity": dt(message.timestamp) },
-                            "$set": { "_mt": now_date() },
-                        },
-                    )
-                    .await?;
-                if result.matched_count == 1 {
-                    return Ok(AppendOutcome::Stored);
+                // Twice at most: the second pass follows the count correction of a Go document.
+                for _ in 0..2 {
+                    let result = self
+                        .sessions
+                        .update_one(
+                            doc! { "_id": session_id, "endTs": { "$exists": false }, "msgCount": { "$exists": true }, "msgs.id": { "$ne": &message.id } },
+                            doc! {
+                                "$push": { "msgs": entry.clone() },
+                                "$inc": { "msgCount": 1i64 },
+                                "$max": { "lastSeq": seq, "lastActivity": dt(message.timestamp) },
+                                "$set": { "_mt": now_date() },
+                            },
+                        )
+                        .await?;
+                    if result.matched_count == 1 {
+                        return Ok(AppendOutcome::Stored);
+                    }
+                    let duplicate = self
+                        .sessions
+                        .find_one(doc! { "_id": session_id, "msgs.id": &message.id })
+                        .projection(doc! { "_id": 1 })
+                        .await?;
+                    if duplicate.is_some() {
+                        return Ok(AppendOutcome::Duplicate);
+                    }
+                    match self.find_session_doc(session_id, false).await? {
+                        None => return Err(StoreError::NotFound),
+                        Some(d) if d.contains_key("endTs") => return Err(StoreError::SessionEnded),
+                        // A Go document not back-filled yet: count its messages first, then append again
+                        // (`$inc` on a missing count would start it at 1).
+                        Some(d) if !d.contains_key("msgCount") => {
+                            if let Some(full) = self.find_session_doc(session_id, true).await? {
+                                self.correct_counts(&full, None).await?;
+                            }
+                            continue;
+                        }
+                        Some(_) => return Ok(AppendOutcome::Duplicate),
+                    }
                 }
-                let duplicate = self
-                    .sessions
-                    .find_one(doc! { "_id": session_id, "msgs.id": &message.id })
-                    .projection(doc! { "_id": 1 })
-                    .await?;
-                if duplicate.is_some() {
-                    return Ok(AppendOutcome::Duplicate);
-                }
-                match self.find_session_doc(session_id, false).await? {
-                    None => Err(StoreError::NotFound),
-                    Some(d) if d.contains_key("endTs") => Err(StoreError::SessionEnded),
-                    Some(_) => Ok(AppendOutcome::Duplicate),
-                }
+                Err(StoreError::Corrupt(format!(
+                    "session {session_id} has no message count"
+                )))
             })
             .await
     }
@@ -1336,12 +1456,15 @@ impl Store for MongoStore {
         }
         self.runner
             .run("get_shared", Budget::Short, true, || async {
-                self.sessions
+                match self
+                    .sessions
                     .find_one(doc! { "shareToken": token })
                     .projection(no_msgs())
                     .await?
-                    .map(|d| session_from_doc(&d, &self.keyring))
-                    .transpose()
+                {
+                    Some(d) => self.session_from_row(d).await.map(Some),
+                    None => Ok(None),
+                }
             })
             .await
     }
@@ -1381,7 +1504,7 @@ impl Store for MongoStore {
                     .await?;
                 let mut out = Vec::new();
                 while let Some(d) = cursor.try_next().await? {
-                    out.push(session_from_doc(&d, &self.keyring)?);
+                    out.push(self.session_from_row(d).await?);
                 }
                 Ok(out)
             })

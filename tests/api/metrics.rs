@@ -169,3 +169,35 @@ async fn store_operations_carry_the_reference_label_values() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn active_sessions_in_the_store_before_start_are_counted() {
+    let data = crate::helpers::SharedData::new();
+    let first = crate::helpers::app().data(&data).spawn().await;
+    for user in ["before-a", "before-b", "before-c"] {
+        let mut ws = first.connect_ws(&first.user_token(user)).await;
+        ws.recv().await;
+        ws.send(json!({"type": "user_message", "content": "hello"}))
+            .await;
+        ws.recv_turn().await;
+        ws.close().await;
+    }
+    first.stop().await;
+    let second = crate::helpers::app().data(&data).spawn().await;
+    assert_eq!(
+        second.state.metrics.active_sessions.get(),
+        3,
+        "seeded from the store, not from zero"
+    );
+    let text = second
+        .http
+        .get(format!("{}/metrics/prometheus", second.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(sample(&text, "chatbox_active_sessions_total"), Some(3.0));
+    second.stop().await;
+}
