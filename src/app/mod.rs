@@ -78,6 +78,12 @@ impl Application {
             settings.auth.jwt_public_key_pem.as_deref(),
         )
         .context("JWT_PUBLIC_KEY_FILE")?;
+        if !settings.ignored_env.is_empty() {
+            tracing::warn!(
+                variables = ?settings.ignored_env,
+                "SMS notifications are not supported: these variables are ignored"
+            );
+        }
         let metrics = Arc::new(Metrics::new());
         let settings = Arc::new(settings);
         let store = crate::store::open(

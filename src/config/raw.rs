@@ -499,7 +499,18 @@ impl RawConfig {
         notify.apply_env(env)?;
         notify.validate(production)?;
 
+        // The Go service read these for SMS notifications, which this server does not send: they are
+        // noted (names only, never values) so start-up can warn that they are ignored.
+        let ignored_env = [
+            ("SMS_ACCOUNT_SID", env.get("SMS_ACCOUNT_SID")),
+            ("SMS_AUTH_TOKEN", env.get("SMS_AUTH_TOKEN")),
+        ]
+        .into_iter()
+        .filter(|(_, value)| value.is_some_and(|v| !v.is_empty()))
+        .map(|(name, _)| name)
+        .collect();
         Ok(Settings {
+            ignored_env,
             environment,
             data_dir,
             server,

@@ -4,6 +4,7 @@ mod chat;
 mod contract;
 mod fake_llm;
 mod go_database;
+mod health;
 mod heartbeat;
 mod helpers;
 mod http_admin;
