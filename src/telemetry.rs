@@ -9,7 +9,9 @@ pub fn init(settings: &LogSettings) {
     let filter = EnvFilter::try_new(&settings.filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(true);
+        .with_target(true)
+        // stdout carries the command output (the banner, `users export` JSON); logs go to stderr.
+        .with_writer(std::io::stderr);
     let result = if settings.json {
         builder
             .json()

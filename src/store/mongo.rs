@@ -1106,6 +1106,7 @@ impl Store for MongoStore {
         let mut updated = 0;
         loop {
             let batch = tokio::select! {
+                biased;
                 () = shutdown.cancelled() => {
                     tracing::info!(updated, pending, "message count back-fill stopped by shutdown; the next start resumes it");
                     return Ok(updated);

@@ -1,6 +1,7 @@
 //! Integration tests: one binary that drives the real server over HTTP and WebSocket.
 
 mod chat;
+mod cli;
 mod contract;
 mod fake_llm;
 mod go_database;

@@ -1,0 +1,180 @@
+//! The maintenance commands run as the real `chatbox` binary against an embedded data directory:
+//! `keys rotate`, `users export`, `users delete` and `purge`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use chatbox::metrics::Metrics;
+use chatbox::store::{self, MessageRecord, Store, StoreConfig, now};
+use secrecy::SecretString;
+
+const KEY_A: &str = "0123456789abcdef0123456789abcdef";
+const KEY_B: &str = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
+
+/// Embedded store settings with the given `(id, key)` pairs and active key.
+fn config(keys: &[(&str, &str)], active: &str) -> StoreConfig {
+    let mut config = StoreConfig::default();
+    for (id, key) in keys {
+        config
+            .encryption_keys
+            .insert((*id).to_string(), SecretString::from(*key));
+    }
+    config.active_key_id = Some(active.to_string());
+    config
+}
+
+async fn open(dir: &Path, config: &StoreConfig) -> Arc<dyn Store> {
+    store::open(config, dir, false, Arc::new(Metrics::new()))
+        .await
+        .unwrap()
+}
+
+/// Writes two sessions of `alice` (one ended) and one of `bob`, under key A.
+async fn seed(dir: &Path) {
+    let store = open(dir, &config(&[("k0", KEY_A)], "k0")).await;
+    for (user, text) in [("alice", "first words"), ("bob", "bob's words")] {
+        let s = store
+            .get_or_create_active(user, None, "demo")
+            .await
+            .unwrap()
+            .session;
+        store
+            .set_name(&s.id, &format!("{user} chat"))
+            .await
+            .unwrap();
+        store
+            .append_message(&s.id, &MessageRecord::new("m1", 1, "user", text))
+            .await
+            .unwrap();
+        if user == "alice" {
+            store.end_session(&s.id, now()).await.unwrap();
+            let next = store
+                .get_or_create_active(user, None, "demo")
+                .await
+                .unwrap()
+                .session;
+            store.set_name(&next.id, "alice chat").await.unwrap();
+            store
+                .append_message(
+                    &next.id,
+                    &MessageRecord::new("m1", 1, "user", "second words"),
+                )
+                .await
+                .unwrap();
+        }
+    }
+}
+
+/// Runs `chatbox <args>` on the data directory with only the given environment (no MongoDB).
+fn chatbox(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_chatbox"));
+    command
+        .args(args)
+        .env_clear()
+        .env("CHATBOX_DATA_DIR", dir)
+        .env("LOG_LEVEL", "warn");
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let output = command.output().unwrap();
+    assert!(
+        output.status.success(),
+        "chatbox {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+const ONLY_A: &[(&str, &str)] = &[("ENCRYPTION_KEYS", "k0:0123456789abcdef0123456789abcdef")];
+
+#[tokio::test]
+async fn keys_rotate_prints_progress_and_finishes() {
+    let dir = tempfile::tempdir().unwrap();
+    seed(dir.path()).await;
+    let keys = format!("k0:{KEY_A},k1:{KEY_B}");
+    let output = chatbox(
+        dir.path(),
+        &[
+            ("ENCRYPTION_KEYS", &keys),
+            ("ENCRYPTION_ACTIVE_KEY_ID", "k1"),
+        ],
+        &["keys", "rotate", "--batch", "1"],
+    );
+    let text = stdout(&output);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines.iter().filter(|l| l.starts_with("rotated: ")).count() >= 3,
+        "one progress line per batch of one session:\n{text}"
+    );
+    assert!(lines.iter().any(|l| l.ends_with("(done)")), "{text}");
+    let stats: serde_json::Value = serde_json::from_str(lines.last().unwrap()).unwrap();
+    assert_eq!(stats["done"], true);
+    assert_eq!(stats["messages_reencrypted"], 3);
+    assert_eq!(stats["names_reencrypted"], 3);
+    // Everything opens with key B alone now.
+    let store = open(dir.path(), &config(&[("k1", KEY_B)], "k1")).await;
+    let sessions = store.list_user_sessions("alice", 10).await.unwrap();
+    assert_eq!(sessions.len(), 2);
+    for s in sessions {
+        assert_eq!(s.name, "alice chat");
+        assert_eq!(store.messages(&s.id, None).await.unwrap().len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn users_export_prints_the_users_data_as_json_and_delete_removes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    seed(dir.path()).await;
+    let output = chatbox(dir.path(), ONLY_A, &["users", "export", "alice"]);
+    let export: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(export["user_id"], "alice");
+    let mut contents: Vec<&str> = export["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["messages"].as_array().unwrap())
+        .map(|m| m["content"].as_str().unwrap())
+        .collect();
+    contents.sort();
+    assert_eq!(contents, vec!["first words", "second words"]);
+
+    let output = chatbox(dir.path(), ONLY_A, &["users", "delete", "alice"]);
+    let stats: serde_json::Value = serde_json::from_str(stdout(&output).trim()).unwrap();
+    assert_eq!(stats["sessions"], 2);
+    assert_eq!(stats["messages"], 2);
+    let store = open(dir.path(), &config(&[("k0", KEY_A)], "k0")).await;
+    assert!(
+        store
+            .list_user_sessions("alice", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.list_user_sessions("bob", 10).await.unwrap().len(),
+        1,
+        "other users keep their data"
+    );
+}
+
+#[tokio::test]
+async fn purge_removes_ended_sessions_past_the_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    seed(dir.path()).await;
+    let output = chatbox(dir.path(), ONLY_A, &["purge", "--days", "0"]);
+    assert_eq!(
+        stdout(&output).trim(),
+        "purged 1 sessions ended more than 0 days ago"
+    );
+    let store = open(dir.path(), &config(&[("k0", KEY_A)], "k0")).await;
+    let left = store.list_user_sessions("alice", 10).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert!(left[0].is_active(), "the active session stays");
+}
