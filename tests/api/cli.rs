@@ -7,34 +7,18 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::Arc;
 
-use chatbox::metrics::Metrics;
-use chatbox::store::{self, MessageRecord, Store, StoreConfig, now};
-use secrecy::SecretString;
+use chatbox::store::{MessageRecord, Store, now};
 
-const KEY_A: &str = "0123456789abcdef0123456789abcdef";
-const KEY_B: &str = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
+use crate::store::{Backend, KEY_A, KEY_B};
 
-/// Embedded store settings with the given `(id, key)` pairs and active key.
-fn config(keys: &[(&str, &str)], active: &str) -> StoreConfig {
-    let mut config = StoreConfig::default();
-    for (id, key) in keys {
-        config
-            .encryption_keys
-            .insert((*id).to_string(), SecretString::from(*key));
-    }
-    config.active_key_id = Some(active.to_string());
-    config
-}
-
-async fn open(dir: &Path, config: &StoreConfig) -> Arc<dyn Store> {
-    store::open(config, dir, false, Arc::new(Metrics::new()))
-        .await
-        .unwrap()
+/// A store on `backend` under key A (`k0`) only.
+async fn open_a(backend: &Backend) -> Arc<dyn Store> {
+    backend.open().await
 }
 
 /// Writes two sessions of `alice` (one ended) and one of `bob`, under key A.
-async fn seed(dir: &Path) {
-    let store = open(dir, &config(&[("k0", KEY_A)], "k0")).await;
+async fn seed(backend: &Backend) {
+    let store = open_a(backend).await;
     for (user, text) in [("alice", "first words"), ("bob", "bob's words")] {
         let s = store
             .get_or_create_active(user, None, "demo")
@@ -92,15 +76,20 @@ fn stdout(output: &Output) -> String {
     String::from_utf8(output.stdout.clone()).unwrap()
 }
 
-const ONLY_A: &[(&str, &str)] = &[("ENCRYPTION_KEYS", "k0:0123456789abcdef0123456789abcdef")];
+/// [`chatbox`] with key A only, as the data was written.
+fn chatbox_a(dir: &Path, args: &[&str]) -> Output {
+    let keys = format!("k0:{KEY_A}");
+    chatbox(dir, &[("ENCRYPTION_KEYS", &keys)], args)
+}
 
 #[tokio::test]
 async fn keys_rotate_prints_progress_and_finishes() {
-    let dir = tempfile::tempdir().unwrap();
-    seed(dir.path()).await;
+    let backend = Backend::embedded();
+    let dir = backend.data_dir();
+    seed(&backend).await;
     let keys = format!("k0:{KEY_A},k1:{KEY_B}");
     let output = chatbox(
-        dir.path(),
+        dir,
         &[
             ("ENCRYPTION_KEYS", &keys),
             ("ENCRYPTION_ACTIVE_KEY_ID", "k1"),
@@ -119,7 +108,10 @@ async fn keys_rotate_prints_progress_and_finishes() {
     assert_eq!(stats["messages_reencrypted"], 3);
     assert_eq!(stats["names_reencrypted"], 3);
     // Everything opens with key B alone now.
-    let store = open(dir.path(), &config(&[("k1", KEY_B)], "k1")).await;
+    let store = backend
+        .open_with(&backend.config_with(&[("k1", KEY_B)], "k1"))
+        .await
+        .unwrap();
     let sessions = store.list_user_sessions("alice", 10).await.unwrap();
     assert_eq!(sessions.len(), 2);
     for s in sessions {
@@ -130,9 +122,10 @@ async fn keys_rotate_prints_progress_and_finishes() {
 
 #[tokio::test]
 async fn users_export_prints_the_users_data_as_json_and_delete_removes_it() {
-    let dir = tempfile::tempdir().unwrap();
-    seed(dir.path()).await;
-    let output = chatbox(dir.path(), ONLY_A, &["users", "export", "alice"]);
+    let backend = Backend::embedded();
+    let dir = backend.data_dir();
+    seed(&backend).await;
+    let output = chatbox_a(dir, &["users", "export", "alice"]);
     let export: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
     assert_eq!(export["user_id"], "alice");
     let mut contents: Vec<&str> = export["sessions"]
@@ -145,11 +138,11 @@ async fn users_export_prints_the_users_data_as_json_and_delete_removes_it() {
     contents.sort();
     assert_eq!(contents, vec!["first words", "second words"]);
 
-    let output = chatbox(dir.path(), ONLY_A, &["users", "delete", "alice"]);
+    let output = chatbox_a(dir, &["users", "delete", "alice"]);
     let stats: serde_json::Value = serde_json::from_str(stdout(&output).trim()).unwrap();
     assert_eq!(stats["sessions"], 2);
     assert_eq!(stats["messages"], 2);
-    let store = open(dir.path(), &config(&[("k0", KEY_A)], "k0")).await;
+    let store = open_a(&backend).await;
     assert!(
         store
             .list_user_sessions("alice", 10)
@@ -166,14 +159,15 @@ async fn users_export_prints_the_users_data_as_json_and_delete_removes_it() {
 
 #[tokio::test]
 async fn purge_removes_ended_sessions_past_the_retention() {
-    let dir = tempfile::tempdir().unwrap();
-    seed(dir.path()).await;
-    let output = chatbox(dir.path(), ONLY_A, &["purge", "--days", "0"]);
+    let backend = Backend::embedded();
+    let dir = backend.data_dir();
+    seed(&backend).await;
+    let output = chatbox_a(dir, &["purge", "--days", "0"]);
     assert_eq!(
         stdout(&output).trim(),
         "purged 1 sessions ended more than 0 days ago"
     );
-    let store = open(dir.path(), &config(&[("k0", KEY_A)], "k0")).await;
+    let store = open_a(&backend).await;
     let left = store.list_user_sessions("alice", 10).await.unwrap();
     assert_eq!(left.len(), 1);
     assert!(left[0].is_active(), "the active session stays");

@@ -14,6 +14,18 @@ fn sample(text: &str, series: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// `{P}/metrics/prometheus` of `app`.
+async fn scrape(app: &crate::helpers::TestApp) -> String {
+    app.http
+        .get(format!("{}/metrics/prometheus", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn every_reference_metric_is_exported_with_its_labels() {
     let app = spawn_app().await;
@@ -24,15 +36,7 @@ async fn every_reference_metric_is_exported_with_its_labels() {
     ws.recv_turn().await;
     ws.send_text("not json").await;
     ws.recv().await;
-    let text = app
-        .http
-        .get(format!("{}/metrics/prometheus", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = scrape(&app).await;
     for name in [
         "chatbox_websocket_connections_total",
         "chatbox_messages_received_total",
@@ -189,15 +193,7 @@ async fn active_sessions_in_the_store_before_start_are_counted() {
         3,
         "seeded from the store, not from zero"
     );
-    let text = second
-        .http
-        .get(format!("{}/metrics/prometheus", second.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = scrape(&second).await;
     assert_eq!(sample(&text, "chatbox_active_sessions_total"), Some(3.0));
     second.stop().await;
 }

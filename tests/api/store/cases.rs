@@ -865,6 +865,17 @@ pub async fn legacy_contents_are_read(backend: Backend) {
     ));
 }
 
+/// The contents of a session's messages, in order.
+async fn contents(store: &Arc<dyn Store>, session: &str) -> Vec<String> {
+    store
+        .messages(session, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.content)
+        .collect()
+}
+
 /// Untagged stored values that look like base64 but open with no key are the Go service's legacy
 /// plaintext (reference 4.3 returns the stored string): reads, export and rotation all work.
 pub async fn legacy_plaintext_that_looks_like_base64_is_read_as_is(backend: Backend) {
@@ -875,14 +886,7 @@ pub async fn legacy_plaintext_that_looks_like_base64_is_read_as_is(backend: Back
         let s = new_session(&store, "b64").await;
         raw.insert_message(&s.id, &msg("h", 1, ""), hash).await;
         raw.insert_message(&s.id, &msg("b", 2, ""), blob).await;
-        let contents: Vec<String> = store
-            .messages(&s.id, None)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|m| m.content)
-            .collect();
-        assert_eq!(contents, vec![hash, blob]);
+        assert_eq!(contents(&store, &s.id).await, vec![hash, blob]);
         let export = store.export_user("b64").await.unwrap();
         let exported: Vec<&str> = export.sessions[0]
             .messages
@@ -901,14 +905,7 @@ pub async fn legacy_plaintext_that_looks_like_base64_is_read_as_is(backend: Back
     // Now under key B alone they are ordinary ciphertexts of the same text.
     let only_b = backend.config_with(&[("k1", KEY_B)], "k1");
     let store = backend.open_with(&only_b).await.unwrap();
-    let contents: Vec<String> = store
-        .messages(&id, None)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|m| m.content)
-        .collect();
-    assert_eq!(contents, vec![hash, blob]);
+    assert_eq!(contents(&store, &id).await, vec![hash, blob]);
 }
 
 pub async fn ping_reports_ready(backend: Backend) {

@@ -43,6 +43,14 @@ impl Backend {
         }
     }
 
+    /// The data directory of an embedded backend.
+    pub fn data_dir(&self) -> &std::path::Path {
+        match self {
+            Backend::Embedded(dir) => dir.path(),
+            Backend::Mongo { .. } => panic!("a MongoDB backend has no data directory"),
+        }
+    }
+
     /// Config with key A only.
     pub fn config(&self) -> StoreConfig {
         self.config_with(&[("k0", KEY_A)], "k0")
