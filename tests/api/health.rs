@@ -131,3 +131,46 @@ async fn readyz_is_503_while_the_server_drains() {
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test]
+async fn readyz_says_no_llm_providers_configured_when_none_can_serve() {
+    let fake = crate::fake_llm::FakeLlm::start().await;
+    fake.script([crate::fake_llm::Fault::status(500)]);
+    let toml = format!(
+        r#"
+[llm.retry]
+max_attempts = 1
+
+[llm.breaker]
+failure_threshold = 1
+cool_down = "1h"
+
+[[llm.providers]]
+id = "gpt"
+name = "GPT"
+type = "openai"
+endpoint = "{}"
+model = "fake-model"
+apiKey = "sk-fake"
+"#,
+        fake.base_url()
+    );
+    let app = app().toml(&toml).spawn().await;
+    let (status, body) = get(&app, "/readyz").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["checks"]["llm"]["providers_count"], 1);
+    // One failed turn opens the only provider's breaker.
+    let mut ws = app.connect_ws(&app.user_token("unlucky")).await;
+    ws.recv().await;
+    ws.send(json!({"type": "user_message", "content": "hello?"}))
+        .await;
+    ws.recv_until("error").await;
+    let (status, body) = get(&app, "/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(
+        body["checks"]["llm"],
+        json!({ "status": "not ready", "reason": "No LLM providers configured" })
+    );
+    assert_eq!(body["checks"]["mongodb"]["status"], "ready");
+    app.stop().await;
+}
