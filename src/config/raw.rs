@@ -618,6 +618,25 @@ mod tests {
     }
 
     #[test]
+    fn sms_variables_are_noted_by_name_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = RawConfig::default()
+            .into_settings(&dev_env(dir.path()))
+            .unwrap();
+        assert!(s.ignored_env.is_empty());
+        let mut env = dev_env(dir.path());
+        env.set("SMS_ACCOUNT_SID", "AC-secret-sid");
+        env.set("SMS_AUTH_TOKEN", "secret-token");
+        let s = RawConfig::default().into_settings(&env).unwrap();
+        assert_eq!(s.ignored_env, ["SMS_ACCOUNT_SID", "SMS_AUTH_TOKEN"]);
+        let debug = format!("{s:?}");
+        assert!(
+            !debug.contains("secret-token") && !debug.contains("AC-secret-sid"),
+            "{debug}"
+        );
+    }
+
+    #[test]
     fn unknown_keys_are_refused_by_name() {
         let err = RawConfig::from_toml("[chatbox]\nmax_conections = 5\n")
             .unwrap_err()
