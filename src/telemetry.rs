@@ -12,7 +12,9 @@ pub fn init(settings: &LogSettings) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(true)
-        .with_ansi(std::io::stdout().is_terminal());
+        .with_ansi(std::io::stderr().is_terminal())
+        // stdout carries the command output (the banner, `users export` JSON); logs go to stderr.
+        .with_writer(std::io::stderr);
     let result = if settings.json {
         builder
             .json()

@@ -25,6 +25,9 @@ use super::tags::ApiTags;
 /// How long readiness waits for the store.
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Readiness reason of the LLM check when no provider can serve (reference 2.4, exact text).
+const NO_PROVIDERS: &str = "No LLM providers configured";
+
 /// Health, readiness and metrics endpoints.
 pub struct HealthApi;
 
@@ -104,10 +107,12 @@ impl HealthApi {
                 reason: None,
             }
         } else {
+            // The reference's body: no count, and its reason text also when providers are configured
+            // but every one has its circuit breaker open (none can serve a turn).
             LlmCheck {
                 status: ReadinessStatus::NotReady,
-                providers_count: Some(i64::try_from(llm_ready.providers.len()).unwrap_or(i64::MAX)),
-                reason: Some("No LLM provider is available".into()),
+                providers_count: None,
+                reason: Some(NO_PROVIDERS.into()),
             }
         };
         let draining = state.draining.load(std::sync::atomic::Ordering::SeqCst);

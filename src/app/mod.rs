@@ -59,6 +59,10 @@ pub struct AppState {
 /// How often sessions past the retention period are purged.
 const RETENTION_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
 
+/// How often `chatbox_active_sessions_total` is re-read from the store (the global count, so replicas
+/// agree and a restart starts from the truth).
+const ACTIVE_SESSIONS_REFRESH: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A bound, ready-to-run server.
 pub struct Application {
     acceptor: TcpAcceptor,
@@ -74,6 +78,12 @@ impl Application {
             settings.auth.jwt_public_key_pem.as_deref(),
         )
         .context("JWT_PUBLIC_KEY_FILE")?;
+        if !settings.ignored_env.is_empty() {
+            tracing::warn!(
+                variables = ?settings.ignored_env,
+                "SMS notifications are not supported: these variables are ignored"
+            );
+        }
         let metrics = Arc::new(Metrics::new());
         let settings = Arc::new(settings);
         let store = crate::store::open(
@@ -84,6 +94,7 @@ impl Application {
         )
         .await
         .context("store")?;
+        crate::store::maintenance::refresh_active_sessions(store.as_ref(), &metrics).await;
         let llm = Arc::new(Llm::new(&settings.llm, Arc::clone(&metrics)).context("llm")?);
         let ws = &settings.ws;
         let hub = Hub::new(
@@ -154,13 +165,25 @@ impl Application {
     ) -> std::io::Result<()> {
         let prefix = self.state.settings.server.path_prefix.clone();
         let grace = self.state.settings.server.shutdown_grace;
+        let mut background = vec![
+            crate::store::maintenance::spawn_backfill(
+                Arc::clone(&self.state.store),
+                self.state.shutdown.clone(),
+            ),
+            crate::store::maintenance::spawn_active_sessions_gauge(
+                Arc::clone(&self.state.store),
+                Arc::clone(&self.state.metrics),
+                ACTIVE_SESSIONS_REFRESH,
+                self.state.shutdown.clone(),
+            ),
+        ];
         if let Some(days) = self.state.settings.store.retention_days {
-            crate::store::maintenance::spawn_retention(
+            background.push(crate::store::maintenance::spawn_retention(
                 Arc::clone(&self.state.store),
                 days,
                 RETENTION_INTERVAL,
                 self.state.shutdown.clone(),
-            );
+            ));
         }
         spawn_idle_sweep(Arc::clone(&self.state));
         let state = Arc::clone(&self.state);
@@ -177,9 +200,15 @@ impl Application {
             .with(Cors::new(&self.state.settings.http.cors_allowed_origins))
             .with(SecurityHeaders)
             .with(RequestIdMiddleware);
-        Server::new_with_acceptor(listener::NoDelayAcceptor::new(self.acceptor))
+        let served = Server::new_with_acceptor(listener::NoDelayAcceptor::new(self.acceptor))
             .run_with_graceful_shutdown(routes, signal, Some(CLOSE_WAIT))
-            .await
+            .await;
+        // The background tasks hold the store: they end before the caller may reopen it.
+        self.state.shutdown.cancel();
+        for task in background {
+            let _ = task.await;
+        }
+        served
     }
 }
 

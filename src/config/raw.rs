@@ -532,7 +532,18 @@ impl RawConfig {
         notify.apply_env(env)?;
         notify.validate(production)?;
 
+        // The Go service read these for SMS notifications, which this server does not send: they are
+        // noted (names only, never values) so start-up can warn that they are ignored.
+        let ignored_env = [
+            ("SMS_ACCOUNT_SID", env.get("SMS_ACCOUNT_SID")),
+            ("SMS_AUTH_TOKEN", env.get("SMS_AUTH_TOKEN")),
+        ]
+        .into_iter()
+        .filter(|(_, value)| value.is_some_and(|v| !v.is_empty()))
+        .map(|(name, _)| name)
+        .collect();
         Ok(Settings {
+            ignored_env,
             environment,
             data_dir,
             server,
@@ -645,6 +656,25 @@ mod tests {
         assert_eq!(s.http.metrics_allowed_networks.len(), 4);
         assert!(s.auth.jwt_secret_generated);
         assert!(!s.log.json);
+    }
+
+    #[test]
+    fn sms_variables_are_noted_by_name_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = RawConfig::default()
+            .into_settings(&dev_env(dir.path()))
+            .unwrap();
+        assert!(s.ignored_env.is_empty());
+        let mut env = dev_env(dir.path());
+        env.set("SMS_ACCOUNT_SID", "AC-secret-sid");
+        env.set("SMS_AUTH_TOKEN", "secret-token");
+        let s = RawConfig::default().into_settings(&env).unwrap();
+        assert_eq!(s.ignored_env, ["SMS_ACCOUNT_SID", "SMS_AUTH_TOKEN"]);
+        let debug = format!("{s:?}");
+        assert!(
+            !debug.contains("secret-token") && !debug.contains("AC-secret-sid"),
+            "{debug}"
+        );
     }
 
     #[test]

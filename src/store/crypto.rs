@@ -5,7 +5,8 @@
 //!   the record (`chatbox/v1/msg/<session>/<message>` or `chatbox/v1/name/<session>`), so a value copied to
 //!   another record does not open;
 //! - legacy (Go service): `base64std(nonce12 ‖ ciphertext ‖ tag16)` with the raw key and no associated data;
-//! - legacy plaintext (Go service without key): any other string.
+//! - legacy plaintext (Go service without key): any other string, including an untagged value that looks
+//!   like a Go ciphertext but opens with no configured key (the Go service returns it as stored too).
 
 use std::fmt;
 
@@ -33,7 +34,7 @@ pub enum CryptoError {
         "cannot decrypt stored data (key id {key_id}): it was encrypted with a different key, or altered, or moved from another record; check ENCRYPTION_KEY / ENCRYPTION_KEYS"
     )]
     WrongKey {
-        /// Id named by the ciphertext, or `legacy` for the Go service's format.
+        /// Id named by the ciphertext.
         key_id: String,
     },
     /// The ciphertext names a key id that is not configured.
@@ -237,8 +238,10 @@ impl Keyring {
         }
     }
 
-    /// Decrypts a stored value bound to `binding`. With `legacy_allowed`, values in the Go format are
-    /// opened with every key; other strings are returned as legacy plaintext.
+    /// Decrypts a stored value bound to `binding`. Tagged (`cb1:`) values must open with their key, else
+    /// [`CryptoError::WrongKey`] / [`CryptoError::UnknownKeyId`]. With `legacy_allowed`, untagged values
+    /// that look like the Go format are tried with every key; any untagged value that does not open is
+    /// returned as stored (legacy plaintext), exactly as the Go service reads it.
     pub fn decrypt(
         &self,
         stored: &str,
@@ -281,13 +284,15 @@ impl Keyring {
             if let Ok(plain) = key
                 .cipher
                 .decrypt(Nonce::from_slice(&bytes[..NONCE_LEN]), &bytes[NONCE_LEN..])
+                && let Ok(text) = String::from_utf8(plain)
             {
-                return String::from_utf8(plain).map_err(|_| CryptoError::Malformed);
+                return Ok(text);
             }
         }
-        Err(CryptoError::WrongKey {
-            key_id: "legacy".into(),
-        })
+        // Like the Go service (reference 4.3): an untagged value that does not open is legacy plaintext
+        // that merely looks like base64 (a hash, a token, an encoded blob), returned as stored. Only the
+        // tagged `cb1:` format is strict.
+        Ok(stored.to_string())
     }
 }
 
@@ -377,16 +382,27 @@ mod tests {
         let err = reader.decrypt(&sealed, MSG, true).unwrap_err();
         assert!(matches!(err, CryptoError::WrongKey { .. }));
         assert!(!err.to_string().contains("secret text"));
-        let legacy = writer.encrypt_legacy("secret text", "k0").unwrap();
-        assert!(matches!(
-            reader.decrypt(&legacy, MSG, true),
-            Err(CryptoError::WrongKey { .. })
-        ));
+
         let only_k0 = Keyring::new(vec![("k0".into(), [1u8; 32])], "k0").unwrap();
         assert!(matches!(
             only_k0.decrypt(&sealed, MSG, true),
             Err(CryptoError::UnknownKeyId(_))
         ));
+    }
+
+    #[test]
+    fn untagged_values_that_do_not_open_are_legacy_plaintext() {
+        let ring = ring();
+        let hash = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+        let blob = STANDARD.encode([42u8; 48]);
+        let foreign = Keyring::new(vec![("x".into(), [5u8; 32])], "x")
+            .unwrap()
+            .encrypt_legacy("other key", "x")
+            .unwrap();
+        for text in [hash, blob.as_str(), foreign.as_str()] {
+            assert_eq!(ring.classify(text, true), StoredKind::Legacy, "{text}");
+            assert_eq!(ring.decrypt(text, MSG, true).unwrap(), text);
+        }
     }
 
     #[test]

@@ -1111,6 +1111,15 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    async fn count_active_sessions(&self) -> Result<u64, StoreError> {
+        // One entry per user with an active session.
+        self.blocking("count_active_sessions", Budget::Short, |inner| {
+            let txn = inner.db.begin_read()?;
+            Ok(txn.open_table(ACTIVE)?.len()?)
+        })
+        .await
+    }
+
     async fn get_or_create_active(
         &self,
         user_id: &str,
@@ -1120,7 +1129,7 @@ impl Store for EmbeddedStore {
         let user_id = user_id.to_string();
         let preferred = preferred_id.map(str::to_string);
         let model_id = model_id.to_string();
-        self.write("get_or_create_session", Budget::Short, move |txn, inner| {
+        self.write("create_session", Budget::Short, move |txn, inner| {
             let existing = txn
                 .open_table(ACTIVE)?
                 .get(user_id.as_str())?
@@ -1492,9 +1501,11 @@ impl Store for EmbeddedStore {
 
     async fn list_sessions(&self, query: &SessionQuery) -> Result<SessionPage, StoreError> {
         let query = query.clone();
-        self.blocking("list_sessions", Budget::Long, move |inner| {
-            list_sessions(inner, &query)
-        })
+        self.blocking(
+            "list_all_sessions_with_options",
+            Budget::Long,
+            move |inner| list_sessions(inner, &query),
+        )
         .await
     }
 
@@ -1504,7 +1515,7 @@ impl Store for EmbeddedStore {
         to: OffsetDateTime,
     ) -> Result<SessionMetrics, StoreError> {
         let (from, to, now) = (to_ms(from), to_ms(to), to_ms(super::now()));
-        self.blocking("metrics", Budget::Long, move |inner| {
+        self.blocking("get_session_metrics", Budget::Long, move |inner| {
             metrics(inner, from, to, now)
         })
         .await

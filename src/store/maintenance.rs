@@ -1,6 +1,7 @@
 //! Maintenance jobs over any [`Store`]: key rotation with progress output, user export and deletion
 //! (the CLI commands and the admin endpoint call these), the audit entries of the CLI commands, and the
-//! retention purge with its periodic task.
+//! retention purge with its periodic task, the active-sessions gauge refresh and the background
+//! back-fill.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -8,6 +9,8 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
 
 use super::{
     AuditKind, AuditRecord, DeleteStats, RotationStats, Store, StoreError, StoredAudit, UserExport,
@@ -134,6 +137,56 @@ pub fn spawn_retention(
                         tracing::warn!(error = %e, "retention purge failed");
                     }
                 }
+            }
+        }
+    })
+}
+
+/// Sets `chatbox_active_sessions_total` to the store's count of active sessions (the whole store's, so
+/// every replica reports the same global figure); a failure is logged and leaves the gauge as it is.
+pub async fn refresh_active_sessions(store: &dyn Store, metrics: &Metrics) {
+    match store.count_active_sessions().await {
+        Ok(count) => metrics
+            .active_sessions
+            .set(i64::try_from(count).unwrap_or(i64::MAX)),
+        Err(e) => tracing::warn!(error = %e, "could not count the active sessions"),
+    }
+}
+
+/// Runs [`refresh_active_sessions`] every `interval` until `shutdown` is cancelled. Between refreshes
+/// this node's own session starts and ends move the gauge.
+pub fn spawn_active_sessions_gauge(
+    store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+    interval: Duration,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The first tick is immediate; start-up already seeded the gauge.
+        ticker.tick().await;
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = ticker.tick() => refresh_active_sessions(store.as_ref(), &metrics).await,
+            }
+        }
+    })
+}
+
+/// Runs the store's [`Store::backfill`] once in the background (cancelled by `shutdown`); failures are
+/// logged (the next start tries again, and reads correct the records they touch).
+pub fn spawn_backfill(
+    store: Arc<dyn Store>,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        match store.backfill(&shutdown).await {
+            Ok(0) => {}
+            Ok(updated) => tracing::info!(updated, "store back-fill finished"),
+            Err(e) => {
+                tracing::warn!(error = %e, "store back-fill failed; the next start resumes it")
             }
         }
     })

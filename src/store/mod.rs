@@ -22,6 +22,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use time::{Date, OffsetDateTime};
+use tokio_util::sync::CancellationToken;
 
 pub use audit::{AuditKind, AuditPage, AuditQuery, AuditRecord, StoredAudit};
 pub use config::StoreConfig;
@@ -179,6 +180,19 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         from: OffsetDateTime,
         to: OffsetDateTime,
     ) -> Result<SessionMetrics, StoreError>;
+
+    /// Number of sessions not ended, over the whole store (every replica sees the same figure): a cheap
+    /// indexed count that seeds and refreshes `chatbox_active_sessions_total`.
+    async fn count_active_sessions(&self) -> Result<u64, StoreError>;
+
+    /// Background work after start-up that must not delay readiness, in bounded batches with progress
+    /// logged, until done or `shutdown` is cancelled; returns the number of records updated. MongoDB fills
+    /// the stored message counts of documents written by the Go service; the embedded store has nothing
+    /// to do.
+    async fn backfill(&self, shutdown: &CancellationToken) -> Result<u64, StoreError> {
+        let _ = shutdown;
+        Ok(0)
+    }
 
     /// Deletes sessions ended before `cutoff`; returns how many.
     async fn purge_ended_before(&self, cutoff: OffsetDateTime) -> Result<u64, StoreError>;

@@ -19,6 +19,7 @@ use mongodb::options::{ClientOptions, IndexOptions};
 use mongodb::{Client, Collection, IndexModel};
 use secrecy::ExposeSecret;
 use time::{Date, OffsetDateTime};
+use tokio_util::sync::CancellationToken;
 
 use super::audit::{AuditCursor, audit_limit, new_audit_id, next_audit_cursor};
 use super::config::StoreConfig;
@@ -39,6 +40,8 @@ const SCHEMA: &str = "schema";
 
 const SCHEMA_VERSION: i32 = 2;
 const ROTATION_ID: &str = "rotation";
+/// Documents per batch of the message count back-fill (each read with its messages).
+const BACKFILL_BATCH: usize = 200;
 
 /// The MongoDB store.
 pub struct MongoStore {
@@ -410,8 +413,8 @@ fn cursor_filter(
 }
 
 impl MongoStore {
-    /// Connects, creates indexes (failures are logged, as the Go service does) and fills the counters of
-    /// documents written by the Go service.
+    /// Connects and creates indexes (failures are logged, as the Go service does). The message counts of
+    /// documents written by the Go service are filled later, in the background ([`Store::backfill`]).
     pub async fn connect(
         config: &StoreConfig,
         keyring: Arc<Keyring>,
@@ -439,9 +442,6 @@ impl MongoStore {
             metrics,
         );
         store.ensure_indexes().await;
-        if let Err(e) = store.backfill_counts().await {
-            tracing::warn!(error = %e, "could not fill message counts of older sessions");
-        }
         Ok(store)
     }
 
@@ -468,7 +468,10 @@ impl MongoStore {
     }
 
     /// Creates the indexes of reference 4.4 (same names and options, so the Go service's are reused)
-    /// and those the queries need. Idempotent; failures are logged.
+    /// and those the queries need. Idempotent. Each creation goes through the runner (the list timeout,
+    /// 30 s by default like the Go service's, and retries); failures are logged, and once the server
+    /// proves unreachable the remaining indexes are left for the next start rather than waiting out
+    /// each one's timeout.
     pub async fn ensure_indexes(&self) {
         let plain = |name: &str, keys: Document| {
             IndexModel::builder()
@@ -476,20 +479,6 @@ impl MongoStore {
                 .options(IndexOptions::builder().name(name.to_string()).build())
                 .build()
         };
-        let sessions = [
-            plain("idx_user_id", doc! { "uid": 1 }),
-            plain("idx_start_time", doc! { "ts": -1 }),
-            plain("idx_admin_assisted", doc! { "adminAssisted": 1 }),
-            plain("idx_user_start_time", doc! { "uid": 1, "ts": -1 }),
-            plain("idx_end_time", doc! { "endTs": -1 }),
-            plain("idx_msg_count", doc! { "msgCount": -1 }),
-            plain("idx_total_tokens", doc! { "totalTokens": -1 }),
-        ];
-        for model in sessions {
-            if let Err(e) = self.sessions.create_index(model).await {
-                tracing::warn!(error = %e, "could not create a sessions index");
-            }
-        }
         let share = IndexModel::builder()
             .keys(doc! { "shareToken": 1 })
             .options(
@@ -500,63 +489,111 @@ impl MongoStore {
                     .build(),
             )
             .build();
-        if let Err(e) = self.sessions.create_index(share).await {
-            tracing::warn!(error = %e, "could not create the unique share token index");
-        }
-        if let Err(e) = self
-            .usage
-            .create_index(plain("idx_uid", doc! { "uid": 1 }))
-            .await
-        {
-            tracing::warn!(error = %e, "could not create the usage index");
-        }
-        if let Err(e) = self
-            .audit
-            .create_index(plain("idx_audit_time", doc! { "ts": -1, "_id": -1 }))
-            .await
-        {
-            tracing::warn!(error = %e, "could not create the audit index");
+        let indexes = [
+            (&self.sessions, plain("idx_user_id", doc! { "uid": 1 })),
+            (&self.sessions, plain("idx_start_time", doc! { "ts": -1 })),
+            (
+                &self.sessions,
+                plain("idx_admin_assisted", doc! { "adminAssisted": 1 }),
+            ),
+            (
+                &self.sessions,
+                plain("idx_user_start_time", doc! { "uid": 1, "ts": -1 }),
+            ),
+            (&self.sessions, share),
+            (&self.sessions, plain("idx_end_time", doc! { "endTs": -1 })),
+            (
+                &self.sessions,
+                plain("idx_msg_count", doc! { "msgCount": -1 }),
+            ),
+            (
+                &self.sessions,
+                plain("idx_total_tokens", doc! { "totalTokens": -1 }),
+            ),
+            (&self.usage, plain("idx_uid", doc! { "uid": 1 })),
+            (
+                &self.audit,
+                plain("idx_audit_time", doc! { "ts": -1, "_id": -1 }),
+            ),
+        ];
+        for (collection, model) in indexes {
+            let name = model
+                .options
+                .as_ref()
+                .and_then(|o| o.name.clone())
+                .unwrap_or_default();
+            let result = self
+                .runner
+                .run("create_index", Budget::Long, true, || async {
+                    collection.create_index(model.clone()).await?;
+                    Ok(())
+                })
+                .await;
+            match result {
+                Ok(()) => {}
+                Err(e) if e.is_transient(true) => {
+                    tracing::warn!(index = %name, collection = %collection.name(), error = %e,
+                        "the store is unreachable: index creation is left for the next start");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(index = %name, collection = %collection.name(), error = %e,
+                        "could not create an index");
+                }
+            }
         }
     }
 
-    /// Sets `msgCount` and `lastSeq` on documents written by the Go service, so the message count sort is
-    /// served by the stored count. Idempotent.
-    pub async fn backfill_counts(&self) -> Result<u64, StoreError> {
+    /// One batch of the back-fill: sets `msgCount` (and raises `lastSeq`) on up to `limit` documents
+    /// written by the Go service that have no stored count. Returns (documents read, documents updated).
+    async fn backfill_batch(&self, limit: usize) -> Result<(usize, u64), StoreError> {
         let mut cursor = self
             .sessions
             .find(doc! { "msgCount": { "$exists": false } })
             .projection(doc! { "msgs": 1 })
+            .limit(limit as i64)
             .await?;
-        let mut updated = 0;
+        let mut docs = Vec::new();
         while let Some(d) = cursor.try_next().await? {
-            let count = match d.get("msgs") {
-                Some(Bson::Array(a)) => a.len() as i64,
-                _ => 0,
-            };
-            let Some(id) = d.get("_id").cloned() else {
-                continue;
-            };
-            self.sessions
-                .update_one(
-                    doc! { "_id": id.clone(), "msgCount": { "$exists": false } },
-                    doc! { "$set": { "msgCount": count } },
-                )
-                .await?;
-            self.sessions
-                .update_one(
-                    doc! { "_id": id, "lastSeq": { "$exists": false } },
-                    doc! { "$set": { "lastSeq": count } },
-                )
-                .await?;
-            updated += 1;
+            docs.push(d);
         }
-        if updated > 0 {
-            tracing::info!(
-                sessions = updated,
-                "filled message counts of sessions written by the Go service"
-            );
+        let mut updated = 0;
+        for d in &docs {
+            if self.correct_counts(d, None).await? {
+                updated += 1;
+            }
         }
-        Ok(updated)
+        Ok((docs.len(), updated))
+    }
+
+    /// Writes the message count of `doc` (loaded with its `msgs`) when its stored `msgCount` is
+    /// `stored` (`None`: missing), and raises `lastSeq` to it: documents the Go service writes get no
+    /// counters. True when the document was updated. A concurrent append changes `msgCount` and makes
+    /// this a no-op (the next read corrects again).
+    async fn correct_counts(
+        &self,
+        doc: &Document,
+        stored: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        let Some(id) = doc.get("_id") else {
+            return Ok(false);
+        };
+        let count = match doc.get("msgs") {
+            Some(Bson::Array(msgs)) => msgs.len() as i64,
+            _ => 0,
+        };
+        let guard = match stored {
+            Some(n) => Bson::Int64(n),
+            None => Bson::Document(doc! { "$exists": false }),
+        };
+        let r = self
+            .sessions
+            .update_one(
+                doc! { "_id": id.clone(), "msgCount": guard },
+                doc! { "$set": { "msgCount": count }, "$max": { "lastSeq": count } },
+            )
+            .await?;
+        Ok(r.modified_count == 1)
     }
 
     async fn find_session_doc(
@@ -574,18 +611,40 @@ impl MongoStore {
     }
 
     async fn get_session_inner(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
-        let Some(doc) = self.find_session_doc(id, false).await? else {
-            return Ok(None);
+        match self.find_session_doc(id, false).await? {
+            Some(doc) => {
+                let session = self.session_from_row(doc).await?;
+                self.with_seq_mark(session).await.map(Some)
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// The session of `doc` (read without its messages). A document written by the Go service (no
+    /// schema marker) may lack counters (not back-filled yet) or have stale ones (the Go service pushes
+    /// messages without counting them): it is read again with its messages, its message count and last
+    /// seq come from the array itself (so new seqs continue after its messages), and the stored count
+    /// is corrected for the admin list's message-count sort.
+    async fn session_from_row(&self, doc: Document) -> Result<SessionRecord, StoreError> {
+        if doc.contains_key(SCHEMA) {
+            return session_from_doc(&doc, &self.keyring);
+        }
+        let full = match doc.get("_id") {
+            Some(Bson::String(id)) => self.find_session_doc(id, true).await?,
+            _ => None,
         };
-        // A document the Go service wrote after our start-up backfill has no counters yet: its message
-        // count and last seq come from the array itself, so new seqs continue after its messages.
-        let doc = if doc.contains_key("msgCount") {
-            doc
-        } else {
-            self.find_session_doc(id, true).await?.unwrap_or(doc)
+        let Some(full) = full else {
+            return session_from_doc(&doc, &self.keyring);
         };
-        let session = session_from_doc(&doc, &self.keyring)?;
-        self.with_seq_mark(session).await.map(Some)
+        let stored = get_i64(&full, "msgCount");
+        let actual = match full.get("msgs") {
+            Some(Bson::Array(a)) => Some(a.len() as i64),
+            _ => None,
+        };
+        if actual.is_some() && stored != actual {
+            self.correct_counts(&full, stored).await?;
+        }
+        session_from_doc(&full, &self.keyring)
     }
 
     /// `session` with its stored seq high-water mark (at least its last seq).
@@ -641,7 +700,7 @@ impl MongoStore {
                     && !d.contains_key("endTs")
                 {
                     return Ok(ActiveSession {
-                        session: session_from_doc(&d, &self.keyring)?,
+                        session: self.session_from_row(d).await?,
                         created: false,
                     });
                 }
@@ -701,7 +760,7 @@ impl MongoStore {
             }
         }
         Err(StoreError::Timeout {
-            operation: "get_or_create_session",
+            operation: "create_session",
         })
     }
 
@@ -752,7 +811,7 @@ impl MongoStore {
             .await?;
         let mut sessions = Vec::new();
         while let Some(d) = cursor.try_next().await? {
-            sessions.push(session_from_doc(&d, &self.keyring)?);
+            sessions.push(self.session_from_row(d).await?);
         }
         let next_cursor = next_cursor(query, &sessions, limit);
         Ok(SessionPage {
@@ -794,6 +853,112 @@ impl MongoStore {
             entries,
             next_cursor,
         })
+    }
+
+    /// `/admin/metrics` on the server: `$match` + `$group` passes for the counts and sums, the largest
+    /// response time through a sorted `find_one`, and only the sessions still open at the end of the range
+    /// streamed (their open time needs date arithmetic).
+    ///
+    /// Both MongoDB and FerretDB 1.24 run these pipelines. FerretDB 1.24 implements only the `$count` and
+    /// `$sum` accumulators and the `$sum` and `$type` operators (no `$max`, `$avg`, `$cond`, `$subtract`),
+    /// and its `$group` feeds a group's documents to the first accumulator only (later ones of the same
+    /// stage see none and yield 0). So each pipeline has one `$sum`; the counts group by (`$type` of
+    /// `endTs`, `adminAssisted`); the maximum is a sort; the closed sessions' open time is their stored
+    /// `dur` (whole seconds, set when they end).
+    async fn metrics_inner(
+        &self,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+    ) -> Result<SessionMetrics, StoreError> {
+        let (from_ms, to_ms_) = (to_ms(from), to_ms(to));
+        let now = to_ms(super::now());
+        let in_range = doc! { "ts": { "$gte": dt(from), "$lte": dt(to) } };
+        let key = doc! { "ended": { "$type": "$endTs" }, "assisted": "$adminAssisted" };
+        let mut ended = in_range.clone();
+        ended.insert("endTs", doc! { "$exists": true });
+        let (counts, tokens, avg_sum, dur_sum) = futures::try_join!(
+            self.group_sum(in_range.clone(), Bson::Document(key), Bson::Int32(1)),
+            self.group_sum(in_range.clone(), Bson::Null, "$totalTokens".into()),
+            self.group_sum(in_range.clone(), Bson::Null, "$avgRespTime".into()),
+            self.group_sum(ended, Bson::Null, "$dur".into()),
+        )?;
+        let total = |groups: &[(Bson, i64)]| groups.iter().map(|(_, v)| v).sum::<i64>();
+        let mut m = SessionMetrics {
+            total_tokens: total(&tokens),
+            ..SessionMetrics::default()
+        };
+        for (key, n) in &counts {
+            let Bson::Document(key) = key else { continue };
+            m.total_sessions += n;
+            if matches!(key.get("ended"), Some(Bson::String(t)) if t == "missing") {
+                m.active_sessions += n;
+            }
+            if get_bool(key, "assisted") {
+                m.admin_assisted_count += n;
+            }
+        }
+        let mut open_ms = i128::from(total(&dur_sum)) * 1000;
+        if m.total_sessions == 0 {
+            return Ok(m);
+        }
+        m.avg_response_ms = total(&avg_sum) / m.total_sessions;
+        m.max_response_ms = self
+            .sessions
+            .find_one(in_range.clone())
+            .sort(doc! { "maxRespTime": -1 })
+            .projection(doc! { "maxRespTime": 1 })
+            .await?
+            .and_then(|d| get_i64(&d, "maxRespTime"))
+            .unwrap_or(0)
+            .max(0);
+        // Sessions open at the end of the range (active, or ended after it): their time inside the range,
+        // in place of the stored duration the group above counted for the ended ones.
+        let mut open = in_range;
+        open.insert(
+            "$or",
+            vec![
+                Bson::Document(doc! { "endTs": { "$exists": false } }),
+                Bson::Document(doc! { "endTs": { "$gt": dt(to) } }),
+            ],
+        );
+        let mut boundary = self
+            .sessions
+            .find(open)
+            .projection(doc! { "ts": 1, "endTs": 1, "dur": 1 })
+            .await?;
+        while let Some(d) = boundary.try_next().await? {
+            let end = get_date(&d, "endTs").map(to_ms);
+            if end.is_some() {
+                open_ms -= i128::from(get_i64(&d, "dur").unwrap_or(0)) * 1000;
+            }
+            let start = get_date(&d, "ts").map_or(from_ms, to_ms);
+            let until = end.unwrap_or(now).min(to_ms_);
+            open_ms += i128::from((until - start).max(0));
+        }
+        if to_ms_ > from_ms {
+            m.avg_concurrent = open_ms.max(0) as f64 / (to_ms_ - from_ms) as f64;
+        }
+        Ok(m)
+    }
+
+    /// `$match` `filter`, `$group` by `key` with one `$sum` of `value`: the (key, sum) pairs.
+    async fn group_sum(
+        &self,
+        filter: Document,
+        key: Bson,
+        value: Bson,
+    ) -> Result<Vec<(Bson, i64)>, StoreError> {
+        let pipeline = [
+            doc! { "$match": filter },
+            doc! { "$group": { "_id": key, "v": { "$sum": value } } },
+        ];
+        let mut groups = self.sessions.aggregate(pipeline).await?;
+        let mut out = Vec::new();
+        while let Some(g) = groups.try_next().await? {
+            let v = get_i64(&g, "v").unwrap_or(0);
+            out.push((g.get("_id").cloned().unwrap_or(Bson::Null), v));
+        }
+        Ok(out)
     }
 
     async fn rotate_batch(&self, batch_size: usize) -> Result<RotationStats, StoreError> {
@@ -945,6 +1110,56 @@ impl Store for MongoStore {
             .await
     }
 
+    async fn count_active_sessions(&self) -> Result<u64, StoreError> {
+        // Served by `idx_end_time` (missing end times are indexed as null).
+        self.runner
+            .run("count_active_sessions", Budget::Short, true, || async {
+                Ok(self
+                    .sessions
+                    .count_documents(doc! { "endTs": { "$exists": false } })
+                    .await?)
+            })
+            .await
+    }
+
+    async fn backfill(&self, shutdown: &CancellationToken) -> Result<u64, StoreError> {
+        let pending = self
+            .runner
+            .run("backfill_counts", Budget::Long, true, || async {
+                Ok(self
+                    .sessions
+                    .count_documents(doc! { "msgCount": { "$exists": false } })
+                    .await?)
+            })
+            .await?;
+        if pending == 0 {
+            return Ok(0);
+        }
+        tracing::info!(
+            pending,
+            "filling the message counts of sessions written by the Go service, in the background"
+        );
+        let mut updated = 0;
+        loop {
+            let batch = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => {
+                    tracing::info!(updated, pending, "message count back-fill stopped by shutdown; the next start resumes it");
+                    return Ok(updated);
+                }
+                batch = self.runner.run("backfill_counts", Budget::Long, true, || {
+                    self.backfill_batch(BACKFILL_BATCH)
+                }) => batch?,
+            };
+            updated += batch.1;
+            tracing::info!(updated, pending, "message count back-fill progress");
+            // A short batch is the last; a full one that changed nothing would repeat forever.
+            if batch.0 < BACKFILL_BATCH || batch.1 == 0 {
+                return Ok(updated);
+            }
+        }
+    }
+
     async fn get_or_create_active(
         &self,
         user_id: &str,
@@ -952,7 +1167,7 @@ impl Store for MongoStore {
         model_id: &str,
     ) -> Result<ActiveSession, StoreError> {
         self.runner
-            .run("get_or_create_session", Budget::Short, true, || async {
+            .run("create_session", Budget::Short, true, || async {
                 let mut active = self
                     .get_or_create_inner(user_id, preferred_id, model_id)
                     .await?;
@@ -999,34 +1214,48 @@ impl Store for MongoStore {
                 if seen.is_some() {
                     return Ok(AppendOutcome::Duplicate);
                 }
-                let result = self
-                    .sessions
-                    .update_one(
-                        doc! { "_id": session_id, "endTs": { "$exists": false }, "msgs.id": { "$ne": &message.id } },
-                        doc! {
-                            "$push": { "msgs": entry.clone() },
-                            "$inc": { "msgCount": 1i64 },
-                            "$max": { "lastSeq": seq, "lastActivity": dt(message.timestamp) },
-                            "$set": { "_mt": now_date() },
-                        },
-                    )
-                    .await?;
-                if result.matched_count == 1 {
-                    return Ok(AppendOutcome::Stored);
+                // Twice at most: the second pass follows the count correction of a Go document.
+                for _ in 0..2 {
+                    let result = self
+                        .sessions
+                        .update_one(
+                            doc! { "_id": session_id, "endTs": { "$exists": false }, "msgCount": { "$exists": true }, "msgs.id": { "$ne": &message.id } },
+                            doc! {
+                                "$push": { "msgs": entry.clone() },
+                                "$inc": { "msgCount": 1i64 },
+                                "$max": { "lastSeq": seq, "lastActivity": dt(message.timestamp) },
+                                "$set": { "_mt": now_date() },
+                            },
+                        )
+                        .await?;
+                    if result.matched_count == 1 {
+                        return Ok(AppendOutcome::Stored);
+                    }
+                    let duplicate = self
+                        .sessions
+                        .find_one(doc! { "_id": session_id, "msgs.id": &message.id })
+                        .projection(doc! { "_id": 1 })
+                        .await?;
+                    if duplicate.is_some() {
+                        return Ok(AppendOutcome::Duplicate);
+                    }
+                    match self.find_session_doc(session_id, false).await? {
+                        None => return Err(StoreError::NotFound),
+                        Some(d) if d.contains_key("endTs") => return Err(StoreError::SessionEnded),
+                        // A Go document not back-filled yet: count its messages first, then append again
+                        // (`$inc` on a missing count would start it at 1).
+                        Some(d) if !d.contains_key("msgCount") => {
+                            if let Some(full) = self.find_session_doc(session_id, true).await? {
+                                self.correct_counts(&full, None).await?;
+                            }
+                            continue;
+                        }
+                        Some(_) => return Ok(AppendOutcome::Duplicate),
+                    }
                 }
-                let duplicate = self
-                    .sessions
-                    .find_one(doc! { "_id": session_id, "msgs.id": &message.id })
-                    .projection(doc! { "_id": 1 })
-                    .await?;
-                if duplicate.is_some() {
-                    return Ok(AppendOutcome::Duplicate);
-                }
-                match self.find_session_doc(session_id, false).await? {
-                    None => Err(StoreError::NotFound),
-                    Some(d) if d.contains_key("endTs") => Err(StoreError::SessionEnded),
-                    Some(_) => Ok(AppendOutcome::Duplicate),
-                }
+                Err(StoreError::Corrupt(format!(
+                    "session {session_id} has no message count"
+                )))
             })
             .await
     }
@@ -1382,12 +1611,15 @@ impl Store for MongoStore {
         }
         self.runner
             .run("get_shared", Budget::Short, true, || async {
-                self.sessions
+                match self
+                    .sessions
                     .find_one(doc! { "shareToken": token })
                     .projection(no_msgs())
                     .await?
-                    .map(|d| session_from_doc(&d, &self.keyring))
-                    .transpose()
+                {
+                    Some(d) => self.session_from_row(d).await.map(Some),
+                    None => Ok(None),
+                }
             })
             .await
     }
@@ -1427,7 +1659,7 @@ impl Store for MongoStore {
                     .await?;
                 let mut out = Vec::new();
                 while let Some(d) = cursor.try_next().await? {
-                    out.push(session_from_doc(&d, &self.keyring)?);
+                    out.push(self.session_from_row(d).await?);
                 }
                 Ok(out)
             })
@@ -1436,7 +1668,7 @@ impl Store for MongoStore {
 
     async fn list_sessions(&self, query: &SessionQuery) -> Result<SessionPage, StoreError> {
         self.runner
-            .run("list_sessions", Budget::Long, true, || {
+            .run("list_all_sessions_with_options", Budget::Long, true, || {
                 self.list_inner(query)
             })
             .await
@@ -1447,48 +1679,9 @@ impl Store for MongoStore {
         from: OffsetDateTime,
         to: OffsetDateTime,
     ) -> Result<SessionMetrics, StoreError> {
-        let (from_ms, to_ms_) = (to_ms(from), to_ms(to));
-        let now = to_ms(super::now());
         self.runner
-            .run("metrics", Budget::Long, true, || async {
-                // Streamed projection rather than $group: works the same on MongoDB and FerretDB and also
-                // yields the time-weighted concurrency.
-                let mut cursor = self
-                    .sessions
-                    .find(doc! { "ts": { "$gte": dt(from), "$lte": dt(to) } })
-                    .projection(doc! {
-                        "ts": 1, "endTs": 1, "totalTokens": 1, "maxRespTime": 1, "avgRespTime": 1,
-                        "respCount": 1, "respTotalMs": 1, "adminAssisted": 1,
-                    })
-                    .await?;
-                let mut m = SessionMetrics::default();
-                let mut avg_sum = 0i64;
-                let mut open_ms = 0i128;
-                while let Some(d) = cursor.try_next().await? {
-                    m.total_sessions += 1;
-                    let end = get_date(&d, "endTs").map(to_ms);
-                    if end.is_none() {
-                        m.active_sessions += 1;
-                    }
-                    if get_bool(&d, "adminAssisted") {
-                        m.admin_assisted_count += 1;
-                    }
-                    m.total_tokens += get_i64(&d, "totalTokens").unwrap_or(0);
-                    m.max_response_ms = m
-                        .max_response_ms
-                        .max(get_i64(&d, "maxRespTime").unwrap_or(0));
-                    avg_sum += get_i64(&d, "avgRespTime").unwrap_or(0);
-                    let start = get_date(&d, "ts").map_or(from_ms, to_ms);
-                    let until = end.unwrap_or(now).min(to_ms_);
-                    open_ms += i128::from((until - start).max(0));
-                }
-                if m.total_sessions > 0 {
-                    m.avg_response_ms = avg_sum / m.total_sessions;
-                }
-                if to_ms_ > from_ms {
-                    m.avg_concurrent = open_ms as f64 / (to_ms_ - from_ms) as f64;
-                }
-                Ok(m)
+            .run("get_session_metrics", Budget::Long, true, || {
+                self.metrics_inner(from, to)
             })
             .await
     }

@@ -89,3 +89,96 @@ impl Runner {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    fn runner(attempts: u32, timeout: Duration) -> Runner {
+        let config = StoreConfig {
+            operation_timeout: timeout,
+            list_timeout: timeout,
+            retry_attempts: attempts,
+            ..StoreConfig::default()
+        };
+        Runner::new(&config, Arc::new(Metrics::new()))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn transient_failures_are_retried_with_backoff_until_success() {
+        let runner = runner(3, Duration::from_secs(1));
+        let calls = AtomicU32::new(0);
+        let started = tokio::time::Instant::now();
+        let result = runner
+            .run("op", Budget::Short, true, || async {
+                if calls.fetch_add(1, Ordering::SeqCst) < 2 {
+                    Err(StoreError::Timeout { operation: "op" })
+                } else {
+                    Ok(7)
+                }
+            })
+            .await;
+        assert_eq!(result.unwrap(), 7);
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+        // Two backoffs: 100 ms and 200 ms, each with up to 50 % jitter (paused clock: no real waiting).
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(300) && waited <= Duration::from_millis(450),
+            "{waited:?}"
+        );
+        let samples = runner
+            .metrics
+            .store_operation
+            .with_label_values(&["op"])
+            .get_sample_count();
+        assert_eq!(samples, 1, "one operation, timed once across its attempts");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_operation_that_never_answers_times_out_after_its_attempts() {
+        let runner = runner(2, Duration::from_millis(50));
+        let calls = AtomicU32::new(0);
+        let result: Result<(), _> = runner
+            .run("stuck", Budget::Short, true, || async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                std::future::pending().await
+            })
+            .await;
+        assert!(
+            matches!(result, Err(StoreError::Timeout { operation: "stuck" })),
+            "{result:?}"
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_non_idempotent_operation_is_not_retried_after_a_timeout() {
+        let runner = runner(3, Duration::from_millis(50));
+        let calls = AtomicU32::new(0);
+        let result: Result<(), _> = runner
+            .run("write", Budget::Short, false, || async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                std::future::pending().await
+            })
+            .await;
+        assert!(matches!(result, Err(StoreError::Timeout { .. })));
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "the outcome is unknown");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn permanent_errors_are_not_retried() {
+        let runner = runner(3, Duration::from_secs(1));
+        let calls = AtomicU32::new(0);
+        let result: Result<(), _> = runner
+            .run("find", Budget::Short, true, || async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Err(StoreError::NotFound)
+            })
+            .await;
+        assert!(matches!(result, Err(StoreError::NotFound)));
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+}

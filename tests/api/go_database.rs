@@ -65,6 +65,16 @@ async fn insert_go_sessions(uri: &str, database: &str) {
         .unwrap();
 }
 
+/// The server's sessions collection, as the Go service running beside it sees it.
+async fn go_collection(app: &TestApp) -> mongodb::Collection<mongodb::bson::Document> {
+    let uri = std::env::var("MONGODB_URI").unwrap();
+    let client = mongodb::Client::with_uri_str(&uri).await.unwrap();
+    let settings = &app.state.settings.store;
+    client
+        .database(&settings.mongo_database)
+        .collection(&settings.mongo_collection)
+}
+
 async fn get(app: &TestApp, path: &str, token: &str) -> (u16, Value) {
     let response = app
         .http
@@ -162,12 +172,7 @@ async fn a_go_session_continues_over_websocket() {
 async fn a_session_the_go_service_writes_while_both_run_continues_its_seqs() {
     let app = go_app().await;
     // The Go service, still running beside this one, starts a new session for another user.
-    let uri = std::env::var("MONGODB_URI").unwrap();
-    let client = mongodb::Client::with_uri_str(&uri).await.unwrap();
-    let settings = &app.state.settings.store;
-    let sessions = client
-        .database(&settings.mongo_database)
-        .collection::<mongodb::bson::Document>(&settings.mongo_collection);
+    let sessions = go_collection(&app).await;
     let now = DateTime::now();
     sessions
         .insert_one(doc! {
@@ -193,4 +198,72 @@ async fn a_session_the_go_service_writes_while_both_run_continues_its_seqs() {
         turn[0]["seq"], 4,
         "the user's message took seq 3, after the two Go messages"
     );
+}
+
+#[tokio::test]
+async fn go_documents_get_their_message_counts_in_the_background_and_sort_by_them() {
+    let app = go_app().await;
+    let sessions = go_collection(&app).await;
+    // Nothing reads the sessions through the server here: the counts come from the back-fill.
+    let deadline = tokio::time::Instant::now() + crate::helpers::FRAME_DEADLINE;
+    loop {
+        let pending = sessions
+            .count_documents(doc! { "msgCount": { "$exists": false } })
+            .await
+            .unwrap();
+        if pending == 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{pending} Go documents still have no message count"
+        );
+        tokio::task::yield_now().await;
+    }
+    for (id, count) in [(ACTIVE, 3), (ENDED, 1)] {
+        let stored = sessions
+            .find_one(doc! { "_id": id })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.get_i64("msgCount").unwrap(), count, "{id}");
+        assert_eq!(stored.get_i64("lastSeq").unwrap(), count, "{id}");
+    }
+    let admin = app.admin_token("root");
+    for (order, first) in [("desc", ACTIVE), ("asc", ENDED)] {
+        let (status, list) = get(
+            &app,
+            &format!("/admin/sessions?user_id=gouser&sort_by=message_count&sort_order={order}"),
+            &admin,
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(list["sessions"][0]["id"], first, "{order}: {list}");
+    }
+}
+
+#[tokio::test]
+async fn a_stale_count_of_a_document_the_go_service_keeps_writing_is_corrected_when_read() {
+    let app = go_app().await;
+    let token = app.user_token("gouser");
+    let (_, list) = get(&app, "/sessions", &token).await;
+    assert_eq!(list["sessions"][0]["message_count"], 3);
+    // The Go service pushes a message without counting it.
+    let sessions = go_collection(&app).await;
+    sessions
+        .update_one(
+            doc! { "_id": ACTIVE },
+            doc! { "$push": { "msgs": { "content": "pushed by go", "ts": DateTime::now(), "sender": "user" } } },
+        )
+        .await
+        .unwrap();
+    let (_, list) = get(&app, "/sessions", &token).await;
+    assert_eq!(list["sessions"][0]["id"], ACTIVE);
+    assert_eq!(list["sessions"][0]["message_count"], 4);
+    let stored = sessions
+        .find_one(doc! { "_id": ACTIVE })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.get_i64("msgCount").unwrap(), 4);
 }

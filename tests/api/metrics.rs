@@ -118,3 +118,99 @@ async fn process_figures_are_exported_like_the_go_service() {
     }
     assert!(sample(&text, "process_cpu_seconds_total").is_some_and(|v| v >= 0.0));
 }
+
+/// The `operation` label values of `chatbox_mongodb_operation_seconds` in `text`.
+fn store_operations(text: &str) -> std::collections::BTreeSet<String> {
+    text.lines()
+        .filter_map(|line| {
+            line.strip_prefix("chatbox_mongodb_operation_seconds_count{operation=\"")
+        })
+        .filter_map(|rest| rest.split_once('"').map(|(op, _)| op.to_string()))
+        .collect()
+}
+
+#[tokio::test]
+async fn store_operations_carry_the_reference_label_values() {
+    let app = spawn_app().await;
+    let token = app.user_token("labelled");
+    let mut ws = app.connect_ws(&token).await;
+    ws.recv().await;
+    ws.send(json!({"type": "user_message", "content": "label me"}))
+        .await;
+    let turn = ws.recv_turn().await;
+    let id = turn.last().unwrap()["session_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ended = app
+        .http
+        .post(format!("{}/sessions/{id}/end", app.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ended.status(), 200);
+    let admin = app.admin_token("boss");
+    for path in ["/admin/sessions", "/admin/metrics"] {
+        let response = app
+            .http
+            .get(format!("{}{path}", app.base))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+    }
+    let text = app.state.metrics.render();
+    let operations = store_operations(&text);
+    for reference in [
+        "create_session",
+        "end_session",
+        "list_all_sessions_with_options",
+        "get_session_metrics",
+    ] {
+        assert!(
+            operations.contains(reference),
+            "{reference} missing from {operations:?}"
+        );
+        assert!(
+            sample(
+                &text,
+                &format!("chatbox_mongodb_operation_seconds_count{{operation=\"{reference}\"}}")
+            )
+            .unwrap()
+                >= 1.0
+        );
+    }
+    for renamed in ["get_or_create_session", "list_sessions", "metrics"] {
+        assert!(
+            !operations.contains(renamed),
+            "{renamed} is not a reference operation name: {operations:?}"
+        );
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn active_sessions_in_the_store_before_start_are_counted() {
+    let data = crate::helpers::SharedData::new();
+    let first = crate::helpers::app().data(&data).spawn().await;
+    for user in ["before-a", "before-b", "before-c"] {
+        let mut ws = first.connect_ws(&first.user_token(user)).await;
+        ws.recv().await;
+        ws.send(json!({"type": "user_message", "content": "hello"}))
+            .await;
+        ws.recv_turn().await;
+        ws.close().await;
+    }
+    first.stop().await;
+    let second = crate::helpers::app().data(&data).spawn().await;
+    assert_eq!(
+        second.state.metrics.active_sessions.get(),
+        3,
+        "seeded from the store, not from zero"
+    );
+    let text = scrape(&second).await;
+    assert_eq!(sample(&text, "chatbox_active_sessions_total"), Some(3.0));
+    second.stop().await;
+}

@@ -847,16 +847,65 @@ pub async fn legacy_contents_are_read(backend: Backend) {
             ""
         ]
     );
-    // A Go ciphertext under an unknown key is an error, never returned as text.
-    let foreign = Keyring::new(vec![("x".into(), [5u8; 32])], "x")
+    // A tagged ciphertext under a key id that is configured but does not open it stays an error.
+    let tagged = Keyring::new(vec![("k0".into(), [5u8; 32])], "k0")
         .unwrap()
-        .encrypt_legacy("other key", "x")
+        .encrypt(
+            "other key",
+            Binding::Message {
+                session: &s.id,
+                message: "g4",
+            },
+        )
         .unwrap();
-    raw.insert_message(&s.id, &msg("g4", 4, ""), &foreign).await;
+    raw.insert_message(&s.id, &msg("g4", 4, ""), &tagged).await;
     assert!(matches!(
         store.messages(&s.id, None).await,
         Err(StoreError::Crypto(CryptoError::WrongKey { .. }))
     ));
+}
+
+/// The contents of a session's messages, in order.
+async fn contents(store: &Arc<dyn Store>, session: &str) -> Vec<String> {
+    store
+        .messages(session, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.content)
+        .collect()
+}
+
+/// Untagged stored values that look like base64 but open with no key are the Go service's legacy
+/// plaintext (reference 4.3 returns the stored string): reads, export and rotation all work.
+pub async fn legacy_plaintext_that_looks_like_base64_is_read_as_is(backend: Backend) {
+    let hash = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+    let blob = "QmFzZTY0IGVuY29kZWQgYXR0YWNobWVudCBmcm9tIGFuIG9sZCBjbGllbnQ=";
+    let id = {
+        let (store, raw) = backend.open_raw().await;
+        let s = new_session(&store, "b64").await;
+        raw.insert_message(&s.id, &msg("h", 1, ""), hash).await;
+        raw.insert_message(&s.id, &msg("b", 2, ""), blob).await;
+        assert_eq!(contents(&store, &s.id).await, vec![hash, blob]);
+        let export = store.export_user("b64").await.unwrap();
+        let exported: Vec<&str> = export.sessions[0]
+            .messages
+            .iter()
+            .map(|m| m.content.as_str())
+            .collect();
+        assert_eq!(exported, vec![hash, blob]);
+        s.id
+    };
+    let config = backend.config_with(&[("k0", KEY_A), ("k1", KEY_B)], "k1");
+    let store = backend.open_with(&config).await.unwrap();
+    let stats = store.rotate_keys(10, &|_| {}).await.unwrap();
+    assert!(stats.done);
+    assert_eq!(stats.messages_reencrypted, 2);
+    drop(store);
+    // Now under key B alone they are ordinary ciphertexts of the same text.
+    let only_b = backend.config_with(&[("k1", KEY_B)], "k1");
+    let store = backend.open_with(&only_b).await.unwrap();
+    assert_eq!(contents(&store, &id).await, vec![hash, blob]);
 }
 
 pub async fn ping_reports_ready(backend: Backend) {

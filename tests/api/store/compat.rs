@@ -283,3 +283,79 @@ async fn rotation_converts_go_ciphertexts_to_the_bound_format() {
         "Where is my parcel?"
     );
 }
+
+#[tokio::test]
+async fn the_reference_indexes_and_the_unique_share_token_index_exist_after_start() {
+    let backend = Backend::mongo();
+    let _store = backend.open().await;
+    let sessions = sessions_collection(&backend).await;
+    let mut indexes = std::collections::BTreeMap::new();
+    let mut cursor = sessions.list_indexes().await.unwrap();
+    use futures::TryStreamExt;
+    while let Some(index) = cursor.try_next().await.unwrap() {
+        let options = index.options.clone().unwrap_or_default();
+        if let Some(name) = options.name.clone() {
+            indexes.insert(name, (index.keys.clone(), options));
+        }
+    }
+    // Reference 4.4, same names and keys, so the Go service's own indexes are reused.
+    for (name, keys) in [
+        ("idx_user_id", doc! { "uid": 1 }),
+        ("idx_start_time", doc! { "ts": -1 }),
+        ("idx_admin_assisted", doc! { "adminAssisted": 1 }),
+        ("idx_user_start_time", doc! { "uid": 1, "ts": -1 }),
+        ("idx_share_token", doc! { "shareToken": 1 }),
+        // Those the queries add: sorts of the admin list and the active count.
+        ("idx_end_time", doc! { "endTs": -1 }),
+        ("idx_msg_count", doc! { "msgCount": -1 }),
+        ("idx_total_tokens", doc! { "totalTokens": -1 }),
+    ] {
+        let (found, _) = indexes
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} missing from {indexes:?}"));
+        assert_eq!(found, &keys, "{name}");
+    }
+    let (_, share) = &indexes["idx_share_token"];
+    assert_eq!(share.unique, Some(true), "share tokens are unique");
+    // FerretDB 1.24 accepts and drops the `sparse` option (FerretDB issue 2448); its unique indexes do
+    // not count documents without the field as duplicates, so sessions without a token coexist there too.
+    let build = sessions
+        .client()
+        .database("admin")
+        .run_command(doc! { "buildInfo": 1 })
+        .await
+        .unwrap();
+    if !build.contains_key("ferretdbVersion") {
+        assert_eq!(
+            share.sparse,
+            Some(true),
+            "sessions without a token do not collide"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_backfill_counts_go_documents_and_stops_when_cancelled() {
+    let backend = Backend::mongo();
+    insert_go_documents(&backend).await;
+    let store = backend.open().await;
+    let sessions = sessions_collection(&backend).await;
+    let uncounted = doc! { "msgCount": { "$exists": false } };
+    let cancelled = tokio_util::sync::CancellationToken::new();
+    cancelled.cancel();
+    assert_eq!(store.backfill(&cancelled).await.unwrap(), 0);
+    assert_eq!(
+        sessions.count_documents(uncounted.clone()).await.unwrap(),
+        2
+    );
+    let running = tokio_util::sync::CancellationToken::new();
+    assert_eq!(store.backfill(&running).await.unwrap(), 2);
+    assert_eq!(sessions.count_documents(uncounted).await.unwrap(), 0);
+    let active = sessions
+        .find_one(doc! { "_id": GO_ACTIVE })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(active.get_i64("msgCount").unwrap(), 3);
+    assert_eq!(store.backfill(&running).await.unwrap(), 0, "nothing left");
+}

@@ -43,6 +43,14 @@ impl Backend {
         }
     }
 
+    /// The data directory of an embedded backend.
+    pub fn data_dir(&self) -> &std::path::Path {
+        match self {
+            Backend::Embedded(dir) => dir.path(),
+            Backend::Mongo { .. } => panic!("a MongoDB backend has no data directory"),
+        }
+    }
+
     /// Config with key A only.
     pub fn config(&self) -> StoreConfig {
         self.config_with(&[("k0", KEY_A)], "k0")
@@ -135,6 +143,7 @@ conformance!(
     wrong_key_is_a_clear_error,
     ciphertext_moved_to_another_message_does_not_open,
     legacy_contents_are_read,
+    legacy_plaintext_that_looks_like_base64_is_read_as_is,
     ping_reports_ready,
     audit_log_records_and_pages_newest_first,
     audit_log_survives_reopening_and_user_deletion,
