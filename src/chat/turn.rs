@@ -60,6 +60,18 @@ impl Chat {
         request: TurnRequest,
     ) -> Result<(), ChatError> {
         let _turn = live.turn_lock.lock().await;
+        // Read before anything is announced: a failure here reaches the sender as an error frame and no
+        // device sees a turn begin that cannot end.
+        let stored = self.store.messages(&session.id, None).await?;
+        if let Some(id) = request.client_msg_id.as_deref()
+            && stored
+                .iter()
+                .any(|m| m.sender == "ai" && m.client_msg_id.as_deref() == Some(id))
+        {
+            // Already answered (a retry and its original both queued for this session's turn): a message
+            // is answered once.
+            return Ok(());
+        }
         let cancel = CancellationToken::new();
         let _running = RunningTurn::start(live, &cancel);
         if self.llm.daily_token_budget().is_some() {
@@ -93,7 +105,7 @@ impl Chat {
             }))
         });
 
-        let history = self.history(&session.id).await?;
+        let history = self.history(stored);
         let mut stream = self.llm.stream_turn(&model_id, history, cancel.clone());
         let mut text = String::new();
         let mut fallback_from: Option<String> = None;
@@ -244,11 +256,11 @@ impl Chat {
     }
 
     /// The messages the model sees: the last `history_messages` of the session, oldest first.
-    async fn history(&self, session_id: &str) -> Result<Vec<ChatMessage>, ChatError> {
-        let messages = self.store.messages(session_id, None).await?;
+    /// What the model is given: the last `chat.history_messages` stored messages with text, as its roles.
+    fn history(&self, messages: Vec<MessageRecord>) -> Vec<ChatMessage> {
         let window = self.settings.chat.history_messages.max(1);
         let skip = messages.len().saturating_sub(window);
-        Ok(messages
+        messages
             .into_iter()
             .skip(skip)
             .filter(|m| !m.content.is_empty())
@@ -256,6 +268,6 @@ impl Chat {
                 "ai" | "admin" => ChatMessage::assistant(m.content),
                 _ => ChatMessage::user(m.content),
             })
-            .collect())
+            .collect()
     }
 }

@@ -72,7 +72,7 @@ impl Chat {
             }
             Ok(AppendOutcome::Duplicate) => {
                 live.complete(self.bus.as_ref(), seq, None);
-                // A retry: the original was stored (and answered); say so to the sender only.
+                // A retry: the original is stored; say so to the sender only.
                 let original = self
                     .store
                     .messages(&session.id, None)
@@ -81,7 +81,17 @@ impl Chat {
                     .find(|stored| stored.id == record.id)
                     .map_or(seq, |stored| stored.seq);
                 self.send(ctx, &echo(original, true));
-                return Ok(());
+                if live.assistant().is_some() {
+                    return Ok(());
+                }
+                // Answered unless the original's turn ended before any answer was stored (the model
+                // failed, or it was cancelled before the first token): the turn checks that under the
+                // session's turn lock, so a message is answered once, and a retry after a failure is.
+                let request = TurnRequest {
+                    client_msg_id: m.client_msg_id,
+                    started,
+                };
+                return self.run_turn(ctx, &session, &live, request).await;
             }
             Err(err) => {
                 live.complete(self.bus.as_ref(), seq, None);

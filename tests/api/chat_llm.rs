@@ -308,3 +308,35 @@ async fn an_answer_cut_at_the_token_limit_ends_with_finish_reason_length() {
         "{answer}"
     );
 }
+
+#[tokio::test]
+async fn a_retry_after_a_failed_turn_is_answered_and_a_retry_after_an_answer_is_not() {
+    let (fake, app) = single("gpt", "openai", "", [Fault::status(401)]).await;
+    let (mut ws, _) = connect(&app, "retrier").await;
+    let message = json!({"type": "user_message", "content": "hello?", "client_msg_id": "c-1"});
+    ws.send(message.clone()).await;
+    let failed = ws.recv_until("error").await;
+    assert_eq!(failed[0]["type"], "loading", "{failed:?}");
+    assert!(
+        failed.iter().all(|f| f["type"] != "ai_response"),
+        "{failed:?}"
+    );
+
+    // The retry is not stored again, but the message has no answer yet: it gets one now.
+    ws.send(message.clone()).await;
+    let echo = ws.recv().await;
+    assert_eq!(echo["type"], "user_message", "{echo}");
+    assert_eq!(echo["metadata"]["duplicate"], "true");
+    let turn = ws.recv_turn().await;
+    assert_eq!(turn[0]["type"], "loading", "{turn:?}");
+    assert_eq!(turn[0]["client_msg_id"], "c-1");
+    assert_eq!(answer_text(&turn), ANSWER);
+    assert_eq!(fake.request_count(), 2);
+
+    // Answered now: a further retry only gets the duplicate echo.
+    ws.send(message).await;
+    assert_eq!(ws.recv().await["metadata"]["duplicate"], "true");
+    ws.send(json!({"type": "ping"})).await;
+    assert_eq!(ws.recv().await["type"], "pong", "no second answer");
+    assert_eq!(fake.request_count(), 2);
+}

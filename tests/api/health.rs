@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{FRAME_DEADLINE, TestApp, app, spawn_app};
+use crate::helpers::{FRAME_DEADLINE, TestApp, app, spawn_app, without_database};
 
 async fn get(app: &TestApp, path: &str) -> (u16, Value) {
     let response = app
@@ -60,18 +60,7 @@ async fn readyz_reports_the_store_and_the_providers() {
 
 #[tokio::test]
 async fn readyz_is_503_with_the_reference_body_when_the_store_is_unreachable() {
-    // A MongoDB URI to a port nobody listens on; the short per-operation timeout keeps start-up and the
-    // check fast.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = closed.local_addr().unwrap().port();
-    drop(closed);
-    let app = app()
-        .env("MONGO_URI", format!("mongodb://127.0.0.1:{port}/"))
-        .env("STORE_OPERATION_TIMEOUT", "200ms")
-        .env("STORE_LIST_TIMEOUT", "200ms")
-        .env("STORE_RETRY_ATTEMPTS", "1")
-        .spawn()
-        .await;
+    let app = without_database().await;
     let (status, mut body) = get(&app, "/readyz").await;
     assert_eq!(status, 503, "{body}");
     assert_timestamp(&body["timestamp"]);

@@ -373,3 +373,18 @@ pub fn answer_text(frames: &[Value]) -> String {
         .filter_map(|f| f["content"].as_str())
         .collect()
 }
+
+/// A server whose MongoDB URI points at a loopback port nobody listens on, with short store timeouts (the
+/// database down while the server runs).
+pub async fn without_database() -> TestApp {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    app()
+        .env("MONGO_URI", format!("mongodb://127.0.0.1:{port}/"))
+        .env("STORE_OPERATION_TIMEOUT", "200ms")
+        .env("STORE_LIST_TIMEOUT", "200ms")
+        .env("STORE_RETRY_ATTEMPTS", "1")
+        .spawn()
+        .await
+}

@@ -22,6 +22,7 @@ mod notify;
 mod notify_support;
 mod ops_config_doc;
 mod ops_deploy;
+mod outage;
 mod shutdown;
 mod store;
 mod ws_limits;
