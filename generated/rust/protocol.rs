@@ -1442,7 +1442,9 @@ pub mod ws {
     /// (see the document description). The session must exist and belong to the caller (`NOT_FOUND`,
     /// `UNAUTHORIZED`); an administrator resumes an assisted session with `admin_join` and `last_seq`. Ended
     /// sessions can be resumed (history only).
-    /// The replay ends with a `connection_status` (`metadata.resumed="true"`, `last_seq`).
+    /// The replay ends with a `connection_status` (`metadata.resumed="true"`, `last_seq`). Counts against
+    /// the per-user message rate limit like a `user_message` (`TOO_MANY_REQUESTS` with `retry_after`); a
+    /// reconnect with `?last_seq=` does not.
     #[derive(
         Debug,
         Clone,

@@ -1,5 +1,6 @@
-//! Request ids: every HTTP request gets one (or keeps a well-formed `X-Request-Id` from a trusted caller),
-//! it is logged with the request, returned in the `X-Request-Id` header and put into error bodies.
+//! Request ids: every HTTP request gets one (or keeps the caller's `X-Request-Id` when it is well formed:
+//! at most 64 letters, digits, `-` and `_`, so a proxy's or client's id correlates its logs with ours), it
+//! is logged with the request, returned in the `X-Request-Id` header and put into error bodies.
 
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result};
 use tracing::Instrument;
@@ -23,6 +24,19 @@ impl RequestId {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         ok.then(|| Self(value.to_string()))
+    }
+}
+
+/// `path` with the segment after `shared` (a share token, a read credential) replaced by `*`.
+fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
+    let segments: Vec<&str> = path.split('/').collect();
+    match segments.iter().position(|s| *s == "shared") {
+        Some(at) if at + 1 < segments.len() && !segments[at + 1].is_empty() => {
+            let mut masked = segments;
+            masked[at + 1] = "*";
+            std::borrow::Cow::Owned(masked.join("/"))
+        }
+        _ => std::borrow::Cow::Borrowed(path),
     }
 }
 
@@ -53,8 +67,10 @@ impl<E: Endpoint> Endpoint for RequestIdEndpoint<E> {
             .and_then(RequestId::from_header)
             .unwrap_or_else(RequestId::generate);
         req.extensions_mut().insert(id.clone());
-        // Only the path is logged: query strings may carry tokens.
-        let span = tracing::info_span!("http", request_id = %id.0, method = %req.method(), path = %req.uri().path());
+        // Only the path is logged, with share tokens masked: query strings and share links carry credentials.
+        let path = loggable_path(req.uri().path());
+        let span =
+            tracing::info_span!("http", request_id = %id.0, method = %req.method(), path = %path);
         let started = std::time::Instant::now();
         let result = self.inner.call(req).instrument(span.clone()).await;
         let mut response = match result {
@@ -72,5 +88,24 @@ impl<E: Endpoint> Endpoint for RequestIdEndpoint<E> {
             );
         });
         Ok(response)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loggable_path;
+
+    #[test]
+    fn share_tokens_are_masked_in_logged_paths() {
+        assert_eq!(
+            loggable_path("/chatbox/shared/Zx81-secret_token"),
+            "/chatbox/shared/*"
+        );
+        assert_eq!(loggable_path("/api/shared/abc/"), "/api/shared/*/");
+        assert_eq!(
+            loggable_path("/chatbox/sessions/s-1"),
+            "/chatbox/sessions/s-1"
+        );
+        assert_eq!(loggable_path("/chatbox/shared/"), "/chatbox/shared/");
     }
 }

@@ -1,9 +1,11 @@
-//! Security headers on every response, as the Go service sent them, plus a restrictive default CSP for the
-//! JSON API (the Swagger UI page sets its own).
+//! Security headers on every response, as the Go service sent them, plus a restrictive
+//! `Content-Security-Policy` on everything but HTML pages (the Swagger UI page loads its own scripts and
+//! styles, so it gets none).
 
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result};
 
-/// Adds `X-Content-Type-Options`, `X-Frame-Options`, `Referrer-Policy` and `X-XSS-Protection`.
+/// Adds `X-Content-Type-Options`, `X-Frame-Options`, `Referrer-Policy` and `X-XSS-Protection`, and
+/// [`API_CSP`] to responses that are not HTML.
 pub struct SecurityHeaders;
 
 impl<E: Endpoint> Middleware<E> for SecurityHeaders {
@@ -26,6 +28,9 @@ const HEADERS: &[(&str, &str)] = &[
     ("x-xss-protection", "1; mode=block"),
 ];
 
+/// The policy of API answers (JSON, text, YAML): nothing may load from them and nothing may frame them.
+pub const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
+
 impl<E: Endpoint> Endpoint for SecurityHeadersEndpoint<E> {
     type Output = Response;
 
@@ -37,6 +42,16 @@ impl<E: Endpoint> Endpoint for SecurityHeadersEndpoint<E> {
         let headers = response.headers_mut();
         for (name, value) in HEADERS {
             headers.insert(*name, poem::http::HeaderValue::from_static(value));
+        }
+        let html = headers
+            .get(poem::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/html"));
+        if !html {
+            headers.insert(
+                poem::http::header::CONTENT_SECURITY_POLICY,
+                poem::http::HeaderValue::from_static(API_CSP),
+            );
         }
         Ok(response)
     }

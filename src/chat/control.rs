@@ -64,6 +64,7 @@ impl Chat {
         hint: Option<&str>,
         last_seq: i64,
     ) -> Result<(), ChatError> {
+        self.check_message_rate(ctx)?;
         let (session, _live) = self.resolve(ctx, hint, Access::Existing).await?;
         let after = u64::try_from(last_seq).unwrap_or(0);
         self.replay_to(ctx, &session, after, false).await;

@@ -51,15 +51,28 @@ impl From<VoiceMessage> for Upload {
     }
 }
 
-/// True for addresses a file URL must not point to (reference 1.4).
+/// True for addresses a file URL must not point to: the private, loopback, link-local and unspecified
+/// ranges of reference 1.4, plus shared address space (100.64.0.0/10, carrier-grade NAT), broadcast and
+/// multicast, and IPv4 addresses written as IPv6 (`::ffff:127.0.0.1`).
 fn is_private(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
-            v4.is_private() || v4.is_loopback() || v4.is_link_local() || v4.is_unspecified()
+            let [a, b, ..] = v4.octets();
+            v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || (a == 100 && (b & 0xc0) == 64)
         }
         IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_private(IpAddr::V4(v4));
+            }
             v6.is_loopback()
                 || v6.is_unspecified()
+                || v6.is_multicast()
                 || (v6.segments()[0] & 0xfe00) == 0xfc00
                 || (v6.segments()[0] & 0xffc0) == 0xfe80
         }
@@ -208,6 +221,12 @@ mod tests {
             "https://169.254.169.254/latest",
             "https://[::1]/a",
             "https://[fd00::1]/a",
+            "https://[::ffff:127.0.0.1]/a",
+            "https://[::ffff:10.0.0.1]/a",
+            "https://100.64.0.1/a",
+            "https://224.0.0.1/a",
+            "https://255.255.255.255/a",
+            "https://[ff02::1]/a",
             "https://localhost/a",
             "not a url",
         ] {

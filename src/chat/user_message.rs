@@ -23,6 +23,16 @@ pub(super) fn message_id(client_msg_id: Option<&str>) -> String {
 }
 
 impl Chat {
+    /// The per-user message rate limit (`chatbox.rate_limit` per minute), shared by everything a user may
+    /// send that costs the server work: messages and `resume` (a replay reads the session).
+    pub(super) fn check_message_rate(&self, ctx: &ConnCtx) -> Result<(), ChatError> {
+        self.message_limiter
+            .check(&ctx.identity.user_id)
+            .map_err(|wait| {
+                ChatError::RateLimited(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX))
+            })
+    }
+
     pub(super) async fn user_message(
         &self,
         ctx: &ConnCtx,
@@ -30,11 +40,7 @@ impl Chat {
         m: UserMessage,
     ) -> Result<(), ChatError> {
         let started = Instant::now();
-        if let Err(wait) = self.message_limiter.check(&ctx.identity.user_id) {
-            return Err(ChatError::RateLimited(
-                u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
-            ));
-        }
+        self.check_message_rate(ctx)?;
         let (session, live) = self.resolve(ctx, hint, Access::Write).await?;
         let seq = live.reserve_seq();
         let mut record = MessageRecord::new(

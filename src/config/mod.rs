@@ -19,7 +19,9 @@ pub use duration::parse_duration;
 pub use env::EnvVars;
 pub use error::ConfigError;
 pub use raw::RawConfig;
-pub use secrets::{PLACEHOLDER_MARKERS, check_jwt_secret, contains_placeholder};
+pub use secrets::{
+    PLACEHOLDER_MARKERS, check_jwt_secret, contains_placeholder, create_private_dir,
+};
 
 use crate::llm::LlmConfig;
 use crate::notify::NotifyConfig;

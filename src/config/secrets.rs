@@ -79,7 +79,7 @@ pub fn load_or_create_dev_secret(data_dir: &Path) -> Result<SecretString, Config
             return Ok(SecretString::from(existing));
         }
     }
-    std::fs::create_dir_all(data_dir).map_err(io_err)?;
+    create_private_dir(data_dir).map_err(io_err)?;
     // A random value can contain a weak pattern by chance (say "demo"); draw again until it passes.
     let secret = loop {
         let mut bytes = [0u8; 48];
@@ -92,6 +92,23 @@ pub fn load_or_create_dev_secret(data_dir: &Path) -> Result<SecretString, Config
     };
     write_private(&path, secret.expose_secret()).map_err(io_err)?;
     Ok(secret)
+}
+
+/// Creates `dir` and its missing parents; a directory created here is accessible only by the owner (the
+/// data directory holds the database, the development secret and keys). An existing directory keeps its
+/// permissions.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
 }
 
 /// Writes `contents` to `path` readable only by the owner.

@@ -43,13 +43,15 @@ impl HttpTarget {
 }
 
 /// Builds the HTTP client of one provider: connect timeout, no overall timeout (the turn policy
-/// bounds first token, gaps and the whole turn), HTTP/1.1 keep-alive pool.
+/// bounds first token, gaps and the whole turn), HTTP/1.1 keep-alive pool, and no redirects (an API
+/// endpoint does not redirect; following one could send the API key to another host or over plain HTTP).
 pub fn build_client(
     connect_timeout: std::time::Duration,
 ) -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
         .connect_timeout(connect_timeout)
         .pool_idle_timeout(std::time::Duration::from_secs(60))
+        .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("chatbox/", env!("CARGO_PKG_VERSION")))
         .build()
 }

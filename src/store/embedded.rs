@@ -454,11 +454,20 @@ impl EmbeddedStore {
         let path = path.to_path_buf();
         let db = tokio::task::spawn_blocking(move || -> Result<Database, StoreError> {
             if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).map_err(|e| {
+                crate::config::create_private_dir(dir).map_err(|e| {
                     StoreError::Setup(format!("cannot create {}: {e}", dir.display()))
                 })?;
             }
+            let new = !path.exists();
             let db = Database::create(&path)?;
+            #[cfg(unix)]
+            if new {
+                // Message contents are encrypted, but ids, times and metadata are not: owner only.
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(
+                    |e| StoreError::Setup(format!("cannot restrict {}: {e}", path.display())),
+                )?;
+            }
             let txn = db.begin_write()?;
             txn.open_table(SESSIONS)?;
             txn.open_table(MESSAGES)?;

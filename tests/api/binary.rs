@@ -89,7 +89,16 @@ async fn zero_config_run_prints_working_urls_and_tokens_and_stops_on_sigterm() {
     let banner = banner(&mut lines).await;
     assert!(banner.base.ends_with("/chatbox"), "{}", banner.base);
     assert!(banner.ws.ends_with("/chatbox/ws"), "{}", banner.ws);
-    assert!(dir.path().join("data").join("dev-jwt-secret").is_file());
+    let data = dir.path().join("data");
+    assert!(data.join("dev-jwt-secret").is_file());
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&data), 0o700, "the data directory is the owner's only");
+        for file in ["dev-jwt-secret", "chatbox.redb"] {
+            assert_eq!(mode(&data.join(file)), 0o600, "{file}");
+        }
+    }
 
     let http = reqwest::Client::new();
     let health: serde_json::Value = http

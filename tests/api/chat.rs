@@ -472,6 +472,23 @@ async fn the_message_rate_limit_answers_with_retry_after() {
 }
 
 #[tokio::test]
+async fn resume_messages_count_against_the_message_rate_limit() {
+    let app = app().env("RATE_LIMIT", "2").spawn().await;
+    let mut ws = app.connect_ws(&app.user_token("replayer")).await;
+    status(&mut ws).await;
+    ws.send(json!({"type": "user_message", "content": "hi"}))
+        .await;
+    let turn = ws.recv_turn().await;
+    let last = seq(turn.last().unwrap());
+    ws.send(json!({"type": "resume", "last_seq": last})).await;
+    assert_eq!(ws.recv().await["metadata"]["resumed"], "true");
+    ws.send(json!({"type": "resume", "last_seq": 0})).await;
+    let error = ws.recv().await;
+    assert_eq!(error["error"]["code"], "TOO_MANY_REQUESTS", "{error}");
+    assert!(error["error"]["retry_after"].as_i64().unwrap() > 0);
+}
+
+#[tokio::test]
 async fn ended_sessions_refuse_new_messages() {
     let app = spawn_app().await;
     let mut ws = app.connect_ws(&app.user_token("kim")).await;
