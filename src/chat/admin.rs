@@ -15,7 +15,7 @@ use crate::auth::Identity;
 use crate::protocol::ws::{
     AdminJoinEvent, AdminLeaveEvent, AdminMessage, AdminMessageEvent, Sender, ServerMessage,
 };
-use crate::store::{AssistingAdmin, Claim, MessageRecord, Release, SessionRecord};
+use crate::store::{AppendOutcome, AssistingAdmin, Claim, MessageRecord, Release, SessionRecord};
 
 use super::frames::{self, metadata, seq_i64};
 use super::live::LiveSession;
@@ -339,23 +339,40 @@ impl Chat {
         record
             .metadata
             .insert("admin_name".into(), ctx.identity.name.clone());
-        if let Err(err) = self.store.append_message(&session.id, &record).await {
+        let outcome = match self.store.append_message(&session.id, &record).await {
+            Ok(outcome) => outcome,
+            Err(err) => {
+                live.complete(self.bus.as_ref(), seq, None);
+                return Err(err.into());
+            }
+        };
+        let frame = |seq: u64, metadata| {
+            ServerMessage::AdminMessage(AdminMessageEvent {
+                session_id: session.id.clone(),
+                content: m.content.clone(),
+                sender: Sender::Admin,
+                client_msg_id: m.client_msg_id.clone(),
+                metadata,
+                seq: seq_i64(seq),
+                timestamp: frames::now(),
+            })
+        };
+        if outcome == AppendOutcome::Duplicate {
+            // A retry of a message already delivered: the sender alone hears of it, the user not again.
             live.complete(self.bus.as_ref(), seq, None);
-            return Err(err.into());
+            let original = self.stored_seq(&session.id, &record.id, seq).await?;
+            let mut metadata = record.metadata.clone();
+            metadata.insert("duplicate".into(), "true".into());
+            self.send(ctx, &frame(original, metadata));
+            return Ok(());
         }
-        let frame = ServerMessage::AdminMessage(AdminMessageEvent {
-            session_id: session.id.clone(),
-            content: m.content,
-            sender: Sender::Admin,
-            client_msg_id: m.client_msg_id,
-            metadata: record.metadata.clone(),
-            seq: seq_i64(seq),
-            timestamp: frames::now(),
-        });
         live.complete(
             self.bus.as_ref(),
             seq,
-            Some((frames::encode(&frame), Some(ctx.conn_id))),
+            Some((
+                frames::encode(&frame(seq, record.metadata.clone())),
+                Some(ctx.conn_id),
+            )),
         );
         Ok(())
     }

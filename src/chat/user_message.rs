@@ -33,6 +33,23 @@ impl Chat {
             })
     }
 
+    /// The seq under which message `id` of `session_id` is stored (`fallback` if it is not found): what a
+    /// retried message's duplicate echo carries.
+    pub(super) async fn stored_seq(
+        &self,
+        session_id: &str,
+        id: &str,
+        fallback: u64,
+    ) -> Result<u64, ChatError> {
+        Ok(self
+            .store
+            .messages(session_id, None)
+            .await?
+            .into_iter()
+            .find(|stored| stored.id == id)
+            .map_or(fallback, |stored| stored.seq))
+    }
+
     pub(super) async fn user_message(
         &self,
         ctx: &ConnCtx,
@@ -79,13 +96,7 @@ impl Chat {
             Ok(AppendOutcome::Duplicate) => {
                 live.complete(self.bus.as_ref(), seq, None);
                 // A retry: the original is stored; say so to the sender only.
-                let original = self
-                    .store
-                    .messages(&session.id, None)
-                    .await?
-                    .into_iter()
-                    .find(|stored| stored.id == record.id)
-                    .map_or(seq, |stored| stored.seq);
+                let original = self.stored_seq(&session.id, &record.id, seq).await?;
                 self.send(ctx, &echo(original, true));
                 if live.assistant().is_some() {
                     return Ok(());

@@ -415,3 +415,47 @@ async fn the_assistance_outlives_a_restart() {
         .collect();
     assert_eq!(senders, ["user", "ai", "user", "admin", "user", "ai"]);
 }
+
+#[tokio::test]
+async fn a_retried_admin_message_reaches_the_user_once() {
+    let app = spawn_app().await;
+    let alice = app.user_token("alice");
+    let mut phone = app.connect_ws(&alice).await;
+    status(&mut phone).await;
+    phone
+        .send(json!({"type": "user_message", "content": "Hello"}))
+        .await;
+    let id = phone.recv_turn().await.last().unwrap()["session_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let root = app.admin_token("root");
+    let mut desk = app.connect_ws(&root).await;
+    status(&mut desk).await;
+    desk.send(join(&id)).await;
+    recv_quietly(&mut phone, "admin_join").await;
+    let message = json!({"type": "admin_message", "session_id": id, "content": "On it.",
+        "sender": "admin", "client_msg_id": "a-1"});
+    desk.send(message.clone()).await;
+    let first = recv_quietly(&mut phone, "admin_message").await;
+    assert_eq!(first["content"], "On it.");
+
+    desk.send(message).await;
+    // The desk saw the history replayed on joining; the sender alone gets the duplicate.
+    let again = desk.recv_until("admin_message").await.pop().unwrap();
+    assert_eq!(again["metadata"]["duplicate"], "true", "{again}");
+    assert_eq!(again["seq"], first["seq"], "the original's seq");
+    // The user hears nothing more: the next frame is the answer to its own ping.
+    phone.send(json!({"type": "ping"})).await;
+    assert_eq!(phone.recv().await["type"], "pong");
+    let admin_messages = app
+        .state
+        .store
+        .messages(&id, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.sender == "admin")
+        .count();
+    assert_eq!(admin_messages, 1);
+}
