@@ -49,6 +49,20 @@ async fn settle(ws: &mut WsClient) -> Vec<Value> {
     }
 }
 
+/// alice's phone, connected, after one answered message; and the session's id.
+async fn alice_said_hello(app: &TestApp) -> (WsClient, String) {
+    let mut phone = app.connect_ws(&app.user_token("alice")).await;
+    status(&mut phone).await;
+    phone
+        .send(json!({"type": "user_message", "content": "Hello"}))
+        .await;
+    let id = phone.recv_turn().await.last().unwrap()["session_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (phone, id)
+}
+
 /// The actions of the audit log, newest first.
 async fn audit_actions(app: &TestApp, token: &str) -> Vec<(String, String)> {
     let log = get(app, "/admin/audit", token).await;
@@ -288,16 +302,7 @@ async fn ws_admin_frames_are_refused_with_the_reference_errors_and_the_connectio
 #[tokio::test]
 async fn every_connection_of_the_assisting_admin_receives_the_session() {
     let app = spawn_app().await;
-    let alice = app.user_token("alice");
-    let mut phone = app.connect_ws(&alice).await;
-    status(&mut phone).await;
-    phone
-        .send(json!({"type": "user_message", "content": "Hello"}))
-        .await;
-    let id = phone.recv_turn().await.last().unwrap()["session_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (mut phone, id) = alice_said_hello(&app).await;
     let root = app.admin_token("root");
     let mut desk = app.connect_ws(&root).await;
     status(&mut desk).await;
@@ -419,16 +424,7 @@ async fn the_assistance_outlives_a_restart() {
 #[tokio::test]
 async fn a_retried_admin_message_reaches_the_user_once() {
     let app = spawn_app().await;
-    let alice = app.user_token("alice");
-    let mut phone = app.connect_ws(&alice).await;
-    status(&mut phone).await;
-    phone
-        .send(json!({"type": "user_message", "content": "Hello"}))
-        .await;
-    let id = phone.recv_turn().await.last().unwrap()["session_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (mut phone, id) = alice_said_hello(&app).await;
     let root = app.admin_token("root");
     let mut desk = app.connect_ws(&root).await;
     status(&mut desk).await;
