@@ -169,16 +169,7 @@ async fn racing_takeovers_by_two_admins_have_exactly_one_winner() {
 #[tokio::test]
 async fn ws_admin_leave_follows_the_http_rules_and_the_ai_answers_again() {
     let app = app().env("MAX_IN_FLIGHT", "1").spawn().await;
-    let alice = app.user_token("alice");
-    let mut phone = app.connect_ws(&alice).await;
-    status(&mut phone).await;
-    phone
-        .send(json!({"type": "user_message", "content": "Hello"}))
-        .await;
-    let id = phone.recv_turn().await.last().unwrap()["session_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (mut phone, id) = alice_said_hello(&app).await;
     let (root, ops) = (app.admin_token("root"), app.admin_token("ops"));
     let mut root_ws = app.connect_ws(&root).await;
     status(&mut root_ws).await;
