@@ -100,6 +100,15 @@ fn shapes() -> Vec<(&'static str, SessionQuery)> {
         limit: 100,
         ..SessionQuery::default()
     };
+    // Windows from the data's second hour (`fill` starts a year ago, one session every 30 s): a day holds
+    // 2 880 sessions (fewer in the quick run), an hour 120.
+    let day_two = OffsetDateTime::now_utc() - time::Duration::days(365) + time::Duration::hours(1);
+    let window = |length: time::Duration| SessionQuery {
+        started_from: Some(day_two),
+        started_to: Some(day_two + length),
+        sort_by: SortField::MessageCount,
+        ..base.clone()
+    };
     vec![
         ("default (start_time desc)", base.clone()),
         (
@@ -134,6 +143,14 @@ fn shapes() -> Vec<(&'static str, SessionQuery)> {
                 offset: 1000,
                 ..base.clone()
             },
+        ),
+        (
+            "1-day start window, message_count desc",
+            window(time::Duration::days(1)),
+        ),
+        (
+            "1-hour start window, message_count desc",
+            window(time::Duration::hours(1)),
         ),
         (
             "user_id=user42 filter",

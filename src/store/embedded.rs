@@ -901,40 +901,8 @@ fn list_sessions(inner: &Inner, query: &SessionQuery) -> Result<SessionPage, Sto
 
     if let Some(user_id) = &query.user_id {
         // One user's sessions: few, read through the user index and sorted here.
-        let mut rows = Vec::new();
-        for id in session_ids_of_user(&txn, user_id)? {
-            let Some(row) = read_row(&txn, &id)? else {
-                continue;
-            };
-            let record = row.record(&inner.keyring)?;
-            if !matches_filters(&record, query, from, to) {
-                continue;
-            }
-            rows.push((sort_value(&record, query.sort_by), record));
-        }
-        rows.sort_by(|a, b| (&a.0, &a.1.id).cmp(&(&b.0, &b.1.id)));
-        if query.order == SortOrder::Desc {
-            rows.reverse();
-        }
-        let after = cursor.as_ref();
-        let sessions: Vec<SessionRecord> = rows
-            .into_iter()
-            .filter(|(v, r)| match after {
-                None => true,
-                Some(c) => match query.order {
-                    SortOrder::Asc => (v, &r.id) > (&c.v, &c.id),
-                    SortOrder::Desc => (v, &r.id) < (&c.v, &c.id),
-                },
-            })
-            .skip(query.offset)
-            .take(limit)
-            .map(|(_, r)| r)
-            .collect();
-        let next_cursor = next_cursor(query, &sessions, limit);
-        return Ok(SessionPage {
-            sessions,
-            next_cursor,
-        });
+        let ids = session_ids_of_user(&txn, user_id)?;
+        return sorted_page(inner, &txn, ids, query, cursor.as_ref(), (from, to), limit);
     }
 
     let ended: &[u8] = match query.status {
@@ -947,43 +915,52 @@ fn list_sessions(inner: &Inner, query: &SessionQuery) -> Result<SessionPage, Sto
         Some(true) => &[1],
         None => &[0, 1],
     };
+    let parts: Vec<u8> = ended
+        .iter()
+        .flat_map(|e| assisted.iter().map(move |a| (e << 1) | a))
+        .collect();
+    let windowed = from > i64::MIN || to < i64::MAX;
+    if windowed && query.sort_by != SortField::StartTime {
+        // A start-time window with another sort: when the window holds few sessions, read them through
+        // the start-time index and sort them here, instead of walking the whole sort index for them.
+        if let Some(ids) = ids_started_within(&txn, &parts, from, to)? {
+            return sorted_page(inner, &txn, ids, query, cursor.as_ref(), (from, to), limit);
+        }
+    }
     let start_bounds = (query.sort_by == SortField::StartTime).then_some((from, to));
     let mut heads: Vec<IndexIter> = Vec::new();
-    for e in ended {
-        for a in assisted {
-            let p = (e << 1) | a;
-            let iter = match query.sort_by {
-                SortField::UserId => {
-                    let after = cursor.as_ref().and_then(|c| match &c.v {
-                        SortValue::Text(t) => Some((t.as_str(), c.id.as_str())),
-                        SortValue::Num(_) => None,
-                    });
-                    if cursor.is_some() && after.is_none() {
-                        return Err(StoreError::InvalidCursor);
-                    }
-                    user_index_iter(&txn, p, query.order, after)?
+    for &p in &parts {
+        let iter = match query.sort_by {
+            SortField::UserId => {
+                let after = cursor.as_ref().and_then(|c| match &c.v {
+                    SortValue::Text(t) => Some((t.as_str(), c.id.as_str())),
+                    SortValue::Num(_) => None,
+                });
+                if cursor.is_some() && after.is_none() {
+                    return Err(StoreError::InvalidCursor);
                 }
-                field => {
-                    let table = match field {
-                        SortField::StartTime => IDX_START,
-                        SortField::EndTime => IDX_END,
-                        SortField::MessageCount => IDX_COUNT,
-                        _ => IDX_TOKENS,
-                    };
-                    let after = match &cursor {
-                        None => None,
-                        Some(Cursor {
-                            v: SortValue::Num(v),
-                            id,
-                            ..
-                        }) => Some((v.unwrap_or(NO_END), id.as_str())),
-                        Some(_) => return Err(StoreError::InvalidCursor),
-                    };
-                    num_index_iter(&txn, table, p, query.order, after, start_bounds)?
-                }
-            };
-            heads.push(iter);
-        }
+                user_index_iter(&txn, p, query.order, after)?
+            }
+            field => {
+                let table = match field {
+                    SortField::StartTime => IDX_START,
+                    SortField::EndTime => IDX_END,
+                    SortField::MessageCount => IDX_COUNT,
+                    _ => IDX_TOKENS,
+                };
+                let after = match &cursor {
+                    None => None,
+                    Some(Cursor {
+                        v: SortValue::Num(v),
+                        id,
+                        ..
+                    }) => Some((v.unwrap_or(NO_END), id.as_str())),
+                    Some(_) => return Err(StoreError::InvalidCursor),
+                };
+                num_index_iter(&txn, table, p, query.order, after, start_bounds)?
+            }
+        };
+        heads.push(iter);
     }
 
     let mut current: Vec<Option<IndexEntry>> = heads
@@ -1031,6 +1008,79 @@ fn list_sessions(inner: &Inner, query: &SessionQuery) -> Result<SessionPage, Sto
             sessions.push(row.record(&inner.keyring)?);
         }
     }
+    let next_cursor = next_cursor(query, &sessions, limit);
+    Ok(SessionPage {
+        sessions,
+        next_cursor,
+    })
+}
+
+/// Most sessions a start-time window may hold for [`list_sessions`] to read them all and sort them in
+/// memory (for a sort other than start time); a wider window walks the sort index, where matches are dense.
+const WINDOW_SORT_MAX: usize = 2_000;
+
+/// The ids of the sessions of partitions `parts` that started within `[from, to]`, or `None` when there
+/// are more than [`WINDOW_SORT_MAX`].
+fn ids_started_within(
+    txn: &ReadTransaction,
+    parts: &[u8],
+    from: i64,
+    to: i64,
+) -> Result<Option<Vec<String>>, StoreError> {
+    let mut ids = Vec::new();
+    for &p in parts {
+        for entry in num_index_iter(txn, IDX_START, p, SortOrder::Asc, None, Some((from, to)))? {
+            if ids.len() == WINDOW_SORT_MAX {
+                return Ok(None);
+            }
+            ids.push(entry?.1);
+        }
+    }
+    Ok(Some(ids))
+}
+
+/// A page of the sessions `ids` (a bounded set: one user's, or one narrow start-time window's), filtered,
+/// sorted and paged here like the index walk of [`list_sessions`] would.
+fn sorted_page(
+    inner: &Inner,
+    txn: &ReadTransaction,
+    ids: Vec<String>,
+    query: &SessionQuery,
+    after: Option<&Cursor>,
+    (from, to): (i64, i64),
+    limit: usize,
+) -> Result<SessionPage, StoreError> {
+    // Names are decrypted for the page only: filtering and sorting need none of the encrypted fields.
+    let mut rows = Vec::new();
+    for id in ids {
+        let Some(mut row) = read_row(txn, &id)? else {
+            continue;
+        };
+        let name = std::mem::take(&mut row.nm);
+        let record = row.record(&inner.keyring)?;
+        if !matches_filters(&record, query, from, to) {
+            continue;
+        }
+        row.nm = name;
+        rows.push((sort_value(&record, query.sort_by), record, row));
+    }
+    rows.sort_by(|a, b| (&a.0, &a.1.id).cmp(&(&b.0, &b.1.id)));
+    if query.order == SortOrder::Desc {
+        rows.reverse();
+    }
+    let sessions = rows
+        .into_iter()
+        .filter(|(v, r, _)| match after {
+            None => true,
+            Some(c) => match query.order {
+                SortOrder::Asc => (v, &r.id) > (&c.v, &c.id),
+                SortOrder::Desc => (v, &r.id) < (&c.v, &c.id),
+            },
+        })
+        .skip(query.offset)
+        .take(limit)
+        .map(|(_, _, row)| row.record(&inner.keyring))
+        .collect::<Result<Vec<SessionRecord>, StoreError>>()?;
     let next_cursor = next_cursor(query, &sessions, limit);
     Ok(SessionPage {
         sessions,
@@ -1996,5 +2046,55 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+    }
+
+    #[tokio::test]
+    async fn start_windows_with_another_sort_page_alike_below_and_above_the_in_memory_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_store(dir.path()).await;
+        let base = OffsetDateTime::now_utc() - time::Duration::days(30);
+        let total = WINDOW_SORT_MAX * 3 + 400;
+        let rows = (0..total)
+            .map(|i| BulkSession {
+                id: format!("s{i:06}"),
+                user_id: format!("u{}", i % 50),
+                started_at: base + time::Duration::seconds(i as i64),
+                ended_at: None,
+                total_tokens: 0,
+                message_count: ((i * 7919) % 1000) as i64,
+                admin_assisted: false,
+            })
+            .collect();
+        insert_bulk(&store, rows).await.unwrap();
+        // A window of 100 sessions (sorted in memory) and one of more than the bound (the index walk).
+        for (first, len) in [(1000, 100), (300, WINDOW_SORT_MAX + 200)] {
+            let from = base + time::Duration::seconds(first as i64);
+            let to = from + time::Duration::seconds(len as i64 - 1);
+            let mut want: Vec<(i64, String)> = (first..first + len)
+                .map(|i| (((i * 7919) % 1000) as i64, format!("s{i:06}")))
+                .collect();
+            want.sort();
+            want.reverse();
+            let want: Vec<String> = want.into_iter().take(150).map(|(_, id)| id).collect();
+            let mut got = Vec::new();
+            let mut cursor = None;
+            loop {
+                let query = SessionQuery {
+                    started_from: Some(from),
+                    started_to: Some(to),
+                    sort_by: SortField::MessageCount,
+                    limit: 50,
+                    cursor: cursor.clone(),
+                    ..SessionQuery::default()
+                };
+                let page = store.list_sessions(&query).await.unwrap();
+                got.extend(page.sessions.into_iter().map(|s| s.id));
+                cursor = page.next_cursor;
+                if cursor.is_none() || got.len() >= 150 {
+                    break;
+                }
+            }
+            assert_eq!(got, want, "window of {len}");
+        }
     }
 }

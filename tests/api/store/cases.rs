@@ -462,6 +462,24 @@ pub async fn admin_list_sorts_filters_and_paginates(backend: Backend) {
                 };
                 let got = store.list_sessions(&q).await.unwrap();
                 assert_eq!(ids(&got.sessions), expected(&ranged, field, order), "{q:?}");
+
+                // A cursor walks a start-time window in the same order, two at a time.
+                let mut walked = Vec::new();
+                let mut cursor = None;
+                loop {
+                    let page = SessionQuery {
+                        limit: 2,
+                        cursor: cursor.clone(),
+                        ..q.clone()
+                    };
+                    let page = store.list_sessions(&page).await.unwrap();
+                    walked.extend(ids(&page.sessions));
+                    match page.next_cursor {
+                        Some(c) => cursor = Some(c),
+                        None => break,
+                    }
+                }
+                assert_eq!(walked, expected(&ranged, field, order), "cursor {q:?}");
             }
         }
     }
