@@ -20,6 +20,8 @@ const TURN_BUCKETS: &[f64] = &[
 /// Every metric the server exports.
 pub struct Metrics {
     registry: Registry,
+    /// Serialises lowering `active_sessions`, so concurrent ends never take it below zero.
+    lowering_active: std::sync::Mutex<()>,
     /// `chatbox_websocket_connections_total` (gauge): open WebSocket connections on this node.
     pub websocket_connections: IntGauge,
     /// `chatbox_messages_received_total`: inbound frames that passed validation.
@@ -234,6 +236,7 @@ impl Metrics {
                 &["channel", "outcome"],
             ),
             registry: r,
+            lowering_active: std::sync::Mutex::new(()),
         };
         // Series with a fixed set of label values exist from the start.
         for limiter in ["connection", "message"] {
@@ -247,6 +250,18 @@ impl Metrics {
     pub fn init_provider(&self, kind: &str) {
         for vec in [&self.llm_requests, &self.llm_errors, &self.tokens_used] {
             vec.with_label_values(&[kind]);
+        }
+    }
+
+    /// Lowers `chatbox_active_sessions_total` by one for a session that ended, never below zero (the
+    /// gauge is refreshed from the store's count, so a session it never counted may end).
+    pub fn active_session_ended(&self) {
+        let _one_at_a_time = self
+            .lowering_active
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if self.active_sessions.get() > 0 {
+            self.active_sessions.dec();
         }
     }
 

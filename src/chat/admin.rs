@@ -19,7 +19,7 @@ use crate::store::{AppendOutcome, AssistingAdmin, Claim, MessageRecord, Release,
 
 use super::frames::{self, metadata, seq_i64};
 use super::live::LiveSession;
-use super::user_message::message_id;
+use super::user_message::admin_message_id;
 use super::{Chat, ChatError, ConnCtx};
 
 /// Longest admin name shown in join and leave texts, in bytes.
@@ -326,7 +326,7 @@ impl Chat {
         }
         let seq = live.reserve_seq();
         let mut record = MessageRecord::new(
-            message_id(m.client_msg_id.as_deref()),
+            admin_message_id(&ctx.identity.user_id, m.client_msg_id.as_deref()),
             seq,
             "admin",
             m.content.clone(),

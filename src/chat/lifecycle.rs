@@ -24,11 +24,7 @@ impl Chat {
             .await?;
         if outcome.ended_now {
             self.metrics.sessions_ended.inc();
-            // The gauge only counts sessions this process saw start; it must not go negative after a
-            // restart or for sessions created elsewhere.
-            if self.metrics.active_sessions.get() > 0 {
-                self.metrics.active_sessions.dec();
-            }
+            self.metrics.active_session_ended();
             tracing::info!(session_id = %session.id, user_id = %session.user_id, "session ended");
             let frame = frames::encode(&ServerMessage::Notification(Notification {
                 session_id: Some(session.id.clone()),

@@ -101,7 +101,8 @@ impl Chat {
     /// within the idle time after which an unused live state is dropped, so its mark is not older than the
     /// dropped state's.)
     pub(super) fn live_of(&self, session: &SessionRecord) -> Arc<LiveSession> {
-        let assistant = AssistingAdmin::of(session);
+        // An ended session has nobody to assist: its live state (a replay) restores no assistant.
+        let assistant = AssistingAdmin::of(session).filter(|_| session.is_active());
         let watcher = assistant.as_ref().map(|a| a.id.clone());
         let (live, created) = self.live.get_or_load(
             &session.id,

@@ -13,12 +13,21 @@ use super::sessions::Access;
 use super::turn::TurnRequest;
 use super::{Chat, ChatError, ConnCtx};
 
-/// The store id of a message: derived from the client's id when it sent one (so a retry is recognised),
-/// else random.
+/// The store id of a user's message: derived from the client's id when it sent one (so a retry is
+/// recognised), else random.
 pub(super) fn message_id(client_msg_id: Option<&str>) -> String {
     match client_msg_id {
         Some(id) => format!("c-{id}"),
         None => format!("m-{}", uuid::Uuid::new_v4().simple()),
+    }
+}
+
+/// The store id of an administrator's message: client ids are unique per sender, so an admin's id lives
+/// apart from the user's (`a-<admin id>-<client id>`), else random.
+pub(super) fn admin_message_id(admin_id: &str, client_msg_id: Option<&str>) -> String {
+    match client_msg_id {
+        Some(id) => format!("a-{admin_id}-{id}"),
+        None => message_id(None),
     }
 }
 

@@ -193,3 +193,61 @@ impl Settings {
         self.environment == Environment::Production
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// A config file in `dir` setting the port, and its path.
+    fn file(dir: &Path, name: &str, port: u16) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, format!("[server]\nport = {port}\n")).unwrap();
+        path
+    }
+
+    #[test]
+    fn the_file_comes_from_the_flag_then_chatbox_config_then_rmbase_file_cfg() {
+        let dir = tempfile::tempdir().unwrap();
+        let flag = file(dir.path(), "flag.toml", 9001);
+        let chatbox = file(dir.path(), "chatbox.toml", 9002);
+        let go = file(dir.path(), "go.toml", 9003);
+        let data = dir.path().display().to_string();
+        let env = |pairs: &[(&str, &Path)]| {
+            EnvVars::from_pairs(
+                pairs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.display().to_string()))
+                    .chain([("CHATBOX_DATA_DIR".to_string(), data.clone())]),
+            )
+        };
+        let all = env(&[("CHATBOX_CONFIG", &chatbox), ("RMBASE_FILE_CFG", &go)]);
+        let port =
+            |path: Option<&Path>, env: &EnvVars| Settings::load(path, env).unwrap().server.port;
+        assert_eq!(port(Some(&flag), &all), 9001);
+        assert_eq!(port(None, &all), 9002);
+        assert_eq!(port(None, &env(&[("RMBASE_FILE_CFG", &go)])), 9003);
+        assert_eq!(port(None, &env(&[])), 8080);
+        // The environment wins over the file.
+        let overridden = EnvVars::from_pairs([
+            ("CHATBOX_DATA_DIR", data.clone()),
+            ("SERVER_PORT", "9100".to_string()),
+        ]);
+        assert_eq!(port(Some(&flag), &overridden), 9100);
+    }
+
+    #[test]
+    fn a_missing_or_broken_file_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = EnvVars::from_pairs([("CHATBOX_DATA_DIR", dir.path().display().to_string())]);
+        let missing = dir.path().join("missing.toml");
+        let err = Settings::load(Some(&missing), &env)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("missing.toml"), "{err}");
+        let broken = dir.path().join("broken.toml");
+        std::fs::write(&broken, "[server\nport = ").unwrap();
+        let err = Settings::load(Some(&broken), &env).unwrap_err().to_string();
+        assert!(err.contains("broken.toml"), "{err}");
+    }
+}

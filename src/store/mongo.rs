@@ -501,14 +501,27 @@ impl MongoStore {
                 plain("idx_user_start_time", doc! { "uid": 1, "ts": -1 }),
             ),
             (&self.sessions, share),
-            (&self.sessions, plain("idx_end_time", doc! { "endTs": -1 })),
+            // The admin list sorts on (field, _id) in one direction: these serve each sort without an
+            // in-memory sort (walked backwards for the other direction).
             (
                 &self.sessions,
-                plain("idx_msg_count", doc! { "msgCount": -1 }),
+                plain("idx_sort_start_time", doc! { "ts": -1, "_id": -1 }),
             ),
             (
                 &self.sessions,
-                plain("idx_total_tokens", doc! { "totalTokens": -1 }),
+                plain("idx_end_time", doc! { "endTs": -1, "_id": -1 }),
+            ),
+            (
+                &self.sessions,
+                plain("idx_msg_count", doc! { "msgCount": -1, "_id": -1 }),
+            ),
+            (
+                &self.sessions,
+                plain("idx_total_tokens", doc! { "totalTokens": -1, "_id": -1 }),
+            ),
+            (
+                &self.sessions,
+                plain("idx_sort_user_id", doc! { "uid": 1, "_id": 1 }),
             ),
             (&self.usage, plain("idx_uid", doc! { "uid": 1 })),
             (

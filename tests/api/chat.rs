@@ -469,6 +469,13 @@ async fn the_message_rate_limit_answers_with_retry_after() {
         "Too many requests, please slow down"
     );
     assert!(error["error"]["retry_after"].as_i64().unwrap() > 0);
+    let blocked = app
+        .state
+        .metrics
+        .ratelimit_blocked
+        .with_label_values(&["message"])
+        .get();
+    assert_eq!(blocked, 1, "the refused message is counted");
 }
 
 #[tokio::test]

@@ -100,6 +100,26 @@ async fn the_connection_gauge_returns_to_zero_and_never_goes_negative() {
         tokio::task::yield_now().await;
     }
     assert_eq!(app.state.metrics.websocket_connections.get(), 0);
+    // Each closed connection is observed once (when its writer has finished), in the reference's buckets.
+    while app.state.metrics.connection_duration.get_sample_count() < 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "durations not observed"
+        );
+        tokio::task::yield_now().await;
+    }
+    let text = scrape(&app).await;
+    assert_eq!(
+        sample(&text, "chatbox_websocket_connection_duration_seconds_count"),
+        Some(3.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "chatbox_websocket_connection_duration_seconds_bucket{le=\"3600\"}"
+        ),
+        Some(3.0)
+    );
 }
 
 #[tokio::test]

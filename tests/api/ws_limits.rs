@@ -90,6 +90,14 @@ async fn the_global_connection_limit_refuses_before_the_upgrade_and_frees_slots_
         (code, body.as_str()),
         (429, "Connection limit exceeded, please try again later\n")
     );
+    let blocked = |app: &crate::helpers::TestApp| {
+        app.state
+            .metrics
+            .ratelimit_blocked
+            .with_label_values(&["connection"])
+            .get()
+    };
+    assert_eq!(blocked(&app), 1, "the refused upgrade is counted");
     open.pop().unwrap().close().await;
     let deadline = tokio::time::Instant::now() + FRAME_DEADLINE;
     let mut admitted = loop {

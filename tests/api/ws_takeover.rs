@@ -435,6 +435,13 @@ async fn a_retried_admin_message_reaches_the_user_once() {
     // The user hears nothing more: the next frame is the answer to its own ping.
     phone.send(json!({"type": "ping"})).await;
     assert_eq!(phone.recv().await["type"], "pong");
+    // Client ids are per sender: the user's own "a-1" is a new message, not the admin's.
+    phone
+        .send(json!({"type": "user_message", "content": "Thanks!", "session_id": id, "client_msg_id": "a-1"}))
+        .await;
+    let echo = desk.recv_until("user_message").await.pop().unwrap();
+    assert_eq!(echo["content"], "Thanks!");
+    assert!(echo["metadata"]["duplicate"].is_null(), "{echo}");
     let admin_messages = app
         .state
         .store

@@ -305,10 +305,12 @@ async fn the_reference_indexes_and_the_unique_share_token_index_exist_after_star
         ("idx_admin_assisted", doc! { "adminAssisted": 1 }),
         ("idx_user_start_time", doc! { "uid": 1, "ts": -1 }),
         ("idx_share_token", doc! { "shareToken": 1 }),
-        // Those the queries add: sorts of the admin list and the active count.
-        ("idx_end_time", doc! { "endTs": -1 }),
-        ("idx_msg_count", doc! { "msgCount": -1 }),
-        ("idx_total_tokens", doc! { "totalTokens": -1 }),
+        // Those the queries add: each sort of the admin list, (field, _id), and the active count.
+        ("idx_sort_start_time", doc! { "ts": -1, "_id": -1 }),
+        ("idx_end_time", doc! { "endTs": -1, "_id": -1 }),
+        ("idx_msg_count", doc! { "msgCount": -1, "_id": -1 }),
+        ("idx_total_tokens", doc! { "totalTokens": -1, "_id": -1 }),
+        ("idx_sort_user_id", doc! { "uid": 1, "_id": 1 }),
     ] {
         let (found, _) = indexes
             .get(name)
