@@ -143,9 +143,8 @@ impl Chat {
             if watch {
                 self.hub.watch(&session.id, &ctx.identity().user_id);
             }
-            for frame in replay(snapshot, session, &stored, after) {
-                self.hub.send_to(ctx.conn_id(), Outbound::Text(frame));
-            }
+            let frames = replay(snapshot, session, &stored, after);
+            self.hub.send_to(ctx.conn_id(), Outbound::Batch(frames));
         });
     }
 }

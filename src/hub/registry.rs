@@ -18,6 +18,9 @@ pub type ConnId = u64;
 pub enum Outbound {
     /// A serialised JSON frame.
     Text(Arc<str>),
+    /// Frames sent one after another, taking one place in the queue: a replay, however long, is not
+    /// mistaken for a slow consumer.
+    Batch(Vec<Arc<str>>),
     /// A close frame; the writer stops after sending it.
     Close {
         /// WebSocket close code.

@@ -168,7 +168,7 @@ async fn write_loop(
     }
     let mut ping =
         tokio::time::interval_at(tokio::time::Instant::now() + ws.ping_period, ws.ping_period);
-    loop {
+    'frames: loop {
         let outbound = tokio::select! {
             biased;
             () = kicked.cancelled() => Outbound::Close { code: CLOSE_SLOW_CONSUMER, reason: "Connection too slow" },
@@ -185,24 +185,26 @@ async fn write_loop(
                 continue;
             }
         };
-        match outbound {
-            Outbound::Text(text) => {
-                let sent = timeout(
-                    ws.write_wait,
-                    sink.send(Message::Text(text.as_ref().to_owned())),
-                )
-                .await;
-                if !matches!(sent, Ok(Ok(()))) {
-                    break;
-                }
-                state.metrics.messages_sent.inc();
-            }
+        let texts = match outbound {
+            Outbound::Text(text) => vec![text],
+            Outbound::Batch(texts) => texts,
             Outbound::Close { code, reason } => {
                 let frame = Message::Close(Some((CloseCode::from(code), reason.to_string())));
                 let _ = timeout(ws.write_wait, sink.send(frame)).await;
                 let _ = timeout(ws.write_wait, sink.close()).await;
                 break;
             }
+        };
+        for text in texts {
+            let sent = timeout(
+                ws.write_wait,
+                sink.send(Message::Text(text.as_ref().to_owned())),
+            )
+            .await;
+            if !matches!(sent, Ok(Ok(()))) {
+                break 'frames;
+            }
+            state.metrics.messages_sent.inc();
         }
     }
     stop_reader.cancel();

@@ -651,6 +651,49 @@ async fn a_resume_message_replays_after_last_seq_on_the_same_connection() {
 }
 
 #[tokio::test]
+async fn a_replay_longer_than_the_outbound_queue_is_delivered_whole() {
+    // Each demo turn is about 36 frames, which the queue of 64 holds; the four turns' replay is not.
+    let app = app().env("WS_OUTBOUND_QUEUE", "64").spawn().await;
+    let token = app.user_token("longtalk");
+    let mut ws = app.connect_ws(&token).await;
+    status(&mut ws).await;
+    let mut sent = 0;
+    for text in ["one", "two", "three", "four"] {
+        ws.send(json!({"type": "user_message", "content": text}))
+            .await;
+        sent += 1 + ws.recv_turn().await.len();
+    }
+    ws.send(json!({"type": "resume", "last_seq": 0})).await;
+    let replayed = ws.recv_until("connection_status").await;
+    assert_eq!(
+        replayed.len() - 1,
+        sent,
+        "every event of the session, then the status"
+    );
+    assert_eq!(replayed.last().unwrap()["metadata"]["resumed"], "true");
+    // The connection is still open, and so is a new one resuming from the start.
+    ws.send(json!({"type": "ping"})).await;
+    assert_eq!(ws.recv().await["type"], "pong");
+    let admin = app.admin_token("ops");
+    let mut desk = app.connect_ws(&admin).await;
+    status(&mut desk).await;
+    let session = replayed[0]["session_id"].as_str().unwrap().to_string();
+    desk.send(json!({"type": "admin_join", "session_id": session, "sender": "admin"}))
+        .await;
+    let history = desk.recv_until("connection_status").await;
+    assert_eq!(
+        history.len() - 1,
+        sent,
+        "the admin receives the whole history"
+    );
+    desk.send(json!({"type": "ping"})).await;
+    assert_eq!(
+        desk.recv_until("pong").await.last().unwrap()["type"],
+        "pong"
+    );
+}
+
+#[tokio::test]
 async fn events_older_than_the_replay_window_come_back_as_stored_messages_with_resync() {
     let app = app().env("WS_REPLAY_BUFFER", "4").spawn().await;
     let token = app.user_token("forgetful");
