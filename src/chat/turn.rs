@@ -8,7 +8,7 @@ use std::time::Instant;
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::llm::{ChatMessage, LlmError, TurnEvent};
+use crate::llm::{ChatMessage, LlmError, TurnEvent, estimate_tokens};
 use crate::protocol::ws::{Loading, Sender, ServerMessage};
 use crate::store::{MessageRecord, SessionRecord, TurnUsage};
 
@@ -72,6 +72,10 @@ impl Chat {
             // is answered once.
             return Ok(());
         }
+        if live.assistant().is_some() {
+            // An administrator took the session over while this turn waited for the one before it.
+            return Ok(());
+        }
         let cancel = CancellationToken::new();
         let _running = RunningTurn::start(live, &cancel);
         if self.llm.daily_token_budget().is_some() {
@@ -106,6 +110,8 @@ impl Chat {
         });
 
         let history = self.history(stored);
+        // What the prompt costs, for a turn cut short before the provider reported its usage.
+        let prompt_estimate: u64 = history.iter().map(|m| estimate_tokens(&m.content)).sum();
         let mut stream = self.llm.stream_turn(&model_id, history, cancel.clone());
         let mut text = String::new();
         let mut fallback_from: Option<String> = None;
@@ -217,6 +223,10 @@ impl Chat {
             .frame(final_seq);
             (frames::encode(&frame), None)
         });
+        // A turn cut short (cancel, timeout, broken stream) after some text still cost tokens: estimated
+        // when the provider reported none, so usage and daily budgets count it.
+        let tokens =
+            tokens.or_else(|| (!text.is_empty()).then(|| prompt_estimate + estimate_tokens(&text)));
         let elapsed = request.started.elapsed();
         self.metrics
             .turn_duration
@@ -256,14 +266,18 @@ impl Chat {
     }
 
     /// The messages the model sees: the last `history_messages` of the session, oldest first.
-    /// What the model is given: the last `chat.history_messages` stored messages with text, as its roles.
+    /// What the model is given: the last `chat.history_messages` stored messages with text, as its roles,
+    /// from the first user message among them.
     fn history(&self, messages: Vec<MessageRecord>) -> Vec<ChatMessage> {
         let window = self.settings.chat.history_messages.max(1);
         let skip = messages.len().saturating_sub(window);
+        // The window opens on a user message: providers such as Anthropic refuse a conversation that starts
+        // with the assistant.
         messages
             .into_iter()
             .skip(skip)
             .filter(|m| !m.content.is_empty())
+            .skip_while(|m| m.sender == "ai" || m.sender == "admin")
             .map(|m| match m.sender.as_str() {
                 "ai" | "admin" => ChatMessage::assistant(m.content),
                 _ => ChatMessage::user(m.content),

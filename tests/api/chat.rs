@@ -427,6 +427,15 @@ async fn cancel_stops_the_answer_and_keeps_what_was_produced() {
         .expect("the partial answer is stored");
     assert!(answer.partial);
     assert!(!answer.content.is_empty());
+    // What was produced cost tokens: they count for the session (and the daily budget).
+    let session = app
+        .state
+        .store
+        .get_session(session_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(session.total_tokens > 0, "{session:?}");
 }
 
 #[tokio::test]

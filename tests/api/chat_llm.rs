@@ -211,6 +211,10 @@ async fn cancel_over_the_websocket_closes_the_upstream_request() {
     let last = rest.last().unwrap();
     assert_eq!(last["metadata"]["finish_reason"], "cancelled");
     assert_eq!(fake.request_count(), 1);
+    // The provider reports usage only at the end, which never came: the tokens are estimated and stored.
+    let session = last["session_id"].as_str().unwrap();
+    let stored = app.state.store.get_session(session).await.unwrap().unwrap();
+    assert!(stored.total_tokens > 0, "{stored:?}");
 }
 
 #[tokio::test]
@@ -245,6 +249,30 @@ async fn the_model_receives_the_history_window_and_the_system_prompt() {
             {"role": "user", "content": "third"}
         ]),
         "the last 3 messages of the session, after the system prompt"
+    );
+}
+
+#[tokio::test]
+async fn a_history_window_never_opens_on_an_answer() {
+    let fake = FakeLlm::start().await;
+    let app = spawn_with(
+        "[chatbox]\nhistory_messages = 4\n",
+        &[fake.provider_toml("gpt", "openai", "")],
+    )
+    .await;
+    let (mut ws, _) = connect(&app, "window").await;
+    for text in ["first", "second", "third"] {
+        say(&mut ws, text).await;
+        ws.recv_turn().await;
+    }
+    // The last 4 messages are answer, "second", answer, "third": the leading answer is left out.
+    assert_eq!(
+        fake.requests()[2].body["messages"],
+        json!([
+            {"role": "user", "content": "second"},
+            {"role": "assistant", "content": ANSWER},
+            {"role": "user", "content": "third"}
+        ])
     );
 }
 
