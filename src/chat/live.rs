@@ -222,9 +222,21 @@ impl LiveSession {
         f(&snapshot)
     }
 
-    /// Records a chunk of the answer being streamed.
-    pub fn push_partial(&self, delta: &str, model_id: &str, client_msg_id: Option<&str>, seq: u64) {
+    /// Emits a chunk of the answer being streamed (`build` makes its frame with its seq) and adds `delta`
+    /// to the partial answer, under one lock: a device attaching meanwhile gets the chunk either in the
+    /// partial answer or live, never neither.
+    pub fn emit_chunk(
+        &self,
+        bus: &dyn EventBus,
+        delta: &str,
+        model_id: &str,
+        client_msg_id: Option<&str>,
+        build: impl FnOnce(u64) -> Arc<str>,
+    ) -> u64 {
+        let seq = self.reserve_seq();
+        let frame = build(seq);
         let mut inner = self.lock();
+        inner.pending.insert(seq, Some((frame, None)));
         let partial = inner.partial.get_or_insert_with(|| PartialAnswer {
             model_id: model_id.to_string(),
             client_msg_id: client_msg_id.map(String::from),
@@ -232,11 +244,22 @@ impl LiveSession {
         });
         partial.text.push_str(delta);
         partial.last_seq = seq;
+        self.release(&mut inner, bus);
+        seq
     }
 
-    /// Forgets the answer being streamed (the turn ended).
-    pub fn clear_partial(&self) {
-        self.lock().partial = None;
+    /// Completes the final frame of an answer and forgets the partial answer, under one lock: a device
+    /// attaching meanwhile gets the partial answer and then the final frame, or only the final frame.
+    pub fn finish_answer(
+        &self,
+        bus: &dyn EventBus,
+        seq: u64,
+        frame: Option<(Arc<str>, Option<ConnId>)>,
+    ) {
+        let mut inner = self.lock();
+        inner.pending.insert(seq, frame);
+        inner.partial = None;
+        self.release(&mut inner, bus);
     }
 
     /// Sets the running turn's cancel token.
@@ -456,6 +479,30 @@ mod tests {
         assert!(bus.0.lock().unwrap().is_empty(), "12 must wait for 11");
         s.complete(&bus, first, Some((Arc::from("f11"), None)));
         assert_eq!(*bus.0.lock().unwrap(), vec!["f11", "f12"]);
+    }
+
+    #[test]
+    fn the_partial_answer_covers_exactly_the_released_chunks() {
+        let live = LiveSessions::new(16, None);
+        let (s, _) = live.get_or_load("s", "u", 0, None);
+        let bus = Recorder::default();
+        for delta in ["Hel", "lo"] {
+            s.emit_chunk(&bus, delta, "m", Some("c-1"), |seq| {
+                Arc::from(format!("f{seq}"))
+            });
+            s.with_frozen(|snap| {
+                let partial = snap.partial().unwrap();
+                assert_eq!(partial.last_seq, snap.last_released());
+            });
+        }
+        s.with_frozen(|snap| assert_eq!(snap.partial().unwrap().text, "Hello"));
+        let end = s.reserve_seq();
+        s.finish_answer(&bus, end, Some((Arc::from("final"), None)));
+        s.with_frozen(|snap| {
+            assert!(snap.partial().is_none());
+            assert_eq!(snap.last_released(), end);
+        });
+        assert_eq!(*bus.0.lock().unwrap(), vec!["f1", "f2", "final"]);
     }
 
     #[test]

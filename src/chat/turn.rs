@@ -133,20 +133,25 @@ impl Chat {
                             .with_label_values(&[provider_kind])
                             .observe(request.started.elapsed().as_secs_f64());
                     }
-                    let seq = live.emit(self.bus.as_ref(), None, |seq| {
-                        frames::encode(
-                            &Chunk {
-                                session_id: &session.id,
-                                content: &delta,
-                                model_id: &model_id,
-                                client_msg_id: client_msg_id.as_deref(),
-                                done: false,
-                                extra: Vec::new(),
-                            }
-                            .frame(seq),
-                        )
-                    });
-                    live.push_partial(&delta, &model_id, client_msg_id.as_deref(), seq);
+                    live.emit_chunk(
+                        self.bus.as_ref(),
+                        &delta,
+                        &model_id,
+                        client_msg_id.as_deref(),
+                        |seq| {
+                            frames::encode(
+                                &Chunk {
+                                    session_id: &session.id,
+                                    content: &delta,
+                                    model_id: &model_id,
+                                    client_msg_id: client_msg_id.as_deref(),
+                                    done: false,
+                                    extra: Vec::new(),
+                                }
+                                .frame(seq),
+                            )
+                        },
+                    );
                     text.push_str(&delta);
                 }
                 Some(Ok(TurnEvent::FallbackSwitched { from, to })) => {
@@ -243,8 +248,7 @@ impl Chat {
             }
         }
         // The figures are stored before the final chunk tells the clients the turn is over.
-        live.complete(self.bus.as_ref(), final_seq, final_frame);
-        live.clear_partial();
+        live.finish_answer(self.bus.as_ref(), final_seq, final_frame);
 
         match outcome {
             Ok(()) | Err(LlmError::Cancelled) => Ok(()),
