@@ -167,8 +167,20 @@ impl LiveSession {
         seq: u64,
         frame: Option<(Arc<str>, Option<ConnId>)>,
     ) {
+        self.complete_with(bus, seq, frame, |_| {});
+    }
+
+    /// [`Self::complete`], with `also` applied to the state under the same lock.
+    fn complete_with(
+        &self,
+        bus: &dyn EventBus,
+        seq: u64,
+        frame: Option<(Arc<str>, Option<ConnId>)>,
+        also: impl FnOnce(&mut Inner),
+    ) {
         let mut inner = self.lock();
         inner.pending.insert(seq, frame);
+        also(&mut inner);
         self.release(&mut inner, bus);
     }
 
@@ -235,16 +247,15 @@ impl LiveSession {
     ) -> u64 {
         let seq = self.reserve_seq();
         let frame = build(seq);
-        let mut inner = self.lock();
-        inner.pending.insert(seq, Some((frame, None)));
-        let partial = inner.partial.get_or_insert_with(|| PartialAnswer {
-            model_id: model_id.to_string(),
-            client_msg_id: client_msg_id.map(String::from),
-            ..PartialAnswer::default()
+        self.complete_with(bus, seq, Some((frame, None)), |inner| {
+            let partial = inner.partial.get_or_insert_with(|| PartialAnswer {
+                model_id: model_id.to_string(),
+                client_msg_id: client_msg_id.map(String::from),
+                ..PartialAnswer::default()
+            });
+            partial.text.push_str(delta);
+            partial.last_seq = seq;
         });
-        partial.text.push_str(delta);
-        partial.last_seq = seq;
-        self.release(&mut inner, bus);
         seq
     }
 
@@ -256,10 +267,7 @@ impl LiveSession {
         seq: u64,
         frame: Option<(Arc<str>, Option<ConnId>)>,
     ) {
-        let mut inner = self.lock();
-        inner.pending.insert(seq, frame);
-        inner.partial = None;
-        self.release(&mut inner, bus);
+        self.complete_with(bus, seq, frame, |inner| inner.partial = None);
     }
 
     /// Sets the running turn's cancel token.
