@@ -8,6 +8,7 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::breaker::Permit;
 use super::error::{LlmError, TimeoutKind};
 use super::provider::{AttemptError, ChatMessage, ProviderEvent, ProviderRequest, ReportedUsage};
 use super::retry::retry_delay;
@@ -356,9 +357,15 @@ async fn try_provider(
         st.length_limited = false;
         shared.metrics.llm_requests.with_label_values(&[kind]).inc();
         let attempt_started = Instant::now();
-        let (failure, after_first_token) = match run_attempt(shared, entry, request, st, tx).await {
+        // Reported as a success at the first token (the provider answers), so a half-open probe that
+        // streams a long answer does not hold the provider closed to every other turn meanwhile.
+        let mut permit = Some(permit);
+        let outcome = run_attempt(shared, entry, request, st, tx, &mut permit).await;
+        let (failure, after_first_token) = match outcome {
             Ok(()) => {
-                permit.success();
+                if let Some(permit) = permit.take() {
+                    permit.success();
+                }
                 return ProviderOutcome::Finished(Ok(()));
             }
             Err(Failure::ReceiverGone) => {
@@ -367,10 +374,12 @@ async fn try_provider(
             Err(Failure::Before(error)) => (error, false),
             Err(Failure::After(error)) => (error, true),
         };
-        if failure.counts_against_breaker() {
-            permit.failure(Instant::now());
-        } else {
-            permit.neutral();
+        if let Some(permit) = permit.take() {
+            if failure.counts_against_breaker() {
+                permit.failure(Instant::now());
+            } else {
+                permit.neutral();
+            }
         }
         shared.metrics.llm_errors.with_label_values(&[kind]).inc();
         if after_first_token {
@@ -428,6 +437,7 @@ async fn run_attempt(
     request: &ProviderRequest,
     st: &mut TurnState,
     tx: &Sender,
+    permit: &mut Option<Permit<'_>>,
 ) -> Result<(), Failure> {
     let started = tokio::time::Instant::now();
     let first_deadline = started + entry.first_token_timeout;
@@ -480,6 +490,9 @@ async fn run_attempt(
                 }
                 if !got_first {
                     got_first = true;
+                    if let Some(permit) = permit.take() {
+                        permit.success();
+                    }
                     let latency = started.elapsed();
                     shared
                         .metrics

@@ -545,6 +545,41 @@ async fn breaker_opens_after_consecutive_failures_and_skips_the_provider() {
 }
 
 #[tokio::test]
+async fn a_half_open_probe_closes_the_breaker_at_its_first_token() {
+    let fake = FakeLlm::start().await;
+    fake.script([
+        Fault::status(500),
+        Fault::StallMidStream { after_events: 3 },
+    ]);
+    let extra = "idle_timeout = \"60s\"\nbreaker = { failure_threshold = 1, cool_down = \"50ms\" }";
+    let text =
+        provider("gpt", "openai", &fake, extra).replace("max_attempts = 3", "max_attempts = 1");
+    let (llm, _) = build(&text);
+    assert!(run(&llm, "gpt", "Hi").await.error.is_some());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while llm.ready().providers[0].breaker != BreakerState::HalfOpen {
+        assert!(tokio::time::Instant::now() < deadline, "never half-open");
+        tokio::task::yield_now().await;
+    }
+    // The probe starts answering, then stalls: the provider answered, so the breaker is closed.
+    let probe_cancel = CancellationToken::new();
+    let mut probe = llm.stream_turn(
+        "gpt",
+        vec![ChatMessage::user("Probe")],
+        probe_cancel.clone(),
+    );
+    let first = tokio::time::timeout(Duration::from_secs(5), probe.next())
+        .await
+        .unwrap();
+    assert!(matches!(first, Some(Ok(TurnEvent::Delta(_)))), "{first:?}");
+    assert_eq!(llm.ready().providers[0].breaker, BreakerState::Closed);
+    // Another turn is served meanwhile instead of being refused while the probe is out.
+    let other = run(&llm, "gpt", "Meanwhile").await;
+    assert!(other.error.is_none(), "{:?}", other.error);
+    probe_cancel.cancel();
+}
+
+#[tokio::test]
 async fn cancel_closes_the_upstream_request() {
     let fake = FakeLlm::start().await;
     fake.script([Fault::StallMidStream { after_events: 3 }]);
