@@ -1443,8 +1443,8 @@ pub mod ws {
     /// `UNAUTHORIZED`); an administrator resumes an assisted session with `admin_join` and `last_seq`. Ended
     /// sessions can be resumed (history only).
     /// The replay ends with a `connection_status` (`metadata.resumed="true"`, `last_seq`). Counts against
-    /// the per-user message rate limit like a `user_message` (`TOO_MANY_REQUESTS` with `retry_after`); a
-    /// reconnect with `?last_seq=` does not.
+    /// the per-user message rate limit like `user_message`, `file_upload` and `voice_message`
+    /// (`TOO_MANY_REQUESTS` with `retry_after`); a reconnect with `?last_seq=` does not.
     #[derive(
         Debug,
         Clone,

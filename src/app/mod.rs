@@ -193,6 +193,13 @@ impl Application {
         };
         let routes = Route::new()
             .nest(prefix, crate::api::routes(Arc::clone(&self.state)))
+            // Unknown routes answer as the Go service's router did.
+            .catch_error(|_: poem::error::NotFoundError| async {
+                poem::Response::builder()
+                    .status(poem::http::StatusCode::NOT_FOUND)
+                    .content_type("text/plain; charset=utf-8")
+                    .body("404 page not found")
+            })
             .with(HttpMetrics::new(
                 Arc::clone(&self.state.metrics),
                 &self.state.settings.server.path_prefix,

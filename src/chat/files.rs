@@ -128,6 +128,7 @@ impl Chat {
         m: Upload,
     ) -> Result<(), ChatError> {
         let started = Instant::now();
+        self.check_message_rate(ctx)?;
         check_file_url(&m.file_url).await?;
         let (session, live) = self.resolve(ctx, hint, Access::Existing).await?;
         if !session.is_active() {

@@ -33,7 +33,8 @@ pub(super) fn admin_message_id(admin_id: &str, client_msg_id: Option<&str>) -> S
 
 impl Chat {
     /// The per-user message rate limit (`chatbox.rate_limit` per minute), shared by everything a user may
-    /// send that costs the server work: messages and `resume` (a replay reads the session).
+    /// send that costs the server work: messages, file and voice uploads (a voice message is answered),
+    /// and `resume` (a replay reads the session).
     pub(super) fn check_message_rate(&self, ctx: &ConnCtx) -> Result<(), ChatError> {
         self.message_limiter
             .check(&ctx.identity.user_id)

@@ -488,7 +488,7 @@ async fn the_message_rate_limit_answers_with_retry_after() {
 }
 
 #[tokio::test]
-async fn resume_messages_count_against_the_message_rate_limit() {
+async fn resume_and_upload_frames_count_against_the_message_rate_limit() {
     let app = app().env("RATE_LIMIT", "2").spawn().await;
     let mut ws = app.connect_ws(&app.user_token("replayer")).await;
     status(&mut ws).await;
@@ -502,6 +502,10 @@ async fn resume_messages_count_against_the_message_rate_limit() {
     let error = ws.recv().await;
     assert_eq!(error["error"]["code"], "TOO_MANY_REQUESTS", "{error}");
     assert!(error["error"]["retry_after"].as_i64().unwrap() > 0);
+    // Uploads count too (a voice message is answered by the model).
+    ws.send(json!({"type": "voice_message", "file_id": "v1", "file_url": "https://93.184.216.34/v.webm"}))
+        .await;
+    assert_eq!(ws.recv().await["error"]["code"], "TOO_MANY_REQUESTS");
 }
 
 #[tokio::test]

@@ -155,6 +155,11 @@ async fn http_request_durations_are_labelled_by_route_template() {
         .await
         .unwrap();
     assert_eq!(missing.status(), 404);
+    assert_eq!(
+        missing.text().await.unwrap(),
+        "404 page not found",
+        "the Go router's text"
+    );
     prometheus(&app).await;
     let text = prometheus(&app).await;
     let count = |labels: &str| {
