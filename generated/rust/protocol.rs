@@ -2462,7 +2462,7 @@ pub mod http {
         /// `message` = `Takeover transferred successfully` (or `Takeover initiated successfully` when nobody assisted).
         #[oai(status = 200)]
         Status200(poem_openapi::payload::Json<TakeoverResponse>),
-        /// Session ended.
+        /// Session ended, or taken meanwhile by another administrator.
         #[oai(status = 400)]
         Status400(poem_openapi::payload::Json<ErrorBody>),
         /// Missing, malformed, invalid or expired token.

@@ -182,7 +182,7 @@ impl Chat {
             return Err(ChatError::SessionEnded);
         }
         let me = assisting(admin);
-        if let Claim::Held(current) = self.store.claim_assistance(&session.id, &me).await? {
+        if let Claim::Held(current) = self.store.claim_assistance(&session.id, &me, None).await? {
             return Err(ChatError::AlreadyAssisted(current));
         }
         let live = self.live_of(session);
@@ -258,7 +258,14 @@ impl Chat {
                 return Ok(None);
             }
         };
-        self.store.set_assistance(&session.id, Some(&me)).await?;
+        // Taken from `previous` only: if another admin took the session meanwhile, that one keeps it.
+        if let Claim::Held(current) = self
+            .store
+            .claim_assistance(&session.id, &me, Some(&previous.id))
+            .await?
+        {
+            return Err(ChatError::AlreadyAssisted(current));
+        }
         let live = self.live_of(session);
         self.start_assisting(&live, me.clone());
         live.emit(self.bus.as_ref(), None, |seq| {

@@ -1394,46 +1394,24 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn set_assistance(
-        &self,
-        session_id: &str,
-        admin: Option<&AssistingAdmin>,
-    ) -> Result<(), StoreError> {
-        let id = session_id.to_string();
-        let admin = admin.cloned();
-        self.write("set_assistance", Budget::Short, move |txn, _| {
-            update_row(txn, &id, |row| {
-                match &admin {
-                    Some(a) => {
-                        row.assisted = true;
-                        row.admin_id = Some(a.id.clone());
-                        row.admin_name = Some(a.name.clone());
-                    }
-                    None => {
-                        row.admin_id = None;
-                        row.admin_name = None;
-                    }
-                }
-                Ok(())
-            })
-        })
-        .await
-    }
-
     async fn claim_assistance(
         &self,
         session_id: &str,
         admin: &AssistingAdmin,
+        replacing: Option<&str>,
     ) -> Result<Claim, StoreError> {
         let id = session_id.to_string();
         let admin = admin.clone();
+        let replacing = replacing.map(str::to_string);
         // Check and set in one write transaction.
         self.write("claim_assistance", Budget::Short, move |txn, _| {
             let old = write_row_get(txn, &id)?.ok_or(StoreError::NotFound)?;
             if old.end.is_some() {
                 return Err(StoreError::SessionEnded);
             }
-            if let Some(current) = row_assistant(&old).filter(|a| a.id != admin.id) {
+            if let Some(current) = row_assistant(&old)
+                .filter(|a| a.id != admin.id && Some(&a.id) != replacing.as_ref())
+            {
                 return Ok(Claim::Held(current));
             }
             let mut new = old.clone();

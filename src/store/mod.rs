@@ -124,24 +124,16 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn set_help_requested(&self, session_id: &str, requested: bool)
     -> Result<(), StoreError>;
 
-    /// Sets (transfer) or clears the assisting admin whoever assists now; setting also sets
-    /// `admin_assisted`, which stays true after the admin leaves. Takeovers and leaves go through
-    /// [`claim_assistance`](Self::claim_assistance) and [`release_assistance`](Self::release_assistance).
-    async fn set_assistance(
-        &self,
-        session_id: &str,
-        admin: Option<&AssistingAdmin>,
-    ) -> Result<(), StoreError>;
-
-    /// Makes `admin` the assisting admin unless a different admin assists: one atomic check-and-set (a
-    /// conditional single-document update on MongoDB, one write transaction in the embedded store), so
-    /// of two admins racing for a session exactly one wins. Also sets `admin_assisted`. Claiming a session
-    /// the caller already assists is granted again. Ended sessions are refused
-    /// ([`StoreError::SessionEnded`]).
+    /// Makes `admin` the assisting admin unless a different admin assists (other than `replacing`, the
+    /// admin an explicit transfer takes the session from): one atomic check-and-set (a conditional
+    /// single-document update on MongoDB, one write transaction in the embedded store), so of two admins
+    /// racing for a session exactly one wins. Also sets `admin_assisted`. Claiming a session the caller
+    /// already assists is granted again. Ended sessions are refused ([`StoreError::SessionEnded`]).
     async fn claim_assistance(
         &self,
         session_id: &str,
         admin: &AssistingAdmin,
+        replacing: Option<&str>,
     ) -> Result<Claim, StoreError>;
 
     /// Clears the assisting admin if it is `admin_id` (atomic like

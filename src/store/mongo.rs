@@ -1474,31 +1474,14 @@ impl Store for MongoStore {
         .await
     }
 
-    async fn set_assistance(
-        &self,
-        session_id: &str,
-        admin: Option<&AssistingAdmin>,
-    ) -> Result<(), StoreError> {
-        let update = match admin {
-            Some(a) => doc! { "$set": {
-                "adminAssisted": true,
-                "assistingAdminId": &a.id,
-                "assistingAdminName": &a.name,
-                "_mt": now_date(),
-            } },
-            None => doc! {
-                "$unset": { "assistingAdminId": "", "assistingAdminName": "" },
-                "$set": { "_mt": now_date() },
-            },
-        };
-        self.set_fields("set_assistance", session_id, update).await
-    }
-
     async fn claim_assistance(
         &self,
         session_id: &str,
         admin: &AssistingAdmin,
+        replacing: Option<&str>,
     ) -> Result<Claim, StoreError> {
+        let mut allowed = vec![Bson::Null, Bson::from(""), Bson::from(admin.id.as_str())];
+        allowed.extend(replacing.map(Bson::from));
         self.runner
             .run("claim_assistance", Budget::Short, true, || async {
                 for _ in 0..CAS_ATTEMPTS {
@@ -1511,7 +1494,7 @@ impl Store for MongoStore {
                                 "endTs": { "$exists": false },
                                 "$or": [
                                     { "assistingAdminId": { "$exists": false } },
-                                    { "assistingAdminId": { "$in": [Bson::Null, "", &admin.id] } },
+                                    { "assistingAdminId": { "$in": allowed.clone() } },
                                 ],
                             },
                             doc! { "$set": {
@@ -1532,10 +1515,12 @@ impl Store for MongoStore {
                     if d.contains_key("endTs") {
                         return Err(StoreError::SessionEnded);
                     }
-                    if let Some(current) = doc_assistant(&d).filter(|a| a.id != admin.id) {
+                    if let Some(current) = doc_assistant(&d)
+                        .filter(|a| a.id != admin.id && Some(a.id.as_str()) != replacing)
+                    {
                         return Ok(Claim::Held(current));
                     }
-                    // Released between the update and the read: try again.
+                    // Released (or handed to an allowed admin) between the update and the read: again.
                 }
                 Err(StoreError::Timeout {
                     operation: "claim_assistance",

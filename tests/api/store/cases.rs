@@ -180,7 +180,7 @@ pub async fn session_figures_are_persisted(backend: Backend) {
         id: "adm".into(),
         name: "Ada".into(),
     };
-    store.set_assistance(&s.id, Some(&admin)).await.unwrap();
+    store.claim_assistance(&s.id, &admin, None).await.unwrap();
     let at = now();
     for (tokens, ms) in [(100, 300), (50, 900), (10, 600)] {
         store
@@ -217,7 +217,7 @@ pub async fn session_figures_are_persisted(backend: Backend) {
     );
     assert_eq!(store.user_tokens_on("other", today).await.unwrap(), 0);
 
-    store.set_assistance(&s.id, None).await.unwrap();
+    store.release_assistance(&s.id, "adm").await.unwrap();
     store.set_help_requested(&s.id, false).await.unwrap();
     let got = store.get_session(&s.id).await.unwrap().unwrap();
     assert!(got.admin_assisted, "the session stays marked as assisted");
@@ -316,7 +316,7 @@ pub async fn admin_list_sorts_filters_and_paginates(backend: Backend) {
                 id: "a".into(),
                 name: "A".into(),
             };
-            store.set_assistance(&s.id, Some(&admin)).await.unwrap();
+            store.claim_assistance(&s.id, &admin, None).await.unwrap();
         }
         if i < 8 {
             store
@@ -557,7 +557,7 @@ pub async fn metrics_figures_cover_the_range(backend: Backend) {
                 id: "a".into(),
                 name: "A".into(),
             };
-            store.set_assistance(&s.id, Some(&admin)).await.unwrap();
+            store.claim_assistance(&s.id, &admin, None).await.unwrap();
         }
         if i < 2 {
             store.end_session(&s.id, now()).await.unwrap();
@@ -1170,7 +1170,10 @@ pub async fn only_one_of_racing_admins_claims_a_session(backend: Backend) {
             let id = s.id.clone();
             tasks.push(tokio::spawn(async move {
                 let me = admin(&format!("adm{i}"));
-                (me.clone(), store.claim_assistance(&id, &me).await.unwrap())
+                (
+                    me.clone(),
+                    store.claim_assistance(&id, &me, None).await.unwrap(),
+                )
             }));
         }
         let mut winners = Vec::new();
@@ -1205,22 +1208,39 @@ pub async fn assistance_is_released_only_by_its_admin(backend: Backend) {
         Release::NotAssisted
     );
     assert_eq!(
-        store.claim_assistance(&s.id, &root).await.unwrap(),
+        store.claim_assistance(&s.id, &root, None).await.unwrap(),
         Claim::Granted
     );
     // Claiming again as the same admin is granted again.
     assert_eq!(
-        store.claim_assistance(&s.id, &root).await.unwrap(),
+        store.claim_assistance(&s.id, &root, None).await.unwrap(),
         Claim::Granted
     );
     assert_eq!(
-        store.claim_assistance(&s.id, &ops).await.unwrap(),
+        store.claim_assistance(&s.id, &ops, None).await.unwrap(),
         Claim::Held(root.clone())
     );
     assert_eq!(
         store.release_assistance(&s.id, "ops").await.unwrap(),
         Release::Held(root.clone())
     );
+    // A transfer takes it from the admin it names, and only from that one.
+    let third = admin("third");
+    assert_eq!(
+        store
+            .claim_assistance(&s.id, &third, Some("someone-else"))
+            .await
+            .unwrap(),
+        Claim::Held(root.clone())
+    );
+    for (to, from) in [(&root, "root"), (&third, "root"), (&root, "third")] {
+        assert_eq!(
+            store.claim_assistance(&s.id, to, Some(from)).await.unwrap(),
+            Claim::Granted,
+            "{} from {from}",
+            to.id
+        );
+    }
     assert_eq!(
         store.release_assistance(&s.id, "root").await.unwrap(),
         Release::Released
@@ -1229,17 +1249,17 @@ pub async fn assistance_is_released_only_by_its_admin(backend: Backend) {
     assert_eq!(got.assisting_admin_id, None);
     assert!(got.admin_assisted, "the session stays marked as assisted");
     assert_eq!(
-        store.claim_assistance(&s.id, &ops).await.unwrap(),
+        store.claim_assistance(&s.id, &ops, None).await.unwrap(),
         Claim::Granted
     );
 
     store.end_session(&s.id, now()).await.unwrap();
     assert!(matches!(
-        store.claim_assistance(&s.id, &ops).await,
+        store.claim_assistance(&s.id, &ops, None).await,
         Err(StoreError::SessionEnded)
     ));
     assert!(matches!(
-        store.claim_assistance("nope", &ops).await,
+        store.claim_assistance("nope", &ops, None).await,
         Err(StoreError::NotFound)
     ));
     assert!(matches!(
