@@ -1,5 +1,5 @@
-//! The `chatbox` binary as a user runs it: no configuration, the banner's URLs and tokens, the data
-//! directory it creates, and shutdown on SIGTERM and SIGINT.
+//! The binaries as they are run: `chatbox` with no configuration (the banner's URLs and tokens, the data
+//! directory it creates, shutdown on SIGTERM and SIGINT), and `chatbox-load` against a server.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -155,4 +155,52 @@ async fn development_secret_is_kept_across_runs_and_sigint_stops_the_server() {
         "a token printed by the first run is still valid"
     );
     stop_with(&mut second, "TERM").await;
+}
+
+#[tokio::test]
+async fn the_load_tool_runs_turns_against_a_server_and_reports_them() {
+    let app = crate::helpers::spawn_app().await;
+    let output = Command::new(env!("CARGO_BIN_EXE_chatbox-load"))
+        .args([
+            "turns",
+            "--url",
+            &app.ws_url,
+            "--connections",
+            "2",
+            "--rate",
+            "10",
+            "--duration",
+            "1",
+            "--warmup",
+            "0",
+        ])
+        .env("JWT_SECRET", crate::helpers::TEST_SECRET)
+        .output()
+        .await
+        .unwrap();
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{report}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let line = |name: &str| {
+        report
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::trim)
+            .unwrap_or_else(|| panic!("no {name:?} line in\n{report}"))
+    };
+    assert_eq!(line("connect errors"), "none", "{report}");
+    assert_eq!(line("errors "), "none", "{report}");
+    // "9 sent, 9 completed (9.0/s), 0 errors, 0 unfinished, ..."
+    let turns: Vec<&str> = line("turns ").split([' ', ',']).collect();
+    let (sent, completed) = (turns[0], turns[3]);
+    assert!(sent.parse::<u32>().unwrap() > 0, "{report}");
+    assert_eq!(sent, completed, "every turn completed: {report}");
+    assert!(
+        line("turns ").contains(" 0 errors, 0 unfinished"),
+        "{report}"
+    );
+    assert!(line("first token").starts_with("n="), "{report}");
 }
