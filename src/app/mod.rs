@@ -247,6 +247,12 @@ const CANCEL_STORE_WAIT: std::time::Duration = std::time::Duration::from_secs(5)
 /// drain, before the server exits. The whole shutdown takes at most `grace + CANCEL_STORE_WAIT + CLOSE_WAIT`.
 const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// The longest a shutdown takes with `grace` for running answers: the grace period, then storing answers
+/// cut short, then the close handshakes. A supervisor's kill timeout must be at least this.
+pub fn shutdown_budget(grace: std::time::Duration) -> std::time::Duration {
+    grace + CANCEL_STORE_WAIT + CLOSE_WAIT
+}
+
 /// Graceful shutdown: new connections are refused and readiness fails; running answers get up to `grace` to
 /// finish; answers still running then are cancelled and their partial text stored; then every connection is
 /// closed with 1001 "Server shutting down".

@@ -229,6 +229,30 @@ fn every_variable_the_deployment_sets_is_read_by_the_server() {
 }
 
 #[test]
+fn the_termination_grace_period_covers_the_whole_shutdown() {
+    let deployment = yaml("deploy/kubernetes/deployment.yaml");
+    let pod = &deployment["spec"]["template"]["spec"];
+    let grace = pod["terminationGracePeriodSeconds"].as_u64().unwrap();
+    let pre_stop = at(
+        container(&deployment),
+        &["lifecycle", "preStop", "exec", "command"],
+    );
+    assert_eq!(pre_stop[0].as_str(), Some("sleep"), "{pre_stop:?}");
+    let pause: u64 = pre_stop[1].as_str().unwrap().parse().unwrap();
+    let shutdown = template_env()
+        .into_iter()
+        .find(|(k, _)| k == "SHUTDOWN_TIMEOUT")
+        .map(|(_, v)| chatbox::config::parse_duration(&v).unwrap())
+        .unwrap();
+    let needed = std::time::Duration::from_secs(pause) + chatbox::app::shutdown_budget(shutdown);
+    assert!(
+        std::time::Duration::from_secs(grace) >= needed,
+        "terminationGracePeriodSeconds {grace} s < preStop {pause} s + shutdown {:?}",
+        chatbox::app::shutdown_budget(shutdown)
+    );
+}
+
+#[test]
 fn the_templates_are_refused_as_shipped_and_accepted_once_filled() {
     let dir = tempfile::tempdir().unwrap();
     let base = || {
