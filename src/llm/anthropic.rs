@@ -178,7 +178,7 @@ mod tests {
 
     use super::*;
     use crate::llm::provider::ChatMessage;
-    use crate::llm::sse::{build_client, decode_text};
+    use crate::llm::sse::{build_client, decode_ok, decode_text};
 
     #[test]
     fn request_body_moves_system_prompt_to_the_system_field() {
@@ -223,11 +223,7 @@ mod tests {
             "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":15}}\n\n",
             "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
         );
-        let events: Vec<_> = decode_text(text, AnthropicDecoder::default())
-            .await
-            .into_iter()
-            .map(Result::unwrap)
-            .collect();
+        let events = decode_ok(text, AnthropicDecoder::default()).await;
         assert_eq!(
             events,
             vec![
@@ -261,11 +257,7 @@ mod tests {
             "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"max_tokens\"},\"usage\":{\"output_tokens\":1}}\n\n",
             "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
         );
-        let events: Vec<_> = decode_text(text, AnthropicDecoder::default())
-            .await
-            .into_iter()
-            .map(Result::unwrap)
-            .collect();
+        let events = decode_ok(text, AnthropicDecoder::default()).await;
         assert_eq!(events[0], ProviderEvent::Delta("Hi".into()));
         assert_eq!(events[1], ProviderEvent::LengthLimit);
         assert_eq!(events.last(), Some(&ProviderEvent::Done));

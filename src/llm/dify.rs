@@ -124,7 +124,7 @@ mod tests {
 
     use super::*;
     use crate::llm::provider::ChatMessage;
-    use crate::llm::sse::{build_client, decode_text};
+    use crate::llm::sse::{build_client, decode_ok, decode_text};
 
     #[test]
     fn request_body_matches_the_go_service() {
@@ -162,11 +162,7 @@ mod tests {
             "data: {\"event\": \"agent_message\", \"answer\": \" there\"}\n\n",
             "data: {\"event\": \"message_end\", \"metadata\": {\"usage\": {\"prompt_tokens\": 7, \"completion_tokens\": 3, \"total_tokens\": 10}}}\n\n",
         );
-        let events: Vec<_> = decode_text(text, DifyDecoder)
-            .await
-            .into_iter()
-            .map(Result::unwrap)
-            .collect();
+        let events = decode_ok(text, DifyDecoder).await;
         assert_eq!(
             events,
             vec![

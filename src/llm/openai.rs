@@ -188,7 +188,7 @@ mod tests {
 
     use super::*;
     use crate::llm::provider::ChatMessage;
-    use crate::llm::sse::{build_client, decode_text};
+    use crate::llm::sse::{build_client, decode_ok, decode_text};
 
     fn provider() -> OpenAiProvider {
         provider_with_usage(true)
@@ -237,11 +237,7 @@ mod tests {
             "data: [DONE]\n\n",
             "data: {\"choices\":[{\"delta\":{\"content\":\"after done\"}}]}\n\n",
         );
-        let events: Vec<_> = decode_text(text, OpenAiDecoder::default())
-            .await
-            .into_iter()
-            .map(Result::unwrap)
-            .collect();
+        let events = decode_ok(text, OpenAiDecoder::default()).await;
         assert_eq!(events[0], ProviderEvent::Delta("Hel".into()));
         assert!(matches!(events[1], ProviderEvent::Skipped(_)));
         assert_eq!(events[2], ProviderEvent::Delta("lo".into()));
@@ -273,11 +269,7 @@ mod tests {
             "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"length\"}]}\n\n",
             "data: [DONE]\n\n",
         );
-        let events: Vec<_> = decode_text(text, OpenAiDecoder::default())
-            .await
-            .into_iter()
-            .map(Result::unwrap)
-            .collect();
+        let events = decode_ok(text, OpenAiDecoder::default()).await;
         assert_eq!(
             events,
             vec![

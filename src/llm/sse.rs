@@ -255,3 +255,16 @@ pub async fn decode_text<D: SseDecoder>(
     let body = futures::stream::iter(vec![Ok::<_, std::io::Error>(Bytes::from(text.to_string()))]);
     decode_stream(sse_events(body), decoder).collect().await
 }
+
+/// Test helper: [`decode_text`] of a stream that must decode without an error.
+#[cfg(test)]
+pub async fn decode_ok<D: SseDecoder>(text: &str, decoder: D) -> Vec<ProviderEvent> {
+    decode_text(text, decoder)
+        .await
+        .into_iter()
+        .map(|event| match event {
+            Ok(event) => event,
+            Err(error) => panic!("decoding failed: {error}"),
+        })
+        .collect()
+}
