@@ -48,6 +48,15 @@ struct Outcome {
     error: Option<LlmError>,
 }
 
+/// Asserts that the turn ended with `LLM_UNAVAILABLE` (`LlmError::Unavailable`).
+fn assert_unavailable(out: &Outcome) {
+    assert!(
+        matches!(out.error, Some(LlmError::Unavailable { .. })),
+        "{:?}",
+        out.error
+    );
+}
+
 async fn run(llm: &Llm, model: &str, text: &str) -> Outcome {
     collect(llm.stream_turn(
         model,
@@ -261,11 +270,7 @@ async fn retry_after_longer_than_the_cap_is_not_waited_for() {
     fake.script([Fault::rate_limited("3600")]);
     let (llm, _) = build(&provider("gpt", "openai", &fake, ""));
     let out = run(&llm, "gpt", "Hi").await;
-    assert!(
-        matches!(out.error, Some(LlmError::Unavailable { .. })),
-        "{:?}",
-        out.error
-    );
+    assert_unavailable(&out);
     assert_eq!(fake.request_count(), 1);
 }
 
@@ -446,11 +451,7 @@ async fn anthropic_overloaded_error_event_is_retried() {
     fake.use_fixture("overloaded");
     let (llm, _) = build(&provider("claude", "anthropic", &fake, FAST));
     let out = run(&llm, "claude", "Hi").await;
-    assert!(
-        matches!(out.error, Some(LlmError::Unavailable { .. })),
-        "{:?}",
-        out.error
-    );
+    assert_unavailable(&out);
     assert_eq!(fake.request_count(), 3);
 }
 
@@ -460,11 +461,7 @@ async fn dify_error_event_ends_the_turn_with_an_error_not_silently() {
     fake.use_fixture("error");
     let (llm, _) = build(&provider("dify", "dify", &fake, FAST));
     let out = run(&llm, "dify", "Hi").await;
-    assert!(
-        matches!(out.error, Some(LlmError::Unavailable { .. })),
-        "{:?}",
-        out.error
-    );
+    assert_unavailable(&out);
     assert_eq!(fake.request_count(), 1, "a 400 error event is not retried");
 }
 
@@ -532,11 +529,7 @@ async fn breaker_opens_after_consecutive_failures_and_skips_the_provider() {
     assert_eq!(llm.ready().providers[0].breaker, BreakerState::Open);
     assert!(!llm.ready().ready);
     let out = run(&llm, "gpt", "Hi").await;
-    assert!(
-        matches!(out.error, Some(LlmError::Unavailable { .. })),
-        "{:?}",
-        out.error
-    );
+    assert_unavailable(&out);
     assert_eq!(
         fake.request_count(),
         2,
@@ -861,11 +854,7 @@ async fn openai_rate_limit_error_events_with_string_codes_are_retried() {
     fake.use_fixture("rate_limit_event");
     let (llm, _) = build(&provider("gpt", "openai", &fake, FAST));
     let out = run(&llm, "gpt", "Hi").await;
-    assert!(
-        matches!(out.error, Some(LlmError::Unavailable { .. })),
-        "{:?}",
-        out.error
-    );
+    assert_unavailable(&out);
     assert_eq!(fake.request_count(), 3, "retried up to max_attempts");
 }
 
