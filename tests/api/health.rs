@@ -5,16 +5,19 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{FRAME_DEADLINE, TestApp, app, spawn_app, without_database};
+use reqwest::Method;
 
+use crate::helpers::{FRAME_DEADLINE, TestApp, app, spawn_app, without_database};
+use crate::http_support::call;
+
+/// `GET path` without a token: the status and the JSON body (which a probe always has).
 async fn get(app: &TestApp, path: &str) -> (u16, Value) {
-    let response = app
-        .http
-        .get(format!("{}{path}", app.base))
-        .send()
-        .await
-        .unwrap();
-    (response.status().as_u16(), response.json().await.unwrap())
+    let answer = call(app, Method::GET, path, None).await;
+    assert!(
+        answer.body.is_object(),
+        "{path}: not a JSON body: {answer:?}"
+    );
+    (answer.status, answer.body)
 }
 
 /// A UTC RFC 3339 timestamp with whole seconds, as the Go service writes them.

@@ -4,7 +4,8 @@
 
 use serde_json::json;
 
-use crate::helpers::{TestApp, spawn_app};
+use crate::helpers::spawn_app;
+use crate::http_support::prometheus;
 
 /// Value of a sample line `name{labels} value` (or `name value`), if present.
 fn sample(text: &str, series: &str) -> Option<f64> {
@@ -12,18 +13,6 @@ fn sample(text: &str, series: &str) -> Option<f64> {
         .find(|line| line.starts_with(series) && line[series.len()..].starts_with(' '))
         .and_then(|line| line.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
-}
-
-/// The server's Prometheus exposition.
-async fn scrape(app: &TestApp) -> String {
-    app.http
-        .get(format!("{}/metrics/prometheus", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
 }
 
 #[tokio::test]
@@ -36,7 +25,7 @@ async fn every_reference_metric_is_exported_with_its_labels() {
     ws.recv_turn().await;
     ws.send_text("not json").await;
     ws.recv().await;
-    let text = scrape(&app).await;
+    let text = prometheus(&app).await;
     for name in [
         "chatbox_websocket_connections_total",
         "chatbox_messages_received_total",
@@ -108,7 +97,7 @@ async fn the_connection_gauge_returns_to_zero_and_never_goes_negative() {
         );
         tokio::task::yield_now().await;
     }
-    let text = scrape(&app).await;
+    let text = prometheus(&app).await;
     assert_eq!(
         sample(&text, "chatbox_websocket_connection_duration_seconds_count"),
         Some(3.0)
@@ -125,7 +114,7 @@ async fn the_connection_gauge_returns_to_zero_and_never_goes_negative() {
 #[tokio::test]
 async fn process_figures_are_exported_like_the_go_service() {
     let app = spawn_app().await;
-    let text = scrape(&app).await;
+    let text = prometheus(&app).await;
     for name in [
         "process_resident_memory_bytes",
         "process_open_fds",
@@ -230,7 +219,7 @@ async fn active_sessions_in_the_store_before_start_are_counted() {
         3,
         "seeded from the store, not from zero"
     );
-    let text = scrape(&second).await;
+    let text = prometheus(&second).await;
     assert_eq!(sample(&text, "chatbox_active_sessions_total"), Some(3.0));
     second.stop().await;
 }
