@@ -3,9 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use serde_json::{Value, json};
-
 use reqwest::Method;
+use serde_json::{Value, json};
 
 use crate::helpers::{FRAME_DEADLINE, TestApp, app, spawn_app, without_database};
 use crate::http_support::call;
