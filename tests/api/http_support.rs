@@ -95,6 +95,13 @@ pub async fn status(ws: &mut WsClient) -> Value {
 
 /// Runs one chat turn for `user` over a fresh WebSocket and returns the session id.
 pub async fn chat_turn(app: &TestApp, user: &str, content: &str) -> String {
+    let (ws, id) = chat_turn_open(app, user, content).await;
+    ws.close().await;
+    id
+}
+
+/// [`chat_turn`], keeping the WebSocket open: returns it and the session id.
+pub async fn chat_turn_open(app: &TestApp, user: &str, content: &str) -> (WsClient, String) {
     let mut ws = app.connect_ws(&app.user_token(user)).await;
     status(&mut ws).await;
     ws.send(json!({"type": "user_message", "content": content}))
@@ -103,8 +110,7 @@ pub async fn chat_turn(app: &TestApp, user: &str, content: &str) -> String {
     let last = frames.last().unwrap();
     assert_eq!(last["metadata"]["done"], "true", "{frames:?}");
     let id = last["session_id"].as_str().unwrap().to_string();
-    ws.close().await;
-    id
+    (ws, id)
 }
 
 /// Creates the active session of `user` directly in the store with a user message and an answer, and

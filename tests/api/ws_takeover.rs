@@ -7,7 +7,9 @@
 use serde_json::{Value, json};
 
 use crate::helpers::{SharedData, TestApp, WsClient, app, spawn_app};
-use crate::http_support::{assert_error, delete, end_in_store, get, post, status, stored_session};
+use crate::http_support::{
+    assert_error, chat_turn_open, delete, end_in_store, get, post, status, stored_session,
+};
 use crate::http_takeover::recv_quietly;
 
 /// A session id nobody uses.
@@ -47,20 +49,6 @@ async fn settle(ws: &mut WsClient) -> Vec<Value> {
             seen.push(frame);
         }
     }
-}
-
-/// alice's phone, connected, after one answered message; and the session's id.
-async fn alice_said_hello(app: &TestApp) -> (WsClient, String) {
-    let mut phone = app.connect_ws(&app.user_token("alice")).await;
-    status(&mut phone).await;
-    phone
-        .send(json!({"type": "user_message", "content": "Hello"}))
-        .await;
-    let id = phone.recv_turn().await.last().unwrap()["session_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    (phone, id)
 }
 
 /// The actions of the audit log, newest first.
@@ -169,7 +157,7 @@ async fn racing_takeovers_by_two_admins_have_exactly_one_winner() {
 #[tokio::test]
 async fn ws_admin_leave_follows_the_http_rules_and_the_ai_answers_again() {
     let app = app().env("MAX_IN_FLIGHT", "1").spawn().await;
-    let (mut phone, id) = alice_said_hello(&app).await;
+    let (mut phone, id) = chat_turn_open(&app, "alice", "Hello").await;
     let (root, ops) = (app.admin_token("root"), app.admin_token("ops"));
     let mut root_ws = app.connect_ws(&root).await;
     status(&mut root_ws).await;
@@ -293,7 +281,7 @@ async fn ws_admin_frames_are_refused_with_the_reference_errors_and_the_connectio
 #[tokio::test]
 async fn every_connection_of_the_assisting_admin_receives_the_session() {
     let app = spawn_app().await;
-    let (mut phone, id) = alice_said_hello(&app).await;
+    let (mut phone, id) = chat_turn_open(&app, "alice", "Hello").await;
     let root = app.admin_token("root");
     let mut desk = app.connect_ws(&root).await;
     status(&mut desk).await;
@@ -352,15 +340,7 @@ async fn the_assistance_outlives_a_restart() {
     let data = SharedData::new();
     let first = app().data(&data).spawn().await;
     let alice = first.user_token("alice");
-    let mut phone = first.connect_ws(&alice).await;
-    status(&mut phone).await;
-    phone
-        .send(json!({"type": "user_message", "content": "I need a human"}))
-        .await;
-    let id = phone.recv_turn().await.last().unwrap()["session_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (phone, id) = chat_turn_open(&first, "alice", "I need a human").await;
     let root = first.admin_token("root");
     assert_eq!(
         post(&first, &format!("/admin/takeover/{id}"), &root)
@@ -415,7 +395,7 @@ async fn the_assistance_outlives_a_restart() {
 #[tokio::test]
 async fn a_retried_admin_message_reaches_the_user_once() {
     let app = spawn_app().await;
-    let (mut phone, id) = alice_said_hello(&app).await;
+    let (mut phone, id) = chat_turn_open(&app, "alice", "Hello").await;
     let root = app.admin_token("root");
     let mut desk = app.connect_ws(&root).await;
     status(&mut desk).await;
