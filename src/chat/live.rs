@@ -219,9 +219,21 @@ impl LiveSession {
         except: Option<ConnId>,
         build: impl FnOnce(u64) -> Arc<str>,
     ) -> u64 {
+        self.emit_with(bus, except, build, |_, _| {})
+    }
+
+    /// [`Self::emit`], with `also` applied to the state (and the frame's seq) under the lock that
+    /// releases the frame.
+    fn emit_with(
+        &self,
+        bus: &dyn EventBus,
+        except: Option<ConnId>,
+        build: impl FnOnce(u64) -> Arc<str>,
+        also: impl FnOnce(&mut Inner, u64),
+    ) -> u64 {
         let seq = self.reserve_seq();
         let frame = build(seq);
-        self.complete(bus, seq, Some((frame, except)));
+        self.complete_with(bus, seq, Some((frame, except)), |inner| also(inner, seq));
         seq
     }
 
@@ -245,9 +257,7 @@ impl LiveSession {
         client_msg_id: Option<&str>,
         build: impl FnOnce(u64) -> Arc<str>,
     ) -> u64 {
-        let seq = self.reserve_seq();
-        let frame = build(seq);
-        self.complete_with(bus, seq, Some((frame, None)), |inner| {
+        self.emit_with(bus, None, build, |inner, seq| {
             let partial = inner.partial.get_or_insert_with(|| PartialAnswer {
                 model_id: model_id.to_string(),
                 client_msg_id: client_msg_id.map(String::from),
@@ -255,8 +265,7 @@ impl LiveSession {
             });
             partial.text.push_str(delta);
             partial.last_seq = seq;
-        });
-        seq
+        })
     }
 
     /// Completes the final frame of an answer and forgets the partial answer, under one lock: a device

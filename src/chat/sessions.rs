@@ -110,10 +110,7 @@ impl Chat {
             session.seq_mark.max(session.last_seq),
             assistant,
         );
-        if created
-            && session.is_active()
-            && let Some(admin_id) = watcher
-        {
+        if created && let Some(admin_id) = watcher {
             self.hub.watch(&session.id, &admin_id);
         }
         live
