@@ -155,6 +155,32 @@ impl Chat {
         record_logged(self.audit.as_ref(), record).await;
     }
 
+    /// The store's check-and-set of the assistance (see [`Store::claim_assistance`](
+    /// crate::store::Store::claim_assistance)); another admin holding the session is
+    /// [`ChatError::AlreadyAssisted`].
+    async fn claim_in_store(
+        &self,
+        session: &SessionRecord,
+        me: &AssistingAdmin,
+        replacing: Option<&str>,
+    ) -> Result<(), ChatError> {
+        match self
+            .store
+            .claim_assistance(&session.id, me, replacing)
+            .await?
+        {
+            Claim::Held(current) => Err(ChatError::AlreadyAssisted(current)),
+            Claim::Granted => Ok(()),
+        }
+    }
+
+    /// Stops every admin watching `session` (the assistance ended: `why`).
+    fn stop_watching(&self, session: &SessionRecord, why: &str) {
+        for watcher in self.hub.clear_watchers(&session.id) {
+            tracing::debug!(admin_id = %watcher, session_id = %session.id, why, "admin stopped watching");
+        }
+    }
+
     /// Makes `admin` the assisting admin of an active session (HTTP takeover) and audits it as a
     /// `takeover`. Refused with [`ChatError::AlreadyAssisted`] when another admin assists (checked and set
     /// atomically in the store, so of two racing admins exactly one wins) and with
@@ -182,9 +208,7 @@ impl Chat {
             return Err(ChatError::SessionEnded);
         }
         let me = assisting(admin);
-        if let Claim::Held(current) = self.store.claim_assistance(&session.id, &me, None).await? {
-            return Err(ChatError::AlreadyAssisted(current));
-        }
+        self.claim_in_store(session, &me, None).await?;
         let live = self.live_of(session);
         self.start_assisting(&live, me.clone());
         match joining {
@@ -227,9 +251,7 @@ impl Chat {
         live.emit(self.bus.as_ref(), None, |seq| {
             leave_event(&session.id, &me, None, seq)
         });
-        for watcher in self.hub.clear_watchers(&session.id) {
-            tracing::debug!(admin_id = %watcher, session_id = %session.id, "admin stopped watching");
-        }
+        self.stop_watching(session, "leave");
         self.audit_action(admin, AuditKind::TakeoverEnd, session, via, &[])
             .await;
         Ok(true)
@@ -259,21 +281,14 @@ impl Chat {
             }
         };
         // Taken from `previous` only: if another admin took the session meanwhile, that one keeps it.
-        if let Claim::Held(current) = self
-            .store
-            .claim_assistance(&session.id, &me, Some(&previous.id))
-            .await?
-        {
-            return Err(ChatError::AlreadyAssisted(current));
-        }
+        self.claim_in_store(session, &me, Some(&previous.id))
+            .await?;
         let live = self.live_of(session);
         self.start_assisting(&live, me.clone());
         live.emit(self.bus.as_ref(), None, |seq| {
             leave_event(&session.id, &previous, Some("transfer"), seq)
         });
-        for watcher in self.hub.clear_watchers(&session.id) {
-            tracing::debug!(admin_id = %watcher, session_id = %session.id, "previous admin stopped watching (transfer)");
-        }
+        self.stop_watching(session, "transfer");
         self.hub.watch(&session.id, &me.id);
         live.emit(self.bus.as_ref(), None, |seq| {
             join_event(&session.id, &me, seq)
