@@ -29,6 +29,9 @@ impl RequestId {
 
 /// `path` with the segment after `shared` (a share token, a read credential) replaced by `*`.
 fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
+    if !path.contains("/shared/") {
+        return std::borrow::Cow::Borrowed(path);
+    }
     let segments: Vec<&str> = path.split('/').collect();
     match segments.iter().position(|s| *s == "shared") {
         Some(at) if at + 1 < segments.len() && !segments[at + 1].is_empty() => {
