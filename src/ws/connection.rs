@@ -185,11 +185,11 @@ async fn write_loop(
                 continue;
             }
         };
-        let texts = match outbound {
-            Outbound::Text(text) => vec![text],
+        let texts: &[Arc<str>] = match &outbound {
+            Outbound::Text(text) => std::slice::from_ref(text),
             Outbound::Batch(texts) => texts,
             Outbound::Close { code, reason } => {
-                let frame = Message::Close(Some((CloseCode::from(code), reason.to_string())));
+                let frame = Message::Close(Some((CloseCode::from(*code), reason.to_string())));
                 let _ = timeout(ws.write_wait, sink.send(frame)).await;
                 let _ = timeout(ws.write_wait, sink.close()).await;
                 break;
