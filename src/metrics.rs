@@ -50,6 +50,9 @@ pub struct Metrics {
     pub store_operation: HistogramVec,
     /// `chatbox_ratelimit_blocked_total{limiter}`.
     pub ratelimit_blocked: IntCounterVec,
+    /// `chatbox_mongodb_commands_total{command}`: commands sent to MongoDB (round trips), from the
+    /// driver's command monitoring.
+    pub store_commands: IntCounterVec,
     /// `chatbox_websocket_connection_duration_seconds`.
     pub connection_duration: Histogram,
     /// `chatbox_http_request_duration_seconds{endpoint,method}`.
@@ -195,6 +198,12 @@ impl Metrics {
                 "chatbox_ratelimit_blocked_total",
                 "Requests refused by a rate limiter",
                 &["limiter"],
+            ),
+            store_commands: counter_vec(
+                &r,
+                "chatbox_mongodb_commands_total",
+                "Commands sent to MongoDB",
+                &["command"],
             ),
             connection_duration,
             http_request_duration: histogram_vec(

@@ -11,7 +11,7 @@ use crate::store::{AppendOutcome, MessageRecord};
 
 use super::frames::{self, seq_i64};
 use super::sessions::Access;
-use super::turn::TurnRequest;
+use super::turn::PendingTurn;
 use super::user_message::message_id;
 use super::{Chat, ChatError, ConnCtx};
 
@@ -126,7 +126,7 @@ impl Chat {
         ctx: &ConnCtx,
         hint: Option<&str>,
         m: Upload,
-    ) -> Result<(), ChatError> {
+    ) -> Result<Option<PendingTurn>, ChatError> {
         let started = Instant::now();
         self.check_message_rate(ctx)?;
         check_file_url(&m.file_url).await?;
@@ -149,7 +149,7 @@ impl Chat {
             Ok(AppendOutcome::Stored) => {}
             Ok(AppendOutcome::Duplicate) => {
                 live.complete(self.bus.as_ref(), seq, None);
-                return Ok(());
+                return Ok(None);
             }
             Err(err) => {
                 live.complete(self.bus.as_ref(), seq, None);
@@ -186,7 +186,7 @@ impl Chat {
         };
         live.complete(self.bus.as_ref(), seq, Some((frames::encode(&frame), None)));
         if !m.voice || live.assistant().is_some() {
-            return Ok(());
+            return Ok(None);
         }
         // The model is told about the recording; the URL's query (signatures) is not shown to it.
         let note_seq = live.reserve_seq();
@@ -199,11 +199,13 @@ impl Chat {
         let stored = self.store.append_message(&session.id, &note).await;
         live.complete(self.bus.as_ref(), note_seq, None);
         stored?;
-        let request = TurnRequest {
-            client_msg_id: m.client_msg_id,
+        Ok(Some(PendingTurn::queue(
+            session,
+            live,
+            m.client_msg_id,
             started,
-        };
-        self.run_turn(ctx, &session, &live, request).await
+            false,
+        )))
     }
 }
 

@@ -20,6 +20,8 @@ use tokio_util::sync::CancellationToken;
 use crate::hub::{BusMessage, ConnId, EventBus, Target};
 use crate::store::{AssistingAdmin, Store};
 
+use super::turn_queue::TurnQueue;
+
 /// Seqs reserved in the store at a time.
 pub const SEQ_BLOCK: u64 = 256;
 
@@ -101,8 +103,8 @@ pub struct LiveSession {
     /// Owner.
     pub user_id: String,
     inner: Mutex<Inner>,
-    /// Held while a turn runs, so the turns of a session run one after another.
-    pub turn_lock: tokio::sync::Mutex<()>,
+    /// The turns of the session, one at a time in the order their messages took effect.
+    pub turns: Arc<TurnQueue>,
     ring_size: usize,
     marks: Option<Arc<SeqMarks>>,
     me: Weak<LiveSession>,
@@ -284,16 +286,20 @@ impl LiveSession {
         self.lock().cancel = token;
     }
 
-    /// Cancels the running turn; true when there was one. The turn stays counted as running until it has
-    /// stored what it produced and released its final frame.
+    /// Cancels the running turn and the turns waiting for it; true when there was one. The running turn
+    /// stays counted as running until it has stored what it produced and released its final frame.
     pub fn cancel_turn(&self) -> bool {
-        match &self.lock().cancel {
+        // Waiting turns first: a turn that starts meanwhile sees its ticket cancelled once its token is
+        // set (see `run_turn`).
+        let waiting = self.turns.cancel_taken();
+        let running = match &self.lock().cancel {
             Some(token) => {
                 token.cancel();
                 true
             }
             None => false,
-        }
+        };
+        waiting || running
     }
 
     /// The assisting admin.
@@ -389,7 +395,7 @@ impl LiveSessions {
                     cancel: None,
                     assistant: stored_assistant,
                 }),
-                turn_lock: tokio::sync::Mutex::new(()),
+                turns: Arc::default(),
                 ring_size: self.ring_size,
                 marks: self.marks.clone(),
                 me: me.clone(),

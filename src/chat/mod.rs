@@ -17,14 +17,17 @@ pub mod naming;
 pub mod rate_limit;
 mod sessions;
 mod turn;
+mod turn_queue;
 mod user_message;
 
 use std::sync::Arc;
 
+use tokio::sync::OwnedSemaphorePermit;
+
 pub use admin::Via;
 pub use error::ChatError;
 pub use inbound::Decoded;
-pub use live::LiveSessions;
+pub use live::{LiveSessions, SEQ_BLOCK};
 
 use crate::audit::AuditLog;
 use crate::auth::Identity;
@@ -180,8 +183,16 @@ impl Chat {
         );
     }
 
-    /// Does what a decoded frame asks; any failure becomes an error frame on this connection.
-    pub async fn dispatch(&self, ctx: &ConnCtx, inbound: Inbound) {
+    /// Does what a decoded frame asks; any failure becomes an error frame on this connection. The frame
+    /// has taken effect when this returns (stored, echoed, its turn queued), so a connection that handles
+    /// its frames one after another has them take effect in the order sent; an answer is then streamed by
+    /// a task of its own, which holds `permit` (the connection's in-flight slot) until the turn ends.
+    pub async fn dispatch(
+        self: &Arc<Self>,
+        ctx: &ConnCtx,
+        inbound: Inbound,
+        permit: Option<OwnedSemaphorePermit>,
+    ) {
         let Decoded {
             message,
             session_id,
@@ -190,14 +201,40 @@ impl Chat {
         let hint = session_id.as_deref();
         let result = match message {
             ClientMessage::UserMessage(m) => self.user_message(ctx, hint, m).await,
-            ClientMessage::ModelSelect(m) => self.model_select(ctx, hint, m).await,
-            ClientMessage::HelpRequest(m) => self.help_request(ctx, hint, m).await,
             ClientMessage::FileUpload(m) => {
                 self.file_upload(ctx, hint, files::Upload::from(m)).await
             }
             ClientMessage::VoiceMessage(m) => {
                 self.file_upload(ctx, hint, files::Upload::from(m)).await
             }
+            other => self.control(ctx, hint, other).await.map(|()| None),
+        };
+        match result {
+            Ok(Some(turn)) => {
+                let chat = Arc::clone(self);
+                let ctx = ctx.clone();
+                tokio::spawn(async move {
+                    if let Err(err) = chat.run_turn(&ctx, turn).await {
+                        chat.refuse(&ctx, &err, session_id.as_deref(), client_msg_id.as_deref());
+                    }
+                    drop(permit);
+                });
+            }
+            Ok(None) => {}
+            Err(err) => self.refuse(ctx, &err, hint, client_msg_id.as_deref()),
+        }
+    }
+
+    /// Frames that start no turn.
+    async fn control(
+        &self,
+        ctx: &ConnCtx,
+        hint: Option<&str>,
+        message: ClientMessage,
+    ) -> Result<(), ChatError> {
+        match message {
+            ClientMessage::ModelSelect(m) => self.model_select(ctx, hint, m).await,
+            ClientMessage::HelpRequest(m) => self.help_request(ctx, hint, m).await,
             ClientMessage::Cancel(_) => self.cancel(ctx, hint).await,
             ClientMessage::Ping(m) => {
                 self.send(ctx, &frames::pong(m.client_msg_id));
@@ -208,16 +245,27 @@ impl Chat {
             ClientMessage::AdminJoin(m) => self.admin_join(ctx, &m.session_id, m.last_seq).await,
             ClientMessage::AdminLeave(m) => self.admin_leave(ctx, &m.session_id).await,
             ClientMessage::AdminMessage(m) => self.admin_message(ctx, m).await,
-        };
-        if let Err(err) = result {
-            match &err {
-                ChatError::Store(e) => {
-                    tracing::error!(conn = ctx.conn_id, error = %e, "store failure")
-                }
-                other => tracing::debug!(conn = ctx.conn_id, error = %other, "frame refused"),
-            }
-            self.reply_error(ctx, &err, hint, client_msg_id.as_deref());
+            ClientMessage::UserMessage(_)
+            | ClientMessage::FileUpload(_)
+            | ClientMessage::VoiceMessage(_) => Ok(()),
         }
+    }
+
+    /// Logs why a frame was refused and answers it with an error frame.
+    fn refuse(
+        &self,
+        ctx: &ConnCtx,
+        err: &ChatError,
+        session_id: Option<&str>,
+        client_msg_id: Option<&str>,
+    ) {
+        match err {
+            ChatError::Store(e) => {
+                tracing::error!(conn = ctx.conn_id, error = %e, "store failure")
+            }
+            other => tracing::debug!(conn = ctx.conn_id, error = %other, "frame refused"),
+        }
+        self.reply_error(ctx, err, session_id, client_msg_id);
     }
 
     /// Forgets per-connection state when a connection closes.

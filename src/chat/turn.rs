@@ -14,8 +14,42 @@ use crate::store::{MessageRecord, SessionRecord, TurnUsage};
 
 use super::frames::{self, Chunk, seq_i64};
 use super::live::LiveSession;
+use super::turn_queue::TurnTicket;
 use super::user_message::message_id;
 use super::{Chat, ChatError, ConnCtx};
+
+/// A turn queued by a message that took effect: run by [`Chat::run_turn`] once its ticket's turn comes.
+pub struct PendingTurn {
+    /// The session answered.
+    pub session: SessionRecord,
+    /// Its live state.
+    pub live: Arc<LiveSession>,
+    /// What is answered.
+    pub request: TurnRequest,
+}
+
+impl PendingTurn {
+    /// Queues the turn answering a message that just took effect in `session` (its ticket is taken now).
+    pub fn queue(
+        session: SessionRecord,
+        live: Arc<LiveSession>,
+        client_msg_id: Option<String>,
+        started: Instant,
+        retry: bool,
+    ) -> Self {
+        let ticket = live.turns.ticket();
+        Self {
+            session,
+            live,
+            request: TurnRequest {
+                client_msg_id,
+                started,
+                retry,
+                ticket,
+            },
+        }
+    }
+}
 
 /// What a turn answers.
 pub struct TurnRequest {
@@ -23,6 +57,10 @@ pub struct TurnRequest {
     pub client_msg_id: Option<String>,
     /// When the user's message arrived.
     pub started: Instant,
+    /// The message was stored before (a retry): answered only if no answer to it is stored yet.
+    pub retry: bool,
+    /// The turn's place in its session's queue, taken when the message took effect.
+    pub ticket: TurnTicket,
 }
 
 /// Marks a turn as running (cancellable, counted by graceful shutdown) until dropped.
@@ -52,19 +90,23 @@ fn until_midnight_ms() -> u64 {
 }
 
 impl Chat {
-    pub(super) async fn run_turn(
-        &self,
-        ctx: &ConnCtx,
-        session: &SessionRecord,
-        live: &Arc<LiveSession>,
-        request: TurnRequest,
-    ) -> Result<(), ChatError> {
-        let _turn = live.turn_lock.lock().await;
+    /// Runs a queued turn when its ticket's turn comes.
+    pub(super) async fn run_turn(&self, ctx: &ConnCtx, turn: PendingTurn) -> Result<(), ChatError> {
+        let PendingTurn {
+            session,
+            live,
+            request,
+        } = turn;
+        let (session, live) = (&session, &live);
+        request.ticket.wait().await;
         // Read before anything is announced: a failure here reaches the sender as an error frame and no
         // device sees a turn begin that cannot end.
-        let stored = self.store.messages(&session.id, None).await?;
-        if let Some(id) = request.client_msg_id.as_deref()
-            && stored
+        if request.retry
+            && let Some(id) = request.client_msg_id.as_deref()
+            && self
+                .store
+                .messages(&session.id, None)
+                .await?
                 .iter()
                 .any(|m| m.sender == "ai" && m.client_msg_id.as_deref() == Some(id))
         {
@@ -72,12 +114,18 @@ impl Chat {
             // is answered once.
             return Ok(());
         }
+        let window = self.settings.chat.history_messages.max(1);
+        let stored = self.store.recent_messages(&session.id, window).await?;
         if live.assistant().is_some() {
             // An administrator took the session over while this turn waited for the one before it.
             return Ok(());
         }
         let cancel = CancellationToken::new();
         let _running = RunningTurn::start(live, &cancel);
+        if request.ticket.cancelled() {
+            // A `cancel` after this message, before its turn began.
+            cancel.cancel();
+        }
         if self.llm.daily_token_budget().is_some() {
             let used = self
                 .store
@@ -121,8 +169,9 @@ impl Chat {
         let mut finish_reason = "stop";
         let outcome: Result<(), LlmError> = loop {
             let event = tokio::select! {
-                event = stream.next() => event,
+                biased;
                 () = cancel.cancelled() => break Err(LlmError::Cancelled),
+                event = stream.next() => event,
             };
             match event {
                 Some(Ok(TurnEvent::Delta(delta))) => {
@@ -202,7 +251,7 @@ impl Chat {
 
         // The answer (or what was produced of it) is stored under the final chunk's seq.
         let final_seq = live.reserve_seq();
-        if !text.is_empty() {
+        let answer = (!text.is_empty()).then(|| {
             let mut record = MessageRecord::new(message_id(None), final_seq, "ai", text.clone());
             record.model_id = Some(model_id.clone());
             record.partial = partial;
@@ -210,10 +259,8 @@ impl Chat {
             if let Some(from) = &fallback_from {
                 record.metadata.insert("fallback_from".into(), from.clone());
             }
-            if let Err(err) = self.store.append_message(&session.id, &record).await {
-                tracing::error!(session_id = %session.id, error = %err, "answer not stored");
-            }
-        }
+            record
+        });
         let announce_end =
             outcome.is_ok() || matches!(outcome, Err(LlmError::Cancelled)) || !text.is_empty();
         let final_frame = announce_end.then(|| {
@@ -237,15 +284,19 @@ impl Chat {
             .turn_duration
             .with_label_values(&[provider_kind])
             .observe(elapsed.as_secs_f64());
-        if let Some(t) = tokens.filter(|t| *t > 0) {
-            let usage = TurnUsage {
-                tokens: i64::try_from(t).unwrap_or(i64::MAX),
-                response_ms: i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX),
-                at: crate::store::now(),
-            };
-            if let Err(err) = self.store.record_usage(&session.id, usage).await {
-                tracing::error!(session_id = %session.id, error = %err, "usage not stored");
-            }
+        let usage = tokens.filter(|t| *t > 0).map(|t| TurnUsage {
+            tokens: i64::try_from(t).unwrap_or(i64::MAX),
+            response_ms: i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX),
+            at: crate::store::now(),
+        });
+        // The answer and the turn's figures in one write where the store can.
+        if (answer.is_some() || usage.is_some())
+            && let Err(err) = self
+                .store
+                .finish_turn(&session.id, answer.as_ref(), usage)
+                .await
+        {
+            tracing::error!(session_id = %session.id, error = %err, "answer or usage not stored");
         }
         // The figures are stored before the final chunk tells the clients the turn is over.
         live.finish_answer(self.bus.as_ref(), final_seq, final_frame);
@@ -269,12 +320,12 @@ impl Chat {
         }
     }
 
-    /// The messages the model sees: the last `history_messages` of the session, oldest first.
     /// What the model is given: the last `chat.history_messages` stored messages with text, as its roles,
     /// from the first user message among them.
     fn history(&self, messages: Vec<MessageRecord>) -> Vec<ChatMessage> {
-        let window = self.settings.chat.history_messages.max(1);
-        let skip = messages.len().saturating_sub(window);
+        let skip = messages
+            .len()
+            .saturating_sub(self.settings.chat.history_messages.max(1));
         // The window opens on a user message: providers such as Anthropic refuse a conversation that starts
         // with the assistant.
         messages

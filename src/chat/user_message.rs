@@ -10,7 +10,7 @@ use crate::store::{AppendOutcome, MessageRecord};
 use super::frames::{self, seq_i64};
 use super::naming::session_name;
 use super::sessions::Access;
-use super::turn::TurnRequest;
+use super::turn::PendingTurn;
 use super::{Chat, ChatError, ConnCtx};
 
 /// The store id of a user's message: derived from the client's id when it sent one (so a retry is
@@ -65,7 +65,7 @@ impl Chat {
         ctx: &ConnCtx,
         hint: Option<&str>,
         m: UserMessage,
-    ) -> Result<(), ChatError> {
+    ) -> Result<Option<PendingTurn>, ChatError> {
         let started = Instant::now();
         self.check_message_rate(ctx)?;
         let (session, live) = self.resolve(ctx, hint, Access::Write).await?;
@@ -109,16 +109,18 @@ impl Chat {
                 let original = self.stored_seq(&session.id, &record.id, seq).await?;
                 self.send(ctx, &echo(original, true));
                 if live.assistant().is_some() {
-                    return Ok(());
+                    return Ok(None);
                 }
                 // Answered unless the original's turn ended before any answer was stored (the model
                 // failed, or it was cancelled before the first token): the turn checks that under the
                 // session's turn lock, so a message is answered once, and a retry after a failure is.
-                let request = TurnRequest {
-                    client_msg_id: m.client_msg_id,
+                return Ok(Some(PendingTurn::queue(
+                    session,
+                    live,
+                    m.client_msg_id,
                     started,
-                };
-                return self.run_turn(ctx, &session, &live, request).await;
+                    true,
+                )));
             }
             Err(err) => {
                 live.complete(self.bus.as_ref(), seq, None);
@@ -134,12 +136,14 @@ impl Chat {
             tracing::warn!(session_id = %session.id, error = %err, "session name not stored");
         }
         if live.assistant().is_some() {
-            return Ok(());
+            return Ok(None);
         }
-        let request = TurnRequest {
-            client_msg_id: m.client_msg_id,
+        Ok(Some(PendingTurn::queue(
+            session,
+            live,
+            m.client_msg_id,
             started,
-        };
-        self.run_turn(ctx, &session, &live, request).await
+            false,
+        )))
     }
 }

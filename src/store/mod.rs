@@ -16,6 +16,7 @@ pub mod mongo;
 mod query;
 mod records;
 mod retry;
+mod slots;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -81,6 +82,40 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         session_id: &str,
         message: &MessageRecord,
     ) -> Result<AppendOutcome, StoreError>;
+
+    /// Ends a turn: stores its answer (as [`append_message`](Self::append_message), except that an answer
+    /// finished after its session ended is dropped) and adds its usage (as
+    /// [`record_usage`](Self::record_usage)), in as few writes as the store can (MongoDB: one update of
+    /// the session and one of the user's day).
+    async fn finish_turn(
+        &self,
+        session_id: &str,
+        answer: Option<&MessageRecord>,
+        usage: Option<TurnUsage>,
+    ) -> Result<(), StoreError> {
+        let stored = match answer {
+            Some(message) => match self.append_message(session_id, message).await {
+                Err(StoreError::SessionEnded) => Ok(AppendOutcome::Duplicate),
+                other => other,
+            },
+            None => Ok(AppendOutcome::Duplicate),
+        };
+        if let Some(usage) = usage {
+            self.record_usage(session_id, usage).await?;
+        }
+        stored.map(|_| ())
+    }
+
+    /// The last `limit` messages of a session, oldest first: the model's history window. MongoDB serves it
+    /// from memory for a session it holds.
+    async fn recent_messages(
+        &self,
+        session_id: &str,
+        limit: usize,
+    ) -> Result<Vec<MessageRecord>, StoreError> {
+        let mut all = self.messages(session_id, None).await?;
+        Ok(all.split_off(all.len().saturating_sub(limit)))
+    }
 
     /// Raises the seq high-water mark ([`SessionRecord::seq_mark`]) of `user_id`'s session to `mark`; a
     /// lower mark changes nothing. The mark survives restarts so that sequence numbers are never handed out

@@ -7,7 +7,8 @@
 //! applies updates as read-modify-write of the whole document and a mark written into the session
 //! document could undo a concurrent append).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +16,8 @@ use async_trait::async_trait;
 use futures::TryStreamExt;
 use mongodb::bson::{Bson, DateTime, Document, doc};
 use mongodb::error::{ErrorKind, WriteFailure};
+use mongodb::event::EventHandler;
+use mongodb::event::command::CommandEvent;
 use mongodb::options::{ClientOptions, IndexOptions};
 use mongodb::{Client, Collection, IndexModel};
 use secrecy::ExposeSecret;
@@ -28,6 +31,7 @@ use super::error::StoreError;
 use super::query::{Cursor, MAX_LIMIT, SortField, SortOrder, SortValue, StatusFilter, next_cursor};
 use super::records::*;
 use super::retry::{Budget, Runner};
+use super::slots::{HeldSlot, SessionSlots};
 use super::{
     AuditKind, AuditPage, AuditQuery, AuditRecord, SessionPage, SessionQuery, Store, StoreKind,
     StoredAudit, date_day, day_date, from_ms, new_session_id, new_share_token, to_ms, utc_day,
@@ -53,6 +57,76 @@ pub struct MongoStore {
     seq_marks: Collection<Document>,
     keyring: Arc<Keyring>,
     runner: Runner,
+    /// One writer at a time per session, and what is known of the sessions written or read recently.
+    slots: SessionSlots<Cached>,
+    /// The active session of users seen recently (user id to session id), kept by this store's writes.
+    actives: std::sync::Mutex<HashMap<String, String>>,
+}
+
+/// Messages of a cached session kept in memory for the model's history window.
+const WINDOW: usize = 64;
+/// Sessions whose state stays cached when not in use.
+const CACHED_SESSIONS: usize = 4096;
+
+/// What the store knows of a session whose slot it holds: read once, then changed by each write through
+/// the slot, so a write is decided without reading the document first and is addressed by `_id` alone.
+struct Cached {
+    session: SessionRecord,
+    /// Sum of the response times behind `respCount` (`respTotalMs`).
+    resp_total_ms: i64,
+    /// Ids of every stored message (appends are idempotent by id).
+    ids: HashSet<String>,
+    /// The last [`WINDOW`] messages, oldest first.
+    window: VecDeque<MessageRecord>,
+}
+
+impl Cached {
+    /// Records a message stored through the slot.
+    fn push(&mut self, message: &MessageRecord) {
+        self.ids.insert(message.id.clone());
+        self.window.push_back(message.clone());
+        if self.window.len() > WINDOW {
+            self.window.pop_front();
+        }
+        let session = &mut self.session;
+        session.message_count += 1;
+        session.last_seq = session.last_seq.max(message.seq);
+        session.seq_mark = session.seq_mark.max(session.last_seq);
+        session.last_activity = session.last_activity.max(Some(message.timestamp));
+    }
+
+    /// Adds one turn's figures; returns the new average response time.
+    fn add_usage(&mut self, usage: &TurnUsage) -> i64 {
+        let session = &mut self.session;
+        session.total_tokens += usage.tokens;
+        session.max_response_ms = session.max_response_ms.max(usage.response_ms);
+        session.response_count += 1;
+        self.resp_total_ms += usage.response_ms;
+        session.avg_response_ms = self.resp_total_ms / session.response_count;
+        session.avg_response_ms
+    }
+
+    /// The last `limit` messages, when memory holds them.
+    fn recent(&self, limit: usize) -> Option<Vec<MessageRecord>> {
+        let all_held = self.window.len() as i64 >= self.session.message_count;
+        (self.window.len() >= limit || all_held).then(|| {
+            let skip = self.window.len().saturating_sub(limit);
+            self.window.iter().skip(skip).cloned().collect()
+        })
+    }
+}
+
+/// Runs one attempt of a write through `held`; a failed attempt (whose outcome may be unknown, such as a
+/// timeout after the server applied it) drops the cached state, so the next attempt reads the session again.
+async fn attempt<T>(
+    held: &HeldSlot<Cached>,
+    op: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    let result = op.await;
+    if result.is_err() {
+        held.forget();
+    }
+    result
 }
 
 impl std::fmt::Debug for MongoStore {
@@ -270,6 +344,58 @@ fn message_doc(message: &MessageRecord, content: String) -> Document {
     d
 }
 
+/// One update of a session document, built from its parts: a stored message and a turn's figures go out
+/// together, addressed by `_id` alone.
+#[derive(Default)]
+struct SessionUpdate {
+    push: Option<Document>,
+    inc: Document,
+    max: Document,
+    set: Document,
+}
+
+impl SessionUpdate {
+    /// Appends `entry` (the stored form of `message`): pushed, counted, last seq and activity raised.
+    fn append(&mut self, entry: &Document, message: &MessageRecord) {
+        self.push = Some(doc! { "msgs": entry.clone() });
+        self.inc.insert("msgCount", 1i64);
+        self.max
+            .insert("lastSeq", i64::try_from(message.seq).unwrap_or(i64::MAX));
+        self.max.insert("lastActivity", dt(message.timestamp));
+    }
+
+    /// Adds a turn's tokens and response time; `average` is the new average response time (kept for the
+    /// Go service's readers; this server reads `respTotalMs / respCount`).
+    fn usage(&mut self, usage: &TurnUsage, average: i64) {
+        self.inc.insert("totalTokens", usage.tokens);
+        self.inc.insert("respCount", 1i64);
+        self.inc.insert("respTotalMs", usage.response_ms);
+        self.max.insert("maxRespTime", usage.response_ms);
+        self.set.insert("avgRespTime", average);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.push.is_none() && self.inc.is_empty() && self.max.is_empty() && self.set.is_empty()
+    }
+
+    fn build(self) -> Document {
+        let mut update = Document::new();
+        if let Some(push) = self.push {
+            update.insert("$push", push);
+        }
+        if !self.inc.is_empty() {
+            update.insert("$inc", self.inc);
+        }
+        if !self.max.is_empty() {
+            update.insert("$max", self.max);
+        }
+        let mut set = self.set;
+        set.insert("_mt", now_date());
+        update.insert("$set", set);
+        update
+    }
+}
+
 fn new_session_doc(id: &str, user_id: &str, model_id: &str, now: DateTime) -> Document {
     doc! {
         "_id": id,
@@ -429,6 +555,15 @@ impl MongoStore {
             .app_name
             .get_or_insert_with(|| "chatbox".to_string());
         options.server_selection_timeout = Some(config.operation_timeout);
+        // Every command is a round trip: counted by name (`chatbox_mongodb_commands_total`).
+        let commands = metrics.store_commands.clone();
+        options.command_event_handler = Some(EventHandler::callback(move |event| {
+            if let CommandEvent::Started(started) = event {
+                commands
+                    .with_label_values(&[started.command_name.as_str()])
+                    .inc();
+            }
+        }));
         options
             .connect_timeout
             .get_or_insert(config.operation_timeout);
@@ -464,6 +599,8 @@ impl MongoStore {
             seq_marks: db.collection(&format!("{collection}_seqmarks")),
             keyring,
             runner: Runner::new(config, metrics),
+            slots: SessionSlots::new(CACHED_SESSIONS),
+            actives: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -572,6 +709,11 @@ impl MongoStore {
         }
         let mut updated = 0;
         for d in &docs {
+            let Some(Bson::String(id)) = d.get("_id") else {
+                continue;
+            };
+            let held = self.slots.hold(id).await;
+            held.forget();
             if self.correct_counts(d, None).await? {
                 updated += 1;
             }
@@ -679,23 +821,146 @@ impl MongoStore {
             .ok_or(StoreError::NotFound)
     }
 
-    /// `$set` on one session; `NotFound` when it does not exist.
+    /// Reads session `id` whole, once, into the cache of its held slot (`NotFound` when it does not
+    /// exist); later writes through the slot keep the cache current. A document written by the Go service
+    /// gets its counts corrected first (see [`session_from_row`](Self::session_from_row)).
+    async fn load(&self, held: &HeldSlot<Cached>, id: &str) -> Result<(), StoreError> {
+        if held.state().is_some() {
+            return Ok(());
+        }
+        let doc = self
+            .find_session_doc(id, true)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        if !doc.contains_key(SCHEMA) {
+            let stored = get_i64(&doc, "msgCount");
+            let actual = match doc.get("msgs") {
+                Some(Bson::Array(a)) => Some(a.len() as i64),
+                _ => None,
+            };
+            if actual.is_some() && stored != actual {
+                self.correct_counts(&doc, stored).await?;
+            }
+        }
+        let session = self
+            .with_seq_mark(session_from_doc(&doc, &self.keyring)?)
+            .await?;
+        let messages = messages_from_doc(&doc, id, &self.keyring, None)?;
+        let resp_total_ms = get_i64(&doc, "respTotalMs")
+            .unwrap_or(session.avg_response_ms * session.response_count);
+        let ids = messages.iter().map(|m| m.id.clone()).collect();
+        let skip = messages.len().saturating_sub(WINDOW);
+        held.set(Cached {
+            session,
+            resp_total_ms,
+            ids,
+            window: messages.into_iter().skip(skip).collect(),
+        });
+        Ok(())
+    }
+
+    /// The session of `held`, from its cache (read first when needed).
+    async fn cached_session(
+        &self,
+        held: &HeldSlot<Cached>,
+        id: &str,
+    ) -> Result<SessionRecord, StoreError> {
+        self.load(held, id).await?;
+        held.state()
+            .as_ref()
+            .map(|c| c.session.clone())
+            .ok_or(StoreError::NotFound)
+    }
+
+    /// Sends `update` for session `id`, addressed by `_id` alone; `NotFound` when it does not exist.
+    async fn update_by_id(&self, id: &str, update: Document) -> Result<(), StoreError> {
+        let result = self.sessions.update_one(doc! { "_id": id }, update).await?;
+        if result.matched_count == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    /// `$set` on one session with its slot held, and `apply` on its cached record; `NotFound` when it
+    /// does not exist. Nothing is read first.
     async fn set_fields(
         &self,
         name: &'static str,
         id: &str,
         update: Document,
+        apply: impl Fn(&mut SessionRecord) + Send + Sync,
     ) -> Result<(), StoreError> {
+        let held = self.slots.hold(id).await;
         self.runner
-            .run(name, Budget::Short, true, || async {
-                let result = self
-                    .sessions
-                    .update_one(doc! { "_id": id }, update.clone())
-                    .await?;
-                if result.matched_count == 0 {
-                    return Err(StoreError::NotFound);
+            .run(name, Budget::Short, true, || {
+                attempt(&held, async {
+                    self.update_by_id(id, update.clone()).await?;
+                    if let Some(cached) = held.state().as_mut() {
+                        apply(&mut cached.session);
+                    }
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    /// Remembers `session_id` as `user_id`'s active session.
+    fn remember_active(&self, user_id: &str, session_id: &str) {
+        self.actives
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(user_id.to_string(), session_id.to_string());
+    }
+
+    /// Forgets `user_id`'s active session (all of them when `session_id` is `None`).
+    fn forget_active(&self, user_id: &str, session_id: Option<&str>) {
+        let mut actives = self.actives.lock().unwrap_or_else(|p| p.into_inner());
+        if session_id.is_none() || actives.get(user_id).map(String::as_str) == session_id {
+            actives.remove(user_id);
+        }
+    }
+
+    /// `user_id`'s active session as this store last wrote or read it, when it is still active.
+    async fn remembered_active(&self, user_id: &str) -> Result<Option<SessionRecord>, StoreError> {
+        let remembered = self
+            .actives
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(user_id)
+            .cloned();
+        let Some(sid) = remembered else {
+            return Ok(None);
+        };
+        Ok(self
+            .get_session(&sid)
+            .await?
+            .filter(|s| s.is_active() && s.user_id == user_id))
+    }
+
+    /// Adds a turn's tokens to the user's UTC day.
+    async fn add_day_tokens(&self, uid: &str, usage: &TurnUsage) -> Result<(), StoreError> {
+        let day = utc_day(usage.at);
+        let key = format!("{uid}\u{1f}{day}");
+        self.runner
+            .run("record_usage", Budget::Short, false, || async {
+                let update = doc! {
+                    "$inc": { "tokens": usage.tokens },
+                    "$setOnInsert": { "uid": uid, "day": day },
+                };
+                match self
+                    .usage
+                    .update_one(doc! { "_id": &key }, update.clone())
+                    .upsert(true)
+                    .await
+                {
+                    Ok(_) => Ok(()),
+                    // Two first upserts of the day raced: the document exists now.
+                    Err(e) if is_duplicate(&e) => {
+                        self.usage.update_one(doc! { "_id": &key }, update).await?;
+                        Ok(())
+                    }
+                    Err(e) => Err(e.into()),
                 }
-                Ok(())
             })
             .await
     }
@@ -709,11 +974,12 @@ impl MongoStore {
         for _ in 0..16 {
             if let Some(lock) = self.locks.find_one(doc! { "_id": user_id }).await? {
                 let sid = get_str(&lock, "sid").unwrap_or_default();
-                if let Some(d) = self.find_session_doc(&sid, false).await?
-                    && !d.contains_key("endTs")
+                if let Some(session) = self.get_session(&sid).await?
+                    && session.is_active()
                 {
+                    self.remember_active(user_id, &sid);
                     return Ok(ActiveSession {
-                        session: self.session_from_row(d).await?,
+                        session,
                         created: false,
                     });
                 }
@@ -758,7 +1024,8 @@ impl MongoStore {
                 .await
             {
                 Ok(_) => {
-                    let session = self.require_session(&sid).await?;
+                    let session = self.get_session(&sid).await?.ok_or(StoreError::NotFound)?;
+                    self.remember_active(user_id, &sid);
                     return Ok(ActiveSession { session, created });
                 }
                 Err(e) if is_duplicate(&e) => {
@@ -1008,6 +1275,9 @@ impl MongoStore {
                 continue;
             };
             last_id = Some(id.clone());
+            // One writer at a time per session: a concurrent append is not undone by a server that
+            // applies updates as read-modify-write. The cache holds plaintext and stays valid.
+            let _held = self.slots.hold(id).await;
             if let Some(Bson::String(nm)) = d.get("nm")
                 && !nm.is_empty()
                 && self.keyring.classify(nm, false) != StoredKind::Active
@@ -1103,6 +1373,9 @@ impl Store for MongoStore {
     }
 
     async fn active_session_id(&self, user_id: &str) -> Result<Option<String>, StoreError> {
+        if let Some(session) = self.remembered_active(user_id).await? {
+            return Ok(Some(session.id));
+        }
         self.runner
             .run("active_session", Budget::Short, true, || async {
                 if let Some(lock) = self.locks.find_one(doc! { "_id": user_id }).await?
@@ -1179,23 +1452,30 @@ impl Store for MongoStore {
         preferred_id: Option<&str>,
         model_id: &str,
     ) -> Result<ActiveSession, StoreError> {
+        if let Some(session) = self.remembered_active(user_id).await? {
+            return Ok(ActiveSession {
+                session,
+                created: false,
+            });
+        }
         self.runner
-            .run("create_session", Budget::Short, true, || async {
-                let mut active = self
-                    .get_or_create_inner(user_id, preferred_id, model_id)
-                    .await?;
-                if !active.created {
-                    active.session = self.with_seq_mark(active.session).await?;
-                }
-                Ok(active)
+            .run("create_session", Budget::Short, true, || {
+                self.get_or_create_inner(user_id, preferred_id, model_id)
             })
             .await
     }
 
     async fn get_session(&self, session_id: &str) -> Result<Option<SessionRecord>, StoreError> {
+        let held = self.slots.hold(session_id).await;
         self.runner
             .run("get_session", Budget::Short, true, || {
-                self.get_session_inner(session_id)
+                attempt(&held, async {
+                    match self.cached_session(&held, session_id).await {
+                        Ok(session) => Ok(Some(session)),
+                        Err(StoreError::NotFound) => Ok(None),
+                        Err(e) => Err(e),
+                    }
+                })
             })
             .await
     }
@@ -1213,64 +1493,120 @@ impl Store for MongoStore {
             },
         )?;
         let entry = message_doc(message, content);
-        let seq = i64::try_from(message.seq).unwrap_or(i64::MAX);
+        let held = self.slots.hold(session_id).await;
         self.runner
-            .run("append_message", Budget::Short, true, || async {
-                // A positive match on the array is exact on MongoDB and FerretDB alike; the `$ne` guard in
-                // the update below keeps concurrent duplicates out on MongoDB, where it is atomic
-                // (FerretDB 1.24 evaluates `$ne` on arrays of documents element-wise).
-                let seen = self
-                    .sessions
-                    .find_one(doc! { "_id": session_id, "msgs.id": &message.id })
-                    .projection(doc! { "_id": 1 })
-                    .await?;
-                if seen.is_some() {
-                    return Ok(AppendOutcome::Duplicate);
-                }
-                // Twice at most: the second pass follows the count correction of a Go document.
-                for _ in 0..2 {
-                    let result = self
-                        .sessions
-                        .update_one(
-                            doc! { "_id": session_id, "endTs": { "$exists": false }, "msgCount": { "$exists": true }, "msgs.id": { "$ne": &message.id } },
-                            doc! {
-                                "$push": { "msgs": entry.clone() },
-                                "$inc": { "msgCount": 1i64 },
-                                "$max": { "lastSeq": seq, "lastActivity": dt(message.timestamp) },
-                                "$set": { "_mt": now_date() },
-                            },
-                        )
-                        .await?;
-                    if result.matched_count == 1 {
-                        return Ok(AppendOutcome::Stored);
-                    }
-                    let duplicate = self
-                        .sessions
-                        .find_one(doc! { "_id": session_id, "msgs.id": &message.id })
-                        .projection(doc! { "_id": 1 })
-                        .await?;
-                    if duplicate.is_some() {
-                        return Ok(AppendOutcome::Duplicate);
-                    }
-                    match self.find_session_doc(session_id, false).await? {
-                        None => return Err(StoreError::NotFound),
-                        Some(d) if d.contains_key("endTs") => return Err(StoreError::SessionEnded),
-                        // A Go document not back-filled yet: count its messages first, then append again
-                        // (`$inc` on a missing count would start it at 1).
-                        Some(d) if !d.contains_key("msgCount") => {
-                            if let Some(full) = self.find_session_doc(session_id, true).await? {
-                                self.correct_counts(&full, None).await?;
-                            }
-                            continue;
+            .run("append_message", Budget::Short, true, || {
+                attempt(&held, async {
+                    self.load(&held, session_id).await?;
+                    {
+                        let state = held.state();
+                        let cached = state.as_ref().ok_or(StoreError::NotFound)?;
+                        if cached.ids.contains(&message.id) {
+                            return Ok(AppendOutcome::Duplicate);
                         }
-                        Some(_) => return Ok(AppendOutcome::Duplicate),
+                        if !cached.session.is_active() {
+                            return Err(StoreError::SessionEnded);
+                        }
                     }
-                }
-                Err(StoreError::Corrupt(format!(
-                    "session {session_id} has no message count"
-                )))
+                    let mut update = SessionUpdate::default();
+                    update.append(&entry, message);
+                    self.update_by_id(session_id, update.build()).await?;
+                    if let Some(cached) = held.state().as_mut() {
+                        cached.push(message);
+                    }
+                    Ok(AppendOutcome::Stored)
+                })
             })
             .await
+    }
+
+    async fn finish_turn(
+        &self,
+        session_id: &str,
+        answer: Option<&MessageRecord>,
+        usage: Option<TurnUsage>,
+    ) -> Result<(), StoreError> {
+        let entry = match answer {
+            Some(message) => Some(message_doc(
+                message,
+                self.keyring.encrypt(
+                    &message.content,
+                    Binding::Message {
+                        session: session_id,
+                        message: &message.id,
+                    },
+                )?,
+            )),
+            None => None,
+        };
+        let held = self.slots.hold(session_id).await;
+        let uid = self
+            .runner
+            .run("finish_turn", Budget::Short, true, || {
+                attempt(&held, async {
+                    self.load(&held, session_id).await?;
+                    let mut update = SessionUpdate::default();
+                    let (uid, store_answer) = {
+                        let state = held.state();
+                        let cached = state.as_ref().ok_or(StoreError::NotFound)?;
+                        // An answer finished after its session ended is not stored (as `append_message`
+                        // refuses it); its usage still counts.
+                        let store_answer = answer
+                            .filter(|m| cached.session.is_active() && !cached.ids.contains(&m.id));
+                        if let (Some(message), Some(entry)) = (store_answer, &entry) {
+                            update.append(entry, message);
+                        }
+                        if let Some(usage) = &usage {
+                            let count = cached.session.response_count + 1;
+                            update.usage(usage, (cached.resp_total_ms + usage.response_ms) / count);
+                        }
+                        (cached.session.user_id.clone(), store_answer)
+                    };
+                    if !update.is_empty() {
+                        self.update_by_id(session_id, update.build()).await?;
+                    }
+                    if let Some(cached) = held.state().as_mut() {
+                        if let Some(message) = store_answer {
+                            cached.push(message);
+                        }
+                        if let Some(usage) = &usage {
+                            cached.add_usage(usage);
+                        }
+                    }
+                    Ok(uid)
+                })
+            })
+            .await?;
+        drop(held);
+        match &usage {
+            Some(usage) => self.add_day_tokens(&uid, usage).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn recent_messages(
+        &self,
+        session_id: &str,
+        limit: usize,
+    ) -> Result<Vec<MessageRecord>, StoreError> {
+        let held = self.slots.hold(session_id).await;
+        let cached = self
+            .runner
+            .run("recent_messages", Budget::Short, true, || {
+                attempt(&held, async {
+                    self.load(&held, session_id).await?;
+                    Ok(held.state().as_ref().and_then(|c| c.recent(limit)))
+                })
+            })
+            .await?;
+        drop(held);
+        match cached {
+            Some(messages) => Ok(messages),
+            None => {
+                let mut all = self.messages(session_id, None).await?;
+                Ok(all.split_off(all.len().saturating_sub(limit)))
+            }
+        }
     }
 
     async fn messages(
@@ -1306,6 +1642,7 @@ impl Store for MongoStore {
             "set_name",
             session_id,
             doc! { "$set": { "nm": sealed, "_mt": now_date() } },
+            |s| s.name = name.to_string(),
         )
         .await
     }
@@ -1316,19 +1653,24 @@ impl Store for MongoStore {
         user_id: &str,
         mark: u64,
     ) -> Result<(), StoreError> {
-        let mark = i64::try_from(mark).unwrap_or(i64::MAX);
+        let stored = i64::try_from(mark).unwrap_or(i64::MAX);
+        let held = self.slots.hold(session_id).await;
         self.runner
             .run("raise_seq_mark", Budget::Short, true, || async {
                 self.seq_marks
                     .update_one(
                         doc! { "_id": session_id },
-                        doc! { "$max": { "mark": mark }, "$set": { "uid": user_id } },
+                        doc! { "$max": { "mark": stored }, "$set": { "uid": user_id } },
                     )
                     .upsert(true)
                     .await?;
                 Ok(())
             })
-            .await
+            .await?;
+        if let Some(cached) = held.state().as_mut() {
+            cached.session.seq_mark = cached.session.seq_mark.max(mark);
+        }
+        Ok(())
     }
 
     async fn set_model(&self, session_id: &str, model_id: &str) -> Result<(), StoreError> {
@@ -1336,6 +1678,7 @@ impl Store for MongoStore {
             "set_model",
             session_id,
             doc! { "$set": { "modelId": model_id, "_mt": now_date() } },
+            |s| s.model_id = model_id.to_string(),
         )
         .await
     }
@@ -1345,106 +1688,43 @@ impl Store for MongoStore {
         session_id: &str,
         at: OffsetDateTime,
     ) -> Result<EndOutcome, StoreError> {
+        let held = self.slots.hold(session_id).await;
         self.runner
-            .run("end_session", Budget::Short, true, || async {
-                let current = self.require_session(session_id).await?;
-                if !current.is_active() {
-                    return Ok(EndOutcome {
-                        ended_now: false,
-                        session: current,
-                    });
-                }
-                let end = at.max(current.started_at);
-                let dur = (end - current.started_at).whole_seconds();
-                let result = self
-                    .sessions
-                    .update_one(
-                        doc! { "_id": session_id, "endTs": { "$exists": false } },
+            .run("end_session", Budget::Short, true, || {
+                attempt(&held, async {
+                    let current = self.cached_session(&held, session_id).await?;
+                    if !current.is_active() {
+                        return Ok(EndOutcome {
+                            ended_now: false,
+                            session: current,
+                        });
+                    }
+                    let end = from_ms(to_ms(at.max(current.started_at)));
+                    let dur = (end - current.started_at).whole_seconds();
+                    self.update_by_id(
+                        session_id,
                         doc! { "$set": { "endTs": dt(end), "dur": dur, "_mt": now_date() } },
                     )
                     .await?;
-                self.locks
-                    .delete_one(doc! { "_id": &current.user_id, "sid": session_id })
-                    .await?;
-                Ok(EndOutcome {
-                    ended_now: result.modified_count == 1,
-                    session: self.require_session(session_id).await?,
+                    self.forget_active(&current.user_id, Some(session_id));
+                    self.locks
+                        .delete_one(doc! { "_id": &current.user_id, "sid": session_id })
+                        .await?;
+                    let mut state = held.state();
+                    let cached = state.as_mut().ok_or(StoreError::NotFound)?;
+                    cached.session.ended_at = Some(end);
+                    cached.session.duration_secs = dur;
+                    Ok(EndOutcome {
+                        ended_now: true,
+                        session: cached.session.clone(),
+                    })
                 })
             })
             .await
     }
 
     async fn record_usage(&self, session_id: &str, usage: TurnUsage) -> Result<(), StoreError> {
-        // `$inc` then a read of the (consistent) counters, rather than findAndModify with a projection,
-        // which FerretDB 1.24 does not implement.
-        self.runner
-            .run("record_usage", Budget::Short, false, || async {
-                let result = self
-                    .sessions
-                    .update_one(
-                        doc! { "_id": session_id },
-                        doc! {
-                            "$inc": { "totalTokens": usage.tokens, "respCount": 1i64, "respTotalMs": usage.response_ms },
-                            "$max": { "maxRespTime": usage.response_ms },
-                            "$set": { "_mt": now_date() },
-                        },
-                    )
-                    .await?;
-                if result.matched_count == 0 {
-                    return Err(StoreError::NotFound);
-                }
-                Ok(())
-            })
-            .await?;
-        let after = self
-            .runner
-            .run("record_usage", Budget::Short, true, || async {
-                self.sessions
-                    .find_one(doc! { "_id": session_id })
-                    .projection(doc! { "uid": 1, "respCount": 1, "respTotalMs": 1 })
-                    .await?
-                    .ok_or(StoreError::NotFound)
-            })
-            .await?;
-        let count = get_i64(&after, "respCount").unwrap_or(1).max(1);
-        let total = get_i64(&after, "respTotalMs").unwrap_or(0);
-        let uid = get_str(&after, "uid").unwrap_or_default();
-        self.runner
-            .run("record_usage", Budget::Short, true, || async {
-                // Only if no later turn changed the count meanwhile (that turn sets its own average).
-                self.sessions
-                    .update_one(
-                        doc! { "_id": session_id, "respCount": count },
-                        doc! { "$set": { "avgRespTime": total / count } },
-                    )
-                    .await?;
-                Ok(())
-            })
-            .await?;
-        let day = utc_day(usage.at);
-        let key = format!("{uid}\u{1f}{day}");
-        self.runner
-            .run("record_usage", Budget::Short, false, || async {
-                let update = doc! {
-                    "$inc": { "tokens": usage.tokens },
-                    "$setOnInsert": { "uid": &uid, "day": day },
-                };
-                match self
-                    .usage
-                    .update_one(doc! { "_id": &key }, update.clone())
-                    .upsert(true)
-                    .await
-                {
-                    Ok(_) => Ok(()),
-                    // Two first upserts of the day raced: the document exists now.
-                    Err(e) if is_duplicate(&e) => {
-                        self.usage.update_one(doc! { "_id": &key }, update).await?;
-                        Ok(())
-                    }
-                    Err(e) => Err(e.into()),
-                }
-            })
-            .await
+        self.finish_turn(session_id, None, Some(usage)).await
     }
 
     async fn user_tokens_on(&self, user_id: &str, day: Date) -> Result<i64, StoreError> {
@@ -1470,6 +1750,7 @@ impl Store for MongoStore {
             "set_help",
             session_id,
             doc! { "$set": { "helpRequested": requested, "_mt": now_date() } },
+            |s| s.help_requested = requested,
         )
         .await
     }
@@ -1482,7 +1763,13 @@ impl Store for MongoStore {
     ) -> Result<Claim, StoreError> {
         let mut allowed = vec![Bson::Null, Bson::from(""), Bson::from(admin.id.as_str())];
         allowed.extend(replacing.map(Bson::from));
-        self.runner
+        // Decided by a conditional update (atomic across nodes on MongoDB) with the slot held (one
+        // writer at a time on this node, for servers that apply updates as read-modify-write); the
+        // cached state is read again afterwards.
+        let held = self.slots.hold(session_id).await;
+        held.forget();
+        let result = self
+            .runner
             .run("claim_assistance", Budget::Short, true, || async {
                 for _ in 0..CAS_ATTEMPTS {
                     // The filter is the check, the update the set: one single-document atomic update.
@@ -1526,7 +1813,9 @@ impl Store for MongoStore {
                     operation: "claim_assistance",
                 })
             })
-            .await
+            .await;
+        held.forget();
+        result
     }
 
     async fn release_assistance(
@@ -1534,7 +1823,13 @@ impl Store for MongoStore {
         session_id: &str,
         admin_id: &str,
     ) -> Result<Release, StoreError> {
-        self.runner
+        // Decided by a conditional update (atomic across nodes on MongoDB) with the slot held (one
+        // writer at a time on this node, for servers that apply updates as read-modify-write); the
+        // cached state is read again afterwards.
+        let held = self.slots.hold(session_id).await;
+        held.forget();
+        let result = self
+            .runner
             .run("release_assistance", Budget::Short, true, || async {
                 for _ in 0..CAS_ATTEMPTS {
                     let result = self
@@ -1567,11 +1862,19 @@ impl Store for MongoStore {
                     operation: "release_assistance",
                 })
             })
-            .await
+            .await;
+        held.forget();
+        result
     }
 
     async fn share(&self, session_id: &str) -> Result<String, StoreError> {
-        self.runner
+        // Decided by a conditional update (atomic across nodes on MongoDB) with the slot held (one
+        // writer at a time on this node, for servers that apply updates as read-modify-write); the
+        // cached state is read again afterwards.
+        let held = self.slots.hold(session_id).await;
+        held.forget();
+        let result = self
+            .runner
             .run("share_session", Budget::Short, true, || async {
                 for _ in 0..8 {
                     let current = self.require_session(session_id).await?;
@@ -1597,7 +1900,9 @@ impl Store for MongoStore {
                     operation: "share_session",
                 })
             })
-            .await
+            .await;
+        held.forget();
+        result
     }
 
     async fn session_by_share_token(
@@ -1623,7 +1928,13 @@ impl Store for MongoStore {
     }
 
     async fn revoke_share(&self, session_id: &str) -> Result<bool, StoreError> {
-        self.runner
+        // Decided by a conditional update (atomic across nodes on MongoDB) with the slot held (one
+        // writer at a time on this node, for servers that apply updates as read-modify-write); the
+        // cached state is read again afterwards.
+        let held = self.slots.hold(session_id).await;
+        held.forget();
+        let result = self
+            .runner
             .run("revoke_share", Budget::Short, true, || async {
                 let current = self.require_session(session_id).await?;
                 if current.share_token.is_none() {
@@ -1638,7 +1949,9 @@ impl Store for MongoStore {
                     .await?;
                 Ok(r.modified_count == 1)
             })
-            .await
+            .await;
+        held.forget();
+        result
     }
 
     async fn list_user_sessions(
@@ -1698,6 +2011,8 @@ impl Store for MongoStore {
                     ids.extend(d.get("_id").cloned());
                 }
                 let r = self.sessions.delete_many(filter).await?;
+                self.slots
+                    .forget_where(|c| c.session.ended_at.is_some_and(|end| end < cutoff));
                 if !ids.is_empty() {
                     self.seq_marks
                         .delete_many(doc! { "_id": { "$in": ids } })
@@ -1756,6 +2071,8 @@ impl Store for MongoStore {
                     }
                 }
                 let r = self.sessions.delete_many(doc! { "uid": user_id }).await?;
+                self.slots.forget_where(|c| c.session.user_id == user_id);
+                self.forget_active(user_id, None);
                 self.locks.delete_many(doc! { "_id": user_id }).await?;
                 self.usage.delete_many(doc! { "uid": user_id }).await?;
                 self.seq_marks.delete_many(doc! { "uid": user_id }).await?;

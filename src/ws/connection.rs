@@ -1,5 +1,6 @@
 //! One upgraded connection: registers with the hub, runs the writer (queue, heartbeat pings, close frames)
-//! and the reader (size limit, pong deadline, in-flight limit), and hands every frame to the chat service.
+//! and the reader (size limit, pong deadline, in-flight limit), and hands every frame to the chat service,
+//! one after another in the order received.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -110,21 +111,20 @@ pub async fn run(socket: WebSocketStream, params: ConnectionParams) {
         let Some(inbound) = state.chat.decode(&ctx, &text) else {
             continue;
         };
-        if !inbound.needs_slot() {
-            state.chat.dispatch(&ctx, inbound).await;
-            continue;
-        }
-        match Arc::clone(&in_flight).try_acquire_owned() {
-            Ok(permit) => {
-                let ctx = ctx.clone();
-                let chat = Arc::clone(&state.chat);
-                tokio::spawn(async move {
-                    chat.dispatch(&ctx, inbound).await;
-                    drop(permit);
-                });
+        let permit = if inbound.needs_slot() {
+            match Arc::clone(&in_flight).try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => {
+                    state.chat.reject_busy(&ctx, &inbound);
+                    continue;
+                }
             }
-            Err(_) => state.chat.reject_busy(&ctx, &inbound),
-        }
+        } else {
+            None
+        };
+        // One frame at a time: it has taken effect before the next is read (answers stream on in tasks of
+        // their own, each holding its in-flight slot).
+        state.chat.dispatch(&ctx, inbound, permit).await;
     }
 
     state.chat.disconnected(&ctx);

@@ -71,6 +71,7 @@ pub struct TestAppBuilder {
     env: Vec<(String, String)>,
     toml: Option<String>,
     data: Option<SharedData>,
+    embedded: bool,
 }
 
 /// A server with the defaults: demo model with no token delay.
@@ -87,6 +88,12 @@ impl TestAppBuilder {
     /// Sets an environment variable of the server's configuration.
     pub fn env(mut self, key: &str, value: impl Into<String>) -> Self {
         self.env.push((key.to_string(), value.into()));
+        self
+    }
+
+    /// Uses the embedded store even when `MONGODB_URI` is set (cases that must hold on both stores).
+    pub fn embedded(mut self) -> Self {
+        self.embedded = true;
         self
     }
 
@@ -115,7 +122,10 @@ impl TestAppBuilder {
             ("LLM_DEMO_TOKEN_DELAY_MS", "0".into()),
             ("LOG_LEVEL", "warn".into()),
         ]);
-        if let Some(uri) = std::env::var("MONGODB_URI").ok().filter(|u| !u.is_empty()) {
+        if let Some(uri) = std::env::var("MONGODB_URI")
+            .ok()
+            .filter(|u| !u.is_empty() && !self.embedded)
+        {
             env.set("MONGO_URI", uri);
             env.set("MONGO_DATABASE", data.database.clone());
         }

@@ -1296,3 +1296,114 @@ pub async fn the_seq_mark_only_rises_and_survives_reopening(backend: Backend) {
         .unwrap();
     assert_eq!(store.get_session(&id).await.unwrap().unwrap().seq_mark, 50);
 }
+
+/// Fifty appends to one session at once, with its figures and name written meanwhile: every message is
+/// stored once, in a session whose counters agree with them (a server that applies updates as
+/// read-modify-write loses some unless the store applies one session's writes one at a time).
+pub async fn concurrent_appends_to_one_session_lose_nothing(backend: Backend) {
+    let store = backend.open().await;
+    let s = new_session(&store, "busy").await;
+    let mut tasks = Vec::new();
+    for i in 0..50u64 {
+        let store = store.clone();
+        let id = s.id.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .append_message(&id, &msg(&format!("m-{i}"), i + 1, &format!("text {i}")))
+                .await
+                .unwrap();
+            if i % 5 == 0 {
+                let usage = TurnUsage {
+                    tokens: 10,
+                    response_ms: 100,
+                    at: now(),
+                };
+                store.record_usage(&id, usage).await.unwrap();
+            }
+            if i % 7 == 0 {
+                store.set_name(&id, &format!("name {i}")).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    // A store opened afresh reads what is stored, not what the first one remembers.
+    drop(store);
+    let store = backend.open().await;
+    let stored = store.messages(&s.id, None).await.unwrap();
+    let ids: HashSet<String> = stored.iter().map(|m| m.id.clone()).collect();
+    assert_eq!(stored.len(), 50, "every append is stored once");
+    assert_eq!(ids.len(), 50);
+    let seqs: Vec<u64> = stored.iter().map(|m| m.seq).collect();
+    let mut sorted = seqs.clone();
+    sorted.sort_unstable();
+    assert_eq!(seqs, sorted, "messages are listed in seq order");
+    let session = store.get_session(&s.id).await.unwrap().unwrap();
+    assert_eq!(session.message_count, 50);
+    assert_eq!(session.last_seq, 50);
+    assert_eq!(session.total_tokens, 100);
+    assert_eq!(session.response_count, 10);
+    assert!(session.name.starts_with("name "));
+}
+
+/// A turn's answer and figures written together read back as if written one after the other.
+pub async fn finished_turn_stores_answer_and_figures(backend: Backend) {
+    let store = backend.open().await;
+    let s = new_session(&store, "turns").await;
+    store
+        .append_message(&s.id, &msg("m-1", 1, "question"))
+        .await
+        .unwrap();
+    let answer = MessageRecord::new("m-2", 2, "ai", "answer");
+    let usage = TurnUsage {
+        tokens: 42,
+        response_ms: 300,
+        at: now(),
+    };
+    store
+        .finish_turn(&s.id, Some(&answer), Some(usage))
+        .await
+        .unwrap();
+    let usage = TurnUsage {
+        tokens: 8,
+        response_ms: 100,
+        at: now(),
+    };
+    store.finish_turn(&s.id, None, Some(usage)).await.unwrap();
+    let session = store.get_session(&s.id).await.unwrap().unwrap();
+    assert_eq!(session.message_count, 2);
+    assert_eq!(session.last_seq, 2);
+    assert_eq!(session.total_tokens, 50);
+    assert_eq!(session.response_count, 2);
+    assert_eq!(session.avg_response_ms, 200);
+    assert_eq!(session.max_response_ms, 300);
+    let day = store
+        .user_tokens_on("turns", time::OffsetDateTime::now_utc().date())
+        .await
+        .unwrap();
+    assert_eq!(day, 50);
+    let recent = store.recent_messages(&s.id, 1).await.unwrap();
+    assert_eq!(recent.len(), 1);
+    assert_eq!(recent[0].content, "answer");
+    let both = store.recent_messages(&s.id, 10).await.unwrap();
+    assert_eq!(
+        both.iter().map(|m| m.content.as_str()).collect::<Vec<_>>(),
+        ["question", "answer"]
+    );
+    // An answer finished after its session ended is dropped; its usage counts.
+    store.end_session(&s.id, now()).await.unwrap();
+    let late = MessageRecord::new("m-3", 3, "ai", "too late");
+    let usage = TurnUsage {
+        tokens: 1,
+        response_ms: 1,
+        at: now(),
+    };
+    store
+        .finish_turn(&s.id, Some(&late), Some(usage))
+        .await
+        .unwrap();
+    let session = store.get_session(&s.id).await.unwrap().unwrap();
+    assert_eq!(session.message_count, 2);
+    assert_eq!(session.total_tokens, 51);
+}

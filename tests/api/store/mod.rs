@@ -150,6 +150,8 @@ conformance!(
     only_one_of_racing_admins_claims_a_session,
     assistance_is_released_only_by_its_admin,
     the_seq_mark_only_rises_and_survives_reopening,
+    concurrent_appends_to_one_session_lose_nothing,
+    finished_turn_stores_answer_and_figures,
 );
 
 /// Writes stored values directly, bypassing encryption (to load legacy formats and tampered values).
