@@ -25,5 +25,6 @@ mod ops_deploy;
 mod outage;
 mod shutdown;
 mod store;
+mod ws_input;
 mod ws_limits;
 mod ws_takeover;
