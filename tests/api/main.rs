@@ -1,5 +1,6 @@
 //! Integration tests: one binary that drives the real server over HTTP and WebSocket.
 
+mod auth_claims;
 mod binary;
 mod chat;
 mod chat_llm;
