@@ -298,10 +298,15 @@ pub mod ws {
             f.write_str(self.as_str())
         }
     }
-    /// Machine-readable error code of an `error` frame. Message texts are exact (placeholders in `<>`).
+    /// Machine-readable error code of an `error` frame. Message texts are exact (placeholders in `<>`) and
+    /// are the only texts sent: no parser message, field path or other client input is appended (the
+    /// server logs those at debug level). A placeholder only ever holds a bounded value: a server-only
+    /// type name, a `model_id` that passed validation (at most 100 bytes), or an administrator's name.
     /// * `INVALID_FORMAT`: the frame could not be used.
-    ///   `Invalid message format` (not JSON, wrong field type, bad timestamp, non-string metadata value) ·
-    ///   `Message validation failed` (unknown `type`, unknown `sender`, timestamp more than 1 minute in the
+    ///   `Invalid message format` (not JSON, empty frame, wrong field type, bad timestamp, non-string
+    ///   metadata value, a binary frame that is not UTF-8) ·
+    ///   `Message validation failed` (unknown `type`, including a known type with extra whitespace,
+    ///   different case or a NUL byte; unknown `sender`, timestamp more than 1 minute in the
     ///   future, missing `content` of `user_message`/`admin_message`, missing `file_id`/`file_url` of
     ///   `file_upload`/`voice_message`, missing `model_id` of `model_select`, field longer than its byte
     ///   limit, `admin_*` without sender `admin`, `help_request` with a sender other than `user`) ·
@@ -542,9 +547,10 @@ pub mod ws {
         schemars::JsonSchema
     )]
     pub struct Envelope {
-        /// Message type. Known types: `user_message`, `ai_response`, `file_upload`, `voice_message`,
-        /// `error`, `connection_status`, `typing_indicator`, `help_request`, `admin_join`, `admin_leave`,
-        /// `admin_message`, `model_select`, `loading`, `notification`, `cancel`, `ping`, `pong`, `resume`.
+        /// Message type, matched exactly (not trimmed or case-folded). Known types: `user_message`,
+        /// `ai_response`, `file_upload`, `voice_message`, `error`, `connection_status`,
+        /// `typing_indicator`, `help_request`, `admin_join`, `admin_leave`, `admin_message`,
+        /// `model_select`, `loading`, `notification`, `cancel`, `ping`, `pong`, `resume`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub r#type: Option<String>,
         /// Session identifier (server-generated ids; clients adopt the id of server frames).

@@ -74,9 +74,11 @@ impl<'a> ApiExtractor<'a> for BearerAuth {
             MetaSecurityScheme {
                 ty: "http",
                 description: Some(
-                    "HMAC-signed JWT (HS256/HS384/HS512). Claims: `user_id` (required), `roles` (required array; \
-                     `admin` or `chat_admin` grant the admin routes), `name` (optional display name). \
-                     `exp`/`nbf` enforced when present.",
+                    "HMAC-signed JWT (HS256/HS384/HS512), at most 8192 bytes. Claims: `user_id` (required; not \
+                     blank, at most 128 bytes, no control characters), `roles` (required array; `admin` or \
+                     `chat_admin` grant the admin routes), `name` (optional display name; control characters \
+                     removed, cut to 128 bytes). `exp`/`nbf` enforced when present. A token that breaks these \
+                     rules is `INVALID_TOKEN`.",
                 ),
                 name: None,
                 key_in: None,

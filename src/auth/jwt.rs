@@ -1,7 +1,10 @@
 //! Verifies and mints JWTs. HS256/384/512 use the shared secret; RS256 and ES256 are accepted when a public
 //! key is configured. `exp` and `nbf` are enforced when present, without leeway, as the Go service did
 //! (golang-jwt v5): they may be integers or fractions of seconds (truncated to whole seconds), a token is
-//! expired from its `exp` second on and valid from its `nbf` second on, and `iat` is ignored.
+//! expired from its `exp` second on and valid from its `nbf` second on, and `iat` is ignored. A token over
+//! [`MAX_TOKEN_BYTES`] is refused before it is parsed; the identity it names is checked too: a `user_id`
+//! that is blank, longer than 128 bytes or holds control characters is refused, and a `name` is cleaned
+//! and cut to 128 bytes (a display name never locks a user out).
 
 use std::collections::HashSet;
 
@@ -14,14 +17,21 @@ use serde::{Deserialize, Serialize};
 /// Roles that grant the admin routes and admin WebSocket messages.
 const ADMIN_ROLES: &[&str] = &["admin", "chat_admin"];
 
+/// Longest token accepted, in bytes (header or `?token=`); a longer one is refused before it is parsed.
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+/// Longest `user_id` claim accepted, in bytes.
+const MAX_USER_ID_BYTES: usize = 128;
+/// Longest display name kept, in bytes; a longer `name` claim is cut on a character boundary.
+const MAX_NAME_BYTES: usize = 128;
+
 /// The claims this server reads; other claims are ignored.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Claims {
-    /// The user's id (required, non-empty).
+    /// The user's id (required: not blank, at most 128 bytes, no control characters).
     pub user_id: String,
     /// The user's roles (required; may be empty).
     pub roles: Vec<String>,
-    /// Display name; defaults to `user_id`.
+    /// Display name; defaults to `user_id`. Control characters are removed and it is cut to 128 bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// Expiry (seconds since the epoch), enforced when present.
@@ -70,12 +80,41 @@ impl Incoming {
     }
 }
 
+/// The `user_id` claim if it can name a user: not blank once NUL bytes and surrounding whitespace are
+/// removed, at most [`MAX_USER_ID_BYTES`], and free of control characters. It is kept exactly as signed,
+/// since it keys the user's data.
+fn checked_user_id(user_id: String) -> Result<String, AuthError> {
+    if user_id.replace('\0', "").trim().is_empty() {
+        return Err(AuthError::Invalid("empty user_id claim".into()));
+    }
+    if user_id.len() > MAX_USER_ID_BYTES {
+        return Err(AuthError::Invalid(format!(
+            "user_id claim is longer than {MAX_USER_ID_BYTES} bytes"
+        )));
+    }
+    if user_id.chars().any(char::is_control) {
+        return Err(AuthError::Invalid(
+            "user_id claim contains control characters".into(),
+        ));
+    }
+    Ok(user_id)
+}
+
+/// The display name of a `name` claim: control characters removed, surrounding whitespace trimmed, cut to
+/// [`MAX_NAME_BYTES`] on a character boundary; `None` when nothing is left.
+fn display_name(name: &str) -> Option<String> {
+    let cleaned: String = name.chars().filter(|c| !c.is_control()).collect();
+    let cleaned = cleaned.trim();
+    let cut = cleaned[..cleaned.floor_char_boundary(MAX_NAME_BYTES)].trim_end();
+    (!cut.is_empty()).then(|| cut.to_string())
+}
+
 /// Who is calling, as established by a verified token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
     /// The `user_id` claim.
     pub user_id: String,
-    /// The `name` claim, or the user id.
+    /// The `name` claim (cleaned and cut to 128 bytes), or the user id.
     pub name: String,
     /// The `roles` claim.
     pub roles: Vec<String>,
@@ -148,6 +187,11 @@ impl JwtKeys {
         if token.is_empty() {
             return Err(AuthError::Missing);
         }
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(AuthError::Invalid(format!(
+                "token is longer than {MAX_TOKEN_BYTES} bytes"
+            )));
+        }
         let header = decode_header(token).map_err(|e| AuthError::Invalid(e.to_string()))?;
         let key = match header.alg {
             Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => &self.hmac,
@@ -177,15 +221,14 @@ impl JwtKeys {
         let claims = data.claims;
         let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as f64 / 1e9;
         claims.check_times(now)?;
-        if claims.user_id.trim().is_empty() {
-            return Err(AuthError::Invalid("empty user_id claim".into()));
-        }
+        let user_id = checked_user_id(claims.user_id)?;
         let name = claims
             .name
-            .filter(|n| !n.trim().is_empty())
-            .unwrap_or_else(|| claims.user_id.clone());
+            .as_deref()
+            .and_then(display_name)
+            .unwrap_or_else(|| user_id.clone());
         Ok(Identity {
-            user_id: claims.user_id,
+            user_id,
             name,
             roles: claims.roles,
         })
@@ -270,6 +313,64 @@ mod tests {
         let empty_user = k.mint(&claims("", &[])).unwrap();
         assert!(k.verify(&empty_user).is_err());
         assert_eq!(k.verify(""), Err(AuthError::Missing));
+    }
+
+    #[test]
+    fn user_ids_that_cannot_name_a_user_are_refused() {
+        let k = keys();
+        let longest = "u".repeat(MAX_USER_ID_BYTES);
+        assert_eq!(
+            k.verify(&k.mint(&claims(&longest, &[])).unwrap())
+                .unwrap()
+                .user_id,
+            longest
+        );
+        for bad in [
+            " \u{0} ".to_string(),
+            "\u{0}".to_string(),
+            "u".repeat(MAX_USER_ID_BYTES + 1),
+            "alice\nadmin".to_string(),
+            "bob\u{1b}[31m".to_string(),
+            "carol\u{85}".to_string(),
+        ] {
+            let token = k.mint(&claims(&bad, &["user"])).unwrap();
+            assert!(
+                matches!(k.verify(&token), Err(AuthError::Invalid(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn names_are_cleaned_and_cut_instead_of_refused() {
+        let k = keys();
+        let named = |name: &str| {
+            let mut c = claims("u1", &[]);
+            c.name = Some(name.into());
+            k.verify(&k.mint(&c).unwrap()).unwrap().name
+        };
+        assert_eq!(named(" Ann\u{0}\nLee "), "AnnLee");
+        let long = named(&"é".repeat(100));
+        assert!(long.len() <= MAX_NAME_BYTES && long.len() >= MAX_NAME_BYTES - 1);
+        assert!(long.chars().all(|c| c == 'é'));
+        assert_eq!(named("\u{7}\t"), "u1", "nothing left: the user id");
+    }
+
+    #[test]
+    fn tokens_over_the_size_limit_are_refused_before_parsing() {
+        let k = keys();
+        let mut c = claims("u1", &[]);
+        c.name = Some("n".repeat(MAX_TOKEN_BYTES));
+        let token = k.mint(&c).unwrap();
+        assert!(token.len() > MAX_TOKEN_BYTES);
+        assert_eq!(
+            k.verify(&token),
+            Err(AuthError::Invalid(format!(
+                "token is longer than {MAX_TOKEN_BYTES} bytes"
+            )))
+        );
+        let garbage = "x".repeat(MAX_TOKEN_BYTES + 1);
+        assert_eq!(k.verify(&garbage), k.verify(&token));
     }
 
     const SECRET: &[u8] = b"q8Zr1vN3xK5wL7pT9yB2cF4hJ6mQ0sUaZZ";

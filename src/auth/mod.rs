@@ -3,4 +3,4 @@
 
 mod jwt;
 
-pub use jwt::{AuthError, Claims, Identity, JwtKeys};
+pub use jwt::{AuthError, Claims, Identity, JwtKeys, MAX_TOKEN_BYTES};

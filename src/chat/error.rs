@@ -1,5 +1,6 @@
 //! The chat boundary's error: every failure a client frame can meet, mapped in one place to the wire code
-//! and the reference's client text. Details stay in the logs.
+//! and the reference's client text. Client texts come from the fixed set of the spec (`ErrorCode` in
+//! `spec/asyncapi.yaml`) and never carry client input or parser details; those stay in the logs.
 
 use crate::llm::LlmError;
 use crate::protocol::ws::ErrorCode;
@@ -8,15 +9,17 @@ use crate::store::{AssistingAdmin, StoreError};
 /// Why a client frame did not get its effect.
 #[derive(Debug, thiserror::Error)]
 pub enum ChatError {
-    /// The frame is not a JSON object of the envelope's shape; the text names the problem.
+    /// The frame is not a JSON object of the envelope's shape; the text names the problem for the log
+    /// only (the client gets "Invalid message format").
     #[error("invalid message format: {0}")]
     Malformed(String),
-    /// The frame breaks a validation rule.
+    /// The frame breaks a validation rule; the text is for the log only.
     #[error("message validation failed: {0}")]
     Invalid(String),
-    /// A known type the client may not send (`ai_response`, `loading`, ...).
+    /// A known type the client may not send (`ai_response`, `loading`, ...). Only a name from the server's
+    /// fixed list fits here, so the client text that repeats it stays bounded.
     #[error("unknown message type {0}")]
-    UnroutableType(String),
+    UnroutableType(&'static str),
     /// `model_select` named a model that is not configured.
     #[error("invalid model id {0}")]
     UnknownModel(String),
@@ -62,14 +65,9 @@ impl ChatError {
     /// The wire code, the client text and the `retry_after` (ms) for this error.
     pub fn to_wire(&self) -> (ErrorCode, String, Option<u64>) {
         match self {
-            Self::Malformed(detail) if detail.is_empty() => (
+            Self::Malformed(_) => (
                 ErrorCode::InvalidFormat,
                 "Invalid message format".into(),
-                None,
-            ),
-            Self::Malformed(detail) => (
-                ErrorCode::InvalidFormat,
-                format!("Invalid message format: {detail}"),
                 None,
             ),
             Self::Invalid(_) => (

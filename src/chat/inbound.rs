@@ -1,12 +1,17 @@
-//! The inbound pipeline of a text frame: JSON decoding that names the bad field, case-insensitive field
-//! names, sanitising (NUL bytes removed, surrounding whitespace trimmed), defaults, the Go service's
-//! validation rules and the spec's limits, then the typed [`ClientMessage`].
+//! The inbound pipeline of a text frame: JSON decoding that names the bad field (for the log),
+//! case-insensitive field names, sanitising (NUL bytes removed, surrounding whitespace trimmed; `type` is
+//! matched exactly), defaults, the Go service's validation rules and the spec's limits, then the typed
+//! [`ClientMessage`].
+
+use std::fmt::Display;
 
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::protocol::ws::{ClientMessage, Envelope};
+use crate::protocol::ws::{
+    ClientMessage, ENVELOPE_CLIENT_MSG_ID_MAX_BYTES, ENVELOPE_SESSION_ID_MAX_BYTES, Envelope,
+};
 
 use super::ChatError;
 
@@ -29,20 +34,23 @@ const KNOWN_TYPES: &[&str] = &[
     "ping",
     "resume",
     "admin_message",
+    "pong",
 ];
 
-/// Types only the server sends.
+/// Types only the server sends. The error frame that refuses one repeats its name, which is therefore
+/// always one of these.
 const SERVER_ONLY_TYPES: &[&str] = &[
     "ai_response",
     "error",
     "connection_status",
     "loading",
     "notification",
+    "pong",
 ];
 
-/// String fields of the envelope that are sanitised.
+/// String fields of the envelope that are sanitised. `type` is not among them: it is matched exactly, so
+/// `"user_message "` or `"user_message\u0000"` is an unknown type.
 const TRIMMED_FIELDS: &[&str] = &[
-    "type",
     "session_id",
     "content",
     "file_id",
@@ -50,6 +58,9 @@ const TRIMMED_FIELDS: &[&str] = &[
     "model_id",
     "client_msg_id",
 ];
+
+/// Longest detail of a refusal kept for the log, in bytes (parser messages can quote client input).
+const MAX_DETAIL_BYTES: usize = 200;
 
 /// How far in the future a client timestamp may be.
 const MAX_CLOCK_SKEW: time::Duration = time::Duration::minutes(1);
@@ -65,39 +76,47 @@ pub struct Decoded {
     pub client_msg_id: Option<String>,
 }
 
-/// The ids a refused frame carried, as far as they could be read, so its error frame can name them.
+/// The ids a refused frame carried, as far as they could be read, so its error frame can name them. An id
+/// longer than the spec allows is not repeated.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Hints {
-    /// The frame's `session_id` (a non-empty string).
+    /// The frame's `session_id` (a non-empty string of at most 128 bytes).
     pub session_id: Option<String>,
-    /// The frame's `client_msg_id` (a non-empty string).
+    /// The frame's `client_msg_id` (a non-empty string of at most 128 bytes).
     pub client_msg_id: Option<String>,
 }
 
 impl Hints {
     fn read(object: &Map<String, Value>) -> Self {
-        let field = |name: &str| {
+        let field = |name: &str, max_bytes: usize| {
             object
                 .get(name)
                 .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
+                .filter(|s| !s.is_empty() && s.len() <= max_bytes)
                 .map(String::from)
         };
         Self {
-            session_id: field("session_id"),
-            client_msg_id: field("client_msg_id"),
+            session_id: field("session_id", ENVELOPE_SESSION_ID_MAX_BYTES),
+            client_msg_id: field("client_msg_id", ENVELOPE_CLIENT_MSG_ID_MAX_BYTES),
         }
     }
+}
+
+/// The detail of a refusal for the log, cut to [`MAX_DETAIL_BYTES`] on a character boundary.
+fn detail(text: impl Display) -> String {
+    let mut text = text.to_string();
+    text.truncate(text.floor_char_boundary(MAX_DETAIL_BYTES));
+    text
 }
 
 /// A refused frame: why, and the ids it carried.
 pub type Refused = (ChatError, Box<Hints>);
 
 /// Decodes one text frame. Errors carry the session id and client message id when they could be read, so
-/// the error frame can name them.
+/// the error frame can name them; their texts (parser messages, paths) are for the log only.
 pub fn decode(text: &str) -> Result<Decoded, Refused> {
     let value: Value = serde_json::from_str(text)
-        .map_err(|e| (ChatError::Malformed(e.to_string()), Box::default()))?;
+        .map_err(|e| (ChatError::Malformed(detail(e)), Box::default()))?;
     let Value::Object(object) = value else {
         return Err((
             ChatError::Malformed("a frame must be a JSON object".into()),
@@ -110,20 +129,32 @@ pub fn decode(text: &str) -> Result<Decoded, Refused> {
     let fail = |err: ChatError| (err, hints.clone());
 
     let envelope: Envelope = serde_path_to_error::deserialize(Value::Object(object.clone()))
-        .map_err(|e| fail(ChatError::Malformed(format!("{}: {}", e.path(), e.inner()))))?;
-    check_timestamp(&envelope).map_err(|e| fail(ChatError::Malformed(e)))?;
-    validate(&envelope).map_err(|e| fail(ChatError::Invalid(e)))?;
+        .map_err(|e| {
+            fail(ChatError::Malformed(detail(format_args!(
+                "{}: {}",
+                e.path(),
+                e.inner()
+            ))))
+        })?;
+    check_timestamp(&envelope).map_err(|e| fail(ChatError::Malformed(detail(e))))?;
+    validate(&envelope).map_err(|e| fail(ChatError::Invalid(detail(e))))?;
     let kind = envelope.r#type.as_deref().unwrap_or_default();
-    if SERVER_ONLY_TYPES.contains(&kind) {
-        return Err(fail(ChatError::UnroutableType(kind.to_string())));
+    if let Some(server_only) = SERVER_ONLY_TYPES.iter().find(|t| **t == kind) {
+        return Err(fail(ChatError::UnroutableType(server_only)));
     }
 
     // Defaults of the Go service: a missing sender is `user`; a missing timestamp is now.
     object
         .entry("sender")
         .or_insert_with(|| Value::from("user"));
-    let message: ClientMessage = serde_path_to_error::deserialize(Value::Object(object))
-        .map_err(|e| fail(ChatError::Invalid(format!("{}: {}", e.path(), e.inner()))))?;
+    let message: ClientMessage =
+        serde_path_to_error::deserialize(Value::Object(object)).map_err(|e| {
+            fail(ChatError::Invalid(detail(format_args!(
+                "{}: {}",
+                e.path(),
+                e.inner()
+            ))))
+        })?;
     Ok(Decoded {
         message,
         session_id: envelope.session_id.filter(|s| !s.is_empty()),
@@ -268,15 +299,31 @@ mod tests {
         assert_eq!(d.client_msg_id.as_deref(), Some("c1"));
     }
 
+    /// The log text of the refusal of `text`.
+    fn logged(text: &str) -> String {
+        decode(text).unwrap_err().0.to_string()
+    }
+
     #[test]
-    fn malformed_json_and_wrong_types_name_the_problem() {
-        assert!(code("{not json").starts_with("Invalid message format: "));
-        let text = code(r#"{"type":"user_message","content":"x","metadata":{"size":5}}"#);
-        assert!(text.contains("metadata.size"), "{text}");
-        assert_eq!(
-            code("[1,2]"),
-            "Invalid message format: a frame must be a JSON object"
-        );
+    fn malformed_json_and_wrong_types_get_the_fixed_text_and_the_log_names_the_problem() {
+        assert_eq!(code("{not json"), "Invalid message format");
+        assert_eq!(code(""), "Invalid message format");
+        assert!(logged("").contains("EOF while parsing"));
+        let frame = r#"{"type":"user_message","content":"x","metadata":{"size":5}}"#;
+        assert_eq!(code(frame), "Invalid message format");
+        assert!(logged(frame).contains("metadata.size"), "{}", logged(frame));
+        assert_eq!(code(r#"{"type":7}"#), "Invalid message format");
+        assert_eq!(code("[1,2]"), "Invalid message format");
+        assert!(logged("[1,2]").contains("a frame must be a JSON object"));
+    }
+
+    #[test]
+    fn logged_details_are_bounded_even_when_the_parser_quotes_the_input() {
+        let long = "k".repeat(5_000);
+        let frame = format!(r#"{{"type":"resume","last_seq":"{long}"}}"#);
+        assert_eq!(code(&frame), "Invalid message format");
+        assert!(logged(&frame).len() < 300, "{}", logged(&frame).len());
+        assert!(detail("é".repeat(200)).len() <= MAX_DETAIL_BYTES);
     }
 
     #[test]
@@ -311,11 +358,42 @@ mod tests {
 
     #[test]
     fn a_badly_formatted_timestamp_is_a_format_error() {
-        let text = code(r#"{"type":"user_message","content":"x","timestamp":"yesterday"}"#);
-        assert!(
-            text.starts_with("Invalid message format: timestamp"),
-            "{text}"
-        );
+        let frame = r#"{"type":"user_message","content":"x","timestamp":"yesterday"}"#;
+        assert_eq!(code(frame), "Invalid message format");
+        assert!(logged(frame).contains("timestamp"), "{}", logged(frame));
+    }
+
+    #[test]
+    fn the_type_is_matched_exactly() {
+        for kind in [
+            "user_message ",
+            " user_message",
+            "user_message\\u0000",
+            "User_Message",
+        ] {
+            let frame = format!(r#"{{"type":"{kind}","content":"hi","client_msg_id":"c1"}}"#);
+            let (err, hints) = decode(&frame).unwrap_err();
+            assert_eq!(err.to_wire().1, "Message validation failed", "{kind:?}");
+            assert_eq!(hints.client_msg_id.as_deref(), Some("c1"));
+        }
+        assert!(decode(r#"{"type":"user_message","content":" hi "}"#).is_ok());
+    }
+
+    #[test]
+    fn ids_longer_than_the_spec_allows_are_not_repeated() {
+        let long = "c".repeat(ENVELOPE_CLIENT_MSG_ID_MAX_BYTES + 1);
+        let (_, hints) = decode(&format!(
+            r#"{{"type":"ping","client_msg_id":"{long}","session_id":"{long}"}}"#
+        ))
+        .unwrap_err();
+        assert_eq!(*hints, Hints::default());
+        let fits = "c".repeat(ENVELOPE_SESSION_ID_MAX_BYTES);
+        let (_, hints) = decode(&format!(
+            r#"{{"type":"bogus","client_msg_id":"{fits}","session_id":"{fits}"}}"#
+        ))
+        .unwrap_err();
+        assert_eq!(hints.session_id.as_deref(), Some(fits.as_str()));
+        assert_eq!(hints.client_msg_id.as_deref(), Some(fits.as_str()));
     }
 
     #[test]
@@ -341,6 +419,13 @@ mod tests {
             code(r#"{"type":"ai_response","content":"x"}"#),
             "Invalid message format: unknown message type ai_response"
         );
+        assert_eq!(
+            code(r#"{"type":"pong"}"#),
+            "Invalid message format: unknown message type pong"
+        );
+        for kind in SERVER_ONLY_TYPES {
+            assert!(KNOWN_TYPES.contains(kind), "{kind}");
+        }
     }
 
     #[test]

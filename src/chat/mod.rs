@@ -170,6 +170,7 @@ impl Chat {
 
     /// Answers a frame that is not text.
     pub fn reject_undecodable(&self, ctx: &ConnCtx, reason: &str) {
+        tracing::debug!(conn = ctx.conn_id, reason, "frame refused");
         self.reply_error(ctx, &ChatError::Malformed(reason.to_string()), None, None);
     }
 

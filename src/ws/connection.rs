@@ -19,6 +19,8 @@ use crate::hub::{Outbound, Slot};
 const CLOSE_SLOW_CONSUMER: u16 = 1013;
 /// Close code for a frame above the size limit ("Message Too Big").
 const CLOSE_TOO_BIG: u16 = 1009;
+/// Close code for a text frame that is not UTF-8 ("Invalid Frame Payload Data").
+const CLOSE_INVALID_PAYLOAD: u16 = 1007;
 
 /// What the upgrade hands to the connection.
 pub struct ConnectionParams {
@@ -71,18 +73,11 @@ pub async fn run(socket: WebSocketStream, params: ConnectionParams) {
             }
             Ok(None) => break,
             Ok(Some(Err(err))) => {
-                if is_capacity_error(&err) {
-                    tracing::info!(
-                        conn = ctx.conn_id(),
-                        "frame above the size limit, closing with 1009"
-                    );
-                    state.hub.send_to(
-                        ctx.conn_id(),
-                        Outbound::Close {
-                            code: CLOSE_TOO_BIG,
-                            reason: "Message too big",
-                        },
-                    );
+                if let Some((code, reason)) = close_for_read_error(&err) {
+                    tracing::info!(conn = ctx.conn_id(), code, reason, "refused frame, closing");
+                    state
+                        .hub
+                        .send_to(ctx.conn_id(), Outbound::Close { code, reason });
                 } else {
                     tracing::debug!(conn = ctx.conn_id(), error = %err, "read error");
                 }
@@ -137,9 +132,19 @@ pub async fn run(socket: WebSocketStream, params: ConnectionParams) {
         .observe(opened.elapsed().as_secs_f64());
 }
 
-fn is_capacity_error(err: &std::io::Error) -> bool {
-    // poem maps tungstenite's `Error::Capacity` to an I/O error; the message names the limit.
-    err.to_string().contains("Message too long")
+/// The close frame that answers a frame the WebSocket layer refused to read, if any: 1009 for a frame above
+/// the size limit, 1007 for a text frame that is not UTF-8.
+fn close_for_read_error(err: &std::io::Error) -> Option<(u16, &'static str)> {
+    // poem maps tungstenite's errors other than I/O to an I/O error carrying their message:
+    // `Error::Capacity` names the limit, `Error::Utf8` starts with "UTF-8 encoding error".
+    let text = err.to_string();
+    if text.contains("Message too long") {
+        Some((CLOSE_TOO_BIG, "Message too big"))
+    } else if text.starts_with("UTF-8 encoding error") {
+        Some((CLOSE_INVALID_PAYLOAD, "Invalid UTF-8 text"))
+    } else {
+        None
+    }
 }
 
 async fn write_loop(

@@ -266,19 +266,19 @@ async fn an_oversized_frame_closes_with_1009() {
 }
 
 #[tokio::test]
-async fn malformed_json_gets_an_error_naming_the_problem_and_the_connection_survives() {
+async fn malformed_json_gets_the_fixed_error_text_and_the_connection_survives() {
     let app = spawn_app().await;
     let mut ws = app.connect_ws(&app.user_token("sloppy")).await;
     status(&mut ws).await;
     ws.send_text("{\"type\": \"user_message\", ").await;
     let error = ws.recv().await;
     assert_eq!(error["error"]["code"], "INVALID_FORMAT");
-    assert!(error_text(&error).starts_with("Invalid message format: "));
+    assert_eq!(error_text(&error), "Invalid message format");
     assert!(error.get("client_msg_id").is_none(), "nothing was readable");
     ws.send(json!({"type": "user_message", "content": "x", "metadata": {"size": 12}, "client_msg_id": "c-meta"}))
         .await;
     let error = ws.recv().await;
-    assert!(error_text(&error).contains("metadata.size"), "{error}");
+    assert_eq!(error_text(&error), "Invalid message format", "{error}");
     assert_eq!(error["client_msg_id"], "c-meta");
     ws.send(json!({"type": "user_message", "content": "", "client_msg_id": "c-empty"}))
         .await;
@@ -290,10 +290,7 @@ async fn malformed_json_gets_an_error_naming_the_problem_and_the_connection_surv
         .await;
     let error = ws.recv().await;
     assert_eq!(error["error"]["code"], "INVALID_FORMAT");
-    assert!(
-        error_text(&error).starts_with("Invalid message format: timestamp"),
-        "{error}"
-    );
+    assert_eq!(error_text(&error), "Invalid message format", "{error}");
     assert_eq!(error["client_msg_id"], "c-ts");
     ws.send(json!({"type": "ping", "client_msg_id": "still-here"}))
         .await;

@@ -13,6 +13,8 @@ use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use chatbox::Application;
@@ -294,6 +296,20 @@ impl WsClient {
     pub async fn send_text(&mut self, text: &str) {
         self.stream
             .send(Message::Text(text.to_string().into()))
+            .await
+            .unwrap();
+    }
+
+    /// Sends `bytes` as one text frame, whether or not they are UTF-8.
+    pub async fn send_text_bytes(&mut self, bytes: &[u8]) {
+        let frame = Frame::message(bytes.to_vec(), OpCode::Data(Data::Text), true);
+        self.stream.send(Message::Frame(frame)).await.unwrap();
+    }
+
+    /// Sends `bytes` as one binary frame.
+    pub async fn send_binary(&mut self, bytes: &[u8]) {
+        self.stream
+            .send(Message::Binary(bytes.to_vec().into()))
             .await
             .unwrap();
     }

@@ -1,5 +1,6 @@
 //! Integration tests: one binary that drives the real server over HTTP and WebSocket.
 
+mod auth_claims;
 mod binary;
 mod chat;
 mod chat_llm;
@@ -27,5 +28,6 @@ mod outage;
 mod round_trips;
 mod shutdown;
 mod store;
+mod ws_input;
 mod ws_limits;
 mod ws_takeover;
