@@ -12,6 +12,7 @@
 //! | `retention_days`     | `STORE_RETENTION_DAYS`      | unset (keep forever) |
 //! | `operation_timeout`  | `STORE_OPERATION_TIMEOUT`   | `10s`        |
 //! | `list_timeout`       | `STORE_LIST_TIMEOUT`        | `30s`        |
+//! | `request_wait`       | `STORE_REQUEST_WAIT`        | `5s`         |
 //! | `retry_attempts`     | `STORE_RETRY_ATTEMPTS`      | 3            |
 
 use std::collections::BTreeMap;
@@ -47,9 +48,15 @@ pub struct StoreConfig {
     /// Timeout of one ordinary operation.
     #[serde(deserialize_with = "de_duration")]
     pub operation_timeout: Duration,
-    /// Timeout of list, metrics, export and maintenance operations.
+    /// Timeout of list, metrics, export and maintenance operations (each attempt, and all of them
+    /// together).
     #[serde(deserialize_with = "de_duration")]
     pub list_timeout: Duration,
+    /// The longest an ordinary operation (one session read or write on a request's path) waits, retries
+    /// included, and the longest any operation waits for a reachable server; then the caller gets a
+    /// database error.
+    #[serde(deserialize_with = "de_duration")]
+    pub request_wait: Duration,
     /// Attempts for operations failing with a transient error (1 = no retry).
     pub retry_attempts: u32,
 }
@@ -67,6 +74,7 @@ impl Default for StoreConfig {
             retention_days: None,
             operation_timeout: Duration::from_secs(10),
             list_timeout: Duration::from_secs(30),
+            request_wait: Duration::from_secs(5),
             retry_attempts: 3,
         }
     }
@@ -125,6 +133,7 @@ impl StoreConfig {
         }
         env_duration(env, "STORE_OPERATION_TIMEOUT", &mut self.operation_timeout)?;
         env_duration(env, "STORE_LIST_TIMEOUT", &mut self.list_timeout)?;
+        env_duration(env, "STORE_REQUEST_WAIT", &mut self.request_wait)?;
         if let Some(attempts) = env.get("STORE_RETRY_ATTEMPTS") {
             self.retry_attempts = attempts.parse().map_err(|_| {
                 ConfigError::invalid("STORE_RETRY_ATTEMPTS", "must be a positive integer")
@@ -159,6 +168,12 @@ impl StoreConfig {
         if self.operation_timeout.is_zero() {
             return Err(ConfigError::invalid(
                 "store.operation_timeout",
+                "must be positive",
+            ));
+        }
+        if self.request_wait.is_zero() {
+            return Err(ConfigError::invalid(
+                "store.request_wait",
                 "must be positive",
             ));
         }

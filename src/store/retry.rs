@@ -28,6 +28,8 @@ pub(crate) struct Runner {
     metrics: Arc<Metrics>,
     short: Duration,
     long: Duration,
+    /// The whole wait of a short operation, retries included.
+    short_total: Duration,
     attempts: u32,
 }
 
@@ -47,16 +49,41 @@ impl Runner {
             metrics,
             short: config.operation_timeout,
             long: config.list_timeout,
+            short_total: config.request_wait,
             attempts: config.retry_attempts.max(1),
         }
     }
 
     /// Runs `op`, timing it under `name`; each attempt has the budget's timeout; transient failures are
-    /// retried (all of them when `idempotent`, else only those where the request was not sent).
+    /// retried (all of them when `idempotent`, else only those where the request was not sent). All
+    /// attempts together end within the budget's whole wait (`request_wait` for a short operation,
+    /// `list_timeout` for a long one): then the operation fails with [`StoreError::Timeout`].
     pub(crate) async fn run<T, F, Fut>(
         &self,
         name: &'static str,
         budget: Budget,
+        idempotent: bool,
+        op: F,
+    ) -> Result<T, StoreError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
+        let _timer = self.metrics.store_timer(name);
+        let (timeout, total) = match budget {
+            Budget::Short => (self.short, self.short_total),
+            Budget::Long => (self.long, self.long),
+        };
+        match tokio::time::timeout(total, self.attempts(name, timeout, idempotent, op)).await {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::Timeout { operation: name }),
+        }
+    }
+
+    async fn attempts<T, F, Fut>(
+        &self,
+        name: &'static str,
+        timeout: Duration,
         idempotent: bool,
         mut op: F,
     ) -> Result<T, StoreError>
@@ -64,11 +91,6 @@ impl Runner {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, StoreError>>,
     {
-        let _timer = self.metrics.store_timer(name);
-        let timeout = match budget {
-            Budget::Short => self.short,
-            Budget::Long => self.long,
-        };
         let mut delay = FIRST_DELAY;
         let mut attempt = 1;
         loop {
