@@ -2879,6 +2879,10 @@ pub mod http {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         #[oai(skip_serializing_if_is_none)]
         pub help_requested: Option<bool>,
+        /// True when the stored name cannot be decrypted (its encryption key is not configured); `name` is then `""`. Omitted when false.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[oai(skip_serializing_if_is_none)]
+        pub name_unreadable: Option<bool>,
         /// Selected model id; omitted when none was selected.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         #[oai(skip_serializing_if_is_none)]
@@ -2971,7 +2975,7 @@ pub mod http {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         #[oai(skip_serializing_if_is_none)]
         pub file_url: Option<String>,
-        /// Metadata; omitted when empty. An AI answer that was cut short (cancelled, timed out or broken off mid-stream) has `partial="true"`.
+        /// Metadata; omitted when empty. An AI answer that was cut short (cancelled, timed out or broken off mid-stream) has `partial="true"`. A message whose stored content cannot be decrypted (its encryption key is not configured, or it was altered) has `content` `""` and `unreadable="true"`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         #[oai(skip_serializing_if_is_none)]
         pub metadata: Option<Metadata>,
@@ -3014,6 +3018,10 @@ pub mod http {
         pub session_id: String,
         /// Session name (`""` until named).
         pub name: String,
+        /// True when the stored name cannot be decrypted (its encryption key is not configured); `name` is then `""`. Omitted when false.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[oai(skip_serializing_if_is_none)]
+        pub name_unreadable: Option<bool>,
         /// Selected model id (`""` when none was selected).
         pub model_id: String,
         /// Messages in order.
@@ -3097,6 +3105,10 @@ pub mod http {
         pub session_id: String,
         /// Session name.
         pub name: String,
+        /// True when the stored name cannot be decrypted (its encryption key is not configured); `name` is then `""`. Omitted when false.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[oai(skip_serializing_if_is_none)]
+        pub name_unreadable: Option<bool>,
         /// Messages in order.
         pub messages: Vec<SessionMessage>,
     }
@@ -3750,12 +3762,42 @@ pub mod http {
         pub mongodb: StoreCheck,
         /// The LLM configuration.
         pub llm: LlmCheck,
+        /// The encryption key check; present only when it fails.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[oai(skip_serializing_if_is_none)]
+        pub keys: Option<KeysCheck>,
     }
     impl ReadinessChecks {
         /// Checks the limits of the spec (`x-max-bytes`, `maxLength`, `minLength`, `maxItems`, ...),
         /// returning the first field that breaks one.
         pub fn validate(&self) -> Result<(), FieldViolation> {
             self.llm.validate().map_err(|e| e.within("llm"))?;
+            Ok(())
+        }
+    }
+    /// Encryption key check of `/readyz`: the key canary and a sample of the most recent stored names and
+    /// messages do not all decrypt with the configured keys. Present only then (`status` is `not ready`).
+    #[derive(
+        Debug,
+        Clone,
+        PartialEq,
+        serde::Serialize,
+        serde::Deserialize,
+        schemars::JsonSchema,
+        poem_openapi::Object
+    )]
+    pub struct KeysCheck {
+        /// `not ready`.
+        pub status: ReadinessStatus,
+        /// What is missing and how to fix it; names key ids, never keys.
+        pub reason: String,
+        /// Key ids that stored data needs and the configured keys cannot serve (not configured, or configured with a different key); `(go)` stands for the Go service's key (its ciphertexts carry no id).
+        pub missing_key_ids: Vec<String>,
+    }
+    impl KeysCheck {
+        /// Checks the limits of the spec (`x-max-bytes`, `maxLength`, `minLength`, `maxItems`, ...),
+        /// returning the first field that breaks one.
+        pub fn validate(&self) -> Result<(), FieldViolation> {
             Ok(())
         }
     }

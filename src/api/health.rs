@@ -1,4 +1,5 @@
-//! `{P}/healthz`, `{P}/readyz` (the store and the providers, within 2 s) and `{P}/metrics/prometheus`
+//! `{P}/healthz`, `{P}/readyz` (the store, the providers and the encryption key check, within 2 s each)
+//! and `{P}/metrics/prometheus`
 //! (behind its network allow-list).
 
 use std::sync::Arc;
@@ -12,8 +13,8 @@ use poem_openapi::payload::{Json, PlainText};
 use crate::app::AppState;
 use crate::protocol::http::{
     ErrorBody, GetHealthResponse, GetPrometheusMetricsResponse, GetReadinessResponse,
-    HealthResponse, HttpErrorCode, LlmCheck, ReadinessChecks, ReadinessResponse, ReadinessStatus,
-    StoreCheck,
+    HealthResponse, HttpErrorCode, KeysCheck, LlmCheck, ReadinessChecks, ReadinessResponse,
+    ReadinessStatus, StoreCheck,
 };
 use crate::protocol::ws_timestamp;
 
@@ -40,6 +41,23 @@ fn public_limit(state: &AppState, req: &Request) -> Result<(), Duration> {
             .ratelimit_blocked
             .with_label_values(&["message"])
             .inc();
+    })
+}
+
+/// The failing encryption key check, if it fails; a check that has not completed yet (the store was
+/// unreachable at start) runs now, within the readiness timeout.
+async fn keys_check(state: &AppState) -> Option<KeysCheck> {
+    let report = tokio::time::timeout(
+        READY_TIMEOUT,
+        state.key_status.checked(state.store.as_ref()),
+    )
+    .await
+    .ok()
+    .flatten()?;
+    (!report.is_ok()).then(|| KeysCheck {
+        status: ReadinessStatus::NotReady,
+        reason: report.describe(),
+        missing_key_ids: report.missing.iter().cloned().collect(),
     })
 }
 
@@ -115,10 +133,16 @@ impl HealthApi {
                 reason: Some(NO_PROVIDERS.into()),
             }
         };
+        let keys = if store.status == ReadinessStatus::Ready {
+            keys_check(state).await
+        } else {
+            None
+        };
         let draining = state.draining.load(std::sync::atomic::Ordering::SeqCst);
         let ready = !draining
             && store.status == ReadinessStatus::Ready
-            && llm.status == ReadinessStatus::Ready;
+            && llm.status == ReadinessStatus::Ready
+            && keys.is_none();
         let body = Json(ReadinessResponse {
             status: if ready {
                 ReadinessStatus::Ready
@@ -129,6 +153,7 @@ impl HealthApi {
             checks: ReadinessChecks {
                 mongodb: store,
                 llm,
+                keys,
             },
         });
         if ready {

@@ -81,6 +81,7 @@ impl SessionsApi {
         Ok(SessionDetail {
             session_id: session.id,
             name: session.name,
+            name_unreadable: session.name_unreadable.then_some(true),
             model_id: session.model_id,
             messages: session_messages(&messages),
             end_time: session.ended_at.map(http_timestamp),

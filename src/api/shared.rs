@@ -52,6 +52,7 @@ impl SharedApi {
         Ok(SharedSession {
             session_id: session.id,
             name: session.name,
+            name_unreadable: session.name_unreadable.then_some(true),
             messages: session_messages(&messages),
         })
     }

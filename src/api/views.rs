@@ -15,6 +15,7 @@ pub fn session_metadata(session: &SessionRecord, now: OffsetDateTime) -> Session
         id: session.id.clone(),
         user_id: session.user_id.clone(),
         name: session.name.clone(),
+        name_unreadable: session.name_unreadable.then_some(true),
         last_activity: http_timestamp(session.last_activity.unwrap_or(session.started_at)),
         message_count: session.message_count.max(0),
         admin_assisted: session.admin_assisted,

@@ -25,6 +25,7 @@ use crate::store::Store;
 use tokio_util::sync::CancellationToken;
 
 mod banner;
+pub mod keys;
 pub mod listener;
 
 /// State shared by every request and connection.
@@ -54,6 +55,8 @@ pub struct AppState {
     pub audit: Arc<dyn AuditLog>,
     /// Set when shutdown begins: new WebSocket connections are refused and readiness fails.
     pub draining: std::sync::atomic::AtomicBool,
+    /// The encryption key check of the stored data (start-up and `/readyz`).
+    pub key_status: keys::KeyStatus,
 }
 
 /// How often sessions past the retention period are purged.
@@ -94,6 +97,9 @@ impl Application {
         )
         .await
         .context("store")?;
+        let key_status = keys::KeyStatus::at_start(store.as_ref(), settings.is_production())
+            .await
+            .context("encryption keys")?;
         crate::store::maintenance::refresh_active_sessions(store.as_ref(), &metrics).await;
         let llm = Arc::new(Llm::new(&settings.llm, Arc::clone(&metrics)).context("llm")?);
         let ws = &settings.ws;
@@ -144,6 +150,7 @@ impl Application {
                 shutdown: CancellationToken::new(),
                 audit,
                 draining: std::sync::atomic::AtomicBool::new(false),
+                key_status,
             }),
         })
     }

@@ -127,7 +127,9 @@ impl Chat {
                 return Err(err.into());
             }
         }
+        // An unreadable name is kept (the old key may be configured again), not replaced.
         if session.name.is_empty()
+            && !session.name_unreadable
             && let Err(err) = self
                 .store
                 .set_name(&session.id, &session_name(&m.content))

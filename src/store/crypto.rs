@@ -6,7 +6,12 @@
 //!   another record does not open;
 //! - legacy (Go service): `base64std(nonce12 ‖ ciphertext ‖ tag16)` with the raw key and no associated data;
 //! - legacy plaintext (Go service without key): any other string, including an untagged value that looks
-//!   like a Go ciphertext but opens with no configured key (the Go service returns it as stored too).
+//!   like base64 but opens with no configured key and is not shaped like a ciphertext (a hex digest, or
+//!   base64 of text): the Go service returns it as stored too.
+//!
+//! An untagged value shaped like a Go ciphertext (base64 of at least nonce + tag whose bytes are not
+//! text) that opens with no configured key is [`CryptoError::UndecryptableLegacy`]: the reads mark it
+//! unreadable rather than showing the base64 as if it were the message.
 
 use std::fmt;
 
@@ -42,12 +47,34 @@ pub enum CryptoError {
         "stored data was encrypted with key id {0:?}, which is not configured (ENCRYPTION_KEYS)"
     )]
     UnknownKeyId(String),
+    /// An untagged value in the Go service's ciphertext format opens with none of the configured keys (the
+    /// Go service's key is not configured).
+    #[error(
+        "stored data in the Go service's format opens with none of the configured keys; configure the Go service's ENCRYPTION_KEY (ENCRYPTION_KEYS)"
+    )]
+    UndecryptableLegacy,
     /// A value with the current prefix is not well formed.
     #[error("malformed ciphertext")]
     Malformed,
     /// Encryption failed (not expected with valid keys).
     #[error("encryption failed")]
     Encrypt,
+}
+
+/// How the start-up key check and `/readyz` name the key of Go-format ciphertexts, which carry no key id
+/// (parentheses never occur in a key id).
+pub const LEGACY_KEY_LABEL: &str = "(go)";
+
+impl CryptoError {
+    /// The key a decryption failure needs: the key id a tagged value names ([`LEGACY_KEY_LABEL`] for a Go
+    /// ciphertext); `None` for a malformed value and for encryption errors.
+    pub fn missing_key(&self) -> Option<&str> {
+        match self {
+            CryptoError::WrongKey { key_id } | CryptoError::UnknownKeyId(key_id) => Some(key_id),
+            CryptoError::UndecryptableLegacy => Some(LEGACY_KEY_LABEL),
+            CryptoError::InvalidKey(_) | CryptoError::Malformed | CryptoError::Encrypt => None,
+        }
+    }
 }
 
 /// What a stored value is, without decrypting it.
@@ -78,6 +105,8 @@ pub enum Binding<'a> {
         /// Session id.
         session: &'a str,
     },
+    /// The store's key canary (see `docs/storage.md`).
+    Canary,
 }
 
 impl Binding<'_> {
@@ -87,6 +116,7 @@ impl Binding<'_> {
                 format!("chatbox/v1/msg/{}/{session}/{message}", session.len()).into_bytes()
             }
             Binding::Name { session } => format!("chatbox/v1/name/{session}").into_bytes(),
+            Binding::Canary => b"chatbox/v1/canary".to_vec(),
         }
     }
 }
@@ -240,8 +270,9 @@ impl Keyring {
 
     /// Decrypts a stored value bound to `binding`. Tagged (`cb1:`) values must open with their key, else
     /// [`CryptoError::WrongKey`] / [`CryptoError::UnknownKeyId`]. With `legacy_allowed`, untagged values
-    /// that look like the Go format are tried with every key; any untagged value that does not open is
-    /// returned as stored (legacy plaintext), exactly as the Go service reads it.
+    /// that look like the Go format are tried with every key; one that does not open is
+    /// [`CryptoError::UndecryptableLegacy`] when its bytes are shaped like a ciphertext (not text, not a
+    /// hex digest), else it is returned as stored (legacy plaintext), as the Go service reads it.
     pub fn decrypt(
         &self,
         stored: &str,
@@ -289,11 +320,21 @@ impl Keyring {
                 return Ok(text);
             }
         }
-        // Like the Go service (reference 4.3): an untagged value that does not open is legacy plaintext
-        // that merely looks like base64 (a hash, a token, an encoded blob), returned as stored. Only the
-        // tagged `cb1:` format is strict.
+        if shaped_like_ciphertext(stored, &bytes) {
+            return Err(CryptoError::UndecryptableLegacy);
+        }
+        // Like the Go service (reference 4.3): an untagged value that does not open and is not shaped like
+        // a ciphertext is legacy plaintext that merely looks like base64 (a hex digest, base64 of text),
+        // returned as stored.
         Ok(stored.to_string())
     }
+}
+
+/// True when the base64 text `stored`, decoding to `bytes`, is shaped like a ciphertext rather than like
+/// legacy plaintext: the random nonce, ciphertext and tag are not valid UTF-8 (28 random bytes are with a
+/// probability far below one in a million), and the text is not made of hex digits only (a digest).
+fn shaped_like_ciphertext(stored: &str, bytes: &[u8]) -> bool {
+    std::str::from_utf8(bytes).is_err() && !stored.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// The decoded bytes when `stored` looks like a Go ciphertext: padded standard base64 of at least
@@ -395,14 +436,38 @@ mod tests {
         let ring = ring();
         let hash = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
         let blob = STANDARD.encode([42u8; 48]);
-        let foreign = Keyring::new(vec![("x".into(), [5u8; 32])], "x")
-            .unwrap()
-            .encrypt_legacy("other key", "x")
-            .unwrap();
-        for text in [hash, blob.as_str(), foreign.as_str()] {
+        let text = STANDARD.encode("an attachment encoded by an old client");
+        for text in [hash, blob.as_str(), text.as_str()] {
             assert_eq!(ring.classify(text, true), StoredKind::Legacy, "{text}");
             assert_eq!(ring.decrypt(text, MSG, true).unwrap(), text);
         }
+    }
+
+    #[test]
+    fn go_ciphertext_under_an_unknown_key_is_an_error_never_its_base64() {
+        let ring = ring();
+        let foreign = Keyring::new(vec![("x".into(), [5u8; 32])], "x").unwrap();
+        for plain in [
+            "",
+            "other key",
+            "a longer message written by the go service",
+        ] {
+            let sealed = foreign.encrypt_legacy(plain, "x").unwrap();
+            let err = ring.decrypt(&sealed, MSG, true).unwrap_err();
+            assert!(matches!(err, CryptoError::UndecryptableLegacy), "{err:?}");
+            assert_eq!(err.missing_key(), Some(LEGACY_KEY_LABEL));
+        }
+    }
+
+    #[test]
+    fn canary_is_bound_to_its_record() {
+        let ring = ring();
+        let sealed = ring.encrypt("canary", Binding::Canary).unwrap();
+        assert_eq!(
+            ring.decrypt(&sealed, Binding::Canary, false).unwrap(),
+            "canary"
+        );
+        assert!(ring.decrypt(&sealed, MSG, true).is_err());
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //! The admin list is served by secondary index tables keyed `(partition, sort value, session id)`, where
 //! the partition encodes `ended` and `admin_assisted`, so every filter and sort of reference 2.4 reads
 //! only the rows of the requested page (see `docs/storage.md`). The audit log is the `audit_log` table keyed
-//! `(time, id)`, read backwards for newest-first pages.
+//! `(time, id)`, read backwards for newest-first pages. The `meta` table keeps the key rotation checkpoint
+//! and the key canary.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -31,6 +32,9 @@ use super::audit::{AuditCursor, audit_limit, new_audit_id, next_audit_cursor};
 use super::config::StoreConfig;
 use super::crypto::{Binding, Keyring, StoredKind};
 use super::error::StoreError;
+use super::keycheck::{
+    KEY_CHECK_MESSAGES, KeyProbe, KeyReport, mark_unreadable, open_content, open_name, seal_canary,
+};
 use super::query::{
     Cursor, MAX_LIMIT, SortField, SortOrder, SortValue, StatusFilter, next_cursor, sort_value,
 };
@@ -126,15 +130,12 @@ impl SessionRow {
     }
 
     fn record(&self, keyring: &Keyring) -> Result<SessionRecord, StoreError> {
-        let name = if self.nm.is_empty() {
-            String::new()
-        } else {
-            keyring.decrypt(&self.nm, Binding::Name { session: &self.id }, false)?
-        };
+        let name = open_name(keyring, &self.nm, &self.id);
         Ok(SessionRecord {
             id: self.id.clone(),
             user_id: self.uid.clone(),
-            name,
+            name_unreadable: name.is_none(),
+            name: name.unwrap_or_default(),
             model_id: self.model.clone(),
             started_at: from_ms(self.ts),
             ended_at: self.end.map(from_ms),
@@ -180,22 +181,20 @@ struct MessageRow {
 
 impl MessageRow {
     fn record(&self, session: &str, keyring: &Keyring) -> Result<MessageRecord, StoreError> {
+        let content = open_content(keyring, &self.c, session, &self.id);
+        let mut metadata = self.meta.clone();
+        if content.is_none() {
+            mark_unreadable(&mut metadata);
+        }
         Ok(MessageRecord {
             id: self.id.clone(),
             seq: self.seq,
-            content: keyring.decrypt(
-                &self.c,
-                Binding::Message {
-                    session,
-                    message: &self.id,
-                },
-                true,
-            )?,
+            content: content.unwrap_or_default(),
             timestamp: from_ms(self.ts),
             sender: self.sender.clone(),
             file_id: self.file_id.clone(),
             file_url: self.file_url.clone(),
-            metadata: self.meta.clone(),
+            metadata,
             client_msg_id: self.cmid.clone(),
             model_id: self.model.clone(),
             partial: self.partial,
@@ -1660,6 +1659,16 @@ impl Store for EmbeddedStore {
         }
     }
 
+    async fn check_keys(&self, sessions: usize) -> Result<KeyReport, StoreError> {
+        let (canary, created) = self
+            .write("key_canary", Budget::Short, ensure_canary)
+            .await?;
+        self.blocking("check_keys", Budget::Long, move |inner| {
+            check_keys(inner, &canary, created, sessions)
+        })
+        .await
+    }
+
     async fn record_audit(&self, record: &AuditRecord) -> Result<StoredAudit, StoreError> {
         let row = AuditRow::new(new_audit_id(), record);
         let bytes = encode(&row)?;
@@ -1684,6 +1693,62 @@ impl Store for EmbeddedStore {
 }
 
 const ROTATION_KEY: &str = "rotation";
+/// Key of the key canary in the `meta` table: a ciphertext (UTF-8) under the key that was active when it
+/// was written.
+const CANARY_KEY: &str = "canary";
+
+/// The stored key canary, written under the active key when there is none; true when this call wrote it.
+fn ensure_canary(txn: &WriteTransaction, inner: &Inner) -> Result<(String, bool), StoreError> {
+    let mut meta = txn.open_table(META)?;
+    if let Some(v) = meta.get(CANARY_KEY)? {
+        return Ok((String::from_utf8_lossy(v.value()).into_owned(), false));
+    }
+    let sealed = seal_canary(&inner.keyring)?;
+    meta.insert(CANARY_KEY, sealed.as_bytes())?;
+    Ok((sealed, true))
+}
+
+/// The key check over the canary and the names and last messages of the `sessions` most recent sessions.
+fn check_keys(
+    inner: &Inner,
+    canary: &str,
+    created: bool,
+    sessions: usize,
+) -> Result<KeyReport, StoreError> {
+    let txn = inner.db.begin_read()?;
+    // The most recent start times of each partition of the start-time index, merged.
+    let mut recent: Vec<(i64, String)> = Vec::new();
+    for p in 0..4u8 {
+        let t = txn.open_table(IDX_START)?;
+        let range = t.range::<(u8, i64, &str)>((p, i64::MIN, "")..(p + 1, i64::MIN, ""))?;
+        for entry in range.rev().take(sessions) {
+            let (k, _) = entry?;
+            let (_, ts, id) = k.value();
+            recent.push((ts, id.to_string()));
+        }
+    }
+    recent.sort_unstable_by(|a, b| b.cmp(a));
+    recent.truncate(sessions);
+    let mut probe = KeyProbe::new(&inner.keyring, canary, created);
+    let messages = txn.open_table(MESSAGES)?;
+    for (_, id) in &recent {
+        let Some(row) = read_row(&txn, id)? else {
+            continue;
+        };
+        probe.value(&row.nm, Binding::Name { session: id }, false);
+        let range = messages.range((id.as_str(), 0u64)..=(id.as_str(), u64::MAX))?;
+        for entry in range.rev().take(KEY_CHECK_MESSAGES) {
+            let (_, v) = entry?;
+            let message: MessageRow = decode(v.value())?;
+            let binding = Binding::Message {
+                session: id,
+                message: &message.id,
+            };
+            probe.value(&message.c, binding, true);
+        }
+    }
+    Ok(probe.finish())
+}
 
 /// One newest-first page of the audit log.
 fn list_audit(inner: &Inner, query: &AuditQuery) -> Result<AuditPage, StoreError> {
@@ -1791,6 +1856,8 @@ fn rotate_batch(
             }
             _ => {
                 meta.remove(ROTATION_KEY)?;
+                // Every value is under the active key now: so is the canary from then on.
+                meta.insert(CANARY_KEY, seal_canary(keyring)?.as_bytes())?;
             }
         }
     }

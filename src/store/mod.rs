@@ -10,6 +10,7 @@ mod config;
 pub mod crypto;
 pub mod embedded;
 mod error;
+mod keycheck;
 mod keys;
 pub mod maintenance;
 pub mod mongo;
@@ -29,6 +30,7 @@ pub use audit::{AuditKind, AuditPage, AuditQuery, AuditRecord, StoredAudit};
 pub use config::StoreConfig;
 pub use crypto::{CryptoError, Keyring};
 pub use error::StoreError;
+pub use keycheck::{KEY_CHECK_MESSAGES, KEY_CHECK_SESSIONS, KeyReport, UNREADABLE};
 pub use keys::{DEV_KEY_FILE, load_keyring};
 pub use query::{MAX_LIMIT, SessionPage, SessionQuery, SortField, SortOrder, StatusFilter};
 pub use records::{
@@ -239,6 +241,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         batch_size: usize,
         progress: RotationProgress<'_>,
     ) -> Result<RotationStats, StoreError>;
+
+    /// The start-up key check: writes the key canary under the active key when the store has none, then
+    /// tries the canary and the names and most recent messages (at most [`KEY_CHECK_MESSAGES`] each) of the
+    /// `sessions` most recent sessions with the keyring, and reports the key ids that data needs and the
+    /// keyring cannot serve.
+    async fn check_keys(&self, sessions: usize) -> Result<KeyReport, StoreError>;
 
     /// Appends an administrator action to the audit log and returns it with its new id. Entries are
     /// never changed or deleted (neither by [`delete_user`](Self::delete_user) nor by the retention purge).

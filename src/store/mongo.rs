@@ -1,7 +1,7 @@
 //! The MongoDB store (also runs on FerretDB): the Go service's `chat.sessions` documents (reference 4.2)
 //! with additive fields, plus three helper collections named after the sessions collection:
 //! `<c>_active` (one lock document per user: at most one active session without transactions),
-//! `<c>_usage` (tokens per user per UTC day), `<c>_meta` (key rotation checkpoint), `<c>_audit` (the
+//! `<c>_usage` (tokens per user per UTC day), `<c>_meta` (key rotation checkpoint and key canary), `<c>_audit` (the
 //! audit log of administrator actions, listed newest first by `(ts, _id)`) and `<c>_seqmarks` (each
 //! session's seq high-water mark, `{_id: sessionId, uid, mark}`: a document of its own, because FerretDB
 //! applies updates as read-modify-write of the whole document and a mark written into the session
@@ -28,6 +28,9 @@ use super::audit::{AuditCursor, audit_limit, new_audit_id, next_audit_cursor};
 use super::config::StoreConfig;
 use super::crypto::{Binding, Keyring, StoredKind};
 use super::error::StoreError;
+use super::keycheck::{
+    KEY_CHECK_MESSAGES, KeyProbe, KeyReport, mark_unreadable, open_content, open_name, seal_canary,
+};
 use super::query::{Cursor, MAX_LIMIT, SortField, SortOrder, SortValue, StatusFilter, next_cursor};
 use super::records::*;
 use super::retry::{Budget, Runner};
@@ -44,6 +47,9 @@ const SCHEMA: &str = "schema";
 
 const SCHEMA_VERSION: i32 = 2;
 const ROTATION_ID: &str = "rotation";
+/// `_id` of the key canary in `<c>_meta`: `{_id, value}` with `value` a ciphertext under the key that was
+/// active when it was written.
+const CANARY_ID: &str = "canary";
 /// Documents per batch of the message count back-fill (each read with its messages).
 const BACKFILL_BATCH: usize = 200;
 
@@ -209,10 +215,8 @@ fn session_from_doc(doc: &Document, keyring: &Keyring) -> Result<SessionRecord, 
         _ => None,
     };
     let name = match doc.get("nm") {
-        Some(Bson::String(s)) if !s.is_empty() => {
-            keyring.decrypt(s, Binding::Name { session: &id }, false)?
-        }
-        _ => String::new(),
+        Some(Bson::String(s)) => open_name(keyring, s, &id),
+        _ => Some(String::new()),
     };
     let message_count = msgs_len.or_else(|| get_i64(doc, "msgCount")).unwrap_or(0);
     let last_seq = get_i64(doc, "lastSeq")
@@ -226,7 +230,8 @@ fn session_from_doc(doc: &Document, keyring: &Keyring) -> Result<SessionRecord, 
     };
     Ok(SessionRecord {
         user_id: get_str(doc, "uid").unwrap_or_default(),
-        name,
+        name_unreadable: name.is_none(),
+        name: name.unwrap_or_default(),
         model_id: get_str(doc, "modelId").unwrap_or_default(),
         started_at: get_date(doc, "ts").unwrap_or(OffsetDateTime::UNIX_EPOCH),
         ended_at: get_date(doc, "endTs"),
@@ -278,25 +283,21 @@ fn messages_from_doc(
             Some(Bson::String(s)) => s.as_str(),
             _ => "",
         };
-        let content = keyring.decrypt(
-            stored,
-            Binding::Message {
-                session,
-                message: &id,
-            },
-            true,
-        )?;
-        let metadata = match m.get("meta") {
+        let content = open_content(keyring, stored, session, &id);
+        let mut metadata = match m.get("meta") {
             Some(Bson::Document(meta)) => meta
                 .iter()
                 .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
                 .collect(),
             _ => BTreeMap::new(),
         };
+        if content.is_none() {
+            mark_unreadable(&mut metadata);
+        }
         out.push(MessageRecord {
             id,
             seq,
-            content,
+            content: content.unwrap_or_default(),
             timestamp: get_date(m, "ts").unwrap_or(OffsetDateTime::UNIX_EPOCH),
             sender: get_str(m, "sender").unwrap_or_default(),
             file_id: get_str(m, "fileId"),
@@ -1353,6 +1354,88 @@ impl MongoStore {
     }
 }
 
+impl MongoStore {
+    /// The stored key canary, written under the active key when there is none (a concurrent first start
+    /// of another node keeps whichever was inserted first); true when this call wrote it.
+    async fn canary(&self) -> Result<(String, bool), StoreError> {
+        if let Some(value) = self.stored_canary().await? {
+            return Ok((value, false));
+        }
+        let sealed = seal_canary(&self.keyring)?;
+        match self
+            .meta
+            .insert_one(doc! { "_id": CANARY_ID, "value": &sealed })
+            .await
+        {
+            Ok(_) => Ok((sealed, true)),
+            Err(e) if is_duplicate(&e) => {
+                Ok((self.stored_canary().await?.unwrap_or_default(), false))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn stored_canary(&self) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .meta
+            .find_one(doc! { "_id": CANARY_ID })
+            .await?
+            .and_then(|d| get_str(&d, "value")))
+    }
+
+    /// After a complete rotation every value is under the active key: so is the canary from then on.
+    async fn reseal_canary(&self) -> Result<(), StoreError> {
+        let sealed = seal_canary(&self.keyring)?;
+        self.meta
+            .update_one(
+                doc! { "_id": CANARY_ID },
+                doc! { "$set": { "value": sealed } },
+            )
+            .upsert(true)
+            .await?;
+        Ok(())
+    }
+
+    async fn check_keys_inner(&self, sessions: usize) -> Result<KeyReport, StoreError> {
+        let (canary, created) = self.canary().await?;
+        let mut probe = KeyProbe::new(&self.keyring, &canary, created);
+        // FerretDB has no `$slice`: the sampled documents come with their message ids and contents, and
+        // the last ones are taken here.
+        let mut cursor = self
+            .sessions
+            .find(doc! {})
+            .sort(doc! { "ts": -1 })
+            .limit(i64::try_from(sessions).unwrap_or(i64::MAX))
+            .projection(doc! { "nm": 1, "msgs.id": 1, "msgs.content": 1 })
+            .await?;
+        while let Some(d) = cursor.try_next().await? {
+            let Some(Bson::String(id)) = d.get("_id") else {
+                continue;
+            };
+            if let Some(Bson::String(nm)) = d.get("nm") {
+                probe.value(nm, Binding::Name { session: id }, false);
+            }
+            let Some(Bson::Array(msgs)) = d.get("msgs") else {
+                continue;
+            };
+            let skip = msgs.len().saturating_sub(KEY_CHECK_MESSAGES);
+            for (index, m) in msgs.iter().enumerate().skip(skip) {
+                let Bson::Document(m) = m else { continue };
+                if let Some(Bson::String(stored)) = m.get("content") {
+                    // Go messages carry no id; their ciphertexts carry no associated data either.
+                    let (mid, _) = message_identity(m, index);
+                    let binding = Binding::Message {
+                        session: id,
+                        message: &mid,
+                    };
+                    probe.value(stored, binding, true);
+                }
+            }
+        }
+        Ok(probe.finish())
+    }
+}
+
 #[async_trait]
 impl Store for MongoStore {
     fn kind(&self) -> StoreKind {
@@ -2105,11 +2188,22 @@ impl Store for MongoStore {
             stats.names_reencrypted += batch.names_reencrypted;
             stats.skipped += batch.skipped;
             stats.done = batch.done;
+            if batch.done && stats.skipped == 0 {
+                self.reseal_canary().await?;
+            }
             progress(&stats);
             if batch.done {
                 return Ok(stats);
             }
         }
+    }
+
+    async fn check_keys(&self, sessions: usize) -> Result<KeyReport, StoreError> {
+        self.runner
+            .run("check_keys", Budget::Long, true, || {
+                self.check_keys_inner(sessions)
+            })
+            .await
     }
 
     async fn record_audit(&self, record: &AuditRecord) -> Result<StoredAudit, StoreError> {

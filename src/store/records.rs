@@ -12,8 +12,13 @@ pub struct SessionRecord {
     pub id: String,
     /// Owner (`uid`).
     pub user_id: String,
-    /// Session name, `""` until named (`nm`).
+    /// Session name, `""` until named (`nm`), and `""` when it cannot be decrypted (see
+    /// [`name_unreadable`](Self::name_unreadable)).
     pub name: String,
+    /// True when the stored name cannot be decrypted (its key is not configured, or it was altered): the
+    /// name reads `""` and is not replaced by a new one.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub name_unreadable: bool,
     /// Selected model / provider id, `""` for the default (`modelId`).
     pub model_id: String,
     /// Start time (`ts`).
@@ -71,7 +76,8 @@ pub struct MessageRecord {
     pub id: String,
     /// Sequence number within the session (`seq`); Go messages get their position + 1.
     pub seq: u64,
-    /// Text (`content`, encrypted at rest).
+    /// Text (`content`, encrypted at rest); `""` when it cannot be decrypted, and then `metadata` has
+    /// `unreadable="true"`.
     pub content: String,
     /// Server time the message was processed (`ts`).
     #[serde(with = "time::serde::rfc3339")]

@@ -114,6 +114,11 @@ impl TestAppBuilder {
 
     /// Starts the server.
     pub async fn spawn(self) -> TestApp {
+        self.try_spawn().await.unwrap()
+    }
+
+    /// Starts the server, or returns why it refused to start (the error chain, as `main` prints it).
+    pub async fn try_spawn(self) -> Result<TestApp, String> {
         let data = self.data.unwrap_or_default();
         let data_dir = Arc::clone(&data.dir);
         let mut env = EnvVars::from_pairs([
@@ -139,7 +144,9 @@ impl TestAppBuilder {
             None => RawConfig::default(),
         };
         let settings = raw.into_settings(&env).unwrap();
-        let app = Application::build(settings).await.unwrap();
+        let app = Application::build(settings)
+            .await
+            .map_err(|e| format!("{e:#}"))?;
         let port = app.port();
         let state = app.state();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -150,7 +157,7 @@ impl TestAppBuilder {
             .await
             .unwrap();
         });
-        TestApp {
+        Ok(TestApp {
             base: format!("http://127.0.0.1:{port}/chatbox"),
             ws_url: format!("ws://127.0.0.1:{port}/chatbox/ws"),
             state,
@@ -158,7 +165,7 @@ impl TestAppBuilder {
             stop: Some(stop),
             server: Some(server),
             _data_dir: data_dir,
-        }
+        })
     }
 }
 

@@ -17,6 +17,7 @@ mod http_middleware;
 mod http_sessions;
 mod http_support;
 mod http_takeover;
+mod keys;
 mod llm;
 mod metrics;
 mod notify;

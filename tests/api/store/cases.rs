@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use chatbox::store::crypto::{Binding, Keyring, parse_key};
 use chatbox::store::{
     AppendOutcome, AssistingAdmin, AuditKind, AuditPage, AuditQuery, AuditRecord, Claim,
-    CryptoError, MessageRecord, Release, SessionQuery, SessionRecord, SortField, SortOrder,
-    StatusFilter, Store, StoreError, TurnUsage, now,
+    MessageRecord, Release, SessionQuery, SessionRecord, SortField, SortOrder, StatusFilter, Store,
+    StoreError, TurnUsage, UNREADABLE, now,
 };
 use time::Duration;
 
@@ -769,44 +769,163 @@ pub async fn key_rotation_is_resumable(backend: Backend) {
     assert_eq!(seen, 10);
 }
 
-pub async fn wrong_key_is_a_clear_error(backend: Backend) {
-    let id = {
-        let store = backend.open().await;
+/// The message `m` reads as unreadable: empty content and `metadata.unreadable="true"`, never ciphertext.
+fn assert_unreadable(m: &MessageRecord) {
+    assert_eq!(m.content, "", "{m:?}");
+    assert_eq!(
+        m.metadata.get(UNREADABLE).map(String::as_str),
+        Some("true"),
+        "{m:?}"
+    );
+}
+
+/// Under a changed key (same id) or with the key id gone, names and messages read as unreadable items and
+/// every list still works; the user can go on chatting in a new session.
+pub async fn unreadable_items_are_marked_and_lists_still_work(backend: Backend) {
+    let (id, go) = {
+        let (store, raw) = backend.open_raw().await;
         let s = new_session(&store, "wk").await;
         store.set_name(&s.id, "private").await.unwrap();
         store
             .append_message(&s.id, &msg("m", 1, "secret words"))
             .await
             .unwrap();
-        s.id
+        // The Go service's ciphertext under a key that is never configured here.
+        let go = Keyring::new(vec![("go".into(), [9u8; 32])], "go")
+            .unwrap()
+            .encrypt_legacy("go secret", "go")
+            .unwrap();
+        raw.insert_message(&s.id, &msg("g", 2, ""), &go).await;
+        raw.insert_message(&s.id, &msg("p", 3, ""), "legacy plain text")
+            .await;
+        (s.id, go)
     };
-    // Same key id, different key.
+    for config in [
+        // Same key id, different key.
+        backend.config_with(&[("k0", KEY_B)], "k0"),
+        // Unknown key id.
+        backend.config_with(&[("other", KEY_B)], "other"),
+    ] {
+        let store = backend.open_with(&config).await.unwrap();
+        let messages = store.messages(&id, None).await.unwrap();
+        assert_eq!(messages.len(), 3);
+        assert_unreadable(&messages[0]);
+        assert_unreadable(&messages[1]);
+        assert!(!messages[1].content.contains(&go));
+        assert_eq!(
+            messages[2].content, "legacy plain text",
+            "plaintext stays readable"
+        );
+        assert!(!messages[2].metadata.contains_key(UNREADABLE));
+
+        let session = store.get_session(&id).await.unwrap().unwrap();
+        assert_eq!(session.name, "");
+        assert!(session.name_unreadable);
+        let listed = store.list_user_sessions("wk", 100).await.unwrap();
+        assert!(listed[0].name_unreadable && listed[0].name.is_empty());
+        let page = store.list_sessions(&SessionQuery::default()).await.unwrap();
+        assert_eq!(ids(&page.sessions), vec![id.clone()]);
+        assert!(page.sessions[0].name_unreadable);
+        let export = store.export_user("wk").await.unwrap();
+        assert_unreadable(&export.sessions[0].messages[0]);
+
+        // The active session still serves, and a new session works in full.
+        let active = store
+            .get_or_create_active("wk", None, "demo")
+            .await
+            .unwrap();
+        assert_eq!(active.session.id, id);
+        assert!(active.session.name_unreadable);
+        drop(store);
+    }
     let config = backend.config_with(&[("k0", KEY_B)], "k0");
     let store = backend.open_with(&config).await.unwrap();
-    let err = store.messages(&id, None).await.unwrap_err();
-    assert!(
-        matches!(err, StoreError::Crypto(CryptoError::WrongKey { .. })),
-        "{err:?}"
-    );
-    let text = err.to_string();
-    assert!(
-        text.contains("different key") && !text.contains("secret words"),
-        "{text}"
-    );
-    assert!(
-        store.get_session(&id).await.is_err(),
-        "the encrypted name does not open either"
-    );
+    store.end_session(&id, now()).await.unwrap();
+    let fresh = new_session(&store, "wk").await;
+    assert_ne!(fresh.id, id);
+    store.set_name(&fresh.id, "new name").await.unwrap();
+    store
+        .append_message(&fresh.id, &msg("n", 1, "new words"))
+        .await
+        .unwrap();
+    let session = store.get_session(&fresh.id).await.unwrap().unwrap();
+    assert_eq!(session.name, "new name");
+    assert!(!session.name_unreadable);
+    assert_eq!(contents(&store, &fresh.id).await, vec!["new words"]);
+    assert_eq!(store.list_user_sessions("wk", 100).await.unwrap().len(), 2);
+}
+
+/// The first check writes the canary under the active key; a changed key, a removed key id and a Go
+/// ciphertext under an unconfigured key are reported by key id; a completed rotation moves the canary.
+pub async fn key_check_writes_a_canary_and_names_missing_key_ids(backend: Backend) {
+    {
+        let store = backend.open().await;
+        let first = store.check_keys(100).await.unwrap();
+        assert!(first.canary_created && first.is_ok(), "{first:?}");
+        assert_eq!(first.canary_key_id, "k0");
+        assert_eq!(first.checked, 1, "the canary alone in an empty store");
+        let again = store.check_keys(100).await.unwrap();
+        assert!(!again.canary_created && again.is_ok(), "{again:?}");
+    }
+    // The canary alone tells a changed key (same id) and a removed key id.
+    for (keys, active) in [(&[("k0", KEY_B)][..], "k0"), (&[("k1", KEY_B)][..], "k1")] {
+        let store = backend
+            .open_with(&backend.config_with(keys, active))
+            .await
+            .unwrap();
+        let report = store.check_keys(100).await.unwrap();
+        assert!(!report.canary_created);
+        assert_eq!(
+            report.missing.iter().collect::<Vec<_>>(),
+            vec!["k0"],
+            "{report:?}"
+        );
+        let text = report.describe();
+        assert!(
+            text.contains("k0") && !text.contains(KEY_A) && !text.contains(KEY_B),
+            "{text}"
+        );
+    }
+    // After a rotation to k1 the canary is under k1: k0 can go.
+    let both = backend.config_with(&[("k0", KEY_A), ("k1", KEY_B)], "k1");
+    let store = backend.open_with(&both).await.unwrap();
+    let s = new_session(&store, "rot").await;
+    store.set_name(&s.id, "rotated").await.unwrap();
+    assert!(store.check_keys(0).await.unwrap().is_ok());
+    let stats = store.rotate_keys(10, &|_| {}).await.unwrap();
+    assert!(stats.done);
     drop(store);
-    // Unknown key id.
-    let config = backend.config_with(&[("other", KEY_B)], "other");
-    let store = backend.open_with(&config).await.unwrap();
-    let err = store.messages(&id, None).await.unwrap_err();
-    assert!(
-        matches!(err, StoreError::Crypto(CryptoError::UnknownKeyId(_))),
-        "{err:?}"
+    let only_b = backend.config_with(&[("k1", KEY_B)], "k1");
+    let store = backend.open_with(&only_b).await.unwrap();
+    let report = store.check_keys(0).await.unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!(report.canary_key_id, "k1");
+    drop(store);
+    // Stored data is sampled too (here under key A only): the canary and the rotated name need k1, and a
+    // Go ciphertext under a key that is not configured needs the Go service's key.
+    let (store, raw) = backend.open_raw().await;
+    let s = new_session(&store, "kc").await;
+    store.set_name(&s.id, "named").await.unwrap();
+    store
+        .append_message(&s.id, &msg("a", 1, "hello"))
+        .await
+        .unwrap();
+    let go = Keyring::new(vec![("go".into(), [9u8; 32])], "go")
+        .unwrap()
+        .encrypt_legacy("go secret", "go")
+        .unwrap();
+    raw.insert_message(&s.id, &msg("g", 2, ""), &go).await;
+    let report = store.check_keys(100).await.unwrap();
+    assert_eq!((report.checked, report.unreadable), (5, 3), "{report:?}");
+    assert_eq!(
+        report.missing.iter().collect::<Vec<_>>(),
+        vec![chatbox::store::crypto::LEGACY_KEY_LABEL, "k1"]
     );
-    assert!(err.to_string().contains("k0"));
+    let one = store.check_keys(1).await.unwrap();
+    assert_eq!(
+        one.checked, 4,
+        "one session sampled, the most recent: {one:?}"
+    );
 }
 
 pub async fn ciphertext_moved_to_another_message_does_not_open(backend: Backend) {
@@ -828,17 +947,16 @@ pub async fn ciphertext_moved_to_another_message_does_not_open(backend: Backend)
         store.messages(&s.id, None).await.unwrap()[0].content,
         "text of a"
     );
-    // The same ciphertext stored as message b of the same session, or in another session.
+    // The same ciphertext stored as message b of the same session, or in another session: unreadable.
     raw.insert_message(&s.id, &msg("b", 2, ""), &sealed_for_a)
         .await;
-    assert!(matches!(
-        store.messages(&s.id, None).await,
-        Err(StoreError::Crypto(CryptoError::WrongKey { .. }))
-    ));
+    let messages = store.messages(&s.id, None).await.unwrap();
+    assert_eq!(messages[0].content, "text of a");
+    assert_unreadable(&messages[1]);
     let other = new_session(&store, "aad2").await;
     raw.insert_message(&other.id, &msg("a", 1, ""), &sealed_for_a)
         .await;
-    assert!(store.messages(&other.id, None).await.is_err());
+    assert_unreadable(&store.messages(&other.id, None).await.unwrap()[0]);
 }
 
 pub async fn legacy_contents_are_read(backend: Backend) {
@@ -865,7 +983,7 @@ pub async fn legacy_contents_are_read(backend: Backend) {
             ""
         ]
     );
-    // A tagged ciphertext under a key id that is configured but does not open it stays an error.
+    // A tagged ciphertext under a key id that is configured but does not open it is unreadable.
     let tagged = Keyring::new(vec![("k0".into(), [5u8; 32])], "k0")
         .unwrap()
         .encrypt(
@@ -877,10 +995,9 @@ pub async fn legacy_contents_are_read(backend: Backend) {
         )
         .unwrap();
     raw.insert_message(&s.id, &msg("g4", 4, ""), &tagged).await;
-    assert!(matches!(
-        store.messages(&s.id, None).await,
-        Err(StoreError::Crypto(CryptoError::WrongKey { .. }))
-    ));
+    let got = store.messages(&s.id, None).await.unwrap();
+    assert_eq!(got[0].content, "encrypted by go");
+    assert_unreadable(&got[3]);
 }
 
 /// The contents of a session's messages, in order.
