@@ -556,8 +556,7 @@ impl MongoStore {
             .app_name
             .get_or_insert_with(|| "chatbox".to_string());
         // A request waits for an unreachable server no longer than `request_wait`.
-        options.server_selection_timeout =
-            Some(config.operation_timeout.min(config.request_wait));
+        options.server_selection_timeout = Some(config.operation_timeout.min(config.request_wait));
         // Every command is a round trip: counted by name (`chatbox_mongodb_commands_total`).
         let commands = metrics.store_commands.clone();
         options.command_event_handler = Some(EventHandler::callback(move |event| {

@@ -61,3 +61,38 @@ async fn a_chat_message_gets_database_error_and_the_connection_survives() {
     assert_eq!(ws.recv().await["type"], "pong");
     app.stop().await;
 }
+
+/// With the ordinary timeouts (10 s per attempt, three attempts), a store call on a request's path still
+/// gives up after `request_wait`: the sender gets `DATABASE_ERROR` well before the frame deadline, and
+/// `GET /sessions` its generic error, instead of hanging until the database returns.
+#[tokio::test]
+async fn a_request_waits_for_the_database_at_most_request_wait() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let app = crate::helpers::app()
+        .env("MONGO_URI", format!("mongodb://127.0.0.1:{port}/"))
+        .env("STORE_OPERATION_TIMEOUT", "10s")
+        .env("STORE_RETRY_ATTEMPTS", "3")
+        .env("STORE_REQUEST_WAIT", "1s")
+        .spawn()
+        .await;
+    let mut ws = app.connect_ws(&app.user_token("waiting")).await;
+    assert_eq!(ws.recv().await["type"], "connection_status");
+    ws.send(json!({"type": "user_message", "content": "anyone?", "client_msg_id": "w-1"}))
+        .await;
+    // `recv` fails after FRAME_DEADLINE (15 s); unbounded, the three attempts would take 30 s.
+    let error = ws.recv().await;
+    assert_eq!(error["error"]["code"], "DATABASE_ERROR", "{error}");
+    assert_eq!(error["error"]["recoverable"], true, "{error}");
+    let response = app
+        .http
+        .get(format!("{}/sessions", app.base))
+        .bearer_auth(app.user_token("waiting"))
+        .timeout(crate::helpers::FRAME_DEADLINE)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_server_error(), "{response:?}");
+    app.stop().await;
+}

@@ -83,21 +83,6 @@ impl Backend {
         store::open(config, &dir, false, Arc::new(Metrics::new())).await
     }
 
-    /// True when the backend is FerretDB, whose update filters are evaluated apart from the write (so a
-    /// conditional update is not an atomic check-and-set there, unlike on MongoDB).
-    pub async fn is_ferretdb(&self) -> bool {
-        let Backend::Mongo { uri, database } = self else {
-            return false;
-        };
-        let client = mongodb::Client::with_uri_str(uri).await.unwrap();
-        let info = client
-            .database(database)
-            .run_command(mongodb::bson::doc! { "buildInfo": 1 })
-            .await
-            .unwrap();
-        info.contains_key("ferretdbVersion")
-    }
-
     pub async fn open(&self) -> Arc<dyn Store> {
         self.open_with(&self.config()).await.unwrap()
     }
