@@ -109,11 +109,11 @@ impl Backlog {
             return Pushed::Dropped;
         }
         let bytes = item.bytes();
-        if !matches!(item, Outbound::Close { .. }) {
-            if let Some(reason) = self.limit_passed(bytes, now, limits) {
-                self.overflow();
-                return Pushed::Overflow(reason);
-            }
+        if !matches!(item, Outbound::Close { .. })
+            && let Some(reason) = self.limit_passed(bytes, now, limits)
+        {
+            self.overflow();
+            return Pushed::Overflow(reason);
         }
         self.bytes += bytes;
         self.waiting.push_back(Waiting {
