@@ -17,7 +17,7 @@ use crate::audit::{AuditLog, StoreAuditLog};
 use crate::auth::JwtKeys;
 use crate::chat::Chat;
 use crate::config::Settings;
-use crate::hub::{EventBus, Hub, LocalBus};
+use crate::hub::{BacklogLimits, EventBus, Hub, LocalBus};
 use crate::llm::Llm;
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
@@ -103,10 +103,20 @@ impl Application {
         crate::store::maintenance::refresh_active_sessions(store.as_ref(), &metrics).await;
         let llm = Arc::new(Llm::new(&settings.llm, Arc::clone(&metrics)).context("llm")?);
         let ws = &settings.ws;
+        if let Some(frames) = ws.deprecated_outbound_queue {
+            tracing::warn!(
+                outbound_queue = frames,
+                "chatbox.websocket.outbound_queue (WS_OUTBOUND_QUEUE) is deprecated and ignored: the \
+                 outbound backlog is bounded by max_backlog_bytes and max_backlog_age"
+            );
+        }
         let hub = Hub::new(
             ws.max_connections,
             ws.max_connections_per_user,
-            ws.outbound_queue,
+            BacklogLimits {
+                max_bytes: ws.max_backlog_bytes,
+                max_age: ws.max_backlog_age,
+            },
             Arc::clone(&metrics),
         );
         let bus: Arc<dyn EventBus> = Arc::new(LocalBus::new(hub.clone()));

@@ -4,10 +4,8 @@
 
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
-
 use crate::auth::Identity;
-use crate::hub::{ConnHandle, Outbound, Slot};
+use crate::hub::{ConnHandle, Outbound, Outgoing, Slot};
 use crate::protocol::ws::{
     AdminMessageEvent, AiResponse, ConnectionStatus, FileUploadEvent, Sender, ServerMessage,
     UserMessageEcho,
@@ -24,7 +22,7 @@ pub struct Attached {
     /// The connection's registration (dropping it unregisters).
     pub handle: ConnHandle,
     /// Live frames.
-    pub rx: mpsc::Receiver<Outbound>,
+    pub rx: Outgoing,
     /// `connection_status` and replayed frames, in order.
     pub backlog: Vec<Arc<str>>,
     /// The connection's chat context.
@@ -99,7 +97,7 @@ impl Chat {
         let backlog = live.with_frozen(|snapshot| {
             // The connection starts here: what it was sent before is in the snapshot (or was sent before
             // it asked to resume), and nothing of the session can be queued while frozen.
-            while rx.try_recv().is_ok() {}
+            rx.clear();
             let mut backlog = vec![status(Some(snapshot.last_released()))];
             match last_seq {
                 Some(after) => backlog.extend(replay(snapshot, &session, &stored, after)),

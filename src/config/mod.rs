@@ -81,14 +81,21 @@ pub struct WsSettings {
     pub ping_period: Duration,
     /// How long to wait for a pong before closing.
     pub pong_wait: Duration,
-    /// Deadline for writing one frame.
+    /// Deadline for writing a close frame (slow consumer, shutdown, size limit) before the socket is dropped.
     pub write_wait: Duration,
     /// Read buffer size per connection in bytes.
     pub read_buffer_size: usize,
     /// Write buffer size per connection in bytes.
     pub write_buffer_size: usize,
-    /// Outbound queue length per connection (frames).
-    pub outbound_queue: usize,
+    /// Bytes a connection's outbound backlog may hold behind the frame its writer sends next before the
+    /// connection is closed with 1013 (`WS_MAX_BACKLOG_BYTES`, default 4 MiB).
+    pub max_backlog_bytes: usize,
+    /// How long a frame may wait for the writer, or the writer stay blocked on one frame, before the
+    /// connection is closed with 1013 (`WS_MAX_BACKLOG_AGE`, default 30 s).
+    pub max_backlog_age: Duration,
+    /// The deprecated `outbound_queue` (`WS_OUTBOUND_QUEUE`, frames) when it is set: accepted so that old
+    /// configurations still load, ignored (the backlog is bounded by bytes and age); start-up warns.
+    pub deprecated_outbound_queue: Option<usize>,
     /// Concurrent connections per user.
     pub max_connections_per_user: usize,
     /// Concurrent connections on this node.

@@ -72,6 +72,8 @@ pub struct WebSocketSection {
     ping_period: Option<String>,
     write_wait: Option<String>,
     outbound_queue: Option<usize>,
+    max_backlog_bytes: Option<usize>,
+    max_backlog_age: Option<String>,
     replay_buffer: Option<usize>,
     session_idle: Option<String>,
 }
@@ -345,13 +347,26 @@ impl RawConfig {
                 ws_section.write_buffer_size,
                 1024,
             )?,
-            outbound_queue: number_value(
-                "WS_OUTBOUND_QUEUE",
-                env.get("WS_OUTBOUND_QUEUE"),
-                ws_section.outbound_queue,
-                256,
+            max_backlog_bytes: number_value(
+                "WS_MAX_BACKLOG_BYTES",
+                env.get("WS_MAX_BACKLOG_BYTES"),
+                ws_section.max_backlog_bytes,
+                4 * 1024 * 1024,
             )?
             .max(1),
+            max_backlog_age: duration_value(
+                "chatbox.websocket.max_backlog_age",
+                env.get("WS_MAX_BACKLOG_AGE"),
+                &ws_section.max_backlog_age,
+                Duration::from_secs(30),
+            )?,
+            deprecated_outbound_queue: match (
+                env.get("WS_OUTBOUND_QUEUE"),
+                ws_section.outbound_queue,
+            ) {
+                (None, None) => None,
+                (text, file) => Some(number_value("WS_OUTBOUND_QUEUE", text, file, 0)?),
+            },
             max_connections_per_user: number_value(
                 "MAX_CONNECTIONS_PER_USER",
                 env.get("MAX_CONNECTIONS_PER_USER"),
@@ -398,6 +413,12 @@ impl RawConfig {
                 Duration::from_secs(600),
             )?,
         };
+        if ws.max_backlog_age.is_zero() {
+            return Err(ConfigError::invalid(
+                "chatbox.websocket.max_backlog_age",
+                "must be longer than zero",
+            ));
+        }
         if ws.pong_wait <= ws.ping_period {
             return Err(ConfigError::invalid(
                 "chatbox.websocket.pong_wait",
@@ -647,7 +668,9 @@ mod tests {
         assert_eq!(s.ws.max_message_size, 1_048_576);
         assert_eq!(s.ws.max_connections_per_user, 10);
         assert_eq!(s.ws.max_in_flight, 3);
-        assert_eq!(s.ws.outbound_queue, 256);
+        assert_eq!(s.ws.max_backlog_bytes, 4 * 1024 * 1024);
+        assert_eq!(s.ws.max_backlog_age, Duration::from_secs(30));
+        assert_eq!(s.ws.deprecated_outbound_queue, None);
         assert_eq!(s.ws.message_rate_limit, 100);
         assert_eq!(s.ws.ping_period, Duration::from_secs(54));
         assert_eq!(s.ws.pong_wait, Duration::from_secs(60));
@@ -656,6 +679,34 @@ mod tests {
         assert_eq!(s.http.metrics_allowed_networks.len(), 4);
         assert!(s.auth.jwt_secret_generated);
         assert!(!s.log.json);
+    }
+
+    #[test]
+    fn the_backlog_limits_are_read_and_the_frame_queue_length_is_accepted_but_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let raw = RawConfig::from_toml(
+            "[chatbox.websocket]\noutbound_queue = 64\nmax_backlog_bytes = 65536\nmax_backlog_age = \"5s\"\n",
+        )
+        .unwrap();
+        let s = raw.clone().into_settings(&dev_env(dir.path())).unwrap();
+        assert_eq!(s.ws.max_backlog_bytes, 65536);
+        assert_eq!(s.ws.max_backlog_age, Duration::from_secs(5));
+        assert_eq!(s.ws.deprecated_outbound_queue, Some(64));
+        let mut env = dev_env(dir.path());
+        env.set("WS_MAX_BACKLOG_BYTES", "1024");
+        env.set("WS_MAX_BACKLOG_AGE", "250ms");
+        env.set("WS_OUTBOUND_QUEUE", "8");
+        let s = raw.clone().into_settings(&env).unwrap();
+        assert_eq!(s.ws.max_backlog_bytes, 1024);
+        assert_eq!(s.ws.max_backlog_age, Duration::from_millis(250));
+        assert_eq!(s.ws.deprecated_outbound_queue, Some(8));
+        env.set("WS_OUTBOUND_QUEUE", "many");
+        let err = raw.clone().into_settings(&env).unwrap_err().to_string();
+        assert!(err.contains("WS_OUTBOUND_QUEUE"), "{err}");
+        env.set("WS_OUTBOUND_QUEUE", "8");
+        env.set("WS_MAX_BACKLOG_AGE", "0s");
+        let err = raw.into_settings(&env).unwrap_err().to_string();
+        assert!(err.contains("max_backlog_age"), "{err}");
     }
 
     #[test]

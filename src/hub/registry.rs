@@ -1,13 +1,15 @@
 //! The registry of this node's connections: per-user and global limits taken before the upgrade and
-//! released by drop guards on every path, bounded outbound queues, and delivery to users, sessions and admins.
+//! released by drop guards on every path, bounded outbound backlogs (see [`super::backlog`]), and delivery
+//! to users, sessions and admins.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use super::backlog::{BacklogLimits, Outbox, Outgoing};
 use crate::metrics::Metrics;
 
 /// Identifies a connection on this node.
@@ -18,8 +20,8 @@ pub type ConnId = u64;
 pub enum Outbound {
     /// A serialised JSON frame.
     Text(Arc<str>),
-    /// Frames sent one after another, taking one place in the queue: a replay, however long, is not
-    /// mistaken for a slow consumer.
+    /// Frames sent one after another as one item of the backlog: a replay, however long, is taken whole
+    /// and is not mistaken for a slow consumer.
     Batch(Vec<Arc<str>>),
     /// A close frame; the writer stops after sending it.
     Close {
@@ -43,9 +45,7 @@ pub enum LimitExceeded {
 
 struct Conn {
     user_id: Arc<str>,
-    is_admin: bool,
-    tx: mpsc::Sender<Outbound>,
-    kick: CancellationToken,
+    outbox: Arc<Outbox>,
 }
 
 #[derive(Default)]
@@ -62,7 +62,7 @@ struct Shared {
     state: Mutex<State>,
     global: Arc<Semaphore>,
     per_user: usize,
-    queue: usize,
+    backlog: BacklogLimits,
     next_id: AtomicU64,
     metrics: Arc<Metrics>,
 }
@@ -133,17 +133,19 @@ impl Drop for ConnHandle {
                 }
             }
             state.admins.remove(&self.id);
+            drop(state);
+            conn.outbox.close();
             self.shared.metrics.websocket_connections.dec();
         }
     }
 }
 
 impl Hub {
-    /// Creates a registry with the given limits and per-connection queue length.
+    /// Creates a registry with the given connection limits and per-connection backlog limits.
     pub fn new(
         max_connections: usize,
         per_user: usize,
-        queue: usize,
+        backlog: BacklogLimits,
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
@@ -151,7 +153,7 @@ impl Hub {
                 state: Mutex::new(State::default()),
                 global: Arc::new(Semaphore::new(max_connections)),
                 per_user,
-                queue,
+                backlog,
                 next_id: AtomicU64::new(1),
                 metrics,
             }),
@@ -182,10 +184,16 @@ impl Hub {
     }
 
     /// Registers an upgraded connection; frames for it arrive on the returned receiver.
-    pub fn register(&self, slot: Slot, is_admin: bool) -> (ConnHandle, mpsc::Receiver<Outbound>) {
-        let (tx, rx) = mpsc::channel(self.shared.queue);
+    pub fn register(&self, slot: Slot, is_admin: bool) -> (ConnHandle, Outgoing) {
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let kick = CancellationToken::new();
+        let outbox = Outbox::new(
+            self.shared.backlog,
+            kick.clone(),
+            Arc::clone(&self.shared.metrics),
+            is_admin,
+        );
+        let rx = Outgoing::new(Arc::clone(&outbox));
         let mut state = self.shared.lock();
         let user_id = Arc::clone(&slot.user_id);
         state
@@ -196,15 +204,7 @@ impl Hub {
         if is_admin {
             state.admins.insert(id);
         }
-        state.conns.insert(
-            id,
-            Conn {
-                user_id,
-                is_admin,
-                tx,
-                kick: kick.clone(),
-            },
-        );
+        state.conns.insert(id, Conn { user_id, outbox });
         drop(state);
         self.shared.metrics.websocket_connections.inc();
         (
@@ -256,13 +256,10 @@ impl Hub {
     pub fn send_to(&self, conn: ConnId, frame: Outbound) {
         let target = {
             let state = self.shared.lock();
-            state
-                .conns
-                .get(&conn)
-                .map(|c| (c.tx.clone(), c.kick.clone(), c.is_admin))
+            state.conns.get(&conn).map(|c| Arc::clone(&c.outbox))
         };
-        if let Some(target) = target {
-            self.push(target, frame);
+        if let Some(outbox) = target {
+            outbox.push(frame);
         }
     }
 
@@ -303,57 +300,27 @@ impl Hub {
             }
             ids.into_iter()
                 .filter(|id| Some(*id) != except)
-                .filter_map(|id| {
-                    state
-                        .conns
-                        .get(&id)
-                        .map(|c| (c.tx.clone(), c.kick.clone(), c.is_admin))
-                })
+                .filter_map(|id| state.conns.get(&id).map(|c| Arc::clone(&c.outbox)))
                 .collect()
         };
-        for target in targets {
-            self.push(target, Outbound::Text(Arc::clone(frame)));
+        for outbox in targets {
+            outbox.push(Outbound::Text(Arc::clone(frame)));
         }
     }
 
-    /// Asks every connection to close with `code` and `reason` (graceful shutdown).
+    /// Asks every connection to close with `code` and `reason` (graceful shutdown), after the frames already
+    /// queued for it.
     pub fn close_all(&self, code: u16, reason: &'static str) {
         let targets: Vec<_> = {
             let state = self.shared.lock();
             state
                 .conns
                 .values()
-                .map(|c| (c.tx.clone(), c.kick.clone(), c.is_admin))
+                .map(|c| Arc::clone(&c.outbox))
                 .collect()
         };
-        for (tx, kick, _) in targets {
-            if tx.try_send(Outbound::Close { code, reason }).is_err() {
-                kick.cancel();
-            }
-        }
-    }
-
-    fn push(
-        &self,
-        (tx, kick, is_admin): (mpsc::Sender<Outbound>, CancellationToken, bool),
-        frame: Outbound,
-    ) {
-        match tx.try_send(frame) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                if !kick.is_cancelled() {
-                    self.shared
-                        .metrics
-                        .queue_dropped
-                        .with_label_values(&["slow_consumer"])
-                        .inc();
-                    if is_admin {
-                        self.shared.metrics.admin_messages_dropped.inc();
-                    }
-                    kick.cancel();
-                }
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        for outbox in targets {
+            outbox.push(Outbound::Close { code, reason });
         }
     }
 }
@@ -362,13 +329,17 @@ impl Hub {
 mod tests {
     use super::*;
 
-    fn hub(per_user: usize, global: usize, queue: usize) -> Hub {
-        Hub::new(global, per_user, queue, Arc::new(Metrics::new()))
+    fn hub(per_user: usize, global: usize, max_bytes: usize) -> Hub {
+        let backlog = BacklogLimits {
+            max_bytes,
+            max_age: std::time::Duration::from_secs(60),
+        };
+        Hub::new(global, per_user, backlog, Arc::new(Metrics::new()))
     }
 
     #[test]
     fn slots_are_released_when_dropped_before_registration() {
-        let hub = hub(2, 10, 4);
+        let hub = hub(2, 10, 64);
         let a = hub.reserve("u").unwrap();
         let _b = hub.reserve("u").unwrap();
         assert_eq!(hub.reserve("u").err(), Some(LimitExceeded::PerUser));
@@ -378,7 +349,7 @@ mod tests {
 
     #[test]
     fn global_limit_applies_across_users() {
-        let hub = hub(5, 2, 4);
+        let hub = hub(5, 2, 64);
         let _a = hub.reserve("a").unwrap();
         let _b = hub.reserve("b").unwrap();
         assert_eq!(hub.reserve("c").err(), Some(LimitExceeded::Global));
@@ -386,7 +357,7 @@ mod tests {
 
     #[tokio::test]
     async fn frames_reach_every_device_of_a_user_and_watchers() {
-        let hub = hub(10, 10, 4);
+        let hub = hub(10, 10, 64);
         let (d1, mut r1) = hub.register(hub.reserve("u").unwrap(), false);
         let (_d2, mut r2) = hub.register(hub.reserve("u").unwrap(), false);
         let (_admin, mut ra) = hub.register(hub.reserve("adm").unwrap(), true);
@@ -395,29 +366,61 @@ mod tests {
         let (_tablet, mut rt) = hub.register(hub.reserve("adm").unwrap(), true);
         let frame: Arc<str> = Arc::from("{}");
         hub.deliver(Some("u"), Some("s1"), false, Some(d1.id()), &frame);
-        assert!(r1.try_recv().is_err());
-        assert!(matches!(r2.try_recv(), Ok(Outbound::Text(_))));
-        assert!(matches!(ra.try_recv(), Ok(Outbound::Text(_))));
-        assert!(matches!(rt.try_recv(), Ok(Outbound::Text(_))));
-        assert!(ra.try_recv().is_err(), "each frame once");
+        assert!(r1.try_recv().is_none());
+        assert!(matches!(r2.try_recv(), Some(Outbound::Text(_))));
+        assert!(matches!(ra.try_recv(), Some(Outbound::Text(_))));
+        assert!(matches!(rt.try_recv(), Some(Outbound::Text(_))));
+        assert!(ra.try_recv().is_none(), "each frame once");
         assert_eq!(hub.clear_watchers("s1").len(), 1);
         hub.deliver(None, Some("s1"), false, None, &frame);
-        assert!(ra.try_recv().is_err(), "no longer watching");
+        assert!(ra.try_recv().is_none(), "no longer watching");
         assert_eq!(hub.user_connection_count("u"), 2);
         drop(d1);
         assert_eq!(hub.user_connection_count("u"), 1);
     }
 
     #[tokio::test]
-    async fn a_full_queue_kicks_only_the_slow_connection() {
-        let hub = hub(10, 10, 1);
+    async fn a_backlog_over_its_byte_limit_cuts_only_that_connection_and_counts_once() {
+        let hub = hub(10, 10, 4);
         let (slow, _r_slow) = hub.register(hub.reserve("u").unwrap(), false);
         let (fast, mut r_fast) = hub.register(hub.reserve("u").unwrap(), false);
         let frame: Arc<str> = Arc::from("{}");
+        // The slow device never takes anything: the first frame waits, then 4 bytes behind it fit.
+        for _ in 0..3 {
+            hub.deliver(Some("u"), None, false, None, &frame);
+            assert!(r_fast.try_recv().is_some());
+        }
+        assert!(!slow.kicked().is_cancelled());
         hub.deliver(Some("u"), None, false, None, &frame);
-        assert!(r_fast.try_recv().is_ok());
         hub.deliver(Some("u"), None, false, None, &frame);
         assert!(slow.kicked().is_cancelled());
         assert!(!fast.kicked().is_cancelled());
+        let dropped = hub
+            .shared
+            .metrics
+            .queue_dropped
+            .with_label_values(&["slow_consumer"]);
+        assert_eq!(dropped.get(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_unregistered_connection_still_gets_its_queued_close_frame() {
+        let hub = hub(10, 10, 64);
+        let (handle, mut rx) = hub.register(hub.reserve("u").unwrap(), false);
+        hub.send_to(handle.id(), Outbound::Text(Arc::from("last")));
+        hub.send_to(
+            handle.id(),
+            Outbound::Close {
+                code: 1009,
+                reason: "Message too big",
+            },
+        );
+        drop(handle);
+        assert!(matches!(rx.recv().await, Some(Outbound::Text(_))));
+        assert!(matches!(
+            rx.recv().await,
+            Some(Outbound::Close { code: 1009, .. })
+        ));
+        assert!(rx.recv().await.is_none());
     }
 }

@@ -1,19 +1,20 @@
-//! One upgraded connection: registers with the hub, runs the writer (queue, heartbeat pings, close frames)
+//! One upgraded connection: registers with the hub, runs the writer (backlog, heartbeat pings, close frames)
 //! and the reader (size limit, pong deadline, in-flight limit), and hands every frame to the chat service,
 //! one after another in the order received.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use futures::stream::SplitSink;
 use futures::{SinkExt, StreamExt};
 use poem::web::websocket::{CloseCode, Message, WebSocketStream};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::Semaphore;
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::AppState;
 use crate::auth::Identity;
-use crate::hub::{Outbound, Slot};
+use crate::hub::{Outbound, Outgoing, Slot};
 
 /// Close code for a connection that could not keep up with its frames ("Try Again Later").
 const CLOSE_SLOW_CONSUMER: u16 = 1013;
@@ -147,69 +148,139 @@ fn close_for_read_error(err: &std::io::Error) -> Option<(u16, &'static str)> {
     }
 }
 
+/// How one write to the socket ended.
+enum Written {
+    Sent,
+    /// The socket failed: the peer is gone.
+    Failed,
+    /// The write stayed blocked past the backlog's age limit: the client stopped reading.
+    Stalled,
+    /// The hub cut the connection as a slow consumer.
+    Kicked,
+}
+
+/// Writes one message, giving up at `deadline` or when the connection is kicked.
+async fn write(
+    sink: &mut SplitSink<WebSocketStream, Message>,
+    message: Message,
+    deadline: tokio::time::Instant,
+    kicked: &CancellationToken,
+) -> Written {
+    tokio::select! {
+        biased;
+        () = kicked.cancelled() => Written::Kicked,
+        sent = tokio::time::timeout_at(deadline, sink.send(message)) => match sent {
+            Ok(Ok(())) => Written::Sent,
+            Ok(Err(_)) => Written::Failed,
+            Err(_) => Written::Stalled,
+        },
+    }
+}
+
+/// Writes text frames in order; each may stay blocked until the backlog's age limit
+/// ([`Outgoing::deadline`]), so a long list read steadily (a replay) is never taken for a stalled client.
+async fn write_texts(
+    sink: &mut SplitSink<WebSocketStream, Message>,
+    texts: &[Arc<str>],
+    rx: &Outgoing,
+    kicked: &CancellationToken,
+    state: &AppState,
+) -> Written {
+    for text in texts {
+        let deadline = rx.deadline(tokio::time::Instant::now());
+        let message = Message::Text(text.as_ref().to_owned());
+        match write(sink, message, deadline, kicked).await {
+            Written::Sent => state.metrics.messages_sent.inc(),
+            end => return end,
+        }
+    }
+    Written::Sent
+}
+
+/// Sends a close frame, then lets the reader run until the client answers it (the reader ends and the
+/// connection is unregistered), all within `wait`; then the caller drops the connection. Dropping the socket
+/// while the client's frames are still unread would reset it and discard the close frame on its way.
+async fn send_close(
+    sink: &mut SplitSink<WebSocketStream, Message>,
+    rx: &mut Outgoing,
+    code: u16,
+    reason: &str,
+    wait: Duration,
+) {
+    let frame = Message::Close(Some((CloseCode::from(code), reason.to_string())));
+    let _ = timeout(wait, async {
+        if sink.send(frame).await.is_ok() {
+            rx.unregistered().await;
+        }
+    })
+    .await;
+}
+
+/// The writer: the connect-time backlog, then queued frames and heartbeat pings, until the connection is
+/// unregistered, a close frame is due, or the socket fails. A slow consumer (cut by the hub, or a write
+/// blocked past the backlog's age limit) gets a 1013 close frame within `write_wait`.
 async fn write_loop(
-    mut sink: futures::stream::SplitSink<WebSocketStream, Message>,
+    mut sink: SplitSink<WebSocketStream, Message>,
     backlog: Vec<Arc<str>>,
-    mut rx: mpsc::Receiver<Outbound>,
+    mut rx: Outgoing,
     kicked: CancellationToken,
     shutdown: CancellationToken,
     stop_reader: CancellationToken,
     state: Arc<AppState>,
 ) {
     let ws = &state.settings.ws;
-    for frame in backlog {
-        if !matches!(
-            timeout(
-                ws.write_wait,
-                sink.send(Message::Text(frame.as_ref().to_owned()))
-            )
-            .await,
-            Ok(Ok(()))
-        ) {
-            stop_reader.cancel();
-            return;
+    let end = 'frames: {
+        let sent = write_texts(&mut sink, &backlog, &rx, &kicked, &state).await;
+        if !matches!(sent, Written::Sent) {
+            break 'frames sent;
         }
-        state.metrics.messages_sent.inc();
-    }
-    let mut ping =
-        tokio::time::interval_at(tokio::time::Instant::now() + ws.ping_period, ws.ping_period);
-    'frames: loop {
-        let outbound = tokio::select! {
-            biased;
-            () = kicked.cancelled() => Outbound::Close { code: CLOSE_SLOW_CONSUMER, reason: "Connection too slow" },
-            // Frames already queued (the end of an answer) go out before the shutdown close frame.
-            item = rx.recv() => match item {
-                Some(item) => item,
-                None => break,
-            },
-            () = shutdown.cancelled() => Outbound::Close { code: 1001, reason: "Server shutting down" },
-            _ = ping.tick() => {
-                if timeout(ws.write_wait, sink.send(Message::Ping(Vec::new()))).await.map_or(true, |r| r.is_err()) {
-                    break;
+        let mut ping =
+            tokio::time::interval_at(tokio::time::Instant::now() + ws.ping_period, ws.ping_period);
+        loop {
+            let outbound = tokio::select! {
+                biased;
+                () = kicked.cancelled() => break 'frames Written::Kicked,
+                // Frames already queued (the end of an answer) go out before the shutdown close frame.
+                item = rx.recv() => match item {
+                    Some(item) => item,
+                    None => break 'frames Written::Sent,
+                },
+                () = shutdown.cancelled() => Outbound::Close { code: 1001, reason: "Server shutting down" },
+                _ = ping.tick() => {
+                    let deadline = rx.deadline(tokio::time::Instant::now());
+                    match write(&mut sink, Message::Ping(Vec::new()), deadline, &kicked).await {
+                        Written::Sent => continue,
+                        end => break 'frames end,
+                    }
                 }
-                continue;
+            };
+            let texts: &[Arc<str>] = match &outbound {
+                Outbound::Text(text) => std::slice::from_ref(text),
+                Outbound::Batch(texts) => texts,
+                Outbound::Close { code, reason } => {
+                    send_close(&mut sink, &mut rx, *code, reason, ws.write_wait).await;
+                    break 'frames Written::Sent;
+                }
+            };
+            let sent = write_texts(&mut sink, texts, &rx, &kicked, &state).await;
+            if !matches!(sent, Written::Sent) {
+                break 'frames sent;
             }
-        };
-        let texts: &[Arc<str>] = match &outbound {
-            Outbound::Text(text) => std::slice::from_ref(text),
-            Outbound::Batch(texts) => texts,
-            Outbound::Close { code, reason } => {
-                let frame = Message::Close(Some((CloseCode::from(*code), reason.to_string())));
-                let _ = timeout(ws.write_wait, sink.send(frame)).await;
-                let _ = timeout(ws.write_wait, sink.close()).await;
-                break;
-            }
-        };
-        for text in texts {
-            let sent = timeout(
+        }
+    };
+    match end {
+        Written::Sent | Written::Failed => {}
+        Written::Stalled | Written::Kicked => {
+            // A stalled write cuts the connection here (counted once); a kick was counted by the hub.
+            rx.stalled();
+            send_close(
+                &mut sink,
+                &mut rx,
+                CLOSE_SLOW_CONSUMER,
+                "Connection too slow",
                 ws.write_wait,
-                sink.send(Message::Text(text.as_ref().to_owned())),
             )
             .await;
-            if !matches!(sent, Ok(Ok(()))) {
-                break 'frames;
-            }
-            state.metrics.messages_sent.inc();
         }
     }
     stop_reader.cancel();

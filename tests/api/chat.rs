@@ -661,9 +661,13 @@ async fn a_resume_message_replays_after_last_seq_on_the_same_connection() {
 }
 
 #[tokio::test]
-async fn a_replay_longer_than_the_outbound_queue_is_delivered_whole() {
-    // Each demo turn is about 36 frames, which the queue of 64 holds; the four turns' replay is not.
-    let app = app().env("WS_OUTBOUND_QUEUE", "64").spawn().await;
+async fn a_replay_larger_than_the_backlog_limit_is_delivered_whole() {
+    // Each demo turn is about 36 small frames, which the limit holds; the four turns' replay is larger.
+    const LIMIT: usize = 12 * 1024;
+    let app = app()
+        .env("WS_MAX_BACKLOG_BYTES", LIMIT.to_string())
+        .spawn()
+        .await;
     let token = app.user_token("longtalk");
     let mut ws = app.connect_ws(&token).await;
     status(&mut ws).await;
@@ -681,6 +685,11 @@ async fn a_replay_longer_than_the_outbound_queue_is_delivered_whole() {
         "every event of the session, then the status"
     );
     assert_eq!(replayed.last().unwrap()["metadata"]["resumed"], "true");
+    let bytes: usize = replayed.iter().map(|f| f.to_string().len()).sum();
+    assert!(
+        bytes > LIMIT,
+        "the replay ({bytes} bytes) exceeds the limit"
+    );
     // The connection is still open, and so is a new one resuming from the start.
     ws.send(json!({"type": "ping"})).await;
     assert_eq!(ws.recv().await["type"], "pong");

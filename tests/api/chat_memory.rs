@@ -180,7 +180,7 @@ async fn a_device_connecting_while_the_session_is_created_misses_no_frame() {
         .iter()
         .map(|f| serde_json::from_str(f).unwrap())
         .collect();
-    while let Ok(Outbound::Text(frame)) = attached.rx.try_recv() {
+    while let Some(Outbound::Text(frame)) = attached.rx.try_recv() {
         frames.push(serde_json::from_str(&frame).unwrap());
     }
     let expected: Vec<i64> = (1..=*seqs(&written).last().unwrap()).collect();

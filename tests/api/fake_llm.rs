@@ -5,6 +5,8 @@
 //! `POST /v1/messages` (Anthropic), `POST /v1/chat-messages` (Dify). Each request takes the next
 //! [`Fault`] from the script (default [`Fault::None`]); every request is recorded, and a test can
 //! wait until the client closed a request's connection (to prove cancellation reaches upstream).
+//! [`FakeLlm::burst`] makes it answer (OpenAI format) with many chunks written at once, as a provider
+//! flushing a backlog does.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
@@ -172,6 +174,7 @@ impl RecordedRequest {
 struct State {
     script: std::collections::VecDeque<Fault>,
     fixture: Option<String>,
+    burst: Option<Vec<String>>,
     api_key: Option<String>,
     requests: Vec<RecordedRequest>,
     closed_by_client: Vec<bool>,
@@ -275,6 +278,12 @@ impl FakeLlm {
     /// Serves `<name>.sse` instead of `basic.sse`.
     pub fn use_fixture(&self, name: &str) {
         self.state.lock().unwrap().fixture = Some(name.to_string());
+    }
+
+    /// Answers every later request with these deltas, all events written to the socket at once (OpenAI
+    /// format only).
+    pub fn burst(&self, deltas: Vec<String>) {
+        self.state.lock().unwrap().burst = Some(deltas);
     }
 
     /// Requires this API key (Bearer or `x-api-key`); others get 401.
@@ -437,7 +446,7 @@ async fn serve(mut socket: TcpStream, state: Arc<Mutex<State>>, changed: Arc<Not
         write_status(&mut socket, 404, None, "{\"error\":\"not found\"}").await;
         return;
     };
-    let (index, fault, fixture, key_ok) = {
+    let (index, fault, fixture, burst, key_ok) = {
         let mut st = state.lock().unwrap();
         st.requests.push(RecordedRequest {
             path: head.path.clone(),
@@ -451,7 +460,13 @@ async fn serve(mut socket: TcpStream, state: Arc<Mutex<State>>, changed: Arc<Not
         } else {
             Fault::status(401)
         };
-        (st.requests.len() - 1, fault, st.fixture.clone(), key_ok)
+        (
+            st.requests.len() - 1,
+            fault,
+            st.fixture.clone(),
+            st.burst.clone(),
+            key_ok,
+        )
     };
     changed.notify_waiters();
     if let Fault::Status {
@@ -463,12 +478,20 @@ async fn serve(mut socket: TcpStream, state: Arc<Mutex<State>>, changed: Arc<Not
         write_status(&mut socket, *status, retry_after.as_deref(), &body).await;
         return;
     }
-    let events = fixture_events(flavor, fixture.as_deref().unwrap_or("basic"));
     let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n\
                 transfer-encoding: chunked\r\nconnection: close\r\n\r\n";
     if socket.write_all(head.as_bytes()).await.is_err() {
         return;
     }
+    if let Some(deltas) = burst {
+        assert_eq!(flavor, Flavor::OpenAi, "bursts speak the OpenAI format");
+        if write_chunk(&mut socket, &openai_events(&deltas)).await {
+            let _ = socket.write_all(b"0\r\n\r\n").await;
+        }
+        let _ = socket.shutdown().await;
+        return;
+    }
+    let events = fixture_events(flavor, fixture.as_deref().unwrap_or("basic"));
     let (stop_at, malformed_at) = match fault {
         Fault::StallBeforeFirstToken => (Some(0), None),
         Fault::StallMidStream { after_events } | Fault::DropMidStream { after_events } => {
@@ -502,6 +525,26 @@ async fn serve(mut socket: TcpStream, state: Arc<Mutex<State>>, changed: Arc<Not
             let _ = socket.shutdown().await;
         }
     }
+}
+
+/// One OpenAI stream answering with `deltas`: a chunk per delta, the finish reason, usage and `[DONE]`.
+fn openai_events(deltas: &[String]) -> String {
+    let chunk = |delta: serde_json::Value, finish: Option<&str>| {
+        let event = serde_json::json!({
+            "id": "chatcmpl-burst", "object": "chat.completion.chunk", "created": 1732500000,
+            "model": "gpt-4o-mini", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        });
+        format!("data: {event}\n\n")
+    };
+    let mut events: String = deltas
+        .iter()
+        .map(|d| chunk(serde_json::json!({"content": d}), None))
+        .collect();
+    events.push_str(&chunk(serde_json::json!({}), Some("stop")));
+    let usage = serde_json::json!({"id": "chatcmpl-burst", "object": "chat.completion.chunk",
+        "choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": deltas.len(), "total_tokens": deltas.len() + 1}});
+    events.push_str(&format!("data: {usage}\n\ndata: [DONE]\n\n"));
+    events
 }
 
 /// A `[[llm.providers]]` table for any endpoint (see [`FakeLlm::provider_toml`]).

@@ -11,24 +11,62 @@ use futures::{SinkExt, StreamExt};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::helpers::{FRAME_DEADLINE, app};
+use crate::fake_llm::FakeLlm;
+use crate::helpers::{FRAME_DEADLINE, TestApp, app};
 
 #[tokio::test]
-async fn a_client_that_stops_reading_is_closed_with_1013_and_counted() {
+async fn devices_that_keep_reading_survive_a_burst_of_a_thousand_chunks() {
+    let fake = FakeLlm::start().await;
+    let deltas: Vec<String> = (0..1000).map(|i| format!("c{i:04} ")).collect();
+    fake.burst(deltas.clone());
     let app = app()
-        .env("WS_OUTBOUND_QUEUE", "4")
-        // The writer waits for the socket long enough for the client to read the close frame later.
-        .env("WS_WRITE_WAIT", "60s")
+        .toml(&fake.provider_toml("gpt", "openai", ""))
         .spawn()
         .await;
-    let dropped = || {
-        app.state
-            .metrics
-            .queue_dropped
-            .with_label_values(&["slow_consumer"])
-            .get()
-    };
-    assert_eq!(dropped(), 0);
+    let token = app.user_token("reader");
+    let mut phone = app.connect_ws(&token).await;
+    let mut laptop = app.connect_ws(&token).await;
+    for device in [&mut phone, &mut laptop] {
+        assert_eq!(device.recv().await["type"], "connection_status");
+    }
+    phone
+        .send(json!({"type": "user_message", "content": "Count to a thousand"}))
+        .await;
+    // Both devices read as fast as they can while the provider's chunks arrive all at once.
+    let (on_phone, on_laptop) = tokio::join!(phone.recv_turn(), laptop.recv_turn());
+    for frames in [&on_phone, &on_laptop] {
+        let chunks: Vec<&str> = frames
+            .iter()
+            .filter(|f| f["type"] == "ai_response" && f["metadata"]["done"] == "false")
+            .map(|f| f["content"].as_str().unwrap())
+            .collect();
+        assert_eq!(chunks, deltas, "every chunk, in order, once");
+        let seqs: Vec<i64> = frames.iter().filter_map(|f| f["seq"].as_i64()).collect();
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+        assert_eq!(frames.last().unwrap()["metadata"]["done"], "true");
+    }
+    // Neither device was cut: both still answer.
+    for device in [&mut phone, &mut laptop] {
+        device.send(json!({"type": "ping"})).await;
+        assert_eq!(device.recv().await["type"], "pong");
+    }
+    assert_eq!(cuts(&app), 0);
+}
+
+/// The slow-consumer cuts counted so far.
+fn cuts(app: &TestApp) -> u64 {
+    app.state
+        .metrics
+        .queue_dropped
+        .with_label_values(&["slow_consumer"])
+        .get()
+}
+
+/// A client with a tiny receive buffer that asks for pongs without reading any, until the server has cut
+/// it as a slow consumer; then it reads again and returns the close code it finds after the frames that
+/// were already on their way.
+async fn stop_reading_until_cut(app: &TestApp) -> Option<u16> {
+    assert_eq!(cuts(app), 0);
     let address = app
         .ws_url
         .trim_start_matches("ws://")
@@ -41,10 +79,9 @@ async fn a_client_that_stops_reading_is_closed_with_1013_and_counted() {
     let tcp = socket.connect(address.parse().unwrap()).await.unwrap();
     let url = format!("{}?token={}", app.ws_url, app.user_token("sluggish"));
     let (mut ws, _) = tokio_tungstenite::client_async(url, tcp).await.unwrap();
-    // Ask for a large volume of answers without reading any of them.
     let id = "x".repeat(128);
     let deadline = tokio::time::Instant::now() + FRAME_DEADLINE;
-    'flood: while dropped() == 0 {
+    'flood: while cuts(app) == 0 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the slow client was never cut"
@@ -57,7 +94,7 @@ async fn a_client_that_stops_reading_is_closed_with_1013_and_counted() {
             }
         }
     }
-    assert_eq!(dropped(), 1);
+    assert_eq!(cuts(app), 1);
     // Reading again, the client gets what was already on its way, then the close frame.
     let code = tokio::time::timeout(FRAME_DEADLINE, async {
         while let Some(message) = ws.next().await {
@@ -71,8 +108,33 @@ async fn a_client_that_stops_reading_is_closed_with_1013_and_counted() {
     })
     .await
     .unwrap();
-    assert_eq!(code, Some(1013));
-    assert_eq!(dropped(), 1, "one cut counts once");
+    assert_eq!(cuts(app), 1, "one cut counts once");
+    code
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_closed_with_1013_and_counted() {
+    let app = app()
+        .env("WS_MAX_BACKLOG_BYTES", "4096")
+        // Only the byte limit can cut it.
+        .env("WS_MAX_BACKLOG_AGE", "1h")
+        // The writer waits for the socket long enough for the client to read the close frame later.
+        .env("WS_WRITE_WAIT", "60s")
+        .spawn()
+        .await;
+    assert_eq!(stop_reading_until_cut(&app).await, Some(1013));
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_closed_with_1013_once_its_backlog_is_too_old() {
+    let app = app()
+        .env("WS_MAX_BACKLOG_AGE", "200ms")
+        // Only the age limit can cut it.
+        .env("WS_MAX_BACKLOG_BYTES", "1073741824")
+        .env("WS_WRITE_WAIT", "60s")
+        .spawn()
+        .await;
+    assert_eq!(stop_reading_until_cut(&app).await, Some(1013));
 }
 
 #[tokio::test]
