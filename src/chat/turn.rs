@@ -167,6 +167,9 @@ impl Chat {
         let mut provider_kind = self.llm.provider_kind(&model_id).unwrap_or("unknown");
         let mut first_token: Option<Instant> = None;
         let mut finish_reason = "stop";
+        // The answer's store id, fixed now: checkpoints and the final answer are one stored message.
+        let answer_id = message_id(None);
+        let mut checkpointed = Instant::now();
         let outcome: Result<(), LlmError> = loop {
             let event = tokio::select! {
                 biased;
@@ -182,7 +185,7 @@ impl Chat {
                             .with_label_values(&[provider_kind])
                             .observe(request.started.elapsed().as_secs_f64());
                     }
-                    live.emit_chunk(
+                    let chunk_seq = live.emit_chunk(
                         self.bus.as_ref(),
                         &delta,
                         &model_id,
@@ -202,6 +205,17 @@ impl Chat {
                         },
                     );
                     text.push_str(&delta);
+                    if checkpointed.elapsed() >= self.settings.chat.checkpoint_interval {
+                        checkpointed = Instant::now();
+                        let mut record =
+                            MessageRecord::new(answer_id.clone(), chunk_seq, "ai", text.clone());
+                        record.model_id = Some(model_id.clone());
+                        record.client_msg_id = client_msg_id.clone();
+                        record.partial = true;
+                        if let Err(err) = self.store.put_answer(&session.id, &record).await {
+                            tracing::warn!(session_id = %session.id, error = %err, "answer checkpoint not stored");
+                        }
+                    }
                 }
                 Some(Ok(TurnEvent::FallbackSwitched { from, to })) => {
                     tracing::warn!(session_id = %session.id, from = %from, to = %to, "model fallback");
@@ -252,7 +266,7 @@ impl Chat {
         // The answer (or what was produced of it) is stored under the final chunk's seq.
         let final_seq = live.reserve_seq();
         let answer = (!text.is_empty()).then(|| {
-            let mut record = MessageRecord::new(message_id(None), final_seq, "ai", text.clone());
+            let mut record = MessageRecord::new(answer_id.clone(), final_seq, "ai", text.clone());
             record.model_id = Some(model_id.clone());
             record.partial = partial;
             record.client_msg_id = client_msg_id.clone();

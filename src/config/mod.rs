@@ -123,6 +123,9 @@ pub struct ChatSettings {
     pub help_rate_limit: usize,
     /// Window of `help_rate_limit`.
     pub help_rate_window: Duration,
+    /// How often the answer being streamed is stored as it stands (marked partial), so a crash loses at
+    /// most this much of it.
+    pub checkpoint_interval: Duration,
 }
 
 /// HTTP API protections.

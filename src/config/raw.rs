@@ -102,6 +102,7 @@ pub struct ChatboxSection {
     rate_limit_window: Option<String>,
     max_in_flight: Option<usize>,
     history_messages: Option<usize>,
+    checkpoint_interval: Option<String>,
     help_rate_limit: Option<usize>,
     help_rate_window: Option<String>,
     websocket: Option<WebSocketSection>,
@@ -445,7 +446,19 @@ impl RawConfig {
                 &c.help_rate_window,
                 Duration::from_secs(300),
             )?,
+            checkpoint_interval: duration_value(
+                "chatbox.checkpoint_interval",
+                env.get("CHECKPOINT_INTERVAL"),
+                &c.checkpoint_interval,
+                Duration::from_secs(2),
+            )?,
         };
+        if chat.checkpoint_interval.is_zero() {
+            return Err(ConfigError::invalid(
+                "chatbox.checkpoint_interval",
+                "must be longer than zero",
+            ));
+        }
         // Accepted for compatibility with Go config files; the resume window is the replay buffer.
         duration_value(
             "chatbox.reconnect_timeout",

@@ -787,27 +787,8 @@ fn append(
     if old.end.is_some() {
         return Err(StoreError::SessionEnded);
     }
-    let content = inner.keyring.encrypt(
-        &message.content,
-        Binding::Message {
-            session: id,
-            message: &message.id,
-        },
-    )?;
-    let ts = to_ms(message.timestamp);
-    let row = MessageRow {
-        id: message.id.clone(),
-        seq: message.seq,
-        c: content,
-        ts,
-        sender: message.sender.clone(),
-        file_id: message.file_id.clone(),
-        file_url: message.file_url.clone(),
-        meta: message.metadata.clone(),
-        cmid: message.client_msg_id.clone(),
-        model: message.model_id.clone(),
-        partial: message.partial,
-    };
+    let row = message_row(inner, id, message)?;
+    let ts = row.ts;
     let index = u64::try_from(old.count).unwrap_or(0);
     txn.open_table(MESSAGES)?
         .insert((id, index), encode(&row)?.as_slice())?;
@@ -819,6 +800,54 @@ fn append(
     new.last = Some(new.last.map_or(ts, |l| l.max(ts)));
     put_row(txn, Some(&old), &new)?;
     Ok(AppendOutcome::Stored)
+}
+
+/// The stored form of `message` of session `id` (content encrypted).
+fn message_row(inner: &Inner, id: &str, message: &MessageRecord) -> Result<MessageRow, StoreError> {
+    let content = inner.keyring.encrypt(
+        &message.content,
+        Binding::Message {
+            session: id,
+            message: &message.id,
+        },
+    )?;
+    Ok(MessageRow {
+        id: message.id.clone(),
+        seq: message.seq,
+        c: content,
+        ts: to_ms(message.timestamp),
+        sender: message.sender.clone(),
+        file_id: message.file_id.clone(),
+        file_url: message.file_url.clone(),
+        meta: message.metadata.clone(),
+        cmid: message.client_msg_id.clone(),
+        model: message.model_id.clone(),
+        partial: message.partial,
+    })
+}
+
+/// Appends `answer`, or replaces the stored message with its id (a checkpoint of it) in place.
+fn put_answer(
+    txn: &WriteTransaction,
+    inner: &Inner,
+    id: &str,
+    answer: &MessageRecord,
+) -> Result<(), StoreError> {
+    let stored = txn
+        .open_table(MESSAGE_IDS)?
+        .get((id, answer.id.as_str()))?
+        .map(|index| index.value());
+    let Some(index) = stored else {
+        return append(txn, inner, id, answer).map(|_| ());
+    };
+    let row = message_row(inner, id, answer)?;
+    txn.open_table(MESSAGES)?
+        .insert((id, index), encode(&row)?.as_slice())?;
+    let old = write_row_get(txn, id)?.ok_or(StoreError::NotFound)?;
+    let mut new = old.clone();
+    new.last_seq = new.last_seq.max(answer.seq);
+    new.last = Some(new.last.map_or(row.ts, |l| l.max(row.ts)));
+    put_row(txn, Some(&old), &new)
 }
 
 /// One entry of a sort index: sort value, session id, start time (ms).
@@ -1238,6 +1267,15 @@ impl Store for EmbeddedStore {
         let message = message.clone();
         self.write("append_message", Budget::Short, move |txn, inner| {
             append(txn, inner, &id, &message)
+        })
+        .await
+    }
+
+    async fn put_answer(&self, session_id: &str, answer: &MessageRecord) -> Result<(), StoreError> {
+        let id = session_id.to_string();
+        let answer = answer.clone();
+        self.write("put_answer", Budget::Short, move |txn, inner| {
+            put_answer(txn, inner, &id, &answer)
         })
         .await
     }

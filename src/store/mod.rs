@@ -85,7 +85,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         message: &MessageRecord,
     ) -> Result<AppendOutcome, StoreError>;
 
-    /// Ends a turn: stores its answer (as [`append_message`](Self::append_message), except that an answer
+    /// Stores an answer as it stands: appended under its id the first time (as
+    /// [`append_message`](Self::append_message)), its stored form replaced in place after (a checkpoint of
+    /// a streamed answer, then the answer itself).
+    async fn put_answer(&self, session_id: &str, answer: &MessageRecord) -> Result<(), StoreError>;
+
+    /// Ends a turn: stores its answer (as [`put_answer`](Self::put_answer), except that an answer
     /// finished after its session ended is dropped) and adds its usage (as
     /// [`record_usage`](Self::record_usage)), in as few writes as the store can (MongoDB: one update of
     /// the session and one of the user's day).
@@ -96,16 +101,16 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         usage: Option<TurnUsage>,
     ) -> Result<(), StoreError> {
         let stored = match answer {
-            Some(message) => match self.append_message(session_id, message).await {
-                Err(StoreError::SessionEnded) => Ok(AppendOutcome::Duplicate),
+            Some(message) => match self.put_answer(session_id, message).await {
+                Err(StoreError::SessionEnded) => Ok(()),
                 other => other,
             },
-            None => Ok(AppendOutcome::Duplicate),
+            None => Ok(()),
         };
         if let Some(usage) = usage {
             self.record_usage(session_id, usage).await?;
         }
-        stored.map(|_| ())
+        stored
     }
 
     /// The last `limit` messages of a session, oldest first: the model's history window. MongoDB serves it

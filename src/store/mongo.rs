@@ -7,7 +7,7 @@
 //! applies updates as read-modify-write of the whole document and a mark written into the session
 //! document could undo a concurrent append).
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -80,8 +80,11 @@ struct Cached {
     session: SessionRecord,
     /// Sum of the response times behind `respCount` (`respTotalMs`).
     resp_total_ms: i64,
-    /// Ids of every stored message (appends are idempotent by id).
-    ids: HashSet<String>,
+    /// Every stored message id and its index in `msgs` (appends are idempotent by id; a checkpointed
+    /// answer is replaced in place).
+    ids: HashMap<String, usize>,
+    /// Length of the `msgs` array.
+    len: usize,
     /// The last [`WINDOW`] messages, oldest first.
     window: VecDeque<MessageRecord>,
 }
@@ -89,7 +92,8 @@ struct Cached {
 impl Cached {
     /// Records a message stored through the slot.
     fn push(&mut self, message: &MessageRecord) {
-        self.ids.insert(message.id.clone());
+        self.ids.insert(message.id.clone(), self.len);
+        self.len += 1;
         self.window.push_back(message.clone());
         if self.window.len() > WINDOW {
             self.window.pop_front();
@@ -99,6 +103,46 @@ impl Cached {
         session.last_seq = session.last_seq.max(message.seq);
         session.seq_mark = session.seq_mark.max(session.last_seq);
         session.last_activity = session.last_activity.max(Some(message.timestamp));
+    }
+
+    /// Records a message replaced in place (a checkpointed answer).
+    fn replace(&mut self, message: &MessageRecord) {
+        if let Some(held) = self.window.iter_mut().find(|m| m.id == message.id) {
+            *held = message.clone();
+        }
+        let session = &mut self.session;
+        session.last_seq = session.last_seq.max(message.seq);
+        session.seq_mark = session.seq_mark.max(session.last_seq);
+        session.last_activity = session.last_activity.max(Some(message.timestamp));
+    }
+
+    /// Stores `message` through `update`: appended, or replaced in place when its id is stored (a
+    /// checkpoint of it); `None` when it is new and the session has ended.
+    fn put(
+        &self,
+        update: &mut SessionUpdate,
+        entry: &Document,
+        message: &MessageRecord,
+    ) -> Option<Put> {
+        match self.ids.get(&message.id) {
+            Some(index) => {
+                update.replace(*index, entry, message);
+                Some(Put::Replaced)
+            }
+            None if self.session.is_active() => {
+                update.append(entry, message);
+                Some(Put::Appended)
+            }
+            None => None,
+        }
+    }
+
+    /// Records what [`put`](Self::put) sent.
+    fn record(&mut self, put: Put, message: &MessageRecord) {
+        match put {
+            Put::Appended => self.push(message),
+            Put::Replaced => self.replace(message),
+        }
     }
 
     /// Adds one turn's figures; returns the new average response time.
@@ -120,6 +164,13 @@ impl Cached {
             self.window.iter().skip(skip).cloned().collect()
         })
     }
+}
+
+/// How [`Cached::put`] stores a message.
+#[derive(Clone, Copy)]
+enum Put {
+    Appended,
+    Replaced,
 }
 
 /// Runs one attempt of a write through `held`; a failed attempt (whose outcome may be unknown, such as a
@@ -360,6 +411,14 @@ impl SessionUpdate {
     fn append(&mut self, entry: &Document, message: &MessageRecord) {
         self.push = Some(doc! { "msgs": entry.clone() });
         self.inc.insert("msgCount", 1i64);
+        self.max
+            .insert("lastSeq", i64::try_from(message.seq).unwrap_or(i64::MAX));
+        self.max.insert("lastActivity", dt(message.timestamp));
+    }
+
+    /// Replaces the message at `index` of `msgs` with `entry` (the stored form of `message`).
+    fn replace(&mut self, index: usize, entry: &Document, message: &MessageRecord) {
+        self.set.insert(format!("msgs.{index}"), entry.clone());
         self.max
             .insert("lastSeq", i64::try_from(message.seq).unwrap_or(i64::MAX));
         self.max.insert("lastActivity", dt(message.timestamp));
@@ -850,12 +909,21 @@ impl MongoStore {
         let messages = messages_from_doc(&doc, id, &self.keyring, None)?;
         let resp_total_ms = get_i64(&doc, "respTotalMs")
             .unwrap_or(session.avg_response_ms * session.response_count);
-        let ids = messages.iter().map(|m| m.id.clone()).collect();
+        let ids = messages
+            .iter()
+            .enumerate()
+            .map(|(index, m)| (m.id.clone(), index))
+            .collect();
+        let len = match doc.get("msgs") {
+            Some(Bson::Array(a)) => a.len(),
+            _ => 0,
+        };
         let skip = messages.len().saturating_sub(WINDOW);
         held.set(Cached {
             session,
             resp_total_ms,
             ids,
+            len,
             window: messages.into_iter().skip(skip).collect(),
         });
         Ok(())
@@ -1585,7 +1653,7 @@ impl Store for MongoStore {
                     {
                         let state = held.state();
                         let cached = state.as_ref().ok_or(StoreError::NotFound)?;
-                        if cached.ids.contains(&message.id) {
+                        if cached.ids.contains_key(&message.id) {
                             return Ok(AppendOutcome::Duplicate);
                         }
                         if !cached.session.is_active() {
@@ -1630,28 +1698,27 @@ impl Store for MongoStore {
                 attempt(&held, async {
                     self.load(&held, session_id).await?;
                     let mut update = SessionUpdate::default();
-                    let (uid, store_answer) = {
+                    let (uid, put) = {
                         let state = held.state();
                         let cached = state.as_ref().ok_or(StoreError::NotFound)?;
                         // An answer finished after its session ended is not stored (as `append_message`
-                        // refuses it); its usage still counts.
-                        let store_answer = answer
-                            .filter(|m| cached.session.is_active() && !cached.ids.contains(&m.id));
-                        if let (Some(message), Some(entry)) = (store_answer, &entry) {
-                            update.append(entry, message);
-                        }
+                        // refuses it), unless a checkpoint of it is; its usage still counts.
+                        let put = match (answer, &entry) {
+                            (Some(message), Some(entry)) => cached.put(&mut update, entry, message),
+                            _ => None,
+                        };
                         if let Some(usage) = &usage {
                             let count = cached.session.response_count + 1;
                             update.usage(usage, (cached.resp_total_ms + usage.response_ms) / count);
                         }
-                        (cached.session.user_id.clone(), store_answer)
+                        (cached.session.user_id.clone(), put)
                     };
                     if !update.is_empty() {
                         self.update_by_id(session_id, update.build()).await?;
                     }
                     if let Some(cached) = held.state().as_mut() {
-                        if let Some(message) = store_answer {
-                            cached.push(message);
+                        if let (Some(put), Some(message)) = (put, answer) {
+                            cached.record(put, message);
                         }
                         if let Some(usage) = &usage {
                             cached.add_usage(usage);
@@ -1666,6 +1733,37 @@ impl Store for MongoStore {
             Some(usage) => self.add_day_tokens(&uid, usage).await,
             None => Ok(()),
         }
+    }
+
+    async fn put_answer(&self, session_id: &str, answer: &MessageRecord) -> Result<(), StoreError> {
+        let content = self.keyring.encrypt(
+            &answer.content,
+            Binding::Message {
+                session: session_id,
+                message: &answer.id,
+            },
+        )?;
+        let entry = message_doc(answer, content);
+        let held = self.slots.hold(session_id).await;
+        self.runner
+            .run("put_answer", Budget::Short, true, || {
+                attempt(&held, async {
+                    self.load(&held, session_id).await?;
+                    let mut update = SessionUpdate::default();
+                    let put = held
+                        .state()
+                        .as_ref()
+                        .ok_or(StoreError::NotFound)?
+                        .put(&mut update, &entry, answer)
+                        .ok_or(StoreError::SessionEnded)?;
+                    self.update_by_id(session_id, update.build()).await?;
+                    if let Some(cached) = held.state().as_mut() {
+                        cached.record(put, answer);
+                    }
+                    Ok(())
+                })
+            })
+            .await
     }
 
     async fn recent_messages(

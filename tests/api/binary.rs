@@ -13,22 +13,28 @@ use tokio::process::{Child, ChildStdout, Command};
 use crate::helpers::{FRAME_DEADLINE, WsClient, answer_text};
 
 /// What the banner told us.
-struct Banner {
-    base: String,
-    ws: String,
+pub(crate) struct Banner {
+    pub(crate) base: String,
+    pub(crate) ws: String,
     swagger: String,
-    user_token: String,
+    pub(crate) user_token: String,
     admin_token: String,
 }
 
 /// The server binary started in `dir` with nothing configured but a free loopback port.
 fn start(dir: &Path) -> Child {
+    start_with(dir, &[])
+}
+
+/// The server binary started in `dir` on a free loopback port, with `env` besides.
+pub(crate) fn start_with(dir: &Path, env: &[(&str, String)]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_chatbox"))
         .current_dir(dir)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("SERVER_HOST", "127.0.0.1")
         .env("SERVER_PORT", "0")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)
@@ -37,7 +43,7 @@ fn start(dir: &Path) -> Child {
 }
 
 /// Reads standard output until the banner's admin token line.
-async fn banner(lines: &mut Lines<BufReader<ChildStdout>>) -> Banner {
+pub(crate) async fn banner(lines: &mut Lines<BufReader<ChildStdout>>) -> Banner {
     let mut found = std::collections::HashMap::new();
     let read = async {
         while let Some(line) = lines.next_line().await.unwrap() {

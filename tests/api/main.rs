@@ -7,6 +7,7 @@ mod chat_llm;
 mod chat_memory;
 mod cli;
 mod contract;
+mod crash;
 mod fake_llm;
 mod go_database;
 mod health;

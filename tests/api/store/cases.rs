@@ -1520,3 +1520,46 @@ pub async fn finished_turn_stores_answer_and_figures(backend: Backend) {
     assert_eq!(session.message_count, 2);
     assert_eq!(session.total_tokens, 51);
 }
+
+/// A checkpointed answer is one stored message: replaced in place by later checkpoints and by the final
+/// answer, also after the store is reopened.
+pub async fn checkpointed_answer_is_replaced_in_place(backend: Backend) {
+    let store = backend.open().await;
+    let s = new_session(&store, "checkpoints").await;
+    store
+        .append_message(&s.id, &msg("m-1", 1, "question"))
+        .await
+        .unwrap();
+    let mut answer = MessageRecord::new("a-1", 5, "ai", "Once");
+    answer.partial = true;
+    store.put_answer(&s.id, &answer).await.unwrap();
+    answer.content = "Once upon".into();
+    answer.seq = 7;
+    store.put_answer(&s.id, &answer).await.unwrap();
+    drop(store);
+    let store = backend.open().await;
+    store
+        .append_message(&s.id, &msg("m-2", 8, "later"))
+        .await
+        .unwrap();
+    answer.content = "Once upon a time".into();
+    answer.seq = 9;
+    answer.partial = false;
+    store.finish_turn(&s.id, Some(&answer), None).await.unwrap();
+    let stored = store.messages(&s.id, None).await.unwrap();
+    let contents: Vec<(&str, bool)> = stored
+        .iter()
+        .map(|m| (m.content.as_str(), m.partial))
+        .collect();
+    assert_eq!(
+        contents,
+        [
+            ("question", false),
+            ("Once upon a time", false),
+            ("later", false)
+        ]
+    );
+    let session = store.get_session(&s.id).await.unwrap().unwrap();
+    assert_eq!(session.message_count, 3);
+    assert_eq!(session.last_seq, 9);
+}

@@ -138,6 +138,7 @@ conformance!(
     the_seq_mark_only_rises_and_survives_reopening,
     concurrent_appends_to_one_session_lose_nothing,
     finished_turn_stores_answer_and_figures,
+    checkpointed_answer_is_replaced_in_place,
 );
 
 /// Writes stored values directly, bypassing encryption (to load legacy formats and tampered values).
