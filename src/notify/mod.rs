@@ -8,12 +8,11 @@ mod config;
 mod content;
 mod email;
 mod error;
+mod retry;
 mod webhook;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Duration;
-
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -27,11 +26,6 @@ pub use webhook::{DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEA
 use crate::metrics::Metrics;
 use email::EmailChannel;
 use webhook::WebhookChannel;
-
-/// Longest wait between two attempts.
-const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
-/// Longest `Retry-After` honoured.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// A notification channel; its name is the `channel` label of the metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,18 +43,6 @@ impl Channel {
             Self::Email => "email",
             Self::Webhook => "webhook",
         }
-    }
-}
-
-/// Delay before retry number `attempt + 1`: `base * 2^attempt`, capped, or the receiver's `Retry-After`
-/// when that is longer (itself capped).
-pub(crate) fn retry_delay(base: Duration, attempt: u32, retry_after: Option<Duration>) -> Duration {
-    let exponential = base
-        .saturating_mul(2u32.saturating_pow(attempt.min(16)))
-        .min(MAX_RETRY_DELAY);
-    match retry_after {
-        Some(wait) => exponential.max(wait.min(MAX_RETRY_AFTER)),
-        None => exponential,
     }
 }
 
@@ -266,6 +248,8 @@ async fn deliver(
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+    use std::time::Duration;
+
     use super::*;
 
     fn counter(metrics: &Metrics, channel: &str, outcome: &str) -> u64 {
@@ -273,22 +257,6 @@ mod tests {
             .notifications
             .with_label_values(&[channel, outcome])
             .get()
-    }
-
-    #[test]
-    fn retry_delays_double_and_are_capped() {
-        let base = Duration::from_millis(100);
-        assert_eq!(retry_delay(base, 0, None), Duration::from_millis(100));
-        assert_eq!(retry_delay(base, 3, None), Duration::from_millis(800));
-        assert_eq!(retry_delay(base, 40, None), MAX_RETRY_DELAY);
-        assert_eq!(
-            retry_delay(base, 0, Some(Duration::from_secs(2))),
-            Duration::from_secs(2)
-        );
-        assert_eq!(
-            retry_delay(base, 0, Some(Duration::from_secs(3600))),
-            MAX_RETRY_AFTER
-        );
     }
 
     #[tokio::test]
