@@ -44,7 +44,7 @@ pub struct AppState {
     pub hub: Hub,
     /// The chat services.
     pub chat: Arc<Chat>,
-    /// Help-request email and webhook notifications.
+    /// Help-request email, webhook and SMS notifications.
     pub notifier: Arc<Notifier>,
     /// HTTP rate limits.
     pub http_limits: HttpLimits,
@@ -81,12 +81,6 @@ impl Application {
             settings.auth.jwt_public_key_pem.as_deref(),
         )
         .context("JWT_PUBLIC_KEY_FILE")?;
-        if !settings.ignored_env.is_empty() {
-            tracing::warn!(
-                variables = ?settings.ignored_env,
-                "SMS notifications are not supported: these variables are ignored"
-            );
-        }
         let metrics = Arc::new(Metrics::new());
         let settings = Arc::new(settings);
         let store = crate::store::open(

@@ -1,6 +1,6 @@
 //! `help_request`: flags the session, tells every connected admin live, and confirms to the user.
-//! Notifications (live admin event, email, webhook) are limited per session; email and webhook are delivered
-//! in the background and never affect the reply. The confirmation is always sent.
+//! Notifications (live admin event, email, webhook, SMS) are limited per session; email, webhook and SMS are
+//! delivered in the background and never affect the reply. The confirmation is always sent.
 
 use crate::hub::{BusMessage, Target};
 use crate::notify::HelpEvent;

@@ -179,9 +179,6 @@ pub struct Settings {
     pub store: StoreConfig,
     /// Help-request notifications (`[notification]`).
     pub notify: NotifyConfig,
-    /// Names of set environment variables that are read but ignored (`SMS_ACCOUNT_SID`,
-    /// `SMS_AUTH_TOKEN`: SMS delivery is not supported); start-up warns once. Values are never kept.
-    pub ignored_env: Vec<&'static str>,
 }
 
 impl Settings {

@@ -15,7 +15,7 @@ use super::{
     ServerSettings, Settings, WsSettings, parse_duration,
 };
 use crate::llm::LlmConfig;
-use crate::notify::NotifyConfig;
+use crate::notify::{NotifyConfig, SmsConfig};
 use crate::store::StoreConfig;
 
 /// A list given either as a TOML array or as one comma-separated string (the Go service's form).
@@ -132,6 +132,8 @@ pub struct RawConfig {
     store: StoreConfig,
     #[serde(default)]
     notification: NotifyConfig,
+    #[serde(default)]
+    sms: SmsConfig,
 }
 
 /// Splits a comma-separated list, trimming items and dropping empty ones.
@@ -562,22 +564,14 @@ impl RawConfig {
                 "is required in production, or set CHATBOX_DATA_DIR to run on the embedded store",
             ));
         }
-        let mut notify = self.notification;
+        // `[sms]` is the Go service's section for the provider account; the notifier owns it.
+        let mut notify = NotifyConfig {
+            sms: self.sms,
+            ..self.notification
+        };
         notify.apply_env(env)?;
         notify.validate(production)?;
-
-        // The Go service read these for SMS notifications, which this server does not send: they are
-        // noted (names only, never values) so start-up can warn that they are ignored.
-        let ignored_env = [
-            ("SMS_ACCOUNT_SID", env.get("SMS_ACCOUNT_SID")),
-            ("SMS_AUTH_TOKEN", env.get("SMS_AUTH_TOKEN")),
-        ]
-        .into_iter()
-        .filter(|(_, value)| value.is_some_and(|v| !v.is_empty()))
-        .map(|(name, _)| name)
-        .collect();
         Ok(Settings {
-            ignored_env,
             environment,
             data_dir,
             server,
@@ -723,22 +717,35 @@ mod tests {
     }
 
     #[test]
-    fn sms_variables_are_noted_by_name_only() {
+    fn the_go_sms_section_and_admin_phones_reach_the_notifier_with_the_environment_on_top() {
+        use secrecy::ExposeSecret;
         let dir = tempfile::tempdir().unwrap();
-        let s = RawConfig::default()
-            .into_settings(&dev_env(dir.path()))
-            .unwrap();
-        assert!(s.ignored_env.is_empty());
-        let mut env = dev_env(dir.path());
-        env.set("SMS_ACCOUNT_SID", "AC-secret-sid");
-        env.set("SMS_AUTH_TOKEN", "secret-token");
-        let s = RawConfig::default().into_settings(&env).unwrap();
-        assert_eq!(s.ignored_env, ["SMS_ACCOUNT_SID", "SMS_AUTH_TOKEN"]);
+        let text = "[sms]\nprovider = \"twilio\"\naccountSID = \"AC0123456789abcdef0123456789abcdef\"\n\
+                    authToken = \"file-token-7f3a\"\nfromNumber = \"+14155550100\"\n\
+                    [notification]\nadminPhones = [\"+14155550101\", \"+447700900123\"]\n";
+        let raw = RawConfig::from_toml(text).unwrap();
+        let s = raw.clone().into_settings(&dev_env(dir.path())).unwrap();
+        assert!(s.notify.sms_enabled());
+        assert_eq!(s.notify.sms.from_number.as_deref(), Some("+14155550100"));
+        assert_eq!(s.notify.admin_phones, ["+14155550101", "+447700900123"]);
         let debug = format!("{s:?}");
         assert!(
-            !debug.contains("secret-token") && !debug.contains("AC-secret-sid"),
+            !debug.contains("file-token-7f3a") && !debug.contains("AC0123456789"),
             "{debug}"
         );
+        let mut env = dev_env(dir.path());
+        env.set("SMS_AUTH_TOKEN", "env-token-9c1d");
+        env.set("ADMIN_PHONES", "+4915123456789");
+        let s = raw.into_settings(&env).unwrap();
+        assert_eq!(
+            s.notify.sms.auth_token.as_ref().unwrap().expose_secret(),
+            "env-token-9c1d"
+        );
+        assert_eq!(s.notify.admin_phones, ["+4915123456789"]);
+        let err = RawConfig::from_toml("[sms]\napiKey = \"x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("apiKey"), "{err}");
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! What a help-request notification says: the event, the admin link, the email subject and bodies (the Go
-//! service's texts) and the webhook payload. Pure functions, so they are tested without a network.
+//! What a help-request notification says: the event, the admin link, the email subject and bodies and the
+//! SMS text (the Go service's texts) and the webhook payload. Pure functions, so they are tested without a network.
 
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -80,6 +80,14 @@ pub fn email_text(event: &HelpEvent) -> String {
         event.user_id,
         event.session_id,
         event.time_rfc3339()
+    )
+}
+
+/// The SMS text, the Go service's: `Help Request - User <uid> needs assistance. Session: <sid>`.
+pub fn sms_text(event: &HelpEvent) -> String {
+    format!(
+        "Help Request - User {} needs assistance. Session: {}",
+        event.user_id, event.session_id
     )
 }
 

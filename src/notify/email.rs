@@ -1,25 +1,23 @@
 //! Email through SMTP with lettre: one multipart (text + HTML) message to every admin address, retried on
 //! connection errors, timeouts and transient (4xx) replies.
 
-use std::time::Duration;
-
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use secrecy::ExposeSecret;
 
+use super::NotifyError;
 use super::config::{NotifyConfig, SmtpTls};
 use super::content::{HelpEvent, email_html, email_subject, email_text};
-use super::{NotifyError, retry_delay};
+use super::retry::{Failure, RetryPolicy, millis, with_retries};
 
 /// A configured SMTP channel.
 pub(crate) struct EmailChannel {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     from: Mailbox,
     to: Vec<Mailbox>,
-    retries: u32,
-    backoff: Duration,
+    retry: RetryPolicy,
     /// `host:port`, for logs.
     server: String,
 }
@@ -72,8 +70,10 @@ impl EmailChannel {
             transport: builder.build(),
             from,
             to,
-            retries: config.email_retries,
-            backoff: config.retry_backoff,
+            retry: RetryPolicy {
+                retries: config.email_retries,
+                backoff: config.retry_backoff,
+            },
             server: format!("{host}:{port}"),
         }))
     }
@@ -105,29 +105,34 @@ impl EmailChannel {
         link: Option<&str>,
     ) -> Result<(), NotifyError> {
         let message = self.message(event, link)?;
-        let mut attempt = 0;
-        loop {
-            match self.transport.send(message.clone()).await {
-                Ok(_) => return Ok(()),
-                Err(e) => {
-                    let retryable = !(e.is_permanent() || e.is_client() || e.is_tls());
-                    if !retryable || attempt >= self.retries {
-                        return Err(NotifyError::Smtp(e.to_string()));
-                    }
-                    let delay = retry_delay(self.backoff, attempt, None);
-                    tracing::warn!(
-                        server = %self.server,
-                        session_id = %event.session_id,
-                        attempt = attempt + 1,
-                        retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-                        error = %e,
-                        "help notification email failed, retrying"
-                    );
-                    tokio::time::sleep(delay).await;
-                    attempt += 1;
-                }
-            }
-        }
+        with_retries(
+            self.retry,
+            || async {
+                self.transport
+                    .send(message.clone())
+                    .await
+                    .map(drop)
+                    .map_err(|e| {
+                        let error = NotifyError::Smtp(e.to_string());
+                        if e.is_permanent() || e.is_client() || e.is_tls() {
+                            Failure::permanent(error)
+                        } else {
+                            Failure::transient(error)
+                        }
+                    })
+            },
+            |retry, delay, error| {
+                tracing::warn!(
+                    server = %self.server,
+                    session_id = %event.session_id,
+                    attempt = retry,
+                    retry_in_ms = millis(delay),
+                    error = %error,
+                    "help notification email failed, retrying"
+                );
+            },
+        )
+        .await
     }
 
     /// `host:port` of the SMTP server.

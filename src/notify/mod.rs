@@ -1,37 +1,37 @@
-//! Help-request notifications: email (SMTP through lettre) and a signed webhook, delivered in the
-//! background so the user's request is never delayed or failed by them. Failures are logged (never with
-//! secrets) and counted in `chatbox_notifications_total{channel,outcome}`; shutdown waits for deliveries
-//! in flight up to a deadline ([`Notifier::drain`]). The live `help_request` event to connected admins is
+//! Help-request notifications: email (SMTP through lettre), a signed webhook and SMS (Twilio), delivered
+//! in the background and independently of each other, so the user's request is never delayed or failed by
+//! them. Failures are logged (never with secrets or whole phone numbers) and counted in
+//! `chatbox_notifications_total{channel,outcome}` (SMS once per phone); shutdown waits for deliveries in
+//! flight up to a deadline ([`Notifier::drain`]). The live `help_request` event to connected admins is
 //! sent by the chat service through the hub, not here.
 
 mod config;
 mod content;
 mod email;
 mod error;
+mod retry;
+mod sms;
 mod webhook;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-pub use config::{NotifyConfig, SmtpTls};
+pub use config::{NotifyConfig, SmsConfig, SmtpTls, TWILIO_API_BASE_URL, is_e164};
 pub use content::{
     HelpEvent, WebhookPayload, admin_link, email_html, email_subject, email_text, escape_html,
+    sms_text,
 };
 pub use error::NotifyError;
+pub use sms::mask_phone;
 pub use webhook::{DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, signature};
 
 use crate::metrics::Metrics;
 use email::EmailChannel;
+use sms::SmsChannel;
 use webhook::WebhookChannel;
-
-/// Longest wait between two attempts.
-const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
-/// Longest `Retry-After` honoured.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// A notification channel; its name is the `channel` label of the metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,27 +40,18 @@ pub enum Channel {
     Email,
     /// Signed JSON webhook.
     Webhook,
+    /// SMS through Twilio, one message per admin phone.
+    Sms,
 }
 
 impl Channel {
-    /// `email` or `webhook`.
+    /// `email`, `webhook` or `sms`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Email => "email",
             Self::Webhook => "webhook",
+            Self::Sms => "sms",
         }
-    }
-}
-
-/// Delay before retry number `attempt + 1`: `base * 2^attempt`, capped, or the receiver's `Retry-After`
-/// when that is longer (itself capped).
-pub(crate) fn retry_delay(base: Duration, attempt: u32, retry_after: Option<Duration>) -> Duration {
-    let exponential = base
-        .saturating_mul(2u32.saturating_pow(attempt.min(16)))
-        .min(MAX_RETRY_DELAY);
-    match retry_after {
-        Some(wait) => exponential.max(wait.min(MAX_RETRY_AFTER)),
-        None => exponential,
     }
 }
 
@@ -93,6 +84,24 @@ struct Channels {
     admin_panel_base: Option<String>,
     email: Option<EmailChannel>,
     webhook: Option<WebhookChannel>,
+    sms: Option<SmsChannel>,
+}
+
+impl Channels {
+    /// Deliveries one notification makes on `channel`: one per phone for SMS, else one.
+    fn deliveries(&self, channel: Channel) -> u64 {
+        match (channel, &self.sms) {
+            (Channel::Sms, Some(sms)) => u64::try_from(sms.recipients()).unwrap_or(u64::MAX),
+            _ => 1,
+        }
+    }
+}
+
+/// What one delivery ended with: `recipient` is the masked phone number of an SMS.
+struct Outcome {
+    channel: Channel,
+    recipient: Option<String>,
+    result: Result<(), NotifyError>,
 }
 
 /// Sends help-request notifications on every configured channel.
@@ -110,12 +119,23 @@ impl Notifier {
             admin_panel_base: config.admin_panel_base(),
             email: EmailChannel::from_config(config)?,
             webhook: WebhookChannel::from_config(config)?,
+            sms: SmsChannel::from_config(config)?,
         };
         if let Some(email) = &channels.email {
             tracing::info!(server = %email.server(), "help notifications by email enabled");
         }
         if let Some(webhook) = &channels.webhook {
             tracing::info!(target_url = %webhook.target(), "help notifications by webhook enabled");
+        }
+        if let Some(sms) = &channels.sms {
+            tracing::info!(api = %sms.target(), phones = sms.recipients(), "help notifications by SMS enabled");
+        } else if let Some((key, hint)) = config.sms_missing() {
+            // Production refuses this at start-up; development runs on without SMS.
+            tracing::warn!(
+                missing = key,
+                env = hint,
+                "SMS is configured without {key}: help notifications by SMS disabled"
+            );
         }
         Ok(Self {
             channels: Arc::new(channels),
@@ -133,6 +153,9 @@ impl Notifier {
         }
         if self.channels.webhook.is_some() {
             list.push(Channel::Webhook);
+        }
+        if self.channels.sms.is_some() {
+            list.push(Channel::Sms);
         }
         list
     }
@@ -166,17 +189,22 @@ impl Notifier {
     }
 
     /// Delivers `event` on every configured channel and waits for the outcome (what
-    /// [`Notifier::help_requested`] runs in the background). Outcomes are logged and counted here too.
+    /// [`Notifier::help_requested`] runs in the background): one entry per email, webhook and SMS phone.
+    /// Outcomes are logged and counted here too.
     pub async fn deliver(&self, event: &HelpEvent) -> Vec<(Channel, Result<(), NotifyError>)> {
         let _guard = self.in_flight.enter();
-        deliver(&self.channels, &self.metrics, event).await
+        deliver(&self.channels, &self.metrics, event)
+            .await
+            .into_iter()
+            .map(|o| (o.channel, o.result))
+            .collect()
     }
 
     /// Records a help request whose notification the per-session limit suppressed: `skipped` for every
     /// configured channel.
     pub fn help_limited(&self, session_id: &str) {
         if !self.channels().is_empty() {
-            tracing::debug!(session_id = %session_id, "email and webhook skipped by the per-session limit");
+            tracing::debug!(session_id = %session_id, "help notifications skipped by the per-session limit");
             self.count_skipped();
         }
     }
@@ -216,55 +244,82 @@ impl Notifier {
             self.metrics
                 .notifications
                 .with_label_values(&[channel.as_str(), "skipped"])
-                .inc();
+                .inc_by(self.channels.deliveries(channel));
         }
     }
 }
 
-async fn deliver(
-    channels: &Channels,
-    metrics: &Metrics,
-    event: &HelpEvent,
-) -> Vec<(Channel, Result<(), NotifyError>)> {
+/// Runs every configured channel concurrently and records each outcome as soon as it is known: a slow or
+/// failing channel never holds up the others, nor their logs and counts.
+async fn deliver(channels: &Channels, metrics: &Metrics, event: &HelpEvent) -> Vec<Outcome> {
     let link = admin_link(channels.admin_panel_base.as_deref(), &event.session_id);
+    let single = |channel, result| {
+        let outcome = Outcome {
+            channel,
+            recipient: None,
+            result,
+        };
+        record(metrics, event, &outcome);
+        vec![outcome]
+    };
     let email = async {
         match &channels.email {
-            Some(email) => Some((Channel::Email, email.send(event, link.as_deref()).await)),
-            None => None,
+            Some(email) => single(Channel::Email, email.send(event, link.as_deref()).await),
+            None => Vec::new(),
         }
     };
     let webhook = async {
         match &channels.webhook {
-            Some(webhook) => Some((Channel::Webhook, webhook.send(event, link.as_deref()).await)),
-            None => None,
+            Some(webhook) => single(Channel::Webhook, webhook.send(event, link.as_deref()).await),
+            None => Vec::new(),
         }
     };
-    let (email, webhook) = tokio::join!(email, webhook);
-    let outcomes: Vec<_> = [email, webhook].into_iter().flatten().collect();
-    for (channel, outcome) in &outcomes {
-        match outcome {
-            Ok(()) => {
-                tracing::info!(channel = channel.as_str(), session_id = %event.session_id, "help notification sent");
-                metrics
-                    .notifications
-                    .with_label_values(&[channel.as_str(), "sent"])
-                    .inc();
+    let sms = async {
+        match &channels.sms {
+            Some(sms) => {
+                sms.send(event, |to, result| {
+                    let outcome = Outcome {
+                        channel: Channel::Sms,
+                        recipient: Some(to),
+                        result,
+                    };
+                    record(metrics, event, &outcome);
+                    outcome
+                })
+                .await
             }
-            Err(e) => {
-                tracing::error!(channel = channel.as_str(), session_id = %event.session_id, error = %e, "help notification failed");
-                metrics
-                    .notifications
-                    .with_label_values(&[channel.as_str(), "failed"])
-                    .inc();
-            }
+            None => Vec::new(),
         }
-    }
-    outcomes
+    };
+    let (email, webhook, sms) = tokio::join!(email, webhook, sms);
+    [email, webhook, sms].into_iter().flatten().collect()
+}
+
+/// Logs `outcome` and counts it in `chatbox_notifications_total`.
+fn record(metrics: &Metrics, event: &HelpEvent, outcome: &Outcome) {
+    let channel = outcome.channel.as_str();
+    let to = outcome.recipient.as_deref();
+    let label = match &outcome.result {
+        Ok(()) => {
+            tracing::info!(channel, to, session_id = %event.session_id, "help notification sent");
+            "sent"
+        }
+        Err(e) => {
+            tracing::error!(channel, to, session_id = %event.session_id, error = %e, "help notification failed");
+            "failed"
+        }
+    };
+    metrics
+        .notifications
+        .with_label_values(&[channel, label])
+        .inc();
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::time::Duration;
 
     use super::*;
 
@@ -273,22 +328,6 @@ mod tests {
             .notifications
             .with_label_values(&[channel, outcome])
             .get()
-    }
-
-    #[test]
-    fn retry_delays_double_and_are_capped() {
-        let base = Duration::from_millis(100);
-        assert_eq!(retry_delay(base, 0, None), Duration::from_millis(100));
-        assert_eq!(retry_delay(base, 3, None), Duration::from_millis(800));
-        assert_eq!(retry_delay(base, 40, None), MAX_RETRY_DELAY);
-        assert_eq!(
-            retry_delay(base, 0, Some(Duration::from_secs(2))),
-            Duration::from_secs(2)
-        );
-        assert_eq!(
-            retry_delay(base, 0, Some(Duration::from_secs(3600))),
-            MAX_RETRY_AFTER
-        );
     }
 
     #[tokio::test]
@@ -309,6 +348,7 @@ mod tests {
         for outcome in ["sent", "failed", "skipped"] {
             assert_eq!(counter(&metrics, "email", outcome), 0);
             assert_eq!(counter(&metrics, "webhook", outcome), 0);
+            assert_eq!(counter(&metrics, "sms", outcome), 0);
         }
     }
 

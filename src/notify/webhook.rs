@@ -5,17 +5,15 @@
 //! `X-Chatbox-Timestamp: <unix seconds>` and, when a secret is configured,
 //! `X-Chatbox-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>`.
 
-use std::time::Duration;
-
 use hmac::{Hmac, Mac};
-use reqwest::StatusCode;
-use reqwest::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER, USER_AGENT};
+use reqwest::header::{CONTENT_TYPE, HeaderValue, USER_AGENT};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
 
+use super::NotifyError;
 use super::config::NotifyConfig;
 use super::content::{HelpEvent, WebhookPayload};
-use super::{NotifyError, retry_delay};
+use super::retry::{Failure, RetryPolicy, millis, with_retries};
 
 /// Header carrying the signature.
 pub const SIGNATURE_HEADER: &str = "X-Chatbox-Signature";
@@ -43,20 +41,9 @@ pub(crate) struct WebhookChannel {
     client: reqwest::Client,
     url: reqwest::Url,
     secret: Option<SecretString>,
-    retries: u32,
-    backoff: Duration,
+    retry: RetryPolicy,
     /// Scheme, host and port only: paths and queries of webhook URLs often hold tokens.
     target: String,
-}
-
-/// What one attempt ended with.
-enum Attempt {
-    Delivered,
-    Failed {
-        error: NotifyError,
-        retry: bool,
-        retry_after: Option<Duration>,
-    },
 }
 
 impl WebhookChannel {
@@ -84,8 +71,10 @@ impl WebhookChannel {
             client,
             url,
             secret: config.webhook_secret.clone(),
-            retries: config.webhook_retries,
-            backoff: config.retry_backoff,
+            retry: RetryPolicy {
+                retries: config.webhook_retries,
+                backoff: config.retry_backoff,
+            },
             target,
         }))
     }
@@ -99,36 +88,25 @@ impl WebhookChannel {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let body = serde_json::to_vec(&WebhookPayload::new(&id, event, link))
             .map_err(|e| NotifyError::WebhookRequest(format!("encoding the payload: {e}")))?;
-        let mut attempt = 0;
-        loop {
-            match self.attempt(&id, &body).await {
-                Attempt::Delivered => return Ok(()),
-                Attempt::Failed {
-                    error,
-                    retry,
-                    retry_after,
-                } => {
-                    if !retry || attempt >= self.retries {
-                        return Err(error);
-                    }
-                    let delay = retry_delay(self.backoff, attempt, retry_after);
-                    tracing::warn!(
-                        target_url = %self.target,
-                        session_id = %event.session_id,
-                        delivery = %id,
-                        attempt = attempt + 1,
-                        retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-                        error = %error,
-                        "help notification webhook failed, retrying"
-                    );
-                    tokio::time::sleep(delay).await;
-                    attempt += 1;
-                }
-            }
-        }
+        with_retries(
+            self.retry,
+            || self.attempt(&id, &body),
+            |retry, delay, error| {
+                tracing::warn!(
+                    target_url = %self.target,
+                    session_id = %event.session_id,
+                    delivery = %id,
+                    attempt = retry,
+                    retry_in_ms = millis(delay),
+                    error = %error,
+                    "help notification webhook failed, retrying"
+                );
+            },
+        )
+        .await
     }
 
-    async fn attempt(&self, id: &str, body: &[u8]) -> Attempt {
+    async fn attempt(&self, id: &str, body: &[u8]) -> Result<(), Failure> {
         let timestamp = time::OffsetDateTime::now_utc().unix_timestamp().to_string();
         let mut request = self
             .client
@@ -146,27 +124,16 @@ impl WebhookChannel {
             );
         }
         match request.send().await {
-            Ok(response) if response.status().is_success() => Attempt::Delivered,
-            Ok(response) => {
-                let status = response.status();
-                let retry_after = response
-                    .headers()
-                    .get(RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .map(Duration::from_secs);
-                Attempt::Failed {
-                    error: NotifyError::WebhookStatus(status.as_u16()),
-                    retry: status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS,
-                    retry_after,
-                }
-            }
-            Err(e) => Attempt::Failed {
-                // Without the URL: it may hold a token.
-                error: NotifyError::WebhookRequest(e.without_url().to_string()),
-                retry: true,
-                retry_after: None,
-            },
+            Ok(response) if response.status().is_success() => Ok(()),
+            Ok(response) => Err(Failure::http(
+                NotifyError::WebhookStatus(response.status().as_u16()),
+                response.status(),
+                response.headers(),
+            )),
+            // Without the URL: it may hold a token.
+            Err(e) => Err(Failure::transient(NotifyError::WebhookRequest(
+                e.without_url().to_string(),
+            ))),
         }
     }
 

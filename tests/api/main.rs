@@ -22,6 +22,7 @@ mod keys;
 mod llm;
 mod metrics;
 mod notify;
+mod notify_sms;
 mod notify_support;
 mod ops_config_doc;
 mod ops_deploy;

@@ -11,11 +11,11 @@ use serde_json::{Value, json};
 use crate::helpers::{TestApp, TestAppBuilder, WsClient, app};
 use crate::notify_support::{SmtpServer, TestCa, WebhookReceiver, eventually};
 
-const SECRET: &str = "whsec-test-0123456789abcdef";
+pub(crate) const SECRET: &str = "whsec-test-0123456789abcdef";
 const PANEL: &str = "https://admin.example/chatbox/admin/sessions";
 const CONFIRMATION: &str = "Help request sent. An administrator will join your session shortly.";
 
-fn with_smtp(builder: TestAppBuilder, smtp: &SmtpServer) -> TestAppBuilder {
+pub(crate) fn with_smtp(builder: TestAppBuilder, smtp: &SmtpServer) -> TestAppBuilder {
     builder
         .env("SMTP_HOST", "127.0.0.1")
         .env("SMTP_PORT", smtp.port.to_string())
@@ -24,14 +24,14 @@ fn with_smtp(builder: TestAppBuilder, smtp: &SmtpServer) -> TestAppBuilder {
         .env("ADMIN_EMAILS", "ops1@example.com, ops2@example.com")
 }
 
-fn with_webhook(builder: TestAppBuilder, hook: &WebhookReceiver) -> TestAppBuilder {
+pub(crate) fn with_webhook(builder: TestAppBuilder, hook: &WebhookReceiver) -> TestAppBuilder {
     builder
         .env("WEBHOOK_URL", hook.url.clone())
         .env("WEBHOOK_SECRET", SECRET)
         .env("NOTIFY_RETRY_BACKOFF", "20ms")
 }
 
-fn counter(app: &TestApp, channel: &str, outcome: &str) -> u64 {
+pub(crate) fn counter(app: &TestApp, channel: &str, outcome: &str) -> u64 {
     app.state
         .metrics
         .notifications
@@ -40,7 +40,7 @@ fn counter(app: &TestApp, channel: &str, outcome: &str) -> u64 {
 }
 
 /// Connects `user`, sends one message (a help request needs a session) and returns the socket and session id.
-async fn user_with_session(app: &TestApp, user: &str) -> (WsClient, String) {
+pub(crate) async fn user_with_session(app: &TestApp, user: &str) -> (WsClient, String) {
     let mut ws = app.connect_ws(&app.user_token(user)).await;
     assert_eq!(ws.recv().await["type"], "connection_status");
     ws.send(json!({"type": "user_message", "content": "I am stuck"}))
@@ -53,7 +53,7 @@ async fn user_with_session(app: &TestApp, user: &str) -> (WsClient, String) {
 }
 
 /// Sends `help_request` and asserts the very next frame is the confirmation (no error ever).
-async fn ask_for_help(ws: &mut WsClient) -> Value {
+pub(crate) async fn ask_for_help(ws: &mut WsClient) -> Value {
     ws.send(json!({"type": "help_request"})).await;
     let frame = ws.recv().await;
     assert_eq!(frame["type"], "connection_status", "{frame}");

@@ -1,6 +1,7 @@
 //! Real receivers for notification tests: an SMTP server (aiosmtpd, a Python package that
-//! `scripts/test.sh` installs into a venv and announces with `CHATBOX_TEST_PYTHON`) writing to a maildir, and
-//! a small HTTP server that records webhook requests and answers with scripted statuses.
+//! `scripts/test.sh` installs into a venv and announces with `CHATBOX_TEST_PYTHON`) writing to a maildir, a
+//! small HTTP server that records webhook requests and answers with scripted statuses, and a fake of Twilio's
+//! Messages API that checks requests and answers as Twilio does.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
@@ -414,6 +415,233 @@ impl WebhookReceiver {
 }
 
 impl Drop for WebhookReceiver {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+/// One request the fake Twilio API got.
+#[derive(Debug, Clone)]
+pub struct TwilioRequest {
+    /// HTTP method.
+    pub method: String,
+    /// Path of the request.
+    pub path: String,
+    /// Header names in lower case.
+    pub headers: HashMap<String, String>,
+    /// The form fields, in the order sent.
+    pub form: Vec<(String, String)>,
+    /// When it arrived.
+    pub at: tokio::time::Instant,
+}
+
+impl TwilioRequest {
+    /// The value of form field `name`.
+    pub fn field(&self, name: &str) -> &str {
+        self.form
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_else(|| panic!("no form field {name} in {:?}", self.form))
+    }
+}
+
+struct TwilioState {
+    sid: String,
+    token: String,
+    received: Mutex<Vec<TwilioRequest>>,
+    /// Scripted statuses per `To` number, answered in order, then 201.
+    script: Mutex<HashMap<String, VecDeque<u16>>>,
+    /// While true, requests wait before they are answered.
+    hold: tokio::sync::watch::Sender<bool>,
+}
+
+/// A Twilio error body: `{code, message, more_info, status}`.
+fn twilio_error(status: u16, code: u32, message: &str) -> Response {
+    let body = serde_json::json!({
+        "code": code,
+        "message": message,
+        "more_info": format!("https://www.twilio.com/docs/errors/{code}"),
+        "status": status,
+    });
+    let mut response = Response::builder()
+        .status(poem::http::StatusCode::from_u16(status).unwrap())
+        .content_type("application/json")
+        .body(body.to_string());
+    if status == 429 {
+        response
+            .headers_mut()
+            .insert("retry-after", "1".parse().unwrap());
+    }
+    response
+}
+
+impl TwilioState {
+    /// Answers as Twilio's Messages API does: 404 for another path, 401 for wrong credentials, 400 for a
+    /// missing field, else the scripted status or 201 with the message resource.
+    fn answer(&self, request: &TwilioRequest) -> Response {
+        let expected_path = format!("/2010-04-01/Accounts/{}/Messages.json", self.sid);
+        if request.method != "POST" || request.path != expected_path {
+            return twilio_error(404, 20404, "The requested resource was not found");
+        }
+        let credentials = format!("{}:{}", self.sid, self.token);
+        let expected_auth = format!(
+            "Basic {}",
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, credentials)
+        );
+        if request.headers.get("authorization") != Some(&expected_auth) {
+            return twilio_error(401, 20003, "Authenticate");
+        }
+        let fields: Vec<&str> = request.form.iter().map(|(k, _)| k.as_str()).collect();
+        for name in ["To", "From", "Body"] {
+            if !fields.contains(&name) {
+                return twilio_error(400, 21604, &format!("A '{name}' parameter is required."));
+            }
+        }
+        let to = request.field("To").to_string();
+        let scripted = self
+            .script
+            .lock()
+            .unwrap()
+            .get_mut(&to)
+            .and_then(VecDeque::pop_front);
+        match scripted {
+            Some(400) => twilio_error(
+                400,
+                21211,
+                &format!("The 'To' number {to} is not a valid phone number."),
+            ),
+            Some(429) => twilio_error(429, 20429, "Too Many Requests"),
+            Some(500) => twilio_error(500, 20500, "Internal Server Error"),
+            Some(other) if other != 201 => twilio_error(other, 20001, "Scripted failure"),
+            _ => {
+                let message_sid = format!("SM{}", uuid::Uuid::new_v4().simple());
+                let body = serde_json::json!({
+                    "account_sid": self.sid,
+                    "api_version": "2010-04-01",
+                    "body": request.field("Body"),
+                    "direction": "outbound-api",
+                    "error_code": null,
+                    "error_message": null,
+                    "from": request.field("From"),
+                    "num_segments": "1",
+                    "price": null,
+                    "sid": message_sid,
+                    "status": "queued",
+                    "to": to,
+                    "uri": format!("/2010-04-01/Accounts/{}/Messages/{message_sid}.json", self.sid),
+                });
+                Response::builder()
+                    .status(poem::http::StatusCode::CREATED)
+                    .content_type("application/json")
+                    .body(body.to_string())
+            }
+        }
+    }
+}
+
+/// A fake of Twilio's Messages API on a free loopback port, checking path, basic auth and form fields as
+/// Twilio does and answering in its format; stops on drop.
+pub struct FakeTwilio {
+    /// `http://127.0.0.1:<port>`: what `SMS_API_BASE_URL` is set to.
+    pub base_url: String,
+    state: Arc<TwilioState>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl FakeTwilio {
+    /// Accepts account `sid` with `token`; `script` gives, per `To` number, the statuses to answer first
+    /// (400: invalid number, 429 with `Retry-After: 1`, 500), then 201.
+    pub async fn start(sid: &str, token: &str, script: &[(&str, &[u16])]) -> Self {
+        let state = Arc::new(TwilioState {
+            sid: sid.to_string(),
+            token: token.to_string(),
+            received: Mutex::new(Vec::new()),
+            script: Mutex::new(
+                script
+                    .iter()
+                    .map(|(to, statuses)| (to.to_string(), statuses.iter().copied().collect()))
+                    .collect(),
+            ),
+            hold: tokio::sync::watch::Sender::new(false),
+        });
+        let acceptor = TcpListener::bind("127.0.0.1:0")
+            .into_acceptor()
+            .await
+            .unwrap();
+        let port = acceptor.local_addr()[0].as_socket_addr().unwrap().port();
+        let shared = Arc::clone(&state);
+        let endpoint = poem::endpoint::make(move |req: Request| {
+            let state = Arc::clone(&shared);
+            async move {
+                let at = tokio::time::Instant::now();
+                let (req, mut body) = req.split();
+                let form = match <poem::web::Form<Vec<(String, String)>> as poem::FromRequest>::from_request(&req, &mut body).await {
+                    Ok(poem::web::Form(form)) => form,
+                    Err(_) => Vec::new(),
+                };
+                let request = TwilioRequest {
+                    method: req.method().to_string(),
+                    path: req.uri().path().to_string(),
+                    headers: req
+                        .headers()
+                        .iter()
+                        .map(|(k, v)| {
+                            (
+                                k.as_str().to_string(),
+                                v.to_str().unwrap_or_default().to_string(),
+                            )
+                        })
+                        .collect(),
+                    form,
+                    at,
+                };
+                state.received.lock().unwrap().push(request.clone());
+                let mut hold = state.hold.subscribe();
+                let _ = hold.wait_for(|held| !held).await;
+                state.answer(&request)
+            }
+        });
+        let server = tokio::spawn(async move {
+            let _ = poem::Server::new_with_acceptor(acceptor)
+                .run(endpoint)
+                .await;
+        });
+        Self {
+            base_url: format!("http://127.0.0.1:{port}"),
+            state,
+            server,
+        }
+    }
+
+    /// Makes requests wait unanswered (`true`) until called again with `false`.
+    pub fn hold(&self, held: bool) {
+        self.state.hold.send_replace(held);
+    }
+
+    /// Requests received so far.
+    pub fn received(&self) -> Vec<TwilioRequest> {
+        self.state.received.lock().unwrap().clone()
+    }
+
+    /// Requests received so far for `to`.
+    pub fn received_for(&self, to: &str) -> Vec<TwilioRequest> {
+        self.received()
+            .into_iter()
+            .filter(|r| r.form.iter().any(|(k, v)| k == "To" && v == to))
+            .collect()
+    }
+
+    /// Waits until at least `n` requests have arrived and returns them all.
+    pub async fn wait_for(&self, n: usize) -> Vec<TwilioRequest> {
+        eventually(&format!("{n} Twilio request(s)"), || {
+            Some(self.received()).filter(|r| r.len() >= n)
+        })
+        .await
+    }
+}
+
+impl Drop for FakeTwilio {
     fn drop(&mut self) {
         self.server.abort();
     }
