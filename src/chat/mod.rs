@@ -46,6 +46,10 @@ use rate_limit::RateLimiter;
 pub struct ConnCtx {
     conn_id: ConnId,
     identity: Arc<Identity>,
+    /// A session id this connection sent that the server does not know (Go clients make up their own),
+    /// and the session it stood for: the next frame naming it goes to that session without asking the
+    /// store about the unknown id again.
+    alias: Arc<std::sync::Mutex<Option<(String, String)>>>,
 }
 
 impl ConnCtx {
@@ -54,7 +58,23 @@ impl ConnCtx {
         Self {
             conn_id,
             identity: Arc::new(identity),
+            alias: Arc::default(),
         }
+    }
+
+    /// The session an unknown id sent by this connection last stood for.
+    fn aliased(&self, hint: &str) -> Option<String> {
+        let alias = self.alias.lock().unwrap_or_else(|p| p.into_inner());
+        alias
+            .as_ref()
+            .filter(|(unknown, _)| unknown == hint)
+            .map(|(_, session)| session.clone())
+    }
+
+    /// Remembers that the unknown id `hint` stood for `session_id`.
+    fn remember_alias(&self, hint: &str, session_id: &str) {
+        *self.alias.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((hint.to_string(), session_id.to_string()));
     }
 
     /// The connection's id.

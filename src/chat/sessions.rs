@@ -124,6 +124,15 @@ impl Chat {
         access: Access,
     ) -> Result<(SessionRecord, Arc<LiveSession>), ChatError> {
         let user_id = &ctx.identity.user_id;
+        // An unknown id this connection sent before: the session it stood for, while that one is active.
+        if let Some(session_id) = hint.and_then(|h| ctx.aliased(h))
+            && let Some(session) = self.store.get_session(&session_id).await?
+            && session.is_active()
+            && &session.user_id == user_id
+        {
+            let live = self.live_of(&session);
+            return Ok((session, live));
+        }
         let named = match hint {
             Some(id) => self.store.get_session(id).await?,
             None => None,
@@ -145,6 +154,9 @@ impl Chat {
                     .active_session(user_id)
                     .await?
                     .ok_or(ChatError::SessionNotFound)?;
+                if let Some(h) = hint {
+                    ctx.remember_alias(h, &session.id);
+                }
                 let live = self.live_of(&session);
                 Ok((session, live))
             }
@@ -160,6 +172,9 @@ impl Chat {
                     tracing::info!(user_id = %user_id, session_id = %active.session.id, "session created");
                 }
                 self.sessions.release(user_id, &active.session.id);
+                if let Some(h) = hint {
+                    ctx.remember_alias(h, &active.session.id);
+                }
                 let live = self.live_of(&active.session);
                 Ok((active.session, live))
             }

@@ -1696,43 +1696,52 @@ impl Store for MongoStore {
             .runner
             .run("finish_turn", Budget::Short, true, || {
                 attempt(&held, async {
-                    self.load(&held, session_id).await?;
-                    let mut update = SessionUpdate::default();
-                    let (uid, put) = {
-                        let state = held.state();
-                        let cached = state.as_ref().ok_or(StoreError::NotFound)?;
-                        // An answer finished after its session ended is not stored (as `append_message`
-                        // refuses it), unless a checkpoint of it is; its usage still counts.
-                        let put = match (answer, &entry) {
-                            (Some(message), Some(entry)) => cached.put(&mut update, entry, message),
-                            _ => None,
-                        };
-                        if let Some(usage) = &usage {
-                            let count = cached.session.response_count + 1;
-                            update.usage(usage, (cached.resp_total_ms + usage.response_ms) / count);
-                        }
-                        (cached.session.user_id.clone(), put)
-                    };
-                    if !update.is_empty() {
-                        self.update_by_id(session_id, update.build()).await?;
-                    }
-                    if let Some(cached) = held.state().as_mut() {
-                        if let (Some(put), Some(message)) = (put, answer) {
-                            cached.record(put, message);
-                        }
-                        if let Some(usage) = &usage {
-                            cached.add_usage(usage);
-                        }
-                    }
-                    Ok(uid)
+                    Ok(self.cached_session(&held, session_id).await?.user_id)
                 })
             })
             .await?;
-        drop(held);
-        match &usage {
-            Some(usage) => self.add_day_tokens(&uid, usage).await,
-            None => Ok(()),
-        }
+        // The session's update and the user's day are independent documents: both go out at once.
+        let session_update = self.runner.run("finish_turn", Budget::Short, true, || {
+            attempt(&held, async {
+                self.load(&held, session_id).await?;
+                let mut update = SessionUpdate::default();
+                let put = {
+                    let state = held.state();
+                    let cached = state.as_ref().ok_or(StoreError::NotFound)?;
+                    // An answer finished after its session ended is not stored (as `append_message`
+                    // refuses it), unless a checkpoint of it is; its usage still counts.
+                    let put = match (answer, &entry) {
+                        (Some(message), Some(entry)) => cached.put(&mut update, entry, message),
+                        _ => None,
+                    };
+                    if let Some(usage) = &usage {
+                        let count = cached.session.response_count + 1;
+                        update.usage(usage, (cached.resp_total_ms + usage.response_ms) / count);
+                    }
+                    put
+                };
+                if !update.is_empty() {
+                    self.update_by_id(session_id, update.build()).await?;
+                }
+                if let Some(cached) = held.state().as_mut() {
+                    if let (Some(put), Some(message)) = (put, answer) {
+                        cached.record(put, message);
+                    }
+                    if let Some(usage) = &usage {
+                        cached.add_usage(usage);
+                    }
+                }
+                Ok(())
+            })
+        });
+        let day = async {
+            match &usage {
+                Some(usage) => self.add_day_tokens(&uid, usage).await,
+                None => Ok(()),
+            }
+        };
+        let (session_update, day) = tokio::join!(session_update, day);
+        session_update.and(day)
     }
 
     async fn put_answer(&self, session_id: &str, answer: &MessageRecord) -> Result<(), StoreError> {

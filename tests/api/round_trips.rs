@@ -35,18 +35,21 @@ fn total(counts: &[(String, u64)]) -> u64 {
     counts.iter().map(|(_, n)| n).sum()
 }
 
-/// Runs one turn; returns the seq of its final chunk.
-async fn turn(ws: &mut WsClient, content: &str) -> u64 {
-    ws.send(json!({"type": "user_message", "content": content}))
-        .await;
+/// Runs one turn, naming `session_id` when given; returns the seq of its final chunk.
+async fn turn(ws: &mut WsClient, session_id: Option<&str>, content: &str) -> u64 {
+    let mut frame = json!({"type": "user_message", "content": content});
+    if let Some(id) = session_id {
+        frame["session_id"] = json!(id);
+    }
+    ws.send(frame).await;
     let frames = ws.recv_turn().await;
     let last = frames.last().unwrap();
     assert_eq!(last["metadata"]["done"], "true", "{frames:?}");
     last["seq"].as_u64().unwrap()
 }
 
-#[tokio::test]
-async fn a_turn_in_a_live_session_costs_three_round_trips_however_long_the_conversation() {
+/// Counts the commands of 40 turns after a first one, with each message naming `session_id` (or none).
+async fn turns_cost_three_round_trips(session_id: Option<&str>) {
     assert!(
         std::env::var("MONGODB_URI").is_ok_and(|u| !u.is_empty()),
         "MONGODB_URI is not set: run the tests through scripts/test.sh"
@@ -55,12 +58,12 @@ async fn a_turn_in_a_live_session_costs_three_round_trips_however_long_the_conve
     let mut ws = app.connect_ws(&app.user_token("counted")).await;
     status(&mut ws).await;
     // The first turn creates the session and makes it live on this node.
-    let first_seq = turn(&mut ws, "first").await;
+    let first_seq = turn(&mut ws, session_id, "first").await;
     let mut per_turn = Vec::new();
     let mut last_seq = first_seq;
     for i in 0..40 {
         let before = commands(&app);
-        last_seq = turn(&mut ws, &format!("message {i}")).await;
+        last_seq = turn(&mut ws, session_id, &format!("message {i}")).await;
         let after = commands(&app);
         per_turn.push((total(&after) - total(&before), before, after));
     }
@@ -78,4 +81,16 @@ async fn a_turn_in_a_live_session_costs_three_round_trips_however_long_the_conve
         extra <= reservations,
         "turns cost three round trips, plus {reservations} seq block reservations at most: {counts:?}"
     );
+}
+
+#[tokio::test]
+async fn a_turn_in_a_live_session_costs_three_round_trips_however_long_the_conversation() {
+    turns_cost_three_round_trips(None).await;
+}
+
+/// Go clients name a session id of their own, which the server does not know: it stands for the user's
+/// active session, and is not looked up again on every message.
+#[tokio::test]
+async fn a_client_made_session_id_costs_no_extra_round_trip() {
+    turns_cost_three_round_trips(Some("client-made-0123456789")).await;
 }

@@ -38,6 +38,10 @@ pub struct TurnsArgs {
     /// The user message sent with each turn.
     #[arg(long, default_value = "Hello there, how are you today?")]
     pub message: String,
+    /// Name a session id made up per connection in every message, as the Go service's clients do (the Go
+    /// service requires one; this server takes an unknown id for the user's active session).
+    #[arg(long)]
+    pub client_session_ids: bool,
 }
 
 struct InFlight {
@@ -48,7 +52,8 @@ struct InFlight {
     frames: u64,
 }
 
-/// Matches frames to turns by `client_msg_id` and the connection that sent them.
+/// Matches frames to turns by `client_msg_id` and the connection that sent them; a frame without one (the
+/// Go service sends none) belongs to its connection's turn in flight (a connection has one at most).
 struct Book {
     inflight: Mutex<HashMap<String, InFlight>>,
     free: mpsc::UnboundedSender<usize>,
@@ -64,18 +69,25 @@ struct Book {
 impl FrameHandler for Book {
     fn frame(&self, conn: usize, text: &str, at: Instant) {
         let head = FrameHead::parse(text);
-        let Some(id) = head.client_msg_id.as_deref() else {
-            if head.kind == "error" {
-                self.errors.bump(format!(
-                    "{} (no id)",
-                    head.error.map(|e| e.code).unwrap_or_default()
-                ));
-            }
-            return;
-        };
         let Ok(mut inflight) = self.inflight.lock() else {
             return;
         };
+        let id = match head.client_msg_id.clone() {
+            Some(id) => id,
+            None => match inflight.iter().find(|(_, t)| t.conn == conn) {
+                Some((id, _)) => id.clone(),
+                None => {
+                    if head.kind == "error" {
+                        self.errors.bump(format!(
+                            "{} (no id)",
+                            head.error.map(|e| e.code).unwrap_or_default()
+                        ));
+                    }
+                    return;
+                }
+            },
+        };
+        let id = id.as_str();
         let Some(turn) = inflight.get_mut(id).filter(|t| t.conn == conn) else {
             return;
         };
@@ -214,9 +226,12 @@ pub async fn run(target: &Target, args: &TurnsArgs) -> anyhow::Result<Report> {
                 continue;
             };
             let id = format!("t{conn}-{issued}");
-            let frame =
-                json!({"type": "user_message", "content": args.message, "client_msg_id": id})
-                    .to_string();
+            let mut frame =
+                json!({"type": "user_message", "content": args.message, "client_msg_id": id});
+            if args.client_session_ids {
+                frame["session_id"] = json!(format!("load-session-{conn}"));
+            }
+            let frame = frame.to_string();
             if let Ok(mut inflight) = book.inflight.lock() {
                 inflight.insert(
                     id,
