@@ -4,7 +4,9 @@
 //!
 //! * `idle`: open N connections and measure the server's resident memory per connection;
 //! * `turns`: chat turns at a target rate, timing `loading`, the first token and the whole turn;
-//! * `fanout`: one user with K devices, one sends, all receive; measures delivery to the other devices.
+//! * `fanout`: one user with K devices, one sends, all receive; measures delivery to the other devices;
+//! * `soak`: N users for a long time doing turns, reconnects with resume, admin takeovers, fuzzed frames and
+//!   churn, with the server's memory, descriptors and gauges sampled every few seconds.
 //!
 //! With `--server-pid` it reads the server's `VmRSS`, `RssAnon` and CPU time from `/proc/<pid>` before
 //! and after. It raises its own open-files limit to the hard limit; 10 000 connections need
@@ -18,6 +20,14 @@ mod fanout;
 mod idle;
 #[path = "chatbox-load/report.rs"]
 mod report;
+#[path = "chatbox-load/sampler.rs"]
+mod sampler;
+#[path = "chatbox-load/soak.rs"]
+mod soak;
+#[path = "chatbox-load/soak_admin.rs"]
+mod soak_admin;
+#[path = "chatbox-load/soak_client.rs"]
+mod soak_client;
 #[path = "chatbox-load/turns.rs"]
 mod turns;
 
@@ -56,6 +66,8 @@ enum Mode {
     Turns(turns::TurnsArgs),
     /// One user with K devices: one sends, all receive.
     Fanout(fanout::FanoutArgs),
+    /// Mixed traffic for a long time, with the server sampled at intervals.
+    Soak(soak::SoakArgs),
 }
 
 /// Where and how to connect, shared by the modes.
@@ -115,6 +127,7 @@ async fn main() -> anyhow::Result<()> {
         Mode::Idle(args) => idle::run(&target, args).await?,
         Mode::Turns(args) => turns::run(&target, args).await?,
         Mode::Fanout(args) => fanout::run(&target, args).await?,
+        Mode::Soak(args) => soak::run(&target, args).await?,
     };
     report.print()?;
     Ok(())
@@ -144,5 +157,25 @@ mod tests {
             "1",
         ]);
         assert!(cli.is_ok());
+        let cli = Cli::try_parse_from([
+            "chatbox-load",
+            "soak",
+            "--duration",
+            "30m",
+            "--connections",
+            "2000",
+            "--sample-every",
+            "10s",
+        ])
+        .map_err(|e| e.to_string());
+        let Ok(Cli {
+            mode: Mode::Soak(args),
+            ..
+        }) = cli
+        else {
+            panic!("soak arguments: {cli:?}");
+        };
+        assert_eq!(args.duration, std::time::Duration::from_secs(1800));
+        assert_eq!(args.sample_every, std::time::Duration::from_secs(10));
     }
 }

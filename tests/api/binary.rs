@@ -210,3 +210,97 @@ async fn the_load_tool_runs_turns_against_a_server_and_reports_them() {
     );
     assert!(line("first token").starts_with("n="), "{report}");
 }
+
+#[tokio::test]
+async fn the_load_tool_soaks_a_server_with_mixed_traffic_and_samples_it() {
+    // Answers long enough for the tool to reconnect in the middle of a turn.
+    let app = crate::helpers::TestAppBuilder::default()
+        .env("LLM_DEMO_TOKEN_DELAY_MS", "5")
+        .spawn()
+        .await;
+    let output = Command::new(env!("CARGO_BIN_EXE_chatbox-load"))
+        .args([
+            "soak",
+            "--url",
+            &app.ws_url,
+            "--duration",
+            "6s",
+            "--sample-every",
+            "1s",
+            "--connections",
+            "6",
+            "--admins",
+            "1",
+            "--turn-rate",
+            "3",
+            "--resume-rate",
+            "2",
+            "--takeover-rate",
+            "1",
+            "--fuzz-rate",
+            "3",
+            "--churn-rate",
+            "1",
+        ])
+        .env("JWT_SECRET", crate::helpers::TEST_SECRET)
+        .output()
+        .await
+        .unwrap();
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{report}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let line = |name: &str| {
+        report
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::trim)
+            .unwrap_or_else(|| panic!("no {name:?} line in\n{report}"))
+    };
+    let number = |name: &str| -> u64 { line(name).split(' ').next().unwrap().parse().unwrap() };
+    assert_eq!(line("error total"), "0", "{report}");
+    assert_eq!(line("seq violations"), "none", "{report}");
+    assert_eq!(line("unexpected closes"), "none", "{report}");
+    assert_eq!(line("connect errors"), "none", "{report}");
+    assert!(number("turns ") > 0, "{report}");
+    assert!(number("takeovers ") > 0, "{report}");
+    assert!(number("churn ") > 0, "{report}");
+    // "2 during a turn, 3 between turns"
+    let resumes: Vec<&str> = line("resumes ").split(' ').collect();
+    let resumed = resumes[0].parse::<u64>().unwrap() + resumes[4].parse::<u64>().unwrap();
+    assert!(resumed > 0, "{report}");
+    let fuzzed: Vec<&str> = line("fuzzed frames").split(' ').collect();
+    assert!(fuzzed[0].parse::<u64>().unwrap() > 0, "{report}");
+    assert_eq!(
+        fuzzed[0], fuzzed[2],
+        "every fuzzed frame answered: {report}"
+    );
+    // The server was found from its port (it runs in this process) and sampled every second.
+    assert!(
+        line("server").starts_with(&format!("pid {}", std::process::id())),
+        "{report}"
+    );
+    assert!(number("samples") >= 6, "{report}");
+    let rows: Vec<&str> = report
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.starts_with("| time"))
+        .collect();
+    assert!(rows.len() >= 6, "{report}");
+    for row in rows {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        // | time | RSS MiB | fds | threads | connections | active sessions | turns/s | errors |
+        assert!(cells[2].parse::<f64>().unwrap() > 0.0, "RSS in {row}");
+        assert!(cells[3].parse::<u64>().unwrap() > 0, "fds in {row}");
+        assert!(
+            cells[5].parse::<f64>().is_ok(),
+            "connections gauge in {row}"
+        );
+        assert_eq!(cells[8], "0", "errors in {row}");
+    }
+    assert!(
+        line("verdict").contains("last third against middle third"),
+        "{report}"
+    );
+}

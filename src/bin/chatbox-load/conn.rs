@@ -25,6 +25,7 @@ pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Mints user tokens with the server's HMAC secret.
+#[derive(Clone)]
 pub struct Tokens {
     keys: JwtKeys,
     prefix: String,
@@ -43,11 +44,20 @@ impl Tokens {
 
     /// A token for user number `user`, valid for a day.
     pub fn user(&self, user: usize) -> anyhow::Result<String> {
+        self.mint(format!("{}-{user}", self.prefix), "user")
+    }
+
+    /// A token for administrator number `admin` (user id `{prefix}-admin-{n}`, role `admin`), valid for a day.
+    pub fn admin(&self, admin: usize) -> anyhow::Result<String> {
+        self.mint(format!("{}-admin-{admin}", self.prefix), "admin")
+    }
+
+    fn mint(&self, user_id: String, role: &str) -> anyhow::Result<String> {
         let exp = time::OffsetDateTime::now_utc().unix_timestamp() + 86_400;
         self.keys
             .mint(&Claims {
-                user_id: format!("{}-{user}", self.prefix),
-                roles: vec!["user".into()],
+                user_id,
+                roles: vec![role.into()],
                 name: None,
                 exp: Some(exp),
                 nbf: None,
@@ -65,9 +75,18 @@ pub struct FrameHead {
     /// `client_msg_id` (echoed on the answer's frames).
     #[serde(default)]
     pub client_msg_id: Option<String>,
-    /// `metadata` (only `done` is read).
+    /// `metadata` (`done`, `resumed` and `replayed` are read).
     #[serde(default)]
     pub metadata: Option<Metadata>,
+    /// `seq` of a session event.
+    #[serde(default)]
+    pub seq: Option<u64>,
+    /// `session_id`.
+    #[serde(default)]
+    pub session_id: Option<String>,
+    /// `last_seq` of `connection_status`: the session's latest `seq`.
+    #[serde(default)]
+    pub last_seq: Option<u64>,
     /// `error` of an error frame.
     #[serde(default)]
     pub error: Option<ErrorBody>,
@@ -79,6 +98,12 @@ pub struct Metadata {
     /// `"true"` on the final chunk of an answer.
     #[serde(default)]
     pub done: Option<String>,
+    /// `"true"` on the `connection_status` that ends a replay.
+    #[serde(default)]
+    pub resumed: Option<String>,
+    /// Frames replayed, on the `connection_status` that ends a replay.
+    #[serde(default)]
+    pub replayed: Option<String>,
 }
 
 /// The `error` object of an error frame.
@@ -100,6 +125,20 @@ impl FrameHead {
         self.kind == "ai_response"
             && self.metadata.as_ref().and_then(|m| m.done.as_deref()) == Some("true")
     }
+
+    /// The number of frames replayed when this is the `connection_status` that ends a replay.
+    pub fn replay_end(&self) -> Option<u64> {
+        let metadata = self.metadata.as_ref()?;
+        (self.kind == "connection_status" && metadata.resumed.as_deref() == Some("true")).then(
+            || {
+                metadata
+                    .replayed
+                    .as_deref()
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0)
+            },
+        )
+    }
 }
 
 /// Receives the frames of every connection.
@@ -110,7 +149,7 @@ pub trait FrameHandler: Send + Sync + 'static {
     fn closed(&self, conn: usize, code: u16);
 }
 
-/// What the opening phase measured.
+/// What the opening of connections measured.
 pub struct OpenStats {
     /// From the start of the TCP connect to the HTTP 101.
     pub upgrade: Latency,
@@ -120,6 +159,17 @@ pub struct OpenStats {
     pub errors: Tally,
     /// Wall time of the whole opening phase.
     pub elapsed: Duration,
+}
+
+impl Default for OpenStats {
+    fn default() -> Self {
+        Self {
+            upgrade: Latency::new("upgrade (101)"),
+            ready: Latency::new("connected (1st frame)"),
+            errors: Tally::default(),
+            elapsed: Duration::ZERO,
+        }
+    }
 }
 
 /// An open connection driven by its task.
@@ -141,10 +191,19 @@ fn client_config() -> WebSocketConfig {
     config
 }
 
-/// Opens one connection and waits for its first frame.
-async fn open_one(url: &str, token: &str, stats: &OpenStats) -> Result<Socket, String> {
+/// Opens one connection (resuming after `last_seq` when given) and waits for its first frame, the
+/// connect-time `connection_status`, which it returns with the socket.
+pub async fn open_one(
+    url: &str,
+    token: &str,
+    last_seq: Option<u64>,
+    stats: &OpenStats,
+) -> Result<(Socket, String), String> {
     let started = Instant::now();
-    let request = format!("{url}?token={token}");
+    let request = match last_seq {
+        Some(seq) => format!("{url}?token={token}&last_seq={seq}"),
+        None => format!("{url}?token={token}"),
+    };
     let connect =
         tokio_tungstenite::connect_async_with_config(request, Some(client_config()), true);
     let (mut socket, _) = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
@@ -182,7 +241,7 @@ async fn open_one(url: &str, token: &str, stats: &OpenStats) -> Result<Socket, S
         return Err(format!("first frame {}", head.kind));
     }
     stats.ready.record(started.elapsed());
-    Ok(socket)
+    Ok((socket, first.to_string()))
 }
 
 /// The task of one connection: sends queued frames, reads frames until either side closes.
@@ -228,12 +287,7 @@ pub async fn open_all(
     concurrency: usize,
     handler: Arc<dyn FrameHandler>,
 ) -> anyhow::Result<(Vec<Conn>, OpenStats)> {
-    let stats = Arc::new(OpenStats {
-        upgrade: Latency::new("upgrade (101)"),
-        ready: Latency::new("connected (1st frame)"),
-        errors: Tally::default(),
-        elapsed: Duration::ZERO,
-    });
+    let stats = Arc::new(OpenStats::default());
     let started = Instant::now();
     let gate = Arc::new(Semaphore::new(concurrency.max(1)));
     let mut tasks = Vec::with_capacity(users.len());
@@ -252,10 +306,10 @@ pub async fn open_all(
         let stats = Arc::clone(&stats);
         let handler = Arc::clone(&handler);
         tasks.push(tokio::spawn(async move {
-            let result = open_one(&url, &token, &stats).await;
+            let result = open_one(&url, &token, None, &stats).await;
             drop(permit);
             match result {
-                Ok(socket) => {
+                Ok((socket, _)) => {
                     let (tx, rx) = mpsc::unbounded_channel();
                     tokio::spawn(drive(index, socket, rx, handler));
                     Some(Conn { id: index, tx })
