@@ -4,7 +4,7 @@
 # Sourced by scripts/test.sh, which calls:
 #   ferretdb_ensure        -> sets FERRETDB_BIN to a working ferretdb v1.24.2 binary (installs/builds it if needed)
 #   ferretdb_start         -> starts it on a free loopback port in a temp dir, waits until it accepts
-#                             connections, exports MONGODB_URI
+#                             connections, exports MONGODB_URI (and FERRETDB_BIN)
 #   ferretdb_stop          -> stops it and removes its temp dir (safe to call twice)
 # Run directly (`scripts/ferretdb.sh`) it starts one in the foreground and prints the URI, for manual work.
 
@@ -102,6 +102,8 @@ ferretdb_start() {
     sleep 0.1
   done
   export MONGODB_URI="mongodb://127.0.0.1:${port}/"
+  # Tests that take a database down start FerretDB processes of their own from this binary.
+  export FERRETDB_BIN
   echo "==> FerretDB ${FERRETDB_VERSION} (pid ${FERRETDB_PID}) at ${MONGODB_URI}"
 }
 

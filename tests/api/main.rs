@@ -28,6 +28,7 @@ mod ops_config_doc;
 mod ops_deploy;
 mod ordering;
 mod outage;
+mod recovery;
 mod round_trips;
 mod shutdown;
 mod store;
