@@ -942,6 +942,22 @@ impl MongoStore {
             .ok_or(StoreError::NotFound)
     }
 
+    /// The stored form of `message` of session `session_id`, its content encrypted and bound to both.
+    fn sealed_message(
+        &self,
+        session_id: &str,
+        message: &MessageRecord,
+    ) -> Result<Document, StoreError> {
+        let content = self.keyring.encrypt(
+            &message.content,
+            Binding::Message {
+                session: session_id,
+                message: &message.id,
+            },
+        )?;
+        Ok(message_doc(message, content))
+    }
+
     /// Sends `update` for session `id`, addressed by `_id` alone; `NotFound` when it does not exist.
     async fn update_by_id(&self, id: &str, update: Document) -> Result<(), StoreError> {
         let result = self.sessions.update_one(doc! { "_id": id }, update).await?;
@@ -1637,14 +1653,7 @@ impl Store for MongoStore {
         session_id: &str,
         message: &MessageRecord,
     ) -> Result<AppendOutcome, StoreError> {
-        let content = self.keyring.encrypt(
-            &message.content,
-            Binding::Message {
-                session: session_id,
-                message: &message.id,
-            },
-        )?;
-        let entry = message_doc(message, content);
+        let entry = self.sealed_message(session_id, message)?;
         let held = self.slots.hold(session_id).await;
         self.runner
             .run("append_message", Budget::Short, true, || {
@@ -1678,19 +1687,9 @@ impl Store for MongoStore {
         answer: Option<&MessageRecord>,
         usage: Option<TurnUsage>,
     ) -> Result<(), StoreError> {
-        let entry = match answer {
-            Some(message) => Some(message_doc(
-                message,
-                self.keyring.encrypt(
-                    &message.content,
-                    Binding::Message {
-                        session: session_id,
-                        message: &message.id,
-                    },
-                )?,
-            )),
-            None => None,
-        };
+        let entry = answer
+            .map(|message| self.sealed_message(session_id, message))
+            .transpose()?;
         let held = self.slots.hold(session_id).await;
         let uid = self
             .runner
@@ -1745,14 +1744,7 @@ impl Store for MongoStore {
     }
 
     async fn put_answer(&self, session_id: &str, answer: &MessageRecord) -> Result<(), StoreError> {
-        let content = self.keyring.encrypt(
-            &answer.content,
-            Binding::Message {
-                session: session_id,
-                message: &answer.id,
-            },
-        )?;
-        let entry = message_doc(answer, content);
+        let entry = self.sealed_message(session_id, answer)?;
         let held = self.slots.hold(session_id).await;
         self.runner
             .run("put_answer", Budget::Short, true, || {
