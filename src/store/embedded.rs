@@ -51,6 +51,10 @@ pub const DB_FILE: &str = "chatbox.redb";
 
 type NumIndex = TableDefinition<'static, (u8, i64, &'static str), i64>;
 
+/// redb's in-memory page cache (its default, 1 GiB, let the server's memory grow with the database for
+/// as long as it runs).
+const CACHE_BYTES: usize = 64 * 1024 * 1024;
+
 const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
 const MESSAGES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("messages");
 const MESSAGE_IDS: TableDefinition<(&str, &str), u64> = TableDefinition::new("message_ids");
@@ -458,7 +462,9 @@ impl EmbeddedStore {
                 })?;
             }
             let new = !path.exists();
-            let db = Database::create(&path)?;
+            let db = Database::builder()
+                .set_cache_size(CACHE_BYTES)
+                .create(&path)?;
             #[cfg(unix)]
             if new {
                 // Message contents are encrypted, but ids, times and metadata are not: owner only.
