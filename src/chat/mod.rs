@@ -228,7 +228,20 @@ impl Chat {
             ClientMessage::VoiceMessage(m) => {
                 self.file_upload(ctx, hint, files::Upload::from(m)).await
             }
-            other => self.control(ctx, hint, other).await.map(|()| None),
+            ClientMessage::ModelSelect(m) => no_turn(self.model_select(ctx, hint, m).await),
+            ClientMessage::HelpRequest(m) => no_turn(self.help_request(ctx, hint, m).await),
+            ClientMessage::Cancel(_) => no_turn(self.cancel(ctx, hint).await),
+            ClientMessage::Ping(m) => {
+                self.send(ctx, &frames::pong(m.client_msg_id));
+                Ok(None)
+            }
+            ClientMessage::TypingIndicator(m) => no_turn(self.typing(ctx, hint, m).await),
+            ClientMessage::Resume(m) => no_turn(self.resume(ctx, hint, m.last_seq).await),
+            ClientMessage::AdminJoin(m) => {
+                no_turn(self.admin_join(ctx, &m.session_id, m.last_seq).await)
+            }
+            ClientMessage::AdminLeave(m) => no_turn(self.admin_leave(ctx, &m.session_id).await),
+            ClientMessage::AdminMessage(m) => no_turn(self.admin_message(ctx, m).await),
         };
         match result {
             Ok(Some(turn)) => {
@@ -243,32 +256,6 @@ impl Chat {
             }
             Ok(None) => {}
             Err(err) => self.refuse(ctx, &err, hint, client_msg_id.as_deref()),
-        }
-    }
-
-    /// Frames that start no turn.
-    async fn control(
-        &self,
-        ctx: &ConnCtx,
-        hint: Option<&str>,
-        message: ClientMessage,
-    ) -> Result<(), ChatError> {
-        match message {
-            ClientMessage::ModelSelect(m) => self.model_select(ctx, hint, m).await,
-            ClientMessage::HelpRequest(m) => self.help_request(ctx, hint, m).await,
-            ClientMessage::Cancel(_) => self.cancel(ctx, hint).await,
-            ClientMessage::Ping(m) => {
-                self.send(ctx, &frames::pong(m.client_msg_id));
-                Ok(())
-            }
-            ClientMessage::TypingIndicator(m) => self.typing(ctx, hint, m).await,
-            ClientMessage::Resume(m) => self.resume(ctx, hint, m.last_seq).await,
-            ClientMessage::AdminJoin(m) => self.admin_join(ctx, &m.session_id, m.last_seq).await,
-            ClientMessage::AdminLeave(m) => self.admin_leave(ctx, &m.session_id).await,
-            ClientMessage::AdminMessage(m) => self.admin_message(ctx, m).await,
-            ClientMessage::UserMessage(_)
-            | ClientMessage::FileUpload(_)
-            | ClientMessage::VoiceMessage(_) => Ok(()),
         }
     }
 
@@ -332,4 +319,9 @@ impl Chat {
         }
         self.send(ctx, &frames::error(err, session_id, client_msg_id, None));
     }
+}
+
+/// The outcome of a frame that starts no turn.
+fn no_turn(result: Result<(), ChatError>) -> Result<Option<turn::PendingTurn>, ChatError> {
+    result.map(|()| None)
 }
