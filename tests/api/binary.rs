@@ -166,37 +166,21 @@ async fn development_secret_is_kept_across_runs_and_sigint_stops_the_server() {
 #[tokio::test]
 async fn the_load_tool_runs_turns_against_a_server_and_reports_them() {
     let app = crate::helpers::spawn_app().await;
-    let output = Command::new(env!("CARGO_BIN_EXE_chatbox-load"))
-        .args([
-            "turns",
-            "--url",
-            &app.ws_url,
-            "--connections",
-            "2",
-            "--rate",
-            "10",
-            "--duration",
-            "1",
-            "--warmup",
-            "0",
-        ])
-        .env("JWT_SECRET", crate::helpers::TEST_SECRET)
-        .output()
-        .await
-        .unwrap();
-    let report = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{report}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let line = |name: &str| {
-        report
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .map(str::trim)
-            .unwrap_or_else(|| panic!("no {name:?} line in\n{report}"))
-    };
+    let report = load_report(&[
+        "turns",
+        "--url",
+        &app.ws_url,
+        "--connections",
+        "2",
+        "--rate",
+        "10",
+        "--duration",
+        "1",
+        "--warmup",
+        "0",
+    ])
+    .await;
+    let line = |name: &str| report_line(&report, name);
     assert_eq!(line("connect errors"), "none", "{report}");
     assert_eq!(line("errors "), "none", "{report}");
     // "9 sent, 9 completed (9.0/s), 0 errors, 0 unfinished, ..."
@@ -218,47 +202,31 @@ async fn the_load_tool_soaks_a_server_with_mixed_traffic_and_samples_it() {
         .env("LLM_DEMO_TOKEN_DELAY_MS", "5")
         .spawn()
         .await;
-    let output = Command::new(env!("CARGO_BIN_EXE_chatbox-load"))
-        .args([
-            "soak",
-            "--url",
-            &app.ws_url,
-            "--duration",
-            "6s",
-            "--sample-every",
-            "1s",
-            "--connections",
-            "6",
-            "--admins",
-            "1",
-            "--turn-rate",
-            "3",
-            "--resume-rate",
-            "2",
-            "--takeover-rate",
-            "1",
-            "--fuzz-rate",
-            "3",
-            "--churn-rate",
-            "1",
-        ])
-        .env("JWT_SECRET", crate::helpers::TEST_SECRET)
-        .output()
-        .await
-        .unwrap();
-    let report = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{report}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let line = |name: &str| {
-        report
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .map(str::trim)
-            .unwrap_or_else(|| panic!("no {name:?} line in\n{report}"))
-    };
+    let report = load_report(&[
+        "soak",
+        "--url",
+        &app.ws_url,
+        "--duration",
+        "6s",
+        "--sample-every",
+        "1s",
+        "--connections",
+        "6",
+        "--admins",
+        "1",
+        "--turn-rate",
+        "3",
+        "--resume-rate",
+        "2",
+        "--takeover-rate",
+        "1",
+        "--fuzz-rate",
+        "3",
+        "--churn-rate",
+        "1",
+    ])
+    .await;
+    let line = |name: &str| report_line(&report, name);
     let number = |name: &str| -> u64 { line(name).split(' ').next().unwrap().parse().unwrap() };
     assert_eq!(line("error total"), "0", "{report}");
     assert_eq!(line("seq violations"), "none", "{report}");
@@ -303,4 +271,31 @@ async fn the_load_tool_soaks_a_server_with_mixed_traffic_and_samples_it() {
         line("verdict").contains("last third against middle third"),
         "{report}"
     );
+}
+
+/// Runs `chatbox-load` with `args` (minting tokens with the test secret) and returns its report; it must
+/// exit successfully.
+async fn load_report(args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_chatbox-load"))
+        .args(args)
+        .env("JWT_SECRET", crate::helpers::TEST_SECRET)
+        .output()
+        .await
+        .unwrap();
+    let report = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{report}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    report
+}
+
+/// The value of the report line that starts with `name`.
+fn report_line<'a>(report: &'a str, name: &str) -> &'a str {
+    report
+        .lines()
+        .find_map(|l| l.strip_prefix(name))
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("no {name:?} line in\n{report}"))
 }
