@@ -26,6 +26,7 @@ pub mod api;
 pub mod app;
 pub mod audit;
 pub mod auth;
+pub mod backoff;
 pub mod chat;
 pub mod config;
 pub mod hub;

@@ -7,19 +7,19 @@
 
 mod anthropic;
 mod breaker;
+mod chain;
 mod config;
 mod demo;
 mod dify;
 mod error;
 mod openai;
 mod provider;
-mod retry;
 mod service;
 mod sse;
-mod turn;
 mod usage;
 
 pub use breaker::BreakerState;
+pub use chain::{FinishReason, TurnEvent, TurnSummary};
 pub use config::{
     BreakerConfig, DEMO_PROVIDER_ID, DEMO_PROVIDER_NAME, LlmConfig, ProviderConfig, ProviderKind,
     RetryConfig, is_internal_host,
@@ -33,7 +33,5 @@ pub use provider::{
     AttemptError, ChatMessage, LlmProvider, ProviderEvent, ProviderRequest, ProviderStream,
     ReportedUsage, Role,
 };
-pub use retry::{backoff_ceiling, full_jitter, parse_retry_after, retry_delay};
 pub use service::{Llm, LlmReadiness, ModelInfo, ProviderHealth, TurnStream};
-pub use turn::{FinishReason, TurnEvent, TurnSummary};
 pub use usage::{TokenUsage, estimate_tokens};

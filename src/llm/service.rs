@@ -14,6 +14,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::anthropic::AnthropicProvider;
 use super::breaker::{BreakerState, CircuitBreaker};
+use super::chain::{TurnEvent, run_chain};
 use super::config::{LlmConfig, ProviderKind};
 use super::demo::DemoProvider;
 use super::dify::DifyProvider;
@@ -21,7 +22,6 @@ use super::error::LlmError;
 use super::openai::OpenAiProvider;
 use super::provider::{ChatMessage, LlmProvider};
 use super::sse::{HttpTarget, build_client};
-use super::turn::{TurnEvent, run_turn};
 use crate::config::ConfigError;
 use crate::metrics::Metrics;
 
@@ -263,7 +263,7 @@ impl Llm {
         let guard = token.clone().drop_guard();
         match self.shared.by_id.get(model_id) {
             Some(&primary) => {
-                tokio::spawn(run_turn(self.shared.clone(), primary, messages, token, tx));
+                tokio::spawn(run_chain(self.shared.clone(), primary, messages, token, tx));
             }
             None => {
                 let _ = tx.try_send(Err(LlmError::UnknownModel(model_id.to_string())));

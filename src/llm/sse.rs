@@ -11,7 +11,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::error::TimeoutKind;
 use super::provider::{AttemptError, ProviderEvent, ProviderStream};
-use super::retry::parse_retry_after;
+use crate::backoff::parse_retry_after;
 
 /// Longest SSE line accepted (reference 5.2: lines up to 1 MiB).
 pub const MAX_LINE_BYTES: usize = 1 << 20;

@@ -10,7 +10,8 @@ use secrecy::ExposeSecret;
 use super::NotifyError;
 use super::config::{NotifyConfig, SmtpTls};
 use super::content::{HelpEvent, email_html, email_subject, email_text};
-use super::retry::{Failure, RetryPolicy, millis, with_retries};
+use super::retry::{Failure, RetryPolicy, with_retries};
+use crate::backoff::millis;
 
 /// A configured SMTP channel.
 pub(crate) struct EmailChannel {

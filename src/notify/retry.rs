@@ -8,6 +8,7 @@ use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 
 use super::NotifyError;
+use crate::backoff::{Backoff, Jitter, parse_retry_after};
 
 /// Longest wait between two attempts.
 pub(crate) const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
@@ -64,23 +65,19 @@ impl Failure {
 
 /// `Retry-After` as seconds or as an HTTP date (a date in the past is no wait).
 pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let date = httpdate::parse_http_date(value).ok()?;
-    Some(
-        date.duration_since(std::time::SystemTime::now())
-            .unwrap_or_default(),
-    )
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?;
+    parse_retry_after(value, std::time::SystemTime::now())
 }
 
 /// Delay before retry number `attempt + 1`: `base * 2^attempt`, capped, or the receiver's `Retry-After`
 /// when that is longer (itself capped).
 pub(crate) fn retry_delay(base: Duration, attempt: u32, retry_after: Option<Duration>) -> Duration {
-    let exponential = base
-        .saturating_mul(2u32.saturating_pow(attempt.min(16)))
-        .min(MAX_RETRY_DELAY);
+    let exponential = Backoff {
+        base,
+        max: MAX_RETRY_DELAY,
+        jitter: Jitter::None,
+    }
+    .ceiling(attempt.saturating_add(1));
     match retry_after {
         Some(wait) => exponential.max(wait.min(MAX_RETRY_AFTER)),
         None => exponential,
@@ -112,11 +109,6 @@ where
         on_retry(done, delay, &failure.error);
         tokio::time::sleep(delay).await;
     }
-}
-
-/// Milliseconds of `delay`, for logs.
-pub(crate) fn millis(delay: Duration) -> u64 {
-    u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

@@ -12,7 +12,8 @@ use serde::Deserialize;
 use super::NotifyError;
 use super::config::NotifyConfig;
 use super::content::{HelpEvent, sms_text};
-use super::retry::{Failure, RetryPolicy, millis, with_retries};
+use super::retry::{Failure, RetryPolicy, with_retries};
+use crate::backoff::millis;
 
 /// The Messages API path under the base URL, before and after the account SID.
 const MESSAGES_PATH: (&str, &str) = ("/2010-04-01/Accounts/", "/Messages.json");

@@ -13,7 +13,8 @@ use sha2::Sha256;
 use super::NotifyError;
 use super::config::NotifyConfig;
 use super::content::{HelpEvent, WebhookPayload};
-use super::retry::{Failure, RetryPolicy, millis, with_retries};
+use super::retry::{Failure, RetryPolicy, with_retries};
+use crate::backoff::millis;
 
 /// Header carrying the signature.
 pub const SIGNATURE_HEADER: &str = "X-Chatbox-Signature";

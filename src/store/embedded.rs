@@ -39,7 +39,7 @@ use super::query::{
     Cursor, MAX_LIMIT, SortField, SortOrder, SortValue, StatusFilter, next_cursor, sort_value,
 };
 use super::records::*;
-use super::retry::{Budget, Runner};
+use super::runner::{Budget, Runner};
 use super::{
     AuditKind, AuditPage, AuditQuery, AuditRecord, SessionPage, SessionQuery, Store, StoreKind,
     StoredAudit, date_day, day_date, from_ms, new_session_id, new_share_token, to_ms, utc_day,

@@ -16,7 +16,7 @@ pub mod maintenance;
 pub mod mongo;
 mod query;
 mod records;
-mod retry;
+mod runner;
 mod slots;
 
 use std::path::Path;

@@ -33,7 +33,7 @@ use super::keycheck::{
 };
 use super::query::{Cursor, MAX_LIMIT, SortField, SortOrder, SortValue, StatusFilter, next_cursor};
 use super::records::*;
-use super::retry::{Budget, Runner};
+use super::runner::{Budget, Runner};
 use super::slots::{HeldSlot, SessionSlots};
 use super::{
     AuditKind, AuditPage, AuditQuery, AuditRecord, SessionPage, SessionQuery, Store, StoreKind,

@@ -5,13 +5,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use rand::Rng;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::backoff::{Backoff, Jitter};
+
 use super::breaker::Permit;
+use super::config::RetryConfig;
 use super::error::{LlmError, TimeoutKind};
 use super::provider::{AttemptError, ChatMessage, ProviderEvent, ProviderRequest, ReportedUsage};
-use super::retry::retry_delay;
 use super::service::{ProviderEntry, Shared};
 use super::usage::{TokenUsage, estimate_tokens};
 
@@ -98,7 +101,7 @@ enum Failure {
 }
 
 /// Runs one turn, sending its events on `tx`; returns when the turn ended (or nobody listens).
-pub(crate) async fn run_turn(
+pub(crate) async fn run_chain(
     shared: Arc<Shared>,
     primary: usize,
     messages: Vec<ChatMessage>,
@@ -276,7 +279,7 @@ async fn drive(
             .sum();
         let attempts = try_provider(shared, entry, &request, deadline, st, tx);
         let outcome = if position == 0 {
-            // The primary's turn_timeout is the turn's deadline, enforced by `run_turn`.
+            // The primary's turn_timeout is the turn's deadline, enforced by `run_chain`.
             attempts.await
         } else {
             // A fallback's own turn_timeout bounds its part of the turn, within the turn's deadline.
@@ -419,7 +422,7 @@ async fn try_provider(
         if !retryable || attempt == entry.retry.max_attempts {
             break;
         }
-        let Some(delay) = retry_delay(&entry.retry, attempt, retry_after, &mut rand::rng()) else {
+        let Some(delay) = retry_wait(&entry.retry, attempt, retry_after, &mut rand::rng()) else {
             tracing::warn!(provider = %entry.id, "Retry-After longer than retry.max_delay, not waiting");
             break;
         };
@@ -516,5 +519,53 @@ async fn run_attempt(
             }
             Some(Ok(ProviderEvent::Done)) => return Ok(()),
         }
+    }
+}
+
+/// The wait before retry number `retry` of one provider: its `Retry-After` when it sent one (or `None`
+/// when that exceeds `max_delay`: not worth waiting for, move on), else full jitter over the backoff.
+fn retry_wait<R: Rng + ?Sized>(
+    config: &RetryConfig,
+    retry: u32,
+    retry_after: Option<Duration>,
+    rng: &mut R,
+) -> Option<Duration> {
+    match retry_after {
+        Some(wait) if wait > config.max_delay => None,
+        Some(wait) => Some(wait),
+        None => Some(
+            Backoff {
+                base: config.base_delay,
+                max: config.max_delay,
+                jitter: Jitter::Full,
+            }
+            .delay(retry, rng),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    use super::*;
+
+    #[test]
+    fn retry_after_wins_over_jitter_unless_too_long() {
+        let config = RetryConfig::default();
+        let mut rng = StdRng::seed_from_u64(1);
+        assert_eq!(
+            retry_wait(&config, 1, Some(Duration::from_secs(7)), &mut rng),
+            Some(Duration::from_secs(7))
+        );
+        assert_eq!(
+            retry_wait(&config, 1, Some(Duration::from_secs(31)), &mut rng),
+            None
+        );
+        let jittered = retry_wait(&config, 2, None, &mut rng).unwrap();
+        assert!(jittered <= Duration::from_secs(2));
     }
 }

@@ -7,11 +7,15 @@ use std::time::Duration;
 
 use super::config::StoreConfig;
 use super::error::StoreError;
+use crate::backoff::{Backoff, Jitter};
 use crate::metrics::Metrics;
 
-/// First retry delay; doubles per attempt up to [`MAX_DELAY`].
-const FIRST_DELAY: Duration = Duration::from_millis(100);
-const MAX_DELAY: Duration = Duration::from_secs(2);
+/// Waits between attempts: 100 ms doubling up to 2 s, plus up to half of that.
+const BACKOFF: Backoff = Backoff {
+    base: Duration::from_millis(100),
+    max: Duration::from_secs(2),
+    jitter: Jitter::Half,
+};
 
 /// How long an operation may take.
 #[derive(Debug, Clone, Copy)]
@@ -91,7 +95,6 @@ impl Runner {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, StoreError>>,
     {
-        let mut delay = FIRST_DELAY;
         let mut attempt = 1;
         loop {
             let result = match tokio::time::timeout(timeout, op()).await {
@@ -101,9 +104,8 @@ impl Runner {
             match result {
                 Err(e) if attempt < self.attempts && e.is_transient(idempotent) => {
                     tracing::warn!(operation = name, attempt, error = %e, "transient store error, retrying");
-                    let jitter = rand::random_range(0..=delay.as_millis() as u64 / 2);
-                    tokio::time::sleep(delay + Duration::from_millis(jitter)).await;
-                    delay = (delay * 2).min(MAX_DELAY);
+                    let wait = BACKOFF.delay(attempt, &mut rand::rng());
+                    tokio::time::sleep(wait).await;
                     attempt += 1;
                 }
                 other => return other,
