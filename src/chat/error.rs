@@ -136,12 +136,6 @@ impl ChatError {
             ),
             Self::Llm(err) => {
                 let (code, text) = err.client_error();
-                let code = match code {
-                    "LLM_TIMEOUT" => ErrorCode::LlmTimeout,
-                    "TOKEN_BUDGET_EXCEEDED" => ErrorCode::TokenBudgetExceeded,
-                    "INVALID_FORMAT" => ErrorCode::InvalidFormat,
-                    _ => ErrorCode::LlmUnavailable,
-                };
                 (code, text, None)
             }
         }

@@ -11,7 +11,7 @@ use crate::store::{AppendOutcome, MessageRecord};
 
 use super::frames::{self, seq_i64};
 use super::sessions::Access;
-use super::turn::PendingTurn;
+use super::turns::PendingTurn;
 use super::user_message::message_id;
 use super::{Chat, ChatError, ConnCtx};
 

@@ -16,8 +16,8 @@ mod model_select;
 pub mod naming;
 pub mod rate_limit;
 mod sessions;
-mod turn;
 mod turn_queue;
+mod turns;
 mod user_message;
 
 use std::sync::Arc;
@@ -40,6 +40,7 @@ use crate::protocol::ws::{ClientMessage, Notification, Sender, ServerMessage};
 use crate::store::Store;
 
 use rate_limit::RateLimiter;
+use turns::{DailyBudget, TurnEngine, TurnSettings};
 
 /// One connection as the chat services see it: its id and its caller.
 #[derive(Clone)]
@@ -119,6 +120,7 @@ pub struct Chat {
     metrics: Arc<Metrics>,
     notifier: Arc<Notifier>,
     audit: Arc<dyn AuditLog>,
+    turns: TurnEngine,
 }
 
 impl Chat {
@@ -152,6 +154,17 @@ impl Chat {
                 )),
             ),
             sessions: sessions::Reservations::default(),
+            turns: TurnEngine::new(
+                Arc::clone(&store),
+                Arc::clone(&llm),
+                Arc::clone(&bus),
+                Arc::clone(&metrics),
+                TurnSettings {
+                    history_messages: settings.chat.history_messages,
+                    checkpoint_interval: settings.chat.checkpoint_interval,
+                    budget: DailyBudget::new(settings.llm.daily_token_budget),
+                },
+            ),
             store,
             llm,
             bus,
@@ -248,7 +261,7 @@ impl Chat {
                 let chat = Arc::clone(self);
                 let ctx = ctx.clone();
                 tokio::spawn(async move {
-                    if let Err(err) = chat.run_turn(&ctx, turn).await {
+                    if let Err(err) = chat.turns.run(ctx.conn_id, turn).await {
                         chat.refuse(&ctx, &err, session_id.as_deref(), client_msg_id.as_deref());
                     }
                     drop(permit);
@@ -322,6 +335,6 @@ impl Chat {
 }
 
 /// The outcome of a frame that starts no turn.
-fn no_turn(result: Result<(), ChatError>) -> Result<Option<turn::PendingTurn>, ChatError> {
+fn no_turn(result: Result<(), ChatError>) -> Result<Option<turns::PendingTurn>, ChatError> {
     result.map(|()| None)
 }

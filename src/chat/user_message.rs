@@ -10,7 +10,7 @@ use crate::store::{AppendOutcome, MessageRecord};
 use super::frames::{self, seq_i64};
 use super::naming::session_name;
 use super::sessions::Access;
-use super::turn::PendingTurn;
+use super::turns::PendingTurn;
 use super::{Chat, ChatError, ConnCtx};
 
 /// The store id of a user's message: derived from the client's id when it sent one (so a retry is

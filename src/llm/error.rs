@@ -5,16 +5,7 @@
 
 use std::time::Duration;
 
-/// Client error code for a turn that hit a deadline (reference 1.12).
-pub const CODE_LLM_TIMEOUT: &str = "LLM_TIMEOUT";
-/// Client error code for a provider that failed or is unavailable (reference 1.12).
-pub const CODE_LLM_UNAVAILABLE: &str = "LLM_UNAVAILABLE";
-/// Client error code for a user whose daily token budget is spent (added by this server).
-pub const CODE_TOKEN_BUDGET_EXCEEDED: &str = "TOKEN_BUDGET_EXCEEDED";
-/// Client error code for a model id that no provider has (reference 1.12 `Invalid model ID: <id>`).
-pub const CODE_INVALID_FORMAT: &str = "INVALID_FORMAT";
-/// Pseudo-code for a turn the caller cancelled; the chat engine normally sends no error frame for it.
-pub const CODE_CANCELLED: &str = "CANCELLED";
+use crate::protocol::ws::ErrorCode;
 
 /// Which deadline expired.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,40 +68,30 @@ pub enum LlmError {
         /// What happened, for the logs only.
         detail: String,
     },
-    /// The user's daily token budget is spent (checked before the call).
-    #[error("daily token budget exceeded: {used} of {limit} tokens used")]
-    BudgetExceeded {
-        /// Configured daily budget.
-        limit: u64,
-        /// Tokens used today.
-        used: u64,
-    },
     /// The caller cancelled the turn (or dropped its stream).
     #[error("turn cancelled")]
     Cancelled,
 }
 
 impl LlmError {
-    /// The client-facing `(code, message)` pair: generic texts of reference 1.12, never provider details.
-    pub fn client_error(&self) -> (&'static str, String) {
+    /// The client-facing `(code, message)` pair: the codes and generic texts of reference 1.12, never
+    /// provider details. A cancelled turn normally gets no error frame; if one is sent it reads as
+    /// `LLM_UNAVAILABLE` "Request cancelled".
+    pub fn client_error(&self) -> (ErrorCode, String) {
         match self {
-            Self::UnknownModel(id) => (CODE_INVALID_FORMAT, format!("Invalid model ID: {id}")),
+            Self::UnknownModel(id) => (ErrorCode::InvalidFormat, format!("Invalid model ID: {id}")),
             Self::Timeout { after, .. } => (
-                CODE_LLM_TIMEOUT,
+                ErrorCode::LlmTimeout,
                 format!(
                     "AI service request timed out after {}",
                     format_go_duration(*after)
                 ),
             ),
             Self::Unavailable { .. } | Self::StreamBroken { .. } => (
-                CODE_LLM_UNAVAILABLE,
+                ErrorCode::LlmUnavailable,
                 "AI service is temporarily unavailable".to_string(),
             ),
-            Self::BudgetExceeded { .. } => (
-                CODE_TOKEN_BUDGET_EXCEEDED,
-                "Daily token budget exceeded, please try again tomorrow".to_string(),
-            ),
-            Self::Cancelled => (CODE_CANCELLED, "Request cancelled".to_string()),
+            Self::Cancelled => (ErrorCode::LlmUnavailable, "Request cancelled".to_string()),
         }
     }
 
@@ -195,7 +176,7 @@ mod tests {
         assert_eq!(
             timeout.client_error(),
             (
-                "LLM_TIMEOUT",
+                ErrorCode::LlmTimeout,
                 "AI service request timed out after 2m0s".to_string()
             )
         );
@@ -205,7 +186,7 @@ mod tests {
             detail: "status 500: internal".into(),
         };
         let (code, message) = unavailable.client_error();
-        assert_eq!(code, "LLM_UNAVAILABLE");
+        assert_eq!(code, ErrorCode::LlmUnavailable);
         assert_eq!(message, "AI service is temporarily unavailable");
         assert!(!message.contains("secret-host"));
     }

@@ -1,9 +1,9 @@
 //! LLM providers: the `LlmProvider` trait, the OpenAI-compatible, Anthropic, Dify and demo providers,
 //! and the retry, fallback and circuit-breaker policy around them.
 //!
-//! The chat engine uses [`Llm`]: [`Llm::models`] for the model list, [`Llm::check_budget`] before a
-//! turn, and [`Llm::stream_turn`] for the answer, whose terminal [`LlmError`] maps to the client's
-//! `(code, message)` with [`LlmError::client_error`]. See `docs/llm.md`.
+//! The chat engine uses [`Llm`]: [`Llm::models`] for the model list and [`Llm::stream_turn`] for the
+//! answer, whose terminal [`LlmError`] maps to the client's `(code, message)` with
+//! [`LlmError::client_error`] (the only place that does). See `docs/llm.md`.
 
 mod anthropic;
 mod breaker;
@@ -25,10 +25,7 @@ pub use config::{
     RetryConfig, is_internal_host,
 };
 pub use demo::DemoProvider;
-pub use error::{
-    CODE_CANCELLED, CODE_LLM_TIMEOUT, CODE_LLM_UNAVAILABLE, CODE_TOKEN_BUDGET_EXCEEDED, LlmError,
-    TimeoutKind, format_go_duration,
-};
+pub use error::{LlmError, TimeoutKind, format_go_duration};
 pub use provider::{
     AttemptError, ChatMessage, LlmProvider, ProviderEvent, ProviderRequest, ProviderStream,
     ReportedUsage, Role,

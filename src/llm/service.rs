@@ -78,7 +78,6 @@ pub(crate) struct Shared {
     pub(crate) entries: Vec<ProviderEntry>,
     pub(crate) metrics: Arc<Metrics>,
     by_id: HashMap<String, usize>,
-    daily_token_budget: Option<u64>,
 }
 
 /// The LLM service: cheap to clone, shared by every connection.
@@ -178,7 +177,6 @@ impl Llm {
                 entries,
                 metrics,
                 by_id,
-                daily_token_budget: config.daily_token_budget,
             }),
         })
     }
@@ -211,22 +209,6 @@ impl Llm {
             .by_id
             .get(id)
             .map(|i| self.shared.entries[*i].kind.as_str())
-    }
-
-    /// The per-user daily token budget, if configured.
-    pub fn daily_token_budget(&self) -> Option<u64> {
-        self.shared.daily_token_budget
-    }
-
-    /// Checks a user's tokens used today against the daily budget (call before [`Llm::stream_turn`]).
-    pub fn check_budget(&self, used_today: u64) -> Result<(), LlmError> {
-        match self.shared.daily_token_budget {
-            Some(limit) if used_today >= limit => Err(LlmError::BudgetExceeded {
-                limit,
-                used: used_today,
-            }),
-            _ => Ok(()),
-        }
     }
 
     /// Readiness: ready while at least one provider's breaker is not open.

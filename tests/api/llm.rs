@@ -11,6 +11,7 @@ use chatbox::llm::{
     TurnSummary,
 };
 use chatbox::metrics::Metrics;
+use chatbox::protocol::ws::ErrorCode;
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
@@ -295,7 +296,7 @@ async fn persistent_server_errors_end_with_llm_unavailable_after_three_attempts(
     assert_eq!(
         error.client_error(),
         (
-            "LLM_UNAVAILABLE",
+            ErrorCode::LlmUnavailable,
             "AI service is temporarily unavailable".to_string()
         )
     );
@@ -357,7 +358,7 @@ async fn provider_that_never_answers_ends_with_llm_timeout() {
     assert_eq!(
         error.client_error(),
         (
-            "LLM_TIMEOUT",
+            ErrorCode::LlmTimeout,
             "AI service request timed out after 300ms".to_string()
         )
     );
@@ -384,7 +385,7 @@ async fn the_whole_turn_is_bounded_by_the_turn_timeout() {
     assert_eq!(
         error.client_error(),
         (
-            "LLM_TIMEOUT",
+            ErrorCode::LlmTimeout,
             "AI service request timed out after 300ms".to_string()
         )
     );
@@ -411,7 +412,7 @@ async fn stall_mid_stream_ends_with_a_timeout_and_keeps_the_partial_answer() {
         "{error:?}"
     );
     assert!(error.is_partial());
-    assert_eq!(error.client_error().0, "LLM_TIMEOUT");
+    assert_eq!(error.client_error().0, ErrorCode::LlmTimeout);
     let usage = out.usage.expect("a partial answer still reports usage");
     assert!(usage.estimated && usage.output_tokens > 0);
     assert_eq!(fake.request_count(), 1, "no retry after the first token");
@@ -429,7 +430,7 @@ async fn connection_dropped_mid_stream_is_an_error_with_a_partial_answer() {
     let error = out.error.unwrap();
     assert!(matches!(error, LlmError::StreamBroken { .. }), "{error:?}");
     assert!(error.is_partial());
-    assert_eq!(error.client_error().0, "LLM_UNAVAILABLE");
+    assert_eq!(error.client_error().0, ErrorCode::LlmUnavailable);
     assert_eq!(fake.request_count(), 1);
 }
 
@@ -654,7 +655,10 @@ async fn models_keep_configured_order_and_unknown_models_are_refused() {
     let error = out.error.unwrap();
     assert_eq!(
         error.client_error(),
-        ("INVALID_FORMAT", "Invalid model ID: gpt-4".to_string())
+        (
+            ErrorCode::InvalidFormat,
+            "Invalid model ID: gpt-4".to_string()
+        )
     );
     assert_eq!(fake.request_count(), 0);
 }
@@ -671,18 +675,6 @@ async fn fake_provider_config_helper_works_for_other_tests() {
     let out = run(&llm, "fake", "Hi").await;
     assert_eq!(out.text, ANSWER);
     assert_eq!(fake.requests()[0].header("x-api-key"), Some("sk-fake"));
-}
-
-#[tokio::test]
-async fn daily_budget_is_checked_before_the_call() {
-    let fake = FakeLlm::start().await;
-    let (llm, _) = build(&format!(
-        "daily_token_budget = 1000\n{}",
-        provider("gpt", "openai", &fake, "")
-    ));
-    assert!(llm.check_budget(999).is_ok());
-    let error = llm.check_budget(1000).unwrap_err();
-    assert_eq!(error.client_error().0, "TOKEN_BUDGET_EXCEEDED");
 }
 
 /// The three HTTP formats, with how many fixture events make up "Hello! How".
@@ -820,7 +812,7 @@ async fn a_refused_connection_is_retried_then_falls_back() {
         matches!(error, LlmError::Unavailable { attempts: 3, .. }),
         "{error:?}"
     );
-    assert_eq!(error.client_error().0, "LLM_UNAVAILABLE");
+    assert_eq!(error.client_error().0, ErrorCode::LlmUnavailable);
 }
 
 #[tokio::test]
