@@ -37,7 +37,11 @@ impl Chat {
         // among them. Frames queued before the session is frozen below are dropped there (the snapshot
         // covers them), so nothing is missed and nothing repeats.
         let (handle, mut rx) = self.hub.register(slot, identity.is_admin());
-        let ctx = ConnCtx::new(handle.id(), identity.clone());
+        let ctx = ConnCtx::new(
+            handle.id(),
+            identity.clone(),
+            self.settings.ws.max_in_flight,
+        );
         let session = match self.active_session(&identity.user_id).await {
             Ok(session) => session,
             Err(err) => {

@@ -22,7 +22,7 @@ mod user_message;
 
 use std::sync::Arc;
 
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use admin::Via;
 pub use error::ChatError;
@@ -51,15 +51,19 @@ pub struct ConnCtx {
     /// and the session it stood for: the next frame naming it goes to that session without asking the
     /// store about the unknown id again.
     alias: Arc<std::sync::Mutex<Option<(String, String)>>>,
+    /// The connection's in-flight slots (`ws.max_in_flight`): a frame that is not a control frame holds one
+    /// until it has taken effect, or until its turn ends.
+    in_flight: Arc<Semaphore>,
 }
 
 impl ConnCtx {
-    /// The context of connection `conn_id` opened by `identity`.
-    pub fn new(conn_id: ConnId, identity: Identity) -> Self {
+    /// The context of connection `conn_id` opened by `identity`, with `max_in_flight` slots.
+    pub fn new(conn_id: ConnId, identity: Identity, max_in_flight: usize) -> Self {
         Self {
             conn_id,
             identity: Arc::new(identity),
             alias: Arc::default(),
+            in_flight: Arc::new(Semaphore::new(max_in_flight)),
         }
     }
 
@@ -89,13 +93,21 @@ impl ConnCtx {
     }
 }
 
+/// A frame as the transport received it.
+pub enum Frame {
+    /// A text frame.
+    Text(String),
+    /// A binary frame: accepted when it holds UTF-8 text.
+    Binary(Vec<u8>),
+}
+
 /// A decoded frame ready for dispatch.
-pub struct Inbound(Decoded);
+struct Inbound(Decoded);
 
 impl Inbound {
     /// Whether the frame counts against the per-connection in-flight limit. Control frames (`cancel`,
     /// `ping`, `typing_indicator`, `resume`) never do: a busy connection must still be able to cancel.
-    pub fn needs_slot(&self) -> bool {
+    fn needs_slot(&self) -> bool {
         !matches!(
             self.0.message,
             ClientMessage::Cancel(_)
@@ -181,8 +193,40 @@ impl Chat {
         &self.live
     }
 
+    /// The one entry point of an inbound frame: decodes it, applies the in-flight limit and does what it
+    /// asks; any failure becomes an error frame on this connection. The frame has taken effect when this
+    /// returns (stored, echoed, its turn queued), so a connection that hands over its frames one after
+    /// another has them take effect in the order sent; an answer then streams in a task of its own.
+    pub async fn receive(self: &Arc<Self>, ctx: &ConnCtx, frame: Frame) {
+        let text = match frame {
+            Frame::Text(text) => text,
+            Frame::Binary(bytes) => match String::from_utf8(bytes) {
+                Ok(text) => text,
+                Err(_) => {
+                    self.reject_undecodable(ctx, "frame is not UTF-8 text");
+                    return;
+                }
+            },
+        };
+        let Some(inbound) = self.decode(ctx, &text) else {
+            return;
+        };
+        let permit = if inbound.needs_slot() {
+            match Arc::clone(&ctx.in_flight).try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => {
+                    self.reject_busy(ctx, &inbound);
+                    return;
+                }
+            }
+        } else {
+            None
+        };
+        self.dispatch(ctx, inbound, permit).await;
+    }
+
     /// Decodes a frame; on failure the error frame is already sent to this connection.
-    pub fn decode(&self, ctx: &ConnCtx, text: &str) -> Option<Inbound> {
+    fn decode(&self, ctx: &ConnCtx, text: &str) -> Option<Inbound> {
         match inbound::decode(text) {
             Ok(decoded) => {
                 self.metrics.messages_received.inc();
@@ -202,13 +246,13 @@ impl Chat {
     }
 
     /// Answers a frame that is not text.
-    pub fn reject_undecodable(&self, ctx: &ConnCtx, reason: &str) {
+    fn reject_undecodable(&self, ctx: &ConnCtx, reason: &str) {
         tracing::debug!(conn = ctx.conn_id, reason, "frame refused");
         self.reply_error(ctx, &ChatError::Malformed(reason.to_string()), None, None);
     }
 
     /// Answers a frame refused by the in-flight limit, naming its session and `client_msg_id`.
-    pub fn reject_busy(&self, ctx: &ConnCtx, inbound: &Inbound) {
+    fn reject_busy(&self, ctx: &ConnCtx, inbound: &Inbound) {
         self.reply_error(
             ctx,
             &ChatError::Busy,
@@ -217,11 +261,10 @@ impl Chat {
         );
     }
 
-    /// Does what a decoded frame asks; any failure becomes an error frame on this connection. The frame
-    /// has taken effect when this returns (stored, echoed, its turn queued), so a connection that handles
-    /// its frames one after another has them take effect in the order sent; an answer is then streamed by
-    /// a task of its own, which holds `permit` (the connection's in-flight slot) until the turn ends.
-    pub async fn dispatch(
+    /// Does what a decoded frame asks; any failure becomes an error frame on this connection. An answer is
+    /// streamed by a task of its own, which holds `permit` (the connection's in-flight slot) until the turn
+    /// ends.
+    async fn dispatch(
         self: &Arc<Self>,
         ctx: &ConnCtx,
         inbound: Inbound,

@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 use futures::stream::SplitSink;
 use futures::{SinkExt, StreamExt};
 use poem::web::websocket::{CloseCode, Message, WebSocketStream};
-use tokio::sync::Semaphore;
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::AppState;
 use crate::auth::Identity;
+use crate::chat::Frame;
 use crate::hub::{Outbound, Outgoing, Slot};
 
 /// Close code for a connection that could not keep up with its frames ("Try Again Later").
@@ -60,7 +60,6 @@ pub async fn run(socket: WebSocketStream, params: ConnectionParams) {
     ));
 
     let ws = &state.settings.ws;
-    let in_flight = Arc::new(Semaphore::new(ws.max_in_flight));
     let mut deadline = tokio::time::Instant::now() + ws.pong_wait;
     loop {
         let next = tokio::select! {
@@ -86,17 +85,9 @@ pub async fn run(socket: WebSocketStream, params: ConnectionParams) {
             }
             Ok(Some(Ok(message))) => message,
         };
-        let text = match message {
-            Message::Text(text) => text,
-            Message::Binary(bytes) => match String::from_utf8(bytes) {
-                Ok(text) => text,
-                Err(_) => {
-                    state
-                        .chat
-                        .reject_undecodable(&ctx, "frame is not UTF-8 text");
-                    continue;
-                }
-            },
+        let frame = match message {
+            Message::Text(text) => Frame::Text(text),
+            Message::Binary(bytes) => Frame::Binary(bytes),
             Message::Pong(_) => {
                 deadline = tokio::time::Instant::now() + ws.pong_wait;
                 continue;
@@ -104,23 +95,9 @@ pub async fn run(socket: WebSocketStream, params: ConnectionParams) {
             Message::Ping(_) => continue,
             Message::Close(_) => break,
         };
-        let Some(inbound) = state.chat.decode(&ctx, &text) else {
-            continue;
-        };
-        let permit = if inbound.needs_slot() {
-            match Arc::clone(&in_flight).try_acquire_owned() {
-                Ok(permit) => Some(permit),
-                Err(_) => {
-                    state.chat.reject_busy(&ctx, &inbound);
-                    continue;
-                }
-            }
-        } else {
-            None
-        };
         // One frame at a time: it has taken effect before the next is read (answers stream on in tasks of
-        // their own, each holding its in-flight slot).
-        state.chat.dispatch(&ctx, inbound, permit).await;
+        // their own).
+        state.chat.receive(&ctx, frame).await;
     }
 
     state.chat.disconnected(&ctx);
