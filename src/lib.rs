@@ -34,6 +34,7 @@ pub mod llm;
 pub mod metrics;
 pub mod notify;
 pub mod protocol;
+pub mod state;
 pub mod store;
 pub mod telemetry;
 pub mod ws;

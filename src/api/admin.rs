@@ -12,13 +12,13 @@ use poem_openapi::param::Query;
 use poem_openapi::payload::Json;
 use time::{Duration, OffsetDateTime};
 
-use crate::app::AppState;
 use crate::auth::Identity;
 use crate::protocol::http::{
     AdminGetMetricsResponse, AdminListAuditResponse, AdminListSessionsResponse,
     AdminMetricsResponse, AdminSessionListResponse, AuditLogResponse, SessionMetrics, TimeRange,
 };
 use crate::protocol::{http_timestamp, ws_timestamp};
+use crate::state::AppState;
 use crate::store::{SessionQuery, SortField, SortOrder, StatusFilter};
 
 use super::auth::BearerAuth;

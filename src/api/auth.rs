@@ -8,8 +8,8 @@ use poem::http::header;
 use poem_openapi::registry::{MetaSecurityScheme, Registry};
 use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions};
 
-use crate::app::AppState;
 use crate::auth::Identity;
+use crate::state::AppState;
 
 use super::error::ApiError;
 

@@ -10,13 +10,13 @@ use poem::web::Data;
 use poem_openapi::OpenApi;
 use poem_openapi::payload::{Json, PlainText};
 
-use crate::app::AppState;
 use crate::protocol::http::{
     ErrorBody, GetHealthResponse, GetPrometheusMetricsResponse, GetReadinessResponse,
     HealthResponse, HttpErrorCode, KeysCheck, LlmCheck, ReadinessChecks, ReadinessResponse,
     ReadinessStatus, StoreCheck,
 };
 use crate::protocol::ws_timestamp;
+use crate::state::AppState;
 
 use super::client_ip::client_ip;
 use super::limits::too_many;

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use poem::{Endpoint, EndpointExt, Route};
 use poem_openapi::OpenApiService;
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 /// Every operation of `spec/openapi.yaml`.
 pub type Apis = (

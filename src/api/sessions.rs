@@ -10,13 +10,13 @@ use poem_openapi::OpenApi;
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 
-use crate::app::AppState;
 use crate::auth::Identity;
 use crate::protocol::http::{
     EndSessionResponse, GetSessionResponse, ListSessionsResponse, RevokeShareResponse,
     SessionDetail, SessionListResponse, ShareResponse, ShareSessionResponse, StatusResponse,
 };
 use crate::protocol::http_timestamp;
+use crate::state::AppState;
 use crate::store::SessionRecord;
 
 use super::auth::BearerAuth;

@@ -9,8 +9,8 @@ use poem_openapi::OpenApi;
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 
-use crate::app::AppState;
 use crate::protocol::http::{GetSharedSessionResponse, SharedSession};
+use crate::state::AppState;
 
 use super::client_ip::client_ip;
 use super::error::{ApiError, from_wire};

@@ -13,12 +13,12 @@ use poem_openapi::OpenApi;
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 
-use crate::app::AppState;
 use crate::chat::Via;
 use crate::protocol::http::{
     AdminEndTakeoverResponse, AdminTakeoverResponse, AdminTransferTakeoverResponse,
     TakeoverResponse,
 };
+use crate::state::AppState;
 use crate::store::SessionRecord;
 
 use super::auth::BearerAuth;

@@ -12,12 +12,12 @@ use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use time::OffsetDateTime;
 
-use crate::app::AppState;
 use crate::protocol::http::{
     AdminDeleteUserResponse, AdminExportUserResponse, AdminListUserSessionsResponse,
     ExportedSession, UserDeleteResponse, UserExportResponse, UserSessionListResponse,
 };
 use crate::protocol::http_timestamp;
+use crate::state::AppState;
 use crate::store::{MAX_LIMIT, SessionQuery, SortField, SortOrder, StatusFilter};
 
 use super::admin::{audit, check_user_id};

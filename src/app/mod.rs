@@ -1,5 +1,5 @@
-//! The application: shared state, the route tree under the path prefix, and the server loop with graceful
-//! shutdown.
+//! The server: binds the listener, builds the shared state ([`crate::state`]), serves the route tree under
+//! the path prefix, and shuts down gracefully.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -10,54 +10,13 @@ use poem::{EndpointExt, Route, Server};
 
 use crate::api::cors::Cors;
 use crate::api::http_metrics::HttpMetrics;
-use crate::api::limits::HttpLimits;
 use crate::api::request_id::RequestIdMiddleware;
 use crate::api::security_headers::SecurityHeaders;
-use crate::audit::{AuditLog, StoreAuditLog};
-use crate::auth::JwtKeys;
-use crate::chat::Chat;
 use crate::config::Settings;
-use crate::hub::{BacklogLimits, EventBus, Hub, LocalBus};
-use crate::llm::Llm;
-use crate::metrics::Metrics;
-use crate::notify::Notifier;
-use crate::store::Store;
-use tokio_util::sync::CancellationToken;
+pub use crate::state::AppState;
 
 mod banner;
-pub mod keys;
 pub mod listener;
-
-/// State shared by every request and connection.
-pub struct AppState {
-    /// The validated configuration.
-    pub settings: Arc<Settings>,
-    /// Token verification keys.
-    pub keys: JwtKeys,
-    /// Prometheus metrics.
-    pub metrics: Arc<Metrics>,
-    /// Sessions and messages.
-    pub store: Arc<dyn Store>,
-    /// Model providers.
-    pub llm: Arc<Llm>,
-    /// This node's connections.
-    pub hub: Hub,
-    /// The chat services.
-    pub chat: Arc<Chat>,
-    /// Help-request email, webhook and SMS notifications.
-    pub notifier: Arc<Notifier>,
-    /// HTTP rate limits.
-    pub http_limits: HttpLimits,
-    /// Cancelled when the server shuts down: connections close with 1001.
-    pub shutdown: CancellationToken,
-    /// The audit log of administrator actions, kept in the store (the chat service records takeovers,
-    /// leaves and transfers in the same log).
-    pub audit: Arc<dyn AuditLog>,
-    /// Set when shutdown begins: new WebSocket connections are refused and readiness fails.
-    pub draining: std::sync::atomic::AtomicBool,
-    /// The encryption key check of the stored data (start-up and `/readyz`).
-    pub key_status: keys::KeyStatus,
-}
 
 /// How often sessions past the retention period are purged.
 const RETENTION_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
@@ -76,58 +35,8 @@ pub struct Application {
 impl Application {
     /// Builds the state and binds the listener (port 0 picks a free port).
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let keys = JwtKeys::new(
-            &settings.auth.jwt_secret,
-            settings.auth.jwt_public_key_pem.as_deref(),
-        )
-        .context("JWT_PUBLIC_KEY_FILE")?;
-        let metrics = Arc::new(Metrics::new());
-        let settings = Arc::new(settings);
-        let store = crate::store::open(
-            &settings.store,
-            &settings.data_dir,
-            settings.is_production(),
-            Arc::clone(&metrics),
-        )
-        .await
-        .context("store")?;
-        let key_status = keys::KeyStatus::at_start(store.as_ref(), settings.is_production())
-            .await
-            .context("encryption keys")?;
-        crate::store::maintenance::refresh_active_sessions(store.as_ref(), &metrics).await;
-        let llm = Arc::new(Llm::new(&settings.llm, Arc::clone(&metrics)).context("llm")?);
-        let ws = &settings.ws;
-        if let Some(frames) = ws.deprecated_outbound_queue {
-            tracing::warn!(
-                outbound_queue = frames,
-                "chatbox.websocket.outbound_queue (WS_OUTBOUND_QUEUE) is deprecated and ignored: the \
-                 outbound backlog is bounded by max_backlog_bytes and max_backlog_age"
-            );
-        }
-        let hub = Hub::new(
-            ws.max_connections,
-            ws.max_connections_per_user,
-            BacklogLimits {
-                max_bytes: ws.max_backlog_bytes,
-                max_age: ws.max_backlog_age,
-            },
-            Arc::clone(&metrics),
-        );
-        let bus: Arc<dyn EventBus> = Arc::new(LocalBus::new(hub.clone()));
-        let notifier = Arc::new(
-            Notifier::new(&settings.notify, Arc::clone(&metrics)).context("notification")?,
-        );
-        let audit: Arc<dyn AuditLog> = Arc::new(StoreAuditLog::new(Arc::clone(&store)));
-        let chat = Arc::new(Chat::new(
-            Arc::clone(&store),
-            Arc::clone(&llm),
-            bus,
-            hub.clone(),
-            Arc::clone(&settings),
-            Arc::clone(&metrics),
-            Arc::clone(&notifier),
-            Arc::clone(&audit),
-        ));
+        let state = AppState::build(settings).await?;
+        let settings = &state.settings;
         let address = std::net::SocketAddr::new(settings.server.host, settings.server.port);
         let acceptor = TcpListener::bind(address)
             .into_acceptor()
@@ -141,21 +50,7 @@ impl Application {
         Ok(Self {
             acceptor,
             port,
-            state: Arc::new(AppState {
-                http_limits: HttpLimits::new(&settings.http),
-                settings,
-                keys,
-                metrics,
-                store,
-                llm,
-                hub,
-                chat,
-                notifier,
-                shutdown: CancellationToken::new(),
-                audit,
-                draining: std::sync::atomic::AtomicBool::new(false),
-                key_status,
-            }),
+            state: Arc::new(state),
         })
     }
 

@@ -11,10 +11,10 @@ use poem::web::websocket::{CloseCode, Message, WebSocketStream};
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::AppState;
 use crate::auth::Identity;
 use crate::chat::Frame;
 use crate::hub::{Outbound, Outgoing, Slot};
+use crate::state::AppState;
 
 /// Close code for a connection that could not keep up with its frames ("Try Again Later").
 const CLOSE_SLOW_CONSUMER: u16 = 1013;

@@ -9,9 +9,9 @@ use poem::web::Data;
 use poem::web::websocket::{WebSocket, WebSocketConfig};
 use poem::{IntoResponse, Request, Response, handler};
 
-use crate::app::AppState;
 use crate::auth::{AuthError, Identity};
 use crate::hub::LimitExceeded;
+use crate::state::AppState;
 
 use super::connection::{self, ConnectionParams};
 
