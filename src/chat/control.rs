@@ -10,8 +10,12 @@ use super::sessions::Access;
 use super::{Chat, ChatError, ConnCtx};
 
 impl Chat {
-    pub(super) async fn cancel(&self, ctx: &ConnCtx, hint: Option<&str>) -> Result<(), ChatError> {
-        let (_session, live) = self.resolve(ctx, hint, Access::Existing).await?;
+    pub(super) async fn cancel(
+        &self,
+        ctx: &ConnCtx,
+        named_id: Option<&str>,
+    ) -> Result<(), ChatError> {
+        let (_session, live) = self.resolve(ctx, named_id, Access::Existing).await?;
         // Nothing running: nothing to do (the answer may have just finished).
         live.cancel_turn();
         Ok(())
@@ -20,16 +24,16 @@ impl Chat {
     pub(super) async fn typing(
         &self,
         ctx: &ConnCtx,
-        hint: Option<&str>,
+        named_id: Option<&str>,
         m: TypingIndicator,
     ) -> Result<(), ChatError> {
-        let session = match hint {
+        let session = match named_id {
             Some(id) if ctx.identity.is_admin() => self
                 .store
                 .get_session(id)
                 .await?
                 .ok_or(ChatError::SessionNotFound)?,
-            _ => self.resolve(ctx, hint, Access::Existing).await?.0,
+            _ => self.resolve(ctx, named_id, Access::Existing).await?.0,
         };
         let is_owner = session.user_id == ctx.identity.user_id;
         let assisting = AssistingAdmin::of(&session).is_some_and(|a| a.id == ctx.identity.user_id);
@@ -61,11 +65,11 @@ impl Chat {
     pub(super) async fn resume(
         &self,
         ctx: &ConnCtx,
-        hint: Option<&str>,
+        named_id: Option<&str>,
         last_seq: i64,
     ) -> Result<(), ChatError> {
         self.check_message_rate(ctx)?;
-        let (session, _live) = self.resolve(ctx, hint, Access::Existing).await?;
+        let (session, _live) = self.resolve(ctx, named_id, Access::Existing).await?;
         let after = u64::try_from(last_seq).unwrap_or(0);
         self.replay_to(ctx, &session, after, false).await;
         Ok(())

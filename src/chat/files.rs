@@ -124,13 +124,13 @@ impl Chat {
     pub(super) async fn file_upload(
         &self,
         ctx: &ConnCtx,
-        hint: Option<&str>,
+        named_id: Option<&str>,
         m: Upload,
     ) -> Result<Option<PendingTurn>, ChatError> {
         let started = Instant::now();
         self.check_message_rate(ctx)?;
         check_file_url(&m.file_url).await?;
-        let (session, live) = self.resolve(ctx, hint, Access::Existing).await?;
+        let (session, live) = self.resolve(ctx, named_id, Access::Existing).await?;
         if !session.is_active() {
             return Err(ChatError::SessionEnded);
         }

@@ -113,7 +113,7 @@ pub fn seq_i64(seq: u64) -> i64 {
 }
 
 /// The model list in configured order.
-pub fn models(list: &[crate::llm::ModelInfo]) -> Vec<ModelInfo> {
+pub fn models(list: &[crate::llm::ConfiguredModel]) -> Vec<ModelInfo> {
     list.iter()
         .map(|m| ModelInfo {
             id: m.id.clone(),

@@ -14,10 +14,10 @@ impl Chat {
     pub(super) async fn help_request(
         &self,
         ctx: &ConnCtx,
-        hint: Option<&str>,
+        named_id: Option<&str>,
         m: HelpRequest,
     ) -> Result<(), ChatError> {
-        let (session, _live) = self.resolve(ctx, hint, Access::Existing).await?;
+        let (session, _live) = self.resolve(ctx, named_id, Access::Existing).await?;
         self.store.set_help_requested(&session.id, true).await?;
         if self
             .help_limiter

@@ -2,7 +2,7 @@
 //! one module per inbound message kind does the work and answers through the hub. Services never see
 //! sockets; storage and models sit behind `Store` and `Llm`.
 
-mod admin;
+mod assist;
 mod attach;
 mod control;
 mod error;
@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-pub use admin::Via;
+pub use assist::Via;
 pub use error::ChatError;
 pub use inbound::Decoded;
 pub use live::{LiveSessions, SEQ_BLOCK};
@@ -68,18 +68,18 @@ impl ConnCtx {
     }
 
     /// The session an unknown id sent by this connection last stood for.
-    fn aliased(&self, hint: &str) -> Option<String> {
+    fn aliased(&self, unknown_id: &str) -> Option<String> {
         let alias = self.alias.lock().unwrap_or_else(|p| p.into_inner());
         alias
             .as_ref()
-            .filter(|(unknown, _)| unknown == hint)
+            .filter(|(unknown, _)| unknown == unknown_id)
             .map(|(_, session)| session.clone())
     }
 
-    /// Remembers that the unknown id `hint` stood for `session_id`.
-    fn remember_alias(&self, hint: &str, session_id: &str) {
+    /// Remembers that the unknown id `unknown_id` stood for `session_id`.
+    fn remember_alias(&self, unknown_id: &str, session_id: &str) {
         *self.alias.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some((hint.to_string(), session_id.to_string()));
+            Some((unknown_id.to_string(), session_id.to_string()));
     }
 
     /// The connection's id.
@@ -275,24 +275,26 @@ impl Chat {
             session_id,
             client_msg_id,
         } = inbound.0;
-        let hint = session_id.as_deref();
+        let named_id = session_id.as_deref();
         let result = match message {
-            ClientMessage::UserMessage(m) => self.user_message(ctx, hint, m).await,
+            ClientMessage::UserMessage(m) => self.user_message(ctx, named_id, m).await,
             ClientMessage::FileUpload(m) => {
-                self.file_upload(ctx, hint, files::Upload::from(m)).await
+                self.file_upload(ctx, named_id, files::Upload::from(m))
+                    .await
             }
             ClientMessage::VoiceMessage(m) => {
-                self.file_upload(ctx, hint, files::Upload::from(m)).await
+                self.file_upload(ctx, named_id, files::Upload::from(m))
+                    .await
             }
-            ClientMessage::ModelSelect(m) => no_turn(self.model_select(ctx, hint, m).await),
-            ClientMessage::HelpRequest(m) => no_turn(self.help_request(ctx, hint, m).await),
-            ClientMessage::Cancel(_) => no_turn(self.cancel(ctx, hint).await),
+            ClientMessage::ModelSelect(m) => no_turn(self.model_select(ctx, named_id, m).await),
+            ClientMessage::HelpRequest(m) => no_turn(self.help_request(ctx, named_id, m).await),
+            ClientMessage::Cancel(_) => no_turn(self.cancel(ctx, named_id).await),
             ClientMessage::Ping(m) => {
                 self.send(ctx, &frames::pong(m.client_msg_id));
                 Ok(None)
             }
-            ClientMessage::TypingIndicator(m) => no_turn(self.typing(ctx, hint, m).await),
-            ClientMessage::Resume(m) => no_turn(self.resume(ctx, hint, m.last_seq).await),
+            ClientMessage::TypingIndicator(m) => no_turn(self.typing(ctx, named_id, m).await),
+            ClientMessage::Resume(m) => no_turn(self.resume(ctx, named_id, m.last_seq).await),
             ClientMessage::AdminJoin(m) => {
                 no_turn(self.admin_join(ctx, &m.session_id, m.last_seq).await)
             }
@@ -311,7 +313,7 @@ impl Chat {
                 });
             }
             Ok(None) => {}
-            Err(err) => self.refuse(ctx, &err, hint, client_msg_id.as_deref()),
+            Err(err) => self.refuse(ctx, &err, named_id, client_msg_id.as_deref()),
         }
     }
 

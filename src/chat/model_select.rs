@@ -10,13 +10,13 @@ impl Chat {
     pub(super) async fn model_select(
         &self,
         ctx: &ConnCtx,
-        hint: Option<&str>,
+        named_id: Option<&str>,
         m: ModelSelect,
     ) -> Result<(), ChatError> {
         if !self.llm.has_model(&m.model_id) {
             return Err(ChatError::UnknownModel(m.model_id));
         }
-        let (session, live) = self.resolve(ctx, hint, Access::Write).await?;
+        let (session, live) = self.resolve(ctx, named_id, Access::Write).await?;
         self.store.set_model(&session.id, &m.model_id).await?;
         live.emit(self.bus.as_ref(), None, |seq| {
             frames::encode(&ServerMessage::ConnectionStatus(ConnectionStatus {

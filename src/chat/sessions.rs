@@ -116,16 +116,17 @@ impl Chat {
         live
     }
 
-    /// Resolves the session a frame from `ctx` is about.
+    /// Resolves the session a frame from `ctx` is about: `named_id` is the session id the frame named, if
+    /// any (Go clients make up their own ids, so it may be unknown).
     pub(super) async fn resolve(
         &self,
         ctx: &ConnCtx,
-        hint: Option<&str>,
+        named_id: Option<&str>,
         access: Access,
     ) -> Result<(SessionRecord, Arc<LiveSession>), ChatError> {
         let user_id = &ctx.identity.user_id;
         // An unknown id this connection sent before: the session it stood for, while that one is active.
-        if let Some(session_id) = hint.and_then(|h| ctx.aliased(h))
+        if let Some(session_id) = named_id.and_then(|id| ctx.aliased(id))
             && let Some(session) = self.store.get_session(&session_id).await?
             && session.is_active()
             && &session.user_id == user_id
@@ -133,7 +134,7 @@ impl Chat {
             let live = self.live_of(&session);
             return Ok((session, live));
         }
-        let named = match hint {
+        let named = match named_id {
             Some(id) => self.store.get_session(id).await?,
             None => None,
         };
@@ -154,8 +155,8 @@ impl Chat {
                     .active_session(user_id)
                     .await?
                     .ok_or(ChatError::SessionNotFound)?;
-                if let Some(h) = hint {
-                    ctx.remember_alias(h, &session.id);
+                if let Some(id) = named_id {
+                    ctx.remember_alias(id, &session.id);
                 }
                 let live = self.live_of(&session);
                 Ok((session, live))
@@ -172,8 +173,8 @@ impl Chat {
                     tracing::info!(user_id = %user_id, session_id = %active.session.id, "session created");
                 }
                 self.sessions.release(user_id, &active.session.id);
-                if let Some(h) = hint {
-                    ctx.remember_alias(h, &active.session.id);
+                if let Some(id) = named_id {
+                    ctx.remember_alias(id, &active.session.id);
                 }
                 let live = self.live_of(&active.session);
                 Ok((active.session, live))

@@ -63,12 +63,12 @@ impl Chat {
     pub(super) async fn user_message(
         &self,
         ctx: &ConnCtx,
-        hint: Option<&str>,
+        named_id: Option<&str>,
         m: UserMessage,
     ) -> Result<Option<PendingTurn>, ChatError> {
         let started = Instant::now();
         self.check_message_rate(ctx)?;
-        let (session, live) = self.resolve(ctx, hint, Access::Write).await?;
+        let (session, live) = self.resolve(ctx, named_id, Access::Write).await?;
         let seq = live.reserve_seq();
         let mut record = MessageRecord::new(
             message_id(m.client_msg_id.as_deref()),

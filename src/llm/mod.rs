@@ -30,5 +30,5 @@ pub use provider::{
     AttemptError, ChatMessage, LlmProvider, ProviderEvent, ProviderRequest, ProviderStream,
     ReportedUsage, Role,
 };
-pub use service::{Llm, LlmReadiness, ModelInfo, ProviderHealth, TurnStream};
+pub use service::{ConfiguredModel, Llm, LlmReadiness, ProviderHealth, TurnStream};
 pub use usage::{TokenUsage, estimate_tokens};

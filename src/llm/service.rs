@@ -30,7 +30,7 @@ const TURN_CHANNEL_CAPACITY: usize = 64;
 
 /// A model clients can select (`{id, name}` of reference 5.1).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ModelInfo {
+pub struct ConfiguredModel {
     /// Provider id (`model_id` on the wire).
     pub id: String,
     /// Display name.
@@ -182,11 +182,11 @@ impl Llm {
     }
 
     /// The models clients may select, in configured order.
-    pub fn models(&self) -> Vec<ModelInfo> {
+    pub fn models(&self) -> Vec<ConfiguredModel> {
         self.shared
             .entries
             .iter()
-            .map(|e| ModelInfo {
+            .map(|e| ConfiguredModel {
                 id: e.id.clone(),
                 name: e.name.clone(),
             })
