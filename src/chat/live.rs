@@ -25,6 +25,30 @@ use super::turn_queue::TurnQueue;
 /// Seqs reserved in the store at a time.
 pub const SEQ_BLOCK: u64 = 256;
 
+/// The most bytes of frames a session's replay ring keeps, whatever its frame count: bounds the memory
+/// of a live session (older frames come from the store on a resume, as for a ring that is full).
+pub const REPLAY_RING_BYTES: usize = 64 * 1024;
+
+/// How much of a session's recent frames is kept for replay: at most `frames` frames and `bytes` bytes
+/// (the newest frame is always kept).
+#[derive(Debug, Clone, Copy)]
+pub struct ReplayLimit {
+    /// Frames (`ws.replay_buffer`).
+    pub frames: usize,
+    /// Bytes of frame text.
+    pub bytes: usize,
+}
+
+impl ReplayLimit {
+    /// `frames` frames and at most [`REPLAY_RING_BYTES`].
+    pub fn frames(frames: usize) -> Self {
+        Self {
+            frames,
+            bytes: REPLAY_RING_BYTES,
+        }
+    }
+}
+
 /// Where the seq high-water marks are stored, and the bus that releases the frames that waited for one.
 pub struct SeqMarks {
     store: Arc<dyn Store>,
@@ -77,6 +101,8 @@ struct Inner {
     touched: Instant,
     pending: BTreeMap<u64, Option<Pending>>,
     ring: VecDeque<Released>,
+    /// Bytes of the frames in `ring`.
+    ring_bytes: usize,
     partial: Option<PartialAnswer>,
     cancel: Option<CancellationToken>,
     assistant: Option<AssistingAdmin>,
@@ -105,7 +131,7 @@ pub struct LiveSession {
     inner: Mutex<Inner>,
     /// The turns of the session, one at a time in the order their messages took effect.
     pub turns: Arc<TurnQueue>,
-    ring_size: usize,
+    ring_limit: ReplayLimit,
     marks: Option<Arc<SeqMarks>>,
     me: Weak<LiveSession>,
 }
@@ -195,12 +221,17 @@ impl LiveSession {
             };
             inner.next_release += 1;
             if let Some((frame, except)) = entry {
+                inner.ring_bytes += frame.len();
                 inner.ring.push_back(Released {
                     seq: released_seq,
                     frame: Arc::clone(&frame),
                 });
-                while inner.ring.len() > self.ring_size {
-                    inner.ring.pop_front();
+                while inner.ring.len() > self.ring_limit.frames
+                    || (inner.ring_bytes > self.ring_limit.bytes && inner.ring.len() > 1)
+                {
+                    if let Some(dropped) = inner.ring.pop_front() {
+                        inner.ring_bytes -= dropped.frame.len();
+                    }
                 }
                 bus.publish(BusMessage {
                     target: Target::Session {
@@ -346,17 +377,17 @@ impl Snapshot<'_> {
 /// All live sessions of this node.
 pub struct LiveSessions {
     sessions: Mutex<HashMap<String, Arc<LiveSession>>>,
-    ring_size: usize,
+    ring_limit: ReplayLimit,
     marks: Option<Arc<SeqMarks>>,
 }
 
 impl LiveSessions {
-    /// An empty cache keeping `ring_size` frames per session for replay; with `marks`, seqs are kept
-    /// unique across restarts (without, as in unit tests, they restart above the stored seq).
-    pub fn new(ring_size: usize, marks: Option<SeqMarks>) -> Self {
+    /// An empty cache keeping up to `ring_limit` of recent frames per session for replay; with `marks`,
+    /// seqs are kept unique across restarts (without, as in unit tests, they restart above the stored seq).
+    pub fn new(ring_limit: ReplayLimit, marks: Option<SeqMarks>) -> Self {
         Self {
             sessions: Mutex::new(HashMap::new()),
-            ring_size,
+            ring_limit,
             marks: marks.map(Arc::new),
         }
     }
@@ -391,12 +422,13 @@ impl LiveSessions {
                     touched: Instant::now(),
                     pending: BTreeMap::new(),
                     ring: VecDeque::new(),
+                    ring_bytes: 0,
                     partial: None,
                     cancel: None,
                     assistant: stored_assistant,
                 }),
                 turns: Arc::default(),
-                ring_size: self.ring_size,
+                ring_limit: self.ring_limit,
                 marks: self.marks.clone(),
                 me: me.clone(),
             })
@@ -492,7 +524,7 @@ mod tests {
 
     #[test]
     fn frames_are_released_in_seq_order() {
-        let live = LiveSessions::new(16, None);
+        let live = LiveSessions::new(ReplayLimit::frames(16), None);
         let (s, _) = live.get_or_load("s", "u", 10, None);
         let bus = Recorder::default();
         let first = s.reserve_seq();
@@ -506,7 +538,7 @@ mod tests {
 
     #[test]
     fn the_partial_answer_covers_exactly_the_released_chunks() {
-        let live = LiveSessions::new(16, None);
+        let live = LiveSessions::new(ReplayLimit::frames(16), None);
         let (s, _) = live.get_or_load("s", "u", 0, None);
         let bus = Recorder::default();
         for delta in ["Hel", "lo"] {
@@ -530,7 +562,7 @@ mod tests {
 
     #[test]
     fn an_abandoned_seq_does_not_block_later_frames() {
-        let live = LiveSessions::new(16, None);
+        let live = LiveSessions::new(ReplayLimit::frames(16), None);
         let (s, _) = live.get_or_load("s", "u", 0, None);
         let bus = Recorder::default();
         let hole = s.reserve_seq();
@@ -547,7 +579,7 @@ mod tests {
 
     #[test]
     fn the_ring_keeps_only_recent_frames() {
-        let live = LiveSessions::new(2, None);
+        let live = LiveSessions::new(ReplayLimit::frames(2), None);
         let (s, _) = live.get_or_load("s", "u", 0, None);
         let bus = Recorder::default();
         for _ in 0..5 {
@@ -558,6 +590,34 @@ mod tests {
             assert_eq!(frames.iter().map(|f| f.0).collect::<Vec<_>>(), vec![4, 5]);
             assert_eq!(oldest, Some(4));
         });
+    }
+
+    #[test]
+    fn the_ring_keeps_at_most_its_bytes_and_always_the_newest_frame() {
+        let live = LiveSessions::new(
+            ReplayLimit {
+                frames: 100,
+                bytes: 10,
+            },
+            None,
+        );
+        let (s, _) = live.get_or_load("s", "u", 0, None);
+        let bus = Recorder::default();
+        for _ in 0..5 {
+            // Four bytes each: two fit in ten bytes.
+            s.emit(&bus, None, |seq| Arc::from(format!("f{seq:03}")));
+        }
+        s.with_frozen(|snap| {
+            let (frames, oldest) = snap.frames_after(0);
+            assert_eq!(frames.iter().map(|f| f.0).collect::<Vec<_>>(), vec![4, 5]);
+            assert_eq!(oldest, Some(4));
+        });
+        s.emit(&bus, None, |_| Arc::from("x".repeat(64)));
+        s.with_frozen(|snap| {
+            let (frames, _) = snap.frames_after(0);
+            assert_eq!(frames.iter().map(|f| f.0).collect::<Vec<_>>(), vec![6]);
+        });
+        assert_eq!(bus.0.lock().unwrap().len(), 6, "every frame was published");
     }
 
     #[tokio::test]
@@ -582,7 +642,7 @@ mod tests {
             .id;
         let bus = Arc::new(Recorder::default());
         let marks = || SeqMarks::new(Arc::clone(&store), bus.clone(), 4);
-        let live = LiveSessions::new(16, Some(marks()));
+        let live = LiveSessions::new(ReplayLimit::frames(16), Some(marks()));
         let (s, _) = live.get_or_load(&id, "u", 0, None);
         s.emit(bus.as_ref(), None, |seq| Arc::from(format!("f{seq}")));
         assert!(
@@ -598,14 +658,18 @@ mod tests {
         assert_eq!(*bus.0.lock().unwrap(), vec!["f1"]);
         assert_eq!(stored_mark().await, 4);
         // A second node state on the same store (a restart) continues above every seq handed out.
-        let (again, _) =
-            LiveSessions::new(16, Some(marks())).get_or_load(&id, "u", stored_mark().await, None);
+        let (again, _) = LiveSessions::new(ReplayLimit::frames(16), Some(marks())).get_or_load(
+            &id,
+            "u",
+            stored_mark().await,
+            None,
+        );
         assert_eq!(again.reserve_seq(), 5);
     }
 
     #[test]
     fn only_unused_idle_sessions_are_evicted() {
-        let live = LiveSessions::new(16, None);
+        let live = LiveSessions::new(ReplayLimit::frames(16), None);
         let bus = Recorder::default();
         let (held, _) = live.get_or_load("held", "u", 0, None);
         drop(live.get_or_load("connected", "c", 0, None));
