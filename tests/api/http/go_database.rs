@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use chatbox::store::crypto::{Keyring, parse_key};
 
 use crate::support::app::{TestApp, app};
+use crate::support::wait::eventually_async;
 
 /// `ENCRYPTION_KEY` as the Go service used it: 32 raw ASCII bytes.
 const GO_KEY: &str = "3f9a1c7e5b2d4f6a8c0e1b3d5f7a9c2e";
@@ -205,21 +206,14 @@ async fn go_documents_get_their_message_counts_in_the_background_and_sort_by_the
     let app = go_app().await;
     let sessions = go_collection(&app).await;
     // Nothing reads the sessions through the server here: the counts come from the back-fill.
-    let deadline = tokio::time::Instant::now() + crate::support::app::FRAME_DEADLINE;
-    loop {
+    eventually_async("every Go document to get its message count", async || {
         let pending = sessions
             .count_documents(doc! { "msgCount": { "$exists": false } })
             .await
             .unwrap();
-        if pending == 0 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{pending} Go documents still have no message count"
-        );
-        tokio::task::yield_now().await;
-    }
+        (pending == 0).then_some(())
+    })
+    .await;
     for (id, count) in [(ACTIVE, 3), (ENDED, 1)] {
         let stored = sessions
             .find_one(doc! { "_id": id })

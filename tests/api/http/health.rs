@@ -6,8 +6,9 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::support::app::{FRAME_DEADLINE, TestApp, app, spawn_app, without_database};
+use crate::support::app::{TestApp, app, spawn_app, stopped, without_database};
 use crate::support::http::call;
+use crate::support::wait::eventually_async;
 
 /// `GET path` without a token: the status and the JSON body (which a probe always has).
 async fn get(app: &TestApp, path: &str) -> (u16, Value) {
@@ -86,41 +87,26 @@ async fn readyz_is_503_with_the_reference_body_when_the_store_is_unreachable() {
 #[tokio::test]
 async fn readyz_is_503_while_the_server_drains() {
     let mut app = app()
-        .env("LLM_DEMO_TOKEN_DELAY_MS", "50")
-        .env("SHUTDOWN_TIMEOUT", "20s")
+        .slow_answers(50, "20s")
         .env("PUBLIC_RATE_LIMIT", "100000")
         .spawn()
         .await;
     let (status, _) = get(&app, "/readyz").await;
     assert_eq!(status, 200);
-    let mut ws = app.connect_ws(&app.user_token("drain")).await;
-    ws.recv().await;
-    ws.send(json!({"type": "user_message", "content": "keep the server busy"}))
-        .await;
-    assert_eq!(ws.recv().await["type"], "loading");
+    let (_, mut ws) = app.turn_in_flight("drain", "keep the server busy").await;
     let server = app.signal_stop().unwrap();
-    let deadline = tokio::time::Instant::now() + FRAME_DEADLINE;
-    let body = loop {
+    let body = eventually_async("readyz to answer 503 while draining", async || {
         let (status, body) = get(&app, "/readyz").await;
-        if status == 503 {
-            break body;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "readyz stayed {status} while draining"
-        );
-        tokio::task::yield_now().await;
-    };
+        (status == 503).then_some(body)
+    })
+    .await;
     assert_eq!(body["status"], "not ready");
     assert_eq!(
         body["checks"]["mongodb"]["status"], "ready",
         "the store is fine; the server is draining"
     );
     ws.recv_turn().await;
-    tokio::time::timeout(FRAME_DEADLINE, server)
-        .await
-        .unwrap()
-        .unwrap();
+    stopped(server).await;
 }
 
 #[tokio::test]

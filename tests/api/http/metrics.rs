@@ -6,6 +6,7 @@ use serde_json::json;
 
 use crate::support::app::spawn_app;
 use crate::support::http::prometheus;
+use crate::support::wait::eventually;
 
 /// Value of a sample line `name{labels} value` (or `name value`), if present.
 fn sample(text: &str, series: &str) -> Option<f64> {
@@ -80,23 +81,16 @@ async fn the_connection_gauge_returns_to_zero_and_never_goes_negative() {
     for ws in clients {
         ws.close().await;
     }
-    let deadline = tokio::time::Instant::now() + crate::support::app::FRAME_DEADLINE;
-    while app.state.hub.connection_count() > 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "connections not released"
-        );
-        tokio::task::yield_now().await;
-    }
+    eventually("the connections to be released", || {
+        (app.state.hub.connection_count() == 0).then_some(())
+    })
+    .await;
     assert_eq!(app.state.metrics.websocket_connections.get(), 0);
     // Each closed connection is observed once (when its writer has finished), in the reference's buckets.
-    while app.state.metrics.connection_duration.get_sample_count() < 3 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "durations not observed"
-        );
-        tokio::task::yield_now().await;
-    }
+    eventually("the three durations to be observed", || {
+        (app.state.metrics.connection_duration.get_sample_count() >= 3).then_some(())
+    })
+    .await;
     let text = prometheus(&app).await;
     assert_eq!(
         sample(&text, "chatbox_websocket_connection_duration_seconds_count"),

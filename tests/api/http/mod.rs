@@ -11,4 +11,4 @@ mod metrics;
 mod middleware;
 mod outage;
 mod sessions;
-pub mod takeover;
+mod takeover;

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::support::app::{app, spawn_app};
 use crate::support::http::{
     assert_error, call, call_with_header, chat_turn, delete, get, is_http_time, metric, post,
-    prometheus, status, stored_session,
+    prometheus, stored_session, two_devices_after_one_turn,
 };
 
 #[tokio::test]
@@ -187,20 +187,8 @@ async fn http_another_users_session_is_not_found_on_every_route() {
 #[tokio::test]
 async fn http_ending_a_session_notifies_every_device_once_and_twice_is_harmless() {
     let app = spawn_app().await;
+    let (mut phone, mut laptop, id) = two_devices_after_one_turn(&app, "alice", "Hello").await;
     let token = app.user_token("alice");
-    let mut phone = app.connect_ws(&token).await;
-    let mut laptop = app.connect_ws(&token).await;
-    status(&mut phone).await;
-    status(&mut laptop).await;
-    phone
-        .send(json!({"type": "user_message", "content": "Hello"}))
-        .await;
-    let turn = phone.recv_turn().await;
-    let id = turn.last().unwrap()["session_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    laptop.recv_turn().await;
     let before = prometheus(&app).await;
     assert_eq!(metric(&before, "chatbox_active_sessions_total"), 1.0);
 

@@ -4,25 +4,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::support::app::{WsClient, spawn_app};
+use crate::support::app::spawn_app;
 use crate::support::http::{
-    assert_error, chat_turn, delete, end_in_store, get, post, status, stored_session,
+    assert_error, chat_turn, delete, end_in_store, get, post, recv_quietly, status, stored_session,
+    two_devices_after_one_turn,
 };
 
 /// Frames until one of type `kind`, asserting that no AI activity (`loading`, `ai_response`) is among them.
-pub async fn recv_quietly(ws: &mut WsClient, kind: &str) -> Value {
-    let frames = ws.recv_until(kind).await;
-    for frame in &frames {
-        assert!(
-            frame["type"] != "loading" && frame["type"] != "ai_response",
-            "the AI must stay silent while an admin assists: {frames:?}"
-        );
-    }
-    frames.last().unwrap().clone()
-}
-
 #[tokio::test]
 async fn http_takeover_refusals_use_the_spec_texts() {
     let app = spawn_app().await;
@@ -112,20 +102,7 @@ async fn http_takeover_refusals_use_the_spec_texts() {
 #[tokio::test]
 async fn http_takeover_conversation_with_two_devices_and_an_admin() {
     let app = spawn_app().await;
-    let token = app.user_token("alice");
-    let mut phone = app.connect_ws(&token).await;
-    let mut laptop = app.connect_ws(&token).await;
-    status(&mut phone).await;
-    status(&mut laptop).await;
-    phone
-        .send(json!({"type": "user_message", "content": "I need a human"}))
-        .await;
-    let turn = phone.recv_turn().await;
-    let id = turn.last().unwrap()["session_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    laptop.recv_turn().await;
+    let (mut phone, mut laptop, id) = two_devices_after_one_turn(&app, "alice", "I need a human").await;
 
     // HTTP takeover: both devices see the admin join.
     let root = app.admin_token("root");
@@ -214,7 +191,7 @@ async fn http_takeover_conversation_with_two_devices_and_an_admin() {
     assert_eq!(turn.last().unwrap()["metadata"]["done"], "true");
 
     // The conversation is stored in order, the admin's message included.
-    let detail = get(&app, &format!("/sessions/{id}"), &token).await;
+    let detail = get(&app, &format!("/sessions/{id}"), &app.user_token("alice")).await;
     let senders: Vec<_> = detail.body["messages"]
         .as_array()
         .unwrap()

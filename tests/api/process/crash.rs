@@ -5,11 +5,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use serde_json::json;
 
-use crate::process::binary::{banner, start_with};
-use crate::support::app::{FRAME_DEADLINE, WsClient};
+use crate::support::process::Server;
 
 /// Chunks read before the kill: with a token every 50 ms and a checkpoint every 100 ms, several
 /// checkpoints were stored by then.
@@ -19,10 +17,9 @@ async fn a_crash_keeps_the_streamed_part(mut env: Vec<(&'static str, String)>) {
     env.push(("CHECKPOINT_INTERVAL", "100ms".into()));
     env.push(("LLM_DEMO_TOKEN_DELAY_MS", "50".into()));
     let dir = tempfile::tempdir().unwrap();
-    let mut child = start_with(dir.path(), &env);
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = banner(&mut lines).await;
-    let mut ws = WsClient::connect(&format!("{}?token={}", first.ws, first.user_token)).await;
+    let server = Server::start(dir.path(), &env).await;
+    let first = &server.banner;
+    let mut ws = first.connect(&first.user_token).await;
     assert_eq!(ws.recv().await["type"], "connection_status");
     let long = "please tell me a long story about a crab who learns to write servers ".repeat(3);
     ws.send(json!({"type": "user_message", "content": long, "client_msg_id": "crash-1"}))
@@ -42,22 +39,13 @@ async fn a_crash_keeps_the_streamed_part(mut env: Vec<(&'static str, String)>) {
             chunks += 1;
         }
     }
-    child.start_kill().unwrap();
-    child.wait().await.unwrap();
+    server.kill().await;
 
-    let mut child = start_with(dir.path(), &env);
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let again = banner(&mut lines).await;
-    let detail: Value = reqwest::Client::new()
-        .get(format!("{}/sessions/{session_id}", again.base))
-        .bearer_auth(&again.user_token)
-        .timeout(FRAME_DEADLINE)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let server = Server::start(dir.path(), &env).await;
+    let again = &server.banner;
+    let detail = again
+        .get_json(&format!("/sessions/{session_id}"), &again.user_token)
+        .await;
     let messages = detail["messages"].as_array().expect("messages");
     assert_eq!(messages.len(), 2, "{detail}");
     assert_eq!(messages[0]["sender"], "user");
@@ -76,8 +64,7 @@ async fn a_crash_keeps_the_streamed_part(mut env: Vec<(&'static str, String)>) {
         missing <= 4,
         "{missing} tokens lost: {stored:?} / {streamed:?}"
     );
-    child.start_kill().unwrap();
-    child.wait().await.unwrap();
+    server.kill().await;
 }
 
 #[tokio::test]

@@ -7,13 +7,13 @@
 
 use std::path::Path;
 use std::process::Stdio;
-use std::time::Duration;
 
 use serde_json::json;
 use tokio::process::{Child, Command};
 
-use crate::support::app::{FRAME_DEADLINE, app};
+use crate::support::app::app;
 use crate::support::http::status;
+use crate::support::wait::eventually_async;
 
 /// A FerretDB process on `port` keeping its data in `dir`.
 fn ferretdb(dir: &Path, port: u16) -> Child {
@@ -38,17 +38,12 @@ fn ferretdb(dir: &Path, port: u16) -> Child {
 
 /// Waits until something accepts connections on `port`.
 async fn accepting(port: u16) {
-    let deadline = tokio::time::Instant::now() + FRAME_DEADLINE;
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "FerretDB did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually_async("FerretDB to accept connections", async || {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use chatbox::protocol::ws::{ClientMessage, ServerMessage};
 
 use crate::support::app::spawn_app;
+use crate::support::http::get_json;
 
 fn specs() -> chatbox_codegen::Specs {
     chatbox_codegen::Specs::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("spec")).unwrap()
@@ -251,15 +252,7 @@ fn shape(schema: &Value, schemas: &Value) -> Value {
 #[tokio::test]
 async fn the_served_openapi_document_is_equivalent_to_the_spec() {
     let app = spawn_app().await;
-    let served: Value = app
-        .http
-        .get(format!("{}/openapi.json", app.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let served = get_json(&format!("{}/openapi.json", app.base), None).await;
     let specs = specs();
     let spec = specs.openapi();
     assert_eq!(served["servers"][0]["url"], spec["servers"][0]["url"]);

@@ -93,6 +93,13 @@ impl TestAppBuilder {
         self
     }
 
+    /// Demo answers streamed one token every `token_delay_ms`, with `grace` (`SHUTDOWN_TIMEOUT`) for the
+    /// answers running at shutdown.
+    pub fn slow_answers(self, token_delay_ms: u64, grace: &str) -> Self {
+        self.env("LLM_DEMO_TOKEN_DELAY_MS", token_delay_ms.to_string())
+            .env("SHUTDOWN_TIMEOUT", grace)
+    }
+
     /// Uses the embedded store even when `MONGODB_URI` is set (cases that must hold on both stores).
     pub fn embedded(mut self) -> Self {
         self.embedded = true;
@@ -261,6 +268,19 @@ impl TestApp {
         }
     }
 
+    /// Connects `user` and sends `content`, returning once the turn's `loading` frame arrived: the user's
+    /// token and socket (the answer still streaming).
+    pub async fn turn_in_flight(&self, user: &str, content: &str) -> (String, WsClient) {
+        let token = self.user_token(user);
+        let mut ws = self.connect_ws(&token).await;
+        let status = ws.recv().await;
+        assert_eq!(status["type"], "connection_status", "{status}");
+        ws.send(serde_json::json!({"type": "user_message", "content": content}))
+            .await;
+        assert_eq!(ws.recv().await["type"], "loading");
+        (token, ws)
+    }
+
     /// Sends the stop signal without waiting.
     pub fn signal_stop(&mut self) -> Option<tokio::task::JoinHandle<()>> {
         if let Some(stop) = self.stop.take() {
@@ -268,6 +288,14 @@ impl TestApp {
         }
         self.server.take()
     }
+}
+
+/// Waits (up to the frame deadline) for a server task from [`TestApp::signal_stop`] to end cleanly.
+pub async fn stopped(server: tokio::task::JoinHandle<()>) {
+    tokio::time::timeout(FRAME_DEADLINE, server)
+        .await
+        .expect("the server did not stop in time")
+        .expect("the server task failed");
 }
 
 /// A real WebSocket client.

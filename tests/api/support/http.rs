@@ -1,5 +1,5 @@
 //! Helpers of the HTTP API tests: requests with a token, sessions created through real chat turns or
-//! directly in the store, and Prometheus figures.
+//! directly in the store (with the devices that act on them), and Prometheus figures.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use chatbox::store::{MessageRecord, TurnUsage};
 
-use crate::support::app::{TestApp, WsClient};
+use crate::support::app::{FRAME_DEADLINE, TestApp, WsClient};
 
 /// An HTTP answer: status, `Retry-After`, `X-Request-Id`, and the body as JSON (`Null` when not JSON).
 #[derive(Debug)]
@@ -41,6 +41,15 @@ pub async fn call_with_header(
         .request(method, format!("{}{path}", app.base))
         .header("authorization", authorization);
     answer(request.send().await.unwrap()).await
+}
+
+/// GETs an absolute `url` (with `token` as bearer, if any) and returns its JSON body, whatever the status.
+pub async fn get_json(url: &str, token: Option<&str>) -> Value {
+    let mut request = reqwest::Client::new().get(url).timeout(FRAME_DEADLINE);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    request.send().await.unwrap().json().await.unwrap()
 }
 
 async fn answer(response: reqwest::Response) -> Answer {
@@ -111,6 +120,43 @@ pub async fn chat_turn_open(app: &TestApp, user: &str, content: &str) -> (WsClie
     assert_eq!(last["metadata"]["done"], "true", "{frames:?}");
     let id = last["session_id"].as_str().unwrap().to_string();
     (ws, id)
+}
+
+/// Two devices of `user` (a phone and a laptop) after one turn sent from the phone and seen through by
+/// both: the phone, the laptop and the session id.
+pub async fn two_devices_after_one_turn(
+    app: &TestApp,
+    user: &str,
+    content: &str,
+) -> (WsClient, WsClient, String) {
+    let token = app.user_token(user);
+    let mut phone = app.connect_ws(&token).await;
+    let mut laptop = app.connect_ws(&token).await;
+    status(&mut phone).await;
+    status(&mut laptop).await;
+    phone
+        .send(json!({"type": "user_message", "content": content}))
+        .await;
+    let turn = phone.recv_turn().await;
+    let id = turn.last().unwrap()["session_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    laptop.recv_turn().await;
+    (phone, laptop, id)
+}
+
+/// The next frame of type `kind`, asserting that the AI stayed silent until then (no `loading`, no
+/// `ai_response`), as it must while an administrator assists.
+pub async fn recv_quietly(ws: &mut WsClient, kind: &str) -> Value {
+    let frames = ws.recv_until(kind).await;
+    for frame in &frames {
+        assert!(
+            frame["type"] != "loading" && frame["type"] != "ai_response",
+            "the AI must stay silent while an admin assists: {frames:?}"
+        );
+    }
+    frames.last().unwrap().clone()
 }
 
 /// Creates the active session of `user` directly in the store with a user message and an answer, and

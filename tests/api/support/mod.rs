@@ -5,3 +5,7 @@ pub mod app;
 pub mod fake_llm;
 pub mod http;
 pub mod receivers;
+pub mod wait;
+pub mod logs;
+pub mod notify;
+pub mod process;

@@ -17,23 +17,7 @@ use poem::{Request, Response};
 use serde_json::Value;
 use sha2::Sha256;
 
-/// How long a test waits for a delivery.
-pub const DELIVERY_DEADLINE: Duration = Duration::from_secs(20);
-
-/// Polls `probe` every 20 ms until it returns `Some`, failing with `what` after [`DELIVERY_DEADLINE`].
-pub async fn eventually<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + DELIVERY_DEADLINE;
-    loop {
-        if let Some(value) = probe() {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+use crate::support::wait::{POLL_DEADLINE, eventually};
 
 /// The Python interpreter that has aiosmtpd: `CHATBOX_TEST_PYTHON`, else the venv `scripts/test.sh` creates.
 fn python() -> PathBuf {
@@ -228,7 +212,7 @@ impl SmtpServer {
             python,
             dir,
         };
-        let deadline = tokio::time::Instant::now() + DELIVERY_DEADLINE;
+        let deadline = tokio::time::Instant::now() + POLL_DEADLINE;
         loop {
             if tokio::net::TcpStream::connect(("127.0.0.1", port))
                 .await

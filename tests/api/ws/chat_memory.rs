@@ -5,26 +5,17 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use chatbox::hub::Outbound;
 
 use serde_json::{Value, json};
 
-use crate::support::app::{FRAME_DEADLINE, SharedData, TestApp, answer_text, app};
+use crate::support::app::{SharedData, TestApp, answer_text, app};
 use crate::support::http::status;
+use crate::support::wait::eventually;
 
 fn seqs(frames: &[Value]) -> Vec<i64> {
     frames.iter().filter_map(|f| f["seq"].as_i64()).collect()
-}
-
-/// Polls `done` until it holds; fails after the frame deadline.
-async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + FRAME_DEADLINE;
-    while !done() {
-        assert!(tokio::time::Instant::now() < deadline, "{what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 async fn session_of(app: &TestApp, user: &str) -> String {
@@ -93,7 +84,7 @@ async fn idle_live_state_is_dropped_and_a_resume_is_served_from_the_store() {
     ws.close().await;
 
     eventually("the live state is dropped once no device is left", || {
-        app.state.chat.live().get(&session_id).is_none()
+        app.state.chat.live().get(&session_id).is_none().then_some(())
     })
     .await;
 
@@ -129,7 +120,10 @@ async fn a_live_session_stays_while_a_device_is_connected() {
     let mut other = app.connect_ws(&app.user_token("passer-by")).await;
     status(&mut other).await;
     other.close().await;
-    eventually("a sweep ran", || app.state.chat.reservation_count() == 0).await;
+    eventually("a sweep ran", || {
+        (app.state.chat.reservation_count() == 0).then_some(())
+    })
+    .await;
     assert!(app.state.chat.live().get(&session_id).is_some());
 }
 
@@ -142,7 +136,7 @@ async fn reserved_ids_of_users_who_never_write_expire() {
     assert_eq!(app.state.chat.reservation_count(), 1);
     ws.close().await;
     eventually("the reservation expires", || {
-        app.state.chat.reservation_count() == 0
+        (app.state.chat.reservation_count() == 0).then_some(())
     })
     .await;
     let mut back = app.connect_ws(&token).await;

@@ -3,9 +3,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use serde_json::json;
@@ -13,6 +10,8 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::support::fake_llm::FakeLlm;
 use crate::support::app::{FRAME_DEADLINE, TestApp, app};
+use crate::support::logs::capture_logs;
+use crate::support::wait::eventually_async;
 
 #[tokio::test]
 async fn devices_that_keep_reading_survive_a_burst_of_a_thousand_chunks() {
@@ -161,56 +160,22 @@ async fn the_global_connection_limit_refuses_before_the_upgrade_and_frees_slots_
     };
     assert_eq!(blocked(&app), 1, "the refused upgrade is counted");
     open.pop().unwrap().close().await;
-    let deadline = tokio::time::Instant::now() + FRAME_DEADLINE;
-    let mut admitted = loop {
+    let mut admitted = eventually_async("the slot to be released", async || {
         match app.try_connect(&url, &[]).await {
-            Ok(ws) => break ws,
-            Err((429, _)) => {
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "the slot was never released"
-                );
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
+            Ok(ws) => Some(ws),
+            Err((429, _)) => None,
             Err(other) => panic!("{other:?}"),
         }
-    };
+    })
+    .await;
     assert_eq!(admitted.recv().await["user_id"], "g3");
     assert_eq!(app.state.hub.connection_count(), 2);
 }
 
-/// A `tracing` writer into a shared buffer.
-#[derive(Clone, Default)]
-pub(crate) struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    pub(crate) fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
 #[tokio::test]
 async fn a_token_in_the_query_string_never_reaches_the_logs() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter("debug")
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
     // The test runs on one thread, and so does the server it spawns: the scoped subscriber sees all.
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = capture_logs();
     let app = app().spawn().await;
     let token = app.user_token("logged");
     let mut ws = app.connect_ws(&token).await;

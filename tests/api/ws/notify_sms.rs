@@ -10,9 +10,10 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::support::app::{TestAppBuilder, app};
-use crate::ws::notify::{ask_for_help, counter, user_with_session, with_smtp, with_webhook};
-use crate::support::receivers::{FakeTwilio, SmtpServer, WebhookReceiver, eventually};
-use crate::ws::limits::Captured;
+use crate::support::notify::{ask_for_help, counter, user_with_session, with_smtp, with_webhook};
+use crate::support::receivers::{FakeTwilio, SmtpServer, WebhookReceiver};
+use crate::support::wait::eventually;
+use crate::support::logs::capture_logs;
 
 const SID: &str = "AC0123456789abcdef0123456789abcdef";
 const TOKEN: &str = "f00dfeedc0ffee0123456789abcdef01";
@@ -31,31 +32,6 @@ fn with_sms(builder: TestAppBuilder, twilio: &FakeTwilio) -> TestAppBuilder {
         .env("NOTIFY_RETRY_BACKOFF", "20ms")
 }
 
-/// Keeps logs captured until dropped.
-struct LogCapture {
-    _scoped: tracing::subscriber::DefaultGuard,
-    _second: tracing::Dispatch,
-}
-
-/// Sends everything logged on this thread (the test's, and the server's it spawns) to a buffer.
-///
-/// A second, silent dispatcher stays registered meanwhile: with a single registered dispatcher, `tracing`
-/// computes the interest of a callsite first hit on another test's thread from that thread's (empty)
-/// default and caches "never", which would hide the server's lines from this capture now and then.
-fn capture_logs() -> (Captured, LogCapture) {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter("debug")
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let guard = LogCapture {
-        _second: tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default()),
-        _scoped: tracing::subscriber::set_default(subscriber),
-    };
-    (captured, guard)
-}
 
 /// Asserts `logs` hold no phone number, account SID or auth token in clear.
 fn assert_nothing_secret_in(logs: &str) {

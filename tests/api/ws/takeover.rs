@@ -8,9 +8,9 @@ use serde_json::{Value, json};
 
 use crate::support::app::{SharedData, TestApp, WsClient, app, spawn_app};
 use crate::support::http::{
-    assert_error, chat_turn_open, delete, end_in_store, get, post, status, stored_session,
+    assert_error, chat_turn_open, delete, end_in_store, get, post, recv_quietly, status,
+    stored_session,
 };
-use crate::http::takeover::recv_quietly;
 
 /// A session id nobody uses.
 const UNKNOWN: &str = "0123456789abcdef0123456789abcdef";
