@@ -102,7 +102,8 @@ async fn http_takeover_refusals_use_the_spec_texts() {
 #[tokio::test]
 async fn http_takeover_conversation_with_two_devices_and_an_admin() {
     let app = spawn_app().await;
-    let (mut phone, mut laptop, id) = two_devices_after_one_turn(&app, "alice", "I need a human").await;
+    let (mut phone, mut laptop, id) =
+        two_devices_after_one_turn(&app, "alice", "I need a human").await;
 
     // HTTP takeover: both devices see the admin join.
     let root = app.admin_token("root");

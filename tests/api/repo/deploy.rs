@@ -11,8 +11,8 @@ use std::path::Path;
 use chatbox::config::{EnvVars, RawConfig};
 use serde_norway::Value;
 
-use crate::support::app::spawn_app;
 use crate::repo::config_doc::env_vars_read_by_code;
+use crate::support::app::spawn_app;
 
 const PREFIX: &str = "/chatbox";
 const PORT: u64 = 8080;

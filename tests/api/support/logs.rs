@@ -1,5 +1,7 @@
 //! Reading what the server logs: a buffer behind a `tracing` subscriber scoped to the test's thread.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 

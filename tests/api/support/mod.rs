@@ -4,8 +4,8 @@
 pub mod app;
 pub mod fake_llm;
 pub mod http;
-pub mod receivers;
-pub mod wait;
 pub mod logs;
 pub mod notify;
 pub mod process;
+pub mod receivers;
+pub mod wait;

@@ -1,6 +1,8 @@
 //! Set-ups of the help-request tests: an app wired to the real receivers, a user with a session, and the
 //! help request itself.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use serde_json::{Value, json};
 
 use crate::support::app::{TestApp, TestAppBuilder, WsClient};

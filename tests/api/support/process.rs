@@ -1,6 +1,8 @@
 //! The real `chatbox` binary as a child process: started in a directory of the test's on a free loopback
 //! port, its start-up banner read (URLs and ready tokens), stopped by a signal or killed.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::Path;
 use std::process::Stdio;
 

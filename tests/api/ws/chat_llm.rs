@@ -6,8 +6,8 @@
 
 use serde_json::{Value, json};
 
-use crate::support::fake_llm::{FakeLlm, Fault, UPSTREAM_DETAIL};
 use crate::support::app::{TestApp, WsClient, answer_text, app};
+use crate::support::fake_llm::{FakeLlm, Fault, UPSTREAM_DETAIL};
 use crate::support::http::get;
 
 const ANSWER: &str = "Hello! How can I help you today?";

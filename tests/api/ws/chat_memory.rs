@@ -84,7 +84,12 @@ async fn idle_live_state_is_dropped_and_a_resume_is_served_from_the_store() {
     ws.close().await;
 
     eventually("the live state is dropped once no device is left", || {
-        app.state.chat.live().get(&session_id).is_none().then_some(())
+        app.state
+            .chat
+            .live()
+            .get(&session_id)
+            .is_none()
+            .then_some(())
     })
     .await;
 

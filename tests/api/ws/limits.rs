@@ -3,13 +3,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-
 use futures::{SinkExt, StreamExt};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::support::fake_llm::FakeLlm;
 use crate::support::app::{FRAME_DEADLINE, TestApp, app};
+use crate::support::fake_llm::FakeLlm;
 use crate::support::logs::capture_logs;
 use crate::support::wait::eventually_async;
 

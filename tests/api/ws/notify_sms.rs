@@ -10,10 +10,10 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::support::app::{TestAppBuilder, app};
+use crate::support::logs::capture_logs;
 use crate::support::notify::{ask_for_help, counter, user_with_session, with_smtp, with_webhook};
 use crate::support::receivers::{FakeTwilio, SmtpServer, WebhookReceiver};
 use crate::support::wait::eventually;
-use crate::support::logs::capture_logs;
 
 const SID: &str = "AC0123456789abcdef0123456789abcdef";
 const TOKEN: &str = "f00dfeedc0ffee0123456789abcdef01";
@@ -31,7 +31,6 @@ fn with_sms(builder: TestAppBuilder, twilio: &FakeTwilio) -> TestAppBuilder {
         .env("SMS_API_BASE_URL", twilio.base_url.clone())
         .env("NOTIFY_RETRY_BACKOFF", "20ms")
 }
-
 
 /// Asserts `logs` hold no phone number, account SID or auth token in clear.
 fn assert_nothing_secret_in(logs: &str) {
