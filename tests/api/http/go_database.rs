@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use chatbox::store::crypto::{Keyring, parse_key};
 
 use crate::support::app::{TestApp, app};
+use crate::support::http::message_contents;
 use crate::support::wait::eventually_async;
 
 /// `ENCRYPTION_KEY` as the Go service used it: 32 raw ASCII bytes.
@@ -106,12 +107,7 @@ async fn go_sessions_are_served_by_the_http_api() {
 
     let (status, detail) = get(&app, &format!("/sessions/{ACTIVE}"), &token).await;
     assert_eq!(status, 200);
-    let contents: Vec<&str> = detail["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["content"].as_str().unwrap())
-        .collect();
+    let contents = message_contents(&detail);
     assert_eq!(
         contents,
         vec![

@@ -8,7 +8,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::support::app::{SharedData, TestApp, TestAppBuilder, answer_text, app};
-use crate::support::http::call;
+use crate::support::http::{call, message_contents};
 
 /// The first key (32 raw bytes, id `k0` by default).
 const KEY_A: &str = "0123456789abcdef0123456789abcdef";
@@ -152,12 +152,7 @@ async fn configuring_the_old_key_under_its_id_makes_everything_readable_again() 
     let bob = third.user_token("bob");
     let detail = get(&third, &format!("/sessions/{old}"), &bob).await;
     assert_eq!(detail["name"], "Written under the first key");
-    let contents: Vec<&str> = detail["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["content"].as_str().unwrap())
-        .collect();
+    let contents = message_contents(&detail);
     assert_eq!(contents.len(), 4);
     assert_eq!(contents[0], "Written under the first key");
     assert_eq!(contents[2], "Written under the second key");

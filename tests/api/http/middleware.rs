@@ -97,13 +97,7 @@ async fn http_cors_refuses_other_origins_but_not_same_host_or_originless_request
         .unwrap();
     assert_eq!(plain.status(), 200);
     // The server's own host as Origin: not cross-origin.
-    let host = app
-        .base
-        .trim_start_matches("http://")
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string();
+    let host = app.host();
     let same = app
         .http
         .get(format!("{}/healthz", app.base))

@@ -268,6 +268,16 @@ impl TestApp {
         }
     }
 
+    /// The server's `host:port`, for raw TCP connections and `Origin`/`Host` headers.
+    pub fn host(&self) -> String {
+        self.base
+            .trim_start_matches("http://")
+            .split('/')
+            .next()
+            .unwrap()
+            .to_string()
+    }
+
     /// Connects `user` and sends `content`, returning once the turn's `loading` frame arrived: the user's
     /// token and socket (the answer still streaming).
     pub async fn turn_in_flight(&self, user: &str, content: &str) -> (String, WsClient) {

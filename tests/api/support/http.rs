@@ -80,6 +80,16 @@ pub async fn delete(app: &TestApp, path: &str, token: &str) -> Answer {
     call(app, Method::DELETE, path, Some(token)).await
 }
 
+/// The `content` of every message of a session detail, in order.
+pub fn message_contents(detail: &Value) -> Vec<&str> {
+    detail["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"].as_str().unwrap())
+        .collect()
+}
+
 /// Asserts an `ErrorBody` answer: status, text and code, with the request id of the response header.
 pub fn assert_error(answer: &Answer, status: u16, error: &str, code: &str) {
     assert_eq!(answer.status, status, "{answer:?}");

@@ -38,13 +38,7 @@ async fn a_peer_that_never_answers_pings_is_disconnected() {
         .env("WS_PONG_WAIT", "200ms")
         .spawn()
         .await;
-    let address = app
-        .base
-        .trim_start_matches("http://")
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string();
+    let address = app.host();
     let mut socket = tokio::net::TcpStream::connect(&address).await.unwrap();
     let request = format!(
         "GET /chatbox/ws?token={} HTTP/1.1\r\nHost: {address}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
