@@ -49,6 +49,8 @@ echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
+echo "==> cargo build -p chatbox-tools (the load-tool tests of tests/api run its chatbox-load)"
+cargo build -p chatbox-tools
 echo "==> cargo test"
 cargo test --workspace --all-targets
 echo "==> cargo test --doc"

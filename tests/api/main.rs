@@ -1,37 +1,10 @@
-//! Integration tests: one binary that drives the real server over HTTP and WebSocket.
+//! Integration tests: one binary that drives the real server over HTTP and WebSocket, its components
+//! against real services, the real binaries as processes, and the repository's documents against the
+//! code. One folder per level; `docs/testing.md` says what goes where.
 
-mod auth_claims;
-mod binary;
-mod chat;
-mod chat_llm;
-mod chat_memory;
-mod cli;
-mod contract;
-mod crash;
-mod fake_llm;
-mod go_database;
-mod health;
-mod heartbeat;
-mod helpers;
-mod http_admin;
-mod http_middleware;
-mod http_sessions;
-mod http_support;
-mod http_takeover;
-mod keys;
-mod llm;
-mod metrics;
-mod notify;
-mod notify_sms;
-mod notify_support;
-mod ops_config_doc;
-mod ops_deploy;
-mod ordering;
-mod outage;
-mod recovery;
-mod round_trips;
-mod shutdown;
-mod store;
-mod ws_input;
-mod ws_limits;
-mod ws_takeover;
+mod components;
+mod http;
+mod process;
+mod repo;
+mod support;
+mod ws;

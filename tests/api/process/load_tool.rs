@@ -1,0 +1,169 @@
+//! The load tool (`chatbox-load`, of the `chatbox-tools` workspace member) run as it is run, against a
+//! test server: its `turns` and `soak` scenarios and their reports.
+//!
+//! The tool is a binary of another package, so Cargo does not build it for this test binary: it is the
+//! one `cargo build -p chatbox-tools` left in this target directory (`scripts/test.sh` builds it first),
+//! or the one `CHATBOX_LOAD_BIN` names.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+
+use tokio::process::Command;
+
+/// The `chatbox-load` binary: `CHATBOX_LOAD_BIN`, else `target/<profile>/chatbox-load` beside the
+/// `deps/` folder this test binary runs from. Fails with how to build it when it is missing.
+fn load_tool() -> PathBuf {
+    let tool = std::env::var_os("CHATBOX_LOAD_BIN").map_or_else(
+        || {
+            let exe = std::env::current_exe().unwrap();
+            let profile_dir = exe.parent().and_then(Path::parent).unwrap();
+            profile_dir.join("chatbox-load")
+        },
+        PathBuf::from,
+    );
+    assert!(
+        tool.is_file(),
+        "no load tool at {}: build it first with `cargo build -p chatbox-tools` (scripts/test.sh does), \
+         or name one with CHATBOX_LOAD_BIN",
+        tool.display()
+    );
+    tool
+}
+
+#[tokio::test]
+async fn the_load_tool_runs_turns_against_a_server_and_reports_them() {
+    let app = crate::support::app::spawn_app().await;
+    let report = load_report(&[
+        "turns",
+        "--url",
+        &app.ws_url,
+        "--connections",
+        "2",
+        "--rate",
+        "10",
+        "--duration",
+        "1",
+        "--warmup",
+        "0",
+    ])
+    .await;
+    let line = |name: &str| report_line(&report, name);
+    assert_eq!(line("connect errors"), "none", "{report}");
+    assert_eq!(line("errors "), "none", "{report}");
+    // "9 sent, 9 completed (9.0/s), 0 errors, 0 unfinished, ..."
+    let turns: Vec<&str> = line("turns ").split([' ', ',']).collect();
+    let (sent, completed) = (turns[0], turns[3]);
+    assert!(sent.parse::<u32>().unwrap() > 0, "{report}");
+    assert_eq!(sent, completed, "every turn completed: {report}");
+    assert!(
+        line("turns ").contains(" 0 errors, 0 unfinished"),
+        "{report}"
+    );
+    assert!(line("first token").starts_with("n="), "{report}");
+}
+
+#[tokio::test]
+async fn the_load_tool_soaks_a_server_with_mixed_traffic_and_samples_it() {
+    // Answers long enough for the tool to reconnect in the middle of a turn.
+    let app = crate::support::app::TestAppBuilder::default()
+        .env("LLM_DEMO_TOKEN_DELAY_MS", "5")
+        .spawn()
+        .await;
+    let report = load_report(&[
+        "soak",
+        "--url",
+        &app.ws_url,
+        "--duration",
+        "6s",
+        "--sample-every",
+        "1s",
+        "--connections",
+        "6",
+        "--admins",
+        "1",
+        "--turn-rate",
+        "3",
+        "--resume-rate",
+        "2",
+        "--takeover-rate",
+        "1",
+        "--fuzz-rate",
+        "3",
+        "--churn-rate",
+        "1",
+    ])
+    .await;
+    let line = |name: &str| report_line(&report, name);
+    let number = |name: &str| -> u64 { line(name).split(' ').next().unwrap().parse().unwrap() };
+    assert_eq!(line("error total"), "0", "{report}");
+    assert_eq!(line("seq violations"), "none", "{report}");
+    assert_eq!(line("unexpected closes"), "none", "{report}");
+    assert_eq!(line("connect errors"), "none", "{report}");
+    assert!(number("turns ") > 0, "{report}");
+    assert!(number("takeovers ") > 0, "{report}");
+    assert!(number("churn ") > 0, "{report}");
+    // "2 during a turn, 3 between turns"
+    let resumes: Vec<&str> = line("resumes ").split(' ').collect();
+    let resumed = resumes[0].parse::<u64>().unwrap() + resumes[4].parse::<u64>().unwrap();
+    assert!(resumed > 0, "{report}");
+    let fuzzed: Vec<&str> = line("fuzzed frames").split(' ').collect();
+    assert!(fuzzed[0].parse::<u64>().unwrap() > 0, "{report}");
+    assert_eq!(
+        fuzzed[0], fuzzed[2],
+        "every fuzzed frame answered: {report}"
+    );
+    // The server was found from its port (it runs in this process) and sampled every second.
+    assert!(
+        line("server").starts_with(&format!("pid {}", std::process::id())),
+        "{report}"
+    );
+    assert!(number("samples") >= 6, "{report}");
+    let rows: Vec<&str> = report
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.starts_with("| time"))
+        .collect();
+    assert!(rows.len() >= 6, "{report}");
+    for row in rows {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        // | time | RSS MiB | fds | threads | connections | active sessions | turns/s | errors |
+        assert!(cells[2].parse::<f64>().unwrap() > 0.0, "RSS in {row}");
+        assert!(cells[3].parse::<u64>().unwrap() > 0, "fds in {row}");
+        assert!(
+            cells[5].parse::<f64>().is_ok(),
+            "connections gauge in {row}"
+        );
+        assert_eq!(cells[8], "0", "errors in {row}");
+    }
+    assert!(
+        line("verdict").contains("last third against middle third"),
+        "{report}"
+    );
+}
+
+/// Runs `chatbox-load` with `args` (minting tokens with the test secret) and returns its report; it must
+/// exit successfully.
+async fn load_report(args: &[&str]) -> String {
+    let output = Command::new(load_tool())
+        .args(args)
+        .env("JWT_SECRET", crate::support::app::TEST_SECRET)
+        .output()
+        .await
+        .unwrap();
+    let report = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{report}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    report
+}
+
+/// The value of the report line that starts with `name`.
+fn report_line<'a>(report: &'a str, name: &str) -> &'a str {
+    report
+        .lines()
+        .find_map(|l| l.strip_prefix(name))
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("no {name:?} line in\n{report}"))
+}
