@@ -6,6 +6,7 @@
 //! | module | holds |
 //! |---|---|
 //! | [`config`] | file + environment configuration, validated once into [`config::Settings`] |
+//! | [`settings_kit`] | the leaf every settings section is built with: env snapshot, `ConfigError`, checks |
 //! | [`app`] | [`Application`]: builds the state and routes, runs until a shutdown signal |
 //! | [`audit`] | the audit log of administrator actions (over the store), shared by the API and chat services |
 //! | [`auth`] | JWT verification, roles, token minting |
@@ -33,6 +34,7 @@ pub mod llm;
 pub mod metrics;
 pub mod notify;
 pub mod protocol;
+pub mod settings_kit;
 pub mod store;
 pub mod telemetry;
 pub mod ws;
