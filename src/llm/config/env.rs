@@ -169,9 +169,7 @@ mod tests {
 
     use std::time::Duration;
 
-    use secrecy::ExposeSecret;
-
-    use super::super::tests::{GO_STYLE, parse};
+    use super::super::tests::{GO_STYLE, api_key, parse};
     use super::*;
 
     #[test]
@@ -188,14 +186,7 @@ mod tests {
             ("LLM_DAILY_TOKEN_BUDGET", "10000"),
         ]);
         config.apply_env(&env).unwrap();
-        assert_eq!(
-            config.providers[0]
-                .api_key
-                .as_ref()
-                .unwrap()
-                .expose_secret(),
-            "sk-from-env"
-        );
+        assert_eq!(api_key(&config, 0), "sk-from-env");
         assert_eq!(config.providers.len(), 3);
         assert_eq!(config.providers[2].kind, "dify");
         assert_eq!(config.turn_timeout, Duration::from_secs(90));
@@ -246,14 +237,7 @@ mod tests {
         );
         let mut config = parse(&text).unwrap();
         config.apply_env(&EnvVars::default()).unwrap();
-        assert_eq!(
-            config.providers[0]
-                .api_key
-                .as_ref()
-                .unwrap()
-                .expose_secret(),
-            "sk-from-file"
-        );
+        assert_eq!(api_key(&config, 0), "sk-from-file");
         let mut both = parse(&format!("{text}apiKey = \"k\"\n")).unwrap();
         let err = both.apply_env(&EnvVars::default()).unwrap_err().to_string();
         assert!(err.contains("llm.providers[0].api_key_file"), "{err}");

@@ -273,6 +273,15 @@ mod tests {
 
     use super::*;
 
+    /// The API key of provider `index`, exposed.
+    pub(super) fn api_key(config: &LlmConfig, index: usize) -> &str {
+        config.providers[index]
+            .api_key
+            .as_ref()
+            .unwrap()
+            .expose_secret()
+    }
+
     pub(super) fn parse(text: &str) -> Result<LlmConfig, String> {
         toml::from_str::<LlmConfig>(text).map_err(|e| e.to_string())
     }
@@ -306,14 +315,7 @@ mod tests {
         let config = parse(GO_STYLE).unwrap();
         assert_eq!(config.providers.len(), 2);
         assert_eq!(config.providers[0].id, "openai-gpt4");
-        assert_eq!(
-            config.providers[0]
-                .api_key
-                .as_ref()
-                .unwrap()
-                .expose_secret(),
-            "sk-test-secret"
-        );
+        assert_eq!(api_key(&config, 0), "sk-test-secret");
         assert_eq!(
             config.providers[1].first_token_timeout,
             Some(Duration::from_secs(5))

@@ -329,12 +329,23 @@ mod tests {
 
     use super::*;
 
-    fn parse(text: &str) -> Result<NotifyConfig, toml::de::Error> {
+    pub(super) fn parse(text: &str) -> Result<NotifyConfig, toml::de::Error> {
         toml::from_str(text)
     }
 
-    fn env(pairs: &[(&str, &str)]) -> EnvVars {
+    pub(super) fn env(pairs: &[(&str, &str)]) -> EnvVars {
         EnvVars::from_pairs(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    /// Asserts that each variable set to its bad value is refused by an error naming it.
+    pub(super) fn assert_refused_naming_the_variable(cases: &[(&str, &str)]) {
+        for &(name, value) in cases {
+            let err = NotifyConfig::default()
+                .apply_env(&env(&[(name, value)]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(name), "{err}");
+        }
     }
 
     fn smtp_base() -> NotifyConfig {
@@ -399,18 +410,12 @@ mod tests {
 
     #[test]
     fn bad_environment_values_name_their_variable() {
-        for (name, value) in [
+        assert_refused_naming_the_variable(&[
             ("SMTP_PORT", "x"),
             ("SMTP_TLS", "ssl"),
             ("WEBHOOK_RETRIES", "-1"),
             ("WEBHOOK_TIMEOUT", "soon"),
-        ] {
-            let err = NotifyConfig::default()
-                .apply_env(&env(&[(name, value)]))
-                .unwrap_err()
-                .to_string();
-            assert!(err.contains(name), "{err}");
-        }
+        ]);
     }
 
     #[test]

@@ -178,15 +178,8 @@ impl NotifyConfig {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+    use super::super::tests::{assert_refused_naming_the_variable, env, parse};
     use super::*;
-
-    fn env(pairs: &[(&str, &str)]) -> EnvVars {
-        EnvVars::from_pairs(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
-    }
-
-    fn parse(text: &str) -> Result<NotifyConfig, toml::de::Error> {
-        toml::from_str(text)
-    }
 
     /// Changes one setting of a valid configuration.
     type Spoil = fn(&mut NotifyConfig);
@@ -241,13 +234,7 @@ mod tests {
         assert_eq!(config.admin_phones, ["+15005550009"]);
         config.validate(true).unwrap();
         assert!(config.sms_enabled());
-        for (name, value) in [("SMS_TIMEOUT", "soon"), ("SMS_RETRIES", "many")] {
-            let err = NotifyConfig::default()
-                .apply_env(&env(&[(name, value)]))
-                .unwrap_err()
-                .to_string();
-            assert!(err.contains(name), "{err}");
-        }
+        assert_refused_naming_the_variable(&[("SMS_TIMEOUT", "soon"), ("SMS_RETRIES", "many")]);
     }
 
     #[test]
