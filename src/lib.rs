@@ -6,7 +6,10 @@
 //! | module | holds |
 //! |---|---|
 //! | [`config`] | file + environment configuration, validated once into [`config::Settings`] |
-//! | [`app`] | [`Application`]: builds the state and routes, runs until a shutdown signal |
+//! | [`settings_kit`] | the leaf every settings section is built with: env snapshot, `ConfigError`, checks |
+//! | [`app`] | [`Application`]: binds, serves the routes, runs until a shutdown signal, drains |
+//! | [`state`] | [`state::AppState`], shared by every request and connection, and how it is built |
+//! | [`backoff`] | retry timing for every outbound call: exponential backoff, jitter, `Retry-After` |
 //! | [`audit`] | the audit log of administrator actions (over the store), shared by the API and chat services |
 //! | [`auth`] | JWT verification, roles, token minting |
 //! | [`api`] | HTTP endpoints (poem-openapi, thin) and HTTP middleware |
@@ -34,6 +37,7 @@ pub mod llm;
 pub mod metrics;
 pub mod notify;
 pub mod protocol;
+pub mod settings_kit;
 pub mod state;
 pub mod store;
 pub mod telemetry;

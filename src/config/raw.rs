@@ -1,45 +1,24 @@
-//! The config file as written (`RawConfig`, every key optional, unknown keys refused) and its conversion,
-//! with environment variables applied on top, into validated [`Settings`].
+//! The config file as written (`RawConfig`, every key optional, unknown keys refused) and its assembly,
+//! with environment variables applied on top, into validated [`Settings`]: each section builds and checks
+//! itself (`server`, `auth`, `ws`, `chat`, `http`, `log` here; `llm`, `store` and `notify` in their
+//! modules); this file forwards the Go service's key names and adds the checks that span sections.
 
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use ipnet::IpNet;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use super::secrets::{check_jwt_secret, contains_placeholder, load_or_create_dev_secret};
+use super::log::LogSection;
+use super::server::ServerSection;
+use super::ws::WebSocketSection;
 use super::{
-    AuthSettings, ChatSettings, ConfigError, EnvVars, Environment, HttpSettings, LogSettings,
-    ServerSettings, Settings, WsSettings, parse_duration,
+    AuthSettings, ChatSettings, Environment, HttpSettings, LogSettings, ServerSettings, Settings,
+    WsSettings,
 };
 use crate::llm::LlmConfig;
 use crate::notify::{NotifyConfig, SmsConfig};
+use crate::settings_kit::{ConfigError, EnvVars, de, ensure, no_placeholder, parse_duration};
 use crate::store::StoreConfig;
-
-/// A list given either as a TOML array or as one comma-separated string (the Go service's form).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-pub enum StringList {
-    /// `["a", "b"]`
-    List(Vec<String>),
-    /// `"a,b"`
-    Joined(String),
-}
-
-impl StringList {
-    fn items(&self) -> Vec<String> {
-        match self {
-            Self::List(items) => items
-                .iter()
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .collect(),
-            Self::Joined(text) => split_list(text),
-        }
-    }
-}
 
 /// A number written either as a TOML integer or as a string (the Go config has `max_message_size = "1048576"`).
 #[derive(Debug, Clone, Deserialize)]
@@ -51,69 +30,38 @@ pub enum NumberOrString {
     Text(String),
 }
 
-/// `[server]`
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServerSection {
-    host: Option<String>,
-    port: Option<u16>,
-    env: Option<String>,
-    data_dir: Option<PathBuf>,
-    shutdown_grace: Option<String>,
-}
-
-/// `[chatbox.websocket]`
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebSocketSection {
-    read_buffer_size: Option<usize>,
-    write_buffer_size: Option<usize>,
-    pong_wait: Option<String>,
-    ping_period: Option<String>,
-    write_wait: Option<String>,
-    outbound_queue: Option<usize>,
-    max_backlog_bytes: Option<usize>,
-    max_backlog_age: Option<String>,
-    replay_buffer: Option<usize>,
-    session_idle: Option<String>,
-}
-
 /// `[chatbox]`: the Go service's section, with the keys it read and the ones it documented.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChatboxSection {
-    path_prefix: Option<String>,
-    jwt_secret: Option<SecretString>,
-    jwt_public_key_file: Option<PathBuf>,
-    encryption_key: Option<SecretString>,
-    max_message_size: Option<NumberOrString>,
-    llm_stream_timeout: Option<String>,
-    reconnect_timeout: Option<String>,
-    allowed_origins: Option<StringList>,
-    cors_allowed_origins: Option<StringList>,
-    trusted_proxies: Option<StringList>,
-    metrics_allowed_networks: Option<StringList>,
-    admin_rate_limit: Option<usize>,
-    admin_rate_window: Option<String>,
-    public_rate_limit: Option<usize>,
-    max_connections: Option<usize>,
-    max_connections_per_user: Option<usize>,
-    rate_limit: Option<usize>,
-    rate_limit_window: Option<String>,
-    max_in_flight: Option<usize>,
-    history_messages: Option<usize>,
-    checkpoint_interval: Option<String>,
-    help_rate_limit: Option<usize>,
-    help_rate_window: Option<String>,
-    websocket: Option<WebSocketSection>,
-}
-
-/// `[log]`
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LogSection {
-    level: Option<String>,
-    format: Option<String>,
+    pub(super) path_prefix: Option<String>,
+    pub(super) jwt_secret: Option<SecretString>,
+    pub(super) jwt_public_key_file: Option<PathBuf>,
+    pub(super) encryption_key: Option<SecretString>,
+    pub(super) max_message_size: Option<NumberOrString>,
+    pub(super) llm_stream_timeout: Option<String>,
+    pub(super) reconnect_timeout: Option<String>,
+    #[serde(default, deserialize_with = "de::option_list")]
+    pub(super) allowed_origins: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "de::option_list")]
+    pub(super) cors_allowed_origins: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "de::option_list")]
+    pub(super) trusted_proxies: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "de::option_list")]
+    pub(super) metrics_allowed_networks: Option<Vec<String>>,
+    pub(super) admin_rate_limit: Option<usize>,
+    pub(super) admin_rate_window: Option<String>,
+    pub(super) public_rate_limit: Option<usize>,
+    pub(super) max_connections: Option<usize>,
+    pub(super) max_connections_per_user: Option<usize>,
+    pub(super) rate_limit: Option<usize>,
+    pub(super) rate_limit_window: Option<String>,
+    pub(super) max_in_flight: Option<usize>,
+    pub(super) history_messages: Option<usize>,
+    pub(super) checkpoint_interval: Option<String>,
+    pub(super) help_rate_limit: Option<usize>,
+    pub(super) help_rate_window: Option<String>,
+    pub(super) websocket: Option<WebSocketSection>,
 }
 
 /// The whole config file.
@@ -135,68 +83,6 @@ pub struct RawConfig {
     #[serde(default)]
     sms: SmsConfig,
 }
-
-/// Splits a comma-separated list, trimming items and dropping empty ones.
-fn split_list(text: &str) -> Vec<String> {
-    text.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(String::from)
-        .collect()
-}
-
-/// Picks the environment variable if set, else the file value.
-fn pick<T: Clone>(env: Option<T>, file: &Option<T>) -> Option<T> {
-    env.or_else(|| file.clone())
-}
-
-fn duration_value(
-    key: &str,
-    env_value: Option<&str>,
-    file: &Option<String>,
-    default: Duration,
-) -> Result<Duration, ConfigError> {
-    match env_value.map(String::from).or_else(|| file.clone()) {
-        Some(text) => parse_duration(&text).map_err(|e| ConfigError::invalid(key, e)),
-        None => Ok(default),
-    }
-}
-
-fn number_value(
-    key: &str,
-    env_value: Option<&str>,
-    file: Option<usize>,
-    default: usize,
-) -> Result<usize, ConfigError> {
-    match env_value {
-        Some(text) => text.parse::<usize>().map_err(|_| {
-            ConfigError::invalid(key, format!("must be a non-negative integer, got {text:?}"))
-        }),
-        None => Ok(file.unwrap_or(default)),
-    }
-}
-
-fn networks(key: &str, items: Vec<String>) -> Result<Vec<IpNet>, ConfigError> {
-    items
-        .iter()
-        .map(|item| {
-            item.parse::<IpNet>()
-                .or_else(|_| item.parse::<IpAddr>().map(IpNet::from))
-                .map_err(|_| ConfigError::invalid(key, format!("{item:?} is not an IP network")))
-        })
-        .collect()
-}
-
-fn list_value(env_value: Option<&str>, file: &Option<StringList>, default: &str) -> Vec<String> {
-    match (env_value, file) {
-        (Some(text), _) => split_list(text),
-        (None, Some(list)) => list.items(),
-        (None, None) => split_list(default),
-    }
-}
-
-const PRIVATE_NETWORKS: &str = "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16";
-const METRICS_NETWORKS: &str = "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,127.0.0.0/8";
 
 impl RawConfig {
     /// Reads and parses a TOML config file; unknown keys are errors that name the key.
@@ -241,314 +127,20 @@ impl RawConfig {
 
     /// Applies `env` over the file values, validates, and produces the settings.
     pub fn into_settings(mut self, env: &EnvVars) -> Result<Settings, ConfigError> {
-        let environment =
-            match pick(env.get("CHATBOX_ENV").map(String::from), &self.server.env).as_deref() {
-                None | Some("development") | Some("dev") => Environment::Development,
-                Some("production") | Some("prod") => Environment::Production,
-                Some(other) => {
-                    return Err(ConfigError::invalid(
-                        "CHATBOX_ENV",
-                        format!("must be \"development\" or \"production\", got {other:?}"),
-                    ));
-                }
-            };
+        let environment = self.server.environment(env)?;
         let production = environment == Environment::Production;
+        let chosen_data_dir = self.server.data_dir(env);
+        let data_dir = chosen_data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("data"));
         let c = &self.chatbox;
-
-        let data_dir = pick(
-            env.get("CHATBOX_DATA_DIR").map(PathBuf::from),
-            &self.server.data_dir,
-        );
-        let data_dir_chosen = data_dir.is_some();
-        let data_dir = data_dir.unwrap_or_else(|| PathBuf::from("data"));
-
-        let server = ServerSettings {
-            host: match pick(env.get("SERVER_HOST").map(String::from), &self.server.host) {
-                Some(h) => h.parse().map_err(|_| {
-                    ConfigError::invalid("SERVER_HOST", format!("{h:?} is not an IP address"))
-                })?,
-                None => IpAddr::from([0, 0, 0, 0]),
-            },
-            port: match env.get("SERVER_PORT") {
-                Some(p) => p.parse().map_err(|_| {
-                    ConfigError::invalid("SERVER_PORT", format!("{p:?} is not a port number"))
-                })?,
-                None => self.server.port.unwrap_or(8080),
-            },
-            path_prefix: normalise_prefix(
-                pick(
-                    env.get("CHATBOX_PATH_PREFIX").map(String::from),
-                    &c.path_prefix,
-                )
-                .unwrap_or_else(|| "/chatbox".into()),
-            )?,
-            shutdown_grace: duration_value(
-                "SHUTDOWN_TIMEOUT",
-                env.get("SHUTDOWN_TIMEOUT"),
-                &self.server.shutdown_grace,
-                Duration::from_secs(30),
-            )?,
-        };
-
-        let auth = self.auth_settings(env, production, &data_dir)?;
-
-        let ws_section = c.websocket.clone().unwrap_or_default();
-        let max_message_size = match (env.get("MAX_MESSAGE_SIZE"), &c.max_message_size) {
-            (Some(text), _) => text.trim().parse::<usize>().ok(),
-            (None, Some(NumberOrString::Text(text))) => text.trim().parse::<usize>().ok(),
-            (None, Some(NumberOrString::Number(n))) => usize::try_from(*n).ok(),
-            (None, None) => Some(1_048_576),
-        }
-        .filter(|n| *n > 0)
-        .ok_or_else(|| {
-            ConfigError::invalid("MAX_MESSAGE_SIZE", "must be a positive integer (bytes)")
-        })?;
-
-        let allowed_origins = list_value(env.get("WS_ALLOWED_ORIGINS"), &c.allowed_origins, "");
-        if allowed_origins.iter().any(|o| contains_placeholder(o)) {
-            return Err(ConfigError::invalid(
-                "chatbox.allowed_origins",
-                "contains a placeholder value",
-            ));
-        }
-        if production && allowed_origins.is_empty() {
-            return Err(ConfigError::invalid(
-                "chatbox.allowed_origins",
-                "must be set in production (WS_ALLOWED_ORIGINS; \"*\" allows every origin explicitly)",
-            ));
-        }
-        let ws = WsSettings {
-            max_message_size,
-            allowed_origins,
-            ping_period: duration_value(
-                "chatbox.websocket.ping_period",
-                env.get("WS_PING_PERIOD"),
-                &ws_section.ping_period,
-                Duration::from_secs(54),
-            )?,
-            pong_wait: duration_value(
-                "chatbox.websocket.pong_wait",
-                env.get("WS_PONG_WAIT"),
-                &ws_section.pong_wait,
-                Duration::from_secs(60),
-            )?,
-            write_wait: duration_value(
-                "chatbox.websocket.write_wait",
-                env.get("WS_WRITE_WAIT"),
-                &ws_section.write_wait,
-                Duration::from_secs(10),
-            )?,
-            read_buffer_size: number_value(
-                "WS_READ_BUFFER_SIZE",
-                env.get("WS_READ_BUFFER_SIZE"),
-                ws_section.read_buffer_size,
-                1024,
-            )?,
-            write_buffer_size: number_value(
-                "WS_WRITE_BUFFER_SIZE",
-                env.get("WS_WRITE_BUFFER_SIZE"),
-                ws_section.write_buffer_size,
-                1024,
-            )?,
-            max_backlog_bytes: number_value(
-                "WS_MAX_BACKLOG_BYTES",
-                env.get("WS_MAX_BACKLOG_BYTES"),
-                ws_section.max_backlog_bytes,
-                4 * 1024 * 1024,
-            )?
-            .max(1),
-            max_backlog_age: duration_value(
-                "chatbox.websocket.max_backlog_age",
-                env.get("WS_MAX_BACKLOG_AGE"),
-                &ws_section.max_backlog_age,
-                Duration::from_secs(30),
-            )?,
-            deprecated_outbound_queue: match (
-                env.get("WS_OUTBOUND_QUEUE"),
-                ws_section.outbound_queue,
-            ) {
-                (None, None) => None,
-                (text, file) => Some(number_value("WS_OUTBOUND_QUEUE", text, file, 0)?),
-            },
-            max_connections_per_user: number_value(
-                "MAX_CONNECTIONS_PER_USER",
-                env.get("MAX_CONNECTIONS_PER_USER"),
-                c.max_connections_per_user,
-                10,
-            )?
-            .max(1),
-            max_connections: number_value(
-                "MAX_CONNECTIONS",
-                env.get("MAX_CONNECTIONS"),
-                c.max_connections,
-                10_000,
-            )?
-            .max(1),
-            max_in_flight: number_value(
-                "MAX_IN_FLIGHT",
-                env.get("MAX_IN_FLIGHT"),
-                c.max_in_flight,
-                3,
-            )?
-            .max(1),
-            message_rate_limit: number_value(
-                "RATE_LIMIT",
-                env.get("RATE_LIMIT"),
-                c.rate_limit,
-                100,
-            )?,
-            message_rate_window: duration_value(
-                "RATE_LIMIT_WINDOW",
-                env.get("RATE_LIMIT_WINDOW"),
-                &c.rate_limit_window,
-                Duration::from_secs(60),
-            )?,
-            replay_buffer: number_value(
-                "WS_REPLAY_BUFFER",
-                env.get("WS_REPLAY_BUFFER"),
-                ws_section.replay_buffer,
-                512,
-            )?,
-            session_idle: duration_value(
-                "chatbox.websocket.session_idle",
-                env.get("WS_SESSION_IDLE"),
-                &ws_section.session_idle,
-                Duration::from_secs(600),
-            )?,
-        };
-        if ws.max_backlog_age.is_zero() {
-            return Err(ConfigError::invalid(
-                "chatbox.websocket.max_backlog_age",
-                "must be longer than zero",
-            ));
-        }
-        if ws.pong_wait <= ws.ping_period {
-            return Err(ConfigError::invalid(
-                "chatbox.websocket.pong_wait",
-                "must be longer than ping_period",
-            ));
-        }
-
-        let chat = ChatSettings {
-            history_messages: number_value(
-                "HISTORY_MESSAGES",
-                env.get("HISTORY_MESSAGES"),
-                c.history_messages,
-                20,
-            )?,
-            help_rate_limit: number_value(
-                "HELP_RATE_LIMIT",
-                env.get("HELP_RATE_LIMIT"),
-                c.help_rate_limit,
-                5,
-            )?,
-            help_rate_window: duration_value(
-                "chatbox.help_rate_window",
-                env.get("HELP_RATE_WINDOW"),
-                &c.help_rate_window,
-                Duration::from_secs(300),
-            )?,
-            checkpoint_interval: duration_value(
-                "chatbox.checkpoint_interval",
-                env.get("CHECKPOINT_INTERVAL"),
-                &c.checkpoint_interval,
-                Duration::from_secs(2),
-            )?,
-        };
-        if chat.checkpoint_interval.is_zero() {
-            return Err(ConfigError::invalid(
-                "chatbox.checkpoint_interval",
-                "must be longer than zero",
-            ));
-        }
-        // Accepted for compatibility with Go config files; the resume window is the replay buffer.
-        duration_value(
-            "chatbox.reconnect_timeout",
-            env.get("RECONNECT_TIMEOUT"),
-            &c.reconnect_timeout,
-            Duration::from_secs(900),
-        )?;
-
-        let cors_allowed_origins =
-            list_value(env.get("CORS_ALLOWED_ORIGINS"), &c.cors_allowed_origins, "");
-        if cors_allowed_origins.iter().any(|o| contains_placeholder(o)) {
-            return Err(ConfigError::invalid(
-                "chatbox.cors_allowed_origins",
-                "contains a placeholder value",
-            ));
-        }
-        let http = HttpSettings {
-            cors_allowed_origins,
-            trusted_proxies: networks(
-                "chatbox.trusted_proxies",
-                list_value(
-                    env.get("TRUSTED_PROXIES"),
-                    &c.trusted_proxies,
-                    PRIVATE_NETWORKS,
-                ),
-            )?,
-            metrics_allowed_networks: networks(
-                "chatbox.metrics_allowed_networks",
-                list_value(
-                    env.get("METRICS_ALLOWED_NETWORKS"),
-                    &c.metrics_allowed_networks,
-                    METRICS_NETWORKS,
-                ),
-            )?,
-            admin_rate_limit: number_value(
-                "ADMIN_RATE_LIMIT",
-                env.get("ADMIN_RATE_LIMIT"),
-                c.admin_rate_limit,
-                20,
-            )?,
-            admin_rate_window: duration_value(
-                "chatbox.admin_rate_window",
-                env.get("ADMIN_RATE_WINDOW"),
-                &c.admin_rate_window,
-                Duration::from_secs(60),
-            )?,
-            public_rate_limit: number_value(
-                "PUBLIC_RATE_LIMIT",
-                env.get("PUBLIC_RATE_LIMIT"),
-                c.public_rate_limit,
-                60,
-            )?,
-        };
-
-        let log = LogSettings {
-            filter: env
-                .get("RUST_LOG")
-                .or_else(|| env.get("LOG_LEVEL"))
-                .map(String::from)
-                .or_else(|| self.log.level.clone())
-                .unwrap_or_else(|| "info".into()),
-            json: match pick(env.get("LOG_FORMAT").map(String::from), &self.log.format).as_deref() {
-                None => production,
-                Some("json") => true,
-                Some("text") | Some("pretty") => false,
-                Some(other) => {
-                    return Err(ConfigError::invalid(
-                        "log.format",
-                        format!("must be \"json\" or \"text\", got {other:?}"),
-                    ));
-                }
-            },
-        };
-
-        // The Go service's key names, forwarded to the sections that own them.
-        if let Some(key) = self.chatbox.encryption_key.take() {
-            if contains_placeholder(secrecy::ExposeSecret::expose_secret(&key)) {
-                return Err(ConfigError::invalid(
-                    "chatbox.encryption_key",
-                    "contains a placeholder value",
-                ));
-            }
-            self.store.encryption_key.get_or_insert(key);
-        }
-        if let Some(text) = &self.chatbox.llm_stream_timeout {
-            self.llm.turn_timeout = parse_duration(text)
-                .map_err(|e| ConfigError::invalid("chatbox.llm_stream_timeout", e))?;
-        }
+        let server = ServerSettings::build(env, &self.server, c)?;
+        let auth = AuthSettings::build(env, c, production, &data_dir)?;
+        let ws = WsSettings::build(env, c, production)?;
+        let chat = ChatSettings::build(env, c)?;
+        let http = HttpSettings::build(env, c)?;
+        let log = LogSettings::build(env, &self.log, production)?;
+        self.forward_go_keys()?;
 
         let mut llm = self.llm;
         llm.apply_env(env)?;
@@ -556,14 +148,13 @@ impl RawConfig {
         let mut store = self.store;
         store.apply_env(env)?;
         store.validate(production)?;
-        if production && store.mongo_uri.is_none() && !data_dir_chosen {
-            // The embedded store is a deliberate single-node choice in production, never the accident of
-            // a missing MONGO_URI writing to `./data` under whatever the working directory is.
-            return Err(ConfigError::invalid(
-                "MONGO_URI",
-                "is required in production, or set CHATBOX_DATA_DIR to run on the embedded store",
-            ));
-        }
+        // The embedded store is a deliberate single-node choice in production, never the accident of a
+        // missing MONGO_URI writing to `./data` under whatever the working directory is.
+        ensure(
+            !(production && store.mongo_uri.is_none() && chosen_data_dir.is_none()),
+            "MONGO_URI",
+            "is required in production, or set CHATBOX_DATA_DIR to run on the embedded store",
+        )?;
         // `[sms]` is the Go service's section for the provider account; the notifier owns it.
         let mut notify = NotifyConfig {
             sms: self.sms,
@@ -586,68 +177,24 @@ impl RawConfig {
         })
     }
 
-    fn auth_settings(
-        &self,
-        env: &EnvVars,
-        production: bool,
-        data_dir: &Path,
-    ) -> Result<AuthSettings, ConfigError> {
-        let jwt_public_key_pem = match pick(
-            env.get("JWT_PUBLIC_KEY_FILE").map(PathBuf::from),
-            &self.chatbox.jwt_public_key_file,
-        ) {
-            Some(path) => Some(std::fs::read_to_string(&path).map_err(|e| {
-                ConfigError::invalid("JWT_PUBLIC_KEY_FILE", format!("{}: {e}", path.display()))
-            })?),
-            None => None,
-        };
-        let (key, secret) = match (env.get("JWT_SECRET"), &self.chatbox.jwt_secret) {
-            (Some(value), _) => ("JWT_SECRET", Some(SecretString::from(value.to_string()))),
-            (None, Some(value)) => ("chatbox.jwt_secret", Some(value.clone())),
-            (None, None) => ("JWT_SECRET", None),
-        };
-        match secret {
-            Some(secret) => {
-                check_jwt_secret(key, &secret)?;
-                Ok(AuthSettings {
-                    jwt_secret: secret,
-                    jwt_secret_generated: false,
-                    jwt_public_key_pem,
-                })
-            }
-            None if production => Err(ConfigError::invalid(
-                key,
-                "is required in production (at least 32 random bytes)",
-            )),
-            None => Ok(AuthSettings {
-                jwt_secret: load_or_create_dev_secret(data_dir)?,
-                jwt_secret_generated: true,
-                jwt_public_key_pem,
-            }),
+    /// Moves the Go service's `[chatbox]` keys for other sections to the sections that own them.
+    fn forward_go_keys(&mut self) -> Result<(), ConfigError> {
+        if let Some(key) = self.chatbox.encryption_key.take() {
+            no_placeholder("chatbox.encryption_key", key.expose_secret())?;
+            self.store.encryption_key.get_or_insert(key);
         }
+        if let Some(text) = &self.chatbox.llm_stream_timeout {
+            self.llm.turn_timeout = parse_duration(text)
+                .map_err(|e| ConfigError::invalid("chatbox.llm_stream_timeout", e))?;
+        }
+        Ok(())
     }
-}
-
-/// Checks the path prefix: it must start with `/`; a trailing slash is removed.
-fn normalise_prefix(prefix: String) -> Result<String, ConfigError> {
-    let trimmed = prefix.trim().trim_end_matches('/').to_string();
-    if !prefix.trim().starts_with('/') {
-        return Err(ConfigError::invalid(
-            "CHATBOX_PATH_PREFIX",
-            "must start with \"/\"",
-        ));
-    }
-    if trimmed.contains(|c: char| c.is_whitespace() || c == '?' || c == '#') {
-        return Err(ConfigError::invalid(
-            "CHATBOX_PATH_PREFIX",
-            "must be a plain path",
-        ));
-    }
-    Ok(trimmed)
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     const STRONG: &str = "q8Zr1vN3xK5wL7pT9yB2cF4hJ6mQ0sUaZZ";

@@ -1,5 +1,5 @@
-//! Secret hygiene: the Go service's strength and placeholder rules, and the development JWT secret that is
-//! generated once and kept in the data directory.
+//! The JWT secret: the Go service's strength rules, and the development secret that is generated once
+//! and kept in the data directory.
 
 use std::path::Path;
 
@@ -7,16 +7,7 @@ use base64::Engine;
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 
-use super::ConfigError;
-
-/// Case-insensitive substrings that mark an unfilled template value; such values abort startup.
-pub const PLACEHOLDER_MARKERS: &[&str] = &[
-    "REPLACE_WITH",
-    "PLACEHOLDER",
-    "CHANGE-ME",
-    "CHANGE_ME",
-    "YOUR-",
-];
+use crate::settings_kit::{ConfigError, create_private_dir, no_placeholder};
 
 /// Case-insensitive substrings that make a JWT secret weak (reference section 3).
 const WEAK_PATTERNS: &[&str] = &[
@@ -36,18 +27,10 @@ const WEAK_PATTERNS: &[&str] = &[
 /// Minimum JWT secret length in bytes.
 const MIN_SECRET_BYTES: usize = 32;
 
-/// True when `value` contains a template placeholder marker.
-pub fn contains_placeholder(value: &str) -> bool {
-    let upper = value.to_ascii_uppercase();
-    PLACEHOLDER_MARKERS.iter().any(|m| upper.contains(m))
-}
-
 /// Refuses JWT secrets shorter than 32 bytes or containing a weak pattern; `key` names the source.
 pub fn check_jwt_secret(key: &str, secret: &SecretString) -> Result<(), ConfigError> {
     let value = secret.expose_secret();
-    if contains_placeholder(value) {
-        return Err(ConfigError::invalid(key, "contains a placeholder value"));
-    }
+    no_placeholder(key, value)?;
     if value.len() < MIN_SECRET_BYTES {
         return Err(ConfigError::invalid(
             key,
@@ -92,23 +75,6 @@ pub fn load_or_create_dev_secret(data_dir: &Path) -> Result<SecretString, Config
     };
     write_private(&path, secret.expose_secret()).map_err(io_err)?;
     Ok(secret)
-}
-
-/// Creates `dir` and its missing parents; a directory created here is accessible only by the owner (the
-/// data directory holds the database, the development secret and keys). An existing directory keeps its
-/// permissions.
-pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder.create(dir)
 }
 
 /// Writes `contents` to `path` readable only by the owner.

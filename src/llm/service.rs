@@ -22,8 +22,8 @@ use super::error::LlmError;
 use super::openai::OpenAiProvider;
 use super::provider::{ChatMessage, LlmProvider};
 use super::sse::{HttpTarget, build_client};
-use crate::config::ConfigError;
 use crate::metrics::Metrics;
+use crate::settings_kit::ConfigError;
 
 /// Events buffered between a turn's task and its consumer.
 const TURN_CHANNEL_CAPACITY: usize = 64;

@@ -19,10 +19,13 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 use super::crypto::{DEFAULT_KEY_ID, parse_key, valid_key_id};
-use crate::config::{ConfigError, EnvVars, contains_placeholder, parse_duration};
+use crate::settings_kit::{
+    ConfigError, EnvVars, de, ensure, env_duration, env_parsed, env_secret, env_string,
+    no_placeholder, non_empty, positive, split_list,
+};
 
 /// Storage settings.
 #[derive(Debug, Clone, Deserialize)]
@@ -46,16 +49,16 @@ pub struct StoreConfig {
     /// Purge sessions ended more than this many days ago (unset: keep forever).
     pub retention_days: Option<u32>,
     /// Timeout of one ordinary operation.
-    #[serde(deserialize_with = "de_duration")]
+    #[serde(deserialize_with = "de::duration")]
     pub operation_timeout: Duration,
     /// Timeout of list, metrics, export and maintenance operations (each attempt, and all of them
     /// together).
-    #[serde(deserialize_with = "de_duration")]
+    #[serde(deserialize_with = "de::duration")]
     pub list_timeout: Duration,
     /// The longest an ordinary operation (one session read or write on a request's path) waits, retries
     /// included, and the longest any operation waits for a reachable server; then the caller gets a
     /// database error.
-    #[serde(deserialize_with = "de_duration")]
+    #[serde(deserialize_with = "de::duration")]
     pub request_wait: Duration,
     /// Attempts for operations failing with a transient error (1 = no retry).
     pub retry_attempts: u32,
@@ -80,38 +83,20 @@ impl Default for StoreConfig {
     }
 }
 
-fn de_duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
-    let text = String::deserialize(deserializer)?;
-    parse_duration(&text).map_err(serde::de::Error::custom)
-}
-
-fn env_duration(env: &EnvVars, name: &str, target: &mut Duration) -> Result<(), ConfigError> {
-    if let Some(value) = env.get(name) {
-        *target = parse_duration(value).map_err(|e| ConfigError::invalid(name, e))?;
-    }
-    Ok(())
-}
-
 impl StoreConfig {
     /// Applies environment variables over the file values.
     pub fn apply_env(&mut self, env: &EnvVars) -> Result<(), ConfigError> {
-        if let Some(uri) = env.get("MONGO_URI") {
-            self.mongo_uri = Some(SecretString::from(uri));
-        }
+        env_secret(env, "MONGO_URI", &mut self.mongo_uri);
         if let Some(db) = env.get("MONGO_DATABASE") {
             self.mongo_database = db.to_string();
         }
         if let Some(coll) = env.get("MONGO_COLLECTION") {
             self.mongo_collection = coll.to_string();
         }
-        if let Some(key) = env.get("ENCRYPTION_KEY") {
-            self.encryption_key = Some(SecretString::from(key));
-        }
-        if let Some(id) = env.get("ENCRYPTION_KEY_ID") {
-            self.encryption_key_id = Some(id.to_string());
-        }
+        env_secret(env, "ENCRYPTION_KEY", &mut self.encryption_key);
+        env_string(env, "ENCRYPTION_KEY_ID", &mut self.encryption_key_id);
         if let Some(list) = env.get("ENCRYPTION_KEYS") {
-            for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            for item in split_list(list) {
                 let (id, key) = item.split_once(':').ok_or_else(|| {
                     ConfigError::invalid(
                         "ENCRYPTION_KEYS",
@@ -122,22 +107,21 @@ impl StoreConfig {
                     .insert(id.trim().to_string(), SecretString::from(key.trim()));
             }
         }
-        if let Some(id) = env.get("ENCRYPTION_ACTIVE_KEY_ID") {
-            self.active_key_id = Some(id.to_string());
-        }
-        if let Some(days) = env.get("STORE_RETENTION_DAYS") {
-            let days: u32 = days.parse().map_err(|_| {
-                ConfigError::invalid("STORE_RETENTION_DAYS", "must be a whole number of days")
-            })?;
+        env_string(env, "ENCRYPTION_ACTIVE_KEY_ID", &mut self.active_key_id);
+        if let Some(days) = env_parsed::<u32>(
+            env,
+            "STORE_RETENTION_DAYS",
+            "must be a whole number of days",
+        )? {
             self.retention_days = (days > 0).then_some(days);
         }
         env_duration(env, "STORE_OPERATION_TIMEOUT", &mut self.operation_timeout)?;
         env_duration(env, "STORE_LIST_TIMEOUT", &mut self.list_timeout)?;
         env_duration(env, "STORE_REQUEST_WAIT", &mut self.request_wait)?;
-        if let Some(attempts) = env.get("STORE_RETRY_ATTEMPTS") {
-            self.retry_attempts = attempts.parse().map_err(|_| {
-                ConfigError::invalid("STORE_RETRY_ATTEMPTS", "must be a positive integer")
-            })?;
+        if let Some(attempts) =
+            env_parsed(env, "STORE_RETRY_ATTEMPTS", "must be a positive integer")?
+        {
+            self.retry_attempts = attempts;
         }
         Ok(())
     }
@@ -146,49 +130,22 @@ impl StoreConfig {
     pub fn validate(&self, production: bool) -> Result<(), ConfigError> {
         if let Some(uri) = &self.mongo_uri {
             let uri = uri.expose_secret();
-            if !(uri.starts_with("mongodb://") || uri.starts_with("mongodb+srv://")) {
-                return Err(ConfigError::invalid(
-                    "store.mongo_uri",
-                    "must start with mongodb:// or mongodb+srv://",
-                ));
-            }
+            ensure(
+                uri.starts_with("mongodb://") || uri.starts_with("mongodb+srv://"),
+                "store.mongo_uri",
+                "must start with mongodb:// or mongodb+srv://",
+            )?;
         }
-        if self.mongo_database.is_empty() {
-            return Err(ConfigError::invalid(
-                "store.mongo_database",
-                "must not be empty",
-            ));
-        }
-        if self.mongo_collection.is_empty() {
-            return Err(ConfigError::invalid(
-                "store.mongo_collection",
-                "must not be empty",
-            ));
-        }
-        if self.operation_timeout.is_zero() {
-            return Err(ConfigError::invalid(
-                "store.operation_timeout",
-                "must be positive",
-            ));
-        }
-        if self.request_wait.is_zero() {
-            return Err(ConfigError::invalid(
-                "store.request_wait",
-                "must be positive",
-            ));
-        }
-        if self.list_timeout.is_zero() {
-            return Err(ConfigError::invalid(
-                "store.list_timeout",
-                "must be positive",
-            ));
-        }
-        if self.retry_attempts == 0 {
-            return Err(ConfigError::invalid(
-                "store.retry_attempts",
-                "must be at least 1",
-            ));
-        }
+        non_empty("store.mongo_database", &self.mongo_database)?;
+        non_empty("store.mongo_collection", &self.mongo_collection)?;
+        positive("store.operation_timeout", self.operation_timeout)?;
+        positive("store.request_wait", self.request_wait)?;
+        positive("store.list_timeout", self.list_timeout)?;
+        ensure(
+            self.retry_attempts > 0,
+            "store.retry_attempts",
+            "must be at least 1",
+        )?;
         let primary_id = self.primary_key_id();
         if !valid_key_id(&primary_id) {
             return Err(ConfigError::invalid(
@@ -269,9 +226,7 @@ impl StoreConfig {
 
 fn check_key(name: &str, key: &SecretString) -> Result<(), ConfigError> {
     let value = key.expose_secret();
-    if contains_placeholder(value) {
-        return Err(ConfigError::invalid(name, "contains a placeholder value"));
-    }
+    no_placeholder(name, value)?;
     parse_key(value)
         .map(|_| ())
         .map_err(|e| ConfigError::invalid(name, e.to_string()))

@@ -457,7 +457,7 @@ impl EmbeddedStore {
         let path = path.to_path_buf();
         let db = tokio::task::spawn_blocking(move || -> Result<Database, StoreError> {
             if let Some(dir) = path.parent() {
-                crate::config::create_private_dir(dir).map_err(|e| {
+                crate::settings_kit::create_private_dir(dir).map_err(|e| {
                     StoreError::Setup(format!("cannot create {}: {e}", dir.display()))
                 })?;
             }

@@ -69,7 +69,7 @@ fn read_or_create_dev_key(path: &Path) -> Result<[u8; 32], StoreError> {
         return read_dev_key(path);
     }
     if let Some(dir) = path.parent() {
-        crate::config::create_private_dir(dir)
+        crate::settings_kit::create_private_dir(dir)
             .map_err(|e| StoreError::Setup(format!("cannot create {}: {e}", dir.display())))?;
     }
     let key: [u8; 32] = rand::random();

@@ -2,7 +2,8 @@
 //! variable the configuration code reads and every config file key (the serde field names of the section
 //! structs) is documented there, and everything documented there is read by the code.
 //!
-//! The code side is found by scanning the source of the configuration modules (non-test part only):
+//! The code side is found by scanning the source of the configuration modules (non-test part only; the
+//! shared `settings_kit` names no variable or key of its own):
 //! `env.get("NAME")` and helpers called as `helper(env, "NAME", ..)`, the `LLM_PROVIDER_<n>_<FIELD>`
 //! family from its field list, and the fields of every `Deserialize` struct, nested from `RawConfig`.
 
@@ -11,14 +12,19 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-/// The configuration source files scanned (those that exist).
+/// The configuration source files scanned: everything under `src/config/`, and each configured module's
+/// `config.rs` or `config/` folder (those that exist).
 fn config_sources() -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut files: Vec<PathBuf> = std::fs::read_dir(root.join("src/config"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "rs"))
-        .collect();
+    let mut files = Vec::new();
+    for dir in [
+        "src/config",
+        "src/llm/config",
+        "src/store/config",
+        "src/notify/config",
+    ] {
+        collect_rust_files(&root.join(dir), &mut files);
+    }
     for extra in [
         "src/llm/config.rs",
         "src/store/config.rs",
@@ -31,6 +37,20 @@ fn config_sources() -> Vec<PathBuf> {
     }
     files.sort();
     files
+}
+
+/// Adds the `.rs` files under `dir` (recursively, if it exists) to `files`.
+fn collect_rust_files(dir: &Path, files: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for path in entries.map(|e| e.unwrap().path()) {
+        if path.is_dir() {
+            collect_rust_files(&path, files);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            files.push(path);
+        }
+    }
 }
 
 /// The part of a source file before its unit tests, with the line breaks rustfmt puts into call chains
@@ -157,7 +177,14 @@ fn parse_fields(body: &str) -> Fields {
         if line.starts_with("//") || line.starts_with("#[") || line.is_empty() {
             continue;
         }
-        let line = line.strip_prefix("pub ").unwrap_or(line);
+        // `pub`, `pub(super)` or `pub(crate)` before the field name.
+        let line = match line.strip_prefix("pub") {
+            Some(rest) if rest.starts_with('(') => rest
+                .split_once(')')
+                .map_or(line, |(_, after)| after.trim_start()),
+            Some(rest) if rest.starts_with(' ') => rest.trim_start(),
+            _ => line,
+        };
         if let Some((name, ty)) = line.split_once(':') {
             let name = name.trim();
             if !std::mem::take(&mut skip)
