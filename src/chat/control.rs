@@ -6,7 +6,7 @@ use crate::protocol::ws::{Sender, ServerMessage, TypingIndicator, TypingIndicato
 use crate::store::AssistingAdmin;
 
 use super::frames;
-use super::sessions::Access;
+use super::resolve::Access;
 use super::{Chat, ChatError, ConnCtx};
 
 impl Chat {

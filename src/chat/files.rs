@@ -10,7 +10,7 @@ use crate::protocol::ws::{
 use crate::store::{AppendOutcome, MessageRecord};
 
 use super::frames::{self, seq_i64};
-use super::sessions::Access;
+use super::resolve::Access;
 use super::turns::PendingTurn;
 use super::user_message::message_id;
 use super::{Chat, ChatError, ConnCtx};

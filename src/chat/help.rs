@@ -7,7 +7,7 @@ use crate::notify::HelpEvent;
 use crate::protocol::ws::{ConnectionStatus, HelpRequest, HelpRequestEvent, Sender, ServerMessage};
 
 use super::frames;
-use super::sessions::Access;
+use super::resolve::Access;
 use super::{Chat, ChatError, ConnCtx};
 
 impl Chat {

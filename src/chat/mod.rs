@@ -15,7 +15,7 @@ mod live;
 mod model_select;
 pub mod naming;
 pub mod rate_limit;
-mod sessions;
+mod resolve;
 mod turn_queue;
 mod turns;
 mod user_message;
@@ -125,7 +125,7 @@ pub struct Chat {
     bus: Arc<dyn EventBus>,
     hub: Hub,
     live: LiveSessions,
-    sessions: sessions::Reservations,
+    sessions: resolve::Reservations,
     message_limiter: RateLimiter,
     help_limiter: RateLimiter,
     settings: Arc<Settings>,
@@ -165,7 +165,7 @@ impl Chat {
                     live::SEQ_BLOCK,
                 )),
             ),
-            sessions: sessions::Reservations::default(),
+            sessions: resolve::Reservations::default(),
             turns: TurnEngine::new(
                 Arc::clone(&store),
                 Arc::clone(&llm),

@@ -3,7 +3,7 @@
 use crate::protocol::ws::{ConnectionStatus, ModelSelect, Sender, ServerMessage};
 
 use super::frames::{self, seq_i64};
-use super::sessions::Access;
+use super::resolve::Access;
 use super::{Chat, ChatError, ConnCtx};
 
 impl Chat {

@@ -9,7 +9,7 @@ use crate::store::{AppendOutcome, MessageRecord};
 
 use super::frames::{self, seq_i64};
 use super::naming::session_name;
-use super::sessions::Access;
+use super::resolve::Access;
 use super::turns::PendingTurn;
 use super::{Chat, ChatError, ConnCtx};
 

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use secrecy::SecretString;
 
+use super::jwt_secret::{check_jwt_secret, load_or_create_dev_secret};
 use super::raw::ChatboxSection;
-use super::secrets::{check_jwt_secret, load_or_create_dev_secret};
 use crate::settings_kit::{ConfigError, EnvVars};
 
 /// Token verification.

@@ -10,9 +10,9 @@
 mod auth;
 mod chat;
 mod http;
+mod jwt_secret;
 mod log;
 mod raw;
-mod secrets;
 mod server;
 mod ws;
 
@@ -21,9 +21,9 @@ use std::path::{Path, PathBuf};
 pub use auth::AuthSettings;
 pub use chat::ChatSettings;
 pub use http::HttpSettings;
+pub use jwt_secret::check_jwt_secret;
 pub use log::LogSettings;
 pub use raw::RawConfig;
-pub use secrets::check_jwt_secret;
 pub use server::{Environment, ServerSettings};
 pub use ws::WsSettings;
 

@@ -12,15 +12,15 @@ pub mod de;
 mod duration;
 mod env;
 mod error;
+mod hygiene;
 mod overlay;
-mod secrets;
 
 pub use checks::{at_most, ensure, http_url, is_loopback, no_placeholder, non_empty, positive};
 pub use duration::parse_duration;
 pub use env::EnvVars;
 pub use error::ConfigError;
+pub use hygiene::{PLACEHOLDER_MARKERS, contains_placeholder, create_private_dir};
 pub use overlay::{
     count_setting, duration_setting, env_duration, env_list, env_parse_into, env_parsed,
     env_secret, env_string, list_setting, split_list, var_or,
 };
-pub use secrets::{PLACEHOLDER_MARKERS, contains_placeholder, create_private_dir};

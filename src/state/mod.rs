@@ -3,7 +3,7 @@
 //! them, so nothing here depends on the routes.
 
 mod http_limits;
-pub mod keys;
+pub mod key_status;
 
 use std::sync::Arc;
 
@@ -21,7 +21,7 @@ use crate::notify::Notifier;
 use crate::store::Store;
 
 pub use http_limits::HttpLimits;
-pub use keys::KeyStatus;
+pub use key_status::KeyStatus;
 
 /// State shared by every request and connection.
 pub struct AppState {
