@@ -1,5 +1,5 @@
-//! Maintenance on MongoDB: retention purge, user export and deletion, key rotation batches and the key
-//! canary with the start-up key check.
+//! Maintenance on MongoDB: retention purge, user export and deletion, and the key canary with the
+//! start-up key check.
 
 use std::collections::BTreeMap;
 
@@ -9,132 +9,18 @@ use time::OffsetDateTime;
 
 use super::MongoStore;
 use super::document::*;
-use crate::store::crypto::{Binding, StoredKind};
+use crate::store::crypto::Binding;
 use crate::store::day_date;
 use crate::store::error::StoreError;
 use crate::store::keycheck::{KEY_CHECK_MESSAGES, KeyProbe, KeyReport, seal_canary};
 use crate::store::records::*;
 use crate::store::retry::Budget;
 
-pub(super) const ROTATION_ID: &str = "rotation";
-
 /// `_id` of the key canary in `<c>_meta`: `{_id, value}` with `value` a ciphertext under the key that was
 /// active when it was written.
 pub(super) const CANARY_ID: &str = "canary";
 
 impl MongoStore {
-    pub(super) async fn rotate_batch(
-        &self,
-        batch_size: usize,
-    ) -> Result<RotationStats, StoreError> {
-        let active = self.keyring.active_id().to_string();
-        let after = self
-            .meta
-            .find_one(doc! { "_id": ROTATION_ID })
-            .await?
-            .filter(|c| get_str(c, "key").as_deref() == Some(active.as_str()))
-            .and_then(|c| get_str(&c, "after"));
-        let filter = match &after {
-            Some(a) => doc! { "_id": { "$gt": a } },
-            None => doc! {},
-        };
-        let mut cursor = self
-            .sessions
-            .find(filter)
-            .sort(doc! { "_id": 1 })
-            .limit(batch_size as i64)
-            .projection(doc! { "nm": 1, "msgs": 1 })
-            .await?;
-        let mut docs = Vec::new();
-        while let Some(d) = cursor.try_next().await? {
-            docs.push(d);
-        }
-        let mut stats = RotationStats {
-            sessions_scanned: docs.len() as u64,
-            done: docs.len() < batch_size,
-            ..RotationStats::default()
-        };
-        let mut last_id = None;
-        for d in &docs {
-            let Some(Bson::String(id)) = d.get("_id") else {
-                continue;
-            };
-            last_id = Some(id.clone());
-            // One writer at a time per session: a concurrent append is not undone by a server that
-            // applies updates as read-modify-write. The cache holds plaintext and stays valid.
-            let _held = self.slots.hold(id).await;
-            if let Some(Bson::String(nm)) = d.get("nm")
-                && !nm.is_empty()
-                && self.keyring.classify(nm, false) != StoredKind::Active
-            {
-                let binding = Binding::Name { session: id };
-                let plain = self.keyring.decrypt(nm, binding, false)?;
-                let sealed = self.keyring.encrypt(&plain, binding)?;
-                let r = self
-                    .sessions
-                    .update_one(
-                        doc! { "_id": id, "nm": nm },
-                        doc! { "$set": { "nm": sealed } },
-                    )
-                    .await?;
-                if r.modified_count == 1 {
-                    stats.names_reencrypted += 1;
-                } else {
-                    stats.skipped += 1;
-                }
-            }
-            let Some(Bson::Array(msgs)) = d.get("msgs") else {
-                continue;
-            };
-            for (index, m) in msgs.iter().enumerate() {
-                let Bson::Document(m) = m else { continue };
-                let stored = match m.get("content") {
-                    Some(Bson::String(s)) => s.as_str(),
-                    _ => "",
-                };
-                if self.keyring.classify(stored, true) == StoredKind::Active {
-                    continue;
-                }
-                let (mid, _) = message_identity(m, index);
-                let binding = Binding::Message {
-                    session: id,
-                    message: &mid,
-                };
-                let plain = self.keyring.decrypt(stored, binding, true)?;
-                let sealed = self.keyring.encrypt(&plain, binding)?;
-                let content_key = format!("msgs.{index}.content");
-                let id_key = format!("msgs.{index}.id");
-                let r = self
-                    .sessions
-                    .update_one(
-                        doc! { "_id": id, &content_key: stored },
-                        doc! { "$set": { &content_key: sealed, &id_key: &mid } },
-                    )
-                    .await?;
-                if r.modified_count == 1 {
-                    stats.messages_reencrypted += 1;
-                } else {
-                    stats.skipped += 1;
-                }
-            }
-        }
-        match (stats.done, last_id) {
-            (false, Some(last)) => {
-                self.meta
-                    .update_one(
-                        doc! { "_id": ROTATION_ID },
-                        doc! { "$set": { "key": &active, "after": last } },
-                    )
-                    .upsert(true)
-                    .await?;
-            }
-            _ => {
-                self.meta.delete_one(doc! { "_id": ROTATION_ID }).await?;
-            }
-        }
-        Ok(stats)
-    }
-
     /// The stored key canary, written under the active key when there is none (a concurrent first start
     /// of another node keeps whichever was inserted first); true when this call wrote it.
     pub(super) async fn canary(&self) -> Result<(String, bool), StoreError> {
@@ -161,19 +47,6 @@ impl MongoStore {
             .find_one(doc! { "_id": CANARY_ID })
             .await?
             .and_then(|d| get_str(&d, "value")))
-    }
-
-    /// After a complete rotation every value is under the active key: so is the canary from then on.
-    pub(super) async fn reseal_canary(&self) -> Result<(), StoreError> {
-        let sealed = seal_canary(&self.keyring)?;
-        self.meta
-            .update_one(
-                doc! { "_id": CANARY_ID },
-                doc! { "$set": { "value": sealed } },
-            )
-            .upsert(true)
-            .await?;
-        Ok(())
     }
 
     pub(super) async fn check_keys_inner(&self, sessions: usize) -> Result<KeyReport, StoreError> {
@@ -315,35 +188,6 @@ pub(super) async fn delete_user(
             })
         })
         .await
-}
-
-pub(super) async fn rotate_keys(
-    store: &MongoStore,
-    batch_size: usize,
-    progress: RotationProgress<'_>,
-) -> Result<RotationStats, StoreError> {
-    let batch_size = batch_size.max(1);
-    let mut stats = RotationStats::default();
-    loop {
-        let batch = store
-            .runner
-            .run("rotate_keys", Budget::Long, true, || {
-                store.rotate_batch(batch_size)
-            })
-            .await?;
-        stats.sessions_scanned += batch.sessions_scanned;
-        stats.messages_reencrypted += batch.messages_reencrypted;
-        stats.names_reencrypted += batch.names_reencrypted;
-        stats.skipped += batch.skipped;
-        stats.done = batch.done;
-        if batch.done && stats.skipped == 0 {
-            store.reseal_canary().await?;
-        }
-        progress(&stats);
-        if batch.done {
-            return Ok(stats);
-        }
-    }
 }
 
 pub(super) async fn check_keys(

@@ -14,6 +14,7 @@ mod document;
 mod maintenance;
 mod queries;
 mod reads;
+mod rotation;
 mod schema;
 mod writer;
 
@@ -237,14 +238,6 @@ impl Store for MongoStore {
 
     async fn delete_user(&self, user_id: &str) -> Result<DeleteStats, StoreError> {
         maintenance::delete_user(self, user_id).await
-    }
-
-    async fn rotate_keys(
-        &self,
-        batch_size: usize,
-        progress: RotationProgress<'_>,
-    ) -> Result<RotationStats, StoreError> {
-        maintenance::rotate_keys(self, batch_size, progress).await
     }
 
     async fn check_keys(&self, sessions: usize) -> Result<KeyReport, StoreError> {

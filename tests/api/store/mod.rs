@@ -125,6 +125,7 @@ conformance!(
     purge_removes_only_old_ended_sessions,
     export_and_delete_cover_all_user_data,
     key_rotation_is_resumable,
+    rotation_skips_values_changed_during_a_batch,
     unreadable_items_are_marked_and_lists_still_work,
     key_check_writes_a_canary_and_names_missing_key_ids,
     ciphertext_moved_to_another_message_does_not_open,
