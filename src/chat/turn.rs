@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::llm::{ChatMessage, LlmError, TurnEvent, estimate_tokens};
 use crate::protocol::ws::{Loading, Sender, ServerMessage};
-use crate::store::{MessageRecord, SessionRecord, TurnUsage};
+use crate::store::{MessageRecord, Sender as StoredSender, SessionRecord, TurnUsage};
 
 use super::frames::{self, Chunk, seq_i64};
 use super::live::LiveSession;
@@ -108,7 +108,7 @@ impl Chat {
                 .messages(&session.id, None)
                 .await?
                 .iter()
-                .any(|m| m.sender == "ai" && m.client_msg_id.as_deref() == Some(id))
+                .any(|m| m.sender == StoredSender::Ai && m.client_msg_id.as_deref() == Some(id))
         {
             // Already answered (a retry and its original both queued for this session's turn): a message
             // is answered once.
@@ -207,8 +207,12 @@ impl Chat {
                     text.push_str(&delta);
                     if checkpointed.elapsed() >= self.settings.chat.checkpoint_interval {
                         checkpointed = Instant::now();
-                        let mut record =
-                            MessageRecord::new(answer_id.clone(), chunk_seq, "ai", text.clone());
+                        let mut record = MessageRecord::new(
+                            answer_id.clone(),
+                            chunk_seq,
+                            StoredSender::Ai,
+                            text.clone(),
+                        );
                         record.model_id = Some(model_id.clone());
                         record.client_msg_id = client_msg_id.clone();
                         record.partial = true;
@@ -266,7 +270,8 @@ impl Chat {
         // The answer (or what was produced of it) is stored under the final chunk's seq.
         let final_seq = live.reserve_seq();
         let answer = (!text.is_empty()).then(|| {
-            let mut record = MessageRecord::new(answer_id.clone(), final_seq, "ai", text.clone());
+            let mut record =
+                MessageRecord::new(answer_id.clone(), final_seq, StoredSender::Ai, text.clone());
             record.model_id = Some(model_id.clone());
             record.partial = partial;
             record.client_msg_id = client_msg_id.clone();
@@ -346,9 +351,9 @@ impl Chat {
             .into_iter()
             .skip(skip)
             .filter(|m| !m.content.is_empty())
-            .skip_while(|m| m.sender == "ai" || m.sender == "admin")
-            .map(|m| match m.sender.as_str() {
-                "ai" | "admin" => ChatMessage::assistant(m.content),
+            .skip_while(|m| matches!(m.sender, StoredSender::Ai | StoredSender::Admin))
+            .map(|m| match m.sender {
+                StoredSender::Ai | StoredSender::Admin => ChatMessage::assistant(m.content),
                 _ => ChatMessage::user(m.content),
             })
             .collect()

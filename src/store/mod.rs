@@ -37,7 +37,7 @@ pub use keys::{DEV_KEY_FILE, load_keyring};
 pub use query::{MAX_LIMIT, SessionPage, SessionQuery, SortField, SortOrder, StatusFilter};
 pub use records::{
     ActiveSession, AppendOutcome, AssistingAdmin, Claim, DeleteStats, EndOutcome, ExportedSession,
-    MessageRecord, Release, RotationProgress, RotationStats, SessionMetrics, SessionRecord,
+    MessageRecord, Release, RotationProgress, RotationStats, Sender, SessionMetrics, SessionRecord,
     TurnUsage, UserExport,
 };
 pub use rotation::RotationBackend;

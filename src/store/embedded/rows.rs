@@ -108,7 +108,7 @@ pub(super) struct MessageRow {
     pub(super) seq: u64,
     pub(super) c: String,
     pub(super) ts: i64,
-    pub(super) sender: String,
+    pub(super) sender: Sender,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) file_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

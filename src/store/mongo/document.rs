@@ -174,7 +174,7 @@ pub(super) fn messages_from_doc(
             seq,
             content: content.unwrap_or_default(),
             timestamp: get_date(m, "ts").unwrap_or(OffsetDateTime::UNIX_EPOCH),
-            sender: get_str(m, "sender").unwrap_or_default(),
+            sender: Sender::parse(&get_str(m, "sender").unwrap_or_default()),
             file_id: get_str(m, "fileId"),
             file_url: get_str(m, "fileUrl"),
             metadata,
@@ -190,7 +190,7 @@ pub(super) fn message_doc(message: &MessageRecord, content: String) -> Document 
     let mut d = doc! {
         "content": content,
         "ts": dt(message.timestamp),
-        "sender": &message.sender,
+        "sender": message.sender.as_str(),
     };
     if let Some(f) = &message.file_id {
         d.insert("fileId", f);

@@ -9,8 +9,8 @@ use chatbox::store::rotation::{
 };
 use chatbox::store::{
     AppendOutcome, AssistingAdmin, AuditKind, AuditPage, AuditQuery, AuditRecord, Claim,
-    MessageRecord, Release, SessionQuery, SessionRecord, SortField, SortOrder, StatusFilter, Store,
-    StoreError, TurnUsage, UNREADABLE, now,
+    MessageRecord, Release, Sender, SessionQuery, SessionRecord, SortField, SortOrder,
+    StatusFilter, Store, StoreError, TurnUsage, UNREADABLE, now,
 };
 use time::Duration;
 
@@ -1594,7 +1594,7 @@ impl RotationBackend for ChangedDuringBatch {
         if !self.changed.swap(true, std::sync::atomic::Ordering::SeqCst) {
             self.store.set_name(&self.session, "renamed").await?;
             let mut answer = msg("m1", 1, "rewritten meanwhile");
-            answer.sender = "ai".into();
+            answer.sender = Sender::Ai;
             self.store.put_answer(&self.session, &answer).await?;
         }
         Ok(batch)
@@ -1665,4 +1665,38 @@ pub async fn rotation_skips_values_changed_during_a_batch(backend: Backend) {
     let messages = store.messages(&session, None).await.unwrap();
     let contents: Vec<&str> = messages.iter().map(|m| m.content.as_str()).collect();
     assert_eq!(contents, ["rewritten meanwhile", "second"]);
+}
+
+pub async fn senders_are_stored_as_their_strings_and_unknown_ones_are_kept(backend: Backend) {
+    let store = backend.open().await;
+    let s = new_session(&store, "senders").await;
+    let senders = [
+        Sender::User,
+        Sender::Ai,
+        Sender::Admin,
+        Sender::System,
+        Sender::Other("robot".into()),
+    ];
+    for (seq, sender) in (1u64..).zip(&senders) {
+        let mut message = msg(&format!("m{seq}"), seq, "text");
+        message.sender = sender.clone();
+        store.append_message(&s.id, &message).await.unwrap();
+    }
+    let read: Vec<Sender> = store
+        .messages(&s.id, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.sender)
+        .collect();
+    assert_eq!(read, senders);
+    let export = chatbox::store::maintenance::export_user_json(store.as_ref(), "senders")
+        .await
+        .unwrap();
+    for name in ["user", "ai", "admin", "system", "robot"] {
+        assert!(
+            export.contains(&format!("\"sender\": \"{name}\"")),
+            "{name} in {export}"
+        );
+    }
 }
