@@ -5,7 +5,7 @@ use time::OffsetDateTime;
 
 use crate::protocol::http::{Sender, SessionMessage, SessionMetadata};
 use crate::protocol::http_timestamp;
-use crate::store::{MessageRecord, SessionRecord};
+use crate::store::{self, MessageRecord, SessionRecord};
 
 /// The summary of a session as of `now` (an active session's duration runs until `now`).
 pub fn session_metadata(session: &SessionRecord, now: OffsetDateTime) -> SessionMetadata {
@@ -70,12 +70,12 @@ pub fn session_messages(messages: &[MessageRecord]) -> Vec<SessionMessage> {
 
 /// The wire sender of a stored message; values outside the enum (never written by this server) show as
 /// `system`.
-fn sender(stored: &str) -> Sender {
+fn sender(stored: &store::Sender) -> Sender {
     match stored {
-        "user" => Sender::User,
-        "ai" => Sender::Ai,
-        "admin" => Sender::Admin,
-        _ => Sender::System,
+        store::Sender::User => Sender::User,
+        store::Sender::Ai => Sender::Ai,
+        store::Sender::Admin => Sender::Admin,
+        store::Sender::System | store::Sender::Other(_) => Sender::System,
     }
 }
 

@@ -15,7 +15,10 @@ use crate::auth::Identity;
 use crate::protocol::ws::{
     AdminJoinEvent, AdminLeaveEvent, AdminMessage, AdminMessageEvent, Sender, ServerMessage,
 };
-use crate::store::{AppendOutcome, AssistingAdmin, Claim, MessageRecord, Release, SessionRecord};
+use crate::store::{
+    AppendOutcome, AssistingAdmin, Claim, MessageRecord, Release, Sender as StoredSender,
+    SessionRecord,
+};
 
 use super::frames::{self, metadata, seq_i64};
 use super::live::LiveSession;
@@ -350,7 +353,7 @@ impl Chat {
         let mut record = MessageRecord::new(
             admin_message_id(&ctx.identity.user_id, m.client_msg_id.as_deref()),
             seq,
-            "admin",
+            StoredSender::Admin,
             m.content.clone(),
         );
         record.client_msg_id = m.client_msg_id.clone();

@@ -10,7 +10,7 @@ use crate::protocol::ws::{
     AdminMessageEvent, AiResponse, ConnectionStatus, FileUploadEvent, Sender, ServerMessage,
     UserMessageEcho,
 };
-use crate::store::{MessageRecord, SessionRecord};
+use crate::store::{MessageRecord, Sender as StoredSender, SessionRecord};
 
 use super::live::{PartialAnswer, Snapshot};
 
@@ -234,7 +234,7 @@ fn partial_frame(session_id: &str, partial: &PartialAnswer) -> ServerMessage {
 pub(super) fn stored_frame(session_id: &str, user_id: &str, m: &MessageRecord) -> ServerMessage {
     let timestamp = crate::protocol::ws_timestamp(m.timestamp);
     let meta = (!m.metadata.is_empty()).then(|| m.metadata.clone());
-    match (m.sender.as_str(), &m.file_id, &m.file_url) {
+    match (&m.sender, &m.file_id, &m.file_url) {
         (_, Some(file_id), Some(file_url)) => ServerMessage::FileUpload(FileUploadEvent {
             session_id: session_id.into(),
             content: Some(m.content.clone()).filter(|c| !c.is_empty()),
@@ -247,7 +247,7 @@ pub(super) fn stored_frame(session_id: &str, user_id: &str, m: &MessageRecord) -
             seq: seq_i64(m.seq),
             timestamp,
         }),
-        ("ai", _, _) => {
+        (StoredSender::Ai, _, _) => {
             let mut meta = meta.unwrap_or_default();
             meta.insert("done".into(), "true".into());
             if m.partial {
@@ -264,7 +264,7 @@ pub(super) fn stored_frame(session_id: &str, user_id: &str, m: &MessageRecord) -
                 timestamp,
             })
         }
-        ("admin", _, _) => ServerMessage::AdminMessage(AdminMessageEvent {
+        (StoredSender::Admin, _, _) => ServerMessage::AdminMessage(AdminMessageEvent {
             session_id: session_id.into(),
             content: m.content.clone(),
             sender: Sender::Admin,

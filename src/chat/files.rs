@@ -7,7 +7,7 @@ use std::time::Instant;
 use crate::protocol::ws::{
     FileUpload, FileUploadEvent, Metadata, Sender, ServerMessage, VoiceMessage, VoiceMessageEvent,
 };
-use crate::store::{AppendOutcome, MessageRecord};
+use crate::store::{AppendOutcome, MessageRecord, Sender as StoredSender};
 
 use super::frames::{self, seq_i64};
 use super::resolve::Access;
@@ -138,7 +138,7 @@ impl Chat {
         let mut record = MessageRecord::new(
             message_id(m.client_msg_id.as_deref()),
             seq,
-            "user",
+            StoredSender::User,
             m.content.clone().unwrap_or_default(),
         );
         record.file_id = Some(m.file_id.clone());
@@ -193,7 +193,7 @@ impl Chat {
         let note = MessageRecord::new(
             message_id(None),
             note_seq,
-            "user",
+            StoredSender::User,
             format!("Audio file: {}", redacted(&m.file_url)),
         );
         let stored = self.store.append_message(&session.id, &note).await;

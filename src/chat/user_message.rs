@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use crate::protocol::ws::{Sender, ServerMessage, UserMessage, UserMessageEcho};
-use crate::store::{AppendOutcome, MessageRecord};
+use crate::store::{AppendOutcome, MessageRecord, Sender as StoredSender};
 
 use super::frames::{self, seq_i64};
 use super::naming::session_name;
@@ -73,7 +73,7 @@ impl Chat {
         let mut record = MessageRecord::new(
             message_id(m.client_msg_id.as_deref()),
             seq,
-            "user",
+            StoredSender::User,
             m.content.clone(),
         );
         record.client_msg_id = m.client_msg_id.clone();

@@ -1,6 +1,7 @@
 //! Session storage: the [`Store`] trait, its MongoDB ([`mongo`]) and embedded ([`embedded`], redb)
-//! implementations, encryption at rest ([`crypto`]), the maintenance jobs ([`maintenance`]) and the
-//! persistent audit log of administrator actions ([`AuditRecord`], [`Store::record_audit`]).
+//! implementations, encryption at rest ([`crypto`]), key rotation ([`rotation`]), the maintenance jobs
+//! ([`maintenance`]) and the persistent audit log of administrator actions ([`AuditRecord`],
+//! [`Store::record_audit`]).
 //!
 //! [`open`] picks MongoDB when a URI is configured and the embedded store otherwise. Both keep the
 //! Go service's document layout (reference 4.2) and ciphertext formats readable; see `docs/storage.md`.
@@ -16,6 +17,7 @@ pub mod maintenance;
 pub mod mongo;
 mod query;
 mod records;
+pub mod rotation;
 mod runner;
 mod slots;
 
@@ -35,9 +37,10 @@ pub use keys::{DEV_KEY_FILE, load_keyring};
 pub use query::{MAX_LIMIT, SessionPage, SessionQuery, SortField, SortOrder, StatusFilter};
 pub use records::{
     ActiveSession, AppendOutcome, AssistingAdmin, Claim, DeleteStats, EndOutcome, ExportedSession,
-    MessageRecord, Release, RotationProgress, RotationStats, SessionMetrics, SessionRecord,
+    MessageRecord, Release, RotationProgress, RotationStats, Sender, SessionMetrics, SessionRecord,
     TurnUsage, UserExport,
 };
+pub use rotation::RotationBackend;
 
 use crate::metrics::Metrics;
 
@@ -51,9 +54,10 @@ pub enum StoreKind {
 }
 
 /// Persistent sessions and messages. Every method is safe to call concurrently, also from several server
-/// nodes sharing one MongoDB.
+/// nodes sharing one MongoDB. Policy common to both implementations (key rotation) is written once, in
+/// default methods over small primitives ([`RotationBackend`]).
 #[async_trait]
-pub trait Store: Send + Sync + std::fmt::Debug {
+pub trait Store: RotationBackend + Send + Sync + std::fmt::Debug {
     /// The implementation.
     fn kind(&self) -> StoreKind;
 
@@ -240,12 +244,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Re-encrypts every value not under the active key (other key ids, Go ciphertexts, plaintext) in
     /// batches of `batch_size` sessions, calling `progress` after each batch. Resumable: a checkpoint is
-    /// kept per active key, and values already under the active key are skipped.
+    /// kept per active key, and values already under the active key are left alone; a value changed
+    /// while its batch ran is counted as skipped and left for the next run ([`rotation::rotate`]).
     async fn rotate_keys(
         &self,
         batch_size: usize,
         progress: RotationProgress<'_>,
-    ) -> Result<RotationStats, StoreError>;
+    ) -> Result<RotationStats, StoreError> {
+        rotation::rotate(self, batch_size, progress).await
+    }
 
     /// The start-up key check: writes the key canary under the active key when the store has none, then
     /// tries the canary and the names and most recent messages (at most [`KEY_CHECK_MESSAGES`] each) of the

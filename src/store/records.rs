@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 /// One chat session as stored (name decrypted).
@@ -82,8 +82,8 @@ pub struct MessageRecord {
     /// Server time the message was processed (`ts`).
     #[serde(with = "time::serde::rfc3339")]
     pub timestamp: OffsetDateTime,
-    /// `user`, `ai`, `admin`, ... (`sender`).
-    pub sender: String,
+    /// Who wrote it (`sender`).
+    pub sender: Sender,
     /// Uploaded file id (`fileId`).
     pub file_id: Option<String>,
     /// Uploaded file URL (`fileUrl`).
@@ -103,7 +103,7 @@ impl MessageRecord {
     pub fn new(
         id: impl Into<String>,
         seq: u64,
-        sender: impl Into<String>,
+        sender: impl Into<Sender>,
         content: impl Into<String>,
     ) -> Self {
         Self {
@@ -119,6 +119,83 @@ impl MessageRecord {
             model_id: None,
             partial: false,
         }
+    }
+}
+
+/// Who wrote a stored message. Stored and serialised as its string (`user`, `ai`, `admin`, `system`); a
+/// value this server does not write (from another writer of a shared database) is kept as it is.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Sender {
+    /// `user`: the session's owner.
+    User,
+    /// `ai`: the model.
+    Ai,
+    /// `admin`: an assisting administrator.
+    Admin,
+    /// `system`: the server.
+    System,
+    /// Any other stored value, kept verbatim.
+    Other(String),
+}
+
+impl Sender {
+    /// The stored string.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::User => "user",
+            Self::Ai => "ai",
+            Self::Admin => "admin",
+            Self::System => "system",
+            Self::Other(other) => other,
+        }
+    }
+
+    /// The sender a stored string names (never fails: unknown values become [`Sender::Other`]).
+    pub fn parse(stored: &str) -> Self {
+        match stored {
+            "user" => Self::User,
+            "ai" => Self::Ai,
+            "admin" => Self::Admin,
+            "system" => Self::System,
+            other => Self::Other(other.to_string()),
+        }
+    }
+}
+
+impl std::fmt::Display for Sender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<&str> for Sender {
+    fn from(stored: &str) -> Self {
+        Self::parse(stored)
+    }
+}
+
+impl From<String> for Sender {
+    fn from(stored: String) -> Self {
+        Self::parse(&stored)
+    }
+}
+
+/// Compares with a stored string (`sender == "ai"`).
+impl PartialEq<&str> for Sender {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl Serialize for Sender {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Sender {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(Self::from)
     }
 }
 

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::hub::{ConnId, EventBus};
 use crate::llm::{ChatMessage, Llm};
 use crate::metrics::Metrics;
-use crate::store::{MessageRecord, SessionRecord, Store};
+use crate::store::{MessageRecord, Sender as StoredSender, SessionRecord, Store};
 
 use super::ChatError;
 use super::live::LiveSession;
@@ -192,7 +192,9 @@ impl TurnEngine {
             .messages(session_id, None)
             .await?
             .iter()
-            .any(|m| m.sender == "ai" && m.client_msg_id.as_deref() == Some(client_msg_id)))
+            .any(|m| {
+                m.sender == StoredSender::Ai && m.client_msg_id.as_deref() == Some(client_msg_id)
+            }))
     }
 
     /// What the model is given: the last `history_messages` stored messages with text, as its roles, from
@@ -207,9 +209,9 @@ impl TurnEngine {
             .into_iter()
             .skip(skip)
             .filter(|m| !m.content.is_empty())
-            .skip_while(|m| m.sender == "ai" || m.sender == "admin")
-            .map(|m| match m.sender.as_str() {
-                "ai" | "admin" => ChatMessage::assistant(m.content),
+            .skip_while(|m| matches!(m.sender, StoredSender::Ai | StoredSender::Admin))
+            .map(|m| match m.sender {
+                StoredSender::Ai | StoredSender::Admin => ChatMessage::assistant(m.content),
                 _ => ChatMessage::user(m.content),
             })
             .collect()

@@ -7,7 +7,7 @@ use futures::StreamExt;
 
 use crate::llm::{ChatMessage, LlmError, TurnEvent, estimate_tokens};
 use crate::protocol::ws::{Loading, Sender, ServerMessage};
-use crate::store::MessageRecord;
+use crate::store::{MessageRecord, Sender as StoredSender};
 
 use super::super::frames::{self, Chunk, seq_i64};
 use super::super::user_message::message_id;
@@ -36,7 +36,8 @@ pub(super) struct Answer {
 impl Answer {
     /// The answer as stored under `seq`; `partial` while it is being streamed or when it was cut short.
     pub fn record(&self, seq: u64, client_msg_id: Option<&str>, partial: bool) -> MessageRecord {
-        let mut record = MessageRecord::new(self.id.clone(), seq, "ai", self.text.clone());
+        let mut record =
+            MessageRecord::new(self.id.clone(), seq, StoredSender::Ai, self.text.clone());
         record.model_id = Some(self.model_id.clone());
         record.client_msg_id = client_msg_id.map(str::to_string);
         record.partial = partial;

@@ -4,10 +4,13 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use chatbox::store::crypto::{Binding, Keyring, parse_key};
+use chatbox::store::rotation::{
+    self, Resealed, Rewritten, RotationBackend, RotationBatch, RotationCheckpoint,
+};
 use chatbox::store::{
     AppendOutcome, AssistingAdmin, AuditKind, AuditPage, AuditQuery, AuditRecord, Claim,
-    MessageRecord, Release, SessionQuery, SessionRecord, SortField, SortOrder, StatusFilter, Store,
-    StoreError, TurnUsage, UNREADABLE, now,
+    MessageRecord, Release, Sender, SessionQuery, SessionRecord, SortField, SortOrder,
+    StatusFilter, Store, StoreError, TurnUsage, UNREADABLE, now,
 };
 use time::Duration;
 
@@ -1562,4 +1565,138 @@ pub async fn checkpointed_answer_is_replaced_in_place(backend: Backend) {
     let session = store.get_session(&s.id).await.unwrap().unwrap();
     assert_eq!(session.message_count, 3);
     assert_eq!(session.last_seq, 9);
+}
+
+/// Delegates to a store and, once, changes the name and the first message of session `session` right
+/// after a rotation batch is read: the writes a live session makes while a rotation runs.
+struct ChangedDuringBatch {
+    store: Arc<dyn Store>,
+    session: String,
+    changed: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl RotationBackend for ChangedDuringBatch {
+    fn keyring(&self) -> &Keyring {
+        self.store.keyring()
+    }
+
+    async fn rotation_checkpoint(&self) -> Result<Option<RotationCheckpoint>, StoreError> {
+        self.store.rotation_checkpoint().await
+    }
+
+    async fn rotation_batch(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<RotationBatch, StoreError> {
+        let batch = self.store.rotation_batch(after, limit).await?;
+        if !self.changed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            self.store.set_name(&self.session, "renamed").await?;
+            let mut answer = msg("m1", 1, "rewritten meanwhile");
+            answer.sender = Sender::Ai;
+            self.store.put_answer(&self.session, &answer).await?;
+        }
+        Ok(batch)
+    }
+
+    async fn write_rotated(
+        &self,
+        values: &[Resealed],
+        checkpoint: Option<&RotationCheckpoint>,
+    ) -> Result<Rewritten, StoreError> {
+        self.store.write_rotated(values, checkpoint).await
+    }
+
+    async fn reseal_canary(&self, sealed: &str) -> Result<(), StoreError> {
+        self.store.reseal_canary(sealed).await
+    }
+}
+
+pub async fn rotation_skips_values_changed_during_a_batch(backend: Backend) {
+    let session = {
+        let store = backend.open().await;
+        let s = new_session(&store, "busy").await;
+        store.set_name(&s.id, "before").await.unwrap();
+        for (m, text) in [(1, "first"), (2, "second")] {
+            store
+                .append_message(&s.id, &msg(&format!("m{m}"), m, text))
+                .await
+                .unwrap();
+        }
+        s.id
+    };
+    let config = backend.config_with(&[("k0", KEY_A), ("k1", KEY_B)], "k1");
+    let store = backend.open_with(&config).await.unwrap();
+    let racing = ChangedDuringBatch {
+        store: store.clone(),
+        session: session.clone(),
+        changed: false.into(),
+    };
+    let stats = rotation::rotate(&racing, 10, &|_| {}).await.unwrap();
+    assert!(stats.done);
+    assert_eq!(
+        (
+            stats.names_reencrypted,
+            stats.messages_reencrypted,
+            stats.skipped
+        ),
+        (0, 1, 2),
+        "the name and the first message changed meanwhile: skipped, not overwritten"
+    );
+    let again = store.rotate_keys(10, &|_| {}).await.unwrap();
+    assert_eq!(
+        (
+            again.names_reencrypted,
+            again.messages_reencrypted,
+            again.skipped
+        ),
+        (0, 0, 0),
+        "the values written meanwhile are under the active key already"
+    );
+    drop((racing, store));
+    // Key A removed: everything reads with B alone, and the concurrent writes were kept.
+    let only_b = backend.config_with(&[("k1", KEY_B)], "k1");
+    let store = backend.open_with(&only_b).await.unwrap();
+    assert_eq!(
+        store.get_session(&session).await.unwrap().unwrap().name,
+        "renamed"
+    );
+    let messages = store.messages(&session, None).await.unwrap();
+    let contents: Vec<&str> = messages.iter().map(|m| m.content.as_str()).collect();
+    assert_eq!(contents, ["rewritten meanwhile", "second"]);
+}
+
+pub async fn senders_are_stored_as_their_strings_and_unknown_ones_are_kept(backend: Backend) {
+    let store = backend.open().await;
+    let s = new_session(&store, "senders").await;
+    let senders = [
+        Sender::User,
+        Sender::Ai,
+        Sender::Admin,
+        Sender::System,
+        Sender::Other("robot".into()),
+    ];
+    for (seq, sender) in (1u64..).zip(&senders) {
+        let mut message = msg(&format!("m{seq}"), seq, "text");
+        message.sender = sender.clone();
+        store.append_message(&s.id, &message).await.unwrap();
+    }
+    let read: Vec<Sender> = store
+        .messages(&s.id, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.sender)
+        .collect();
+    assert_eq!(read, senders);
+    let export = chatbox::store::maintenance::export_user_json(store.as_ref(), "senders")
+        .await
+        .unwrap();
+    for name in ["user", "ai", "admin", "system", "robot"] {
+        assert!(
+            export.contains(&format!("\"sender\": \"{name}\"")),
+            "{name} in {export}"
+        );
+    }
 }

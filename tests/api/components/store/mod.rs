@@ -125,6 +125,8 @@ conformance!(
     purge_removes_only_old_ended_sessions,
     export_and_delete_cover_all_user_data,
     key_rotation_is_resumable,
+    rotation_skips_values_changed_during_a_batch,
+    senders_are_stored_as_their_strings_and_unknown_ones_are_kept,
     unreadable_items_are_marked_and_lists_still_work,
     key_check_writes_a_canary_and_names_missing_key_ids,
     ciphertext_moved_to_another_message_does_not_open,
@@ -197,7 +199,7 @@ impl RawWriter {
                 coll.update_one(
                     doc! { "_id": session },
                     doc! {
-                        "$push": { "msgs": { "content": stored, "ts": ts, "sender": &message.sender,
+                        "$push": { "msgs": { "content": stored, "ts": ts, "sender": message.sender.as_str(),
                                              "id": &message.id, "seq": message.seq as i64 } },
                         "$inc": { "msgCount": 1i64 },
                     },

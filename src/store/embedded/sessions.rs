@@ -1,0 +1,282 @@
+//! Writes to one session: creation of the active session, messages and answers, names, flags, usage and
+//! the end.
+
+use redb::{ReadableTable, WriteTransaction};
+use time::OffsetDateTime;
+
+use super::rows::*;
+use super::tables::*;
+use super::{EmbeddedStore, Inner};
+use crate::store::crypto::Binding;
+use crate::store::error::StoreError;
+use crate::store::records::*;
+use crate::store::runner::Budget;
+use crate::store::{new_session_id, to_ms, utc_day};
+
+/// Appends `message` to the session `id` (checks first: `NotFound`, duplicate, `SessionEnded` and
+/// encryption come before any write).
+pub(super) fn append(
+    txn: &WriteTransaction,
+    inner: &Inner,
+    id: &str,
+    message: &MessageRecord,
+) -> Result<AppendOutcome, StoreError> {
+    let old = write_row_get(txn, id)?.ok_or(StoreError::NotFound)?;
+    if txn
+        .open_table(MESSAGE_IDS)?
+        .get((id, message.id.as_str()))?
+        .is_some()
+    {
+        return Ok(AppendOutcome::Duplicate);
+    }
+    if old.end.is_some() {
+        return Err(StoreError::SessionEnded);
+    }
+    let row = message_row(inner, id, message)?;
+    let ts = row.ts;
+    let index = u64::try_from(old.count).unwrap_or(0);
+    txn.open_table(MESSAGES)?
+        .insert((id, index), encode(&row)?.as_slice())?;
+    txn.open_table(MESSAGE_IDS)?
+        .insert((id, message.id.as_str()), index)?;
+    let mut new = old.clone();
+    new.count += 1;
+    new.last_seq = new.last_seq.max(message.seq);
+    new.last = Some(new.last.map_or(ts, |l| l.max(ts)));
+    put_row(txn, Some(&old), &new)?;
+    Ok(AppendOutcome::Stored)
+}
+
+/// Appends `answer`, or replaces the stored message with its id (a checkpoint of it) in place.
+pub(super) fn put_answer_in(
+    txn: &WriteTransaction,
+    inner: &Inner,
+    id: &str,
+    answer: &MessageRecord,
+) -> Result<(), StoreError> {
+    let stored = txn
+        .open_table(MESSAGE_IDS)?
+        .get((id, answer.id.as_str()))?
+        .map(|index| index.value());
+    let Some(index) = stored else {
+        return append(txn, inner, id, answer).map(|_| ());
+    };
+    let row = message_row(inner, id, answer)?;
+    txn.open_table(MESSAGES)?
+        .insert((id, index), encode(&row)?.as_slice())?;
+    let old = write_row_get(txn, id)?.ok_or(StoreError::NotFound)?;
+    let mut new = old.clone();
+    new.last_seq = new.last_seq.max(answer.seq);
+    new.last = Some(new.last.map_or(row.ts, |l| l.max(row.ts)));
+    put_row(txn, Some(&old), &new)
+}
+
+pub(super) async fn get_or_create_active(
+    store: &EmbeddedStore,
+    user_id: &str,
+    preferred_id: Option<&str>,
+    model_id: &str,
+) -> Result<ActiveSession, StoreError> {
+    let user_id = user_id.to_string();
+    let preferred = preferred_id.map(str::to_string);
+    let model_id = model_id.to_string();
+    store
+        .write("create_session", Budget::Short, move |txn, inner| {
+            let existing = txn
+                .open_table(ACTIVE)?
+                .get(user_id.as_str())?
+                .map(|v| v.value().to_string());
+            if let Some(id) = existing
+                && let Some(row) = write_row_get(txn, &id)?
+                && row.end.is_none()
+            {
+                return Ok(ActiveSession {
+                    session: row.record(&inner.keyring)?,
+                    created: false,
+                });
+            }
+            let id = match &preferred {
+                Some(p) if !p.is_empty() && write_row_get(txn, p)?.is_none() => p.clone(),
+                _ => new_session_id(),
+            };
+            let row = SessionRow::new(id.clone(), &user_id, &model_id, to_ms(crate::store::now()));
+            let session = row.record(&inner.keyring)?;
+            put_row(txn, None, &row)?;
+            txn.open_table(ACTIVE)?
+                .insert(user_id.as_str(), id.as_str())?;
+            Ok(ActiveSession {
+                session,
+                created: true,
+            })
+        })
+        .await
+}
+
+pub(super) async fn append_message(
+    store: &EmbeddedStore,
+    session_id: &str,
+    message: &MessageRecord,
+) -> Result<AppendOutcome, StoreError> {
+    let id = session_id.to_string();
+    let message = message.clone();
+    store
+        .write("append_message", Budget::Short, move |txn, inner| {
+            append(txn, inner, &id, &message)
+        })
+        .await
+}
+
+pub(super) async fn put_answer(
+    store: &EmbeddedStore,
+    session_id: &str,
+    answer: &MessageRecord,
+) -> Result<(), StoreError> {
+    let id = session_id.to_string();
+    let answer = answer.clone();
+    store
+        .write("put_answer", Budget::Short, move |txn, inner| {
+            put_answer_in(txn, inner, &id, &answer)
+        })
+        .await
+}
+
+pub(super) async fn set_name(
+    store: &EmbeddedStore,
+    session_id: &str,
+    name: &str,
+) -> Result<(), StoreError> {
+    let id = session_id.to_string();
+    let name = name.to_string();
+    store
+        .write("set_name", Budget::Short, move |txn, inner| {
+            let sealed = if name.is_empty() {
+                String::new()
+            } else {
+                inner
+                    .keyring
+                    .encrypt(&name, Binding::Name { session: &id })?
+            };
+            update_row(txn, &id, |row| {
+                row.nm = sealed;
+                Ok(())
+            })
+        })
+        .await
+}
+
+pub(super) async fn raise_seq_mark(
+    store: &EmbeddedStore,
+    session_id: &str,
+    _user_id: &str,
+    mark: u64,
+) -> Result<(), StoreError> {
+    let id = session_id.to_string();
+    store
+        .write("raise_seq_mark", Budget::Short, move |txn, _| {
+            update_row(txn, &id, |row| {
+                row.seq_mark = row.seq_mark.max(mark);
+                Ok(())
+            })
+        })
+        .await
+}
+
+pub(super) async fn set_model(
+    store: &EmbeddedStore,
+    session_id: &str,
+    model_id: &str,
+) -> Result<(), StoreError> {
+    let id = session_id.to_string();
+    let model = model_id.to_string();
+    store
+        .write("set_model", Budget::Short, move |txn, _| {
+            update_row(txn, &id, |row| {
+                row.model = model.clone();
+                Ok(())
+            })
+        })
+        .await
+}
+
+pub(super) async fn end_session(
+    store: &EmbeddedStore,
+    session_id: &str,
+    at: OffsetDateTime,
+) -> Result<EndOutcome, StoreError> {
+    let id = session_id.to_string();
+    let at = to_ms(at);
+    store
+        .write("end_session", Budget::Short, move |txn, inner| {
+            let old = write_row_get(txn, &id)?.ok_or(StoreError::NotFound)?;
+            if old.end.is_some() {
+                return Ok(EndOutcome {
+                    ended_now: false,
+                    session: old.record(&inner.keyring)?,
+                });
+            }
+            let mut new = old.clone();
+            let end = at.max(old.ts);
+            new.end = Some(end);
+            new.dur = (end - old.ts) / 1000;
+            // Decrypted before any write, so that a key error leaves the batch untouched.
+            let session = new.record(&inner.keyring)?;
+            put_row(txn, Some(&old), &new)?;
+            {
+                let mut active = txn.open_table(ACTIVE)?;
+                let points_here = active
+                    .get(new.uid.as_str())?
+                    .is_some_and(|v| v.value() == id);
+                if points_here {
+                    active.remove(new.uid.as_str())?;
+                }
+            }
+            Ok(EndOutcome {
+                ended_now: true,
+                session,
+            })
+        })
+        .await
+}
+
+pub(super) async fn record_usage(
+    store: &EmbeddedStore,
+    session_id: &str,
+    usage: TurnUsage,
+) -> Result<(), StoreError> {
+    let id = session_id.to_string();
+    store
+        .write("record_usage", Budget::Short, move |txn, _| {
+            let old = write_row_get(txn, &id)?.ok_or(StoreError::NotFound)?;
+            let mut new = old.clone();
+            new.tokens += usage.tokens;
+            new.max_ms = new.max_ms.max(usage.response_ms);
+            new.resp_count += 1;
+            new.resp_total_ms += usage.response_ms;
+            new.avg_ms = new.resp_total_ms / new.resp_count;
+            put_row(txn, Some(&old), &new)?;
+            {
+                let mut table = txn.open_table(USAGE)?;
+                let key = (new.uid.as_str(), utc_day(usage.at));
+                let current = table.get(key)?.map_or(0, |v| v.value());
+                table.insert(key, current + usage.tokens)?;
+            }
+            Ok(())
+        })
+        .await
+}
+
+pub(super) async fn set_help_requested(
+    store: &EmbeddedStore,
+    session_id: &str,
+    requested: bool,
+) -> Result<(), StoreError> {
+    let id = session_id.to_string();
+    store
+        .write("set_help", Budget::Short, move |txn, _| {
+            update_row(txn, &id, |row| {
+                row.help = requested;
+                Ok(())
+            })
+        })
+        .await
+}

@@ -1,0 +1,190 @@
+//! What the MongoDB store keeps of the sessions whose slots it holds, and the single update that stores a
+//! message and a turn's figures together.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+
+use mongodb::bson::{Document, doc};
+
+use super::document::*;
+use crate::store::error::StoreError;
+use crate::store::records::*;
+use crate::store::slots::HeldSlot;
+
+/// Messages of a cached session kept in memory for the model's history window.
+pub(super) const WINDOW: usize = 64;
+
+/// Sessions whose state stays cached when not in use.
+pub(super) const CACHED_SESSIONS: usize = 4096;
+
+/// What the store knows of a session whose slot it holds: read once, then changed by each write through
+/// the slot, so a write is decided without reading the document first and is addressed by `_id` alone.
+pub(super) struct Cached {
+    pub(super) session: SessionRecord,
+    /// Sum of the response times behind `respCount` (`respTotalMs`).
+    pub(super) resp_total_ms: i64,
+    /// Every stored message id and its index in `msgs` (appends are idempotent by id; a checkpointed
+    /// answer is replaced in place).
+    pub(super) ids: HashMap<String, usize>,
+    /// Length of the `msgs` array.
+    pub(super) len: usize,
+    /// The last [`WINDOW`] messages, oldest first.
+    pub(super) window: VecDeque<MessageRecord>,
+}
+
+impl Cached {
+    /// Records a message stored through the slot.
+    pub(super) fn push(&mut self, message: &MessageRecord) {
+        self.ids.insert(message.id.clone(), self.len);
+        self.len += 1;
+        self.window.push_back(message.clone());
+        if self.window.len() > WINDOW {
+            self.window.pop_front();
+        }
+        let session = &mut self.session;
+        session.message_count += 1;
+        session.last_seq = session.last_seq.max(message.seq);
+        session.seq_mark = session.seq_mark.max(session.last_seq);
+        session.last_activity = session.last_activity.max(Some(message.timestamp));
+    }
+
+    /// Records a message replaced in place (a checkpointed answer).
+    pub(super) fn replace(&mut self, message: &MessageRecord) {
+        if let Some(held) = self.window.iter_mut().find(|m| m.id == message.id) {
+            *held = message.clone();
+        }
+        let session = &mut self.session;
+        session.last_seq = session.last_seq.max(message.seq);
+        session.seq_mark = session.seq_mark.max(session.last_seq);
+        session.last_activity = session.last_activity.max(Some(message.timestamp));
+    }
+
+    /// Stores `message` through `update`: appended, or replaced in place when its id is stored (a
+    /// checkpoint of it); `None` when it is new and the session has ended.
+    pub(super) fn put(
+        &self,
+        update: &mut SessionUpdate,
+        entry: &Document,
+        message: &MessageRecord,
+    ) -> Option<Put> {
+        match self.ids.get(&message.id) {
+            Some(index) => {
+                update.replace(*index, entry, message);
+                Some(Put::Replaced)
+            }
+            None if self.session.is_active() => {
+                update.append(entry, message);
+                Some(Put::Appended)
+            }
+            None => None,
+        }
+    }
+
+    /// Records what [`put`](Self::put) sent.
+    pub(super) fn record(&mut self, put: Put, message: &MessageRecord) {
+        match put {
+            Put::Appended => self.push(message),
+            Put::Replaced => self.replace(message),
+        }
+    }
+
+    /// Adds one turn's figures; returns the new average response time.
+    pub(super) fn add_usage(&mut self, usage: &TurnUsage) -> i64 {
+        let session = &mut self.session;
+        session.total_tokens += usage.tokens;
+        session.max_response_ms = session.max_response_ms.max(usage.response_ms);
+        session.response_count += 1;
+        self.resp_total_ms += usage.response_ms;
+        session.avg_response_ms = self.resp_total_ms / session.response_count;
+        session.avg_response_ms
+    }
+
+    /// The last `limit` messages, when memory holds them.
+    pub(super) fn recent(&self, limit: usize) -> Option<Vec<MessageRecord>> {
+        let all_held = self.window.len() as i64 >= self.session.message_count;
+        (self.window.len() >= limit || all_held).then(|| {
+            let skip = self.window.len().saturating_sub(limit);
+            self.window.iter().skip(skip).cloned().collect()
+        })
+    }
+}
+
+/// How [`Cached::put`] stores a message.
+#[derive(Clone, Copy)]
+pub(super) enum Put {
+    Appended,
+    Replaced,
+}
+
+/// Runs one attempt of a write through `held`; a failed attempt (whose outcome may be unknown, such as a
+/// timeout after the server applied it) drops the cached state, so the next attempt reads the session again.
+pub(super) async fn attempt<T>(
+    held: &HeldSlot<Cached>,
+    op: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    let result = op.await;
+    if result.is_err() {
+        held.forget();
+    }
+    result
+}
+
+/// One update of a session document, built from its parts: a stored message and a turn's figures go out
+/// together, addressed by `_id` alone.
+#[derive(Default)]
+pub(super) struct SessionUpdate {
+    pub(super) push: Option<Document>,
+    pub(super) inc: Document,
+    pub(super) max: Document,
+    pub(super) set: Document,
+}
+
+impl SessionUpdate {
+    /// Appends `entry` (the stored form of `message`): pushed, counted, last seq and activity raised.
+    pub(super) fn append(&mut self, entry: &Document, message: &MessageRecord) {
+        self.push = Some(doc! { "msgs": entry.clone() });
+        self.inc.insert("msgCount", 1i64);
+        self.max
+            .insert("lastSeq", i64::try_from(message.seq).unwrap_or(i64::MAX));
+        self.max.insert("lastActivity", dt(message.timestamp));
+    }
+
+    /// Replaces the message at `index` of `msgs` with `entry` (the stored form of `message`).
+    pub(super) fn replace(&mut self, index: usize, entry: &Document, message: &MessageRecord) {
+        self.set.insert(format!("msgs.{index}"), entry.clone());
+        self.max
+            .insert("lastSeq", i64::try_from(message.seq).unwrap_or(i64::MAX));
+        self.max.insert("lastActivity", dt(message.timestamp));
+    }
+
+    /// Adds a turn's tokens and response time; `average` is the new average response time (kept for the
+    /// Go service's readers; this server reads `respTotalMs / respCount`).
+    pub(super) fn usage(&mut self, usage: &TurnUsage, average: i64) {
+        self.inc.insert("totalTokens", usage.tokens);
+        self.inc.insert("respCount", 1i64);
+        self.inc.insert("respTotalMs", usage.response_ms);
+        self.max.insert("maxRespTime", usage.response_ms);
+        self.set.insert("avgRespTime", average);
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.push.is_none() && self.inc.is_empty() && self.max.is_empty() && self.set.is_empty()
+    }
+
+    pub(super) fn build(self) -> Document {
+        let mut update = Document::new();
+        if let Some(push) = self.push {
+            update.insert("$push", push);
+        }
+        if !self.inc.is_empty() {
+            update.insert("$inc", self.inc);
+        }
+        if !self.max.is_empty() {
+            update.insert("$max", self.max);
+        }
+        let mut set = self.set;
+        set.insert("_mt", now_date());
+        update.insert("$set", set);
+        update
+    }
+}
