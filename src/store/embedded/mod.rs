@@ -35,12 +35,12 @@ use redb::{Database, ReadableTableMetadata};
 use time::{Date, OffsetDateTime};
 use tokio::sync::mpsc;
 
-use super::runner::{Budget, Runner};
 use super::config::StoreConfig;
 use super::crypto::Keyring;
 use super::error::StoreError;
 use super::keycheck::KeyReport;
 use super::records::*;
+use super::runner::{Budget, Runner};
 use super::{
     AuditPage, AuditQuery, AuditRecord, SessionPage, SessionQuery, Store, StoreKind, StoredAudit,
 };
