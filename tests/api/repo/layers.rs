@@ -1,6 +1,8 @@
 //! The layering of `src/`: no import circle between top-level modules (a module that imports one that,
 //! directly or through others, imports it back).
 
+#![allow(clippy::expect_used)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
