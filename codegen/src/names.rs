@@ -77,7 +77,7 @@ const NOT_RAW: &[&str] = &["crate", "self", "Self", "super"];
 pub(crate) enum RustName {
     /// A plain identifier.
     Plain(String),
-    /// A keyword written `r#name`; serde, schemars and poem-openapi all strip the `r#`.
+    /// A keyword written `r#name`; serde and poem-openapi strip the `r#`.
     Raw(String),
 }
 

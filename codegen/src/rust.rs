@@ -18,9 +18,9 @@ pub(crate) const HEADER: &str = "\
 /// Which module is being emitted.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Flavor {
-    /// serde + schemars.
+    /// serde.
     Ws,
-    /// serde + schemars + poem-openapi.
+    /// serde + poem-openapi.
     Http,
 }
 
@@ -179,7 +179,7 @@ fn message_enum(name: &str, doc: &str, messages: &[Message]) -> TokenStream {
         .map(|m| docs(join(&[m.summary.as_deref(), m.description.as_deref()]).as_deref()));
     quote! {
         #[doc = #doc]
-        #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+        #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
         #[serde(tag = "type")]
         pub enum #ident {
             #(
@@ -299,7 +299,7 @@ fn enum_item(schema: &Schema, values: &[String], flavor: Flavor) -> TokenStream 
     });
     quote! {
         #doc
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, schemars::JsonSchema #derive_extra)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize #derive_extra)]
         #rename
         pub enum #ident {
             #(
@@ -387,7 +387,7 @@ fn object_item(
     quote! {
         #constants
         #doc
-        #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema #derive_extra)]
+        #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize #derive_extra)]
         #rename
         pub struct #ident {
             #( #field_tokens )*

@@ -289,7 +289,7 @@ fn object_schema_becomes_a_struct_with_required_and_optional_fields() {
     assert_has(
         &ws,
         "/// A chat message.
-        #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+        #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
         pub struct UserMessage {
             /// Session.
             pub session_id: String,
@@ -324,7 +324,7 @@ fn string_enum_becomes_a_copy_enum_with_renames_and_as_str() {
     let ws = ws_part();
     assert_has(
         &ws,
-        "#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+        "#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
         pub enum Sender {
             /// `user`
             #[serde(rename = \"user\")]
@@ -412,7 +412,7 @@ fn http_structs_derive_poem_object_with_renames_for_poem() {
     let http = http_part();
     assert_has(
         &http,
-        "#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema, poem_openapi::Object)]
+        "#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, poem_openapi::Object)]
         pub struct SessionMetadata {
             /// Id.
             pub id: String,

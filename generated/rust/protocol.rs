@@ -44,14 +44,7 @@ pub mod ws {
     }
     impl std::error::Error for FieldViolation {}
     /// A frame sent by the client (`operations.receiveClientMessage`), tagged by `type`.
-    #[derive(
-        Debug,
-        Clone,
-        PartialEq,
-        serde::Serialize,
-        serde::Deserialize,
-        schemars::JsonSchema
-    )]
+    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     #[serde(tag = "type")]
     pub enum ClientMessage {
         /// The user sends a chat message; starts a chat turn.
@@ -143,14 +136,7 @@ pub mod ws {
         }
     }
     /// A frame sent by the server (`operations.sendServerMessage`), tagged by `type`.
-    #[derive(
-        Debug,
-        Clone,
-        PartialEq,
-        serde::Serialize,
-        serde::Deserialize,
-        schemars::JsonSchema
-    )]
+    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     #[serde(tag = "type")]
     pub enum ServerMessage {
         /// Connection/session state, model and help confirmations, end of replay.
@@ -265,8 +251,7 @@ pub mod ws {
         Eq,
         Hash,
         serde::Serialize,
-        serde::Deserialize,
-        schemars::JsonSchema
+        serde::Deserialize
     )]
     pub enum Sender {
         /// `user`
@@ -354,8 +339,7 @@ pub mod ws {
         Eq,
         Hash,
         serde::Serialize,
-        serde::Deserialize,
-        schemars::JsonSchema
+        serde::Deserialize
     )]
     pub enum ErrorCode {
         /// `INVALID_FORMAT`
@@ -432,14 +416,7 @@ pub mod ws {
     /// `x-max-bytes` of the `id` field of `ModelInfo`: its UTF-8 length in bytes.
     pub const MODEL_INFO_ID_MAX_BYTES: usize = 100;
     /// One configured LLM model, as offered in `connection_status.models`.
-    #[derive(
-        Debug,
-        Clone,
-        PartialEq,
-        serde::Serialize,
-        serde::Deserialize,
-        schemars::JsonSchema
-    )]
+    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct ModelInfo {
         /// Model id (the provider `id` of the configuration); the value to send as `model_id`.
         pub id: String,
@@ -457,14 +434,7 @@ pub mod ws {
         }
     }
     /// The `error` object of an `error` frame.
-    #[derive(
-        Debug,
-        Clone,
-        PartialEq,
-        serde::Serialize,
-        serde::Deserialize,
-        schemars::JsonSchema
-    )]
+    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct ErrorDetail {
         /// Machine-readable code.
         pub code: ErrorCode,
@@ -489,14 +459,7 @@ pub mod ws {
     }
     /// The `error` object as decoded from an inbound frame (lenient: `code` is any string). Only used by
     /// `Envelope`; server frames use `ErrorDetail`.
-    #[derive(
-        Debug,
-        Clone,
-        PartialEq,
-        serde::Serialize,
-        serde::Deserialize,
-        schemars::JsonSchema
-    )]
+    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct EnvelopeError {
         /// Error code.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -538,14 +501,7 @@ pub mod ws {
     /// case-insensitively, unknown fields are ignored), sanitised and validated (failure: `INVALID_FORMAT`
     /// "Message validation failed"), then converted to the typed message of their `type`. `type`,
     /// `timestamp` and `sender` are always present in server frames.
-    #[derive(
-        Debug,
-        Clone,
-        PartialEq,
-        serde::Serialize,
-        serde::Deserialize,
-        schemars::JsonSchema
-    )]
+    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Envelope {
         /// Message type, matched exactly (not trimmed or case-folded). Known types: `user_message`,
         /// `ai_response`, `file_upload`, `voice_message`, `error`, `connection_status`,
@@ -670,14 +626,7 @@ pub mod ws {
     /// except that a `user_message` with sender `admin` from the administrator assisting the session (the legacy admin page) is handled as `admin_message`.
     /// Errors: `MISSING_FIELD`, `INVALID_FORMAT`, `UNAUTHORIZED`, `SESSION_ENDED`, `TOO_MANY_REQUESTS`,
     /// `TOKEN_BUDGET_EXCEEDED`, `DATABASE_ERROR`, `LLM_UNAVAILABLE`, `LLM_TIMEOUT`.
-    #[derive(
-        Debug,
-        Clone,
-        PartialEq,
-        serde::Serialize,
-        serde::Deserialize,
-        schemars::JsonSchema
-    )]
+    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct UserMessage {
         /// Session to post to. Optional: when omitted, or when it names no session the server knows (such as a client-generated id), the user's active session is used (created on the first `user_message` or `model_select`, with the id announced in `connection_status`). A session of another user is refused with `UNAUTHORIZED`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -738,14 +687,7 @@ pub mod ws {
     /// A user's message as delivered to the session's other connections (the user's other devices and the
     /// assisting administrator). The sending connection does not receive it, except as the answer to a
     /// duplicate `client_msg_id` (then with `metadata.duplicate="true"`).
-    #[derive(
-        Debug,
-        Clone,
-        PartialEq,
-        serde::Serialize,
-        serde::Deserialize,
-        schemars::JsonSchema
-    )]
+    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct UserMessageEcho {
         /// Session of the message.
         pub session_id: String,
@@ -805,14 +747,7 @@ pub mod ws {
     /// be the id of a configured model, else `INVALID_FORMAT` "Invalid model ID: <model_id>". The choice is
     /// stored with the session and used by later turns. Confirmed by a `connection_status` session event
     /// with `content` "Model changed to <model_id>", sender `ai` and `model_id`.
-    #[derive(
-        Debug,
-        Clone,
-        PartialEq,
-        serde::Serialize,
-        serde::Deserialize,
-        schemars::JsonSchema
-    )]
+    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct ModelSelect {
         /// Session whose model changes. Optional: when omitted, or when it names no session the server knows (such as a client-generated id), the user's active session is used (created on the first `user_message` or `model_select`, with the id announced in `connection_status`). A session of another user is refused with `UNAUTHORIZED`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -853,14 +788,7 @@ pub mod ws {
     /// at most 5 per 5 minutes per session, and a live `help_request` event to connected administrators) and
     /// is confirmed by a `connection_status` session event with `content` "Help request sent. An
     /// administrator will join your session shortly." and sender `ai`.
-    #[derive(
-        Debug,
-        Clone,
-        PartialEq,
-        serde::Serialize,
-        serde::Deserialize,
-        schemars::JsonSchema
-    )]
+    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct HelpRequest {
         /// Session that needs help. Optional: when omitted, or when it names no session the server knows (such as a client-generated id), the user's active session is used (created on the first `user_message` or `model_select`, with the id announced in `connection_status`). A session of another user is refused with `UNAUTHORIZED`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -907,14 +835,7 @@ pub mod ws {
     /// "Invalid file URL". The session must exist and belong to the caller. The message is stored (sender
     /// `user`, or `admin` for the assisting administrator) and delivered as a `file_upload` event to every
     /// connection of the session, the sending one included. No LLM call.
-    #[derive(
-        Debug,
-        Clone,
-        PartialEq,
-        serde::Serialize,
-        serde::Deserialize,
-        schemars::JsonSchema
-    )]
+    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct FileUpload {
         /// Session to post to. Optional: when omitted, or when it names no session the server knows (such as a client-generated id), the user's active session is used (created on the first `user_message` or `model_select`, with the id announced in `connection_status`). A session of another user is refused with `UNAUTHORIZED`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -993,14 +914,7 @@ pub mod ws {
     /// `x-max-bytes` of the `client_msg_id` field of `FileUploadEvent`: its UTF-8 length in bytes.
     pub const FILE_UPLOAD_EVENT_CLIENT_MSG_ID_MAX_BYTES: usize = 128;
     /// A stored file message, delivered to every connection of the session (the sender included).
-    #[derive(
-        Debug,
-        Clone,
-        PartialEq,
-        serde::Serialize,
-        serde::Deserialize,
-        schemars::JsonSchema
-    )]
+    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct FileUploadEvent {
         /// Session of the message.
         pub session_id: String,
@@ -1079,14 +993,7 @@ pub mod ws {
     /// `voice_message` event. Then, unless an administrator assists the session, the session's model (or the
     /// default model) is asked for a reply, which arrives as one `ai_response` with `metadata.done="true"`
     /// (not streamed). Counts towards the daily token budget.
-    #[derive(
-        Debug,
-        Clone,
-        PartialEq,
-        serde::Serialize,
-        serde::Deserialize,
-        schemars::JsonSchema
-    )]
+    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct VoiceMessage {
         /// Session to post to. Optional: when omitted, or when it names no session the server knows (such as a client-generated id), the user's active session is used (created on the first `user_message` or `model_select`, with the id announced in `connection_status`). A session of another user is refused with `UNAUTHORIZED`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1165,14 +1072,7 @@ pub mod ws {
     /// `x-max-bytes` of the `client_msg_id` field of `VoiceMessageEvent`: its UTF-8 length in bytes.
     pub const VOICE_MESSAGE_EVENT_CLIENT_MSG_ID_MAX_BYTES: usize = 128;
     /// A stored voice message, delivered to every connection of the session (the sender included).
-    #[derive(
-        Debug,
-        Clone,
-        PartialEq,
-        serde::Serialize,
-        serde::Deserialize,
-        schemars::JsonSchema
-    )]
+    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct VoiceMessageEvent {
         /// Session of the message.
         pub session_id: String,
@@ -1245,14 +1145,7 @@ pub mod ws {
     /// The turn ends with a final `ai_response` (`done="true"`, `finish_reason="cancelled"`); the text
     /// produced so far is stored. When no answer is running (e.g. it has just finished) the message is
     /// ignored.
-    #[derive(
-        Debug,
-        Clone,
-        PartialEq,
-        serde::Serialize,
-        serde::Deserialize,
-        schemars::JsonSchema
-    )]
+    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Cancel {
         /// Session whose running answer is stopped. Optional: when omitted, or when it names no session the server knows (such as a client-generated id), the user's active session is used (created on the first `user_message` or `model_select`, with the id announced in `connection_status`). A session of another user is refused with `UNAUTHORIZED`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1287,14 +1180,7 @@ pub mod ws {
     /// `x-max-bytes` of the `client_msg_id` field of `Ping`: its UTF-8 length in bytes.
     pub const PING_CLIENT_MSG_ID_MAX_BYTES: usize = 128;
     /// Application-level keepalive / round-trip probe; answered with `pong` to this connection only.
-    #[derive(
-        Debug,
-        Clone,
-        PartialEq,
-        serde::Serialize,
-        serde::Deserialize,
-        schemars::JsonSchema
-    )]
+    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Ping {
         /// Optional correlation id, echoed in the `pong`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1321,14 +1207,7 @@ pub mod ws {
     /// `x-max-bytes` of the `client_msg_id` field of `Pong`: its UTF-8 length in bytes.
     pub const PONG_CLIENT_MSG_ID_MAX_BYTES: usize = 128;
     /// Answer to `ping`, sent to the pinging connection only.
-    #[derive(
-        Debug,
-        Clone,
-        PartialEq,
-        serde::Serialize,
-        serde::Deserialize,
-        schemars::JsonSchema
-    )]
+    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Pong {
         /// The `client_msg_id` of the `ping`, if it had one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1355,14 +1234,7 @@ pub mod ws {
     /// The user or the assisting administrator started or stopped typing. Relayed, as a `typing_indicator`
     /// event, to the other side (user's devices <-> assisting administrator) only while an administrator
     /// assists the session; otherwise ignored. Not stored, not replayed, no `seq`.
-    #[derive(
-        Debug,
-        Clone,
-        PartialEq,
-        serde::Serialize,
-        serde::Deserialize,
-        schemars::JsonSchema
-    )]
+    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct TypingIndicator {
         /// Session the typing happens in. Optional: when omitted, or when it names no session the server knows (such as a client-generated id), the user's active session is used (created on the first `user_message` or `model_select`, with the id announced in `connection_status`). A session of another user is refused with `UNAUTHORIZED`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1401,14 +1273,7 @@ pub mod ws {
     /// `x-max-bytes` of the `session_id` field of `TypingIndicatorEvent`: its UTF-8 length in bytes.
     pub const TYPING_INDICATOR_EVENT_SESSION_ID_MAX_BYTES: usize = 128;
     /// Relayed typing state of the other party of an assisted session (ephemeral, no `seq`).
-    #[derive(
-        Debug,
-        Clone,
-        PartialEq,
-        serde::Serialize,
-        serde::Deserialize,
-        schemars::JsonSchema
-    )]
+    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct TypingIndicatorEvent {
         /// Session the typing happens in.
         pub session_id: String,
@@ -1451,14 +1316,7 @@ pub mod ws {
     /// The replay ends with a `connection_status` (`metadata.resumed="true"`, `last_seq`). Counts against
     /// the per-user message rate limit like `user_message`, `file_upload` and `voice_message`
     /// (`TOO_MANY_REQUESTS` with `retry_after`); a reconnect with `?last_seq=` does not.
-    #[derive(
-        Debug,
-        Clone,
-        PartialEq,
-        serde::Serialize,
-        serde::Deserialize,
-        schemars::JsonSchema
-    )]
+    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Resume {
         /// Session to resume. Optional: when omitted, or when it names no session the server knows (such as a client-generated id), the user's active session is used (created on the first `user_message` or `model_select`, with the id announced in `connection_status`). A session of another user is refused with `UNAUTHORIZED`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1497,14 +1355,7 @@ pub mod ws {
     /// Fails with `SESSION_ALREADY_ASSISTED` when another administrator assists (one at a time: of two
     /// administrators racing, exactly one wins), `NOT_FOUND`, `SESSION_ENDED`. Joining again as the same
     /// administrator is harmless.
-    #[derive(
-        Debug,
-        Clone,
-        PartialEq,
-        serde::Serialize,
-        serde::Deserialize,
-        schemars::JsonSchema
-    )]
+    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct AdminJoin {
         /// Session to take over.
         pub session_id: String,
@@ -1535,14 +1386,7 @@ pub mod ws {
     /// `x-max-bytes` of the `content` field of `AdminJoinEvent`: its UTF-8 length in bytes.
     pub const ADMIN_JOIN_EVENT_CONTENT_MAX_BYTES: usize = 10000;
     /// An administrator joined the session (session event, to every connection of the session).
-    #[derive(
-        Debug,
-        Clone,
-        PartialEq,
-        serde::Serialize,
-        serde::Deserialize,
-        schemars::JsonSchema
-    )]
+    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct AdminJoinEvent {
         /// Session joined.
         pub session_id: String,
@@ -1588,14 +1432,7 @@ pub mod ws {
     /// administrator: when another administrator assists, `SESSION_ALREADY_ASSISTED` with the text
     /// `Session assisted by another admin: <name> (<admin_id>)` (the 400 of the HTTP route). Leaving a
     /// session nobody assists is harmless: no `admin_leave` event, no audit entry.
-    #[derive(
-        Debug,
-        Clone,
-        PartialEq,
-        serde::Serialize,
-        serde::Deserialize,
-        schemars::JsonSchema
-    )]
+    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct AdminLeave {
         /// Session to leave.
         pub session_id: String,
@@ -1621,14 +1458,7 @@ pub mod ws {
     pub const ADMIN_LEAVE_EVENT_CONTENT_MAX_BYTES: usize = 10000;
     /// The assisting administrator left the session; the AI answers again (session event). Also sent when
     /// another administrator takes the session over by transfer (`metadata.reason="transfer"`).
-    #[derive(
-        Debug,
-        Clone,
-        PartialEq,
-        serde::Serialize,
-        serde::Deserialize,
-        schemars::JsonSchema
-    )]
+    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct AdminLeaveEvent {
         /// Session left.
         pub session_id: String,
@@ -1676,14 +1506,7 @@ pub mod ws {
     /// sender `admin`, non-empty `content`, and that the caller assists the session as stored (also after
     /// a server restart): `UNAUTHORIZED` when nobody assists it, `SESSION_ALREADY_ASSISTED` when another
     /// administrator does. Stored with sender `admin` and delivered as an `admin_message` event.
-    #[derive(
-        Debug,
-        Clone,
-        PartialEq,
-        serde::Serialize,
-        serde::Deserialize,
-        schemars::JsonSchema
-    )]
+    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct AdminMessage {
         /// Assisted session.
         pub session_id: String,
@@ -1738,14 +1561,7 @@ pub mod ws {
     /// `x-max-bytes` of the `client_msg_id` field of `AdminMessageEvent`: its UTF-8 length in bytes.
     pub const ADMIN_MESSAGE_EVENT_CLIENT_MSG_ID_MAX_BYTES: usize = 128;
     /// An administrator's message (session event, to every connection of the session, the sender included).
-    #[derive(
-        Debug,
-        Clone,
-        PartialEq,
-        serde::Serialize,
-        serde::Deserialize,
-        schemars::JsonSchema
-    )]
+    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct AdminMessageEvent {
         /// Assisted session.
         pub session_id: String,
@@ -1808,14 +1624,7 @@ pub mod ws {
     /// * at the end of a replay (`resume`, `?last_seq=`, `admin_join` with `last_seq`; to this connection):
     ///   sender `system`, `session_id`, `last_seq`, metadata `resumed="true"`, `replayed` (number of frames
     ///   replayed, as a string) and, when the server could not replay everything, `resync="true"`.
-    #[derive(
-        Debug,
-        Clone,
-        PartialEq,
-        serde::Serialize,
-        serde::Deserialize,
-        schemars::JsonSchema
-    )]
+    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct ConnectionStatus {
         /// The session this status is about; clients adopt it.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1895,14 +1704,7 @@ pub mod ws {
     /// `x-max-bytes` of the `client_msg_id` field of `Loading`: its UTF-8 length in bytes.
     pub const LOADING_CLIENT_MSG_ID_MAX_BYTES: usize = 128;
     /// A chat turn started; the answer is being generated (session event).
-    #[derive(
-        Debug,
-        Clone,
-        PartialEq,
-        serde::Serialize,
-        serde::Deserialize,
-        schemars::JsonSchema
-    )]
+    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Loading {
         /// Session of the turn.
         pub session_id: String,
@@ -1964,14 +1766,7 @@ pub mod ws {
     /// * `fallback_from`: id of the model that was selected when the answer comes from a fallback model
     ///   (`model_id` then names the model that answered).
     /// * `tokens` (final chunk): tokens counted for this turn (decimal string).
-    #[derive(
-        Debug,
-        Clone,
-        PartialEq,
-        serde::Serialize,
-        serde::Deserialize,
-        schemars::JsonSchema
-    )]
+    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct AiResponse {
         /// Session of the turn.
         pub session_id: String,
@@ -2032,14 +1827,7 @@ pub mod ws {
     pub const HELP_REQUEST_EVENT_CONTENT_MAX_BYTES: usize = 10000;
     /// Live notice to every connected administrator that a user asked for help (no `seq`; not a session
     /// event). Take over with `admin_join` or `POST /admin/takeover/{sessionId}`.
-    #[derive(
-        Debug,
-        Clone,
-        PartialEq,
-        serde::Serialize,
-        serde::Deserialize,
-        schemars::JsonSchema
-    )]
+    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct HelpRequestEvent {
         /// Session that needs help.
         pub session_id: String,
@@ -2091,14 +1879,7 @@ pub mod ws {
     ///   metadata);
     /// * `session_ended` (to every connection of a session ended through HTTP): `session_id`, `content`
     ///   "Session ended".
-    #[derive(
-        Debug,
-        Clone,
-        PartialEq,
-        serde::Serialize,
-        serde::Deserialize,
-        schemars::JsonSchema
-    )]
+    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Notification {
         /// Session concerned, if any.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -2144,14 +1925,7 @@ pub mod ws {
     /// An error. Errors caused by an inbound frame go only to the connection that sent it (with that frame's
     /// `session_id` and `client_msg_id` when it had them). The `LLM_UNAVAILABLE` / `LLM_TIMEOUT` error that
     /// ends a failed turn is a session event (with `seq`) delivered to every connection of the session.
-    #[derive(
-        Debug,
-        Clone,
-        PartialEq,
-        serde::Serialize,
-        serde::Deserialize,
-        schemars::JsonSchema
-    )]
+    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct ErrorMessage {
         /// Session concerned, when known.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -2667,7 +2441,6 @@ pub mod http {
         Hash,
         serde::Serialize,
         serde::Deserialize,
-        schemars::JsonSchema,
         poem_openapi::Enum
     )]
     pub enum Sender {
@@ -2717,7 +2490,6 @@ pub mod http {
         Hash,
         serde::Serialize,
         serde::Deserialize,
-        schemars::JsonSchema,
         poem_openapi::Enum
     )]
     pub enum HttpErrorCode {
@@ -2771,7 +2543,6 @@ pub mod http {
         PartialEq,
         serde::Serialize,
         serde::Deserialize,
-        schemars::JsonSchema,
         poem_openapi::Object
     )]
     pub struct ErrorBody {
@@ -2798,7 +2569,6 @@ pub mod http {
         PartialEq,
         serde::Serialize,
         serde::Deserialize,
-        schemars::JsonSchema,
         poem_openapi::Object
     )]
     pub struct RateLimitError {
@@ -2830,7 +2600,6 @@ pub mod http {
         PartialEq,
         serde::Serialize,
         serde::Deserialize,
-        schemars::JsonSchema,
         poem_openapi::Object
     )]
     pub struct SessionMetadata {
@@ -2921,7 +2690,6 @@ pub mod http {
         PartialEq,
         serde::Serialize,
         serde::Deserialize,
-        schemars::JsonSchema,
         poem_openapi::Object
     )]
     pub struct SessionListResponse {
@@ -2957,7 +2725,6 @@ pub mod http {
         PartialEq,
         serde::Serialize,
         serde::Deserialize,
-        schemars::JsonSchema,
         poem_openapi::Object
     )]
     pub struct SessionMessage {
@@ -3010,7 +2777,6 @@ pub mod http {
         PartialEq,
         serde::Serialize,
         serde::Deserialize,
-        schemars::JsonSchema,
         poem_openapi::Object
     )]
     pub struct SessionDetail {
@@ -3055,7 +2821,6 @@ pub mod http {
         PartialEq,
         serde::Serialize,
         serde::Deserialize,
-        schemars::JsonSchema,
         poem_openapi::Object
     )]
     pub struct StatusResponse {
@@ -3076,7 +2841,6 @@ pub mod http {
         PartialEq,
         serde::Serialize,
         serde::Deserialize,
-        schemars::JsonSchema,
         poem_openapi::Object
     )]
     pub struct ShareResponse {
@@ -3097,7 +2861,6 @@ pub mod http {
         PartialEq,
         serde::Serialize,
         serde::Deserialize,
-        schemars::JsonSchema,
         poem_openapi::Object
     )]
     pub struct SharedSession {
@@ -3129,7 +2892,6 @@ pub mod http {
         PartialEq,
         serde::Serialize,
         serde::Deserialize,
-        schemars::JsonSchema,
         poem_openapi::Object
     )]
     pub struct AdminSessionListResponse {
@@ -3171,7 +2933,6 @@ pub mod http {
         PartialEq,
         serde::Serialize,
         serde::Deserialize,
-        schemars::JsonSchema,
         poem_openapi::Object
     )]
     pub struct UserSessionListResponse {
@@ -3215,7 +2976,6 @@ pub mod http {
         PartialEq,
         serde::Serialize,
         serde::Deserialize,
-        schemars::JsonSchema,
         poem_openapi::Object
     )]
     pub struct SessionMetrics {
@@ -3276,7 +3036,6 @@ pub mod http {
         PartialEq,
         serde::Serialize,
         serde::Deserialize,
-        schemars::JsonSchema,
         poem_openapi::Object
     )]
     pub struct TimeRange {
@@ -3299,7 +3058,6 @@ pub mod http {
         PartialEq,
         serde::Serialize,
         serde::Deserialize,
-        schemars::JsonSchema,
         poem_openapi::Object
     )]
     pub struct AdminMetricsResponse {
@@ -3362,7 +3120,6 @@ pub mod http {
         PartialEq,
         serde::Serialize,
         serde::Deserialize,
-        schemars::JsonSchema,
         poem_openapi::Object
     )]
     pub struct TakeoverResponse {
@@ -3394,7 +3151,6 @@ pub mod http {
         Hash,
         serde::Serialize,
         serde::Deserialize,
-        schemars::JsonSchema,
         poem_openapi::Enum
     )]
     pub enum AuditAction {
@@ -3453,7 +3209,6 @@ pub mod http {
         PartialEq,
         serde::Serialize,
         serde::Deserialize,
-        schemars::JsonSchema,
         poem_openapi::Object
     )]
     pub struct AuditEntry {
@@ -3505,7 +3260,6 @@ pub mod http {
         PartialEq,
         serde::Serialize,
         serde::Deserialize,
-        schemars::JsonSchema,
         poem_openapi::Object
     )]
     pub struct AuditLogResponse {
@@ -3547,7 +3301,6 @@ pub mod http {
         PartialEq,
         serde::Serialize,
         serde::Deserialize,
-        schemars::JsonSchema,
         poem_openapi::Object
     )]
     pub struct ExportedSession {
@@ -3574,7 +3327,6 @@ pub mod http {
         PartialEq,
         serde::Serialize,
         serde::Deserialize,
-        schemars::JsonSchema,
         poem_openapi::Object
     )]
     pub struct UserExportResponse {
@@ -3602,7 +3354,6 @@ pub mod http {
         PartialEq,
         serde::Serialize,
         serde::Deserialize,
-        schemars::JsonSchema,
         poem_openapi::Object
     )]
     pub struct UserDeleteResponse {
@@ -3637,7 +3388,6 @@ pub mod http {
         PartialEq,
         serde::Serialize,
         serde::Deserialize,
-        schemars::JsonSchema,
         poem_openapi::Object
     )]
     pub struct HealthResponse {
@@ -3663,7 +3413,6 @@ pub mod http {
         Hash,
         serde::Serialize,
         serde::Deserialize,
-        schemars::JsonSchema,
         poem_openapi::Enum
     )]
     pub enum ReadinessStatus {
@@ -3697,7 +3446,6 @@ pub mod http {
         PartialEq,
         serde::Serialize,
         serde::Deserialize,
-        schemars::JsonSchema,
         poem_openapi::Object
     )]
     pub struct StoreCheck {
@@ -3722,7 +3470,6 @@ pub mod http {
         PartialEq,
         serde::Serialize,
         serde::Deserialize,
-        schemars::JsonSchema,
         poem_openapi::Object
     )]
     pub struct LlmCheck {
@@ -3754,7 +3501,6 @@ pub mod http {
         PartialEq,
         serde::Serialize,
         serde::Deserialize,
-        schemars::JsonSchema,
         poem_openapi::Object
     )]
     pub struct ReadinessChecks {
@@ -3783,7 +3529,6 @@ pub mod http {
         PartialEq,
         serde::Serialize,
         serde::Deserialize,
-        schemars::JsonSchema,
         poem_openapi::Object
     )]
     pub struct KeysCheck {
@@ -3808,7 +3553,6 @@ pub mod http {
         PartialEq,
         serde::Serialize,
         serde::Deserialize,
-        schemars::JsonSchema,
         poem_openapi::Object
     )]
     pub struct ReadinessResponse {

@@ -11,42 +11,25 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::protocol::ws::{
     ClientMessage, ENVELOPE_CLIENT_MSG_ID_MAX_BYTES, ENVELOPE_SESSION_ID_MAX_BYTES, Envelope,
+    ServerMessage,
 };
 
 use super::ChatError;
 
-/// Types the Go service knew; frames of other unknown types fail validation as they did there.
-const KNOWN_TYPES: &[&str] = &[
-    "user_message",
-    "ai_response",
-    "file_upload",
-    "voice_message",
-    "error",
-    "connection_status",
-    "typing_indicator",
-    "help_request",
-    "admin_join",
-    "admin_leave",
-    "model_select",
-    "loading",
-    "notification",
-    "cancel",
-    "ping",
-    "resume",
-    "admin_message",
-    "pong",
-];
+/// Whether `kind` is a message type of the spec, sent by clients or by the server (the Go service's
+/// known types); frames of other types fail validation as they did there.
+fn is_known_type(kind: &str) -> bool {
+    ClientMessage::MESSAGE_TYPES.contains(&kind) || ServerMessage::MESSAGE_TYPES.contains(&kind)
+}
 
-/// Types only the server sends. The error frame that refuses one repeats its name, which is therefore
-/// always one of these.
-const SERVER_ONLY_TYPES: &[&str] = &[
-    "ai_response",
-    "error",
-    "connection_status",
-    "loading",
-    "notification",
-    "pong",
-];
+/// The spec's name of `kind` when only the server sends it. The error frame that refuses such a frame
+/// repeats this name, which is therefore always one of the spec's.
+fn server_only_type(kind: &str) -> Option<&'static str> {
+    ServerMessage::MESSAGE_TYPES
+        .iter()
+        .copied()
+        .find(|t| *t == kind && !ClientMessage::MESSAGE_TYPES.contains(t))
+}
 
 /// String fields of the envelope that are sanitised. `type` is not among them: it is matched exactly, so
 /// `"user_message "` or `"user_message\u0000"` is an unknown type.
@@ -139,7 +122,7 @@ pub fn decode(text: &str) -> Result<Decoded, Refused> {
     check_timestamp(&envelope).map_err(|e| fail(ChatError::Malformed(detail(e))))?;
     validate(&envelope).map_err(|e| fail(ChatError::Invalid(detail(e))))?;
     let kind = envelope.r#type.as_deref().unwrap_or_default();
-    if let Some(server_only) = SERVER_ONLY_TYPES.iter().find(|t| **t == kind) {
+    if let Some(server_only) = server_only_type(kind) {
         return Err(fail(ChatError::UnroutableType(server_only)));
     }
 
@@ -241,7 +224,7 @@ fn present(field: &Option<String>) -> bool {
 /// The Go service's validation rules plus the spec's limits; the text is for logs only.
 fn validate(envelope: &Envelope) -> Result<(), String> {
     let kind = envelope.r#type.as_deref().unwrap_or_default();
-    if !KNOWN_TYPES.contains(&kind) {
+    if !is_known_type(kind) {
         return Err(format!("unknown type {kind:?}"));
     }
     let sender = envelope.sender.as_deref().unwrap_or("user");
@@ -423,9 +406,30 @@ mod tests {
             code(r#"{"type":"pong"}"#),
             "Invalid message format: unknown message type pong"
         );
-        for kind in SERVER_ONLY_TYPES {
-            assert!(KNOWN_TYPES.contains(kind), "{kind}");
-        }
+        // The Go service's eighteen types: twelve a client sends, six only the server sends.
+        let server_only: Vec<_> = ServerMessage::MESSAGE_TYPES
+            .iter()
+            .filter_map(|t| server_only_type(t))
+            .collect();
+        assert_eq!(
+            server_only,
+            [
+                "connection_status",
+                "loading",
+                "ai_response",
+                "notification",
+                "pong",
+                "error"
+            ]
+        );
+        assert_eq!(ClientMessage::MESSAGE_TYPES.len(), 12);
+        assert!(
+            ClientMessage::MESSAGE_TYPES
+                .iter()
+                .all(|t| is_known_type(t))
+        );
+        assert!(!is_known_type("user_message "));
+        assert_eq!(server_only_type("user_message"), None);
     }
 
     #[test]
