@@ -1,11 +1,11 @@
 //! Emits the TypeScript client package `typescript/`: wire types of both documents, one REST function per
 //! operation, and the fixed runtime templates (REST transport, WebSocket client) copied beside them.
 
+use crate::GeneratedFile;
 use crate::asyncapi::{AsyncApi, Message};
 use crate::model::{Field, Kind, Prop, Scalar, Schema, Ty};
 use crate::names;
 use crate::openapi::{Body, OpenApi, Operation};
-use crate::GeneratedFile;
 
 /// The comment at the top of every generated TypeScript file.
 const HEADER: &str = "\
@@ -300,7 +300,11 @@ fn param_name(name: &str) -> String {
         Some(first) => first.to_ascii_lowercase().to_string() + chars.as_str(),
         None => "value".to_owned(),
     };
-    if is_identifier(name) { name.to_owned() } else { lower }
+    if is_identifier(name) {
+        name.to_owned()
+    } else {
+        lower
+    }
 }
 
 /// The interface of an operation's query parameters, if it has any.
