@@ -11,6 +11,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # shellcheck source=scripts/ferretdb.sh
 source scripts/ferretdb.sh
+# shellcheck source=scripts/ts-client.sh
+source scripts/ts-client.sh
 
 # aiosmtpd (PyPI), the real SMTP server of the notification tests: installed once into a venv under the
 # tools cache; the tests start it themselves and find its interpreter through CHATBOX_TEST_PYTHON.
@@ -55,4 +57,6 @@ echo "==> cargo test"
 cargo test --workspace --all-targets
 echo "==> cargo test --doc"
 cargo test --workspace --doc
+echo "==> TypeScript client against the live server (scripts/ts-client.sh)"
+ts_client_run
 echo "==> all checks passed"

@@ -1,5 +1,5 @@
 //! Spec compiler: reads `spec/asyncapi.yaml` and `spec/openapi.yaml` and emits Rust wire types, Markdown
-//! references and JSON Schemas, following `docs/contract.md`.
+//! references, JSON Schemas and the TypeScript client package, following `docs/contract.md`.
 //!
 //! The compiler is pure: [`generate`] maps [`Specs`] to a sorted list of [`GeneratedFile`]s, byte-identical for
 //! identical input. `build.rs` writes only `rust/protocol.rs` (to `OUT_DIR`); the binary mirrors everything
@@ -14,10 +14,13 @@ mod model;
 mod names;
 mod openapi;
 mod rust;
+mod typescript;
 mod yaml;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod typescript_tests;
 
 use std::path::Path;
 
@@ -125,6 +128,7 @@ pub fn generate(specs: &Specs) -> Result<Vec<GeneratedFile>, SpecError> {
             contents: markdown::http(&http, "spec/openapi.yaml"),
         },
     ];
+    files.extend(typescript::emit(&ws, &http));
     for (direction, list) in [
         (Direction::Client, &ws.client),
         (Direction::Server, &ws.server),

@@ -6,7 +6,10 @@ use std::path::Path;
 use crate::GeneratedFile;
 
 /// Top-level directories of the output that the compiler owns; stale files are only removed under these.
-const OWNED_DIRS: &[&str] = &["rust", "docs", "schemas"];
+const OWNED_DIRS: &[&str] = &["rust", "docs", "schemas", "typescript"];
+
+/// Directories that building or packing the TypeScript package in place creates; never part of the mirror.
+const BUILD_DIRS: &[&str] = &["node_modules", "dist"];
 
 /// The command that refreshes the mirror, for messages that report it stale.
 pub const REFRESH: &str = "cargo run -p chatbox-codegen -- --spec spec --out generated";
@@ -18,7 +21,9 @@ fn existing_files(out: &Path) -> std::io::Result<BTreeSet<String>> {
             let entry = entry?;
             let path = entry.path();
             if entry.file_type()?.is_dir() {
-                walk(root, &path, found)?;
+                if !BUILD_DIRS.contains(&entry.file_name().to_string_lossy().as_ref()) {
+                    walk(root, &path, found)?;
+                }
             } else if let Ok(rel) = path.strip_prefix(root) {
                 let rel: Vec<String> = rel
                     .components()
@@ -93,8 +98,9 @@ fn remove_empty_dirs(dir: &Path) -> std::io::Result<()> {
         return Ok(());
     }
     for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.is_dir() {
+        let entry = entry?;
+        let path = entry.path();
+        if path.is_dir() && !BUILD_DIRS.contains(&entry.file_name().to_string_lossy().as_ref()) {
             remove_empty_dirs(&path)?;
         }
     }

@@ -185,7 +185,7 @@ fn files() -> Vec<GeneratedFile> {
     }
 }
 
-fn file(path: &str) -> String {
+pub(crate) fn file(path: &str) -> String {
     files()
         .into_iter()
         .find(|f| f.path == path)
@@ -264,6 +264,14 @@ fn outputs_are_sorted_and_cover_every_message_and_schema() {
             "schemas/ws/error.server.json",
             "schemas/ws/user_message.client.json",
             "schemas/ws/user_message.server.json",
+            "typescript/README.md",
+            "typescript/package.json",
+            "typescript/src/http.ts",
+            "typescript/src/index.ts",
+            "typescript/src/rest.ts",
+            "typescript/src/socket.ts",
+            "typescript/src/ws.ts",
+            "typescript/tsconfig.json",
         ]
     );
 }
