@@ -7,7 +7,7 @@ use crate::asyncapi::{AsyncApi, Message};
 use crate::error::SpecError;
 use crate::model::{Field, Kind, Limits, Prop, Scalar, Schema, Ty};
 use crate::names;
-use crate::openapi::{Body, OpenApi, Operation};
+use crate::openapi::{Body, OpenApi, Operation, Response};
 
 /// The comment at the top of the generated file.
 pub(crate) const HEADER: &str = "\
@@ -110,21 +110,118 @@ fn ws_module(spec: &AsyncApi) -> TokenStream {
 fn http_module(spec: &OpenApi) -> TokenStream {
     let items = schema_items(&spec.schemas, Flavor::Http);
     let violation = field_violation();
-    let responses = spec
-        .operations
+    let operations: Vec<&Operation> = spec.operations.iter().filter(|op| !op.upgrade).collect();
+    let responses = operations.iter().map(|op| response_enum(op));
+    // The error statuses are generated when the spec has the two error components they carry.
+    let has_errors = ["ErrorBody", "RateLimitError"]
         .iter()
-        .filter(|op| !op.upgrade)
-        .map(response_enum);
+        .all(|name| spec.schemas.iter().any(|s| s.name == *name));
+    let error_statuses: Vec<TokenStream> = if has_errors {
+        operations
+            .iter()
+            .filter_map(|op| error_statuses(op))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let error_trait = if error_statuses.is_empty() {
+        TokenStream::new()
+    } else {
+        error_statuses_trait()
+    };
     let lints = lints();
     quote! {
         /// HTTP wire types and per-operation response enums generated from `spec/openapi.yaml`.
         pub mod http {
             #lints
             #violation
+            #error_trait
             #( #responses )*
+            #( #error_statuses )*
             #items
         }
     }
+}
+
+fn error_statuses_trait() -> TokenStream {
+    quote! {
+        /// The error statuses an operation declares, so an error becomes the variant of its status and a status
+        /// the operation does not declare cannot be answered. Generated for every operation that declares a
+        /// `500` with an `ErrorBody` (the spec's error body; `RateLimitError` is its `429` body).
+        pub trait ErrorStatuses: Sized {
+            /// The variant of `status` with `body`, or the body back when the operation does not declare it.
+            fn from_error(status: u16, body: ErrorBody) -> Result<Self, ErrorBody>;
+            /// The `429` with its body and `Retry-After`, when the operation declares one.
+            fn from_rate_limit(body: RateLimitError, retry_after: Option<i64>) -> Option<Self>;
+            /// The `500` with `body`.
+            fn internal(body: ErrorBody) -> Self;
+        }
+    }
+}
+
+/// Whether a response carries this component as its JSON body.
+fn has_json_body(response: &Response, component: &str) -> bool {
+    match &response.body {
+        Body::Json(prop) => rust_type(prop).to_string() == component,
+        _ => false,
+    }
+}
+
+/// `impl ErrorStatuses` of an operation's response enum: every declared status whose body is an `ErrorBody`,
+/// and its `429` (`RateLimitError` and `Retry-After`). `None` for an operation without a `500` `ErrorBody`.
+fn error_statuses(op: &Operation) -> Option<TokenStream> {
+    let ident = format_ident!("{}Response", names::pascal(&op.id));
+    if !op
+        .responses
+        .iter()
+        .any(|r| r.status == 500 && has_json_body(r, "ErrorBody"))
+    {
+        return None;
+    }
+    let arms = op
+        .responses
+        .iter()
+        .filter(|r| r.status >= 400 && has_json_body(r, "ErrorBody"))
+        .map(|r| {
+            let variant = format_ident!("Status{}", r.status);
+            let status = Literal::u16_unsuffixed(r.status);
+            quote!(#status => Ok(Self::#variant(poem_openapi::payload::Json(body))),)
+        });
+    let rate_limited = op
+        .responses
+        .iter()
+        .find(|r| r.status == 429 && has_json_body(r, "RateLimitError"))
+        .map_or_else(
+            || quote!(None),
+            |_| {
+                quote!(Some(Self::Status429(
+                    poem_openapi::payload::Json(body),
+                    retry_after
+                )))
+            },
+        );
+    let unused = if op.responses.iter().any(|r| r.status == 429) {
+        TokenStream::new()
+    } else {
+        quote!(let _ = (body, retry_after);)
+    };
+    Some(quote! {
+        impl ErrorStatuses for #ident {
+            fn from_error(status: u16, body: ErrorBody) -> Result<Self, ErrorBody> {
+                match status {
+                    #( #arms )*
+                    _ => Err(body),
+                }
+            }
+            fn from_rate_limit(body: RateLimitError, retry_after: Option<i64>) -> Option<Self> {
+                #unused
+                #rate_limited
+            }
+            fn internal(body: ErrorBody) -> Self {
+                Self::Status500(poem_openapi::payload::Json(body))
+            }
+        }
+    })
 }
 
 fn field_violation() -> TokenStream {

@@ -478,6 +478,96 @@ fn operations_become_api_response_enums() {
 }
 
 #[test]
+fn operations_with_an_error_body_map_error_statuses_to_their_variants() {
+    let openapi = OPENAPI
+        .replacen("  /ws:\n", &format!("{ERROR_OPERATION}  /ws:\n"), 1)
+        .replacen(
+            "    Status:\n",
+            &format!("{ERROR_COMPONENTS}    Status:\n"),
+            1,
+        );
+    let generated = match generate(&specs(ASYNCAPI, &openapi)) {
+        Ok(files) => files,
+        Err(e) => panic!("fixture does not compile: {e}"),
+    };
+    let rust = generated
+        .into_iter()
+        .find(|f| f.path == "rust/protocol.rs")
+        .map(|f| f.contents)
+        .unwrap_or_default();
+    let http = rust[rust.find("pub mod http").unwrap_or(0)..].to_owned();
+    assert_has(
+        &http,
+        "impl ErrorStatuses for EndSessionResponse {
+            fn from_error(status: u16, body: ErrorBody) -> Result<Self, ErrorBody> {
+                match status {
+                    404 => Ok(Self::Status404(poem_openapi::payload::Json(body))),
+                    500 => Ok(Self::Status500(poem_openapi::payload::Json(body))),
+                    _ => Err(body),
+                }
+            }
+            fn from_rate_limit(body: RateLimitError, retry_after: Option<i64>) -> Option<Self> {
+                Some(Self::Status429(poem_openapi::payload::Json(body), retry_after))
+            }
+            fn internal(body: ErrorBody) -> Self {
+                Self::Status500(poem_openapi::payload::Json(body))
+            }
+        }",
+    );
+    assert_has(&http, "pub trait ErrorStatuses: Sized {");
+    // No 500 with an ErrorBody: the operation answers its own statuses only.
+    assert_lacks(&http, "impl ErrorStatuses for GetSessionResponse");
+    // Without the error components (the main fixture), neither the trait nor an impl.
+    assert_lacks(&http_part(), "ErrorStatuses");
+}
+
+/// An operation declaring error statuses with the spec's error bodies, for
+/// [`operations_with_an_error_body_map_error_statuses_to_their_variants`].
+const ERROR_OPERATION: &str = r##"  /sessions/{sessionId}/end:
+    post:
+      operationId: endSession
+      summary: Ends a session.
+      responses:
+        '200':
+          description: Ended.
+          content:
+            application/json:
+              schema: {$ref: '#/components/schemas/SessionMetadata'}
+        '404':
+          description: Not found.
+          content:
+            application/json:
+              schema: {$ref: '#/components/schemas/ErrorBody'}
+        '429':
+          description: Slow down.
+          headers:
+            Retry-After:
+              description: Seconds to wait.
+              schema: {type: integer}
+          content:
+            application/json:
+              schema: {$ref: '#/components/schemas/RateLimitError'}
+        '500':
+          description: Failure.
+          content:
+            application/json:
+              schema: {$ref: '#/components/schemas/ErrorBody'}
+"##;
+
+/// The error components [`ERROR_OPERATION`] uses.
+const ERROR_COMPONENTS: &str = r##"    ErrorBody:
+      type: object
+      required: [error]
+      properties:
+        error: {type: string, description: Message.}
+    RateLimitError:
+      type: object
+      required: [error]
+      properties:
+        error: {type: string, description: Message.}
+"##;
+
+#[test]
 fn upgrade_operations_are_documented_but_get_no_response_type() {
     assert_lacks(&http_part(), "OpenWebSocketResponse");
     let doc = file("docs/http.md");

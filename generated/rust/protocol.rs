@@ -2007,6 +2007,20 @@ pub mod http {
         }
     }
     impl std::error::Error for FieldViolation {}
+    /// The error statuses an operation declares, so an error becomes the variant of its status and a status
+    /// the operation does not declare cannot be answered. Generated for every operation that declares a
+    /// `500` with an `ErrorBody` (the spec's error body; `RateLimitError` is its `429` body).
+    pub trait ErrorStatuses: Sized {
+        /// The variant of `status` with `body`, or the body back when the operation does not declare it.
+        fn from_error(status: u16, body: ErrorBody) -> Result<Self, ErrorBody>;
+        /// The `429` with its body and `Retry-After`, when the operation declares one.
+        fn from_rate_limit(
+            body: RateLimitError,
+            retry_after: Option<i64>,
+        ) -> Option<Self>;
+        /// The `500` with `body`.
+        fn internal(body: ErrorBody) -> Self;
+    }
     /// List the caller's sessions
     ///
     /// Responses of `listSessions` (`GET /sessions`), one variant per status declared in the spec.
@@ -2430,6 +2444,306 @@ pub mod http {
             #[oai(header = "Retry-After")]
             Option<i64>,
         ),
+    }
+    impl ErrorStatuses for ListSessionsResponse {
+        fn from_error(status: u16, body: ErrorBody) -> Result<Self, ErrorBody> {
+            match status {
+                401 => Ok(Self::Status401(poem_openapi::payload::Json(body))),
+                500 => Ok(Self::Status500(poem_openapi::payload::Json(body))),
+                _ => Err(body),
+            }
+        }
+        fn from_rate_limit(
+            body: RateLimitError,
+            retry_after: Option<i64>,
+        ) -> Option<Self> {
+            let _ = (body, retry_after);
+            None
+        }
+        fn internal(body: ErrorBody) -> Self {
+            Self::Status500(poem_openapi::payload::Json(body))
+        }
+    }
+    impl ErrorStatuses for GetSessionResponse {
+        fn from_error(status: u16, body: ErrorBody) -> Result<Self, ErrorBody> {
+            match status {
+                401 => Ok(Self::Status401(poem_openapi::payload::Json(body))),
+                404 => Ok(Self::Status404(poem_openapi::payload::Json(body))),
+                500 => Ok(Self::Status500(poem_openapi::payload::Json(body))),
+                _ => Err(body),
+            }
+        }
+        fn from_rate_limit(
+            body: RateLimitError,
+            retry_after: Option<i64>,
+        ) -> Option<Self> {
+            let _ = (body, retry_after);
+            None
+        }
+        fn internal(body: ErrorBody) -> Self {
+            Self::Status500(poem_openapi::payload::Json(body))
+        }
+    }
+    impl ErrorStatuses for EndSessionResponse {
+        fn from_error(status: u16, body: ErrorBody) -> Result<Self, ErrorBody> {
+            match status {
+                401 => Ok(Self::Status401(poem_openapi::payload::Json(body))),
+                404 => Ok(Self::Status404(poem_openapi::payload::Json(body))),
+                500 => Ok(Self::Status500(poem_openapi::payload::Json(body))),
+                _ => Err(body),
+            }
+        }
+        fn from_rate_limit(
+            body: RateLimitError,
+            retry_after: Option<i64>,
+        ) -> Option<Self> {
+            let _ = (body, retry_after);
+            None
+        }
+        fn internal(body: ErrorBody) -> Self {
+            Self::Status500(poem_openapi::payload::Json(body))
+        }
+    }
+    impl ErrorStatuses for ShareSessionResponse {
+        fn from_error(status: u16, body: ErrorBody) -> Result<Self, ErrorBody> {
+            match status {
+                401 => Ok(Self::Status401(poem_openapi::payload::Json(body))),
+                404 => Ok(Self::Status404(poem_openapi::payload::Json(body))),
+                500 => Ok(Self::Status500(poem_openapi::payload::Json(body))),
+                _ => Err(body),
+            }
+        }
+        fn from_rate_limit(
+            body: RateLimitError,
+            retry_after: Option<i64>,
+        ) -> Option<Self> {
+            let _ = (body, retry_after);
+            None
+        }
+        fn internal(body: ErrorBody) -> Self {
+            Self::Status500(poem_openapi::payload::Json(body))
+        }
+    }
+    impl ErrorStatuses for RevokeShareResponse {
+        fn from_error(status: u16, body: ErrorBody) -> Result<Self, ErrorBody> {
+            match status {
+                401 => Ok(Self::Status401(poem_openapi::payload::Json(body))),
+                404 => Ok(Self::Status404(poem_openapi::payload::Json(body))),
+                500 => Ok(Self::Status500(poem_openapi::payload::Json(body))),
+                _ => Err(body),
+            }
+        }
+        fn from_rate_limit(
+            body: RateLimitError,
+            retry_after: Option<i64>,
+        ) -> Option<Self> {
+            let _ = (body, retry_after);
+            None
+        }
+        fn internal(body: ErrorBody) -> Self {
+            Self::Status500(poem_openapi::payload::Json(body))
+        }
+    }
+    impl ErrorStatuses for GetSharedSessionResponse {
+        fn from_error(status: u16, body: ErrorBody) -> Result<Self, ErrorBody> {
+            match status {
+                404 => Ok(Self::Status404(poem_openapi::payload::Json(body))),
+                500 => Ok(Self::Status500(poem_openapi::payload::Json(body))),
+                _ => Err(body),
+            }
+        }
+        fn from_rate_limit(
+            body: RateLimitError,
+            retry_after: Option<i64>,
+        ) -> Option<Self> {
+            Some(Self::Status429(poem_openapi::payload::Json(body), retry_after))
+        }
+        fn internal(body: ErrorBody) -> Self {
+            Self::Status500(poem_openapi::payload::Json(body))
+        }
+    }
+    impl ErrorStatuses for AdminListSessionsResponse {
+        fn from_error(status: u16, body: ErrorBody) -> Result<Self, ErrorBody> {
+            match status {
+                400 => Ok(Self::Status400(poem_openapi::payload::Json(body))),
+                401 => Ok(Self::Status401(poem_openapi::payload::Json(body))),
+                403 => Ok(Self::Status403(poem_openapi::payload::Json(body))),
+                500 => Ok(Self::Status500(poem_openapi::payload::Json(body))),
+                _ => Err(body),
+            }
+        }
+        fn from_rate_limit(
+            body: RateLimitError,
+            retry_after: Option<i64>,
+        ) -> Option<Self> {
+            Some(Self::Status429(poem_openapi::payload::Json(body), retry_after))
+        }
+        fn internal(body: ErrorBody) -> Self {
+            Self::Status500(poem_openapi::payload::Json(body))
+        }
+    }
+    impl ErrorStatuses for AdminGetMetricsResponse {
+        fn from_error(status: u16, body: ErrorBody) -> Result<Self, ErrorBody> {
+            match status {
+                400 => Ok(Self::Status400(poem_openapi::payload::Json(body))),
+                401 => Ok(Self::Status401(poem_openapi::payload::Json(body))),
+                403 => Ok(Self::Status403(poem_openapi::payload::Json(body))),
+                500 => Ok(Self::Status500(poem_openapi::payload::Json(body))),
+                _ => Err(body),
+            }
+        }
+        fn from_rate_limit(
+            body: RateLimitError,
+            retry_after: Option<i64>,
+        ) -> Option<Self> {
+            Some(Self::Status429(poem_openapi::payload::Json(body), retry_after))
+        }
+        fn internal(body: ErrorBody) -> Self {
+            Self::Status500(poem_openapi::payload::Json(body))
+        }
+    }
+    impl ErrorStatuses for AdminTakeoverResponse {
+        fn from_error(status: u16, body: ErrorBody) -> Result<Self, ErrorBody> {
+            match status {
+                400 => Ok(Self::Status400(poem_openapi::payload::Json(body))),
+                401 => Ok(Self::Status401(poem_openapi::payload::Json(body))),
+                403 => Ok(Self::Status403(poem_openapi::payload::Json(body))),
+                404 => Ok(Self::Status404(poem_openapi::payload::Json(body))),
+                500 => Ok(Self::Status500(poem_openapi::payload::Json(body))),
+                _ => Err(body),
+            }
+        }
+        fn from_rate_limit(
+            body: RateLimitError,
+            retry_after: Option<i64>,
+        ) -> Option<Self> {
+            Some(Self::Status429(poem_openapi::payload::Json(body), retry_after))
+        }
+        fn internal(body: ErrorBody) -> Self {
+            Self::Status500(poem_openapi::payload::Json(body))
+        }
+    }
+    impl ErrorStatuses for AdminEndTakeoverResponse {
+        fn from_error(status: u16, body: ErrorBody) -> Result<Self, ErrorBody> {
+            match status {
+                400 => Ok(Self::Status400(poem_openapi::payload::Json(body))),
+                401 => Ok(Self::Status401(poem_openapi::payload::Json(body))),
+                403 => Ok(Self::Status403(poem_openapi::payload::Json(body))),
+                404 => Ok(Self::Status404(poem_openapi::payload::Json(body))),
+                500 => Ok(Self::Status500(poem_openapi::payload::Json(body))),
+                _ => Err(body),
+            }
+        }
+        fn from_rate_limit(
+            body: RateLimitError,
+            retry_after: Option<i64>,
+        ) -> Option<Self> {
+            Some(Self::Status429(poem_openapi::payload::Json(body), retry_after))
+        }
+        fn internal(body: ErrorBody) -> Self {
+            Self::Status500(poem_openapi::payload::Json(body))
+        }
+    }
+    impl ErrorStatuses for AdminTransferTakeoverResponse {
+        fn from_error(status: u16, body: ErrorBody) -> Result<Self, ErrorBody> {
+            match status {
+                400 => Ok(Self::Status400(poem_openapi::payload::Json(body))),
+                401 => Ok(Self::Status401(poem_openapi::payload::Json(body))),
+                403 => Ok(Self::Status403(poem_openapi::payload::Json(body))),
+                404 => Ok(Self::Status404(poem_openapi::payload::Json(body))),
+                500 => Ok(Self::Status500(poem_openapi::payload::Json(body))),
+                _ => Err(body),
+            }
+        }
+        fn from_rate_limit(
+            body: RateLimitError,
+            retry_after: Option<i64>,
+        ) -> Option<Self> {
+            Some(Self::Status429(poem_openapi::payload::Json(body), retry_after))
+        }
+        fn internal(body: ErrorBody) -> Self {
+            Self::Status500(poem_openapi::payload::Json(body))
+        }
+    }
+    impl ErrorStatuses for AdminListAuditResponse {
+        fn from_error(status: u16, body: ErrorBody) -> Result<Self, ErrorBody> {
+            match status {
+                400 => Ok(Self::Status400(poem_openapi::payload::Json(body))),
+                401 => Ok(Self::Status401(poem_openapi::payload::Json(body))),
+                403 => Ok(Self::Status403(poem_openapi::payload::Json(body))),
+                500 => Ok(Self::Status500(poem_openapi::payload::Json(body))),
+                _ => Err(body),
+            }
+        }
+        fn from_rate_limit(
+            body: RateLimitError,
+            retry_after: Option<i64>,
+        ) -> Option<Self> {
+            Some(Self::Status429(poem_openapi::payload::Json(body), retry_after))
+        }
+        fn internal(body: ErrorBody) -> Self {
+            Self::Status500(poem_openapi::payload::Json(body))
+        }
+    }
+    impl ErrorStatuses for AdminListUserSessionsResponse {
+        fn from_error(status: u16, body: ErrorBody) -> Result<Self, ErrorBody> {
+            match status {
+                400 => Ok(Self::Status400(poem_openapi::payload::Json(body))),
+                401 => Ok(Self::Status401(poem_openapi::payload::Json(body))),
+                403 => Ok(Self::Status403(poem_openapi::payload::Json(body))),
+                500 => Ok(Self::Status500(poem_openapi::payload::Json(body))),
+                _ => Err(body),
+            }
+        }
+        fn from_rate_limit(
+            body: RateLimitError,
+            retry_after: Option<i64>,
+        ) -> Option<Self> {
+            Some(Self::Status429(poem_openapi::payload::Json(body), retry_after))
+        }
+        fn internal(body: ErrorBody) -> Self {
+            Self::Status500(poem_openapi::payload::Json(body))
+        }
+    }
+    impl ErrorStatuses for AdminExportUserResponse {
+        fn from_error(status: u16, body: ErrorBody) -> Result<Self, ErrorBody> {
+            match status {
+                400 => Ok(Self::Status400(poem_openapi::payload::Json(body))),
+                401 => Ok(Self::Status401(poem_openapi::payload::Json(body))),
+                403 => Ok(Self::Status403(poem_openapi::payload::Json(body))),
+                500 => Ok(Self::Status500(poem_openapi::payload::Json(body))),
+                _ => Err(body),
+            }
+        }
+        fn from_rate_limit(
+            body: RateLimitError,
+            retry_after: Option<i64>,
+        ) -> Option<Self> {
+            Some(Self::Status429(poem_openapi::payload::Json(body), retry_after))
+        }
+        fn internal(body: ErrorBody) -> Self {
+            Self::Status500(poem_openapi::payload::Json(body))
+        }
+    }
+    impl ErrorStatuses for AdminDeleteUserResponse {
+        fn from_error(status: u16, body: ErrorBody) -> Result<Self, ErrorBody> {
+            match status {
+                400 => Ok(Self::Status400(poem_openapi::payload::Json(body))),
+                401 => Ok(Self::Status401(poem_openapi::payload::Json(body))),
+                403 => Ok(Self::Status403(poem_openapi::payload::Json(body))),
+                500 => Ok(Self::Status500(poem_openapi::payload::Json(body))),
+                _ => Err(body),
+            }
+        }
+        fn from_rate_limit(
+            body: RateLimitError,
+            retry_after: Option<i64>,
+        ) -> Option<Self> {
+            Some(Self::Status429(poem_openapi::payload::Json(body), retry_after))
+        }
+        fn internal(body: ErrorBody) -> Self {
+            Self::Status500(poem_openapi::payload::Json(body))
+        }
     }
     /// Author of a stored message.
     #[derive(

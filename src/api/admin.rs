@@ -22,23 +22,13 @@ use crate::state::AppState;
 use crate::store::{SessionQuery, SortField, SortOrder, StatusFilter};
 
 use super::auth::BearerAuth;
-use super::error::{ApiError, from_wire};
+use super::error::ApiError;
 use super::params::{
     Raw, day_start, effective_limit, effective_offset, leading_int, rfc3339, strict_int,
 };
 use super::tags::ApiTags;
 use super::views::{count, session_metadata};
 use crate::audit::{AuditKind, AuditQuery, admin_record, record_logged};
-
-from_wire!(AdminListSessionsResponse {
-    400 => Status400, 401 => Status401, 403 => Status403, 500 => Status500
-}, 429 => Status429);
-from_wire!(AdminGetMetricsResponse {
-    400 => Status400, 401 => Status401, 403 => Status403, 500 => Status500
-}, 429 => Status429);
-from_wire!(AdminListAuditResponse {
-    400 => Status400, 401 => Status401, 403 => Status403, 500 => Status500
-}, 429 => Status429);
 
 /// Longest `user_id` accepted by the admin routes, in bytes.
 pub const MAX_USER_ID_LEN: usize = 255;

@@ -8,7 +8,7 @@ use poem::Request;
 use poem_openapi::payload::Json;
 
 use crate::chat::ChatError;
-use crate::protocol::http::{ErrorBody, HttpErrorCode, RateLimitError};
+use crate::protocol::http::{ErrorBody, ErrorStatuses, HttpErrorCode, RateLimitError};
 use crate::store::StoreError;
 
 use super::limits::too_many;
@@ -170,28 +170,28 @@ pub fn internal_body(request_id: &str) -> ErrorBody {
     }
 }
 
-/// Implements [`FromWire`] for a generated response enum: `status => Variant` for each error status it
-/// declares, and `429 => Variant` when it declares a rate limit. Every enum declares a 500.
-macro_rules! from_wire {
-    ($ty:ty { $($status:literal => $variant:ident),* $(,)? } $(, 429 => $limited:ident)?) => {
-        impl $crate::api::error::FromWire for $ty {
-            fn from_wire(wire: $crate::api::error::Wire, request_id: &str) -> Self {
-                use poem_openapi::payload::Json;
-                match wire {
-                    $($crate::api::error::Wire::Body($status, body) => Self::$variant(Json(body)),)*
-                    $($crate::api::error::Wire::RateLimited(body, after) => Self::$limited(body, after),)?
-                    #[allow(unreachable_patterns)]
-                    _ => {
-                        tracing::error!(request_id, "error status not declared by the operation");
-                        Self::Status500(Json($crate::api::error::internal_body(request_id)))
-                    }
-                }
-            }
-        }
-    };
+/// Every generated response enum that declares its error statuses answers an [`ApiError`] through them; a
+/// status the operation does not declare becomes its 500 (and is logged).
+impl<T: ErrorStatuses> FromWire for T {
+    fn from_wire(wire: Wire, request_id: &str) -> Self {
+        let undeclared = match wire {
+            Wire::Body(status, body) => match T::from_error(status, body) {
+                Ok(response) => return response,
+                Err(_) => status,
+            },
+            Wire::RateLimited(Json(body), after) => match T::from_rate_limit(body, after) {
+                Some(response) => return response,
+                None => 429,
+            },
+        };
+        tracing::error!(
+            request_id,
+            status = undeclared,
+            "error status not declared by the operation"
+        );
+        T::internal(internal_body(request_id))
+    }
 }
-
-pub(crate) use from_wire;
 
 #[cfg(test)]
 mod tests {

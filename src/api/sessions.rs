@@ -20,18 +20,12 @@ use crate::state::AppState;
 use crate::store::SessionRecord;
 
 use super::auth::BearerAuth;
-use super::error::{ApiError, from_wire};
+use super::error::ApiError;
 use super::tags::ApiTags;
 use super::views::{count, session_messages, session_metadata};
 
 /// Most sessions `GET /sessions` returns.
 const LIST_LIMIT: usize = 100;
-
-from_wire!(ListSessionsResponse { 401 => Status401, 500 => Status500 });
-from_wire!(GetSessionResponse { 401 => Status401, 404 => Status404, 500 => Status500 });
-from_wire!(EndSessionResponse { 401 => Status401, 404 => Status404, 500 => Status500 });
-from_wire!(ShareSessionResponse { 401 => Status401, 404 => Status404, 500 => Status500 });
-from_wire!(RevokeShareResponse { 401 => Status401, 404 => Status404, 500 => Status500 });
 
 /// The caller's sessions.
 pub struct SessionsApi;

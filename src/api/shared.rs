@@ -13,11 +13,9 @@ use crate::protocol::http::{GetSharedSessionResponse, SharedSession};
 use crate::state::AppState;
 
 use super::client_ip::client_ip;
-use super::error::{ApiError, from_wire};
+use super::error::ApiError;
 use super::tags::ApiTags;
 use super::views::session_messages;
-
-from_wire!(GetSharedSessionResponse { 404 => Status404, 500 => Status500 }, 429 => Status429);
 
 /// Shared sessions.
 pub struct SharedApi;

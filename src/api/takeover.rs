@@ -22,18 +22,8 @@ use crate::state::AppState;
 use crate::store::SessionRecord;
 
 use super::auth::BearerAuth;
-use super::error::{ApiError, from_wire};
+use super::error::ApiError;
 use super::tags::ApiTags;
-
-from_wire!(AdminTakeoverResponse {
-    400 => Status400, 401 => Status401, 403 => Status403, 404 => Status404, 500 => Status500
-}, 429 => Status429);
-from_wire!(AdminEndTakeoverResponse {
-    400 => Status400, 401 => Status401, 403 => Status403, 404 => Status404, 500 => Status500
-}, 429 => Status429);
-from_wire!(AdminTransferTakeoverResponse {
-    400 => Status400, 401 => Status401, 403 => Status403, 404 => Status404, 500 => Status500
-}, 429 => Status429);
 
 async fn session(state: &AppState, session_id: &str) -> Result<SessionRecord, ApiError> {
     state

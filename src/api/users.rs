@@ -22,21 +22,11 @@ use crate::store::{MAX_LIMIT, SessionQuery, SortField, SortOrder, StatusFilter};
 
 use super::admin::{audit, check_user_id};
 use super::auth::BearerAuth;
-use super::error::{ApiError, from_wire};
+use super::error::ApiError;
 use super::params::{Raw, effective_limit, effective_offset, strict_int};
 use super::tags::ApiTags;
 use super::views::{count, session_messages, session_metadata};
 use crate::audit::AuditKind;
-
-from_wire!(AdminListUserSessionsResponse {
-    400 => Status400, 401 => Status401, 403 => Status403, 500 => Status500
-}, 429 => Status429);
-from_wire!(AdminExportUserResponse {
-    400 => Status400, 401 => Status401, 403 => Status403, 500 => Status500
-}, 429 => Status429);
-from_wire!(AdminDeleteUserResponse {
-    400 => Status400, 401 => Status401, 403 => Status403, 500 => Status500
-}, 429 => Status429);
 
 /// Per-user administration.
 pub struct UsersApi;
