@@ -1,4 +1,5 @@
-//! Compiles `spec/` into the Rust wire types (`$OUT_DIR/protocol.rs`, included by `src/protocol/`).
+//! Compiles `spec/` into the Rust wire types (`$OUT_DIR/protocol.rs`, included by `src/protocol/`) and the
+//! HTTP operation layer (`$OUT_DIR/operations.rs`, included by `src/api/operations.rs`).
 //! Writes nothing outside `OUT_DIR`; `generated/` is refreshed by `cargo run -p chatbox-codegen`.
 
 use std::path::{Path, PathBuf};
@@ -21,7 +22,12 @@ fn main() {
     let Some(out_dir) = out_dir else {
         panic!("OUT_DIR is not set")
     };
-    if let Err(error) = std::fs::write(out_dir.join("protocol.rs"), rust) {
-        panic!("{}: {error}", out_dir.join("protocol.rs").display());
+    for (name, contents) in [
+        ("protocol.rs", rust.protocol),
+        ("operations.rs", rust.operations),
+    ] {
+        if let Err(error) = std::fs::write(out_dir.join(name), contents) {
+            panic!("{}: {error}", out_dir.join(name).display());
+        }
     }
 }

@@ -13,6 +13,7 @@ pub mod mirror;
 mod model;
 mod names;
 mod openapi;
+mod operations;
 mod rust;
 mod typescript;
 mod yaml;
@@ -101,6 +102,9 @@ pub struct GeneratedFile {
 /// The path of the Rust output, the one file `build.rs` writes.
 pub const RUST_PATH: &str = "rust/protocol.rs";
 
+/// Where the HTTP operation layer goes among the outputs.
+pub const OPERATIONS_PATH: &str = "rust/operations.rs";
+
 /// Compiles both documents into every output file, sorted by path.
 pub fn generate(specs: &Specs) -> Result<Vec<GeneratedFile>, SpecError> {
     let ws_doc = Doc {
@@ -118,6 +122,10 @@ pub fn generate(specs: &Specs) -> Result<Vec<GeneratedFile>, SpecError> {
         GeneratedFile {
             path: RUST_PATH.to_owned(),
             contents: rust::emit(&ws, &http)?,
+        },
+        GeneratedFile {
+            path: OPERATIONS_PATH.to_owned(),
+            contents: operations::emit(&http)?,
         },
         GeneratedFile {
             path: "docs/websocket.md".to_owned(),
@@ -162,15 +170,31 @@ pub fn generate(specs: &Specs) -> Result<Vec<GeneratedFile>, SpecError> {
     Ok(files)
 }
 
-/// Only the Rust output, for `build.rs`.
-pub fn generate_rust(specs: &Specs) -> Result<String, SpecError> {
-    generate(specs)?
-        .into_iter()
-        .find(|f| f.path == RUST_PATH)
-        .map(|f| f.contents)
-        .ok_or_else(|| SpecError::Invalid {
-            file: "codegen".to_owned(),
-            pointer: String::new(),
-            message: "internal error: no Rust output".to_owned(),
-        })
+/// Only the Rust outputs, for `build.rs`: the wire types ([`RUST_PATH`]) and the HTTP operation layer
+/// ([`OPERATIONS_PATH`]).
+pub fn generate_rust(specs: &Specs) -> Result<RustOutputs, SpecError> {
+    let files = generate(specs)?;
+    let take = |path: &str| {
+        files
+            .iter()
+            .find(|f| f.path == path)
+            .map(|f| f.contents.clone())
+            .ok_or_else(|| SpecError::Invalid {
+                file: "codegen".to_owned(),
+                pointer: String::new(),
+                message: format!("internal error: no {path}"),
+            })
+    };
+    Ok(RustOutputs {
+        protocol: take(RUST_PATH)?,
+        operations: take(OPERATIONS_PATH)?,
+    })
+}
+
+/// The Rust sources `build.rs` writes into `OUT_DIR`.
+pub struct RustOutputs {
+    /// The wire types (`protocol.rs`, included by `src/protocol/`).
+    pub protocol: String,
+    /// The HTTP operation layer (`operations.rs`, included by `src/api/operations.rs`).
+    pub operations: String,
 }

@@ -100,6 +100,8 @@ pub(crate) struct OpenApi {
     pub schemas: Vec<Schema>,
     /// Operations in file order.
     pub operations: Vec<Operation>,
+    /// Top-level `tags`: name and description, in file order.
+    pub tags: Vec<(String, Option<String>)>,
 }
 
 const METHODS: &[&str] = &[
@@ -167,6 +169,22 @@ pub(crate) fn parse(doc: Doc<'_>) -> Result<OpenApi, SpecError> {
         .and_then(Value::as_object)
         .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
         .unwrap_or_default();
+    let tags = doc
+        .get("/tags")
+        .and_then(Value::as_array)
+        .map(|list| {
+            list.iter()
+                .filter_map(|tag| {
+                    let name = tag.get("name")?.as_str()?.to_owned();
+                    let description = tag
+                        .get("description")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned);
+                    Some((name, description))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     Ok(OpenApi {
         title: doc.opt_str("/info", "title")?.map(str::to_owned),
         version: doc.opt_str("/info", "version")?.map(str::to_owned),
@@ -175,6 +193,7 @@ pub(crate) fn parse(doc: Doc<'_>) -> Result<OpenApi, SpecError> {
         security,
         schemas,
         operations,
+        tags,
     })
 }
 

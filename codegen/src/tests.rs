@@ -196,7 +196,10 @@ pub(crate) fn file(path: &str) -> String {
 /// Removes all whitespace and trailing commas, so assertions do not depend on prettyplease's line breaking.
 fn squash(s: &str) -> String {
     let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-    s.replace(",)", ")").replace(",}", "}").replace(",]", "]")
+    s.replace(",)", ")")
+        .replace(",}", "}")
+        .replace(",]", "]")
+        .replace(",>", ">")
 }
 
 fn assert_has(haystack: &str, needle: &str) {
@@ -257,6 +260,7 @@ fn outputs_are_sorted_and_cover_every_message_and_schema() {
         [
             "docs/http.md",
             "docs/websocket.md",
+            "rust/operations.rs",
             "rust/protocol.rs",
             "schemas/http/ApiError.json",
             "schemas/http/SessionMetadata.json",
@@ -566,6 +570,51 @@ const ERROR_COMPONENTS: &str = r##"    ErrorBody:
       properties:
         error: {type: string, description: Message.}
 "##;
+
+#[test]
+fn each_operation_becomes_a_trait_and_an_endpoint_of_its_tag_service() {
+    let ops = file("rust/operations.rs");
+    assert_has(
+        &ops,
+        "pub trait GetSession {
+            /// One session.
+            ///
+            /// Returns one session.
+            fn get_session(
+                req: &poem::Request,
+                state: &std::sync::Arc<crate::state::AppState>,
+                auth: super::auth::BearerAuth,
+                session_id: String,
+                limit: Option<super::params::Raw<i64>>,
+            ) -> impl std::future::Future<Output = crate::protocol::http::GetSessionResponse> + Send;
+        }",
+    );
+    assert_has(
+        &ops,
+        "#[oai(path = \"/sessions/:sessionId\", method = \"get\", operation_id = \"getSession\", tag = \"ApiTags::Sessions\")]
+        async fn get_session(
+            &self,
+            req: &poem::Request,
+            auth: super::auth::BearerAuth,
+            poem::web::Data(state): poem::web::Data<&std::sync::Arc<crate::state::AppState>>,
+            #[oai(name = \"sessionId\")] session_id: poem_openapi::param::Path<String>,
+            #[oai(name = \"limit\")] limit: poem_openapi::param::Query<Option<super::params::Raw<i64>>>,
+        ) -> crate::protocol::http::GetSessionResponse {
+            <super::Handlers as GetSession>::get_session(req, state, auth, session_id.0, limit.0).await
+        }",
+    );
+    // A public operation takes no token; the upgrade is served by the WebSocket transport, not here.
+    assert_has(
+        &ops,
+        "fn get_metrics(req: &poem::Request, state: &std::sync::Arc<crate::state::AppState>,)",
+    );
+    assert_lacks(&ops, "open_web_socket");
+    assert_has(
+        &ops,
+        "#[derive(poem_openapi::Tags)] pub enum ApiTags { #[oai(rename = \"sessions\")] Sessions, }",
+    );
+    assert_has(&ops, "pub type Apis = (SessionsApi, UntaggedApi);");
+}
 
 #[test]
 fn upgrade_operations_are_documented_but_get_no_response_type() {

@@ -6,9 +6,7 @@
 use std::sync::Arc;
 
 use poem::Request;
-use poem::web::Data;
-use poem_openapi::OpenApi;
-use poem_openapi::param::Query;
+
 use poem_openapi::payload::Json;
 use time::{Duration, OffsetDateTime};
 
@@ -26,8 +24,8 @@ use super::error::ApiError;
 use super::params::{
     Raw, day_start, effective_limit, effective_offset, leading_int, rfc3339, strict_int,
 };
-use super::tags::ApiTags;
 use super::views::{count, session_metadata};
+use super::{Handlers, operations};
 use crate::audit::{AuditKind, AuditQuery, admin_record, record_logged};
 
 /// Longest `user_id` accepted by the admin routes, in bytes.
@@ -175,9 +173,9 @@ fn metrics_time(text: &str, end: bool) -> Result<OffsetDateTime, ApiError> {
 }
 
 /// Administration reads.
-pub struct AdminApi;
+pub struct AdminReads;
 
-impl AdminApi {
+impl AdminReads {
     async fn list_inner(
         state: &AppState,
         auth: &BearerAuth,
@@ -291,90 +289,72 @@ impl AdminApi {
     }
 }
 
-#[OpenApi]
-impl AdminApi {
+impl operations::AdminListSessions for Handlers {
     /// Sessions of all users, filtered, sorted and paged.
     #[allow(clippy::too_many_arguments)]
-    #[oai(
-        path = "/admin/sessions",
-        method = "get",
-        operation_id = "adminListSessions",
-        tag = "ApiTags::Admin"
-    )]
-    async fn list_sessions(
-        &self,
+    async fn admin_list_sessions(
         req: &Request,
+        state: &Arc<AppState>,
         auth: BearerAuth,
-        Data(state): Data<&Arc<AppState>>,
-        user_id: Query<Option<String>>,
-        status: Query<Option<String>>,
-        admin_assisted: Query<Option<String>>,
-        sort_by: Query<Option<String>>,
-        sort_order: Query<Option<String>>,
-        limit: Query<Option<String>>,
-        offset: Query<Option<String>>,
-        cursor: Query<Option<String>>,
-        start_time_from: Query<Option<Raw<OffsetDateTime>>>,
-        start_time_to: Query<Option<Raw<OffsetDateTime>>>,
+        user_id: Option<String>,
+        status: Option<String>,
+        admin_assisted: Option<String>,
+        sort_by: Option<String>,
+        sort_order: Option<String>,
+        limit: Option<String>,
+        offset: Option<String>,
+        cursor: Option<String>,
+        start_time_from: Option<Raw<OffsetDateTime>>,
+        start_time_to: Option<Raw<OffsetDateTime>>,
     ) -> AdminListSessionsResponse {
         let params = ListParams {
-            user_id: user_id.0,
-            status: status.0,
-            admin_assisted: admin_assisted.0,
-            sort_by: sort_by.0,
-            sort_order: sort_order.0,
-            limit: limit.0,
-            offset: offset.0,
-            cursor: cursor.0,
-            start_time_from: start_time_from.0.map(|t| t.as_str().to_string()),
-            start_time_to: start_time_to.0.map(|t| t.as_str().to_string()),
+            user_id,
+            status,
+            admin_assisted,
+            sort_by,
+            sort_order,
+            limit,
+            offset,
+            cursor,
+            start_time_from: start_time_from.map(|t| t.as_str().to_string()),
+            start_time_to: start_time_to.map(|t| t.as_str().to_string()),
         };
-        match Self::list_inner(state, &auth, params).await {
+        match AdminReads::list_inner(state, &auth, params).await {
             Ok(body) => AdminListSessionsResponse::Status200(Json(body)),
             Err(err) => err.respond(req),
         }
     }
+}
 
+impl operations::AdminGetMetrics for Handlers {
     /// Aggregated figures over the sessions started in a time range.
-    #[oai(
-        path = "/admin/metrics",
-        method = "get",
-        operation_id = "adminGetMetrics",
-        tag = "ApiTags::Admin"
-    )]
-    async fn metrics(
-        &self,
+    async fn admin_get_metrics(
         req: &Request,
+        state: &Arc<AppState>,
         auth: BearerAuth,
-        Data(state): Data<&Arc<AppState>>,
-        start_time: Query<Option<String>>,
-        end_time: Query<Option<String>>,
+        start_time: Option<String>,
+        end_time: Option<String>,
     ) -> AdminGetMetricsResponse {
-        match Self::metrics_inner(state, &auth, start_time.0.as_deref(), end_time.0.as_deref())
+        match AdminReads::metrics_inner(state, &auth, start_time.as_deref(), end_time.as_deref())
             .await
         {
             Ok(body) => AdminGetMetricsResponse::Status200(Json(body)),
             Err(err) => err.respond(req),
         }
     }
+}
 
+impl operations::AdminListAudit for Handlers {
     /// The audit log of administrator actions, newest first.
-    #[oai(
-        path = "/admin/audit",
-        method = "get",
-        operation_id = "adminListAudit",
-        tag = "ApiTags::Admin"
-    )]
-    async fn list_audit(
-        &self,
+    async fn admin_list_audit(
         req: &Request,
+        state: &Arc<AppState>,
         auth: BearerAuth,
-        Data(state): Data<&Arc<AppState>>,
-        limit: Query<Option<Raw<i64>>>,
-        offset: Query<Option<Raw<i64>>>,
-        cursor: Query<Option<String>>,
+        limit: Option<Raw<i64>>,
+        offset: Option<Raw<i64>>,
+        cursor: Option<String>,
     ) -> AdminListAuditResponse {
-        match Self::audit_inner(state, &auth, limit.0.as_ref(), offset.0.as_ref(), cursor.0).await {
+        match AdminReads::audit_inner(state, &auth, limit.as_ref(), offset.as_ref(), cursor).await {
             Ok(body) => AdminListAuditResponse::Status200(Json(body)),
             Err(err) => err.respond(req),
         }

@@ -6,8 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use poem::Request;
-use poem::web::Data;
-use poem_openapi::OpenApi;
+
 use poem_openapi::payload::{Json, PlainText};
 
 use crate::protocol::http::{
@@ -21,16 +20,13 @@ use crate::state::AppState;
 use super::client_ip::client_ip;
 use super::limits::too_many;
 use super::request_id::RequestId;
-use super::tags::ApiTags;
+use super::{Handlers, operations};
 
 /// How long readiness waits for the store.
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Readiness reason of the LLM check when no provider can serve (reference 2.4, exact text).
 const NO_PROVIDERS: &str = "No LLM providers configured";
-
-/// Health, readiness and metrics endpoints.
-pub struct HealthApi;
 
 fn public_limit(state: &AppState, req: &Request) -> Result<(), Duration> {
     let ip = client_ip(req, &state.settings.http.trusted_proxies);
@@ -61,16 +57,9 @@ async fn keys_check(state: &AppState) -> Option<KeysCheck> {
     })
 }
 
-#[OpenApi]
-impl HealthApi {
+impl operations::GetHealth for Handlers {
     /// Liveness.
-    #[oai(
-        path = "/healthz",
-        method = "get",
-        operation_id = "getHealth",
-        tag = "ApiTags::Health"
-    )]
-    async fn health(&self, req: &Request, Data(state): Data<&Arc<AppState>>) -> GetHealthResponse {
+    async fn get_health(req: &Request, state: &Arc<AppState>) -> GetHealthResponse {
         if let Err(wait) = public_limit(state, req) {
             let (body, after) = too_many(wait, false);
             return GetHealthResponse::Status429(body, after);
@@ -80,19 +69,11 @@ impl HealthApi {
             timestamp: ws_timestamp(time::OffsetDateTime::now_utc()),
         }))
     }
+}
 
+impl operations::GetReadiness for Handlers {
     /// Readiness: the store answers and at least one model provider is usable.
-    #[oai(
-        path = "/readyz",
-        method = "get",
-        operation_id = "getReadiness",
-        tag = "ApiTags::Health"
-    )]
-    async fn ready(
-        &self,
-        req: &Request,
-        Data(state): Data<&Arc<AppState>>,
-    ) -> GetReadinessResponse {
+    async fn get_readiness(req: &Request, state: &Arc<AppState>) -> GetReadinessResponse {
         if let Err(wait) = public_limit(state, req) {
             let (body, after) = too_many(wait, false);
             return GetReadinessResponse::Status429(body, after);
@@ -162,18 +143,13 @@ impl HealthApi {
             GetReadinessResponse::Status503(body)
         }
     }
+}
 
+impl operations::GetPrometheusMetrics for Handlers {
     /// Prometheus exposition, for clients inside `chatbox.metrics_allowed_networks`.
-    #[oai(
-        path = "/metrics/prometheus",
-        method = "get",
-        operation_id = "getPrometheusMetrics",
-        tag = "ApiTags::Metrics"
-    )]
-    async fn prometheus(
-        &self,
+    async fn get_prometheus_metrics(
         req: &Request,
-        Data(state): Data<&Arc<AppState>>,
+        state: &Arc<AppState>,
     ) -> GetPrometheusMetricsResponse {
         let allowed = &state.settings.http.metrics_allowed_networks;
         let ip = client_ip(req, &state.settings.http.trusted_proxies);

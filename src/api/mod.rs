@@ -10,13 +10,13 @@ pub mod error;
 mod health;
 pub mod http_metrics;
 pub mod limits;
+mod operations;
 mod params;
 mod published;
 pub mod request_id;
 pub mod security_headers;
 mod sessions;
 mod shared;
-mod tags;
 mod takeover;
 mod users;
 mod views;
@@ -28,28 +28,21 @@ use poem_openapi::OpenApiService;
 
 use crate::state::AppState;
 
-/// Every operation of `spec/openapi.yaml`.
-pub type Apis = (
-    health::HealthApi,
-    sessions::SessionsApi,
-    shared::SharedApi,
-    admin::AdminApi,
-    takeover::TakeoverApi,
-    users::UsersApi,
-);
+/// Every operation of `spec/openapi.yaml`, as generated services.
+pub type Apis = operations::Apis;
+
+/// What each operation does: the generated trait of every operation is implemented on this type, in the
+/// module of its resource (`sessions`, `shared`, `admin`, `takeover`, `users`, `health`).
+pub struct Handlers;
 
 /// The OpenAPI service of every HTTP operation, with the server URL set to the path prefix.
 pub fn openapi_service(prefix: &str) -> OpenApiService<Apis, ()> {
-    let apis = (
-        health::HealthApi,
-        sessions::SessionsApi,
-        shared::SharedApi,
-        admin::AdminApi,
-        takeover::TakeoverApi,
-        users::UsersApi,
-    );
-    OpenApiService::new(apis, "Chatbox HTTP API", env!("CARGO_PKG_VERSION"))
-        .server(prefix.to_string())
+    OpenApiService::new(
+        operations::apis(),
+        "Chatbox HTTP API",
+        env!("CARGO_PKG_VERSION"),
+    )
+    .server(prefix.to_string())
 }
 
 /// The routes below the path prefix.

@@ -5,9 +5,7 @@
 use std::sync::Arc;
 
 use poem::Request;
-use poem::web::Data;
-use poem_openapi::OpenApi;
-use poem_openapi::param::Path;
+
 use poem_openapi::payload::Json;
 
 use crate::auth::Identity;
@@ -21,14 +19,14 @@ use crate::store::SessionRecord;
 
 use super::auth::BearerAuth;
 use super::error::ApiError;
-use super::tags::ApiTags;
 use super::views::{count, session_messages, session_metadata};
+use super::{Handlers, operations};
 
 /// Most sessions `GET /sessions` returns.
 const LIST_LIMIT: usize = 100;
 
 /// The caller's sessions.
-pub struct SessionsApi;
+pub struct OwnSessions;
 
 /// The session `session_id` when `caller` owns it; 404 `Session not found` when it does not exist or
 /// belongs to someone else (a store failure is a 500, not a misleading 404).
@@ -43,7 +41,7 @@ async fn owned(
     }
 }
 
-impl SessionsApi {
+impl OwnSessions {
     async fn list_inner(
         state: &AppState,
         auth: &BearerAuth,
@@ -122,102 +120,74 @@ impl SessionsApi {
     }
 }
 
-#[OpenApi]
-impl SessionsApi {
+impl operations::ListSessions for Handlers {
     /// The caller's sessions, newest first, at most 100.
-    #[oai(
-        path = "/sessions",
-        method = "get",
-        operation_id = "listSessions",
-        tag = "ApiTags::Sessions"
-    )]
-    async fn list(
-        &self,
+    async fn list_sessions(
         req: &Request,
+        state: &Arc<AppState>,
         auth: BearerAuth,
-        Data(state): Data<&Arc<AppState>>,
     ) -> ListSessionsResponse {
-        match Self::list_inner(state, &auth).await {
+        match OwnSessions::list_inner(state, &auth).await {
             Ok(body) => ListSessionsResponse::Status200(Json(body)),
             Err(err) => err.respond(req),
         }
     }
+}
 
+impl operations::GetSession for Handlers {
     /// One of the caller's sessions with its messages.
-    #[oai(
-        path = "/sessions/:sessionId",
-        method = "get",
-        operation_id = "getSession",
-        tag = "ApiTags::Sessions"
-    )]
-    async fn get(
-        &self,
+    async fn get_session(
         req: &Request,
+        state: &Arc<AppState>,
         auth: BearerAuth,
-        #[oai(name = "sessionId")] session_id: Path<String>,
-        Data(state): Data<&Arc<AppState>>,
+        session_id: String,
     ) -> GetSessionResponse {
-        match Self::get_inner(state, &auth, &session_id).await {
+        match OwnSessions::get_inner(state, &auth, &session_id).await {
             Ok(body) => GetSessionResponse::Status200(Json(body)),
             Err(err) => err.respond(req),
         }
     }
+}
 
+impl operations::EndSession for Handlers {
     /// Ends one of the caller's sessions (idempotent).
-    #[oai(
-        path = "/sessions/:sessionId/end",
-        method = "post",
-        operation_id = "endSession",
-        tag = "ApiTags::Sessions"
-    )]
-    async fn end(
-        &self,
+    async fn end_session(
         req: &Request,
+        state: &Arc<AppState>,
         auth: BearerAuth,
-        #[oai(name = "sessionId")] session_id: Path<String>,
-        Data(state): Data<&Arc<AppState>>,
+        session_id: String,
     ) -> EndSessionResponse {
-        match Self::end_inner(state, &auth, &session_id).await {
+        match OwnSessions::end_inner(state, &auth, &session_id).await {
             Ok(body) => EndSessionResponse::Status200(Json(body)),
             Err(err) => err.respond(req),
         }
     }
+}
 
+impl operations::ShareSession for Handlers {
     /// Creates (or returns) the share token of one of the caller's sessions.
-    #[oai(
-        path = "/sessions/:sessionId/share",
-        method = "post",
-        operation_id = "shareSession",
-        tag = "ApiTags::Sessions"
-    )]
-    async fn share(
-        &self,
+    async fn share_session(
         req: &Request,
+        state: &Arc<AppState>,
         auth: BearerAuth,
-        #[oai(name = "sessionId")] session_id: Path<String>,
-        Data(state): Data<&Arc<AppState>>,
+        session_id: String,
     ) -> ShareSessionResponse {
-        match Self::share_inner(state, &auth, &session_id).await {
+        match OwnSessions::share_inner(state, &auth, &session_id).await {
             Ok(body) => ShareSessionResponse::Status200(Json(body)),
             Err(err) => err.respond(req),
         }
     }
+}
 
+impl operations::RevokeShare for Handlers {
     /// Revokes the share token of one of the caller's sessions (harmless when there is none).
-    #[oai(
-        path = "/sessions/:sessionId/share",
-        method = "delete",
-        operation_id = "revokeShare",
-        tag = "ApiTags::Sessions"
-    )]
-    async fn revoke(
-        &self,
+    async fn revoke_share(
         req: &Request,
+        state: &Arc<AppState>,
         auth: BearerAuth,
-        #[oai(name = "sessionId")] session_id: Path<String>,
-        Data(state): Data<&Arc<AppState>>,
+        session_id: String,
     ) -> RevokeShareResponse {
-        match Self::revoke_inner(state, &auth, &session_id).await {
+        match OwnSessions::revoke_inner(state, &auth, &session_id).await {
             Ok(body) => RevokeShareResponse::Status200(Json(body)),
             Err(err) => err.respond(req),
         }

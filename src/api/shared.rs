@@ -4,9 +4,7 @@
 use std::sync::Arc;
 
 use poem::Request;
-use poem::web::Data;
-use poem_openapi::OpenApi;
-use poem_openapi::param::Path;
+
 use poem_openapi::payload::Json;
 
 use crate::protocol::http::{GetSharedSessionResponse, SharedSession};
@@ -14,11 +12,11 @@ use crate::state::AppState;
 
 use super::client_ip::client_ip;
 use super::error::ApiError;
-use super::tags::ApiTags;
 use super::views::session_messages;
+use super::{Handlers, operations};
 
 /// Shared sessions.
-pub struct SharedApi;
+pub struct SharedSessions;
 
 /// The public limiter (one bucket per client IP, shared with the health and metrics routes).
 pub fn public_limit(state: &AppState, req: &Request) -> Result<(), ApiError> {
@@ -34,7 +32,7 @@ pub fn public_limit(state: &AppState, req: &Request) -> Result<(), ApiError> {
     })
 }
 
-impl SharedApi {
+impl SharedSessions {
     async fn shared_inner(
         state: &AppState,
         req: &Request,
@@ -56,22 +54,14 @@ impl SharedApi {
     }
 }
 
-#[OpenApi]
-impl SharedApi {
+impl operations::GetSharedSession for Handlers {
     /// A shared session, read-only.
-    #[oai(
-        path = "/shared/:shareToken",
-        method = "get",
-        operation_id = "getSharedSession",
-        tag = "ApiTags::Shared"
-    )]
-    async fn shared(
-        &self,
+    async fn get_shared_session(
         req: &Request,
-        #[oai(name = "shareToken")] token: Path<String>,
-        Data(state): Data<&Arc<AppState>>,
+        state: &Arc<AppState>,
+        token: String,
     ) -> GetSharedSessionResponse {
-        match Self::shared_inner(state, req, &token).await {
+        match SharedSessions::shared_inner(state, req, &token).await {
             Ok(body) => GetSharedSessionResponse::Status200(Json(body)),
             Err(err) => err.respond(req),
         }

@@ -8,9 +8,7 @@
 use std::sync::Arc;
 
 use poem::Request;
-use poem::web::Data;
-use poem_openapi::OpenApi;
-use poem_openapi::param::Path;
+
 use poem_openapi::payload::Json;
 
 use crate::chat::Via;
@@ -23,7 +21,7 @@ use crate::store::SessionRecord;
 
 use super::auth::BearerAuth;
 use super::error::ApiError;
-use super::tags::ApiTags;
+use super::{Handlers, operations};
 
 async fn session(state: &AppState, session_id: &str) -> Result<SessionRecord, ApiError> {
     state
@@ -42,9 +40,9 @@ fn answer(message: &str, session: &SessionRecord, admin_id: String) -> TakeoverR
 }
 
 /// Takeover routes.
-pub struct TakeoverApi;
+pub struct Takeovers;
 
-impl TakeoverApi {
+impl Takeovers {
     async fn take_inner(
         state: &AppState,
         auth: &BearerAuth,
@@ -98,63 +96,45 @@ impl TakeoverApi {
     }
 }
 
-#[OpenApi]
-impl TakeoverApi {
+impl operations::AdminTakeover for Handlers {
     /// The calling administrator starts assisting a session.
-    #[oai(
-        path = "/admin/takeover/:sessionId",
-        method = "post",
-        operation_id = "adminTakeover",
-        tag = "ApiTags::Admin"
-    )]
-    async fn take_over(
-        &self,
+    async fn admin_takeover(
         req: &Request,
+        state: &Arc<AppState>,
         auth: BearerAuth,
-        #[oai(name = "sessionId")] session_id: Path<String>,
-        Data(state): Data<&Arc<AppState>>,
+        session_id: String,
     ) -> AdminTakeoverResponse {
-        match Self::take_inner(state, &auth, &session_id).await {
+        match Takeovers::take_inner(state, &auth, &session_id).await {
             Ok(body) => AdminTakeoverResponse::Status200(Json(body)),
             Err(err) => err.respond(req),
         }
     }
+}
 
+impl operations::AdminEndTakeover for Handlers {
     /// The calling administrator stops assisting a session.
-    #[oai(
-        path = "/admin/takeover/:sessionId",
-        method = "delete",
-        operation_id = "adminEndTakeover",
-        tag = "ApiTags::Admin"
-    )]
-    async fn leave(
-        &self,
+    async fn admin_end_takeover(
         req: &Request,
+        state: &Arc<AppState>,
         auth: BearerAuth,
-        #[oai(name = "sessionId")] session_id: Path<String>,
-        Data(state): Data<&Arc<AppState>>,
+        session_id: String,
     ) -> AdminEndTakeoverResponse {
-        match Self::leave_inner(state, &auth, &session_id).await {
+        match Takeovers::leave_inner(state, &auth, &session_id).await {
             Ok(body) => AdminEndTakeoverResponse::Status200(Json(body)),
             Err(err) => err.respond(req),
         }
     }
+}
 
+impl operations::AdminTransferTakeover for Handlers {
     /// The calling administrator takes a session over from whoever assists it.
-    #[oai(
-        path = "/admin/takeover/:sessionId/transfer",
-        method = "post",
-        operation_id = "adminTransferTakeover",
-        tag = "ApiTags::Admin"
-    )]
-    async fn transfer(
-        &self,
+    async fn admin_transfer_takeover(
         req: &Request,
+        state: &Arc<AppState>,
         auth: BearerAuth,
-        #[oai(name = "sessionId")] session_id: Path<String>,
-        Data(state): Data<&Arc<AppState>>,
+        session_id: String,
     ) -> AdminTransferTakeoverResponse {
-        match Self::transfer_inner(state, &auth, &session_id).await {
+        match Takeovers::transfer_inner(state, &auth, &session_id).await {
             Ok(body) => AdminTransferTakeoverResponse::Status200(Json(body)),
             Err(err) => err.respond(req),
         }

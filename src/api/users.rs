@@ -6,9 +6,7 @@
 use std::sync::Arc;
 
 use poem::Request;
-use poem::web::Data;
-use poem_openapi::OpenApi;
-use poem_openapi::param::{Path, Query};
+
 use poem_openapi::payload::Json;
 use time::OffsetDateTime;
 
@@ -24,14 +22,14 @@ use super::admin::{audit, check_user_id};
 use super::auth::BearerAuth;
 use super::error::ApiError;
 use super::params::{Raw, effective_limit, effective_offset, strict_int};
-use super::tags::ApiTags;
 use super::views::{count, session_messages, session_metadata};
+use super::{Handlers, operations};
 use crate::audit::AuditKind;
 
 /// Per-user administration.
-pub struct UsersApi;
+pub struct UserAdmin;
 
-impl UsersApi {
+impl UserAdmin {
     async fn sessions_inner(
         state: &AppState,
         auth: &BearerAuth,
@@ -167,33 +165,25 @@ impl UsersApi {
     }
 }
 
-#[OpenApi]
-impl UsersApi {
+impl operations::AdminListUserSessions for Handlers {
     /// One user's sessions, newest first.
     #[allow(clippy::too_many_arguments)]
-    #[oai(
-        path = "/admin/users/:userId/sessions",
-        method = "get",
-        operation_id = "adminListUserSessions",
-        tag = "ApiTags::Admin"
-    )]
-    async fn sessions(
-        &self,
+    async fn admin_list_user_sessions(
         req: &Request,
+        state: &Arc<AppState>,
         auth: BearerAuth,
-        Data(state): Data<&Arc<AppState>>,
-        #[oai(name = "userId")] user_id: Path<String>,
-        limit: Query<Option<Raw<i64>>>,
-        offset: Query<Option<Raw<i64>>>,
-        cursor: Query<Option<String>>,
+        user_id: String,
+        limit: Option<Raw<i64>>,
+        offset: Option<Raw<i64>>,
+        cursor: Option<String>,
     ) -> AdminListUserSessionsResponse {
-        match Self::sessions_inner(
+        match UserAdmin::sessions_inner(
             state,
             &auth,
             &user_id,
-            limit.0.as_ref(),
-            offset.0.as_ref(),
-            cursor.0,
+            limit.as_ref(),
+            offset.as_ref(),
+            cursor,
         )
         .await
         {
@@ -201,42 +191,32 @@ impl UsersApi {
             Err(err) => err.respond(req),
         }
     }
+}
 
+impl operations::AdminExportUser for Handlers {
     /// Everything stored about one user.
-    #[oai(
-        path = "/admin/users/:userId/export",
-        method = "get",
-        operation_id = "adminExportUser",
-        tag = "ApiTags::Admin"
-    )]
-    async fn export(
-        &self,
+    async fn admin_export_user(
         req: &Request,
+        state: &Arc<AppState>,
         auth: BearerAuth,
-        Data(state): Data<&Arc<AppState>>,
-        #[oai(name = "userId")] user_id: Path<String>,
+        user_id: String,
     ) -> AdminExportUserResponse {
-        match Self::export_inner(state, &auth, &user_id).await {
+        match UserAdmin::export_inner(state, &auth, &user_id).await {
             Ok(body) => AdminExportUserResponse::Status200(Json(body)),
             Err(err) => err.respond(req),
         }
     }
+}
 
+impl operations::AdminDeleteUser for Handlers {
     /// Deletes everything stored about one user.
-    #[oai(
-        path = "/admin/users/:userId",
-        method = "delete",
-        operation_id = "adminDeleteUser",
-        tag = "ApiTags::Admin"
-    )]
-    async fn delete(
-        &self,
+    async fn admin_delete_user(
         req: &Request,
+        state: &Arc<AppState>,
         auth: BearerAuth,
-        Data(state): Data<&Arc<AppState>>,
-        #[oai(name = "userId")] user_id: Path<String>,
+        user_id: String,
     ) -> AdminDeleteUserResponse {
-        match Self::delete_inner(state, &auth, &user_id).await {
+        match UserAdmin::delete_inner(state, &auth, &user_id).await {
             Ok(body) => AdminDeleteUserResponse::Status200(Json(body)),
             Err(err) => err.respond(req),
         }
