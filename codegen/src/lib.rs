@@ -3,9 +3,10 @@
 //!
 //! The compiler is pure: [`generate`] maps [`Specs`] to a sorted list of [`GeneratedFile`]s, byte-identical for
 //! identical input. `build.rs` writes only `rust/protocol.rs` (to `OUT_DIR`); the binary mirrors everything
-//! into `generated/`.
+//! into `generated/`. [`compat`] compares the AsyncAPI document with an earlier release for breaking changes.
 
 mod asyncapi;
+pub mod compat;
 mod error;
 mod jsonschema;
 mod markdown;
@@ -16,6 +17,8 @@ mod openapi;
 mod rust;
 mod yaml;
 
+#[cfg(test)]
+mod compat_tests;
 #[cfg(test)]
 mod tests;
 

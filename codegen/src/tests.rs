@@ -2,7 +2,7 @@
 
 use crate::{GeneratedFile, SpecError, Specs, generate};
 
-const ASYNCAPI: &str = r##"
+pub(crate) const ASYNCAPI: &str = r##"
 asyncapi: 3.0.0
 info: {title: Chat, version: 1.0.0, description: Test protocol.}
 servers:
