@@ -43,7 +43,10 @@ fn main() {
         Err(error) => panic!("{error}"),
     };
     let Some(rust) = files.iter().find(|f| f.path == chatbox_codegen::RUST_PATH) else {
-        panic!("the spec compiler emitted no {}", chatbox_codegen::RUST_PATH)
+        panic!(
+            "the spec compiler emitted no {}",
+            chatbox_codegen::RUST_PATH
+        )
     };
     let out_dir = std::env::var_os("OUT_DIR").map(PathBuf::from);
     let Some(out_dir) = out_dir else {

@@ -92,11 +92,7 @@ pub fn check_asyncapi(
                 seen: HashSet::new(),
                 message: at,
             };
-            walk.schema(
-                &schema_ref(&message.schema),
-                &schema_ref(&now.schema),
-                "",
-            );
+            walk.schema(&schema_ref(&message.schema), &schema_ref(&now.schema), "");
         }
     }
     Ok(Report {

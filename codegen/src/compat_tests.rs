@@ -73,11 +73,22 @@ fn a_narrowed_type_or_limit_is_a_break() {
         "maxLength narrowed from 10000 to 100",
         "format changed from \"int64\" to \"int32\"",
     ] {
-        assert!(found.iter().any(|b| b.ends_with(expected)), "{expected} not in {found:?}");
+        assert!(
+            found.iter().any(|b| b.ends_with(expected)),
+            "{expected} not in {found:?}"
+        );
     }
     // Each direction of `user_message` (client and echo) is reported.
-    assert!(found.iter().any(|b| b.starts_with("client message user_message field count:")));
-    assert!(found.iter().any(|b| b.starts_with("server message user_message field count:")));
+    assert!(
+        found
+            .iter()
+            .any(|b| b.starts_with("client message user_message field count:"))
+    );
+    assert!(
+        found
+            .iter()
+            .any(|b| b.starts_with("server message user_message field count:"))
+    );
 }
 
 #[test]
@@ -99,9 +110,12 @@ fn a_new_required_field_is_a_break() {
 fn a_removed_or_changed_enum_value_is_a_break() {
     let report = compare(&[("enum: [user, ai, in-progress]", "enum: [user, bot]")]);
     let found = breaks(&report);
-    assert!(found.contains(
-        &"client message user_message field sender: enum value \"ai\" removed or changed".to_owned()
-    ));
+    assert!(
+        found.contains(
+            &"client message user_message field sender: enum value \"ai\" removed or changed"
+                .to_owned()
+        )
+    );
     assert!(found.contains(
         &"client message user_message field sender: enum value \"in-progress\" removed or changed"
             .to_owned()
@@ -111,7 +125,10 @@ fn a_removed_or_changed_enum_value_is_a_break() {
 #[test]
 fn additions_are_not_breaks() {
     let report = compare(&[
-        ("enum: [user, ai, in-progress]", "enum: [user, ai, in-progress, system]"),
+        (
+            "enum: [user, ai, in-progress]",
+            "enum: [user, ai, in-progress, system]",
+        ),
         (
             "        done: {type: boolean, description: Done.}\n",
             "        done: {type: boolean, description: Done.}\n        extra: {type: string, description: New.}\n",

@@ -76,7 +76,8 @@ fn run(args: &Args, stdout: &mut impl Write) -> Result<bool, String> {
     Ok(true)
 }
 
-const COMPAT_USAGE: &str = "usage: chatbox-codegen compat --old OLD_ASYNCAPI.yaml --new NEW_ASYNCAPI.yaml";
+const COMPAT_USAGE: &str =
+    "usage: chatbox-codegen compat --old OLD_ASYNCAPI.yaml --new NEW_ASYNCAPI.yaml";
 
 /// `compat --old FILE --new FILE`: prints the report; `Ok(false)` when a break is not allowed.
 fn compat(args: &[String], stdout: &mut impl Write) -> Result<bool, String> {
@@ -93,18 +94,31 @@ fn compat(args: &[String], stdout: &mut impl Write) -> Result<bool, String> {
         return Err(COMPAT_USAGE.to_owned());
     };
     let read = |path: &str| std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"));
-    let report = check_asyncapi(&read(&old)?, &old, &read(&new)?, &new).map_err(|e| e.to_string())?;
-    let versions = format!("info.version {} -> {}", report.old_version, report.new_version);
+    let report =
+        check_asyncapi(&read(&old)?, &old, &read(&new)?, &new).map_err(|e| e.to_string())?;
+    let versions = format!(
+        "info.version {} -> {}",
+        report.old_version, report.new_version
+    );
     if report.breaks.is_empty() {
-        let _ = writeln!(stdout, "{new}: no breaking change against {old} ({versions})");
+        let _ = writeln!(
+            stdout,
+            "{new}: no breaking change against {old} ({versions})"
+        );
         return Ok(true);
     }
-    let mut text = format!("{new}: {} breaking change(s) against {old}:\n", report.breaks.len());
+    let mut text = format!(
+        "{new}: {} breaking change(s) against {old}:\n",
+        report.breaks.len()
+    );
     for b in &report.breaks {
         text.push_str(&format!("  {}: {}\n", b.at, b.what));
     }
     if report.passes() {
-        let _ = writeln!(stdout, "{text}allowed: the major version changed ({versions})");
+        let _ = writeln!(
+            stdout,
+            "{text}allowed: the major version changed ({versions})"
+        );
         return Ok(true);
     }
     Err(format!(

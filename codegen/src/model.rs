@@ -273,7 +273,12 @@ fn description(doc: Doc<'_>, pointer: &str) -> Result<Option<String>, SpecError>
 
 /// A reference property: `{$ref, description?}` (`key` = `$ref`) or `{allOf: [{$ref}], description?}`
 /// (`key` = `allOf`); only `description` and `x-` extensions may stand beside `key`.
-fn named_ref(doc: Doc<'_>, pointer: &str, key: &str, desc: Option<String>) -> Result<Prop, SpecError> {
+fn named_ref(
+    doc: Doc<'_>,
+    pointer: &str,
+    key: &str,
+    desc: Option<String>,
+) -> Result<Prop, SpecError> {
     let map = doc.object(pointer, "schema")?;
     check_keywords(doc, pointer, map, &[key])?;
     for other in map.keys() {
@@ -324,11 +329,17 @@ pub(crate) fn parse_prop(doc: Doc<'_>, pointer: &str) -> Result<(Prop, Option<St
         let at = child(pointer, "allOf");
         let single = all.as_array().filter(|items| items.len() == 1);
         if single.is_none() {
-            return Err(doc.err(&at, "\"allOf\" must hold exactly one {$ref} (to describe a reference)"));
+            return Err(doc.err(
+                &at,
+                "\"allOf\" must hold exactly one {$ref} (to describe a reference)",
+            ));
         }
         let inner = doc.object(&child(&at, "0"), "schema")?;
         if inner.len() != 1 || !inner.contains_key("$ref") {
-            return Err(doc.err(&child(&at, "0"), "the item of \"allOf\" must be a bare {$ref}"));
+            return Err(doc.err(
+                &child(&at, "0"),
+                "the item of \"allOf\" must be a bare {$ref}",
+            ));
         }
         return Ok((named_ref(doc, pointer, "allOf", desc)?, None));
     }

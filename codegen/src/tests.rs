@@ -638,7 +638,10 @@ fn all_of_on_a_property_holds_one_bare_reference() {
         &e,
         "spec/asyncapi.yaml#/components/schemas/ErrorMessage/properties/error/allOf/0: the item of \"allOf\" must be a bare {$ref}",
     );
-    let e = ws_error(bare, "error: {type: object, allOf: [{$ref: '#/components/schemas/ErrorBody'}]}");
+    let e = ws_error(
+        bare,
+        "error: {type: object, allOf: [{$ref: '#/components/schemas/ErrorBody'}]}",
+    );
     assert!(e.contains("properties/error"), "{e}");
 }
 

@@ -325,12 +325,24 @@ async fn the_server_lists_every_generated_json_schema() {
     let mut expected: Vec<String> = ["ws", "http"]
         .iter()
         .flat_map(|sub| std::fs::read_dir(dir.join(sub)).unwrap())
-        .map(|e| e.unwrap().file_name().to_string_lossy().trim_end_matches(".json").to_string())
+        .map(|e| {
+            e.unwrap()
+                .file_name()
+                .to_string_lossy()
+                .trim_end_matches(".json")
+                .to_string()
+        })
         .collect();
     expected.sort();
-    let names: Vec<&str> = entries.iter().map(|e| e["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = entries
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, expected);
-    assert_eq!(entries[0]["url"], format!("/chatbox/schemas/{}.json", names[0]));
+    assert_eq!(
+        entries[0]["url"],
+        format!("/chatbox/schemas/{}.json", names[0])
+    );
 }
 
 #[tokio::test]
@@ -397,12 +409,26 @@ fn the_schema_checks_of_the_test_clients_reject_what_breaks_a_schema() {
         let failed = std::panic::catch_unwind(|| assert_frame(&bad));
         assert!(failed.is_err(), "accepted {bad}");
     }
-    assert_eq!(response_schema("GET", "/sessions?limit=2", 200), Some("SessionListResponse"));
-    assert_eq!(response_schema("GET", "/sessions/abc", 404), Some("ErrorBody"));
-    assert_eq!(response_schema("GET", "/admin/sessions", 200), Some("AdminSessionListResponse"));
+    assert_eq!(
+        response_schema("GET", "/sessions?limit=2", 200),
+        Some("SessionListResponse")
+    );
+    assert_eq!(
+        response_schema("GET", "/sessions/abc", 404),
+        Some("ErrorBody")
+    );
+    assert_eq!(
+        response_schema("GET", "/admin/sessions", 200),
+        Some("AdminSessionListResponse")
+    );
     assert_eq!(response_schema("GET", "/metrics/prometheus", 200), None);
     let failed = std::panic::catch_unwind(|| {
-        assert_response("GET", "/sessions/abc", 404, &json!({"error": "x", "code": "NOPE"}))
+        assert_response(
+            "GET",
+            "/sessions/abc",
+            404,
+            &json!({"error": "x", "code": "NOPE"}),
+        )
     });
     assert!(failed.is_err());
 }

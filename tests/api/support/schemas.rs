@@ -41,7 +41,10 @@ fn frame_validators() -> &'static HashMap<String, Validator> {
                 map.insert(kind.to_owned(), compile(&path));
             }
         }
-        assert!(!map.is_empty(), "no server frame schemas in generated/schemas/ws");
+        assert!(
+            !map.is_empty(),
+            "no server frame schemas in generated/schemas/ws"
+        );
         map
     })
 }
@@ -64,7 +67,9 @@ pub fn assert_frame(frame: &Value) {
         panic!("server frame of type {kind:?} has no schema in generated/schemas/ws: {frame}");
     };
     if let Some(problems) = errors(validator, frame) {
-        panic!("server frame does not match generated/schemas/ws/{kind}.server.json:\n{problems}\nframe: {frame}");
+        panic!(
+            "server frame does not match generated/schemas/ws/{kind}.server.json:\n{problems}\nframe: {frame}"
+        );
     }
 }
 
