@@ -1,8 +1,33 @@
-//! Compiles `spec/` into the Rust wire types (`$OUT_DIR/protocol.rs`, included by `src/protocol/`) and the
-//! HTTP operation layer (`$OUT_DIR/operations.rs`, included by `src/api/operations.rs`).
+//! Compiles `spec/` into the Rust wire types (`$OUT_DIR/protocol.rs`, included by `src/protocol/`), the HTTP
+//! operation layer (`$OUT_DIR/operations.rs`, included by `src/api/operations.rs`) and the published JSON
+//! Schemas (`$OUT_DIR/schemas.rs`, included by `src/api/schemas.rs`).
 //! Writes nothing outside `OUT_DIR`; `generated/` is refreshed by `cargo run -p chatbox-codegen`.
 
 use std::path::{Path, PathBuf};
+
+/// `schemas.rs`: `SCHEMAS`, every `schemas/{ws,http}/<name>.json` output as `(name, contents)`, by name.
+fn schemas_source(files: &[chatbox_codegen::GeneratedFile]) -> String {
+    let mut entries: Vec<(&str, &str)> = files
+        .iter()
+        .filter_map(|f| {
+            let rest = f
+                .path
+                .strip_prefix("schemas/ws/")
+                .or_else(|| f.path.strip_prefix("schemas/http/"))?;
+            Some((rest.strip_suffix(".json")?, f.contents.as_str()))
+        })
+        .collect();
+    entries.sort();
+    let mut out = String::from(
+        "/// The published JSON Schemas (`generated/schemas/{ws,http}/<name>.json`) as `(name, contents)`, sorted by name.\n\
+         pub const SCHEMAS: &[(&str, &str)] = &[\n",
+    );
+    for (name, contents) in entries {
+        out.push_str(&format!("    ({name:?}, {contents:?}),\n"));
+    }
+    out.push_str("];\n");
+    out
+}
 
 #[allow(
     clippy::print_stdout,
@@ -14,17 +39,22 @@ fn main() {
         Ok(specs) => specs,
         Err(error) => panic!("{error}"),
     };
-    let rust = match chatbox_codegen::generate_rust(&specs) {
-        Ok(rust) => rust,
+    let files = match chatbox_codegen::generate(&specs) {
+        Ok(files) => files,
         Err(error) => panic!("{error}"),
+    };
+    let output = |path: &str| match files.iter().find(|f| f.path == path) {
+        Some(file) => file.contents.clone(),
+        None => panic!("the spec compiler emitted no {path}"),
     };
     let out_dir = std::env::var_os("OUT_DIR").map(PathBuf::from);
     let Some(out_dir) = out_dir else {
         panic!("OUT_DIR is not set")
     };
     for (name, contents) in [
-        ("protocol.rs", rust.protocol),
-        ("operations.rs", rust.operations),
+        ("protocol.rs", output(chatbox_codegen::RUST_PATH)),
+        ("operations.rs", output(chatbox_codegen::OPERATIONS_PATH)),
+        ("schemas.rs", schemas_source(&files)),
     ] {
         if let Err(error) = std::fs::write(out_dir.join(name), contents) {
             panic!("{}: {error}", out_dir.join(name).display());

@@ -13,6 +13,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/ferretdb.sh
 # shellcheck source=scripts/ts-client.sh
 source scripts/ts-client.sh
+# shellcheck source=scripts/contract.sh
+source scripts/contract.sh
 
 # aiosmtpd (PyPI), the real SMTP server of the notification tests: installed once into a venv under the
 # tools cache; the tests start it themselves and find its interpreter through CHATBOX_TEST_PYTHON.
@@ -53,6 +55,7 @@ echo "==> cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "==> cargo build -p chatbox-tools (the load-tool tests of tests/api run its chatbox-load)"
 cargo build -p chatbox-tools
+contract_gates
 echo "==> cargo test"
 cargo test --workspace --all-targets
 echo "==> cargo test --doc"

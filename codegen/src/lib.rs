@@ -3,9 +3,10 @@
 //!
 //! The compiler is pure: [`generate`] maps [`Specs`] to a sorted list of [`GeneratedFile`]s, byte-identical for
 //! identical input. `build.rs` writes only `rust/protocol.rs` (to `OUT_DIR`); the binary mirrors everything
-//! into `generated/`.
+//! into `generated/`. [`compat`] compares the AsyncAPI document with an earlier release for breaking changes.
 
 mod asyncapi;
+pub mod compat;
 mod error;
 mod jsonschema;
 mod markdown;
@@ -18,6 +19,8 @@ mod rust;
 mod typescript;
 mod yaml;
 
+#[cfg(test)]
+mod compat_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -168,33 +171,4 @@ pub fn generate(specs: &Specs) -> Result<Vec<GeneratedFile>, SpecError> {
     }
     files.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(files)
-}
-
-/// Only the Rust outputs, for `build.rs`: the wire types ([`RUST_PATH`]) and the HTTP operation layer
-/// ([`OPERATIONS_PATH`]).
-pub fn generate_rust(specs: &Specs) -> Result<RustOutputs, SpecError> {
-    let files = generate(specs)?;
-    let take = |path: &str| {
-        files
-            .iter()
-            .find(|f| f.path == path)
-            .map(|f| f.contents.clone())
-            .ok_or_else(|| SpecError::Invalid {
-                file: "codegen".to_owned(),
-                pointer: String::new(),
-                message: format!("internal error: no {path}"),
-            })
-    };
-    Ok(RustOutputs {
-        protocol: take(RUST_PATH)?,
-        operations: take(OPERATIONS_PATH)?,
-    })
-}
-
-/// The Rust sources `build.rs` writes into `OUT_DIR`.
-pub struct RustOutputs {
-    /// The wire types (`protocol.rs`, included by `src/protocol/`).
-    pub protocol: String,
-    /// The HTTP operation layer (`operations.rs`, included by `src/api/operations.rs`).
-    pub operations: String,
 }

@@ -271,43 +271,77 @@ fn description(doc: Doc<'_>, pointer: &str) -> Result<Option<String>, SpecError>
     Ok(doc.opt_str(pointer, "description")?.map(str::to_owned))
 }
 
+/// A reference property: `{$ref, description?}` (`key` = `$ref`) or `{allOf: [{$ref}], description?}`
+/// (`key` = `allOf`); only `description` and `x-` extensions may stand beside `key`.
+fn named_ref(
+    doc: Doc<'_>,
+    pointer: &str,
+    key: &str,
+    desc: Option<String>,
+) -> Result<Prop, SpecError> {
+    let map = doc.object(pointer, "schema")?;
+    check_keywords(doc, pointer, map, &[key])?;
+    for other in map.keys() {
+        if other != key && other != "description" && !other.starts_with("x-") {
+            return Err(doc.err(
+                &child(pointer, other),
+                format!("\"{other}\" next to {key} (only description is allowed)"),
+            ));
+        }
+    }
+    let ref_ptr = if key == "$ref" {
+        pointer.to_owned()
+    } else {
+        child(&child(pointer, key), "0")
+    };
+    let at = child(&ref_ptr, "$ref");
+    let target = doc.get(&at).cloned().unwrap_or(Value::Null);
+    let target_str = target.as_str().unwrap_or_default();
+    let Some(name) = target_str
+        .strip_prefix(SCHEMA_REF)
+        .filter(|n| !n.contains('/'))
+    else {
+        return Err(doc.err(
+            &at,
+            format!("broken $ref \"{target_str}\": must point to #/components/schemas/<Name>"),
+        ));
+    };
+    doc.ref_target(&at, &target)?;
+    Ok(Prop {
+        ty: Ty::Named(unescape(name)),
+        limits: Limits::default(),
+        format: None,
+        description: desc,
+    })
+}
+
 /// Parses a property schema (also used for array items, map values, parameters and headers).
 /// Returns the schema and its `const`, which only the caller may accept.
 pub(crate) fn parse_prop(doc: Doc<'_>, pointer: &str) -> Result<(Prop, Option<String>), SpecError> {
     let map = doc.object(pointer, "schema")?;
     let desc = description(doc, pointer)?;
-    if let Some(target) = map.get("$ref") {
-        check_keywords(doc, pointer, map, &["$ref"])?;
-        for key in map.keys() {
-            if key != "$ref" && key != "description" && !key.starts_with("x-") {
-                return Err(doc.err(
-                    &child(pointer, key),
-                    format!("\"{key}\" next to $ref (only description is allowed)"),
-                ));
-            }
-        }
-        let at = child(pointer, "$ref");
-        let target_str = target.as_str().unwrap_or_default();
-        let Some(name) = target_str
-            .strip_prefix(SCHEMA_REF)
-            .filter(|n| !n.contains('/'))
-        else {
+    if map.contains_key("$ref") {
+        return Ok((named_ref(doc, pointer, "$ref", desc)?, None));
+    }
+    if let Some(all) = map.get("allOf") {
+        // `allOf: [{$ref}]` beside a description: the OpenAPI 3.0 way to describe a reference (siblings of a
+        // bare `$ref` are ignored by 3.0 tools), compiled exactly like `{$ref, description}`.
+        let at = child(pointer, "allOf");
+        let single = all.as_array().filter(|items| items.len() == 1);
+        if single.is_none() {
             return Err(doc.err(
                 &at,
-                format!("broken $ref \"{target_str}\": must point to #/components/schemas/<Name>"),
+                "\"allOf\" must hold exactly one {$ref} (to describe a reference)",
             ));
-        };
-        doc.ref_target(&at, target)?;
-        let ty = Ty::Named(unescape(name));
-        return Ok((
-            Prop {
-                ty,
-                limits: Limits::default(),
-                format: None,
-                description: desc,
-            },
-            None,
-        ));
+        }
+        let inner = doc.object(&child(&at, "0"), "schema")?;
+        if inner.len() != 1 || !inner.contains_key("$ref") {
+            return Err(doc.err(
+                &child(&at, "0"),
+                "the item of \"allOf\" must be a bare {$ref}",
+            ));
+        }
+        return Ok((named_ref(doc, pointer, "allOf", desc)?, None));
     }
     let ty = match map.get("type") {
         None => return Err(doc.err(pointer, "missing \"type\" (or $ref)")),

@@ -78,8 +78,9 @@ pub(crate) struct Operation {
     pub parameters: Vec<Parameter>,
     /// Responses sorted by status.
     pub responses: Vec<Response>,
-    /// A protocol upgrade (a `101` response is declared): served outside the HTTP API (the WebSocket
-    /// transport), so no response type is generated for it.
+    /// A protocol upgrade (a `101` response is declared) or a route marked `x-outside-http-api: true` (the
+    /// published schemas): served outside the HTTP API (by the WebSocket transport or the contract routes),
+    /// so no response type is generated for it.
     pub upgrade: bool,
 }
 
@@ -345,7 +346,9 @@ fn parse_operation(
         return Err(doc.err(&responses_ptr, "operation without responses"));
     }
     responses.sort_by_key(|r| r.status);
-    let upgrade = responses.iter().any(|r| r.status == 101);
+    // `x-outside-http-api: true` marks a route served beside the HTTP API, like the WebSocket upgrade.
+    let outside = doc.get(&child(pointer, "x-outside-http-api")) == Some(&Value::Bool(true));
+    let upgrade = outside || responses.iter().any(|r| r.status == 101);
     Ok(Operation {
         summary: doc.opt_str(pointer, "summary")?.map(str::to_owned),
         description: doc.opt_str(pointer, "description")?.map(str::to_owned),
@@ -388,7 +391,7 @@ fn parse_response(doc: Doc<'_>, at: &str, status: u16) -> Result<Response, SpecE
                 ));
             }
             match media.as_str() {
-                "application/json" => Body::Json(Box::new(prop)),
+                "application/json" | "application/schema+json" => Body::Json(Box::new(prop)),
                 "text/plain" if prop.ty == Ty::Scalar(crate::model::Scalar::String) => Body::Text,
                 "text/plain" => {
                     return Err(doc.err(&schema_ptr, "text/plain responses must have type: string"));

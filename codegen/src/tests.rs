@@ -2,7 +2,7 @@
 
 use crate::{GeneratedFile, SpecError, Specs, generate};
 
-const ASYNCAPI: &str = r##"
+pub(crate) const ASYNCAPI: &str = r##"
 asyncapi: 3.0.0
 info: {title: Chat, version: 1.0.0, description: Test protocol.}
 servers:
@@ -735,6 +735,61 @@ fn all_of_on_a_schema_is_rejected() {
         &e,
         "spec/asyncapi.yaml#/components/schemas/ErrorBody/allOf: unsupported keyword \"allOf\"",
     );
+}
+
+#[test]
+fn a_described_reference_in_all_of_compiles_like_a_bare_reference() {
+    let bare = "error: {$ref: '#/components/schemas/ErrorBody'}";
+    let described = "error: {description: Why., $ref: '#/components/schemas/ErrorBody'}";
+    let wrapped = "error: {description: Why., allOf: [{$ref: '#/components/schemas/ErrorBody'}]}";
+    assert!(ASYNCAPI.contains(bare));
+    let compile = |text: &str| match generate(&specs(&ASYNCAPI.replacen(bare, text, 1), OPENAPI)) {
+        Ok(files) => files,
+        Err(e) => panic!("does not compile: {e}"),
+    };
+    let rust_of = |files: &[GeneratedFile]| {
+        files
+            .iter()
+            .find(|f| f.path == crate::RUST_PATH)
+            .map(|f| f.contents.clone())
+            .unwrap_or_default()
+    };
+    let with_sibling = compile(described);
+    let with_all_of = compile(wrapped);
+    assert_eq!(rust_of(&with_sibling), rust_of(&with_all_of));
+    assert_has(&rust_of(&with_all_of), "/// Why.");
+    let schema = with_all_of
+        .iter()
+        .find(|f| f.path == "schemas/ws/error.server.json")
+        .map(|f| f.contents.clone())
+        .unwrap_or_default();
+    assert_has(&schema, r##""allOf": [{"$ref": "#/$defs/ErrorBody"}]"##);
+}
+
+#[test]
+fn all_of_on_a_property_holds_one_bare_reference() {
+    let bare = "error: {$ref: '#/components/schemas/ErrorBody'}";
+    let e = ws_error(
+        bare,
+        "error: {allOf: [{$ref: '#/components/schemas/ErrorBody'}, {$ref: '#/components/schemas/Metadata'}]}",
+    );
+    assert_error(
+        &e,
+        "spec/asyncapi.yaml#/components/schemas/ErrorMessage/properties/error/allOf: \"allOf\" must hold exactly one {$ref} (to describe a reference)",
+    );
+    let e = ws_error(
+        bare,
+        "error: {allOf: [{$ref: '#/components/schemas/ErrorBody', description: X.}]}",
+    );
+    assert_error(
+        &e,
+        "spec/asyncapi.yaml#/components/schemas/ErrorMessage/properties/error/allOf/0: the item of \"allOf\" must be a bare {$ref}",
+    );
+    let e = ws_error(
+        bare,
+        "error: {type: object, allOf: [{$ref: '#/components/schemas/ErrorBody'}]}",
+    );
+    assert!(e.contains("properties/error"), "{e}");
 }
 
 #[test]

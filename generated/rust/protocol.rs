@@ -2850,6 +2850,72 @@ pub mod http {
             f.write_str(self.as_str())
         }
     }
+    /// The published JSON Schemas.
+    #[derive(
+        Debug,
+        Clone,
+        PartialEq,
+        serde::Serialize,
+        serde::Deserialize,
+        poem_openapi::Object
+    )]
+    pub struct SchemaList {
+        /// Sorted by name.
+        pub schemas: Vec<SchemaEntry>,
+    }
+    impl SchemaList {
+        /// Checks the limits of the spec (`x-max-bytes`, `maxLength`, `minLength`, `maxItems`, ...),
+        /// returning the first field that breaks one.
+        pub fn validate(&self) -> Result<(), FieldViolation> {
+            Ok(())
+        }
+    }
+    /// One published JSON Schema.
+    #[derive(
+        Debug,
+        Clone,
+        PartialEq,
+        serde::Serialize,
+        serde::Deserialize,
+        poem_openapi::Object
+    )]
+    pub struct SchemaEntry {
+        /// Its name (`<type>.client`, `<type>.server` or an HTTP schema name).
+        pub name: String,
+        /// Where it is served, below the path prefix (`{prefix}/schemas/<name>.json`).
+        pub url: String,
+    }
+    impl SchemaEntry {
+        /// Checks the limits of the spec (`x-max-bytes`, `maxLength`, `minLength`, `maxItems`, ...),
+        /// returning the first field that breaks one.
+        pub fn validate(&self) -> Result<(), FieldViolation> {
+            Ok(())
+        }
+    }
+    /// A JSON Schema (draft 2020-12) document, as generated from the specs.
+    #[derive(
+        Debug,
+        Clone,
+        PartialEq,
+        serde::Serialize,
+        serde::Deserialize,
+        poem_openapi::Object
+    )]
+    pub struct JsonSchemaDocument {
+        /// `https://json-schema.org/draft/2020-12/schema`.
+        #[serde(rename = "$schema")]
+        #[oai(rename = "$schema")]
+        pub schema: String,
+        /// The message type or schema name.
+        pub title: String,
+    }
+    impl JsonSchemaDocument {
+        /// Checks the limits of the spec (`x-max-bytes`, `maxLength`, `minLength`, `maxItems`, ...),
+        /// returning the first field that breaks one.
+        pub fn validate(&self) -> Result<(), FieldViolation> {
+            Ok(())
+        }
+    }
     /// Error answer of every route (except rate limits).
     #[derive(
         Debug,

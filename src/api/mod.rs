@@ -1,6 +1,7 @@
 //! The HTTP surface: poem-openapi endpoints built from the generated types (thin: they authenticate, call
 //! the store or the chat services, and map results to the spec's responses), the WebSocket upgrade, the
-//! published contract (`/openapi.json`, `/asyncapi.yaml`, Swagger UI at `/docs`) and HTTP middleware.
+//! published contract (`/openapi.json`, `/asyncapi.yaml`, the JSON Schemas at `/schemas/`, Swagger UI at
+//! `/docs`) and HTTP middleware.
 
 mod admin;
 pub mod auth;
@@ -14,6 +15,7 @@ mod operations;
 mod params;
 mod published;
 pub mod request_id;
+mod schemas;
 pub mod security_headers;
 mod sessions;
 mod shared;
@@ -54,6 +56,8 @@ pub fn routes(state: Arc<AppState>) -> impl Endpoint {
         .at("/ws", crate::ws::ws_handler)
         .at("/openapi.json", published::openapi_json.data(spec))
         .at("/asyncapi.yaml", published::asyncapi)
+        .at("/schemas/", schemas::list)
+        .at("/schemas/:file", schemas::file)
         .nest("/docs", docs)
         .nest("/", service)
         .data(state)

@@ -35,6 +35,28 @@ export function isHttpErrorCode(value: unknown): value is HttpErrorCode {
   return typeof value === "string" && (HttpErrorCodeValues as readonly string[]).includes(value);
 }
 
+/** The published JSON Schemas. */
+export interface SchemaList {
+  /** Sorted by name. */
+  schemas: SchemaEntry[];
+}
+
+/** One published JSON Schema. */
+export interface SchemaEntry {
+  /** Its name (`<type>.client`, `<type>.server` or an HTTP schema name). */
+  name: string;
+  /** Where it is served, below the path prefix (`{prefix}/schemas/<name>.json`). */
+  url: string;
+}
+
+/** A JSON Schema (draft 2020-12) document, as generated from the specs. */
+export interface JsonSchemaDocument {
+  /** `https://json-schema.org/draft/2020-12/schema`. */
+  $schema: string;
+  /** The message type or schema name. */
+  title: string;
+}
+
 /** Error answer of every route (except rate limits). */
 export interface ErrorBody {
   /** Human-readable message (exact texts in each operation and in `HttpErrorCode`). */

@@ -306,3 +306,129 @@ async fn the_server_publishes_its_contract() {
         "Swagger UI page"
     );
 }
+
+fn generated_schema(name: &str) -> String {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("generated/schemas");
+    let file = format!("{name}.json");
+    std::fs::read_to_string(dir.join("ws").join(&file))
+        .or_else(|_| std::fs::read_to_string(dir.join("http").join(&file)))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_server_lists_every_generated_json_schema() {
+    let app = spawn_app().await;
+    let list = crate::support::http::call(&app, reqwest::Method::GET, "/schemas/", None).await;
+    assert_eq!(list.status, 200);
+    let entries = list.body["schemas"].as_array().unwrap();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("generated/schemas");
+    let mut expected: Vec<String> = ["ws", "http"]
+        .iter()
+        .flat_map(|sub| std::fs::read_dir(dir.join(sub)).unwrap())
+        .map(|e| {
+            e.unwrap()
+                .file_name()
+                .to_string_lossy()
+                .trim_end_matches(".json")
+                .to_string()
+        })
+        .collect();
+    expected.sort();
+    let names: Vec<&str> = entries
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, expected);
+    assert_eq!(
+        entries[0]["url"],
+        format!("/chatbox/schemas/{}.json", names[0])
+    );
+}
+
+#[tokio::test]
+async fn each_schema_is_served_as_generated_with_an_etag_and_cache_control() {
+    let app = spawn_app().await;
+    for name in ["ai_response.server", "user_message.client", "ErrorBody"] {
+        let url = format!("{}/schemas/{name}.json", app.base);
+        let response = app.http.get(&url).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{name}");
+        let headers = response.headers().clone();
+        assert_eq!(headers["content-type"], "application/schema+json");
+        assert_eq!(headers["cache-control"], "public, max-age=300");
+        let etag = headers["etag"].to_str().unwrap().to_string();
+        assert!(etag.starts_with('"') && etag.ends_with('"'), "{etag}");
+        assert_eq!(response.text().await.unwrap(), generated_schema(name));
+        let again = app
+            .http
+            .get(&url)
+            .header("if-none-match", &etag)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(again.status(), 304);
+        assert_eq!(again.headers()["etag"].to_str().unwrap(), etag);
+        assert!(again.text().await.unwrap().is_empty());
+        let stale = app
+            .http
+            .get(&url)
+            .header("if-none-match", "\"stale\"")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(stale.status(), 200);
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_schema_name_or_a_path_outside_the_schemas_is_not_found() {
+    let app = spawn_app().await;
+    for path in [
+        "/schemas/NoSuchSchema.json",
+        "/schemas/ErrorBody",
+        "/schemas/..%2F..%2FCargo.toml",
+        "/schemas/..%2Fspec%2Fopenapi.yaml.json",
+        "/schemas/%2Fetc%2Fpasswd.json",
+    ] {
+        let answer = crate::support::http::call(&app, reqwest::Method::GET, path, None).await;
+        assert_eq!(answer.status, 404, "{path}");
+        assert_eq!(answer.body["code"], "NOT_FOUND", "{path}");
+        assert_eq!(answer.body["error"], "Schema not found", "{path}");
+    }
+}
+
+#[test]
+fn the_schema_checks_of_the_test_clients_reject_what_breaks_a_schema() {
+    use crate::support::schemas::{assert_frame, assert_response, response_schema};
+    assert_frame(&json!({"type": "pong", "sender": "system", "timestamp": "2024-01-01T00:00:00Z"}));
+    for bad in [
+        json!({"type": "pong", "sender": "system", "timestamp": "not a time"}),
+        json!({"type": "pong", "sender": "robot", "timestamp": "2024-01-01T00:00:00Z"}),
+        json!({"type": "no_such_frame"}),
+        json!({"content": "no type"}),
+    ] {
+        let failed = std::panic::catch_unwind(|| assert_frame(&bad));
+        assert!(failed.is_err(), "accepted {bad}");
+    }
+    assert_eq!(
+        response_schema("GET", "/sessions?limit=2", 200),
+        Some("SessionListResponse")
+    );
+    assert_eq!(
+        response_schema("GET", "/sessions/abc", 404),
+        Some("ErrorBody")
+    );
+    assert_eq!(
+        response_schema("GET", "/admin/sessions", 200),
+        Some("AdminSessionListResponse")
+    );
+    assert_eq!(response_schema("GET", "/metrics/prometheus", 200), None);
+    let failed = std::panic::catch_unwind(|| {
+        assert_response(
+            "GET",
+            "/sessions/abc",
+            404,
+            &json!({"error": "x", "code": "NOPE"}),
+        )
+    });
+    assert!(failed.is_err());
+}

@@ -308,7 +308,8 @@ pub async fn stopped(server: tokio::task::JoinHandle<()>) {
         .expect("the server task failed");
 }
 
-/// A real WebSocket client.
+/// A real WebSocket client. Every text frame it receives must match the published JSON Schema of its
+/// `type` (`generated/schemas/ws/`, see `support::schemas`).
 pub struct WsClient {
     stream: WebSocketStream<MaybeTlsStream<TcpStream>>,
 }
@@ -359,14 +360,19 @@ impl WsClient {
             .unwrap();
     }
 
-    /// The next JSON frame (pings and pongs skipped); fails after [`FRAME_DEADLINE`].
+    /// The next JSON frame (pings and pongs skipped), checked against the published schema of its `type`;
+    /// fails after [`FRAME_DEADLINE`].
     pub async fn recv(&mut self) -> Value {
         loop {
             let next = tokio::time::timeout(FRAME_DEADLINE, self.stream.next())
                 .await
                 .expect("no frame before the deadline");
             match next {
-                Some(Ok(Message::Text(text))) => return serde_json::from_str(&text).unwrap(),
+                Some(Ok(Message::Text(text))) => {
+                    let frame = serde_json::from_str(&text).unwrap();
+                    crate::support::schemas::assert_frame(&frame);
+                    return frame;
+                }
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                 other => panic!("expected a text frame, got {other:?}"),
             }
@@ -400,7 +406,8 @@ impl WsClient {
         }
     }
 
-    /// Waits for the server to close the connection and returns the close code.
+    /// Waits for the server to close the connection and returns the close code (text frames that arrive
+    /// meanwhile are checked against their schemas).
     pub async fn closed(&mut self) -> Closed {
         loop {
             let next = tokio::time::timeout(FRAME_DEADLINE, self.stream.next())
@@ -418,6 +425,9 @@ impl WsClient {
                             reason: f.reason.to_string(),
                         },
                     );
+                }
+                Some(Ok(Message::Text(text))) => {
+                    crate::support::schemas::assert_frame(&serde_json::from_str(&text).unwrap());
                 }
                 Some(Ok(_)) => continue,
                 Some(Err(_)) | None => {

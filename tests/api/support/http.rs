@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use chatbox::store::{MessageRecord, TurnUsage};
 
 use crate::support::app::{FRAME_DEADLINE, TestApp, WsClient};
+use crate::support::schemas::assert_response;
 
 /// An HTTP answer: status, `Retry-After`, `X-Request-Id`, and the body as JSON (`Null` when not JSON).
 #[derive(Debug)]
@@ -20,13 +21,17 @@ pub struct Answer {
     pub body: Value,
 }
 
-/// Sends `method path` (below the prefix) with an optional bearer token.
+/// Sends `method path` (below the prefix) with an optional bearer token. A JSON body must match the schema
+/// the spec gives that operation and status (`support::schemas::assert_response`); so must every answer below.
 pub async fn call(app: &TestApp, method: Method, path: &str, token: Option<&str>) -> Answer {
+    let method_name = method.to_string();
     let mut request = app.http.request(method, format!("{}{path}", app.base));
     if let Some(token) = token {
         request = request.bearer_auth(token);
     }
-    answer(request.send().await.unwrap()).await
+    let answer = answer(request.send().await.unwrap()).await;
+    assert_response(&method_name, path, answer.status, &answer.body);
+    answer
 }
 
 /// Sends `method path` with a raw `Authorization` header value.
@@ -36,11 +41,14 @@ pub async fn call_with_header(
     path: &str,
     authorization: &str,
 ) -> Answer {
+    let method_name = method.to_string();
     let request = app
         .http
         .request(method, format!("{}{path}", app.base))
         .header("authorization", authorization);
-    answer(request.send().await.unwrap()).await
+    let answer = answer(request.send().await.unwrap()).await;
+    assert_response(&method_name, path, answer.status, &answer.body);
+    answer
 }
 
 /// GETs an absolute `url` (with `token` as bearer, if any) and returns its JSON body, whatever the status.

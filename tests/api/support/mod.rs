@@ -8,4 +8,5 @@ pub mod logs;
 pub mod notify;
 pub mod process;
 pub mod receivers;
+pub mod schemas;
 pub mod wait;
