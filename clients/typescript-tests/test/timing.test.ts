@@ -42,7 +42,12 @@ class FakeSocket {
   accept(session = "s-1"): void {
     this.readyState = 1;
     this.onopen?.({});
-    this.deliver({ type: "connection_status", sender: "system", session_id: session, user_id: "u-1", last_seq: 0, models: [] });
+    this.deliver({ type: "connection_status", sender: "system", session_id: session, user_id: "u-1", last_seq: 0 });
+  }
+
+  /** The server ends the replay of a resumed connection (`connection_status` with `metadata.resumed`). */
+  endReplay(session = "s-1"): void {
+    this.deliver({ type: "connection_status", sender: "system", session_id: session, metadata: { resumed: "true" } });
   }
 
   /** The server sends `frame`. */
@@ -148,7 +153,7 @@ test("heartbeat: pings while idle, and a server that stops answering is detected
   }
 });
 
-test("reconnect backoff: full jitter below a cap doubling from backoffInitialMs to backoffMaxMs, reset once connected", async (t) => {
+test("reconnect backoff: full jitter below a cap doubling up to backoffMaxMs, reset on connect", async (t) => {
   let r = 0.9999;
   const calls: number[] = [];
   const h = harness(t, {
@@ -228,7 +233,8 @@ test("timed retry: an accepted message no frame names is sent again every retryA
     assert.equal(copies(answered).length, 1, "an answered message is never sent again");
 
     // Once answered (by any frame naming the id, an error included), the retries stop.
-    socket.deliver({ type: "error", session_id: "s-1", client_msg_id: ignored, error: { code: "rate_limit_exceeded", message: "slow down" } });
+    const error = { code: "rate_limit_exceeded", message: "slow down" };
+    socket.deliver({ type: "error", session_id: "s-1", client_msg_id: ignored, error });
     assert.deepEqual(h.client.unanswered, []);
     await h.advance(20_000);
     assert.equal(copies(ignored).length, 3, "no retry after the answer");
@@ -237,7 +243,7 @@ test("timed retry: an accepted message no frame names is sent again every retryA
   }
 });
 
-test("give-up: after maxRetries resends and one more retryAfterMs without an answer, the message is dropped", async (t) => {
+test("give-up: after maxRetries resends and one more retryAfterMs unanswered, the message is dropped", async (t) => {
   const h = harness(t, { heartbeatMs: 0, retryAfterMs: 1000, maxRetries: 3 });
   try {
     const socket = await h.open();
@@ -265,7 +271,7 @@ test("give-up: after maxRetries resends and one more retryAfterMs without an ans
     await h.advance(30_000);
     assert.equal(h.sockets.length, 2);
     h.last().accept();
-    h.last().deliver({ type: "connection_status", sender: "system", session_id: "s-1", last_seq: 0, metadata: { resumed: "true" } });
+    h.last().endReplay();
     assert.deepEqual(
       h.last().of("user_message").map((f) => f.client_msg_id),
       [later],
