@@ -191,7 +191,8 @@ export class ChatSocket {
 
   /**
    * Opens the connection; resolves with the connect-time `connection_status` (rejects if the socket closes
-   * before it, or after `close()`). Later cuts reconnect on their own.
+   * before it, or after `close()`). Later cuts, and a first attempt that failed, reconnect on their own; a
+   * `connect()` while reconnecting resolves with the next connect-time status.
    */
   connect(): Promise<ConnectionStatus> {
     this.stopped = false;
@@ -387,7 +388,12 @@ export class ChatSocket {
     this.heartbeat = setInterval(() => {
       const now = Date.now();
       if (this.options.heartbeatMs > 0 && now - this.lastReceived > this.options.heartbeatTimeoutMs) {
-        this.socket?.close(4001, "heartbeat timeout");
+        // A peer that stopped answering does not complete the close handshake either (the close event may
+        // come much later, or never): give the socket up now and reconnect; its late events are ignored.
+        socket.close(4001, "heartbeat timeout");
+        if (this.socket === socket) {
+          this.closed();
+        }
         return;
       }
       if (this.options.heartbeatMs > 0 && this.isOpen() && now - lastPing >= this.options.heartbeatMs) {
@@ -408,6 +414,8 @@ export class ChatSocket {
     if (this.stopped) {
       return;
     }
+    // `connect()` promised the connect-time status of this attempt; the reconnects go on without a caller.
+    this.rejectWaiters(new Error("the connection closed before its connection_status"));
     const cap = Math.min(this.options.backoffMaxMs, this.options.backoffInitialMs * 2 ** this.attempt);
     const delay = Math.floor(this.options.random() * cap);
     this.attempt += 1;
