@@ -299,6 +299,13 @@ fn parse_operation(
     global_security: &Option<Vec<String>>,
 ) -> Result<Operation, SpecError> {
     doc.object(pointer, "operation")?;
+    if doc.get(&child(pointer, "requestBody")).is_some() {
+        // The generated operation layer passes parameters only; a body would be silently dropped.
+        return Err(doc.err(
+            &child(pointer, "requestBody"),
+            "request bodies are not supported by the generated operation layer",
+        ));
+    }
     let id = doc.req_str(pointer, "operationId")?.to_owned();
     if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
         return Err(doc.err(

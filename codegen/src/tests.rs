@@ -617,6 +617,18 @@ fn each_operation_becomes_a_trait_and_an_endpoint_of_its_tag_service() {
 }
 
 #[test]
+fn a_request_body_is_refused_rather_than_dropped() {
+    let message = http_error(
+        "      operationId: getSession\n",
+        "      operationId: getSession\n      requestBody: {content: {application/json: {schema: {type: string}}}}\n",
+    );
+    assert!(
+        message.contains("/requestBody") && message.contains("not supported"),
+        "{message}"
+    );
+}
+
+#[test]
 fn upgrade_operations_are_documented_but_get_no_response_type() {
     assert_lacks(&http_part(), "OpenWebSocketResponse");
     let doc = file("docs/http.md");
