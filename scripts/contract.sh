@@ -2,10 +2,9 @@
 # Contract gates: the specs are valid and lint-clean, and neither breaks its previous release.
 #   1. spec/asyncapi.yaml through the official AsyncAPI parser (@asyncapi/parser): 0 errors, 0 warnings;
 #   2. spec/openapi.yaml through Redocly CLI lint (recommended ruleset, .redocly.yaml): 0 errors, 0 warnings;
-#   3. breaking changes against the previous release tag (the newest `v*` tag reachable from HEAD; with
-#      none, the first commit that has the specs): oasdiff for OpenAPI, `chatbox-codegen compat` for
-#      AsyncAPI (a break needs a new major info.version). Needs the tags: `git clone` fetches them; in a
-#      shallow or tag-less checkout run `git fetch --tags` first.
+#   3. breaking changes against the previous release, the commit named in spec/RELEASED (a clone of
+#      any branch has it; tags are not needed): oasdiff for OpenAPI, `chatbox-codegen compat` for
+#      AsyncAPI (a break needs a new major info.version). A shallow clone needs `git fetch --unshallow`.
 # The frame and response validation against generated/schemas/ runs inside the cargo tests (tests/api).
 #
 # Sourced by scripts/test.sh (which calls contract_gates), or run alone: `bash scripts/contract.sh`.
@@ -67,28 +66,23 @@ contract_oasdiff_ensure() {
   CONTRACT_OASDIFF="${bin}/oasdiff"
 }
 
-# The commit the specs are compared with: the newest v* tag reachable from HEAD, else the first commit
-# that has both specs.
+# The commit the specs are compared with: the second field of spec/RELEASED ("<version> <commit>"), which
+# each release updates. Read from the file rather than from tags, because a branch pushed or cloned alone
+# carries no tags.
 contract_baseline() {
-  local tag
-  if tag="$(git describe --tags --abbrev=0 --match 'v*' HEAD 2>/dev/null)"; then
-    echo "${tag}"
-    return 0
+  local version commit
+  read -r version commit <spec/RELEASED || true
+  if [[ -z "${commit}" ]] || ! git cat-file -e "${commit}:spec/openapi.yaml" 2>/dev/null ||
+    ! git cat-file -e "${commit}:spec/asyncapi.yaml" 2>/dev/null; then
+    return 1
   fi
-  git log --reverse --format=%H -- spec/openapi.yaml spec/asyncapi.yaml |
-    while read -r commit; do
-      if git cat-file -e "${commit}:spec/openapi.yaml" 2>/dev/null &&
-        git cat-file -e "${commit}:spec/asyncapi.yaml" 2>/dev/null; then
-        echo "${commit}"
-        break
-      fi
-    done
+  echo "${commit}"
 }
 
 contract_breaking() {
   local base
-  base="$(contract_baseline)"
-  [[ -n "${base}" ]] || { contract_fail "no v* tag and no commit with both specs to compare with"; return 1; }
+  base="$(contract_baseline)" ||
+    { contract_fail "spec/RELEASED does not name a commit of this history with both specs (shallow clone? run git fetch --unshallow)"; return 1; }
   echo "==> breaking changes against ${base}"
   git show "${base}:spec/openapi.yaml" >"${CONTRACT_TMP}/openapi.yaml" &&
     git show "${base}:spec/asyncapi.yaml" >"${CONTRACT_TMP}/asyncapi.yaml" ||
