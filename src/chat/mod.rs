@@ -27,7 +27,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub use assist::Via;
 pub use error::ChatError;
 pub use inbound::Decoded;
-pub use live::{LiveSessions, REPLAY_RING_BYTES, SEQ_BLOCK};
+pub use live::{LiveSessions, SEQ_BLOCK};
 
 use crate::audit::AuditLog;
 use crate::auth::Identity;
@@ -158,7 +158,10 @@ impl Chat {
                 settings.chat.help_rate_window,
             ),
             live: LiveSessions::new(
-                live::ReplayLimit::frames(settings.ws.replay_buffer),
+                live::ReplayLimit {
+                    frames: settings.ws.replay_buffer,
+                    bytes: settings.ws.replay_bytes,
+                },
                 Some(live::SeqMarks::new(
                     Arc::clone(&store),
                     Arc::clone(&bus),

@@ -225,6 +225,8 @@ mod tests {
         assert_eq!(s.ws.max_backlog_bytes, 4 * 1024 * 1024);
         assert_eq!(s.ws.max_backlog_age, Duration::from_secs(30));
         assert_eq!(s.ws.deprecated_outbound_queue, None);
+        assert_eq!(s.ws.replay_buffer, 512);
+        assert_eq!(s.ws.replay_bytes, 16 * 1024);
         assert_eq!(s.ws.message_rate_limit, 100);
         assert_eq!(s.ws.ping_period, Duration::from_secs(54));
         assert_eq!(s.ws.pong_wait, Duration::from_secs(60));
@@ -236,21 +238,24 @@ mod tests {
     }
 
     #[test]
-    fn the_backlog_limits_are_read_and_the_frame_queue_length_is_accepted_but_ignored() {
+    fn the_backlog_and_replay_limits_are_read_and_the_frame_queue_length_is_accepted_but_ignored() {
         let dir = tempfile::tempdir().unwrap();
         let raw = RawConfig::from_toml(
-            "[chatbox.websocket]\noutbound_queue = 64\nmax_backlog_bytes = 65536\nmax_backlog_age = \"5s\"\n",
+            "[chatbox.websocket]\noutbound_queue = 64\nmax_backlog_bytes = 65536\nmax_backlog_age = \"5s\"\nreplay_bytes = 4096\n",
         )
         .unwrap();
         let s = raw.clone().into_settings(&dev_env(dir.path())).unwrap();
         assert_eq!(s.ws.max_backlog_bytes, 65536);
+        assert_eq!(s.ws.replay_bytes, 4096);
         assert_eq!(s.ws.max_backlog_age, Duration::from_secs(5));
         assert_eq!(s.ws.deprecated_outbound_queue, Some(64));
         let mut env = dev_env(dir.path());
         env.set("WS_MAX_BACKLOG_BYTES", "1024");
         env.set("WS_MAX_BACKLOG_AGE", "250ms");
         env.set("WS_OUTBOUND_QUEUE", "8");
+        env.set("WS_REPLAY_BYTES", "2048");
         let s = raw.clone().into_settings(&env).unwrap();
+        assert_eq!(s.ws.replay_bytes, 2048);
         assert_eq!(s.ws.max_backlog_bytes, 1024);
         assert_eq!(s.ws.max_backlog_age, Duration::from_millis(250));
         assert_eq!(s.ws.deprecated_outbound_queue, Some(8));

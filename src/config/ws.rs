@@ -22,6 +22,7 @@ pub struct WebSocketSection {
     max_backlog_bytes: Option<usize>,
     max_backlog_age: Option<String>,
     replay_buffer: Option<usize>,
+    replay_bytes: Option<usize>,
     session_idle: Option<String>,
 }
 
@@ -63,6 +64,11 @@ pub struct WsSettings {
     pub message_rate_window: Duration,
     /// Session frames kept in memory per session for resume.
     pub replay_buffer: usize,
+    /// Bytes of frame text kept in memory per session for resume, whatever their count
+    /// (`WS_REPLAY_BYTES`, default 16 KiB): bounds the memory of a live session. A resume from before
+    /// the ring is served from the stored messages (`resync`), so this trades memory for exact replays of
+    /// transient events, never messages.
+    pub replay_bytes: usize,
     /// How long a session's live state (replay ring, seq counter) stays in memory once nothing uses it
     /// (no connection of its user, no watching admin, no turn, no assistant); reserved session ids of users
     /// without a connection expire after it too.
@@ -158,6 +164,7 @@ impl WsSettings {
                 secs(60),
             )?,
             replay_buffer: count_setting(env, "WS_REPLAY_BUFFER", w.replay_buffer, 512)?,
+            replay_bytes: count_setting(env, "WS_REPLAY_BYTES", w.replay_bytes, 16 * 1024)?,
             session_idle: duration_setting(
                 env,
                 "WS_SESSION_IDLE",

@@ -25,26 +25,23 @@ use super::turn_queue::TurnQueue;
 /// Seqs reserved in the store at a time.
 pub const SEQ_BLOCK: u64 = 256;
 
-/// The most bytes of frames a session's replay ring keeps, whatever its frame count: bounds the memory
-/// of a live session (older frames come from the store on a resume, as for a ring that is full).
-pub const REPLAY_RING_BYTES: usize = 64 * 1024;
-
 /// How much of a session's recent frames is kept for replay: at most `frames` frames and `bytes` bytes
 /// (the newest frame is always kept).
 #[derive(Debug, Clone, Copy)]
 pub struct ReplayLimit {
     /// Frames (`ws.replay_buffer`).
     pub frames: usize,
-    /// Bytes of frame text.
+    /// Bytes of frame text (`ws.replay_bytes`): bounds the memory of a live session; older frames come
+    /// from the store on a resume, as for a ring that is full.
     pub bytes: usize,
 }
 
 impl ReplayLimit {
-    /// `frames` frames and at most [`REPLAY_RING_BYTES`].
+    /// `frames` frames and no limit by bytes.
     pub fn frames(frames: usize) -> Self {
         Self {
             frames,
-            bytes: REPLAY_RING_BYTES,
+            bytes: usize::MAX,
         }
     }
 }

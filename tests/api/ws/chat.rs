@@ -662,10 +662,12 @@ async fn a_resume_message_replays_after_last_seq_on_the_same_connection() {
 
 #[tokio::test]
 async fn a_replay_larger_than_the_backlog_limit_is_delivered_whole() {
-    // Each demo turn is about 36 small frames, which the limit holds; the four turns' replay is larger.
+    // Each demo turn is about 36 small frames, which the limit holds; the four turns' replay is larger
+    // (and the replay ring is made large enough to hold all four).
     const LIMIT: usize = 12 * 1024;
     let app = app()
         .env("WS_MAX_BACKLOG_BYTES", LIMIT.to_string())
+        .env("WS_REPLAY_BYTES", (1024 * 1024).to_string())
         .spawn()
         .await;
     let token = app.user_token("longtalk");
@@ -714,7 +716,18 @@ async fn a_replay_larger_than_the_backlog_limit_is_delivered_whole() {
 
 #[tokio::test]
 async fn events_older_than_the_replay_window_come_back_as_stored_messages_with_resync() {
-    let app = app().env("WS_REPLAY_BUFFER", "4").spawn().await;
+    resume_from_before_the_ring("WS_REPLAY_BUFFER", "4").await;
+}
+
+#[tokio::test]
+async fn events_older_than_the_replay_bytes_come_back_as_stored_messages_with_resync() {
+    resume_from_before_the_ring("WS_REPLAY_BYTES", "512").await;
+}
+
+/// A turn, then a resume from seq 0 on a server whose replay ring (bounded by `var`) no longer holds the
+/// turn's first frames: the stored question and the complete answer come back, marked `resync`.
+async fn resume_from_before_the_ring(var: &str, value: &str) {
+    let app = app().env(var, value).spawn().await;
     let token = app.user_token("forgetful");
     let mut ws = app.connect_ws(&token).await;
     status(&mut ws).await;
