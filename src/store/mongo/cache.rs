@@ -21,12 +21,14 @@ pub(super) const CACHED_SESSIONS: usize = 4096;
 /// the slot, so a write is decided without reading the document first and is addressed by `_id` alone.
 pub(super) struct Cached {
     pub(super) session: SessionRecord,
+    /// Where the session's messages are stored.
+    pub(super) layout: MessageLayout,
     /// Sum of the response times behind `respCount` (`respTotalMs`).
     pub(super) resp_total_ms: i64,
-    /// Every stored message id and its index in `msgs` (appends are idempotent by id; a checkpointed
-    /// answer is replaced in place).
+    /// Every stored message id and its position (index in `msgs`, or `n` of its document); appends are
+    /// idempotent by id, and a checkpointed answer is replaced in place.
     pub(super) ids: HashMap<String, usize>,
-    /// Length of the `msgs` array.
+    /// Number of stored messages (the position of the next one).
     pub(super) len: usize,
     /// The last [`WINDOW`] messages, oldest first.
     pub(super) window: VecDeque<MessageRecord>,
@@ -60,7 +62,9 @@ impl Cached {
     }
 
     /// Stores `message` through `update`: appended, or replaced in place when its id is stored (a
-    /// checkpoint of it); `None` when it is new and the session has ended.
+    /// checkpoint of it); `None` when it is new and the session has ended. In the
+    /// [`Documents`](MessageLayout::Documents) layout `update` only counts it: the message's own document
+    /// is written beside it ([`Put::position`]).
     pub(super) fn put(
         &self,
         update: &mut SessionUpdate,
@@ -68,13 +72,19 @@ impl Cached {
         message: &MessageRecord,
     ) -> Option<Put> {
         match self.ids.get(&message.id) {
-            Some(index) => {
-                update.replace(*index, entry, message);
-                Some(Put::Replaced)
+            Some(&index) => {
+                match self.layout {
+                    MessageLayout::Array => update.replace(index, entry, message),
+                    MessageLayout::Documents => update.touch(message),
+                }
+                Some(Put::Replaced(index))
             }
             None if self.session.is_active() => {
-                update.append(entry, message);
-                Some(Put::Appended)
+                match self.layout {
+                    MessageLayout::Array => update.append(entry, message),
+                    MessageLayout::Documents => update.count(message),
+                }
+                Some(Put::Appended(self.len))
             }
             None => None,
         }
@@ -83,8 +93,8 @@ impl Cached {
     /// Records what [`put`](Self::put) sent.
     pub(super) fn record(&mut self, put: Put, message: &MessageRecord) {
         match put {
-            Put::Appended => self.push(message),
-            Put::Replaced => self.replace(message),
+            Put::Appended(_) => self.push(message),
+            Put::Replaced(_) => self.replace(message),
         }
     }
 
@@ -109,11 +119,25 @@ impl Cached {
     }
 }
 
-/// How [`Cached::put`] stores a message.
+/// How [`Cached::put`] stores a message, and at which position of the conversation.
 #[derive(Clone, Copy)]
 pub(super) enum Put {
-    Appended,
-    Replaced,
+    Appended(usize),
+    Replaced(usize),
+}
+
+impl Put {
+    /// The message's position in the conversation.
+    pub(super) fn position(self) -> usize {
+        match self {
+            Self::Appended(n) | Self::Replaced(n) => n,
+        }
+    }
+
+    /// True when the message is new.
+    pub(super) fn is_new(self) -> bool {
+        matches!(self, Self::Appended(_))
+    }
 }
 
 /// Runs one attempt of a write through `held`; a failed attempt (whose outcome may be unknown, such as a
@@ -140,18 +164,26 @@ pub(super) struct SessionUpdate {
 }
 
 impl SessionUpdate {
-    /// Appends `entry` (the stored form of `message`): pushed, counted, last seq and activity raised.
+    /// Appends `entry` (the stored form of `message`) to `msgs`, and counts it.
     pub(super) fn append(&mut self, entry: &Document, message: &MessageRecord) {
         self.push = Some(doc! { "msgs": entry.clone() });
+        self.count(message);
+    }
+
+    /// Counts a new message (stored elsewhere): `msgCount`, last seq and activity.
+    pub(super) fn count(&mut self, message: &MessageRecord) {
         self.inc.insert("msgCount", 1i64);
-        self.max
-            .insert("lastSeq", i64::try_from(message.seq).unwrap_or(i64::MAX));
-        self.max.insert("lastActivity", dt(message.timestamp));
+        self.touch(message);
     }
 
     /// Replaces the message at `index` of `msgs` with `entry` (the stored form of `message`).
     pub(super) fn replace(&mut self, index: usize, entry: &Document, message: &MessageRecord) {
         self.set.insert(format!("msgs.{index}"), entry.clone());
+        self.touch(message);
+    }
+
+    /// Raises the last seq and activity to `message`'s.
+    pub(super) fn touch(&mut self, message: &MessageRecord) {
         self.max
             .insert("lastSeq", i64::try_from(message.seq).unwrap_or(i64::MAX));
         self.max.insert("lastActivity", dt(message.timestamp));

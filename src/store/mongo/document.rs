@@ -13,11 +13,42 @@ use crate::store::keycheck::{mark_unreadable, open_content, open_name};
 use crate::store::records::*;
 use crate::store::{from_ms, to_ms};
 
-/// Marks documents written by this server (`schema: 2`); documents without it were written by the Go
-/// service.
+/// Marks documents written by this server (`schema: 2` or `3`); documents without it were written by the
+/// Go service.
 pub(super) const SCHEMA: &str = "schema";
 
-pub(super) const SCHEMA_VERSION: i32 = 2;
+/// Sessions whose messages are documents of their own in `<c>_msgs` (see [`MessageLayout`]); the
+/// session document has no `msgs`. Every session this server creates now; those it created with
+/// `schema: 2` keep their messages in `msgs`, as the Go service's do, and open and continue that way.
+pub(super) const SCHEMA_DOCUMENTS: i32 = 3;
+
+/// Where a session's messages are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum MessageLayout {
+    /// In the session document's `msgs` array (the Go service's sessions, and ours of `schema: 2`):
+    /// appended with `$push`, so every write rewrites the document on servers that update by
+    /// read-modify-write.
+    Array,
+    /// One document per message in `<c>_msgs`, `_id: "<session>:<message id>"`, inserted: the session
+    /// document stays small whatever the conversation's length.
+    Documents,
+}
+
+impl MessageLayout {
+    /// The layout of session document `doc`.
+    pub(super) fn of(doc: &Document) -> Self {
+        if get_i64(doc, SCHEMA).is_some_and(|v| v >= i64::from(SCHEMA_DOCUMENTS)) {
+            Self::Documents
+        } else {
+            Self::Array
+        }
+    }
+}
+
+/// `_id` of message `message` of session `session` in `<c>_msgs`.
+pub(super) fn message_doc_id(session: &str, message: &str) -> String {
+    format!("{session}:{message}")
+}
 
 pub(super) fn ms_date(ms: i64) -> DateTime {
     DateTime::from_millis(ms)
@@ -147,43 +178,67 @@ pub(super) fn messages_from_doc(
     let Some(Bson::Array(msgs)) = doc.get("msgs") else {
         return Ok(Vec::new());
     };
-    let mut out = Vec::with_capacity(msgs.len());
-    for (index, m) in msgs.iter().enumerate() {
-        let Bson::Document(m) = m else { continue };
-        let (id, seq) = message_identity(m, index);
-        if after_seq.is_some_and(|after| seq <= after) {
-            continue;
-        }
-        let stored = match m.get("content") {
-            Some(Bson::String(s)) => s.as_str(),
-            _ => "",
-        };
-        let content = open_content(keyring, stored, session, &id);
-        let mut metadata = match m.get("meta") {
-            Some(Bson::Document(meta)) => meta
-                .iter()
-                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
-                .collect(),
-            _ => BTreeMap::new(),
-        };
-        if content.is_none() {
-            mark_unreadable(&mut metadata);
-        }
-        out.push(MessageRecord {
-            id,
-            seq,
-            content: content.unwrap_or_default(),
-            timestamp: get_date(m, "ts").unwrap_or(OffsetDateTime::UNIX_EPOCH),
-            sender: Sender::parse(&get_str(m, "sender").unwrap_or_default()),
-            file_id: get_str(m, "fileId"),
-            file_url: get_str(m, "fileUrl"),
-            metadata,
-            client_msg_id: get_str(m, "clientMsgId"),
-            model_id: get_str(m, "modelId"),
-            partial: get_bool(m, "partial"),
-        });
+    Ok(msgs
+        .iter()
+        .enumerate()
+        .filter_map(|(index, m)| match m {
+            Bson::Document(m) => Some(message_from_entry(m, index, session, keyring)),
+            _ => None,
+        })
+        .filter(|m| after_seq.is_none_or(|after| m.seq > after))
+        .collect())
+}
+
+/// The message stored as `m`, the `index`-th of session `session` (an entry of `msgs`, or a document of
+/// `<c>_msgs`, which has the same fields).
+pub(super) fn message_from_entry(
+    m: &Document,
+    index: usize,
+    session: &str,
+    keyring: &Keyring,
+) -> MessageRecord {
+    let (id, seq) = message_identity(m, index);
+    let stored = match m.get("content") {
+        Some(Bson::String(s)) => s.as_str(),
+        _ => "",
+    };
+    let content = open_content(keyring, stored, session, &id);
+    let mut metadata = match m.get("meta") {
+        Some(Bson::Document(meta)) => meta
+            .iter()
+            .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+            .collect(),
+        _ => BTreeMap::new(),
+    };
+    if content.is_none() {
+        mark_unreadable(&mut metadata);
     }
-    Ok(out)
+    MessageRecord {
+        id,
+        seq,
+        content: content.unwrap_or_default(),
+        timestamp: get_date(m, "ts").unwrap_or(OffsetDateTime::UNIX_EPOCH),
+        sender: Sender::parse(&get_str(m, "sender").unwrap_or_default()),
+        file_id: get_str(m, "fileId"),
+        file_url: get_str(m, "fileUrl"),
+        metadata,
+        client_msg_id: get_str(m, "clientMsgId"),
+        model_id: get_str(m, "modelId"),
+        partial: get_bool(m, "partial"),
+    }
+}
+
+/// The document of `<c>_msgs` that stores `entry` (a [`message_doc`]) as the `n`-th message of session
+/// `session`: the entry's fields plus `_id`, `sid` and `n` (the order of the conversation).
+pub(super) fn message_document(session: &str, n: usize, entry: &Document) -> Document {
+    let id = get_str(entry, "id").unwrap_or_default();
+    let mut d = doc! {
+        "_id": message_doc_id(session, &id),
+        "sid": session,
+        "n": i64::try_from(n).unwrap_or(i64::MAX),
+    };
+    d.extend(entry.clone());
+    d
 }
 
 pub(super) fn message_doc(message: &MessageRecord, content: String) -> Document {
@@ -226,7 +281,6 @@ pub(super) fn new_session_doc(id: &str, user_id: &str, model_id: &str, now: Date
         "uid": user_id,
         "nm": "",
         "modelId": model_id,
-        "msgs": [],
         "ts": now,
         "dur": 0i64,
         "adminAssisted": false,
@@ -238,7 +292,7 @@ pub(super) fn new_session_doc(id: &str, user_id: &str, model_id: &str, now: Date
         "lastSeq": 0i64,
         "respCount": 0i64,
         "respTotalMs": 0i64,
-        SCHEMA: SCHEMA_VERSION,
+        SCHEMA: SCHEMA_DOCUMENTS,
         "_ts": now,
         "_mt": now,
     }

@@ -59,7 +59,7 @@ impl MongoStore {
             .find(doc! {})
             .sort(doc! { "ts": -1 })
             .limit(i64::try_from(sessions).unwrap_or(i64::MAX))
-            .projection(doc! { "nm": 1, "msgs.id": 1, "msgs.content": 1 })
+            .projection(doc! { "nm": 1, "msgs.id": 1, "msgs.content": 1, SCHEMA: 1 })
             .await?;
         while let Some(d) = cursor.try_next().await? {
             let Some(Bson::String(id)) = d.get("_id") else {
@@ -68,8 +68,12 @@ impl MongoStore {
             if let Some(Bson::String(nm)) = d.get("nm") {
                 probe.value(nm, Binding::Name { session: id }, false);
             }
-            let Some(Bson::Array(msgs)) = d.get("msgs") else {
-                continue;
+            let msgs = match MessageLayout::of(&d) {
+                MessageLayout::Array => match d.get("msgs") {
+                    Some(Bson::Array(msgs)) => msgs.clone(),
+                    _ => continue,
+                },
+                MessageLayout::Documents => self.last_message_documents(id).await?,
             };
             let skip = msgs.len().saturating_sub(KEY_CHECK_MESSAGES);
             for (index, m) in msgs.iter().enumerate().skip(skip) {
@@ -87,6 +91,24 @@ impl MongoStore {
         }
         Ok(probe.finish())
     }
+
+    /// The last [`KEY_CHECK_MESSAGES`] message documents of session `id` (their ids and contents),
+    /// oldest first.
+    async fn last_message_documents(&self, id: &str) -> Result<Vec<Bson>, StoreError> {
+        let mut cursor = self
+            .messages
+            .find(doc! { "sid": id })
+            .sort(doc! { "n": -1 })
+            .limit(KEY_CHECK_MESSAGES as i64)
+            .projection(doc! { "id": 1, "content": 1 })
+            .await?;
+        let mut out = Vec::new();
+        while let Some(d) = cursor.try_next().await? {
+            out.push(Bson::Document(d));
+        }
+        out.reverse();
+        Ok(out)
+    }
 }
 
 pub(super) async fn purge_ended_before(
@@ -96,26 +118,34 @@ pub(super) async fn purge_ended_before(
     store
         .runner
         .run("purge", Budget::Long, true, || async {
-            let filter = doc! { "endTs": { "$lt": dt(cutoff) } };
             let mut ids = Vec::new();
             let mut cursor = store
                 .sessions
-                .find(filter.clone())
+                .find(doc! { "endTs": { "$lt": dt(cutoff) } })
                 .projection(doc! { "_id": 1 })
                 .await?;
             while let Some(d) = cursor.try_next().await? {
                 ids.extend(d.get("_id").cloned());
             }
-            let r = store.sessions.delete_many(filter).await?;
+            if ids.is_empty() {
+                return Ok(0);
+            }
+            // Messages first: a purge cut short leaves sessions to purge again, never orphan messages.
+            store
+                .messages
+                .delete_many(doc! { "sid": { "$in": ids.clone() } })
+                .await?;
+            let r = store
+                .sessions
+                .delete_many(doc! { "_id": { "$in": ids.clone() } })
+                .await?;
             store
                 .slots
                 .forget_where(|c| c.session.ended_at.is_some_and(|end| end < cutoff));
-            if !ids.is_empty() {
-                store
-                    .seq_marks
-                    .delete_many(doc! { "_id": { "$in": ids } })
-                    .await?;
-            }
+            store
+                .seq_marks
+                .delete_many(doc! { "_id": { "$in": ids } })
+                .await?;
             Ok(r.deleted_count)
         })
         .await
@@ -136,7 +166,12 @@ pub(super) async fn export_user(
             let mut sessions = Vec::new();
             while let Some(d) = cursor.try_next().await? {
                 let session = session_from_doc(&d, &store.keyring)?;
-                let messages = messages_from_doc(&d, &session.id, &store.keyring, None)?;
+                let messages = match MessageLayout::of(&d) {
+                    MessageLayout::Array => {
+                        messages_from_doc(&d, &session.id, &store.keyring, None)?
+                    }
+                    MessageLayout::Documents => store.message_documents(&session.id, None).await?,
+                };
                 sessions.push(ExportedSession { session, messages });
             }
             let mut daily_tokens = BTreeMap::new();
@@ -168,13 +203,21 @@ pub(super) async fn delete_user(
             let mut cursor = store
                 .sessions
                 .find(doc! { "uid": user_id })
-                .projection(doc! { "msgs": 1 })
+                .projection(doc! { "msgs": 1, SCHEMA: 1 })
                 .await?;
             let mut messages = 0u64;
+            let mut with_documents = Vec::new();
             while let Some(d) = cursor.try_next().await? {
-                if let Some(Bson::Array(a)) = d.get("msgs") {
-                    messages += a.len() as u64;
+                match (MessageLayout::of(&d), d.get("msgs")) {
+                    (MessageLayout::Array, Some(Bson::Array(a))) => messages += a.len() as u64,
+                    (MessageLayout::Documents, _) => with_documents.extend(d.get("_id").cloned()),
+                    _ => {}
                 }
+            }
+            if !with_documents.is_empty() {
+                let theirs = doc! { "sid": { "$in": with_documents } };
+                messages += store.messages.count_documents(theirs.clone()).await?;
+                store.messages.delete_many(theirs).await?;
             }
             let r = store.sessions.delete_many(doc! { "uid": user_id }).await?;
             store.slots.forget_where(|c| c.session.user_id == user_id);

@@ -1,11 +1,12 @@
 //! The MongoDB store (also runs on FerretDB): the Go service's `chat.sessions` documents (reference 4.2)
-//! with additive fields, plus three helper collections named after the sessions collection:
+//! with additive fields, plus helper collections named after the sessions collection: `<c>_msgs` (the
+//! messages of sessions created with `schema: 3`, one document each, see `document::MessageLayout`),
 //! `<c>_active` (one lock document per user: at most one active session without transactions),
-//! `<c>_usage` (tokens per user per UTC day), `<c>_meta` (key rotation checkpoint and key canary), `<c>_audit` (the
-//! audit log of administrator actions, listed newest first by `(ts, _id)`) and `<c>_seqmarks` (each
-//! session's seq high-water mark, `{_id: sessionId, uid, mark}`: a document of its own, because FerretDB
-//! applies updates as read-modify-write of the whole document and a mark written into the session
-//! document could undo a concurrent append).
+//! `<c>_usage` (tokens per user per UTC day), `<c>_meta` (key rotation checkpoint and key canary),
+//! `<c>_audit` (the audit log of administrator actions, listed newest first by `(ts, _id)`) and
+//! `<c>_seqmarks` (each session's seq high-water mark, `{_id: sessionId, uid, mark}`: a document of its
+//! own, because FerretDB applies updates as read-modify-write of the whole document and a mark written
+//! into the session document could undo a concurrent append).
 
 mod assist;
 mod audit;
@@ -41,6 +42,7 @@ use cache::Cached;
 /// The MongoDB store.
 pub struct MongoStore {
     sessions: Collection<Document>,
+    messages: Collection<Document>,
     locks: Collection<Document>,
     usage: Collection<Document>,
     meta: Collection<Document>,

@@ -1,6 +1,7 @@
 //! Reading sessions: the slot cache loaded once per session, documents of the Go service corrected on
 //! read, the active session of each user, and messages.
 
+use futures::TryStreamExt;
 use mongodb::bson::{Bson, Document, doc};
 
 use super::MongoStore;
@@ -103,20 +104,30 @@ impl MongoStore {
             .find_session_doc(id, true)
             .await?
             .ok_or(StoreError::NotFound)?;
-        if !doc.contains_key(SCHEMA) {
-            let stored = get_i64(&doc, "msgCount");
-            let actual = match doc.get("msgs") {
-                Some(Bson::Array(a)) => Some(a.len() as i64),
-                _ => None,
-            };
-            if actual.is_some() && stored != actual {
-                self.correct_counts(&doc, stored).await?;
+        let layout = MessageLayout::of(&doc);
+        let messages = match layout {
+            MessageLayout::Array => {
+                if !doc.contains_key(SCHEMA) {
+                    let stored = get_i64(&doc, "msgCount");
+                    let actual = match doc.get("msgs") {
+                        Some(Bson::Array(a)) => Some(a.len() as i64),
+                        _ => None,
+                    };
+                    if actual.is_some() && stored != actual {
+                        self.correct_counts(&doc, stored).await?;
+                    }
+                }
+                messages_from_doc(&doc, id, &self.keyring, None)?
             }
-        }
-        let session = self
+            MessageLayout::Documents => self.message_documents(id, None).await?,
+        };
+        let mut session = self
             .with_seq_mark(session_from_doc(&doc, &self.keyring)?)
             .await?;
-        let messages = messages_from_doc(&doc, id, &self.keyring, None)?;
+        if layout == MessageLayout::Documents {
+            self.correct_document_counts(&mut session, &messages)
+                .await?;
+        }
         let resp_total_ms = get_i64(&doc, "respTotalMs")
             .unwrap_or(session.avg_response_ms * session.response_count);
         let ids = messages
@@ -124,18 +135,71 @@ impl MongoStore {
             .enumerate()
             .map(|(index, m)| (m.id.clone(), index))
             .collect();
-        let len = match doc.get("msgs") {
-            Some(Bson::Array(a)) => a.len(),
-            _ => 0,
-        };
+        let len = messages.len();
         let skip = messages.len().saturating_sub(WINDOW);
         held.set(Cached {
             session,
+            layout,
             resp_total_ms,
             ids,
             len,
             window: messages.into_iter().skip(skip).collect(),
         });
+        Ok(())
+    }
+
+    /// The messages of session `id` (`Documents` layout) in conversation order, those after `after_seq`
+    /// when given.
+    pub(super) async fn message_documents(
+        &self,
+        id: &str,
+        after_seq: Option<u64>,
+    ) -> Result<Vec<MessageRecord>, StoreError> {
+        let mut filter = doc! { "sid": id };
+        if let Some(after) = after_seq {
+            filter.insert(
+                "seq",
+                doc! { "$gt": i64::try_from(after).unwrap_or(i64::MAX) },
+            );
+        }
+        let mut cursor = self.messages.find(filter).sort(doc! { "n": 1 }).await?;
+        let mut out = Vec::new();
+        while let Some(d) = cursor.try_next().await? {
+            let index = get_i64(&d, "n")
+                .and_then(|n| usize::try_from(n).ok())
+                .unwrap_or(out.len());
+            out.push(message_from_entry(&d, index, id, &self.keyring));
+        }
+        Ok(out)
+    }
+
+    /// Makes the counters of `session` (`Documents` layout) agree with its stored `messages`: a message
+    /// whose document was written while the session's update was lost (an unknown outcome, a crash
+    /// between the two) is counted on the next load, in `session` and in the stored document.
+    async fn correct_document_counts(
+        &self,
+        session: &mut SessionRecord,
+        messages: &[MessageRecord],
+    ) -> Result<(), StoreError> {
+        let count = messages.len() as i64;
+        let last_seq = messages.iter().map(|m| m.seq).max().unwrap_or(0);
+        let last_activity = messages.iter().map(|m| m.timestamp).max();
+        if session.message_count == count && session.last_seq >= last_seq {
+            return Ok(());
+        }
+        let mut max = doc! { "lastSeq": i64::try_from(last_seq).unwrap_or(i64::MAX) };
+        if let Some(at) = last_activity {
+            max.insert("lastActivity", dt(at));
+        }
+        self.update_by_id(
+            &session.id,
+            doc! { "$set": { "msgCount": count }, "$max": max },
+        )
+        .await?;
+        session.message_count = count;
+        session.last_seq = session.last_seq.max(last_seq);
+        session.seq_mark = session.seq_mark.max(session.last_seq);
+        session.last_activity = session.last_activity.max(last_activity);
         Ok(())
     }
 
@@ -370,10 +434,15 @@ pub(super) async fn messages(
             let d = store
                 .sessions
                 .find_one(doc! { "_id": session_id })
-                .projection(doc! { "msgs": 1 })
+                .projection(doc! { "msgs": 1, SCHEMA: 1 })
                 .await?
                 .ok_or(StoreError::NotFound)?;
-            messages_from_doc(&d, session_id, &store.keyring, after_seq)
+            match MessageLayout::of(&d) {
+                MessageLayout::Array => {
+                    messages_from_doc(&d, session_id, &store.keyring, after_seq)
+                }
+                MessageLayout::Documents => store.message_documents(session_id, after_seq).await,
+            }
         })
         .await
 }

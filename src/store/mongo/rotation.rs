@@ -56,9 +56,10 @@ impl RotationBackend for MongoStore {
                     .find(filter.clone())
                     .sort(doc! { "_id": 1 })
                     .limit(i64::try_from(limit).unwrap_or(i64::MAX))
-                    .projection(doc! { "nm": 1, "msgs": 1 })
+                    .projection(doc! { "nm": 1, "msgs": 1, SCHEMA: 1 })
                     .await?;
                 let mut batch = RotationBatch::default();
+                let mut with_documents = Vec::new();
                 while let Some(d) = cursor.try_next().await? {
                     batch.scanned += 1;
                     let Some(Bson::String(id)) = d.get("_id") else {
@@ -66,6 +67,24 @@ impl RotationBackend for MongoStore {
                     };
                     batch.last = Some(id.clone());
                     sealed_values(&d, id, &mut batch.values);
+                    if MessageLayout::of(&d) == MessageLayout::Documents {
+                        with_documents.push(id.clone());
+                    }
+                }
+                if !with_documents.is_empty() {
+                    let mut messages = self
+                        .messages
+                        .find(doc! { "sid": { "$in": with_documents } })
+                        .sort(doc! { "sid": 1, "n": 1 })
+                        .projection(doc! { "sid": 1, "n": 1, "id": 1, "content": 1 })
+                        .await?;
+                    while let Some(m) = messages.try_next().await? {
+                        let session = get_str(&m, "sid").unwrap_or_default();
+                        let index = get_i64(&m, "n").unwrap_or(0);
+                        batch
+                            .values
+                            .push(sealed_message(&session, &m, index as usize));
+                    }
                 }
                 Ok(batch)
             })
@@ -99,8 +118,28 @@ impl RotationBackend for MongoStore {
                     // One writer at a time per session: a concurrent append is not undone by a server
                     // that applies updates as read-modify-write. The cache holds plaintext and stays valid.
                     let _held = self.slots.hold(id).await;
-                    let r = self.sessions.update_one(filter, update).await?;
-                    rewritten.count(&value.field, r.modified_count == 1);
+                    // A message of its own document (sessions of `schema: 3`) is rewritten there; one in
+                    // `msgs` matches nothing there and is rewritten in its session's document.
+                    let own_document = match &value.field {
+                        SealedField::Message { id: mid, .. } => self
+                            .messages
+                            .update_one(
+                                doc! { "_id": message_doc_id(id, mid), "content": &value.stored },
+                                doc! { "$set": { "content": sealed } },
+                            )
+                            .await?
+                            .matched_count
+                            == 1,
+                        SealedField::Name => false,
+                    };
+                    let modified = own_document
+                        || self
+                            .sessions
+                            .update_one(filter, update)
+                            .await?
+                            .modified_count
+                            == 1;
+                    rewritten.count(&value.field, modified);
                 }
                 match checkpoint {
                     Some(c) => {
@@ -151,18 +190,23 @@ fn sealed_values(d: &Document, id: &str, out: &mut Vec<SealedValue>) {
     };
     for (index, m) in msgs.iter().enumerate() {
         let Bson::Document(m) = m else { continue };
-        let stored = match m.get("content") {
-            Some(Bson::String(s)) => s.clone(),
-            _ => String::new(),
-        };
-        let (mid, _) = message_identity(m, index);
-        out.push(SealedValue {
-            session: id.to_string(),
-            field: SealedField::Message {
-                index: index as u64,
-                id: mid,
-            },
-            stored,
-        });
+        out.push(sealed_message(id, m, index));
+    }
+}
+
+/// The content of message `m`, the `index`-th of session `session`.
+fn sealed_message(session: &str, m: &Document, index: usize) -> SealedValue {
+    let stored = match m.get("content") {
+        Some(Bson::String(s)) => s.clone(),
+        _ => String::new(),
+    };
+    let (mid, _) = message_identity(m, index);
+    SealedValue {
+        session: session.to_string(),
+        field: SealedField::Message {
+            index: index as u64,
+            id: mid,
+        },
+        stored,
     }
 }

@@ -81,6 +81,7 @@ impl MongoStore {
         let db = client.database(database);
         Self {
             sessions: db.collection(collection),
+            messages: db.collection(&format!("{collection}_msgs")),
             locks: db.collection(&format!("{collection}_active")),
             usage: db.collection(&format!("{collection}_usage")),
             meta: db.collection(&format!("{collection}_meta")),
@@ -150,6 +151,11 @@ impl MongoStore {
                 plain("idx_sort_user_id", doc! { "uid": 1, "_id": 1 }),
             ),
             (&self.usage, plain("idx_uid", doc! { "uid": 1 })),
+            // A session's messages in conversation order.
+            (
+                &self.messages,
+                plain("idx_session_order", doc! { "sid": 1, "n": 1 }),
+            ),
             (
                 &self.audit,
                 plain("idx_audit_time", doc! { "ts": -1, "_id": -1 }),

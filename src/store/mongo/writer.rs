@@ -1,7 +1,7 @@
 //! Writing sessions: each write goes through the session's slot, decided from its cached state and
 //! addressed by `_id` alone (messages, turns, names, flags, the end), plus the per-day token usage.
 
-use mongodb::bson::{Document, doc};
+use mongodb::bson::{Bson, Document, doc};
 use time::{Date, OffsetDateTime};
 
 use super::MongoStore;
@@ -36,6 +36,58 @@ impl MongoStore {
         if result.matched_count == 0 {
             return Err(StoreError::NotFound);
         }
+        Ok(())
+    }
+
+    /// Sends what [`Cached::put`] decided for a message of session `session_id`: the session's update
+    /// and, in the [`Documents`](MessageLayout::Documents) layout, the message's own document, both at
+    /// once (independent documents, so one round trip of latency).
+    pub(super) async fn send_put(
+        &self,
+        session_id: &str,
+        layout: MessageLayout,
+        update: SessionUpdate,
+        message: Option<(Put, &Document)>,
+    ) -> Result<(), StoreError> {
+        let session = async {
+            if update.is_empty() {
+                Ok(())
+            } else {
+                self.update_by_id(session_id, update.build()).await
+            }
+        };
+        let document = async {
+            match (layout, message) {
+                (MessageLayout::Documents, Some((put, entry))) => {
+                    self.write_message_doc(session_id, put, entry).await
+                }
+                _ => Ok(()),
+            }
+        };
+        let (session, document) = tokio::join!(session, document);
+        session.and(document)
+    }
+
+    /// Writes the document of a message in `<c>_msgs`: inserted when new (already there counts as done:
+    /// an earlier attempt whose outcome was unknown stored it), replaced when a checkpoint of it is.
+    async fn write_message_doc(
+        &self,
+        session_id: &str,
+        put: Put,
+        entry: &Document,
+    ) -> Result<(), StoreError> {
+        let document = message_document(session_id, put.position(), entry);
+        if put.is_new() {
+            return match self.messages.insert_one(document).await {
+                Ok(_) => Ok(()),
+                Err(e) if is_duplicate(&e) => Ok(()),
+                Err(e) => Err(e.into()),
+            };
+        }
+        let id = document.get("_id").cloned().unwrap_or(Bson::Null);
+        self.messages
+            .replace_one(doc! { "_id": id }, document)
+            .await?;
         Ok(())
     }
 
@@ -107,21 +159,23 @@ pub(super) async fn append_message(
         .run("append_message", Budget::Short, true, || {
             attempt(&held, async {
                 store.load(&held, session_id).await?;
-                {
+                let mut update = SessionUpdate::default();
+                let (layout, put) = {
                     let state = held.state();
                     let cached = state.as_ref().ok_or(StoreError::NotFound)?;
                     if cached.ids.contains_key(&message.id) {
                         return Ok(AppendOutcome::Duplicate);
                     }
-                    if !cached.session.is_active() {
-                        return Err(StoreError::SessionEnded);
-                    }
-                }
-                let mut update = SessionUpdate::default();
-                update.append(&entry, message);
-                store.update_by_id(session_id, update.build()).await?;
+                    let put = cached
+                        .put(&mut update, &entry, message)
+                        .ok_or(StoreError::SessionEnded)?;
+                    (cached.layout, put)
+                };
+                store
+                    .send_put(session_id, layout, update, Some((put, &entry)))
+                    .await?;
                 if let Some(cached) = held.state().as_mut() {
-                    cached.push(message);
+                    cached.record(put, message);
                 }
                 Ok(AppendOutcome::Stored)
             })
@@ -152,7 +206,7 @@ pub(super) async fn finish_turn(
         attempt(&held, async {
             store.load(&held, session_id).await?;
             let mut update = SessionUpdate::default();
-            let put = {
+            let (layout, put) = {
                 let state = held.state();
                 let cached = state.as_ref().ok_or(StoreError::NotFound)?;
                 // An answer finished after its session ended is not stored (as `append_message`
@@ -165,11 +219,10 @@ pub(super) async fn finish_turn(
                     let count = cached.session.response_count + 1;
                     update.usage(usage, (cached.resp_total_ms + usage.response_ms) / count);
                 }
-                put
+                (cached.layout, put)
             };
-            if !update.is_empty() {
-                store.update_by_id(session_id, update.build()).await?;
-            }
+            let message = put.zip(entry.as_ref());
+            store.send_put(session_id, layout, update, message).await?;
             if let Some(cached) = held.state().as_mut() {
                 if let (Some(put), Some(message)) = (put, answer) {
                     cached.record(put, message);
@@ -204,13 +257,17 @@ pub(super) async fn put_answer(
             attempt(&held, async {
                 store.load(&held, session_id).await?;
                 let mut update = SessionUpdate::default();
-                let put = held
-                    .state()
-                    .as_ref()
-                    .ok_or(StoreError::NotFound)?
-                    .put(&mut update, &entry, answer)
-                    .ok_or(StoreError::SessionEnded)?;
-                store.update_by_id(session_id, update.build()).await?;
+                let (layout, put) = {
+                    let state = held.state();
+                    let cached = state.as_ref().ok_or(StoreError::NotFound)?;
+                    let put = cached
+                        .put(&mut update, &entry, answer)
+                        .ok_or(StoreError::SessionEnded)?;
+                    (cached.layout, put)
+                };
+                store
+                    .send_put(session_id, layout, update, Some((put, &entry)))
+                    .await?;
                 if let Some(cached) = held.state().as_mut() {
                     cached.record(put, answer);
                 }

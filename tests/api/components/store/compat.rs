@@ -208,8 +208,8 @@ async fn documents_written_here_keep_the_go_field_names() {
         .await
         .unwrap();
     store.end_session(&s.id, now()).await.unwrap();
-    let raw = sessions_collection(&backend)
-        .await
+    let sessions = sessions_collection(&backend).await;
+    let raw = sessions
         .find_one(doc! { "_id": &s.id })
         .await
         .unwrap()
@@ -218,7 +218,6 @@ async fn documents_written_here_keep_the_go_field_names() {
         "uid",
         "nm",
         "modelId",
-        "msgs",
         "ts",
         "endTs",
         "dur",
@@ -228,20 +227,30 @@ async fn documents_written_here_keep_the_go_field_names() {
         "lastActivity",
         "maxRespTime",
         "avgRespTime",
+        "msgCount",
         "_ts",
         "_mt",
     ] {
         assert!(raw.contains_key(field), "missing {field}: {raw:?}");
     }
     assert!(matches!(raw.get("ts"), Some(Bson::DateTime(_))));
-    let Some(Bson::Array(msgs)) = raw.get("msgs") else {
-        panic!("msgs")
-    };
-    let Bson::Document(m) = &msgs[0] else {
-        panic!("msg")
-    };
-    for field in ["content", "ts", "sender", "id", "seq"] {
-        assert!(m.contains_key(field), "missing msgs.{field}");
+    assert_eq!(raw.get_i32("schema").unwrap(), 3);
+    assert!(
+        !raw.contains_key("msgs"),
+        "messages are documents of their own"
+    );
+    // The message: a document of `sessions_msgs` with the Go service's message fields.
+    let m = sessions
+        .client()
+        .database(sessions.namespace().db.as_str())
+        .collection::<Document>("sessions_msgs")
+        .find_one(doc! { "sid": &s.id })
+        .await
+        .unwrap()
+        .expect("the message's document");
+    assert_eq!(m.get_str("_id").unwrap(), format!("{}:m1", s.id));
+    for field in ["content", "ts", "sender", "id", "seq", "n"] {
+        assert!(m.contains_key(field), "missing {field}: {m:?}");
     }
     let content = m.get_str("content").unwrap();
     assert!(
@@ -360,4 +369,114 @@ async fn the_backfill_counts_go_documents_and_stops_when_cancelled() {
         .unwrap();
     assert_eq!(active.get_i64("msgCount").unwrap(), 3);
     assert_eq!(store.backfill(&running).await.unwrap(), 0, "nothing left");
+}
+
+#[tokio::test]
+async fn sessions_of_the_array_layout_continue_in_their_array() {
+    // A session as this server wrote it before messages had documents of their own (`schema: 2`).
+    const OLD: &str = "2b3c4d5e6f708192a3b4c5d6e7f8091a";
+    let backend = Backend::mongo();
+    let sessions = sessions_collection(&backend).await;
+    let at = DateTime::now();
+    sessions
+        .insert_one(doc! {
+            "_id": OLD, "uid": "olduser", "nm": "", "modelId": "demo", "ts": at, "dur": 0i64,
+            "msgs": [{ "content": "the first question", "ts": at, "sender": "user", "id": "m1", "seq": 1i64 }],
+            "adminAssisted": false, "helpRequested": false, "totalTokens": 0i64, "maxRespTime": 0i64,
+            "avgRespTime": 0i64, "msgCount": 1i64, "lastSeq": 1i64, "respCount": 0i64, "respTotalMs": 0i64,
+            "schema": 2, "_ts": at, "_mt": at,
+        })
+        .await
+        .unwrap();
+    let db = sessions.client().database(sessions.namespace().db.as_str());
+    db.collection::<Document>("sessions_active")
+        .insert_one(doc! { "_id": "olduser", "sid": OLD, "ts": at })
+        .await
+        .unwrap();
+    let store = backend.open().await;
+
+    let active = store
+        .get_or_create_active("olduser", None, "demo")
+        .await
+        .unwrap();
+    assert!(!active.created);
+    assert_eq!(active.session.id, OLD);
+    store
+        .append_message(OLD, &MessageRecord::new("m2", 2, "user", "a follow-up"))
+        .await
+        .unwrap();
+    let mut answer = MessageRecord::new("m3", 3, "ai", "half");
+    answer.partial = true;
+    store.put_answer(OLD, &answer).await.unwrap();
+    let answer = MessageRecord::new("m3", 3, "ai", "the whole answer");
+    store.finish_turn(OLD, Some(&answer), None).await.unwrap();
+
+    let contents: Vec<String> = store
+        .messages(OLD, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.content)
+        .collect();
+    assert_eq!(
+        contents,
+        vec!["the first question", "a follow-up", "the whole answer"]
+    );
+    let raw = sessions
+        .find_one(doc! { "_id": OLD })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(raw.get_array("msgs").unwrap().len(), 3);
+    assert_eq!(raw.get_i64("msgCount").unwrap(), 3);
+    let own_documents = db
+        .collection::<Document>("sessions_msgs")
+        .count_documents(doc! { "sid": OLD })
+        .await
+        .unwrap();
+    assert_eq!(own_documents, 0, "nothing moved to documents of their own");
+}
+
+#[tokio::test]
+async fn a_message_document_whose_count_was_lost_is_counted_on_the_next_load() {
+    let backend = Backend::mongo();
+    let store = backend.open().await;
+    let s = store
+        .get_or_create_active("counted", None, "demo")
+        .await
+        .unwrap()
+        .session;
+    store
+        .append_message(&s.id, &MessageRecord::new("m1", 1, "user", "hello"))
+        .await
+        .unwrap();
+    drop(store);
+    // The document of a second message, written while its session's update was lost (a crash between
+    // the two, or an outcome never known).
+    let sessions = sessions_collection(&backend).await;
+    let messages = sessions
+        .client()
+        .database(sessions.namespace().db.as_str())
+        .collection::<Document>("sessions_msgs");
+    let mut second = messages
+        .find_one(doc! { "_id": format!("{}:m1", s.id) })
+        .await
+        .unwrap()
+        .unwrap();
+    second.insert("_id", format!("{}:m2", s.id));
+    second.insert("id", "m2");
+    second.insert("seq", 7i64);
+    second.insert("n", 1i64);
+    messages.insert_one(second).await.unwrap();
+
+    let store = backend.open().await;
+    let session = store.get_session(&s.id).await.unwrap().unwrap();
+    assert_eq!((session.message_count, session.last_seq), (2, 7));
+    let raw = sessions
+        .find_one(doc! { "_id": &s.id })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(raw.get_i64("msgCount").unwrap(), 2, "stored corrected");
+    assert_eq!(raw.get_i64("lastSeq").unwrap(), 7);
 }

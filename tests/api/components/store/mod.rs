@@ -196,13 +196,23 @@ impl RawWriter {
                 let ts = mongodb::bson::DateTime::from_millis(
                     (message.timestamp.unix_timestamp_nanos() / 1_000_000) as i64,
                 );
+                // Sessions created here keep their messages as documents of their own
+                // (`<collection>_msgs`, `_id` "<session>:<message id>", in order of `n`).
+                let messages =
+                    coll.client()
+                        .database(coll.namespace().db.as_str())
+                        .collection::<mongodb::bson::Document>(&format!("{}_msgs", coll.name()));
+                messages
+                    .insert_one(doc! {
+                        "_id": format!("{session}:{}", message.id), "sid": session, "n": message.seq as i64,
+                        "content": stored, "ts": ts, "sender": message.sender.as_str(),
+                        "id": &message.id, "seq": message.seq as i64,
+                    })
+                    .await
+                    .unwrap();
                 coll.update_one(
                     doc! { "_id": session },
-                    doc! {
-                        "$push": { "msgs": { "content": stored, "ts": ts, "sender": message.sender.as_str(),
-                                             "id": &message.id, "seq": message.seq as i64 } },
-                        "$inc": { "msgCount": 1i64 },
-                    },
+                    doc! { "$inc": { "msgCount": 1i64 }, "$max": { "lastSeq": message.seq as i64 } },
                 )
                 .await
                 .unwrap();
