@@ -14,6 +14,7 @@
 //! | `list_timeout`       | `STORE_LIST_TIMEOUT`        | `30s`        |
 //! | `request_wait`       | `STORE_REQUEST_WAIT`        | `5s`         |
 //! | `retry_attempts`     | `STORE_RETRY_ATTEMPTS`      | 3            |
+//! | `embedded_cache_mb`  | `STORE_EMBEDDED_CACHE_MB`   | 16           |
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -62,6 +63,9 @@ pub struct StoreConfig {
     pub request_wait: Duration,
     /// Attempts for operations failing with a transient error (1 = no retry).
     pub retry_attempts: u32,
+    /// MiB of database pages the embedded store keeps in memory (redb's cache; the operating system's
+    /// file cache holds more without counting in the process's memory).
+    pub embedded_cache_mb: u32,
 }
 
 impl Default for StoreConfig {
@@ -79,6 +83,7 @@ impl Default for StoreConfig {
             list_timeout: Duration::from_secs(30),
             request_wait: Duration::from_secs(5),
             retry_attempts: 3,
+            embedded_cache_mb: 16,
         }
     }
 }
@@ -123,6 +128,13 @@ impl StoreConfig {
         {
             self.retry_attempts = attempts;
         }
+        if let Some(mb) = env_parsed(
+            env,
+            "STORE_EMBEDDED_CACHE_MB",
+            "must be a positive number of MiB",
+        )? {
+            self.embedded_cache_mb = mb;
+        }
         Ok(())
     }
 
@@ -144,6 +156,11 @@ impl StoreConfig {
         ensure(
             self.retry_attempts > 0,
             "store.retry_attempts",
+            "must be at least 1",
+        )?;
+        ensure(
+            self.embedded_cache_mb > 0,
+            "store.embedded_cache_mb",
             "must be at least 1",
         )?;
         let primary_id = self.primary_key_id();
@@ -256,8 +273,10 @@ mod tests {
                 ),
                 ("ENCRYPTION_ACTIVE_KEY_ID", "k1"),
                 ("STORE_RETENTION_DAYS", "30"),
+                ("STORE_EMBEDDED_CACHE_MB", "8"),
             ]))
             .unwrap();
+        assert_eq!(config.embedded_cache_mb, 8);
         assert_eq!(config.mongo_database, "x");
         assert_eq!(config.mongo_collection, "c");
         assert_eq!(config.operation_timeout, Duration::from_secs(2));
@@ -267,6 +286,17 @@ mod tests {
         let debug = format!("{config:?}");
         assert!(!debug.contains("0123456789abcdef"), "{debug}");
         assert!(!debug.contains("u:p@h"), "{debug}");
+    }
+
+    #[test]
+    fn the_embedded_cache_defaults_to_16_mib_and_must_be_positive() {
+        let mut config = StoreConfig::default();
+        assert_eq!(config.embedded_cache_mb, 16);
+        config
+            .apply_env(&env(&[("STORE_EMBEDDED_CACHE_MB", "0")]))
+            .unwrap();
+        let err = config.validate(false).unwrap_err().to_string();
+        assert!(err.contains("embedded_cache_mb"), "{err}");
     }
 
     #[test]

@@ -97,6 +97,9 @@ impl EmbeddedStore {
         metrics: Arc<Metrics>,
     ) -> Result<Self, StoreError> {
         let path = path.to_path_buf();
+        // redb's page cache: bounded by configuration (redb's default, 1 GiB, let the server's memory
+        // grow with the database for as long as it ran).
+        let cache_bytes = config.embedded_cache_mb as usize * 1024 * 1024;
         let db = tokio::task::spawn_blocking(move || -> Result<Database, StoreError> {
             if let Some(dir) = path.parent() {
                 crate::settings_kit::create_private_dir(dir).map_err(|e| {
@@ -105,7 +108,7 @@ impl EmbeddedStore {
             }
             let new = !path.exists();
             let db = Database::builder()
-                .set_cache_size(CACHE_BYTES)
+                .set_cache_size(cache_bytes)
                 .create(&path)?;
             #[cfg(unix)]
             if new {

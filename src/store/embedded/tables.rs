@@ -7,10 +7,6 @@ use crate::store::error::StoreError;
 
 pub(super) type NumIndex = TableDefinition<'static, (u8, i64, &'static str), i64>;
 
-/// redb's in-memory page cache (its default, 1 GiB, let the server's memory grow with the database for
-/// as long as it runs).
-pub(super) const CACHE_BYTES: usize = 64 * 1024 * 1024;
-
 pub(super) const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
 
 pub(super) const MESSAGES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("messages");
