@@ -45,7 +45,12 @@ class AdminPage {
       socketUrl: socketUrl(base),
       token: () => store.get(),
       adminId: me.claims.user_id ?? "",
-      changed: () => void this.loadSessions(),
+      changed: (sessionId) => {
+        // A session taken over (or left) is no longer waiting for help.
+        this.help.delete(sessionId);
+        this.renderHelp();
+        void this.loadSessions();
+      },
     });
   }
 

@@ -24,8 +24,8 @@ export interface TakeoverContext {
   socketUrl: string;
   token: () => string | null;
   adminId: string;
-  /** Called when the view's assistance changes (the sessions list shows it). */
-  changed: () => void;
+  /** Called with the session when the view's assistance of it changes (the lists show it). */
+  changed: (sessionId: string) => void;
 }
 
 /** The takeover panel (`#takeover`); one session at a time. */
@@ -167,7 +167,7 @@ export class Takeover {
           this.joined = true;
           byId("transfer").hidden = true;
           this.note("You are assisting this session: the AI waits while you are here.");
-          this.context.changed();
+          this.context.changed(session.id);
         }
         break;
       case "admin_leave":
@@ -175,7 +175,7 @@ export class Takeover {
         if (mine) {
           this.joined = false;
           this.note("You left: the AI answers the user again.");
-          this.context.changed();
+          this.context.changed(session.id);
         }
         break;
       case "typing_indicator":
