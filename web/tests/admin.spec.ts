@@ -63,6 +63,9 @@ test("a help request arrives live with a count, and the audit log and metrics sh
   await admin.getByRole("tab", { name: /Help requests/ }).click();
   await expect(admin.locator("#help-list li", { hasText: "Helpless User" })).toHaveCount(1);
 
+  // The tabs follow the ARIA pattern: arrow keys move between them.
+  await admin.keyboard.press("ArrowRight");
+  await expect(admin.getByRole("tab", { name: "Audit log" })).toHaveAttribute("aria-selected", "true");
   await admin.getByRole("tab", { name: "Audit log" }).click();
   await expect(admin.locator("#audit-table tbody tr").first()).toContainText("session_list");
   await admin.getByRole("tab", { name: "Metrics" }).click();

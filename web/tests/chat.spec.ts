@@ -134,3 +134,29 @@ test("the session list shows past sessions with their history", async ({ page })
   await page.getByRole("button", { name: "Back to the live chat" }).click();
   await expect(page.locator("#messages li.msg-user .body")).toHaveText(["second conversation"]);
 });
+
+test("Stop cancels the running answer and keeps what was written", async ({ page }) => {
+  await page.goto(chatUrl(token(newUser("cancel"), ["user"])));
+  await expect(page.locator("#status")).toHaveText("Connected");
+  const message = "a long answer that will be stopped early";
+  await send(page, message);
+  await expect(page.locator("#messages li.msg-ai.streaming .body")).toContainText("You said");
+  await page.getByRole("button", { name: "Stop" }).click();
+  const stopped = page.locator("#messages li.msg-ai[data-done='true']");
+  await expect(stopped.locator(".note")).toHaveText("(stopped)");
+  const text = (await stopped.locator(".body").textContent()) ?? "";
+  expect(demoAnswer(message).startsWith(text.trim())).toBe(true);
+  expect(text.trim().length).toBeLessThan(demoAnswer(message).length);
+});
+
+test("an error is shown inline where it happened", async ({ page }) => {
+  await page.goto(chatUrl(token(newUser("early"), ["user"])));
+  await expect(page.locator("#status")).toHaveText("Connected");
+  // Help needs a stored session; before the first message there is none.
+  await page.getByRole("button", { name: "Ask for a human" }).click();
+  await expect(page.locator("#messages li.msg-error")).toHaveCount(1);
+  await send(page, "now there is a session");
+  await expect(answers(page)).toHaveCount(1);
+  await page.getByRole("button", { name: "Ask for a human" }).click();
+  await expect(page.locator("#messages li.msg-system").last()).toContainText("Help request sent");
+});

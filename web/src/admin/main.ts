@@ -106,18 +106,31 @@ class AdminPage {
     }, REFRESH_MS);
   }
 
+  /** The tabs: a click (or Enter/Space) shows a panel; Left/Right/Home/End move between tabs (ARIA tabs). */
   private wireTabs(): void {
     const tabs = ["sessions", "help", "audit", "metrics"];
-    for (const name of tabs) {
-      byId(`tab-${name}`).addEventListener("click", () => {
-        for (const other of tabs) {
-          byId(`tab-${other}`).setAttribute("aria-selected", String(other === name));
-          byId(`panel-${other}`).hidden = other !== name;
-        }
-        if (name === "audit") void this.loadAudit();
-        if (name === "metrics") void this.loadMetrics();
+    const select = (name: string) => {
+      for (const other of tabs) {
+        const tab = byId(`tab-${other}`);
+        tab.setAttribute("aria-selected", String(other === name));
+        tab.tabIndex = other === name ? 0 : -1;
+        byId(`panel-${other}`).hidden = other !== name;
+      }
+      byId(`tab-${name}`).focus();
+      if (name === "audit") void this.loadAudit();
+      if (name === "metrics") void this.loadMetrics();
+    };
+    tabs.forEach((name, i) => {
+      const tab = byId(`tab-${name}`);
+      tab.tabIndex = i === 0 ? 0 : -1;
+      tab.addEventListener("click", () => select(name));
+      tab.addEventListener("keydown", (event) => {
+        const step: Record<string, number> = { ArrowRight: 1, ArrowLeft: -1, Home: -i, End: tabs.length - 1 - i };
+        if (!(event.key in step)) return;
+        event.preventDefault();
+        select(tabs[(i + step[event.key] + tabs.length) % tabs.length]);
       });
-    }
+    });
   }
 
   private async loadSessions(): Promise<void> {
