@@ -160,3 +160,30 @@ test("an error is shown inline where it happened", async ({ page }) => {
   await page.getByRole("button", { name: "Ask for a human" }).click();
   await expect(page.locator("#messages li.msg-system").last()).toContainText("Help request sent");
 });
+
+test("a message refused with an error gets a Retry that sends it again and is answered once", async ({ page }) => {
+  let refused = false;
+  // The first user message is answered by the route with the error a failing model gives, as the server would.
+  await page.routeWebSocket(/\/ws\?/, (ws) => {
+    const upstream = ws.connectToServer();
+    upstream.onMessage((frame) => ws.send(frame));
+    ws.onMessage((frame) => {
+      const parsed = typeof frame === "string" ? (JSON.parse(frame) as { type?: string; client_msg_id?: string; session_id?: string }) : {};
+      if (!refused && parsed.type === "user_message") {
+        refused = true;
+        const error = { code: "LLM_UNAVAILABLE", message: "AI service temporarily unavailable", recoverable: true };
+        ws.send(JSON.stringify({ type: "error", sender: "system", client_msg_id: parsed.client_msg_id, error, timestamp: new Date().toISOString() }));
+        return;
+      }
+      upstream.send(frame);
+    });
+  });
+  await page.goto(chatUrl(token(newUser("retry"), ["user"])));
+  await expect(page.locator("#status")).toHaveText("Connected");
+  await send(page, "please answer eventually");
+  const error = page.locator("#messages li.msg-error");
+  await expect(error).toContainText("AI service temporarily unavailable");
+  await error.getByRole("button", { name: "Retry" }).click();
+  await expect(answers(page)).toHaveText([demoAnswer("please answer eventually")]);
+  await expect(page.locator("#messages li.msg-user")).toHaveCount(1);
+});
