@@ -52,6 +52,8 @@ test("an admin takes over while the user types, both see each other live, then l
 test("a help request arrives live with a count, and the audit log and metrics show", async ({ page: admin, newWatchedContext }) => {
   await admin.goto(adminUrl(token(newUser("admin"), ["chat_admin"], "Live Admin")));
   await expect(admin.locator("#status")).toHaveText("Connected");
+  // Requests made before the page opened are counted once the sessions are read; live ones add to that.
+  await expect(admin.locator("#help-count")).toHaveAttribute("data-loaded", "true");
   const before = Number(await admin.locator("#help-count").textContent());
   const userId = newUser("helpme");
   const user = await (await newWatchedContext()).newPage();

@@ -28,6 +28,15 @@ interface Help {
   timestamp: string;
 }
 
+/**
+ * Whether a session asked for help and no administrator has assisted it yet. The stored flag stays set after
+ * an assistance, so a session an administrator already helped does not count (a new request from it still
+ * arrives live).
+ */
+function waitingForHelp(s: http.SessionMetadata): boolean {
+  return s.is_active && s.help_requested === true && !s.admin_assisted;
+}
+
 class AdminPage {
   private readonly rest = new RestClient({ baseUrl: apiBase(base), token: () => store.get() });
   private readonly socket = new ChatSocket({ url: socketUrl(base), token: () => store.get(), WebSocket });
@@ -155,7 +164,7 @@ class AdminPage {
     action?.addEventListener("click", () => this.takeover.open(s.id, s.user_id, s.name));
     return h(
       "tr",
-      { "data-session": s.id, class: s.help_requested && !s.assisting_admin_id ? "needs-help" : undefined },
+      { "data-session": s.id, class: waitingForHelp(s) ? "needs-help" : undefined },
       h("td", {}, s.user_id),
       h("td", {}, s.name || "(unnamed)", s.help_requested ? h("span", { class: "badge" }, "help") : null),
       h("td", {}, time(s.start_time)),
@@ -168,18 +177,19 @@ class AdminPage {
     );
   }
 
-  /** Help requests made before the page opened: active sessions flagged for help that nobody assists. */
+  /** Help requests made before the page opened: active sessions waiting for help (`waitingForHelp`). */
   private async loadPendingHelp(): Promise<void> {
     try {
       const page = await this.rest.adminListSessions({ status: "active", limit: "200" });
       for (const s of page.sessions) {
-        if (s.help_requested && !s.assisting_admin_id) {
+        if (waitingForHelp(s)) {
           this.addHelp({ session_id: s.id, user_id: s.user_id, session_name: s.name, timestamp: s.last_activity });
         }
       }
     } catch {
       // The sessions panel shows the error.
     }
+    byId("help-count").dataset.loaded = "true";
   }
 
   private addHelp(help: Help): void {
