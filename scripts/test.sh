@@ -15,6 +15,8 @@ source scripts/ferretdb.sh
 source scripts/ts-client.sh
 # shellcheck source=scripts/contract.sh
 source scripts/contract.sh
+# shellcheck source=scripts/console.sh
+source scripts/console.sh
 
 # aiosmtpd (PyPI), the real SMTP server of the notification tests: installed once into a venv under the
 # tools cache; the tests start it themselves and find its interpreter through CHATBOX_TEST_PYTHON.
@@ -62,4 +64,6 @@ echo "==> cargo test --doc"
 cargo test --workspace --doc
 echo "==> TypeScript client against the live server (scripts/ts-client.sh)"
 ts_client_run
+echo "==> the web console in Chromium against the live server (scripts/console.sh)"
+console_run
 echo "==> all checks passed"

@@ -14,18 +14,9 @@ ts_client_run() (
   root="$(pwd)"
   tests="${root}/clients/typescript-tests"
   work="$(mktemp -d)"
-  # shellcheck disable=SC2317  # called by the trap
-  cleanup() {
-    local pid
-    for pid in "${pids[@]}"; do
-      kill "${pid}" 2>/dev/null || true
-      wait "${pid}" 2>/dev/null || true
-    done
-    rm -rf "${work}"
-  }
-  trap cleanup EXIT
-  trap 'exit 130' INT
-  trap 'exit 143' TERM
+  # shellcheck source=scripts/test-server.sh
+  source "${root}/scripts/test-server.sh"
+  test_server_traps "${work}"
 
   command -v node >/dev/null || { echo "node (20 or later) is required" >&2; return 1; }
   echo "==> npm ci (clients/typescript-tests)"
@@ -52,38 +43,13 @@ ts_client_run() (
   local bin
   bin="${CARGO_TARGET_DIR:-${root}/target}/debug/chatbox"
 
-  free_port() {
-    node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'
-  }
   local secret
-  secret="$(node -e 'console.log(require("crypto").randomBytes(32).toString("hex"))')"
-  # start_server NAME VAR=VALUE...: starts one server, waits for its /healthz, prints its base URL.
-  start_server() {
-    local name="$1" port dir
-    shift
-    port="$(free_port)"
-    dir="${work}/${name}"
-    mkdir -p "${dir}"
-    env -u MONGO_URI -u MONGODB_URI -u CHATBOX_CONFIG -u RMBASE_FILE_CFG \
-      CHATBOX_ENV=development CHATBOX_DATA_DIR="${dir}" SERVER_HOST=127.0.0.1 SERVER_PORT="${port}" \
-      JWT_SECRET="${secret}" LOG_LEVEL=warn "$@" "${bin}" >"${dir}/stdout.log" 2>"${dir}/stderr.log" &
-    pids+=("$!")
-    local url="http://127.0.0.1:${port}/chatbox" deadline=$((SECONDS + 60))
-    until node -e 'fetch(process.argv[1]).then(r=>process.exit(r.ok?0:1),()=>process.exit(1))' "${url}/healthz"; do
-      if ! kill -0 "${pids[-1]}" 2>/dev/null || ((SECONDS > deadline)); then
-        echo "server ${name} did not start:" >&2
-        cat "${dir}/stderr.log" >&2
-        return 1
-      fi
-      sleep 0.2
-    done
-    SERVER_URL="${url}"
-  }
+  secret="$(test_server_secret)"
 
   echo "==> starting the servers"
-  start_server main LLM_DEMO_TOKEN_DELAY_MS=25 ADMIN_RATE_LIMIT=10000
+  test_server_start "${bin}" "${work}/main" "${secret}" LLM_DEMO_TOKEN_DELAY_MS=25 ADMIN_RATE_LIMIT=10000
   export CHATBOX_TEST_URL="${SERVER_URL}"
-  start_server strict PUBLIC_RATE_LIMIT=2 METRICS_ALLOWED_NETWORKS=10.0.0.0/8
+  test_server_start "${bin}" "${work}/strict" "${secret}" PUBLIC_RATE_LIMIT=2 METRICS_ALLOWED_NETWORKS=10.0.0.0/8
   export CHATBOX_TEST_STRICT_URL="${SERVER_URL}"
   export CHATBOX_TEST_JWT_SECRET="${secret}"
 

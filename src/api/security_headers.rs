@@ -5,7 +5,7 @@
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result};
 
 /// Adds `X-Content-Type-Options`, `X-Frame-Options`, `Referrer-Policy` and `X-XSS-Protection`, and
-/// [`API_CSP`] to responses that are not HTML.
+/// [`API_CSP`] to responses that are not HTML and carry no policy of their own.
 pub struct SecurityHeaders;
 
 impl<E: Endpoint> Middleware<E> for SecurityHeaders {
@@ -47,7 +47,10 @@ impl<E: Endpoint> Endpoint for SecurityHeadersEndpoint<E> {
             .get(poem::http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("text/html"));
-        if !html {
+        // A response that brings its own policy keeps it (the console's pages, also on a 304, which has no
+        // content type and whose headers the browser merges into the cached page).
+        let own = headers.contains_key(poem::http::header::CONTENT_SECURITY_POLICY);
+        if !html && !own {
             headers.insert(
                 poem::http::header::CONTENT_SECURITY_POLICY,
                 poem::http::HeaderValue::from_static(API_CSP),

@@ -1,4 +1,5 @@
-//! The startup banner: where the server is reachable and, in development, ready-to-paste tokens.
+//! The startup banner: where the server is reachable and, in development, ready-to-paste tokens and links
+//! that open the web console signed in (the token in the URL fragment, which the browser never sends).
 
 use std::fmt::Write;
 
@@ -22,6 +23,7 @@ pub fn render(state: &AppState, port: u16) -> anyhow::Result<String> {
     let mut out = String::new();
     writeln!(out, "chatbox is running ({:?} mode)", s.environment)?;
     writeln!(out, "  HTTP API:    {base}")?;
+    writeln!(out, "  Chat app:    {base}/   Admin console: {base}/admin/")?;
     writeln!(out, "  WebSocket:   {ws}")?;
     writeln!(out, "  Swagger UI:  {base}/docs")?;
     writeln!(out, "  OpenAPI:     {base}/openapi.json")?;
@@ -49,6 +51,8 @@ pub fn render(state: &AppState, port: u16) -> anyhow::Result<String> {
             out,
             "Development tokens (valid {DEV_TOKEN_DAYS} days, signed with the secret in the data dir):"
         )?;
+        writeln!(out, "  open chat:   {base}/#token={user}")?;
+        writeln!(out, "  open admin:  {base}/admin/#token={admin}")?;
         writeln!(out, "  user:  {user}")?;
         writeln!(out, "  admin: {admin}")?;
         writeln!(out)?;

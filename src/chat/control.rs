@@ -40,6 +40,13 @@ impl Chat {
         if !is_owner && !assisting {
             return Err(ChatError::NotOwner);
         }
+        let mut metadata = m.metadata;
+        if !is_owner {
+            // The user sees who is typing: the assisting administrator's name, as the spec promises.
+            metadata
+                .get_or_insert_with(Default::default)
+                .insert("admin_name".into(), ctx.identity.name.clone());
+        }
         let frame = frames::encode(&ServerMessage::TypingIndicator(TypingIndicatorEvent {
             session_id: session.id.clone(),
             sender: if is_owner {
@@ -48,7 +55,7 @@ impl Chat {
                 Sender::Admin
             },
             user_id: Some(ctx.identity.user_id.clone()),
-            metadata: m.metadata,
+            metadata,
             timestamp: frames::now(),
         }));
         self.bus.publish(BusMessage {

@@ -90,7 +90,9 @@ export class RestTransport {
     const token = options.token;
     this.token = typeof token === "function" ? token : () => token;
     const globalFetch = (globalThis as { fetch?: FetchLike }).fetch;
-    const fetchFn = options.fetch ?? globalFetch;
+    // The global fetch is called through a wrapper: browsers refuse `fetch` called as a method of another
+    // object ("Illegal invocation").
+    const fetchFn = options.fetch ?? (globalFetch ? (input: string, init: Parameters<FetchLike>[1]) => globalFetch(input, init) : undefined);
     if (!fetchFn) {
       throw new Error("no fetch: pass options.fetch");
     }

@@ -4,6 +4,7 @@
 
 mod admin;
 mod auth_claims;
+mod console;
 mod go_database;
 mod health;
 mod keys;

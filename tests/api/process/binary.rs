@@ -46,6 +46,20 @@ async fn zero_config_run_prints_working_urls_and_tokens_and_stops_on_sigterm() {
         .await
         .unwrap();
     assert_eq!(admin.status(), 200, "the printed admin token is an admin's");
+    // The console links carry the printed tokens in their fragment, and their pages are served.
+    assert_eq!(
+        banner.chat_link,
+        format!("{}/#token={}", banner.base, banner.user_token)
+    );
+    assert_eq!(
+        banner.admin_link,
+        format!("{}/admin/#token={}", banner.base, banner.admin_token)
+    );
+    for link in [&banner.chat_link, &banner.admin_link] {
+        let page = http.get(link.as_str()).send().await.unwrap();
+        assert_eq!(page.status(), 200, "{link}");
+        assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
+    }
 
     let mut ws = banner.connect(&banner.user_token).await;
     let status = ws.recv().await;

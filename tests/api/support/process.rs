@@ -20,6 +20,10 @@ pub struct Banner {
     pub ws: String,
     /// The Swagger UI's URL.
     pub swagger: String,
+    /// The link that opens the chat app signed in as the user (`{base}/#token=<user token>`).
+    pub chat_link: String,
+    /// The link that opens the admin console signed in as the admin (`{base}/admin/#token=<admin token>`).
+    pub admin_link: String,
     /// A ready user token.
     pub user_token: String,
     /// A ready admin token.
@@ -100,7 +104,15 @@ async fn banner(lines: &mut Lines<BufReader<ChildStdout>>) -> Banner {
     let mut found = std::collections::HashMap::new();
     let read = async {
         while let Some(line) = lines.next_line().await.unwrap() {
-            for key in ["HTTP API:", "WebSocket:", "Swagger UI:", "user:", "admin:"] {
+            for key in [
+                "HTTP API:",
+                "WebSocket:",
+                "Swagger UI:",
+                "open chat:",
+                "open admin:",
+                "user:",
+                "admin:",
+            ] {
                 if let Some(value) = line.trim().strip_prefix(key) {
                     let value = value.split_whitespace().next().unwrap_or_default();
                     found.insert(key, value.to_string());
@@ -120,6 +132,8 @@ async fn banner(lines: &mut Lines<BufReader<ChildStdout>>) -> Banner {
         base: take("HTTP API:"),
         ws: take("WebSocket:"),
         swagger: take("Swagger UI:"),
+        chat_link: take("open chat:"),
+        admin_link: take("open admin:"),
         user_token: take("user:"),
         admin_token: take("admin:"),
     }
