@@ -36,16 +36,6 @@ pub struct ReplayLimit {
     pub bytes: usize,
 }
 
-impl ReplayLimit {
-    /// `frames` frames and no limit by bytes.
-    pub fn frames(frames: usize) -> Self {
-        Self {
-            frames,
-            bytes: usize::MAX,
-        }
-    }
-}
-
 /// Where the seq high-water marks are stored, and the bus that releases the frames that waited for one.
 pub struct SeqMarks {
     store: Arc<dyn Store>,

@@ -3,6 +3,14 @@
 use super::*;
 use std::sync::Mutex as StdMutex;
 
+/// `frames` frames and no limit by bytes.
+fn frames(frames: usize) -> ReplayLimit {
+    ReplayLimit {
+        frames,
+        bytes: usize::MAX,
+    }
+}
+
 #[derive(Default)]
 struct Recorder(StdMutex<Vec<String>>);
 
@@ -14,7 +22,7 @@ impl EventBus for Recorder {
 
 #[test]
 fn frames_are_released_in_seq_order() {
-    let live = LiveSessions::new(ReplayLimit::frames(16), None);
+    let live = LiveSessions::new(frames(16), None);
     let (s, _) = live.get_or_load("s", "u", 10, None);
     let bus = Recorder::default();
     let first = s.reserve_seq();
@@ -28,7 +36,7 @@ fn frames_are_released_in_seq_order() {
 
 #[test]
 fn the_partial_answer_covers_exactly_the_released_chunks() {
-    let live = LiveSessions::new(ReplayLimit::frames(16), None);
+    let live = LiveSessions::new(frames(16), None);
     let (s, _) = live.get_or_load("s", "u", 0, None);
     let bus = Recorder::default();
     for delta in ["Hel", "lo"] {
@@ -52,7 +60,7 @@ fn the_partial_answer_covers_exactly_the_released_chunks() {
 
 #[test]
 fn an_abandoned_seq_does_not_block_later_frames() {
-    let live = LiveSessions::new(ReplayLimit::frames(16), None);
+    let live = LiveSessions::new(frames(16), None);
     let (s, _) = live.get_or_load("s", "u", 0, None);
     let bus = Recorder::default();
     let hole = s.reserve_seq();
@@ -69,7 +77,7 @@ fn an_abandoned_seq_does_not_block_later_frames() {
 
 #[test]
 fn the_ring_keeps_only_recent_frames() {
-    let live = LiveSessions::new(ReplayLimit::frames(2), None);
+    let live = LiveSessions::new(frames(2), None);
     let (s, _) = live.get_or_load("s", "u", 0, None);
     let bus = Recorder::default();
     for _ in 0..5 {
@@ -132,7 +140,7 @@ async fn frames_wait_for_the_stored_mark_and_a_reload_starts_above_it() {
         .id;
     let bus = Arc::new(Recorder::default());
     let marks = || SeqMarks::new(Arc::clone(&store), bus.clone(), 4);
-    let live = LiveSessions::new(ReplayLimit::frames(16), Some(marks()));
+    let live = LiveSessions::new(frames(16), Some(marks()));
     let (s, _) = live.get_or_load(&id, "u", 0, None);
     s.emit(bus.as_ref(), None, |seq| Arc::from(format!("f{seq}")));
     assert!(
@@ -148,7 +156,7 @@ async fn frames_wait_for_the_stored_mark_and_a_reload_starts_above_it() {
     assert_eq!(*bus.0.lock().unwrap(), vec!["f1"]);
     assert_eq!(stored_mark().await, 4);
     // A second node state on the same store (a restart) continues above every seq handed out.
-    let (again, _) = LiveSessions::new(ReplayLimit::frames(16), Some(marks())).get_or_load(
+    let (again, _) = LiveSessions::new(frames(16), Some(marks())).get_or_load(
         &id,
         "u",
         stored_mark().await,
@@ -159,7 +167,7 @@ async fn frames_wait_for_the_stored_mark_and_a_reload_starts_above_it() {
 
 #[test]
 fn only_unused_idle_sessions_are_evicted() {
-    let live = LiveSessions::new(ReplayLimit::frames(16), None);
+    let live = LiveSessions::new(frames(16), None);
     let bus = Recorder::default();
     let (held, _) = live.get_or_load("held", "u", 0, None);
     drop(live.get_or_load("connected", "c", 0, None));

@@ -64,37 +64,43 @@ impl Cached {
     /// Stores `message` through `update`: appended, or replaced in place when its id is stored (a
     /// checkpoint of it); `None` when it is new and the session has ended. In the
     /// [`Documents`](MessageLayout::Documents) layout `update` only counts it: the message's own document
-    /// is written beside it ([`Put::position`]).
+    /// is written beside it (see [`Put::own_document`]).
     pub(super) fn put(
         &self,
         update: &mut SessionUpdate,
         entry: &Document,
         message: &MessageRecord,
     ) -> Option<Put> {
-        match self.ids.get(&message.id) {
+        let (position, new) = match self.ids.get(&message.id) {
             Some(&index) => {
                 match self.layout {
                     MessageLayout::Array => update.replace(index, entry, message),
                     MessageLayout::Documents => update.touch(message),
                 }
-                Some(Put::Replaced(index))
+                (index, false)
             }
             None if self.session.is_active() => {
                 match self.layout {
                     MessageLayout::Array => update.append(entry, message),
                     MessageLayout::Documents => update.count(message),
                 }
-                Some(Put::Appended(self.len))
+                (self.len, true)
             }
-            None => None,
-        }
+            None => return None,
+        };
+        Some(Put {
+            position,
+            new,
+            layout: self.layout,
+        })
     }
 
     /// Records what [`put`](Self::put) sent.
     pub(super) fn record(&mut self, put: Put, message: &MessageRecord) {
-        match put {
-            Put::Appended(_) => self.push(message),
-            Put::Replaced(_) => self.replace(message),
+        if put.new {
+            self.push(message);
+        } else {
+            self.replace(message);
         }
     }
 
@@ -119,24 +125,21 @@ impl Cached {
     }
 }
 
-/// How [`Cached::put`] stores a message, and at which position of the conversation.
+/// How [`Cached::put`] stores a message: at which position of the conversation, whether it is new, and
+/// in which layout.
 #[derive(Clone, Copy)]
-pub(super) enum Put {
-    Appended(usize),
-    Replaced(usize),
+pub(super) struct Put {
+    /// The message's position in the conversation.
+    pub(super) position: usize,
+    /// True when the message is new (appended), false when a stored one is replaced.
+    pub(super) new: bool,
+    layout: MessageLayout,
 }
 
 impl Put {
-    /// The message's position in the conversation.
-    pub(super) fn position(self) -> usize {
-        match self {
-            Self::Appended(n) | Self::Replaced(n) => n,
-        }
-    }
-
-    /// True when the message is new.
-    pub(super) fn is_new(self) -> bool {
-        matches!(self, Self::Appended(_))
+    /// True when the message is written as a document of its own, beside the session's update.
+    pub(super) fn own_document(self) -> bool {
+        self.layout == MessageLayout::Documents
     }
 }
 

@@ -166,12 +166,7 @@ pub(super) async fn export_user(
             let mut sessions = Vec::new();
             while let Some(d) = cursor.try_next().await? {
                 let session = session_from_doc(&d, &store.keyring)?;
-                let messages = match MessageLayout::of(&d) {
-                    MessageLayout::Array => {
-                        messages_from_doc(&d, &session.id, &store.keyring, None)?
-                    }
-                    MessageLayout::Documents => store.message_documents(&session.id, None).await?,
-                };
+                let messages = store.session_messages(&d, &session.id, None).await?;
                 sessions.push(ExportedSession { session, messages });
             }
             let mut daily_tokens = BTreeMap::new();

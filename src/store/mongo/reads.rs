@@ -60,15 +60,36 @@ impl MongoStore {
         let Some(full) = full else {
             return session_from_doc(&doc, &self.keyring);
         };
-        let stored = get_i64(&full, "msgCount");
-        let actual = match full.get("msgs") {
+        self.correct_array_counts(&full).await?;
+        session_from_doc(&full, &self.keyring)
+    }
+
+    /// Rewrites the stored `msgCount` of `doc` (an array-layout document read with its `msgs`) when it
+    /// differs from the array's length (see [`correct_counts`](Self::correct_counts)).
+    async fn correct_array_counts(&self, doc: &Document) -> Result<(), StoreError> {
+        let stored = get_i64(doc, "msgCount");
+        let actual = match doc.get("msgs") {
             Some(Bson::Array(a)) => Some(a.len() as i64),
             _ => None,
         };
         if actual.is_some() && stored != actual {
-            self.correct_counts(&full, stored).await?;
+            self.correct_counts(doc, stored).await?;
         }
-        session_from_doc(&full, &self.keyring)
+        Ok(())
+    }
+
+    /// The messages of the session of document `doc` (read with `msgs` and the schema marker), after
+    /// `after_seq` when given: from its array, or from its documents in `<c>_msgs`.
+    pub(super) async fn session_messages(
+        &self,
+        doc: &Document,
+        id: &str,
+        after_seq: Option<u64>,
+    ) -> Result<Vec<MessageRecord>, StoreError> {
+        match MessageLayout::of(doc) {
+            MessageLayout::Array => messages_from_doc(doc, id, &self.keyring, after_seq),
+            MessageLayout::Documents => self.message_documents(id, after_seq).await,
+        }
     }
 
     /// `session` with its stored seq high-water mark (at least its last seq).
@@ -104,23 +125,11 @@ impl MongoStore {
             .find_session_doc(id, true)
             .await?
             .ok_or(StoreError::NotFound)?;
+        if !doc.contains_key(SCHEMA) {
+            self.correct_array_counts(&doc).await?;
+        }
         let layout = MessageLayout::of(&doc);
-        let messages = match layout {
-            MessageLayout::Array => {
-                if !doc.contains_key(SCHEMA) {
-                    let stored = get_i64(&doc, "msgCount");
-                    let actual = match doc.get("msgs") {
-                        Some(Bson::Array(a)) => Some(a.len() as i64),
-                        _ => None,
-                    };
-                    if actual.is_some() && stored != actual {
-                        self.correct_counts(&doc, stored).await?;
-                    }
-                }
-                messages_from_doc(&doc, id, &self.keyring, None)?
-            }
-            MessageLayout::Documents => self.message_documents(id, None).await?,
-        };
+        let messages = self.session_messages(&doc, id, None).await?;
         let mut session = self
             .with_seq_mark(session_from_doc(&doc, &self.keyring)?)
             .await?;
@@ -150,7 +159,7 @@ impl MongoStore {
 
     /// The messages of session `id` (`Documents` layout) in conversation order, those after `after_seq`
     /// when given.
-    pub(super) async fn message_documents(
+    async fn message_documents(
         &self,
         id: &str,
         after_seq: Option<u64>,
@@ -437,12 +446,7 @@ pub(super) async fn messages(
                 .projection(doc! { "msgs": 1, SCHEMA: 1 })
                 .await?
                 .ok_or(StoreError::NotFound)?;
-            match MessageLayout::of(&d) {
-                MessageLayout::Array => {
-                    messages_from_doc(&d, session_id, &store.keyring, after_seq)
-                }
-                MessageLayout::Documents => store.message_documents(session_id, after_seq).await,
-            }
+            store.session_messages(&d, session_id, after_seq).await
         })
         .await
 }

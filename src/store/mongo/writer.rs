@@ -45,7 +45,6 @@ impl MongoStore {
     pub(super) async fn send_put(
         &self,
         session_id: &str,
-        layout: MessageLayout,
         update: SessionUpdate,
         message: Option<(Put, &Document)>,
     ) -> Result<(), StoreError> {
@@ -57,8 +56,8 @@ impl MongoStore {
             }
         };
         let document = async {
-            match (layout, message) {
-                (MessageLayout::Documents, Some((put, entry))) => {
+            match message {
+                Some((put, entry)) if put.own_document() => {
                     self.write_message_doc(session_id, put, entry).await
                 }
                 _ => Ok(()),
@@ -76,8 +75,8 @@ impl MongoStore {
         put: Put,
         entry: &Document,
     ) -> Result<(), StoreError> {
-        let document = message_document(session_id, put.position(), entry);
-        if put.is_new() {
+        let document = message_document(session_id, put.position, entry);
+        if put.new {
             return match self.messages.insert_one(document).await {
                 Ok(_) => Ok(()),
                 Err(e) if is_duplicate(&e) => Ok(()),
@@ -160,19 +159,18 @@ pub(super) async fn append_message(
             attempt(&held, async {
                 store.load(&held, session_id).await?;
                 let mut update = SessionUpdate::default();
-                let (layout, put) = {
+                let put = {
                     let state = held.state();
                     let cached = state.as_ref().ok_or(StoreError::NotFound)?;
                     if cached.ids.contains_key(&message.id) {
                         return Ok(AppendOutcome::Duplicate);
                     }
-                    let put = cached
+                    cached
                         .put(&mut update, &entry, message)
-                        .ok_or(StoreError::SessionEnded)?;
-                    (cached.layout, put)
+                        .ok_or(StoreError::SessionEnded)?
                 };
                 store
-                    .send_put(session_id, layout, update, Some((put, &entry)))
+                    .send_put(session_id, update, Some((put, &entry)))
                     .await?;
                 if let Some(cached) = held.state().as_mut() {
                     cached.record(put, message);
@@ -206,7 +204,7 @@ pub(super) async fn finish_turn(
         attempt(&held, async {
             store.load(&held, session_id).await?;
             let mut update = SessionUpdate::default();
-            let (layout, put) = {
+            let put = {
                 let state = held.state();
                 let cached = state.as_ref().ok_or(StoreError::NotFound)?;
                 // An answer finished after its session ended is not stored (as `append_message`
@@ -219,10 +217,11 @@ pub(super) async fn finish_turn(
                     let count = cached.session.response_count + 1;
                     update.usage(usage, (cached.resp_total_ms + usage.response_ms) / count);
                 }
-                (cached.layout, put)
+                put
             };
-            let message = put.zip(entry.as_ref());
-            store.send_put(session_id, layout, update, message).await?;
+            store
+                .send_put(session_id, update, put.zip(entry.as_ref()))
+                .await?;
             if let Some(cached) = held.state().as_mut() {
                 if let (Some(put), Some(message)) = (put, answer) {
                     cached.record(put, message);
@@ -257,16 +256,14 @@ pub(super) async fn put_answer(
             attempt(&held, async {
                 store.load(&held, session_id).await?;
                 let mut update = SessionUpdate::default();
-                let (layout, put) = {
-                    let state = held.state();
-                    let cached = state.as_ref().ok_or(StoreError::NotFound)?;
-                    let put = cached
-                        .put(&mut update, &entry, answer)
-                        .ok_or(StoreError::SessionEnded)?;
-                    (cached.layout, put)
-                };
+                let put = held
+                    .state()
+                    .as_ref()
+                    .ok_or(StoreError::NotFound)?
+                    .put(&mut update, &entry, answer)
+                    .ok_or(StoreError::SessionEnded)?;
                 store
-                    .send_put(session_id, layout, update, Some((put, &entry)))
+                    .send_put(session_id, update, Some((put, &entry)))
                     .await?;
                 if let Some(cached) = held.state().as_mut() {
                     cached.record(put, answer);
