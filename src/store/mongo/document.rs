@@ -182,10 +182,12 @@ pub(super) fn messages_from_doc(
         .iter()
         .enumerate()
         .filter_map(|(index, m)| match m {
-            Bson::Document(m) => Some(message_from_entry(m, index, session, keyring)),
+            Bson::Document(m) => Some((index, m)),
             _ => None,
         })
-        .filter(|m| after_seq.is_none_or(|after| m.seq > after))
+        // Messages up to `after_seq` are skipped before their contents are decrypted.
+        .filter(|(index, m)| after_seq.is_none_or(|after| message_identity(m, *index).1 > after))
+        .map(|(index, m)| message_from_entry(m, index, session, keyring))
         .collect())
 }
 
