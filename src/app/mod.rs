@@ -82,6 +82,11 @@ impl Application {
                 ACTIVE_SESSIONS_REFRESH,
                 self.state.shutdown.clone(),
             ),
+            crate::store::maintenance::spawn_flusher(
+                Arc::clone(&self.state.store),
+                self.state.settings.store.flush_interval,
+                self.state.shutdown.clone(),
+            ),
         ];
         if let Some(days) = self.state.settings.store.retention_days {
             background.push(crate::store::maintenance::spawn_retention(

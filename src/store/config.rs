@@ -15,6 +15,7 @@
 //! | `request_wait`       | `STORE_REQUEST_WAIT`        | `5s`         |
 //! | `retry_attempts`     | `STORE_RETRY_ATTEMPTS`      | 3            |
 //! | `embedded_cache_mb`  | `STORE_EMBEDDED_CACHE_MB`   | 16           |
+//! | `flush_interval`     | `STORE_FLUSH_INTERVAL`      | `1s`         |
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -66,6 +67,11 @@ pub struct StoreConfig {
     /// MiB of database pages the embedded store keeps in memory (redb's cache; the operating system's
     /// file cache holds more without counting in the process's memory).
     pub embedded_cache_mb: u32,
+    /// How often the MongoDB store sends what it holds back to send together (the daily token usage of
+    /// all users, and session counters not yet sent with a session's own update); also the most a crash
+    /// can lose of daily usage.
+    #[serde(deserialize_with = "de::duration")]
+    pub flush_interval: Duration,
 }
 
 impl Default for StoreConfig {
@@ -84,6 +90,7 @@ impl Default for StoreConfig {
             request_wait: Duration::from_secs(5),
             retry_attempts: 3,
             embedded_cache_mb: 16,
+            flush_interval: Duration::from_secs(1),
         }
     }
 }
@@ -123,6 +130,7 @@ impl StoreConfig {
         env_duration(env, "STORE_OPERATION_TIMEOUT", &mut self.operation_timeout)?;
         env_duration(env, "STORE_LIST_TIMEOUT", &mut self.list_timeout)?;
         env_duration(env, "STORE_REQUEST_WAIT", &mut self.request_wait)?;
+        env_duration(env, "STORE_FLUSH_INTERVAL", &mut self.flush_interval)?;
         if let Some(attempts) =
             env_parsed(env, "STORE_RETRY_ATTEMPTS", "must be a positive integer")?
         {
@@ -153,6 +161,7 @@ impl StoreConfig {
         positive("store.operation_timeout", self.operation_timeout)?;
         positive("store.request_wait", self.request_wait)?;
         positive("store.list_timeout", self.list_timeout)?;
+        positive("store.flush_interval", self.flush_interval)?;
         ensure(
             self.retry_attempts > 0,
             "store.retry_attempts",

@@ -29,6 +29,9 @@ pub enum StoreError {
     /// MongoDB driver error.
     #[error("mongodb: {0}")]
     Mongo(#[from] mongodb::error::Error),
+    /// The database refused one write of a batch (its code and message).
+    #[error("write refused: {0}")]
+    Rejected(String),
     /// Embedded database error.
     #[error("embedded store: {0}")]
     Embedded(String),

@@ -127,16 +127,12 @@ pub fn spawn_retention(
     interval: Duration,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(interval);
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                _ = ticker.tick() => {
-                    if let Err(e) = purge_expired(store.as_ref(), retention_days, OffsetDateTime::now_utc()).await {
-                        tracing::warn!(error = %e, "retention purge failed");
-                    }
-                }
+    periodically(interval, shutdown, Start::Now, Stop::Return, move || {
+        let store = Arc::clone(&store);
+        async move {
+            let now = OffsetDateTime::now_utc();
+            if let Err(e) = purge_expired(store.as_ref(), retention_days, now).await {
+                tracing::warn!(error = %e, "retention purge failed");
             }
         }
     })
@@ -161,15 +157,83 @@ pub fn spawn_active_sessions_gauge(
     interval: Duration,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
+    // Start-up already seeded the gauge.
+    periodically(
+        interval,
+        shutdown,
+        Start::AfterInterval,
+        Stop::Return,
+        move || {
+            let (store, metrics) = (Arc::clone(&store), Arc::clone(&metrics));
+            async move { refresh_active_sessions(store.as_ref(), &metrics).await }
+        },
+    )
+}
+
+/// Runs the store's [`Store::flush`] every `interval`, and once more when `shutdown` is cancelled (after
+/// the drain, so the last turns' figures are stored); failures are logged (what failed is held for the next
+/// flush).
+pub fn spawn_flusher(
+    store: Arc<dyn Store>,
+    interval: Duration,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    periodically(
+        interval,
+        shutdown,
+        Start::AfterInterval,
+        Stop::RunOnceMore,
+        move || {
+            let store = Arc::clone(&store);
+            async move {
+                if let Err(e) = store.flush().await {
+                    tracing::warn!(error = %e, "held-back store writes not flushed; retried at the next flush");
+                }
+            }
+        },
+    )
+}
+
+/// When a periodic task first runs.
+enum Start {
+    Now,
+    AfterInterval,
+}
+
+/// What a periodic task does when shutdown is cancelled.
+enum Stop {
+    Return,
+    RunOnceMore,
+}
+
+/// Runs `work` every `interval` (a late run delays the next ones) until `shutdown` is cancelled.
+fn periodically<F, Fut>(
+    interval: Duration,
+    shutdown: CancellationToken,
+    start: Start,
+    stop: Stop,
+    mut work: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // The first tick is immediate; start-up already seeded the gauge.
-        ticker.tick().await;
+        if let Start::AfterInterval = start {
+            // The first tick is immediate.
+            ticker.tick().await;
+        }
         loop {
             tokio::select! {
-                () = shutdown.cancelled() => return,
-                _ = ticker.tick() => refresh_active_sessions(store.as_ref(), &metrics).await,
+                () = shutdown.cancelled() => {
+                    if let Stop::RunOnceMore = stop {
+                        work().await;
+                    }
+                    return;
+                }
+                _ = ticker.tick() => work().await,
             }
         }
     })

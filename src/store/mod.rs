@@ -64,6 +64,13 @@ pub trait Store: RotationBackend + Send + Sync + std::fmt::Debug {
     /// Checks the store answers (readiness).
     async fn ping(&self) -> Result<(), StoreError>;
 
+    /// Stores what the store holds back to send together (the MongoDB store's deferred session counters
+    /// and daily usage). Called every `store.flush_interval` and at shutdown
+    /// ([`maintenance::spawn_flusher`]).
+    async fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// The id of the user's active session, if any (also one written by the Go service).
     async fn active_session_id(&self, user_id: &str) -> Result<Option<String>, StoreError>;
 

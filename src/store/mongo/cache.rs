@@ -32,6 +32,10 @@ pub(super) struct Cached {
     pub(super) len: usize,
     /// The last [`WINDOW`] messages, oldest first.
     pub(super) window: VecDeque<MessageRecord>,
+    /// Counters of messages stored as documents of their own whose session update is deferred: they go out
+    /// with the session's next update, or with [`MongoStore::flush`](super::MongoStore) at the latest (a
+    /// session read again recounts its messages, so a lost deferral is corrected).
+    pub(super) pending: SessionUpdate,
 }
 
 impl Cached {
@@ -158,7 +162,7 @@ pub(super) async fn attempt<T>(
 
 /// One update of a session document, built from its parts: a stored message and a turn's figures go out
 /// together, addressed by `_id` alone.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub(super) struct SessionUpdate {
     pub(super) push: Option<Document>,
     pub(super) inc: Document,
@@ -175,7 +179,8 @@ impl SessionUpdate {
 
     /// Counts a new message (stored elsewhere): `msgCount`, last seq and activity.
     pub(super) fn count(&mut self, message: &MessageRecord) {
-        self.inc.insert("msgCount", 1i64);
+        let counted = get_i64(&self.inc, "msgCount").unwrap_or(0);
+        self.inc.insert("msgCount", counted + 1);
         self.touch(message);
     }
 
@@ -187,9 +192,15 @@ impl SessionUpdate {
 
     /// Raises the last seq and activity to `message`'s.
     pub(super) fn touch(&mut self, message: &MessageRecord) {
-        self.max
-            .insert("lastSeq", i64::try_from(message.seq).unwrap_or(i64::MAX));
-        self.max.insert("lastActivity", dt(message.timestamp));
+        let seq = i64::try_from(message.seq).unwrap_or(i64::MAX);
+        let at = dt(message.timestamp);
+        let seq = get_i64(&self.max, "lastSeq").map_or(seq, |held| held.max(seq));
+        let at = match self.max.get_datetime("lastActivity") {
+            Ok(held) if *held > at => *held,
+            _ => at,
+        };
+        self.max.insert("lastSeq", seq);
+        self.max.insert("lastActivity", at);
     }
 
     /// Adds a turn's tokens and response time; `average` is the new average response time (kept for the

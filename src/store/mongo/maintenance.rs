@@ -158,6 +158,8 @@ pub(super) async fn export_user(
     store
         .runner
         .run("export_user", Budget::Long, true, || async {
+            // Held-back counters and usage are part of the export.
+            store.flush_deferred().await?;
             let mut cursor = store
                 .sessions
                 .find(doc! { "uid": user_id })
@@ -218,6 +220,7 @@ pub(super) async fn delete_user(
             store.slots.forget_where(|c| c.session.user_id == user_id);
             store.forget_active(user_id, None);
             store.locks.delete_many(doc! { "_id": user_id }).await?;
+            store.forget_day_tokens(user_id);
             store.usage.delete_many(doc! { "uid": user_id }).await?;
             store.seq_marks.delete_many(doc! { "uid": user_id }).await?;
             Ok(DeleteStats {

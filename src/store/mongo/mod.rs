@@ -10,7 +10,9 @@
 
 mod assist;
 mod audit;
+mod batch;
 mod cache;
+mod deferred;
 mod document;
 mod maintenance;
 mod queries;
@@ -54,6 +56,10 @@ pub struct MongoStore {
     slots: SessionSlots<Cached>,
     /// The active session of users seen recently (user id to session id), kept by this store's writes.
     actives: std::sync::Mutex<HashMap<String, String>>,
+    /// Session counters and daily usage held back until the next flush.
+    deferred: deferred::Deferred,
+    /// Message inserts and session updates of many sessions sent together.
+    batches: batch::Batches,
 }
 
 impl std::fmt::Debug for MongoStore {
@@ -73,6 +79,10 @@ impl Store for MongoStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         schema::ping(self).await
+    }
+
+    async fn flush(&self) -> Result<(), StoreError> {
+        self.flush_deferred().await
     }
 
     async fn active_session_id(&self, user_id: &str) -> Result<Option<String>, StoreError> {
@@ -215,10 +225,12 @@ impl Store for MongoStore {
         user_id: &str,
         limit: usize,
     ) -> Result<Vec<SessionRecord>, StoreError> {
+        self.send_held_counters().await;
         queries::list_user_sessions(self, user_id, limit).await
     }
 
     async fn list_sessions(&self, query: &SessionQuery) -> Result<SessionPage, StoreError> {
+        self.send_held_counters().await;
         queries::list_sessions(self, query).await
     }
 
@@ -227,6 +239,7 @@ impl Store for MongoStore {
         from: OffsetDateTime,
         to: OffsetDateTime,
     ) -> Result<SessionMetrics, StoreError> {
+        self.send_held_counters().await;
         queries::metrics(self, from, to).await
     }
 

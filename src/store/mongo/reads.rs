@@ -153,6 +153,7 @@ impl MongoStore {
             ids,
             len,
             window: messages.into_iter().skip(skip).collect(),
+            pending: SessionUpdate::default(),
         });
         Ok(())
     }

@@ -79,9 +79,12 @@ impl MongoStore {
         metrics: Arc<Metrics>,
     ) -> Self {
         let db = client.database(database);
+        let sessions = db.collection(collection);
+        let messages = db.collection(&format!("{collection}_msgs"));
         Self {
-            sessions: db.collection(collection),
-            messages: db.collection(&format!("{collection}_msgs")),
+            batches: super::batch::Batches::new(&messages, &sessions),
+            sessions,
+            messages,
             locks: db.collection(&format!("{collection}_active")),
             usage: db.collection(&format!("{collection}_usage")),
             meta: db.collection(&format!("{collection}_meta")),
@@ -91,6 +94,7 @@ impl MongoStore {
             runner: Runner::new(config, metrics),
             slots: SessionSlots::new(CACHED_SESSIONS),
             actives: std::sync::Mutex::new(HashMap::new()),
+            deferred: Default::default(),
         }
     }
 

@@ -5,13 +5,16 @@ use mongodb::bson::{Bson, Document, doc};
 use time::{Date, OffsetDateTime};
 
 use super::MongoStore;
+use super::batch::Applied;
 use super::cache::*;
+use super::deferred::usage_key;
 use super::document::*;
 use crate::store::crypto::Binding;
 use crate::store::error::StoreError;
 use crate::store::records::*;
 use crate::store::runner::Budget;
-use crate::store::{Store, date_day, from_ms, to_ms, utc_day};
+use crate::store::slots::HeldSlot;
+use crate::store::{Store, date_day, from_ms, to_ms};
 
 impl MongoStore {
     /// The stored form of `message` of session `session_id`, its content encrypted and bound to both.
@@ -30,24 +33,35 @@ impl MongoStore {
         Ok(message_doc(message, content))
     }
 
-    /// Sends `update` for session `id`, addressed by `_id` alone; `NotFound` when it does not exist.
+    /// Sends `update` for session `id`, addressed by `_id` alone (with the updates of other sessions ready
+    /// at the same moment); `NotFound` when it does not exist.
     pub(super) async fn update_by_id(&self, id: &str, update: Document) -> Result<(), StoreError> {
-        let result = self.sessions.update_one(doc! { "_id": id }, update).await?;
-        if result.matched_count == 0 {
-            return Err(StoreError::NotFound);
+        match self.batches.update(id, update).await? {
+            Applied::Unmatched => Err(StoreError::NotFound),
+            Applied::Done | Applied::Duplicate => Ok(()),
         }
-        Ok(())
     }
 
     /// Sends what [`Cached::put`] decided for a message of session `session_id`: the session's update
     /// and, in the [`Documents`](MessageLayout::Documents) layout, the message's own document, both at
-    /// once (independent documents, so one round trip of latency).
+    /// once (independent documents, so one round trip of latency). With `defer`, a message with a
+    /// document of its own goes out alone and the session's update is held back: returns the update to
+    /// keep as [`Cached::pending`] (empty when it was sent).
     pub(super) async fn send_put(
         &self,
         session_id: &str,
         update: SessionUpdate,
         message: Option<(Put, &Document)>,
-    ) -> Result<(), StoreError> {
+        defer: bool,
+    ) -> Result<SessionUpdate, StoreError> {
+        let own = message.filter(|(put, _)| put.own_document());
+        if defer && own.is_some() {
+            if let Some((put, entry)) = own {
+                self.write_message_doc(session_id, put, entry).await?;
+            }
+            self.defer(session_id);
+            return Ok(update);
+        }
         let session = async {
             if update.is_empty() {
                 Ok(())
@@ -56,15 +70,14 @@ impl MongoStore {
             }
         };
         let document = async {
-            match message {
-                Some((put, entry)) if put.own_document() => {
-                    self.write_message_doc(session_id, put, entry).await
-                }
-                _ => Ok(()),
+            match own {
+                Some((put, entry)) => self.write_message_doc(session_id, put, entry).await,
+                None => Ok(()),
             }
         };
         let (session, document) = tokio::join!(session, document);
-        session.and(document)
+        session.and(document)?;
+        Ok(SessionUpdate::default())
     }
 
     /// Writes the document of a message in `<c>_msgs`: inserted when new (already there counts as done:
@@ -77,11 +90,8 @@ impl MongoStore {
     ) -> Result<(), StoreError> {
         let document = message_document(session_id, put.position, entry);
         if put.new {
-            return match self.messages.insert_one(document).await {
-                Ok(_) => Ok(()),
-                Err(e) if is_duplicate(&e) => Ok(()),
-                Err(e) => Err(e.into()),
-            };
+            // Already there counts as done.
+            return self.batches.insert(document).await.map(|_| ());
         }
         let id = document.get("_id").cloned().unwrap_or(Bson::Null);
         self.messages
@@ -90,57 +100,28 @@ impl MongoStore {
         Ok(())
     }
 
-    /// `$set` on one session with its slot held, and `apply` on its cached record; `NotFound` when it
-    /// does not exist. Nothing is read first.
+    /// `$set` of `fields` on one session with its slot held (with the session's deferred counters), and
+    /// `apply` on its cached record; `NotFound` when it does not exist. Nothing is read first.
     pub(super) async fn set_fields(
         &self,
         name: &'static str,
         id: &str,
-        update: Document,
+        fields: Document,
         apply: impl Fn(&mut SessionRecord) + Send + Sync,
     ) -> Result<(), StoreError> {
         let held = self.slots.hold(id).await;
         self.runner
             .run(name, Budget::Short, true, || {
                 attempt(&held, async {
-                    self.update_by_id(id, update.clone()).await?;
+                    let mut update = pending(&held);
+                    update.set.extend(fields.clone());
+                    self.update_by_id(id, update.build()).await?;
                     if let Some(cached) = held.state().as_mut() {
+                        cached.pending = SessionUpdate::default();
                         apply(&mut cached.session);
                     }
                     Ok(())
                 })
-            })
-            .await
-    }
-
-    /// Adds a turn's tokens to the user's UTC day.
-    pub(super) async fn add_day_tokens(
-        &self,
-        uid: &str,
-        usage: &TurnUsage,
-    ) -> Result<(), StoreError> {
-        let day = utc_day(usage.at);
-        let key = format!("{uid}\u{1f}{day}");
-        self.runner
-            .run("record_usage", Budget::Short, false, || async {
-                let update = doc! {
-                    "$inc": { "tokens": usage.tokens },
-                    "$setOnInsert": { "uid": uid, "day": day },
-                };
-                match self
-                    .usage
-                    .update_one(doc! { "_id": &key }, update.clone())
-                    .upsert(true)
-                    .await
-                {
-                    Ok(_) => Ok(()),
-                    // Two first upserts of the day raced: the document exists now.
-                    Err(e) if is_duplicate(&e) => {
-                        self.usage.update_one(doc! { "_id": &key }, update).await?;
-                        Ok(())
-                    }
-                    Err(e) => Err(e.into()),
-                }
             })
             .await
     }
@@ -158,7 +139,7 @@ pub(super) async fn append_message(
         .run("append_message", Budget::Short, true, || {
             attempt(&held, async {
                 store.load(&held, session_id).await?;
-                let mut update = SessionUpdate::default();
+                let mut update = pending(&held);
                 let put = {
                     let state = held.state();
                     let cached = state.as_ref().ok_or(StoreError::NotFound)?;
@@ -169,11 +150,12 @@ pub(super) async fn append_message(
                         .put(&mut update, &entry, message)
                         .ok_or(StoreError::SessionEnded)?
                 };
-                store
-                    .send_put(session_id, update, Some((put, &entry)))
+                let held_back = store
+                    .send_put(session_id, update, Some((put, &entry)), true)
                     .await?;
                 if let Some(cached) = held.state().as_mut() {
                     cached.record(put, message);
+                    cached.pending = held_back;
                 }
                 Ok(AppendOutcome::Stored)
             })
@@ -203,7 +185,7 @@ pub(super) async fn finish_turn(
     let session_update = store.runner.run("finish_turn", Budget::Short, true, || {
         attempt(&held, async {
             store.load(&held, session_id).await?;
-            let mut update = SessionUpdate::default();
+            let mut update = pending(&held);
             let put = {
                 let state = held.state();
                 let cached = state.as_ref().ok_or(StoreError::NotFound)?;
@@ -219,10 +201,11 @@ pub(super) async fn finish_turn(
                 }
                 put
             };
-            store
-                .send_put(session_id, update, put.zip(entry.as_ref()))
+            let held_back = store
+                .send_put(session_id, update, put.zip(entry.as_ref()), false)
                 .await?;
             if let Some(cached) = held.state().as_mut() {
+                cached.pending = held_back;
                 if let (Some(put), Some(message)) = (put, answer) {
                     cached.record(put, message);
                 }
@@ -233,14 +216,12 @@ pub(super) async fn finish_turn(
             Ok(())
         })
     });
-    let day = async {
-        match &usage {
-            Some(usage) => store.add_day_tokens(&uid, usage).await,
-            None => Ok(()),
-        }
-    };
-    let (session_update, day) = tokio::join!(session_update, day);
-    session_update.and(day)
+    let stored = session_update.await;
+    // The user's daily tokens are held back and stored with the next flush, for all users at once.
+    if let Some(usage) = &usage {
+        store.add_day_tokens(&uid, usage);
+    }
+    stored
 }
 
 pub(super) async fn put_answer(
@@ -255,18 +236,19 @@ pub(super) async fn put_answer(
         .run("put_answer", Budget::Short, true, || {
             attempt(&held, async {
                 store.load(&held, session_id).await?;
-                let mut update = SessionUpdate::default();
+                let mut update = pending(&held);
                 let put = held
                     .state()
                     .as_ref()
                     .ok_or(StoreError::NotFound)?
                     .put(&mut update, &entry, answer)
                     .ok_or(StoreError::SessionEnded)?;
-                store
-                    .send_put(session_id, update, Some((put, &entry)))
+                let held_back = store
+                    .send_put(session_id, update, Some((put, &entry)), true)
                     .await?;
                 if let Some(cached) = held.state().as_mut() {
                     cached.record(put, answer);
+                    cached.pending = held_back;
                 }
                 Ok(())
             })
@@ -290,12 +272,9 @@ pub(super) async fn set_name(
         )?
     };
     store
-        .set_fields(
-            "set_name",
-            session_id,
-            doc! { "$set": { "nm": sealed, "_mt": now_date() } },
-            |s| s.name = name.to_string(),
-        )
+        .set_fields("set_name", session_id, doc! { "nm": sealed }, |s| {
+            s.name = name.to_string()
+        })
         .await
 }
 
@@ -333,12 +312,9 @@ pub(super) async fn set_model(
     model_id: &str,
 ) -> Result<(), StoreError> {
     store
-        .set_fields(
-            "set_model",
-            session_id,
-            doc! { "$set": { "modelId": model_id, "_mt": now_date() } },
-            |s| s.model_id = model_id.to_string(),
-        )
+        .set_fields("set_model", session_id, doc! { "modelId": model_id }, |s| {
+            s.model_id = model_id.to_string()
+        })
         .await
 }
 
@@ -361,12 +337,9 @@ pub(super) async fn end_session(
                 }
                 let end = from_ms(to_ms(at.max(current.started_at)));
                 let dur = (end - current.started_at).whole_seconds();
-                store
-                    .update_by_id(
-                        session_id,
-                        doc! { "$set": { "endTs": dt(end), "dur": dur, "_mt": now_date() } },
-                    )
-                    .await?;
+                let mut update = pending(&held);
+                update.set.extend(doc! { "endTs": dt(end), "dur": dur });
+                store.update_by_id(session_id, update.build()).await?;
                 store.forget_active(&current.user_id, Some(session_id));
                 store
                     .locks
@@ -374,6 +347,7 @@ pub(super) async fn end_session(
                     .await?;
                 let mut state = held.state();
                 let cached = state.as_mut().ok_or(StoreError::NotFound)?;
+                cached.pending = SessionUpdate::default();
                 cached.session.ended_at = Some(end);
                 cached.session.duration_secs = dur;
                 Ok(EndOutcome {
@@ -398,8 +372,8 @@ pub(super) async fn user_tokens_on(
     user_id: &str,
     day: Date,
 ) -> Result<i64, StoreError> {
-    let key = format!("{user_id}\u{1f}{}", date_day(day));
-    store
+    let key = usage_key(user_id, date_day(day));
+    let stored = store
         .runner
         .run("user_tokens", Budget::Short, true, || async {
             Ok(store
@@ -409,7 +383,8 @@ pub(super) async fn user_tokens_on(
                 .and_then(|d| get_i64(&d, "tokens"))
                 .unwrap_or(0))
         })
-        .await
+        .await?;
+    Ok(stored + store.held_day_tokens(&key))
 }
 
 pub(super) async fn set_help_requested(
@@ -421,8 +396,17 @@ pub(super) async fn set_help_requested(
         .set_fields(
             "set_help",
             session_id,
-            doc! { "$set": { "helpRequested": requested, "_mt": now_date() } },
+            doc! { "helpRequested": requested },
             |s| s.help_requested = requested,
         )
         .await
+}
+
+/// The deferred counters of the session of `held` (see [`Cached::pending`]): every update of the session
+/// starts from them.
+fn pending(held: &HeldSlot<Cached>) -> SessionUpdate {
+    held.state()
+        .as_ref()
+        .map(|cached| cached.pending.clone())
+        .unwrap_or_default()
 }

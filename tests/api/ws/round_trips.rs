@@ -1,15 +1,16 @@
 //! Round trips to MongoDB per chat turn, counted by the driver's command monitoring
 //! (`chatbox_mongodb_commands_total`): a turn in a session that is live on this node sends, in two steps,
-//! the user's message (its document and the session's counters, at once) and then the answer (its
-//! document, the session's counters with the turn's figures, and the user's daily tokens, at once): five
-//! commands, two of them inserts and three updates by `_id`, whatever the length of the conversation.
-//! `docs/storage.md` documents the count.
+//! the user's message (its document) and then the answer (its document, and the session's update with
+//! both messages' counters and the turn's figures, at once): three commands, two inserts and one update by
+//! `_id`, whatever the length of the conversation. The users' daily tokens are held back and sent for all
+//! users in one command per flush (`store.flush_interval`). `docs/storage.md` documents the count.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use chatbox::store::{AppendOutcome, MessageRecord};
 use serde_json::json;
 
-use crate::support::app::{TestApp, WsClient, app};
+use crate::support::app::{TestApp, TestAppBuilder, WsClient, app};
 use crate::support::http::status;
 
 /// Commands sent so far, by name.
@@ -51,15 +52,20 @@ async fn turn(ws: &mut WsClient, session_id: Option<&str>, content: &str) -> u64
 }
 
 /// Commands per turn in a live session.
-const PER_TURN: u64 = 5;
+const PER_TURN: u64 = 3;
 
-/// Counts the commands of 40 turns after a first one, with each message naming `session_id` (or none).
-async fn turns_cost_five_commands(session_id: Option<&str>) {
+/// A server on MongoDB whose held-back writes are flushed only when a test asks (or at shutdown).
+fn mongo_app() -> TestAppBuilder {
     assert!(
         std::env::var("MONGODB_URI").is_ok_and(|u| !u.is_empty()),
         "MONGODB_URI is not set: run the tests through scripts/test.sh"
     );
-    let app = app().spawn().await;
+    app().env("STORE_FLUSH_INTERVAL", "1h")
+}
+
+/// Counts the commands of 40 turns after a first one, with each message naming `session_id` (or none).
+async fn turns_cost_three_commands(session_id: Option<&str>) {
+    let app = mongo_app().spawn().await;
     let mut ws = app.connect_ws(&app.user_token("counted")).await;
     status(&mut ws).await;
     // The first turn creates the session and makes it live on this node.
@@ -86,7 +92,11 @@ async fn turns_cost_five_commands(session_id: Option<&str>) {
     let (first, last) = (&per_turn[0].1, &per_turn[per_turn.len() - 1].2);
     let finds = |c: &[(String, u64)]| c.iter().find(|(n, _)| n == "find").map_or(0, |(_, n)| *n);
     assert_eq!(finds(first), finds(last), "no turn reads the store");
-    // Beyond five per turn, only the seq block reservations (one update per half block of seqs used).
+    // Two inserts per turn: the messages' documents.
+    let inserts =
+        |c: &[(String, u64)]| c.iter().find(|(n, _)| n == "insert").map_or(0, |(_, n)| *n);
+    assert_eq!(inserts(last) - inserts(first), 2 * counts.len() as u64);
+    // Beyond three per turn, only the seq block reservations (one update per half block of seqs used).
     let half_block = chatbox::chat::SEQ_BLOCK / 2;
     let reservations = (last_seq - first_seq).div_ceil(half_block) + 1;
     let extra = counts.iter().sum::<u64>() - PER_TURN * counts.len() as u64;
@@ -97,13 +107,137 @@ async fn turns_cost_five_commands(session_id: Option<&str>) {
 }
 
 #[tokio::test]
-async fn a_turn_in_a_live_session_costs_five_commands_however_long_the_conversation() {
-    turns_cost_five_commands(None).await;
+async fn a_turn_in_a_live_session_costs_three_commands_however_long_the_conversation() {
+    turns_cost_three_commands(None).await;
 }
 
 /// Go clients name a session id of their own, which the server does not know: it stands for the user's
 /// active session, and is not looked up again on every message.
 #[tokio::test]
 async fn a_client_made_session_id_costs_no_extra_round_trip() {
-    turns_cost_five_commands(Some("client-made-0123456789")).await;
+    turns_cost_three_commands(Some("client-made-0123456789")).await;
+}
+
+/// The daily tokens of every user who had a turn since the last flush go out in one command, and a flush
+/// with nothing held back sends none; budgets count the held-back tokens meanwhile.
+#[tokio::test]
+async fn daily_usage_of_all_users_is_flushed_in_one_command() {
+    let app = mongo_app().spawn().await;
+    let mut users = Vec::new();
+    for n in 0..4 {
+        let user = format!("flushed-{n}");
+        let mut ws = app.connect_ws(&app.user_token(&user)).await;
+        status(&mut ws).await;
+        turn(&mut ws, None, "hello").await;
+        users.push(user);
+    }
+    let today = time::OffsetDateTime::now_utc().date();
+    let mut held = Vec::new();
+    for user in &users {
+        held.push(app.state.store.user_tokens_on(user, today).await.unwrap());
+    }
+    assert!(
+        held.iter().all(|t| *t > 0),
+        "held-back tokens count: {held:?}"
+    );
+    let before = commands(&app);
+    app.state.store.flush().await.unwrap();
+    let after = commands(&app);
+    assert_eq!(
+        total(&after) - total(&before),
+        1,
+        "one command for all users: {before:?} -> {after:?}"
+    );
+    for (user, tokens) in users.iter().zip(&held) {
+        assert_eq!(
+            app.state.store.user_tokens_on(user, today).await.unwrap(),
+            *tokens
+        );
+    }
+    let before = commands(&app);
+    app.state.store.flush().await.unwrap();
+    assert_eq!(
+        total(&commands(&app)),
+        total(&before),
+        "nothing held back, nothing sent"
+    );
+}
+
+/// Message documents of many sessions stored at the same moment go out in one command, and so do the
+/// sessions' held-back counters when flushed; lists then count every message.
+#[tokio::test]
+async fn writes_of_many_sessions_ready_together_go_out_together() {
+    let app = mongo_app().spawn().await;
+    let store = &app.state.store;
+    let mut sessions = Vec::new();
+    for n in 0..32 {
+        let user = format!("grouped-{n}");
+        let active = store
+            .get_or_create_active(&user, None, "demo")
+            .await
+            .unwrap();
+        // A first message makes the session known to the store without reading it again.
+        let first = MessageRecord::new(format!("first-{n}"), 1, "user", "first");
+        store
+            .append_message(&active.session.id, &first)
+            .await
+            .unwrap();
+        sessions.push((user, active.session.id));
+    }
+    store.flush().await.unwrap();
+    let before = commands(&app);
+    // This test's runtime has one thread: every append is asked for before the writer runs.
+    let appended = futures::future::join_all(sessions.iter().enumerate().map(|(n, (_, id))| {
+        let second = MessageRecord::new(format!("second-{n}"), 2, "user", "second");
+        async move { store.append_message(id, &second).await }
+    }))
+    .await;
+    assert!(
+        appended
+            .iter()
+            .all(|a| matches!(a, Ok(AppendOutcome::Stored))),
+        "{appended:?}"
+    );
+    let after = commands(&app);
+    assert_eq!(
+        (
+            total(&after) - total(&before),
+            after.iter().find(|(n, _)| n == "insert").map(|(_, n)| *n)
+        ),
+        (
+            1,
+            before
+                .iter()
+                .find(|(n, _)| n == "insert")
+                .map(|(_, n)| n + 1)
+        ),
+        "32 message documents in one insert: {before:?} -> {after:?}"
+    );
+    let before = commands(&app);
+    store.flush().await.unwrap();
+    assert_eq!(
+        total(&commands(&app)) - total(&before),
+        1,
+        "32 sessions' counters in one update"
+    );
+    for (user, id) in &sessions {
+        let listed = store.list_user_sessions(user, 10).await.unwrap();
+        assert_eq!(
+            listed
+                .iter()
+                .map(|s| (&s.id, s.message_count))
+                .collect::<Vec<_>>(),
+            [(id, 2)]
+        );
+    }
+    // In one command, an update of a session that does not exist is told apart from the others.
+    let mut ids: Vec<&str> = sessions.iter().map(|(_, id)| id.as_str()).take(4).collect();
+    ids.insert(2, "no-such-session");
+    let set = futures::future::join_all(ids.iter().map(|id| store.set_model(id, "other"))).await;
+    let missing: Vec<bool> = set
+        .iter()
+        .map(|r| matches!(r, Err(chatbox::store::StoreError::NotFound)))
+        .collect();
+    assert_eq!(missing, [false, false, true, false, false], "{set:?}");
+    assert!(set.iter().filter(|r| r.is_ok()).count() == 4);
 }
