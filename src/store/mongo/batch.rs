@@ -20,8 +20,13 @@ use crate::store::error::StoreError;
 /// Commands of one kind on their way at once.
 const IN_FLIGHT: usize = 4;
 
-/// Statements in one command at most.
-const MAX_STATEMENTS: usize = 256;
+/// Documents in one `insert` command at most.
+const MAX_INSERTS: usize = 256;
+
+/// Statements in one `update` command at most. FerretDB 1.24 (SQLite) holds a database connection for each
+/// statement of an `update` command until the command ends, and one command of about 100 statements stalls
+/// it (measured: 64 pass alone, 100 never return), so updates go in small groups.
+pub(super) const MAX_UPDATES: usize = 8;
 
 /// MongoDB's duplicate key error.
 const DUPLICATE_KEY: i64 = 11000;
@@ -113,11 +118,20 @@ async fn run(
             return;
         };
         let mut batch = vec![first];
-        while batch.len() < MAX_STATEMENTS {
+        let max = match kind {
+            Kind::Insert => MAX_INSERTS,
+            Kind::Update => MAX_UPDATES,
+        };
+        while batch.len() < max {
             match receiver.try_recv() {
                 Ok(next) => batch.push(next),
                 Err(_) => break,
             }
+        }
+        // A write whose caller gave up (timed out) while it waited is not sent: the caller may retry it.
+        batch.retain(|(_, reply)| !reply.is_closed());
+        if batch.is_empty() {
+            continue;
         }
         let db = db.clone();
         let collection = collection.clone();
@@ -198,24 +212,30 @@ async fn send(
 }
 
 /// Marks the updates of `outcomes` whose document (by `ids`) does not exist as [`Applied::Unmatched`].
+/// Each is looked up by `_id` alone (the one lookup every MongoDB-compatible server serves from its index).
 async fn unmatched(db: &Database, collection: &str, ids: &[Bson], outcomes: &mut [Outcome]) {
-    let wanted: Vec<Bson> = ids.to_vec();
-    let found = match db
-        .collection::<Document>(collection)
-        .distinct("_id", doc! { "_id": { "$in": wanted } })
-        .await
-    {
-        Ok(found) => found,
-        Err(e) => {
-            for outcome in outcomes.iter_mut().filter(|o| o.is_ok()) {
-                *outcome = Err(StoreError::Mongo(e.clone()));
+    let documents = db.collection::<Document>(collection);
+    let lookups = ids.iter().zip(outcomes.iter()).map(|(id, outcome)| {
+        let documents = &documents;
+        let wanted = outcome.is_ok();
+        async move {
+            if !wanted {
+                return Ok(true);
             }
-            return;
+            let found = documents
+                .find_one(doc! { "_id": id.clone() })
+                .projection(doc! { "_id": 1 })
+                .await?;
+            Ok::<_, mongodb::error::Error>(found.is_some())
         }
-    };
-    for (id, outcome) in ids.iter().zip(outcomes.iter_mut()) {
-        if outcome.is_ok() && !found.contains(id) {
-            *outcome = Ok(Applied::Unmatched);
+    });
+    let found = futures::future::join_all(lookups).await;
+    for (exists, outcome) in found.into_iter().zip(outcomes.iter_mut()) {
+        match exists {
+            Ok(true) => {}
+            Ok(false) => *outcome = Ok(Applied::Unmatched),
+            Err(e) if outcome.is_ok() => *outcome = Err(StoreError::Mongo(e)),
+            Err(_) => {}
         }
     }
 }

@@ -10,11 +10,12 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 
-use mongodb::bson::{Bson, Document, doc};
+use mongodb::bson::{Document, doc};
 
 use super::MongoStore;
+use super::batch::MAX_UPDATES;
 use super::cache::SessionUpdate;
-use super::document::get_i64;
+use super::document::is_duplicate;
 use crate::store::error::StoreError;
 use crate::store::records::TurnUsage;
 use crate::store::runner::Budget;
@@ -27,6 +28,8 @@ pub(super) struct Deferred {
     sessions: Mutex<HashSet<String>>,
     /// Tokens used per `<c>_usage` document id (user and UTC day) and not stored yet.
     usage: Mutex<HashMap<String, DayTokens>>,
+    /// `<c>_usage` document ids known to exist (of the days held back lately).
+    usage_known: Mutex<HashSet<String>>,
 }
 
 /// Tokens of one user on one UTC day, not stored yet.
@@ -128,66 +131,106 @@ impl MongoStore {
         }
     }
 
+    /// Stores the held-back daily usage: the documents of user-days not known to exist are inserted
+    /// first (one command; an existing one is fine), then the counts are raised by `update` commands of
+    /// [`MAX_UPDATES`] statements without upserts (FerretDB 1.24 stalls on an `update` of many statements,
+    /// and on several upserts in one). What was not stored is held again for the next flush.
     async fn flush_usage(&self) -> Result<(), StoreError> {
         let held: Vec<(String, DayTokens)> = locked(&self.deferred.usage).drain().collect();
         if held.is_empty() {
             return Ok(());
         }
-        let updates: Vec<Document> = held
-            .iter()
-            .map(|(key, day)| {
-                doc! {
-                    "q": { "_id": key },
-                    "u": {
-                        "$inc": { "tokens": day.tokens },
-                        "$setOnInsert": { "uid": &day.uid, "day": day.day },
-                    },
-                    "upsert": true,
-                }
-            })
-            .collect();
-        let namespace = self.usage.namespace();
-        let db = self.usage.client().database(namespace.db.as_str());
-        let command =
-            doc! { "update": namespace.coll.as_str(), "updates": updates, "ordered": false };
-        let reply = self
-            .runner
-            .run("record_usage", Budget::Short, false, || async {
-                Ok(db.run_command(command.clone()).await?)
-            })
-            .await;
-        // Statements that failed (two first upserts of a day racing on another node) are held again and
-        // sent with the next flush; so is everything when the command failed.
-        let failed: HashSet<usize> = match &reply {
-            Ok(reply) => write_error_indexes(reply),
-            Err(_) => (0..held.len()).collect(),
+        let (stored, result) = match self.create_usage_documents(&held).await {
+            Ok(()) => self.raise_usage(&held).await,
+            Err(e) => (0, Err(e)),
         };
-        if !failed.is_empty() {
+        if stored < held.len() {
             let mut pending = locked(&self.deferred.usage);
-            for (index, (key, day)) in held.into_iter().enumerate() {
-                if failed.contains(&index) {
-                    pending
-                        .entry(key)
-                        .and_modify(|held| held.tokens += day.tokens)
-                        .or_insert(day);
-                }
+            for (key, day) in held.into_iter().skip(stored) {
+                pending
+                    .entry(key)
+                    .and_modify(|held| held.tokens += day.tokens)
+                    .or_insert(day);
             }
         }
-        reply.map(|_| ())
+        result
+    }
+
+    /// Inserts the `<c>_usage` documents of `held` not known to exist, with no tokens.
+    async fn create_usage_documents(&self, held: &[(String, DayTokens)]) -> Result<(), StoreError> {
+        let unknown: Vec<Document> = {
+            let known = locked(&self.deferred.usage_known);
+            held.iter()
+                .filter(|(key, _)| !known.contains(key))
+                .map(|(key, day)| doc! { "_id": key, "uid": &day.uid, "day": day.day, "tokens": 0i64 })
+                .collect()
+        };
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        self.runner
+            .run("record_usage", Budget::Short, true, || async {
+                match self.usage.insert_many(unknown.clone()).ordered(false).await {
+                    Ok(_) => Ok(()),
+                    // Created before (by another node, or before this one restarted).
+                    Err(e) if only_duplicates(&e) => Ok(()),
+                    Err(e) => Err(e.into()),
+                }
+            })
+            .await?;
+        let today = held.iter().map(|(_, day)| day.day).max().unwrap_or(0);
+        let mut known = locked(&self.deferred.usage_known);
+        // Only the last two days' documents are still written to.
+        known.retain(|key| key_day(key).is_some_and(|day| day + 1 >= today));
+        known.extend(held.iter().map(|(key, _)| key.clone()));
+        Ok(())
+    }
+
+    /// Adds the tokens of `held` to their documents; returns how many of `held` (from the start) were
+    /// stored, and the first failure.
+    async fn raise_usage(&self, held: &[(String, DayTokens)]) -> (usize, Result<(), StoreError>) {
+        let namespace = self.usage.namespace();
+        let db = self.usage.client().database(namespace.db.as_str());
+        let mut stored = 0;
+        for group in held.chunks(MAX_UPDATES) {
+            let updates: Vec<Document> = group
+                .iter()
+                .map(|(key, day)| {
+                    doc! { "q": { "_id": key }, "u": { "$inc": { "tokens": day.tokens } } }
+                })
+                .collect();
+            let command =
+                doc! { "update": namespace.coll.as_str(), "updates": updates, "ordered": false };
+            let sent = self
+                .runner
+                .run("record_usage", Budget::Short, false, || async {
+                    Ok(db.run_command(command.clone()).await?)
+                })
+                .await;
+            if let Err(e) = sent {
+                return (stored, Err(e));
+            }
+            stored += group.len();
+        }
+        (stored, Ok(()))
     }
 }
 
-/// Indexes of the statements of a multi-statement write that failed (`writeErrors`).
-fn write_error_indexes(reply: &Document) -> HashSet<usize> {
-    reply
-        .get_array("writeErrors")
-        .map(|errors| {
-            errors
-                .iter()
-                .filter_map(Bson::as_document)
-                .filter_map(|e| get_i64(e, "index"))
-                .filter_map(|i| usize::try_from(i).ok())
-                .collect()
-        })
-        .unwrap_or_default()
+/// The UTC day of a `<c>_usage` document id.
+fn key_day(key: &str) -> Option<i32> {
+    key.rsplit_once('\u{1f}')?.1.parse().ok()
+}
+
+/// True when every error of a multi-document insert is a duplicate `_id`.
+fn only_duplicates(e: &mongodb::error::Error) -> bool {
+    match e.kind.as_ref() {
+        mongodb::error::ErrorKind::InsertMany(failure) => {
+            failure.write_concern_error.is_none()
+                && failure
+                    .write_errors
+                    .as_ref()
+                    .is_some_and(|errors| errors.iter().all(|w| w.code == 11000))
+        }
+        _ => is_duplicate(e),
+    }
 }
