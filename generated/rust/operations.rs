@@ -147,6 +147,24 @@ pub trait AdminListSessions {
         Output = crate::protocol::http::AdminListSessionsResponse,
     > + Send;
 }
+/// `adminEndSession` (`POST /admin/sessions/{sessionId}/end`): what the operation does, implemented on `super::Handlers`.
+pub trait AdminEndSession {
+    /// End any user's session (admin)
+    ///
+    /// Ends a session whoever owns it, as the owner's `POST /sessions/{sessionId}/end` does: it accepts no
+    /// further messages, its end time and duration are stored, and every connection of the session (the
+    /// user's devices and watching administrators) receives a `notification` (`session_ended`); an assisting
+    /// administrator's assistance ends with it. Audited (`session_end`, with `details.ended_now`). Ending an
+    /// already ended session changes nothing (same 200 answer). No request body.
+    fn admin_end_session(
+        req: &poem::Request,
+        state: &std::sync::Arc<crate::state::AppState>,
+        auth: super::auth::BearerAuth,
+        session_id: String,
+    ) -> impl std::future::Future<
+        Output = crate::protocol::http::AdminEndSessionResponse,
+    > + Send;
+}
 /// `adminGetMetrics` (`GET /admin/metrics`): what the operation does, implemented on `super::Handlers`.
 pub trait AdminGetMetrics {
     /// Aggregated session metrics (admin)
@@ -541,6 +559,35 @@ impl AdminApi {
                 cursor.0,
                 start_time_from.0,
                 start_time_to.0,
+            )
+            .await
+    }
+    /// End any user's session (admin)
+    ///
+    /// Ends a session whoever owns it, as the owner's `POST /sessions/{sessionId}/end` does: it accepts no
+    /// further messages, its end time and duration are stored, and every connection of the session (the
+    /// user's devices and watching administrators) receives a `notification` (`session_ended`); an assisting
+    /// administrator's assistance ends with it. Audited (`session_end`, with `details.ended_now`). Ending an
+    /// already ended session changes nothing (same 200 answer). No request body.
+    #[oai(
+        path = "/admin/sessions/:sessionId/end",
+        method = "post",
+        operation_id = "adminEndSession",
+        tag = "ApiTags::Admin"
+    )]
+    async fn admin_end_session(
+        &self,
+        req: &poem::Request,
+        auth: super::auth::BearerAuth,
+        poem::web::Data(state): poem::web::Data<&std::sync::Arc<crate::state::AppState>>,
+        #[oai(name = "sessionId")]
+        session_id: poem_openapi::param::Path<String>,
+    ) -> crate::protocol::http::AdminEndSessionResponse {
+        <super::Handlers as AdminEndSession>::admin_end_session(
+                req,
+                state,
+                auth,
+                session_id.0,
             )
             .await
     }

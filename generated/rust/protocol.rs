@@ -2158,6 +2158,34 @@ pub mod http {
         #[oai(status = 500)]
         Status500(poem_openapi::payload::Json<ErrorBody>),
     }
+    /// End any user's session (admin)
+    ///
+    /// Responses of `adminEndSession` (`POST /admin/sessions/{sessionId}/end`), one variant per status declared in the spec.
+    #[derive(poem_openapi::ApiResponse)]
+    pub enum AdminEndSessionResponse {
+        /// `{"status":"ended"}`.
+        #[oai(status = 200)]
+        Status200(poem_openapi::payload::Json<StatusResponse>),
+        /// Missing, malformed, invalid or expired token.
+        #[oai(status = 401)]
+        Status401(poem_openapi::payload::Json<ErrorBody>),
+        /// `Insufficient permissions` (not an administrator).
+        #[oai(status = 403)]
+        Status403(poem_openapi::payload::Json<ErrorBody>),
+        /// `Session not found`.
+        #[oai(status = 404)]
+        Status404(poem_openapi::payload::Json<ErrorBody>),
+        /// Admin rate limit exceeded.
+        #[oai(status = 429)]
+        Status429(
+            poem_openapi::payload::Json<RateLimitError>,
+            #[oai(header = "Retry-After")]
+            Option<i64>,
+        ),
+        /// Storage failure.
+        #[oai(status = 500)]
+        Status500(poem_openapi::payload::Json<ErrorBody>),
+    }
     /// Aggregated session metrics (admin)
     ///
     /// Responses of `adminGetMetrics` (`GET /admin/metrics`), one variant per status declared in the spec.
@@ -2568,6 +2596,26 @@ pub mod http {
                 400 => Ok(Self::Status400(poem_openapi::payload::Json(body))),
                 401 => Ok(Self::Status401(poem_openapi::payload::Json(body))),
                 403 => Ok(Self::Status403(poem_openapi::payload::Json(body))),
+                500 => Ok(Self::Status500(poem_openapi::payload::Json(body))),
+                _ => Err(body),
+            }
+        }
+        fn from_rate_limit(
+            body: RateLimitError,
+            retry_after: Option<i64>,
+        ) -> Option<Self> {
+            Some(Self::Status429(poem_openapi::payload::Json(body), retry_after))
+        }
+        fn internal(body: ErrorBody) -> Self {
+            Self::Status500(poem_openapi::payload::Json(body))
+        }
+    }
+    impl ErrorStatuses for AdminEndSessionResponse {
+        fn from_error(status: u16, body: ErrorBody) -> Result<Self, ErrorBody> {
+            match status {
+                401 => Ok(Self::Status401(poem_openapi::payload::Json(body))),
+                403 => Ok(Self::Status403(poem_openapi::payload::Json(body))),
+                404 => Ok(Self::Status404(poem_openapi::payload::Json(body))),
                 500 => Ok(Self::Status500(poem_openapi::payload::Json(body))),
                 _ => Err(body),
             }
@@ -3521,7 +3569,8 @@ pub mod http {
     /// also replays the session's history to the administrator), `takeover_end` (DELETE takeover or
     /// WebSocket `admin_leave`, only when the caller was assisting), `takeover_transfer`, `session_list`
     /// (GET /admin/sessions; the filters in `details`, the `user_id` filter as `user_id`),
-    /// `user_sessions_view` (GET /admin/users/{userId}/sessions), `user_export`, `user_delete`.
+    /// `user_sessions_view` (GET /admin/users/{userId}/sessions), `user_export`, `user_delete`,
+    /// `session_end` (POST /admin/sessions/{sessionId}/end).
     #[derive(
         Debug,
         Clone,
@@ -3562,6 +3611,10 @@ pub mod http {
         #[serde(rename = "user_delete")]
         #[oai(rename = "user_delete")]
         UserDelete,
+        /// `session_end`
+        #[serde(rename = "session_end")]
+        #[oai(rename = "session_end")]
+        SessionEnd,
     }
     impl AuditAction {
         /// The wire string of this value.
@@ -3574,6 +3627,7 @@ pub mod http {
                 Self::UserSessionsView => "user_sessions_view",
                 Self::UserExport => "user_export",
                 Self::UserDelete => "user_delete",
+                Self::SessionEnd => "session_end",
             }
         }
     }

@@ -1,5 +1,6 @@
-//! Admin takeover over HTTP: `POST /admin/takeover/{sessionId}` (start assisting; the AI pauses),
-//! `DELETE` (stop; the AI answers again) and `POST .../transfer` (take over from another administrator).
+//! Admin actions on a session over HTTP: `POST /admin/takeover/{sessionId}` (start assisting; the AI
+//! pauses), `DELETE` (stop; the AI answers again), `POST .../transfer` (take over from another
+//! administrator) and `POST /admin/sessions/{sessionId}/end` (end the session, audited here).
 //! The live side (events to the user's devices, the paused AI) is the chat service's; these handlers
 //! check the session and map refusals to the spec's 400 texts. Each action is audited by the chat service
 //! (`via=http`), the one place that records takeovers whichever door they come through. The
@@ -11,14 +12,16 @@ use poem::Request;
 
 use poem_openapi::payload::Json;
 
+use crate::audit::AuditKind;
 use crate::chat::Via;
 use crate::protocol::http::{
-    AdminEndTakeoverResponse, AdminTakeoverResponse, AdminTransferTakeoverResponse,
-    TakeoverResponse,
+    AdminEndSessionResponse, AdminEndTakeoverResponse, AdminTakeoverResponse,
+    AdminTransferTakeoverResponse, StatusResponse, TakeoverResponse,
 };
 use crate::state::AppState;
 use crate::store::SessionRecord;
 
+use super::admin::audit;
 use super::auth::BearerAuth;
 use super::error::ApiError;
 use super::{Handlers, operations};
@@ -92,6 +95,46 @@ impl Takeovers {
                 &session,
                 admin.user_id,
             )),
+        }
+    }
+}
+
+impl Takeovers {
+    async fn end_inner(
+        state: &AppState,
+        auth: &BearerAuth,
+        session_id: &str,
+    ) -> Result<StatusResponse, ApiError> {
+        let admin = auth.admin(state)?;
+        let session = session(state, session_id).await?;
+        let outcome = state.chat.end_session(&session).await?;
+        let details = [("ended_now", outcome.ended_now.to_string())];
+        audit(
+            state,
+            &admin,
+            AuditKind::SessionEnd,
+            Some(&session.id),
+            Some(&session.user_id),
+            &details,
+        )
+        .await;
+        Ok(StatusResponse {
+            status: "ended".into(),
+        })
+    }
+}
+
+impl operations::AdminEndSession for Handlers {
+    /// The calling administrator ends a session, whoever owns it.
+    async fn admin_end_session(
+        req: &Request,
+        state: &Arc<AppState>,
+        auth: BearerAuth,
+        session_id: String,
+    ) -> AdminEndSessionResponse {
+        match Takeovers::end_inner(state, &auth, &session_id).await {
+            Ok(body) => AdminEndSessionResponse::Status200(Json(body)),
+            Err(err) => err.respond(req),
         }
     }
 }

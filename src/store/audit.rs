@@ -32,11 +32,13 @@ pub enum AuditKind {
     UserExport,
     /// Deleted one user's data.
     UserDelete,
+    /// Ended a user's session (`POST /admin/sessions/{id}/end`).
+    SessionEnd,
 }
 
 impl AuditKind {
     /// Every kind.
-    pub const ALL: [AuditKind; 7] = [
+    pub const ALL: [AuditKind; 8] = [
         Self::Takeover,
         Self::TakeoverEnd,
         Self::TakeoverTransfer,
@@ -44,6 +46,7 @@ impl AuditKind {
         Self::UserSessionsView,
         Self::UserExport,
         Self::UserDelete,
+        Self::SessionEnd,
     ];
 
     /// The stored (and wire) name: `takeover`, `takeover_end`, ...
@@ -56,6 +59,7 @@ impl AuditKind {
             Self::UserSessionsView => "user_sessions_view",
             Self::UserExport => "user_export",
             Self::UserDelete => "user_delete",
+            Self::SessionEnd => "session_end",
         }
     }
 

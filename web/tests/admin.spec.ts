@@ -49,6 +49,30 @@ test("an admin takes over while the user types, both see each other live, then l
   await expect(answers(user).last()).toHaveText(demoAnswer("back to the AI"));
 });
 
+test("an admin ends a user's session from the takeover: the user's chat closes and the audit log shows it", async ({ page: user, newWatchedContext }) => {
+  const userId = newUser("ended-by-admin");
+  await user.goto(chatUrl(token(userId, ["user"], "Eve User")));
+  await expect(user.locator("#status")).toHaveText("Connected");
+  await send(user, "please close my case");
+  await expect(answers(user)).toHaveCount(1);
+
+  const admin = await (await newWatchedContext()).newPage();
+  await admin.goto(adminUrl(token(newUser("admin"), ["admin"], "Closing Admin")));
+  await admin.getByLabel("User id").fill(userId);
+  await admin.getByRole("button", { name: "Apply" }).click();
+  const row = admin.locator("#sessions-table tbody tr", { hasText: userId });
+  await expect(row).toHaveCount(1);
+  await row.getByRole("button", { name: "Take over" }).click();
+  await expect(admin.locator("#takeover-messages li.msg-user .body").first()).toHaveText("please close my case");
+
+  await admin.getByRole("button", { name: "End session" }).click();
+  await expect(admin.locator("#takeover-note")).toHaveText("The session has ended.");
+  await expect(user.locator("#messages li.msg-system").last()).toContainText("This session has ended");
+  await expect(user.getByLabel("Message", { exact: true })).toBeDisabled();
+  await admin.getByRole("tab", { name: "Audit log" }).click();
+  await expect(admin.locator("#audit-table tbody tr", { hasText: "session_end" }).first()).toContainText(userId);
+});
+
 test("a help request arrives live with a count, and the audit log and metrics show", async ({ page: admin, newWatchedContext }) => {
   await admin.goto(adminUrl(token(newUser("admin"), ["chat_admin"], "Live Admin")));
   await expect(admin.locator("#status")).toHaveText("Connected");

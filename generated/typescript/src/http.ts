@@ -395,12 +395,13 @@ export interface TakeoverResponse {
  * also replays the session's history to the administrator), `takeover_end` (DELETE takeover or
  * WebSocket `admin_leave`, only when the caller was assisting), `takeover_transfer`, `session_list`
  * (GET /admin/sessions; the filters in `details`, the `user_id` filter as `user_id`),
- * `user_sessions_view` (GET /admin/users/{userId}/sessions), `user_export`, `user_delete`.
+ * `user_sessions_view` (GET /admin/users/{userId}/sessions), `user_export`, `user_delete`,
+ * `session_end` (POST /admin/sessions/{sessionId}/end).
  */
-export type AuditAction = "takeover" | "takeover_end" | "takeover_transfer" | "session_list" | "user_sessions_view" | "user_export" | "user_delete";
+export type AuditAction = "takeover" | "takeover_end" | "takeover_transfer" | "session_list" | "user_sessions_view" | "user_export" | "user_delete" | "session_end";
 
 /** Every value of `AuditAction`, in spec order. */
-export const AuditActionValues = ["takeover", "takeover_end", "takeover_transfer", "session_list", "user_sessions_view", "user_export", "user_delete"] as const;
+export const AuditActionValues = ["takeover", "takeover_end", "takeover_transfer", "session_list", "user_sessions_view", "user_export", "user_delete", "session_end"] as const;
 
 /** Whether `value` is one of the values of `AuditAction`. */
 export function isAuditAction(value: unknown): value is AuditAction {
@@ -648,7 +649,7 @@ export interface AdminListUserSessionsQuery {
 }
 
 /** The `operationId` of every operation `RestClient` implements, in spec order. */
-export const OPERATION_IDS = ["listSessions", "getSession", "endSession", "shareSession", "revokeShare", "getSharedSession", "adminListSessions", "adminGetMetrics", "adminTakeover", "adminEndTakeover", "adminTransferTakeover", "adminListAudit", "adminListUserSessions", "adminExportUser", "adminDeleteUser", "getHealth", "getReadiness", "getPrometheusMetrics"] as const;
+export const OPERATION_IDS = ["listSessions", "getSession", "endSession", "shareSession", "revokeShare", "getSharedSession", "adminListSessions", "adminEndSession", "adminGetMetrics", "adminTakeover", "adminEndTakeover", "adminTransferTakeover", "adminListAudit", "adminListUserSessions", "adminExportUser", "adminDeleteUser", "getHealth", "getReadiness", "getPrometheusMetrics"] as const;
 
 /**
  * One typed method per HTTP operation (the WebSocket handshake is `ChatSocket`'s). `baseUrl` includes the
@@ -754,6 +755,21 @@ export class RestClient {
    */
   adminListSessions(query: AdminListSessionsQuery = {}): Promise<AdminSessionListResponse> {
     return this.transport.request<AdminSessionListResponse>("GET", `/admin/sessions`, query, true, { 200: "json", 400: "json", 401: "json", 403: "json", 429: "json", 500: "json" });
+  }
+
+  /**
+   * End any user's session (admin) (`POST /admin/sessions/{sessionId}/end`, sends the token)
+   *
+   * Ends a session whoever owns it, as the owner's `POST /sessions/{sessionId}/end` does: it accepts no
+   * further messages, its end time and duration are stored, and every connection of the session (the
+   * user's devices and watching administrators) receives a `notification` (`session_ended`); an assisting
+   * administrator's assistance ends with it. Audited (`session_end`, with `details.ended_now`). Ending an
+   * already ended session changes nothing (same 200 answer). No request body.
+   *
+   * @throws ApiError on statuses 401, 403, 404, 429, 500 (and on network failures with status 0).
+   */
+  adminEndSession(sessionId: string): Promise<StatusResponse> {
+    return this.transport.request<StatusResponse>("POST", `/admin/sessions/${encodeURIComponent(sessionId)}/end`, undefined, true, { 200: "json", 401: "json", 403: "json", 404: "json", 429: "json", 500: "json" });
   }
 
   /**

@@ -260,3 +260,68 @@ async fn http_a_transfer_hands_the_session_to_the_calling_admin() {
     let answer = post(&app, &format!("/admin/takeover/{id}/transfer"), &ops).await;
     assert_eq!(answer.body["message"], "Takeover initiated successfully");
 }
+
+/// An administrator ends a user's session: the user's devices and the watching admin are told, the
+/// session accepts no more messages, ending again changes nothing, and the action is audited; refusals
+/// use the spec's texts.
+#[tokio::test]
+async fn http_an_admin_ends_a_users_session() {
+    let app = spawn_app().await;
+    let root = app.admin_token("root");
+    let answer = post(
+        &app,
+        "/admin/sessions/0123456789abcdef0123456789abcdef/end",
+        &root,
+    )
+    .await;
+    assert_error(&answer, 404, "Session not found", "NOT_FOUND");
+    let (mut phone, mut laptop, id) =
+        two_devices_after_one_turn(&app, "alice", "please close this").await;
+    let answer = post(
+        &app,
+        &format!("/admin/sessions/{id}/end"),
+        &app.user_token("alice"),
+    )
+    .await;
+    assert_error(&answer, 403, "Insufficient permissions", "FORBIDDEN");
+
+    assert_eq!(
+        post(&app, &format!("/admin/takeover/{id}"), &root)
+            .await
+            .status,
+        200
+    );
+    let answer = post(&app, &format!("/admin/sessions/{id}/end"), &root).await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(answer.body, json!({"status": "ended"}));
+    for device in [&mut phone, &mut laptop] {
+        let ended = recv_quietly(device, "notification").await;
+        assert_eq!(ended["metadata"]["event"], "session_ended", "{ended}");
+        assert_eq!(ended["session_id"], id.as_str());
+    }
+    let session = app.state.store.get_session(&id).await.unwrap().unwrap();
+    assert!(session.ended_at.is_some());
+    phone
+        .send(json!({"type": "user_message", "content": "still there?", "session_id": id}))
+        .await;
+    let refused = recv_quietly(&mut phone, "error").await;
+    assert_eq!(refused["error"]["code"], "SESSION_ENDED", "{refused}");
+
+    // Again: nothing changes, and both calls are audited with what they did.
+    let again = post(&app, &format!("/admin/sessions/{id}/end"), &root).await;
+    assert_eq!(again.status, 200, "{again:?}");
+    let audit = get(&app, "/admin/audit", &root).await;
+    assert_eq!(audit.status, 200, "{audit:?}");
+    let entries = audit.body["entries"].as_array().unwrap();
+    let ended_now: Vec<_> = entries
+        .iter()
+        .filter(|e| e["action"] == "session_end")
+        .map(|e| {
+            assert_eq!(e["session_id"], id.as_str());
+            assert_eq!(e["user_id"], "alice");
+            assert_eq!(e["admin_id"], "root");
+            e["details"]["ended_now"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(ended_now, ["false", "true"], "newest first: {entries:?}");
+}

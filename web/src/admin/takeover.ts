@@ -1,8 +1,8 @@
 /**
  * Taking over a session: a connection of its own (`ChatSocket`) that joins the session with `admin_join`
  * (the server replays the conversation, then sends it live), shows the user's messages and the AI's
- * streamed answers, relays typing both ways, sends as the administrator, leaves (the AI answers again) or
- * takes the session over from another administrator.
+ * streamed answers, relays typing both ways, sends as the administrator, leaves (the AI answers again),
+ * takes the session over from another administrator, or ends the session.
  * @module
  */
 
@@ -48,6 +48,7 @@ export class Takeover {
     wireComposer(byId("admin-composer"), this.input, () => this.sendInput(), () => this.typed());
     byId("leave").addEventListener("click", () => this.leave());
     byId("transfer").addEventListener("click", () => void this.transfer());
+    byId("end-session").addEventListener("click", () => void this.end());
     byId("close-takeover").addEventListener("click", () => this.close());
   }
 
@@ -102,6 +103,21 @@ export class Takeover {
       await this.context.rest.adminTransferTakeover(this.session.id);
       byId("transfer").hidden = true;
       this.join();
+    } catch (error) {
+      this.note(refusal(error));
+    }
+  }
+
+  /** Ends the session for its user (audited); every connection of the session is told. */
+  private async end(): Promise<void> {
+    const session = this.session;
+    if (!session) return;
+    this.stopTyping();
+    try {
+      await this.context.rest.adminEndSession(session.id);
+      this.joined = false;
+      this.note("The session has ended.");
+      this.context.changed(session.id);
     } catch (error) {
       this.note(refusal(error));
     }
