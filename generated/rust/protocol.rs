@@ -1560,7 +1560,10 @@ pub mod ws {
     pub const ADMIN_MESSAGE_EVENT_CONTENT_MAX_BYTES: usize = 10000;
     /// `x-max-bytes` of the `client_msg_id` field of `AdminMessageEvent`: its UTF-8 length in bytes.
     pub const ADMIN_MESSAGE_EVENT_CLIENT_MSG_ID_MAX_BYTES: usize = 128;
-    /// An administrator's message (session event, to every connection of the session, the sender included).
+    /// An administrator's message (session event), delivered to the session's other connections: the user's
+    /// devices, other watching administrators and the administrator's own other connections, not back to the
+    /// sending connection (which shows what it sent). A retry with the same `client_msg_id` is answered to
+    /// the sending connection alone, with the original `seq` and `metadata.duplicate="true"`.
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct AdminMessageEvent {
         /// Assisted session.

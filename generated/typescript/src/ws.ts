@@ -828,7 +828,12 @@ export interface AdminMessage {
   timestamp?: string;
 }
 
-/** An administrator's message (session event, to every connection of the session, the sender included). */
+/**
+ * An administrator's message (session event), delivered to the session's other connections: the user's
+ * devices, other watching administrators and the administrator's own other connections, not back to the
+ * sending connection (which shows what it sent). A retry with the same `client_msg_id` is answered to
+ * the sending connection alone, with the original `seq` and `metadata.duplicate="true"`.
+ */
 export interface AdminMessageEvent {
   /** Message type tag. */
   type: "admin_message";
