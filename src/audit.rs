@@ -1,5 +1,5 @@
 //! The audit log of administrator actions (takeover, leave, transfer, lists of every user's sessions, reads
-//! of a user's sessions, exports, deletions, ended sessions): who acted, what they did, when, and on which session or user. Listed newest first by
+//! of a user's sessions, exports, deletions, ended and read sessions): who acted, what they did, when, and on which session or user. Listed newest first by
 //! `GET /admin/audit`, with offset or cursor paging.
 //!
 //! [`AuditLog`] is the seam the handlers and the chat service record through; [`StoreAuditLog`] keeps the
@@ -29,6 +29,7 @@ impl From<AuditKind> for AuditAction {
             AuditKind::UserExport => Self::UserExport,
             AuditKind::UserDelete => Self::UserDelete,
             AuditKind::SessionEnd => Self::SessionEnd,
+            AuditKind::SessionView => Self::SessionView,
         }
     }
 }

@@ -147,6 +147,21 @@ pub trait AdminListSessions {
         Output = crate::protocol::http::AdminListSessionsResponse,
     > + Send;
 }
+/// `adminGetSession` (`GET /admin/sessions/{sessionId}`): what the operation does, implemented on `super::Handlers`.
+pub trait AdminGetSession {
+    /// Get any user's session with its messages (admin)
+    ///
+    /// One session of any user, active or ended, with its decrypted messages in order (the body of the
+    /// owner's `GET /sessions/{sessionId}`). Audited (`session_view`).
+    fn admin_get_session(
+        req: &poem::Request,
+        state: &std::sync::Arc<crate::state::AppState>,
+        auth: super::auth::BearerAuth,
+        session_id: String,
+    ) -> impl std::future::Future<
+        Output = crate::protocol::http::AdminGetSessionResponse,
+    > + Send;
+}
 /// `adminEndSession` (`POST /admin/sessions/{sessionId}/end`): what the operation does, implemented on `super::Handlers`.
 pub trait AdminEndSession {
     /// End any user's session (admin)
@@ -559,6 +574,32 @@ impl AdminApi {
                 cursor.0,
                 start_time_from.0,
                 start_time_to.0,
+            )
+            .await
+    }
+    /// Get any user's session with its messages (admin)
+    ///
+    /// One session of any user, active or ended, with its decrypted messages in order (the body of the
+    /// owner's `GET /sessions/{sessionId}`). Audited (`session_view`).
+    #[oai(
+        path = "/admin/sessions/:sessionId",
+        method = "get",
+        operation_id = "adminGetSession",
+        tag = "ApiTags::Admin"
+    )]
+    async fn admin_get_session(
+        &self,
+        req: &poem::Request,
+        auth: super::auth::BearerAuth,
+        poem::web::Data(state): poem::web::Data<&std::sync::Arc<crate::state::AppState>>,
+        #[oai(name = "sessionId")]
+        session_id: poem_openapi::param::Path<String>,
+    ) -> crate::protocol::http::AdminGetSessionResponse {
+        <super::Handlers as AdminGetSession>::admin_get_session(
+                req,
+                state,
+                auth,
+                session_id.0,
             )
             .await
     }

@@ -2161,6 +2161,34 @@ pub mod http {
         #[oai(status = 500)]
         Status500(poem_openapi::payload::Json<ErrorBody>),
     }
+    /// Get any user's session with its messages (admin)
+    ///
+    /// Responses of `adminGetSession` (`GET /admin/sessions/{sessionId}`), one variant per status declared in the spec.
+    #[derive(poem_openapi::ApiResponse)]
+    pub enum AdminGetSessionResponse {
+        /// The session.
+        #[oai(status = 200)]
+        Status200(poem_openapi::payload::Json<SessionDetail>),
+        /// Missing, malformed, invalid or expired token.
+        #[oai(status = 401)]
+        Status401(poem_openapi::payload::Json<ErrorBody>),
+        /// `Insufficient permissions` (not an administrator).
+        #[oai(status = 403)]
+        Status403(poem_openapi::payload::Json<ErrorBody>),
+        /// `Session not found`.
+        #[oai(status = 404)]
+        Status404(poem_openapi::payload::Json<ErrorBody>),
+        /// Admin rate limit exceeded.
+        #[oai(status = 429)]
+        Status429(
+            poem_openapi::payload::Json<RateLimitError>,
+            #[oai(header = "Retry-After")]
+            Option<i64>,
+        ),
+        /// Storage failure.
+        #[oai(status = 500)]
+        Status500(poem_openapi::payload::Json<ErrorBody>),
+    }
     /// End any user's session (admin)
     ///
     /// Responses of `adminEndSession` (`POST /admin/sessions/{sessionId}/end`), one variant per status declared in the spec.
@@ -2599,6 +2627,26 @@ pub mod http {
                 400 => Ok(Self::Status400(poem_openapi::payload::Json(body))),
                 401 => Ok(Self::Status401(poem_openapi::payload::Json(body))),
                 403 => Ok(Self::Status403(poem_openapi::payload::Json(body))),
+                500 => Ok(Self::Status500(poem_openapi::payload::Json(body))),
+                _ => Err(body),
+            }
+        }
+        fn from_rate_limit(
+            body: RateLimitError,
+            retry_after: Option<i64>,
+        ) -> Option<Self> {
+            Some(Self::Status429(poem_openapi::payload::Json(body), retry_after))
+        }
+        fn internal(body: ErrorBody) -> Self {
+            Self::Status500(poem_openapi::payload::Json(body))
+        }
+    }
+    impl ErrorStatuses for AdminGetSessionResponse {
+        fn from_error(status: u16, body: ErrorBody) -> Result<Self, ErrorBody> {
+            match status {
+                401 => Ok(Self::Status401(poem_openapi::payload::Json(body))),
+                403 => Ok(Self::Status403(poem_openapi::payload::Json(body))),
+                404 => Ok(Self::Status404(poem_openapi::payload::Json(body))),
                 500 => Ok(Self::Status500(poem_openapi::payload::Json(body))),
                 _ => Err(body),
             }
@@ -3573,7 +3621,8 @@ pub mod http {
     /// WebSocket `admin_leave`, only when the caller was assisting), `takeover_transfer`, `session_list`
     /// (GET /admin/sessions; the filters in `details`, the `user_id` filter as `user_id`),
     /// `user_sessions_view` (GET /admin/users/{userId}/sessions), `user_export`, `user_delete`,
-    /// `session_end` (POST /admin/sessions/{sessionId}/end).
+    /// `session_end` (POST /admin/sessions/{sessionId}/end), `session_view` (GET
+    /// /admin/sessions/{sessionId}).
     #[derive(
         Debug,
         Clone,
@@ -3618,6 +3667,10 @@ pub mod http {
         #[serde(rename = "session_end")]
         #[oai(rename = "session_end")]
         SessionEnd,
+        /// `session_view`
+        #[serde(rename = "session_view")]
+        #[oai(rename = "session_view")]
+        SessionView,
     }
     impl AuditAction {
         /// The wire string of this value.
@@ -3631,6 +3684,7 @@ pub mod http {
                 Self::UserExport => "user_export",
                 Self::UserDelete => "user_delete",
                 Self::SessionEnd => "session_end",
+                Self::SessionView => "session_view",
             }
         }
     }

@@ -13,13 +13,12 @@ use crate::protocol::http::{
     EndSessionResponse, GetSessionResponse, ListSessionsResponse, RevokeShareResponse,
     SessionDetail, SessionListResponse, ShareResponse, ShareSessionResponse, StatusResponse,
 };
-use crate::protocol::http_timestamp;
 use crate::state::AppState;
 use crate::store::SessionRecord;
 
 use super::auth::BearerAuth;
 use super::error::ApiError;
-use super::views::{count, session_messages, session_metadata};
+use super::views::{count, session_detail, session_metadata};
 use super::{Handlers, operations};
 
 /// Most sessions `GET /sessions` returns.
@@ -69,17 +68,7 @@ impl OwnSessions {
     ) -> Result<SessionDetail, ApiError> {
         let caller = auth.identity(state)?;
         let session = owned(state, &caller, session_id).await?;
-        let messages = state.store.messages(&session.id, None).await?;
-        Ok(SessionDetail {
-            session_id: session.id,
-            name: session.name,
-            name_unreadable: session.name_unreadable.then_some(true),
-            model_id: session.model_id,
-            messages: session_messages(&messages),
-            end_time: session.ended_at.map(http_timestamp),
-            last_seq: (session.last_seq > 0)
-                .then(|| i64::try_from(session.last_seq).unwrap_or(i64::MAX)),
-        })
+        session_detail(state, session).await
     }
 
     async fn end_inner(

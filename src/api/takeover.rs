@@ -1,6 +1,7 @@
 //! Admin actions on a session over HTTP: `POST /admin/takeover/{sessionId}` (start assisting; the AI
 //! pauses), `DELETE` (stop; the AI answers again), `POST .../transfer` (take over from another
-//! administrator) and `POST /admin/sessions/{sessionId}/end` (end the session, audited here).
+//! administrator), `POST /admin/sessions/{sessionId}/end` (end the session) and `GET
+//! /admin/sessions/{sessionId}` (read it with its messages, ended ones too); the last two are audited here.
 //! The live side (events to the user's devices, the paused AI) is the chat service's; these handlers
 //! check the session and map refusals to the spec's 400 texts. Each action is audited by the chat service
 //! (`via=http`), the one place that records takeovers whichever door they come through. The
@@ -15,8 +16,9 @@ use poem_openapi::payload::Json;
 use crate::audit::AuditKind;
 use crate::chat::Via;
 use crate::protocol::http::{
-    AdminEndSessionResponse, AdminEndTakeoverResponse, AdminTakeoverResponse,
-    AdminTransferTakeoverResponse, StatusResponse, TakeoverResponse,
+    AdminEndSessionResponse, AdminEndTakeoverResponse, AdminGetSessionResponse,
+    AdminTakeoverResponse, AdminTransferTakeoverResponse, SessionDetail, StatusResponse,
+    TakeoverResponse,
 };
 use crate::state::AppState;
 use crate::store::SessionRecord;
@@ -24,6 +26,7 @@ use crate::store::SessionRecord;
 use super::admin::audit;
 use super::auth::BearerAuth;
 use super::error::ApiError;
+use super::views::session_detail;
 use super::{Handlers, operations};
 
 async fn session(state: &AppState, session_id: &str) -> Result<SessionRecord, ApiError> {
@@ -121,6 +124,44 @@ impl Takeovers {
         Ok(StatusResponse {
             status: "ended".into(),
         })
+    }
+}
+
+impl Takeovers {
+    async fn view_inner(
+        state: &AppState,
+        auth: &BearerAuth,
+        session_id: &str,
+    ) -> Result<SessionDetail, ApiError> {
+        let admin = auth.admin(state)?;
+        let session = session(state, session_id).await?;
+        let (id, user) = (session.id.clone(), session.user_id.clone());
+        let detail = session_detail(state, session).await?;
+        audit(
+            state,
+            &admin,
+            AuditKind::SessionView,
+            Some(&id),
+            Some(&user),
+            &[],
+        )
+        .await;
+        Ok(detail)
+    }
+}
+
+impl operations::AdminGetSession for Handlers {
+    /// Any user's session with its messages.
+    async fn admin_get_session(
+        req: &Request,
+        state: &Arc<AppState>,
+        auth: BearerAuth,
+        session_id: String,
+    ) -> AdminGetSessionResponse {
+        match Takeovers::view_inner(state, &auth, &session_id).await {
+            Ok(body) => AdminGetSessionResponse::Status200(Json(body)),
+            Err(err) => err.respond(req),
+        }
     }
 }
 

@@ -3,9 +3,12 @@
 
 use time::OffsetDateTime;
 
-use crate::protocol::http::{Sender, SessionMessage, SessionMetadata};
+use crate::protocol::http::{Sender, SessionDetail, SessionMessage, SessionMetadata};
 use crate::protocol::http_timestamp;
+use crate::state::AppState;
 use crate::store::{self, MessageRecord, SessionRecord};
+
+use super::error::ApiError;
 
 /// The summary of a session as of `now` (an active session's duration runs until `now`).
 pub fn session_metadata(session: &SessionRecord, now: OffsetDateTime) -> SessionMetadata {
@@ -61,6 +64,24 @@ fn message_metadata(message: &MessageRecord) -> Option<std::collections::BTreeMa
         metadata.insert("partial".into(), "true".into());
     }
     (!metadata.is_empty()).then_some(metadata)
+}
+
+/// `session` with its messages, as `GET /sessions/{id}` and `GET /admin/sessions/{id}` show it.
+pub async fn session_detail(
+    state: &AppState,
+    session: SessionRecord,
+) -> Result<SessionDetail, ApiError> {
+    let messages = state.store.messages(&session.id, None).await?;
+    Ok(SessionDetail {
+        session_id: session.id,
+        name: session.name,
+        name_unreadable: session.name_unreadable.then_some(true),
+        model_id: session.model_id,
+        messages: session_messages(&messages),
+        end_time: session.ended_at.map(http_timestamp),
+        last_seq: (session.last_seq > 0)
+            .then(|| i64::try_from(session.last_seq).unwrap_or(i64::MAX)),
+    })
 }
 
 /// The messages of a session as the HTTP API shows them.

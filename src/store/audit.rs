@@ -34,11 +34,13 @@ pub enum AuditKind {
     UserDelete,
     /// Ended a user's session (`POST /admin/sessions/{id}/end`).
     SessionEnd,
+    /// Read a user's session with its messages (`GET /admin/sessions/{id}`).
+    SessionView,
 }
 
 impl AuditKind {
     /// Every kind.
-    pub const ALL: [AuditKind; 8] = [
+    pub const ALL: [AuditKind; 9] = [
         Self::Takeover,
         Self::TakeoverEnd,
         Self::TakeoverTransfer,
@@ -47,6 +49,7 @@ impl AuditKind {
         Self::UserExport,
         Self::UserDelete,
         Self::SessionEnd,
+        Self::SessionView,
     ];
 
     /// The stored (and wire) name: `takeover`, `takeover_end`, ...
@@ -60,6 +63,7 @@ impl AuditKind {
             Self::UserExport => "user_export",
             Self::UserDelete => "user_delete",
             Self::SessionEnd => "session_end",
+            Self::SessionView => "session_view",
         }
     }
 

@@ -49,7 +49,7 @@ test("an admin takes over while the user types, both see each other live, then l
   await expect(answers(user).last()).toHaveText(demoAnswer("back to the AI"));
 });
 
-test("an admin ends a user's session from the takeover: the user's chat closes and the audit log shows it", async ({ page: user, newWatchedContext }) => {
+test("an admin ends a user's session from the takeover: the user's chat closes, the audit log shows it, and it opens read-only", async ({ page: user, newWatchedContext }) => {
   const userId = newUser("ended-by-admin");
   await user.goto(chatUrl(token(userId, ["user"], "Eve User")));
   await expect(user.locator("#status")).toHaveText("Connected");
@@ -71,6 +71,17 @@ test("an admin ends a user's session from the takeover: the user's chat closes a
   await expect(user.getByLabel("Message", { exact: true })).toBeDisabled();
   await admin.getByRole("tab", { name: "Audit log" }).click();
   await expect(admin.locator("#audit-table tbody tr", { hasText: "session_end" }).first()).toContainText(userId);
+
+  // The ended session opens read-only with its stored conversation.
+  await admin.getByRole("button", { name: "Close" }).click();
+  await admin.getByRole("tab", { name: "Sessions" }).click();
+  await admin.getByRole("button", { name: "Apply" }).click();
+  await row.getByRole("button", { name: "View" }).click();
+  await expect(admin.locator("#takeover-messages li.msg-user .body")).toHaveText(["please close my case"]);
+  await expect(admin.locator("#takeover-messages li.msg-ai .body")).toHaveText([demoAnswer("please close my case")]);
+  await expect(admin.locator("#takeover-note")).toContainText("This session ended at");
+  await expect(admin.getByLabel("Message to the user")).toBeHidden();
+  await expect(admin.getByRole("button", { name: "End session" })).toBeHidden();
 });
 
 test("a help request arrives live with a count, and the audit log and metrics show", async ({ page: admin, newWatchedContext }) => {

@@ -396,12 +396,13 @@ export interface TakeoverResponse {
  * WebSocket `admin_leave`, only when the caller was assisting), `takeover_transfer`, `session_list`
  * (GET /admin/sessions; the filters in `details`, the `user_id` filter as `user_id`),
  * `user_sessions_view` (GET /admin/users/{userId}/sessions), `user_export`, `user_delete`,
- * `session_end` (POST /admin/sessions/{sessionId}/end).
+ * `session_end` (POST /admin/sessions/{sessionId}/end), `session_view` (GET
+ * /admin/sessions/{sessionId}).
  */
-export type AuditAction = "takeover" | "takeover_end" | "takeover_transfer" | "session_list" | "user_sessions_view" | "user_export" | "user_delete" | "session_end";
+export type AuditAction = "takeover" | "takeover_end" | "takeover_transfer" | "session_list" | "user_sessions_view" | "user_export" | "user_delete" | "session_end" | "session_view";
 
 /** Every value of `AuditAction`, in spec order. */
-export const AuditActionValues = ["takeover", "takeover_end", "takeover_transfer", "session_list", "user_sessions_view", "user_export", "user_delete", "session_end"] as const;
+export const AuditActionValues = ["takeover", "takeover_end", "takeover_transfer", "session_list", "user_sessions_view", "user_export", "user_delete", "session_end", "session_view"] as const;
 
 /** Whether `value` is one of the values of `AuditAction`. */
 export function isAuditAction(value: unknown): value is AuditAction {
@@ -649,7 +650,7 @@ export interface AdminListUserSessionsQuery {
 }
 
 /** The `operationId` of every operation `RestClient` implements, in spec order. */
-export const OPERATION_IDS = ["listSessions", "getSession", "endSession", "shareSession", "revokeShare", "getSharedSession", "adminListSessions", "adminEndSession", "adminGetMetrics", "adminTakeover", "adminEndTakeover", "adminTransferTakeover", "adminListAudit", "adminListUserSessions", "adminExportUser", "adminDeleteUser", "getHealth", "getReadiness", "getPrometheusMetrics"] as const;
+export const OPERATION_IDS = ["listSessions", "getSession", "endSession", "shareSession", "revokeShare", "getSharedSession", "adminListSessions", "adminGetSession", "adminEndSession", "adminGetMetrics", "adminTakeover", "adminEndTakeover", "adminTransferTakeover", "adminListAudit", "adminListUserSessions", "adminExportUser", "adminDeleteUser", "getHealth", "getReadiness", "getPrometheusMetrics"] as const;
 
 /**
  * One typed method per HTTP operation (the WebSocket handshake is `ChatSocket`'s). `baseUrl` includes the
@@ -755,6 +756,18 @@ export class RestClient {
    */
   adminListSessions(query: AdminListSessionsQuery = {}): Promise<AdminSessionListResponse> {
     return this.transport.request<AdminSessionListResponse>("GET", `/admin/sessions`, query, true, { 200: "json", 400: "json", 401: "json", 403: "json", 429: "json", 500: "json" });
+  }
+
+  /**
+   * Get any user's session with its messages (admin) (`GET /admin/sessions/{sessionId}`, sends the token)
+   *
+   * One session of any user, active or ended, with its decrypted messages in order (the body of the
+   * owner's `GET /sessions/{sessionId}`). Audited (`session_view`).
+   *
+   * @throws ApiError on statuses 401, 403, 404, 429, 500 (and on network failures with status 0).
+   */
+  adminGetSession(sessionId: string): Promise<SessionDetail> {
+    return this.transport.request<SessionDetail>("GET", `/admin/sessions/${encodeURIComponent(sessionId)}`, undefined, true, { 200: "json", 401: "json", 403: "json", 404: "json", 429: "json", 500: "json" });
   }
 
   /**

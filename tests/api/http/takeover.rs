@@ -262,8 +262,8 @@ async fn http_a_transfer_hands_the_session_to_the_calling_admin() {
 }
 
 /// An administrator ends a user's session: the user's devices and the watching admin are told, the
-/// session accepts no more messages, ending again changes nothing, and the action is audited; refusals
-/// use the spec's texts.
+/// session accepts no more messages, ending again changes nothing, the action is audited, and the ended
+/// session stays readable by admins; refusals use the spec's texts.
 #[tokio::test]
 async fn http_an_admin_ends_a_users_session() {
     let app = spawn_app().await;
@@ -324,4 +324,40 @@ async fn http_an_admin_ends_a_users_session() {
         })
         .collect();
     assert_eq!(ended_now, ["false", "true"], "newest first: {entries:?}");
+
+    // The ended session stays readable by an admin (audited), not by another user.
+    let viewed = get(&app, &format!("/admin/sessions/{id}"), &root).await;
+    assert_eq!(viewed.status, 200, "{viewed:?}");
+    assert_eq!(viewed.body["session_id"], id.as_str());
+    assert!(viewed.body["end_time"].is_string(), "{viewed:?}");
+    let contents: Vec<_> = viewed.body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["sender"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(contents, ["user", "ai"]);
+    let refused = get(
+        &app,
+        &format!("/admin/sessions/{id}"),
+        &app.user_token("bob"),
+    )
+    .await;
+    assert_error(&refused, 403, "Insufficient permissions", "FORBIDDEN");
+    let missing = get(
+        &app,
+        "/admin/sessions/0123456789abcdef0123456789abcdef",
+        &root,
+    )
+    .await;
+    assert_error(&missing, 404, "Session not found", "NOT_FOUND");
+    let audit = get(&app, "/admin/audit", &root).await;
+    let views: Vec<_> = audit.body["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "session_view")
+        .map(|e| (e["session_id"].clone(), e["user_id"].clone()))
+        .collect();
+    assert_eq!(views, [(json!(id), json!("alice"))]);
 }

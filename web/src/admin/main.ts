@@ -158,10 +158,14 @@ class AdminPage {
   }
 
   private sessionRow(s: http.SessionMetadata): HTMLElement {
-    const action = s.is_active
-      ? h("button", { type: "button", "data-session": s.id }, s.assisting_admin_id === this.me.claims.user_id ? "Open" : "Take over")
-      : null;
-    action?.addEventListener("click", () => this.takeover.open(s.id, s.user_id, s.name));
+    const action = h(
+      "button",
+      { type: "button", "data-session": s.id },
+      !s.is_active ? "View" : s.assisting_admin_id === this.me.claims.user_id ? "Open" : "Take over",
+    );
+    action.addEventListener("click", () =>
+      s.is_active ? this.takeover.open(s.id, s.user_id, s.name) : void this.takeover.view(s.id, s.user_id, s.name),
+    );
     return h(
       "tr",
       { "data-session": s.id, class: waitingForHelp(s) ? "needs-help" : undefined },

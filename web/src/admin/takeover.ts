@@ -2,7 +2,8 @@
  * Taking over a session: a connection of its own (`ChatSocket`) that joins the session with `admin_join`
  * (the server replays the conversation, then sends it live), shows the user's messages and the AI's
  * streamed answers, relays typing both ways, sends as the administrator, leaves (the AI answers again),
- * takes the session over from another administrator, or ends the session.
+ * takes the session over from another administrator, or ends the session. An ended session opens read-only
+ * (`view`): its stored conversation, no connection.
  * @module
  */
 
@@ -54,12 +55,8 @@ export class Takeover {
 
   /** Opens the panel on `sessionId` (of `userId`) and joins it. */
   open(sessionId: string, userId: string, title: string): void {
-    this.close();
-    this.session = { id: sessionId, user: userId };
-    replace(byId("takeover-title"), `${title || "(unnamed)"} · user ${userId}`);
+    this.show(sessionId, userId, title, true);
     this.note("Joining…");
-    byId("takeover").hidden = false;
-    this.conversation.clear();
     const socket = new ChatSocket({ url: this.context.socketUrl, token: this.context.token, WebSocket });
     this.socket = socket;
     socket.onAnswer((answer) => {
@@ -73,6 +70,30 @@ export class Takeover {
     });
     socket.connect().catch(() => this.note("Cannot connect; retrying…"));
     this.input.focus();
+  }
+
+  /** Opens the panel read-only on the stored conversation of `sessionId` (an ended session). */
+  async view(sessionId: string, userId: string, title: string): Promise<void> {
+    this.show(sessionId, userId, title, false);
+    this.note("Loading…");
+    try {
+      const detail = await this.context.rest.adminGetSession(sessionId);
+      if (this.session?.id !== sessionId) return;
+      this.conversation.history(detail.messages);
+      this.note(detail.end_time ? `This session ended at ${new Date(detail.end_time).toLocaleString()}.` : "");
+    } catch (error) {
+      this.note(refusal(error));
+    }
+  }
+
+  /** Shows the panel for one session, with the live controls or without them. */
+  private show(sessionId: string, userId: string, title: string, live: boolean): void {
+    this.close();
+    this.session = { id: sessionId, user: userId };
+    replace(byId("takeover-title"), `${title || "(unnamed)"} · user ${userId}`);
+    for (const id of ["leave", "end-session", "admin-composer"]) byId(id).hidden = !live;
+    byId("takeover").hidden = false;
+    this.conversation.clear();
   }
 
   /** Leaves the panel (and the connection); a session still assisted stays assisted. */
