@@ -212,6 +212,12 @@ impl Chat {
         }
         let me = assisting(admin);
         self.claim_in_store(session, &me, None).await?;
+        // An administrator now helps: the request is answered, and does not wait again after they leave.
+        if session.help_requested
+            && let Err(err) = self.store.set_help_requested(&session.id, false).await
+        {
+            tracing::warn!(session_id = %session.id, error = %err, "help request not cleared");
+        }
         let live = self.live_of(session);
         self.start_assisting(&live, me.clone());
         match joining {

@@ -84,6 +84,35 @@ test("an admin ends a user's session from the takeover: the user's chat closes, 
   await expect(admin.getByRole("button", { name: "End session" })).toBeHidden();
 });
 
+test("a second admin takes a session over from the first: both panels say so and the user sees the change", async ({ page: user, newWatchedContext }) => {
+  const userId = newUser("transferred");
+  await user.goto(chatUrl(token(userId, ["user"], "Tom User")));
+  await send(user, "who is there?");
+  await expect(answers(user)).toHaveCount(1);
+
+  const open = async (name: string) => {
+    const page = await (await newWatchedContext()).newPage();
+    await page.goto(adminUrl(token(newUser("admin"), ["admin"], name)));
+    await page.getByLabel("User id").fill(userId);
+    await page.getByRole("button", { name: "Apply" }).click();
+    await page.locator("#sessions-table tbody tr", { hasText: userId }).getByRole("button", { name: "Take over" }).click();
+    return page;
+  };
+  const first = await open("First Admin");
+  await expect(first.locator("#takeover-note")).toHaveText("You are assisting this session: the AI waits while you are here.");
+  await expect(user.locator("#assist")).toContainText("Admin First Admin is helping you");
+
+  const second = await open("Second Admin");
+  await expect(second.locator("#takeover-note")).toContainText("You can take it over from them.");
+  await second.getByRole("button", { name: "Take over from the other admin" }).click();
+  await expect(second.locator("#takeover-note")).toHaveText("You are assisting this session: the AI waits while you are here.");
+  await expect(first.locator("#takeover-note")).toHaveText("Another administrator took this session over from you.");
+  await expect(user.locator("#assist")).toContainText("Admin Second Admin is helping you");
+  await second.getByLabel("Message to the user").fill("I have your case now");
+  await second.getByRole("button", { name: "Send as admin" }).click();
+  await expect(user.locator("#messages li.msg-admin").last()).toHaveText("Admin Second AdminI have your case now");
+});
+
 test("a help request arrives live with a count, and the audit log and metrics show", async ({ page: admin, newWatchedContext }) => {
   await admin.goto(adminUrl(token(newUser("admin"), ["chat_admin"], "Live Admin")));
   await expect(admin.locator("#status")).toHaveText("Connected");

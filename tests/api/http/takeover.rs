@@ -361,3 +361,39 @@ async fn http_an_admin_ends_a_users_session() {
         .collect();
     assert_eq!(views, [(json!(id), json!("alice"))]);
 }
+
+/// A help request is answered by a takeover: the session no longer waits for help, also after the
+/// administrator leaves.
+#[tokio::test]
+async fn http_a_takeover_answers_the_help_request() {
+    let app = spawn_app().await;
+    let (mut phone, _laptop, id) = two_devices_after_one_turn(&app, "carol", "help me").await;
+    phone
+        .send(json!({"type": "help_request", "session_id": id}))
+        .await;
+    recv_quietly(&mut phone, "connection_status").await;
+    let root = app.admin_token("root");
+    let listed = get(&app, "/admin/sessions?user_id=carol", &root).await;
+    assert_eq!(
+        listed.body["sessions"][0]["help_requested"], true,
+        "{listed:?}"
+    );
+    assert_eq!(
+        post(&app, &format!("/admin/takeover/{id}"), &root)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        delete(&app, &format!("/admin/takeover/{id}"), &root)
+            .await
+            .status,
+        200
+    );
+    let listed = get(&app, "/admin/sessions?user_id=carol", &root).await;
+    // `help_requested` is left out when false.
+    assert!(
+        listed.body["sessions"][0].get("help_requested").is_none(),
+        "{listed:?}"
+    );
+}

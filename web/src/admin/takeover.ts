@@ -211,7 +211,7 @@ export class Takeover {
         this.conversation.add("system", frame.content ?? "");
         if (mine) {
           this.joined = false;
-          this.note("You left: the AI answers the user again.");
+          this.note(meta.reason === "transfer" ? "Another administrator took this session over from you." : "You left: the AI answers the user again.");
           this.context.changed(session.id);
         }
         break;
