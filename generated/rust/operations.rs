@@ -248,11 +248,19 @@ pub trait AdminTransferTakeover {
     /// behaves like `POST /admin/takeover/{sessionId}`. The transfer is one check-and-set: if a third
     /// administrator took the session meanwhile, it is refused. 400 texts: `session has ended`,
     /// `session already assisted by another admin: <name> (<id>)`.
+    ///
+    /// With `to_admin_id`, the caller hands the session to that administrator instead (allowed when the
+    /// caller assists it or nobody does; else 400 `session assisted by another admin: <name> (<id>)`): the
+    /// caller's `admin_leave` (`metadata.reason="transfer"`, when the caller assisted) and the named
+    /// administrator's `admin_join` go to the session, the named administrator's connections start
+    /// receiving it, and `admin_id` in the answer is theirs. Audited as `takeover_transfer` by the caller.
     fn admin_transfer_takeover(
         req: &poem::Request,
         state: &std::sync::Arc<crate::state::AppState>,
         auth: super::auth::BearerAuth,
         session_id: String,
+        to_admin_id: Option<String>,
+        to_admin_name: Option<String>,
     ) -> impl std::future::Future<
         Output = crate::protocol::http::AdminTransferTakeoverResponse,
     > + Send;
@@ -733,6 +741,12 @@ impl AdminApi {
     /// behaves like `POST /admin/takeover/{sessionId}`. The transfer is one check-and-set: if a third
     /// administrator took the session meanwhile, it is refused. 400 texts: `session has ended`,
     /// `session already assisted by another admin: <name> (<id>)`.
+    ///
+    /// With `to_admin_id`, the caller hands the session to that administrator instead (allowed when the
+    /// caller assists it or nobody does; else 400 `session assisted by another admin: <name> (<id>)`): the
+    /// caller's `admin_leave` (`metadata.reason="transfer"`, when the caller assisted) and the named
+    /// administrator's `admin_join` go to the session, the named administrator's connections start
+    /// receiving it, and `admin_id` in the answer is theirs. Audited as `takeover_transfer` by the caller.
     #[oai(
         path = "/admin/takeover/:sessionId/transfer",
         method = "post",
@@ -746,12 +760,18 @@ impl AdminApi {
         poem::web::Data(state): poem::web::Data<&std::sync::Arc<crate::state::AppState>>,
         #[oai(name = "sessionId")]
         session_id: poem_openapi::param::Path<String>,
+        #[oai(name = "to_admin_id")]
+        to_admin_id: poem_openapi::param::Query<Option<String>>,
+        #[oai(name = "to_admin_name")]
+        to_admin_name: poem_openapi::param::Query<Option<String>>,
     ) -> crate::protocol::http::AdminTransferTakeoverResponse {
         <super::Handlers as AdminTransferTakeover>::admin_transfer_takeover(
                 req,
                 state,
                 auth,
                 session_id.0,
+                to_admin_id.0,
+                to_admin_name.0,
             )
             .await
     }

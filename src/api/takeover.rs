@@ -1,6 +1,6 @@
 //! Admin actions on a session over HTTP: `POST /admin/takeover/{sessionId}` (start assisting; the AI
 //! pauses), `DELETE` (stop; the AI answers again), `POST .../transfer` (take over from another
-//! administrator), `POST /admin/sessions/{sessionId}/end` (end the session) and `GET
+//! administrator, or hand the session to a named one), `POST /admin/sessions/{sessionId}/end` (end the session) and `GET
 //! /admin/sessions/{sessionId}` (read it with its messages, ended ones too); the last two are audited here.
 //! The live side (events to the user's devices, the paused AI) is the chat service's; these handlers
 //! check the session and map refusals to the spec's 400 texts. Each action is audited by the chat service
@@ -21,7 +21,7 @@ use crate::protocol::http::{
     TakeoverResponse,
 };
 use crate::state::AppState;
-use crate::store::SessionRecord;
+use crate::store::{AssistingAdmin, SessionRecord};
 
 use super::admin::audit;
 use super::auth::BearerAuth;
@@ -84,9 +84,18 @@ impl Takeovers {
         state: &AppState,
         auth: &BearerAuth,
         session_id: &str,
+        to: Option<AssistingAdmin>,
     ) -> Result<TakeoverResponse, ApiError> {
         let admin = auth.admin(state)?;
         let session = session(state, session_id).await?;
+        if let Some(to) = to {
+            let to_id = to.id.clone();
+            state
+                .chat
+                .hand_over(&session, &admin, to, Via::Http)
+                .await?;
+            return Ok(answer("Takeover transferred successfully", &session, to_id));
+        }
         match state.chat.transfer(&session, &admin, Via::Http).await? {
             Some(_previous) => Ok(answer(
                 "Takeover transferred successfully",
@@ -217,8 +226,16 @@ impl operations::AdminTransferTakeover for Handlers {
         state: &Arc<AppState>,
         auth: BearerAuth,
         session_id: String,
+        to_admin_id: Option<String>,
+        to_admin_name: Option<String>,
     ) -> AdminTransferTakeoverResponse {
-        match Takeovers::transfer_inner(state, &auth, &session_id).await {
+        let to = to_admin_id.map(|id| AssistingAdmin {
+            name: to_admin_name
+                .filter(|name| !name.trim().is_empty())
+                .unwrap_or_else(|| id.clone()),
+            id,
+        });
+        match Takeovers::transfer_inner(state, &auth, &session_id, to).await {
             Ok(body) => AdminTransferTakeoverResponse::Status200(Json(body)),
             Err(err) => err.respond(req),
         }

@@ -282,33 +282,78 @@ impl Chat {
             return Err(ChatError::SessionEnded);
         }
         let me = assisting(admin);
-        let previous = match AssistingAdmin::of(session) {
-            Some(previous) if previous.id != me.id => previous,
+        match AssistingAdmin::of(session) {
+            Some(previous) if previous.id != me.id => {
+                self.hand(session, admin, Some(previous.clone()), me, via)
+                    .await?;
+                Ok(Some(previous))
+            }
             _ => {
                 self.take_over(session, admin, via).await?;
-                return Ok(None);
+                Ok(None)
             }
+        }
+    }
+
+    /// `admin` hands a session to the administrator `to` (`POST .../transfer?to_admin_id=`): allowed when
+    /// `admin` assists it or nobody does; [`ChatError::AssistedByOther`] when another admin does. The
+    /// session gets `admin`'s `admin_leave` (reason `transfer`, when `admin` assisted) and `to`'s
+    /// `admin_join`; `to`'s connections start receiving it; audited as a `takeover_transfer`.
+    pub async fn hand_over(
+        &self,
+        session: &SessionRecord,
+        admin: &Identity,
+        to: AssistingAdmin,
+        via: Via,
+    ) -> Result<(), ChatError> {
+        if !session.is_active() {
+            return Err(ChatError::SessionEnded);
+        }
+        let previous = match AssistingAdmin::of(session) {
+            Some(current) if current.id != admin.user_id => {
+                return Err(ChatError::AssistedByOther(current));
+            }
+            current => current,
         };
-        // Taken from `previous` only: if another admin took the session meanwhile, that one keeps it.
-        self.claim_in_store(session, &me, Some(&previous.id))
+        self.hand(session, admin, previous, to, via).await
+    }
+
+    /// Replaces `previous` (or nobody) by `next` as the session's assisting admin, atomically in the
+    /// store (if a third admin took the session meanwhile, that one keeps it), with the events and the
+    /// audit entry (by `acting`) of a transfer.
+    async fn hand(
+        &self,
+        session: &SessionRecord,
+        acting: &Identity,
+        previous: Option<AssistingAdmin>,
+        next: AssistingAdmin,
+        via: Via,
+    ) -> Result<(), ChatError> {
+        self.claim_in_store(session, &next, previous.as_ref().map(|p| p.id.as_str()))
             .await?;
         let live = self.live_of(session);
-        self.start_assisting(&live, me.clone());
-        live.emit(self.bus.as_ref(), None, |seq| {
-            leave_event(&session.id, &previous, Some("transfer"), seq)
-        });
+        self.start_assisting(&live, next.clone());
+        if let Some(previous) = &previous {
+            live.emit(self.bus.as_ref(), None, |seq| {
+                leave_event(&session.id, previous, Some("transfer"), seq)
+            });
+        }
         self.stop_watching(session, "transfer");
-        self.hub.watch(&session.id, &me.id);
+        self.hub.watch(&session.id, &next.id);
         live.emit(self.bus.as_ref(), None, |seq| {
-            join_event(&session.id, &me, seq)
+            join_event(&session.id, &next, seq)
         });
-        let details = [
-            ("previous_admin_id", previous.id.clone()),
-            ("previous_admin_name", previous.name.clone()),
+        let mut details = vec![
+            ("admin_id", next.id.clone()),
+            ("admin_name", next.name.clone()),
         ];
-        self.audit_action(admin, AuditKind::TakeoverTransfer, session, via, &details)
+        if let Some(previous) = previous {
+            details.push(("previous_admin_id", previous.id));
+            details.push(("previous_admin_name", previous.name));
+        }
+        self.audit_action(acting, AuditKind::TakeoverTransfer, session, via, &details)
             .await;
-        Ok(Some(previous))
+        Ok(())
     }
 
     pub(super) async fn admin_join(

@@ -84,7 +84,7 @@ test("an admin ends a user's session from the takeover: the user's chat closes, 
   await expect(admin.getByRole("button", { name: "End session" })).toBeHidden();
 });
 
-test("a second admin takes a session over from the first: both panels say so and the user sees the change", async ({ page: user, newWatchedContext }) => {
+test("a second admin takes a session over from the first, then hands it to a named admin: the panels and the user see each change", async ({ page: user, newWatchedContext }) => {
   const userId = newUser("transferred");
   await user.goto(chatUrl(token(userId, ["user"], "Tom User")));
   await send(user, "who is there?");
@@ -111,6 +111,12 @@ test("a second admin takes a session over from the first: both panels say so and
   await second.getByLabel("Message to the user").fill("I have your case now");
   await second.getByRole("button", { name: "Send as admin" }).click();
   await expect(user.locator("#messages li.msg-admin").last()).toHaveText("Admin Second AdminI have your case now");
+
+  // The second hands it on to a named admin who has no page open.
+  await second.getByLabel("Hand over to (admin id)").fill("night-shift");
+  await second.getByRole("button", { name: "Hand over" }).click();
+  await expect(second.locator("#takeover-note")).toHaveText("Handed to night-shift.");
+  await expect(user.locator("#assist")).toContainText("Admin night-shift is helping you");
 });
 
 test("a help request arrives live with a count, and the audit log and metrics show", async ({ page: admin, newWatchedContext }) => {

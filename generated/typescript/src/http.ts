@@ -617,6 +617,20 @@ export interface AdminGetMetricsQuery {
   end_time?: string;
 }
 
+/** Query parameters of `adminTransferTakeover`. */
+export interface AdminTransferTakeoverQuery {
+  /**
+   * The administrator to hand the session to (default, the caller takes it).
+   * (at most 255 characters)
+   */
+  to_admin_id?: string;
+  /**
+   * Display name of `to_admin_id` shown to the user (default, the id).
+   * (at most 255 characters)
+   */
+  to_admin_name?: string;
+}
+
 /** Query parameters of `adminListAudit`. */
 export interface AdminListAuditQuery {
   /**
@@ -843,10 +857,16 @@ export class RestClient {
    * administrator took the session meanwhile, it is refused. 400 texts: `session has ended`,
    * `session already assisted by another admin: <name> (<id>)`.
    *
+   * With `to_admin_id`, the caller hands the session to that administrator instead (allowed when the
+   * caller assists it or nobody does; else 400 `session assisted by another admin: <name> (<id>)`): the
+   * caller's `admin_leave` (`metadata.reason="transfer"`, when the caller assisted) and the named
+   * administrator's `admin_join` go to the session, the named administrator's connections start
+   * receiving it, and `admin_id` in the answer is theirs. Audited as `takeover_transfer` by the caller.
+   *
    * @throws ApiError on statuses 400, 401, 403, 404, 429, 500 (and on network failures with status 0).
    */
-  adminTransferTakeover(sessionId: string): Promise<TakeoverResponse> {
-    return this.transport.request<TakeoverResponse>("POST", `/admin/takeover/${encodeURIComponent(sessionId)}/transfer`, undefined, true, { 200: "json", 400: "json", 401: "json", 403: "json", 404: "json", 429: "json", 500: "json" });
+  adminTransferTakeover(sessionId: string, query: AdminTransferTakeoverQuery = {}): Promise<TakeoverResponse> {
+    return this.transport.request<TakeoverResponse>("POST", `/admin/takeover/${encodeURIComponent(sessionId)}/transfer`, query, true, { 200: "json", 400: "json", 401: "json", 403: "json", 404: "json", 429: "json", 500: "json" });
   }
 
   /**

@@ -397,3 +397,64 @@ async fn http_a_takeover_answers_the_help_request() {
         "{listed:?}"
     );
 }
+
+/// The assisting administrator hands the session to a named one: the user sees the first leave and the
+/// second join, the second may write at once, and the first can no longer hand it on.
+#[tokio::test]
+async fn http_an_admin_hands_a_session_to_another_admin() {
+    let app = spawn_app().await;
+    let id = chat_turn(&app, "dave", "Hello").await;
+    let mut device = app.connect_ws(&app.user_token("dave")).await;
+    status(&mut device).await;
+    let root = app.admin_token("root");
+    assert_eq!(
+        post(&app, &format!("/admin/takeover/{id}"), &root)
+            .await
+            .status,
+        200
+    );
+    device.recv_until("admin_join").await;
+
+    let path = format!("/admin/takeover/{id}/transfer?to_admin_id=ops&to_admin_name=Ops%20Person");
+    let answer = post(&app, &path, &root).await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(
+        answer.body,
+        json!({"message": "Takeover transferred successfully", "session_id": id, "admin_id": "ops"})
+    );
+    let leave = recv_quietly(&mut device, "admin_leave").await;
+    assert_eq!(leave["metadata"]["admin_id"], "root");
+    assert_eq!(leave["metadata"]["reason"], "transfer");
+    let join = recv_quietly(&mut device, "admin_join").await;
+    assert_eq!(join["metadata"]["admin_id"], "ops");
+    assert_eq!(join["metadata"]["admin_name"], "Ops Person");
+    let session = app.state.store.get_session(&id).await.unwrap().unwrap();
+    assert_eq!(session.assisting_admin_id.as_deref(), Some("ops"));
+
+    // The named admin writes without joining first.
+    let mut ops = app.connect_ws(&app.admin_token("ops")).await;
+    status(&mut ops).await;
+    ops.send(json!({"type": "admin_message", "session_id": id, "content": "Ops here", "sender": "admin"}))
+        .await;
+    let message = recv_quietly(&mut device, "admin_message").await;
+    assert_eq!(message["content"], "Ops here");
+
+    let again = post(&app, &path.replace("ops", "third"), &root).await;
+    assert_error(
+        &again,
+        400,
+        "session assisted by another admin: Ops Person (ops)",
+        "BAD_REQUEST",
+    );
+    let audit = get(&app, "/admin/audit", &root).await;
+    let handed = audit.body["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "takeover_transfer")
+        .cloned()
+        .unwrap();
+    assert_eq!(handed["admin_id"], "root");
+    assert_eq!(handed["details"]["admin_id"], "ops");
+    assert_eq!(handed["details"]["previous_admin_id"], "root");
+}

@@ -2,7 +2,7 @@
  * Taking over a session: a connection of its own (`ChatSocket`) that joins the session with `admin_join`
  * (the server replays the conversation, then sends it live), shows the user's messages and the AI's
  * streamed answers, relays typing both ways, sends as the administrator, leaves (the AI answers again),
- * takes the session over from another administrator, or ends the session. An ended session opens read-only
+ * takes the session over from another administrator, hands it to a named one, or ends the session. An ended session opens read-only
  * (`view`): its stored conversation, no connection.
  * @module
  */
@@ -50,6 +50,10 @@ export class Takeover {
     byId("leave").addEventListener("click", () => this.leave());
     byId("transfer").addEventListener("click", () => void this.transfer());
     byId("end-session").addEventListener("click", () => void this.end());
+    byId("hand-over").addEventListener("submit", (event) => {
+      event.preventDefault();
+      void this.handOver();
+    });
     byId("close-takeover").addEventListener("click", () => this.close());
   }
 
@@ -91,7 +95,7 @@ export class Takeover {
     this.close();
     this.session = { id: sessionId, user: userId };
     replace(byId("takeover-title"), `${title || "(unnamed)"} · user ${userId}`);
-    for (const id of ["leave", "end-session", "admin-composer"]) byId(id).hidden = !live;
+    for (const id of ["leave", "end-session", "hand-over", "admin-composer"]) byId(id).hidden = !live;
     byId("takeover").hidden = false;
     this.conversation.clear();
   }
@@ -124,6 +128,22 @@ export class Takeover {
       await this.context.rest.adminTransferTakeover(this.session.id);
       byId("transfer").hidden = true;
       this.join();
+    } catch (error) {
+      this.note(refusal(error));
+    }
+  }
+
+  /** Hands the session to the administrator named in `#hand-to` (audited as a transfer). */
+  private async handOver(): Promise<void> {
+    const session = this.session;
+    const to = byId<HTMLInputElement>("hand-to").value.trim();
+    if (!session || to === "") return;
+    this.stopTyping();
+    try {
+      await this.context.rest.adminTransferTakeover(session.id, { to_admin_id: to });
+      byId<HTMLInputElement>("hand-to").value = "";
+      this.note(`Handed to ${to}.`);
+      this.context.changed(session.id);
     } catch (error) {
       this.note(refusal(error));
     }
@@ -211,7 +231,9 @@ export class Takeover {
         this.conversation.add("system", frame.content ?? "");
         if (mine) {
           this.joined = false;
-          this.note(meta.reason === "transfer" ? "Another administrator took this session over from you." : "You left: the AI answers the user again.");
+          // A hand-over by this admin has already said so.
+          if (meta.reason !== "transfer") this.note("You left: the AI answers the user again.");
+          else if (!(byId("takeover-note").textContent ?? "").startsWith("Handed to")) this.note("Another administrator took this session over from you.");
           this.context.changed(session.id);
         }
         break;
