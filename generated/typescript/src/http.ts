@@ -397,7 +397,8 @@ export interface TakeoverResponse {
  * (GET /admin/sessions; the filters in `details`, the `user_id` filter as `user_id`),
  * `user_sessions_view` (GET /admin/users/{userId}/sessions), `user_export`, `user_delete`,
  * `session_end` (POST /admin/sessions/{sessionId}/end), `session_view` (GET
- * /admin/sessions/{sessionId}).
+ * /admin/sessions/{sessionId}). The set grows with the admin features: clients show an action they do
+ * not know by its name.
  */
 export type AuditAction = "takeover" | "takeover_end" | "takeover_transfer" | "session_list" | "user_sessions_view" | "user_export" | "user_delete" | "session_end" | "session_view";
 
