@@ -35,7 +35,7 @@ async function userWithSession(): Promise<{ userId: string; token: string; sessi
 }
 
 test("the client has one method per HTTP operation of the spec", () => {
-  assert.equal(OPERATION_IDS.length, 18);
+  assert.equal(OPERATION_IDS.length, 20);
   const client = rest();
   for (const id of OPERATION_IDS) {
     assert.equal(typeof client[id], "function", id);
@@ -122,9 +122,20 @@ test("admin operations succeed for an admin and answer 403 to a user", async () 
   assert.equal(transferred.session_id, sessionId);
   await forbidden(user.adminTransferTakeover(sessionId));
 
-  const released = await otherAdmin.adminEndTakeover(sessionId);
+  // The assisting admin hands the session on; another admin cannot.
+  const handed = await otherAdmin.adminTransferTakeover(sessionId, { to_admin_id: adminId, to_admin_name: "Ada" });
+  assert.equal(handed.admin_id, adminId);
+  const refused = await failure(otherAdmin.adminTransferTakeover(sessionId, { to_admin_id: "night" }));
+  assert.equal(refused.status, 400, "only the assisting admin hands a session on");
+
+  const released = await admin.adminEndTakeover(sessionId);
   assert.equal(released.session_id, sessionId);
   await forbidden(user.adminEndTakeover(sessionId));
+
+  const viewed = await admin.adminGetSession(sessionId);
+  assert.equal(viewed.session_id, sessionId);
+  assert.ok(viewed.messages.length >= 2);
+  await forbidden(user.adminGetSession(sessionId));
 
   const audit = await admin.adminListAudit({ limit: 50 });
   assert.ok(audit.entries.length > 0);
@@ -137,6 +148,10 @@ test("admin operations succeed for an admin and answer 403 to a user", async () 
   const exported = await admin.adminExportUser(userId);
   assert.equal(exported.user_id, userId);
   await forbidden(user.adminExportUser(userId));
+
+  await forbidden(user.adminEndSession(sessionId));
+  assert.equal((await admin.adminEndSession(sessionId)).status, "ended");
+  assert.ok((await admin.adminGetSession(sessionId)).end_time !== undefined);
 
   await forbidden(user.adminDeleteUser(userId));
   const deleted = await admin.adminDeleteUser(userId);
