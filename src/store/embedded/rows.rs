@@ -307,6 +307,34 @@ pub(super) fn update_row<T>(
 }
 
 /// The stored form of `message` of session `id` (content encrypted).
+/// A message encrypted and encoded before it reaches the writer thread, which then only writes it.
+pub(super) struct SealedMessage {
+    /// The message id.
+    pub(super) id: String,
+    pub(super) seq: u64,
+    /// Its timestamp, in ms.
+    pub(super) ts: i64,
+    /// The encoded [`MessageRow`].
+    pub(super) bytes: Vec<u8>,
+}
+
+impl SealedMessage {
+    /// `message` of session `id`, its content encrypted and bound to both.
+    pub(super) fn new(
+        inner: &Inner,
+        id: &str,
+        message: &MessageRecord,
+    ) -> Result<Self, StoreError> {
+        let row = message_row(inner, id, message)?;
+        Ok(Self {
+            id: row.id.clone(),
+            seq: row.seq,
+            ts: row.ts,
+            bytes: encode(&row)?,
+        })
+    }
+}
+
 pub(super) fn message_row(
     inner: &Inner,
     id: &str,

@@ -4,9 +4,9 @@
 use redb::{ReadableTable, WriteTransaction};
 use time::OffsetDateTime;
 
+use super::EmbeddedStore;
 use super::rows::*;
 use super::tables::*;
-use super::{EmbeddedStore, Inner};
 use crate::store::crypto::Binding;
 use crate::store::error::StoreError;
 use crate::store::records::*;
@@ -17,9 +17,8 @@ use crate::store::{new_session_id, to_ms, utc_day};
 /// encryption come before any write).
 pub(super) fn append(
     txn: &WriteTransaction,
-    inner: &Inner,
     id: &str,
-    message: &MessageRecord,
+    message: &SealedMessage,
 ) -> Result<AppendOutcome, StoreError> {
     let old = write_row_get(txn, id)?.ok_or(StoreError::NotFound)?;
     if txn
@@ -32,17 +31,15 @@ pub(super) fn append(
     if old.end.is_some() {
         return Err(StoreError::SessionEnded);
     }
-    let row = message_row(inner, id, message)?;
-    let ts = row.ts;
     let index = u64::try_from(old.count).unwrap_or(0);
     txn.open_table(MESSAGES)?
-        .insert((id, index), encode(&row)?.as_slice())?;
+        .insert((id, index), message.bytes.as_slice())?;
     txn.open_table(MESSAGE_IDS)?
         .insert((id, message.id.as_str()), index)?;
     let mut new = old.clone();
     new.count += 1;
     new.last_seq = new.last_seq.max(message.seq);
-    new.last = Some(new.last.map_or(ts, |l| l.max(ts)));
+    new.last = Some(new.last.map_or(message.ts, |l| l.max(message.ts)));
     put_row(txn, Some(&old), &new)?;
     Ok(AppendOutcome::Stored)
 }
@@ -50,24 +47,22 @@ pub(super) fn append(
 /// Appends `answer`, or replaces the stored message with its id (a checkpoint of it) in place.
 pub(super) fn put_answer_in(
     txn: &WriteTransaction,
-    inner: &Inner,
     id: &str,
-    answer: &MessageRecord,
+    answer: &SealedMessage,
 ) -> Result<(), StoreError> {
     let stored = txn
         .open_table(MESSAGE_IDS)?
         .get((id, answer.id.as_str()))?
         .map(|index| index.value());
     let Some(index) = stored else {
-        return append(txn, inner, id, answer).map(|_| ());
+        return append(txn, id, answer).map(|_| ());
     };
-    let row = message_row(inner, id, answer)?;
     txn.open_table(MESSAGES)?
-        .insert((id, index), encode(&row)?.as_slice())?;
+        .insert((id, index), answer.bytes.as_slice())?;
     let old = write_row_get(txn, id)?.ok_or(StoreError::NotFound)?;
     let mut new = old.clone();
     new.last_seq = new.last_seq.max(answer.seq);
-    new.last = Some(new.last.map_or(row.ts, |l| l.max(row.ts)));
+    new.last = Some(new.last.map_or(answer.ts, |l| l.max(answer.ts)));
     put_row(txn, Some(&old), &new)
 }
 
@@ -117,11 +112,12 @@ pub(super) async fn append_message(
     session_id: &str,
     message: &MessageRecord,
 ) -> Result<AppendOutcome, StoreError> {
+    // Sealed and encoded here, so the writer thread only writes.
+    let message = SealedMessage::new(&store.inner, session_id, message)?;
     let id = session_id.to_string();
-    let message = message.clone();
     store
-        .write("append_message", Budget::Short, move |txn, inner| {
-            append(txn, inner, &id, &message)
+        .write("append_message", Budget::Short, move |txn, _| {
+            append(txn, &id, &message)
         })
         .await
 }
@@ -131,11 +127,11 @@ pub(super) async fn put_answer(
     session_id: &str,
     answer: &MessageRecord,
 ) -> Result<(), StoreError> {
+    let answer = SealedMessage::new(&store.inner, session_id, answer)?;
     let id = session_id.to_string();
-    let answer = answer.clone();
     store
-        .write("put_answer", Budget::Short, move |txn, inner| {
-            put_answer_in(txn, inner, &id, &answer)
+        .write("put_answer", Budget::Short, move |txn, _| {
+            put_answer_in(txn, &id, &answer)
         })
         .await
 }

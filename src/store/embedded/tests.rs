@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 use tokio::sync::oneshot;
 
 use super::queries::WINDOW_SORT_MAX;
+use super::rows::SealedMessage;
 use super::sessions::append;
 use super::tables::META;
 use super::writer::{Job, WriteJob, commit_batch};
@@ -58,7 +59,13 @@ fn job<T: Send + 'static>(
 fn append_job(session: &str, message_id: &str) -> (Box<dyn WriteJob>, Answer<AppendOutcome>) {
     let session = session.to_string();
     let message = MessageRecord::new(message_id, 1, "user", "hello");
-    job(move |txn, inner| append(txn, inner, &session, &message))
+    job(move |txn, inner| {
+        append(
+            txn,
+            &session,
+            &SealedMessage::new(inner, &session, &message)?,
+        )
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
