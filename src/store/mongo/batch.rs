@@ -14,7 +14,7 @@ use mongodb::bson::{Bson, Document, doc};
 use mongodb::{Collection, Database};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use super::document::get_i64;
+use super::document::{DUPLICATE_KEY, get_i64};
 use crate::store::error::StoreError;
 
 /// Commands of one kind on their way at once.
@@ -27,9 +27,6 @@ const MAX_INSERTS: usize = 256;
 /// statement of an `update` command until the command ends, and one command of about 100 statements stalls
 /// it (measured: 64 pass alone, 100 never return), so updates go in small groups.
 pub(super) const MAX_UPDATES: usize = 8;
-
-/// MongoDB's duplicate key error.
-const DUPLICATE_KEY: i64 = 11000;
 
 /// How a statement of a batch ended.
 type Outcome = Result<Applied, StoreError>;
@@ -189,7 +186,7 @@ async fn send(
         };
         let code = get_i64(error, "code").unwrap_or(0);
         if let Some(outcome) = outcomes.get_mut(index) {
-            *outcome = if matches!(kind, Kind::Insert) && code == DUPLICATE_KEY {
+            *outcome = if matches!(kind, Kind::Insert) && code == i64::from(DUPLICATE_KEY) {
                 Ok(Applied::Duplicate)
             } else {
                 let message = error.get_str("errmsg").unwrap_or("refused");

@@ -15,7 +15,7 @@ use mongodb::bson::{Document, doc};
 use super::MongoStore;
 use super::batch::MAX_UPDATES;
 use super::cache::SessionUpdate;
-use super::document::is_duplicate;
+use super::document::{DUPLICATE_KEY, is_duplicate};
 use crate::store::error::StoreError;
 use crate::store::records::TurnUsage;
 use crate::store::runner::Budget;
@@ -229,7 +229,7 @@ fn only_duplicates(e: &mongodb::error::Error) -> bool {
                 && failure
                     .write_errors
                     .as_ref()
-                    .is_some_and(|errors| errors.iter().all(|w| w.code == 11000))
+                    .is_some_and(|errors| errors.iter().all(|w| w.code == DUPLICATE_KEY))
         }
         _ => is_duplicate(e),
     }

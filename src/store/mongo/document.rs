@@ -58,14 +58,17 @@ pub(super) fn dt(t: OffsetDateTime) -> DateTime {
     DateTime::from_millis(to_ms(t))
 }
 
+/// MongoDB's duplicate key error code.
+pub(super) const DUPLICATE_KEY: i32 = 11000;
+
 pub(super) fn is_duplicate(e: &mongodb::error::Error) -> bool {
     match e.kind.as_ref() {
-        ErrorKind::Write(WriteFailure::WriteError(w)) => w.code == 11000,
-        ErrorKind::Command(c) => c.code == 11000,
+        ErrorKind::Write(WriteFailure::WriteError(w)) => w.code == DUPLICATE_KEY,
+        ErrorKind::Command(c) => c.code == DUPLICATE_KEY,
         ErrorKind::InsertMany(m) => m
             .write_errors
             .as_ref()
-            .is_some_and(|errs| errs.iter().any(|w| w.code == 11000)),
+            .is_some_and(|errs| errs.iter().any(|w| w.code == DUPLICATE_KEY)),
         _ => false,
     }
 }
