@@ -41,7 +41,7 @@ test_server_start() {
   shift 3
   port="$(test_server_free_port)"
   mkdir -p "${dir}"
-  env -u MONGO_URI -u MONGODB_URI -u CHATBOX_CONFIG -u RMBASE_FILE_CFG \
+  env -u MONGO_URI -u MONGODB_URI -u REDIS_URL -u CHATBOX_CONFIG -u RMBASE_FILE_CFG \
     CHATBOX_ENV=development CHATBOX_DATA_DIR="${dir}" SERVER_HOST=127.0.0.1 SERVER_PORT="${port}" \
     JWT_SECRET="${secret}" LOG_LEVEL=warn "$@" "${bin}" >"${dir}/stdout.log" 2>"${dir}/stderr.log" &
   pids+=("$!")

@@ -2,7 +2,7 @@
 # Runs every check of the project: starts the services the tests need on loopback ports, then
 # fmt, clippy and all tests, and stops what it started on every exit path.
 #
-# Services: FerretDB (MONGODB_URI). To add one (Redis, SMTP, ...), write scripts/<name>.sh with
+# Services: FerretDB (MONGODB_URI), Redis (REDIS_URL). To add one (Redis, SMTP, ...), write scripts/<name>.sh with
 # <name>_start (exporting its URL variable) and <name>_stop, source it below, and add its
 # start/stop calls to start_services/stop_services.
 set -euo pipefail
@@ -11,6 +11,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # shellcheck source=scripts/ferretdb.sh
 source scripts/ferretdb.sh
+# shellcheck source=scripts/redis.sh
+source scripts/redis.sh
 # shellcheck source=scripts/ts-client.sh
 source scripts/ts-client.sh
 # shellcheck source=scripts/contract.sh
@@ -35,13 +37,13 @@ aiosmtpd_ensure() {
 start_services() {
   aiosmtpd_ensure
   ferretdb_start
-  # redis_start   # later: exports REDIS_URL
+  redis_start
   # smtp_start    # later: exports SMTP_URL
 }
 
 stop_services() {
   # smtp_stop
-  # redis_stop
+  redis_stop
   ferretdb_stop
 }
 

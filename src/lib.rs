@@ -31,6 +31,7 @@ pub mod audit;
 pub mod auth;
 pub mod backoff;
 pub mod chat;
+pub mod cluster;
 pub mod config;
 pub mod hub;
 pub mod llm;

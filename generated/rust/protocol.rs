@@ -4004,6 +4004,11 @@ pub mod http {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         #[oai(skip_serializing_if_is_none)]
         pub keys: Option<KeysCheck>,
+        /// Redis, present in cluster mode only (`REDIS_URL`). While it fails the node keeps serving the
+        /// connections it holds, and readiness fails so that new connections go to nodes that reach it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[oai(skip_serializing_if_is_none)]
+        pub redis: Option<StoreCheck>,
     }
     impl ReadinessChecks {
         /// Checks the limits of the spec (`x-max-bytes`, `maxLength`, `minLength`, `maxItems`, ...),

@@ -1,4 +1,5 @@
-//! `{P}/healthz`, `{P}/readyz` (the store, the providers and the encryption key check, within 2 s each)
+//! `{P}/healthz`, `{P}/readyz` (the store, the providers, the encryption key check and in cluster mode
+//! Redis, within 2 s each)
 //! and `{P}/metrics/prometheus`
 //! (behind its network allow-list).
 
@@ -119,11 +120,27 @@ impl operations::GetReadiness for Handlers {
         } else {
             None
         };
+        let redis = match &state.cluster {
+            Some(cluster) => Some(match cluster.ping().await {
+                Ok(()) => StoreCheck {
+                    status: ReadinessStatus::Ready,
+                    reason: None,
+                },
+                Err(reason) => StoreCheck {
+                    status: ReadinessStatus::NotReady,
+                    reason: Some(reason),
+                },
+            }),
+            None => None,
+        };
         let draining = state.draining.load(std::sync::atomic::Ordering::SeqCst);
         let ready = !draining
             && store.status == ReadinessStatus::Ready
             && llm.status == ReadinessStatus::Ready
-            && keys.is_none();
+            && keys.is_none()
+            && redis
+                .as_ref()
+                .is_none_or(|r| r.status == ReadinessStatus::Ready);
         let body = Json(ReadinessResponse {
             status: if ready {
                 ReadinessStatus::Ready
@@ -135,6 +152,7 @@ impl operations::GetReadiness for Handlers {
                 mongodb: store,
                 llm,
                 keys,
+                redis,
             },
         });
         if ready {

@@ -126,6 +126,9 @@ impl Application {
         for task in background {
             let _ = task.await;
         }
+        if let Some(cluster) = &self.state.cluster {
+            cluster.shutdown().await;
+        }
         served
     }
 }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::auth::Identity;
-use crate::hub::{ConnHandle, Outbound, Outgoing, Slot};
+use crate::hub::{ConnHandle, ConnId, Outbound, Outgoing, Slot};
 use crate::protocol::ws::{
     AdminMessageEvent, AiResponse, ConnectionStatus, FileUploadEvent, Sender, ServerMessage,
     UserMessageEcho,
@@ -34,14 +34,57 @@ impl Chat {
     pub async fn attach(&self, slot: Slot, identity: Identity, last_seq: Option<i64>) -> Attached {
         // Register before looking the session up: a session that another device creates after the lookup
         // found none publishes its first frames to this user's connections, and this one must already be
-        // among them. Frames queued before the session is frozen below are dropped there (the snapshot
-        // covers them), so nothing is missed and nothing repeats.
+        // among them. Frames queued before the session is frozen are dropped there (the snapshot covers
+        // them), so nothing is missed and nothing repeats.
         let (handle, mut rx) = self.hub.register(slot, identity.is_admin());
-        let ctx = ConnCtx::new(
-            handle.id(),
-            identity.clone(),
-            self.settings.ws.max_in_flight,
-        );
+        let ctx = self.context(handle.id(), identity);
+        let backlog = self
+            .first_frames(ctx.identity(), last_seq, |_| rx.clear())
+            .await;
+        Attached {
+            handle,
+            rx,
+            backlog,
+            ctx,
+        }
+    }
+
+    /// Registers a connection whose first frames come from another node (cluster mode: the owner of its
+    /// user prepares them); `backlog` is empty.
+    pub fn register(&self, slot: Slot, identity: Identity) -> Attached {
+        let (handle, rx) = self.hub.register(slot, identity.is_admin());
+        let ctx = self.context(handle.id(), identity);
+        Attached {
+            handle,
+            rx,
+            backlog: Vec::new(),
+            ctx,
+        }
+    }
+
+    /// The chat context of connection `conn_id` (of this node or another) opened by `identity`.
+    pub fn context(&self, conn_id: ConnId, identity: Identity) -> ConnCtx {
+        ConnCtx::new(conn_id, identity, self.settings.ws.max_in_flight)
+    }
+
+    /// Prepares the first frames of a connection on another node whose frames this node handles (cluster
+    /// mode) and hands them to the bus while the session is frozen, so that they reach that node before any
+    /// later frame of the session.
+    pub async fn attach_remote(&self, ctx: &ConnCtx, last_seq: Option<i64>) {
+        self.first_frames(ctx.identity(), last_seq, |backlog| {
+            self.bus.first_frames(ctx.conn_id(), backlog.to_vec());
+        })
+        .await;
+    }
+
+    /// `connection_status`, then the frames after `last_seq` or the answer being streamed; `frozen` runs
+    /// with them while the session's releases are frozen (the connection starts there).
+    async fn first_frames(
+        &self,
+        identity: &Identity,
+        last_seq: Option<i64>,
+        frozen: impl FnOnce(&[Arc<str>]),
+    ) -> Vec<Arc<str>> {
         let session = match self.active_session(&identity.user_id).await {
             Ok(session) => session,
             Err(err) => {
@@ -90,18 +133,14 @@ impl Chat {
         };
 
         let Some(session) = session else {
-            return Attached {
-                handle,
-                rx,
-                backlog: vec![status(None)],
-                ctx,
-            };
+            let backlog = vec![status(None)];
+            frozen(&backlog);
+            return backlog;
         };
         let live = self.live_of(&session);
-        let backlog = live.with_frozen(|snapshot| {
+        live.with_frozen(|snapshot| {
             // The connection starts here: what it was sent before is in the snapshot (or was sent before
             // it asked to resume), and nothing of the session can be queued while frozen.
-            rx.clear();
             let mut backlog = vec![status(Some(snapshot.last_released()))];
             match last_seq {
                 Some(after) => backlog.extend(replay(snapshot, &session, &stored, after)),
@@ -111,14 +150,9 @@ impl Chat {
                     }
                 }
             }
+            frozen(&backlog);
             backlog
-        });
-        Attached {
-            handle,
-            rx,
-            backlog,
-            ctx,
-        }
+        })
     }
 
     /// Sends the frames after `last_seq` of a session to one connection (in-band `resume`, `admin_join`);
@@ -146,7 +180,7 @@ impl Chat {
                 self.hub.watch(&session.id, &ctx.identity().user_id);
             }
             let frames = replay(snapshot, session, &stored, after);
-            self.hub.send_to(ctx.conn_id(), Outbound::Batch(frames));
+            self.bus.send_to(ctx.conn_id(), Outbound::Batch(frames));
         });
     }
 }

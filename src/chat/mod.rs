@@ -15,6 +15,7 @@ mod live;
 mod model_select;
 pub mod naming;
 pub mod rate_limit;
+mod remote;
 mod resolve;
 mod turn_queue;
 mod turns;
@@ -25,6 +26,7 @@ use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use assist::Via;
+pub use attach::Attached;
 pub use error::ChatError;
 pub use inbound::Decoded;
 pub use live::{LiveSessions, SEQ_BLOCK};
@@ -360,7 +362,7 @@ impl Chat {
 
     /// Sends one frame to one connection.
     fn send(&self, ctx: &ConnCtx, message: &ServerMessage) {
-        self.hub
+        self.bus
             .send_to(ctx.conn_id, Outbound::Text(frames::encode(message)));
     }
 

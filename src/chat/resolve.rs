@@ -68,11 +68,11 @@ impl Chat {
     pub fn sweep_idle(&self) -> (usize, usize) {
         let idle = self.settings.ws.session_idle;
         let sessions = self.live.evict_idle(idle, |s| {
-            self.hub.user_connection_count(&s.user_id) > 0 || self.hub.has_watchers(&s.id)
+            self.hub.user_is_connected(&s.user_id) || self.hub.has_watchers(&s.id)
         });
         let reservations = self
             .sessions
-            .expire(idle, |user| self.hub.user_connection_count(user) > 0);
+            .expire(idle, |user| self.hub.user_is_connected(user));
         if sessions + reservations > 0 {
             tracing::debug!(sessions, reservations, "idle session state dropped");
         }

@@ -32,6 +32,7 @@ pub use crate::settings_kit::{
     parse_duration,
 };
 
+use crate::cluster::RedisConfig;
 use crate::llm::LlmConfig;
 use crate::notify::NotifyConfig;
 use crate::store::StoreConfig;
@@ -61,6 +62,8 @@ pub struct Settings {
     pub store: StoreConfig,
     /// Help-request notifications (`[notification]`).
     pub notify: NotifyConfig,
+    /// Cluster mode (`[redis]`).
+    pub redis: RedisConfig,
 }
 
 impl Settings {

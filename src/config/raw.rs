@@ -15,6 +15,7 @@ use super::{
     AuthSettings, ChatSettings, Environment, HttpSettings, LogSettings, ServerSettings, Settings,
     WsSettings,
 };
+use crate::cluster::RedisConfig;
 use crate::llm::LlmConfig;
 use crate::notify::{NotifyConfig, SmsConfig};
 use crate::settings_kit::{ConfigError, EnvVars, de, ensure, no_placeholder, parse_duration};
@@ -82,6 +83,8 @@ pub struct RawConfig {
     notification: NotifyConfig,
     #[serde(default)]
     sms: SmsConfig,
+    #[serde(default)]
+    redis: RedisConfig,
 }
 
 impl RawConfig {
@@ -155,6 +158,9 @@ impl RawConfig {
             "MONGO_URI",
             "is required in production, or set CHATBOX_DATA_DIR to run on the embedded store",
         )?;
+        let mut redis = self.redis;
+        redis.apply_env(env)?;
+        redis.validate(store.mongo_uri.is_some())?;
         // `[sms]` is the Go service's section for the provider account; the notifier owns it.
         let mut notify = NotifyConfig {
             sms: self.sms,
@@ -174,6 +180,7 @@ impl RawConfig {
             llm,
             store,
             notify,
+            redis,
         })
     }
 

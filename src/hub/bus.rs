@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::{ConnId, Hub};
+use super::{ConnId, Hub, Outbound};
 
 /// Who a frame is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +37,16 @@ pub struct BusMessage {
 pub trait EventBus: Send + Sync {
     /// Publishes a frame; never blocks.
     fn publish(&self, message: BusMessage);
+
+    /// Sends to one connection, whichever node it is on; never blocks.
+    fn send_to(&self, conn: ConnId, item: Outbound);
+
+    /// Hands a connection of another node the frames it is sent first (its `connection_status` and
+    /// replay); called while the session's releases are frozen, so that every later frame of the session
+    /// reaches that connection after these. On one node connections take their first frames directly.
+    fn first_frames(&self, conn: ConnId, frames: Vec<Arc<str>>) {
+        self.send_to(conn, Outbound::Batch(frames));
+    }
 }
 
 /// The in-process bus: delivers into this node's hub.
@@ -49,10 +59,9 @@ impl LocalBus {
     pub fn new(hub: Hub) -> Self {
         Self { hub }
     }
-}
 
-impl EventBus for LocalBus {
-    fn publish(&self, message: BusMessage) {
+    /// Delivers a published frame to this node's connections.
+    pub fn deliver(&self, message: &BusMessage) {
         match &message.target {
             Target::User(user_id) => {
                 self.hub
@@ -72,5 +81,15 @@ impl EventBus for LocalBus {
                 .hub
                 .deliver(None, None, true, message.except, &message.frame),
         }
+    }
+}
+
+impl EventBus for LocalBus {
+    fn publish(&self, message: BusMessage) {
+        self.deliver(&message);
+    }
+
+    fn send_to(&self, conn: ConnId, item: Outbound) {
+        self.hub.send_to(conn, item);
     }
 }

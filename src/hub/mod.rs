@@ -16,4 +16,6 @@ mod registry;
 
 pub use backlog::{BacklogLimits, Outgoing};
 pub use bus::{BusMessage, EventBus, LocalBus, Target};
-pub use registry::{ConnHandle, ConnId, Hub, LimitExceeded, Outbound, Slot};
+pub use registry::{
+    ConnHandle, ConnId, Hub, LimitExceeded, NODE_SHIFT, Outbound, RemoteConn, Slot, node_of,
+};

@@ -12,8 +12,17 @@ use tokio_util::sync::CancellationToken;
 use super::backlog::{BacklogLimits, Outbox, Outgoing};
 use crate::metrics::Metrics;
 
-/// Identifies a connection on this node.
+/// Identifies a connection: the node's number in the high bits ([`NODE_SHIFT`]), a count below, so an id
+/// names one connection in the whole cluster (the node number is 0 on a single node).
 pub type ConnId = u64;
+
+/// Bits of a [`ConnId`] below the node number.
+pub const NODE_SHIFT: u32 = 40;
+
+/// The node a connection lives on.
+pub fn node_of(conn: ConnId) -> u32 {
+    u32::try_from(conn >> NODE_SHIFT).unwrap_or(u32::MAX)
+}
 
 /// What a connection's writer is asked to send.
 #[derive(Debug, Clone)]
@@ -56,6 +65,8 @@ struct State {
     /// Session id → user ids of the admins watching it (every connection of theirs receives it).
     watchers: HashMap<Arc<str>, Vec<Arc<str>>>,
     admins: HashSet<ConnId>,
+    /// User id → connections of theirs on other nodes whose frames this node handles (cluster mode).
+    remote: HashMap<Arc<str>, usize>,
 }
 
 struct Shared {
@@ -92,13 +103,29 @@ pub struct Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut state = self.shared.lock();
-        if let Some(count) = state.slots.get_mut(&self.user_id) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                state.slots.remove(&self.user_id);
-            }
+        count_down(&mut self.shared.lock().slots, &self.user_id);
+    }
+}
+
+/// Takes one off `key`'s count, removing the entry at zero.
+fn count_down(counts: &mut HashMap<Arc<str>, usize>, key: &str) {
+    if let Some(count) = counts.get_mut(key) {
+        *count = count.saturating_sub(1);
+        if *count == 0 {
+            counts.remove(key);
         }
+    }
+}
+
+/// A connection of another node counted by [`Hub::remote_connection`]; dropping it stops counting it.
+pub struct RemoteConn {
+    shared: Arc<Shared>,
+    user_id: Arc<str>,
+}
+
+impl Drop for RemoteConn {
+    fn drop(&mut self) {
+        count_down(&mut self.shared.lock().remote, &self.user_id);
     }
 }
 
@@ -148,16 +175,32 @@ impl Hub {
         backlog: BacklogLimits,
         metrics: Arc<Metrics>,
     ) -> Self {
+        Self::on_node(0, max_connections, per_user, backlog, metrics)
+    }
+
+    /// A registry whose connection ids carry `node` (cluster mode: every node has its own number).
+    pub fn on_node(
+        node: u32,
+        max_connections: usize,
+        per_user: usize,
+        backlog: BacklogLimits,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             shared: Arc::new(Shared {
                 state: Mutex::new(State::default()),
                 global: Arc::new(Semaphore::new(max_connections)),
                 per_user,
                 backlog,
-                next_id: AtomicU64::new(1),
+                next_id: AtomicU64::new((u64::from(node) << NODE_SHIFT) | 1),
                 metrics,
             }),
         }
+    }
+
+    /// Whether `conn` lives on this node.
+    pub fn is_local(&self, conn: ConnId) -> bool {
+        node_of(conn) == node_of(self.shared.next_id.load(Ordering::Relaxed))
     }
 
     /// Takes a connection slot for `user_id`, or says which limit refuses it.
@@ -221,6 +264,50 @@ impl Hub {
     /// Number of connections `user_id` has on this node.
     pub fn user_connection_count(&self, user_id: &str) -> usize {
         self.shared.lock().users.get(user_id).map_or(0, Vec::len)
+    }
+
+    /// Whether `user_id` has a connection on this node, or one on another node whose frames this node
+    /// handles.
+    pub fn user_is_connected(&self, user_id: &str) -> bool {
+        let state = self.shared.lock();
+        state.users.contains_key(user_id) || state.remote.contains_key(user_id)
+    }
+
+    /// Counts a connection of `user_id` on another node whose frames this node handles, until the returned
+    /// guard is dropped.
+    pub fn remote_connection(&self, user_id: &str) -> RemoteConn {
+        let user_id: Arc<str> = Arc::from(user_id);
+        *self
+            .shared
+            .lock()
+            .remote
+            .entry(Arc::clone(&user_id))
+            .or_insert(0) += 1;
+        RemoteConn {
+            shared: Arc::clone(&self.shared),
+            user_id,
+        }
+    }
+
+    /// Drops what is queued for `conn` (a connection about to be sent its first frames).
+    pub fn clear_queue(&self, conn: ConnId) {
+        let target = {
+            let state = self.shared.lock();
+            state.conns.get(&conn).map(|c| Arc::clone(&c.outbox))
+        };
+        if let Some(outbox) = target {
+            Outgoing::new(outbox).clear();
+        }
+    }
+
+    /// The user ids of the admins watching `session_id`.
+    pub fn watchers_of(&self, session_id: &str) -> Vec<Arc<str>> {
+        self.shared
+            .lock()
+            .watchers
+            .get(session_id)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Total registered connections on this node.

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::audit::{AuditLog, StoreAuditLog};
 use crate::auth::JwtKeys;
 use crate::chat::Chat;
+use crate::cluster::{Cluster, RedisBus};
 use crate::config::Settings;
 use crate::hub::{BacklogLimits, EventBus, Hub, LocalBus};
 use crate::llm::Llm;
@@ -52,6 +53,8 @@ pub struct AppState {
     pub draining: std::sync::atomic::AtomicBool,
     /// The encryption key check of the stored data (start-up and `/readyz`).
     pub key_status: KeyStatus,
+    /// The link to the other nodes (cluster mode, `REDIS_URL`).
+    pub cluster: Option<Arc<Cluster>>,
 }
 
 impl AppState {
@@ -86,16 +89,30 @@ impl AppState {
                  outbound backlog is bounded by max_backlog_bytes and max_backlog_age"
             );
         }
-        let hub = Hub::new(
-            ws.max_connections,
-            ws.max_connections_per_user,
-            BacklogLimits {
-                max_bytes: ws.max_backlog_bytes,
-                max_age: ws.max_backlog_age,
-            },
-            Arc::clone(&metrics),
-        );
-        let bus: Arc<dyn EventBus> = Arc::new(LocalBus::new(hub.clone()));
+        let make_hub = |node| {
+            Hub::on_node(
+                node,
+                ws.max_connections,
+                ws.max_connections_per_user,
+                BacklogLimits {
+                    max_bytes: ws.max_backlog_bytes,
+                    max_age: ws.max_backlog_age,
+                },
+                Arc::clone(&metrics),
+            )
+        };
+        let (hub, bus, cluster, forwarded): (Hub, Arc<dyn EventBus>, _, _) =
+            if settings.redis.enabled() {
+                let (cluster, forwarded) = Cluster::connect(&settings.redis, make_hub)
+                    .await
+                    .context("cluster mode (REDIS_URL)")?;
+                let bus = Arc::new(RedisBus::new(Arc::clone(&cluster)));
+                (cluster.hub().clone(), bus, Some(cluster), Some(forwarded))
+            } else {
+                let hub = make_hub(0);
+                let bus = Arc::new(LocalBus::new(hub.clone()));
+                (hub, bus, None, None)
+            };
         let notifier = Arc::new(
             Notifier::new(&settings.notify, Arc::clone(&metrics)).context("notification")?,
         );
@@ -110,7 +127,11 @@ impl AppState {
             Arc::clone(&notifier),
             Arc::clone(&audit),
         ));
+        if let Some(forwarded) = forwarded {
+            tokio::spawn(Arc::clone(&chat).serve_forwarded(forwarded));
+        }
         Ok(Self {
+            cluster,
             http_limits: HttpLimits::new(&settings.http),
             settings,
             keys,

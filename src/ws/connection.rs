@@ -13,8 +13,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::Identity;
 use crate::chat::Frame;
+use crate::cluster::ClusterSlot;
 use crate::hub::{Outbound, Outgoing, Slot};
 use crate::state::AppState;
+
+use super::route::Route;
 
 /// Close code for a connection that could not keep up with its frames ("Try Again Later").
 const CLOSE_SLOW_CONSUMER: u16 = 1013;
@@ -33,18 +36,30 @@ pub struct ConnectionParams {
     pub last_seq: Option<i64>,
     /// The connection slot taken before the upgrade.
     pub slot: Slot,
+    /// Its slot of the cluster-wide per-user limit (cluster mode).
+    pub cluster_slot: Option<ClusterSlot>,
 }
 
 /// Runs a connection until either side closes it.
-pub async fn run(socket: WebSocketStream, params: ConnectionParams) {
+pub async fn run(mut socket: WebSocketStream, params: ConnectionParams) {
     let ConnectionParams {
         state,
         identity,
         last_seq,
         slot,
+        cluster_slot,
     } = params;
     let opened = Instant::now();
-    let attached = state.chat.attach(slot, identity, last_seq).await;
+    let Some((attached, mut route)) =
+        Route::attach(&state, slot, cluster_slot, identity, last_seq).await
+    else {
+        let close = Message::Close(Some((
+            CloseCode::from(CLOSE_SLOW_CONSUMER),
+            "Try again later".to_string(),
+        )));
+        let _ = timeout(state.settings.ws.write_wait, socket.send(close)).await;
+        return;
+    };
     let handle = attached.handle;
     let ctx = attached.ctx;
     let (sink, mut stream) = socket.split();
@@ -97,9 +112,10 @@ pub async fn run(socket: WebSocketStream, params: ConnectionParams) {
         };
         // One frame at a time: it has taken effect before the next is read (answers stream on in tasks of
         // their own).
-        state.chat.receive(&ctx, frame).await;
+        route.receive(&state, &ctx, frame).await;
     }
 
+    route.closed(ctx.conn_id());
     state.chat.disconnected(&ctx);
     // Let the writer flush a pending close frame (size limit) before the socket goes away.
     drop(handle);

@@ -3,6 +3,7 @@
 //! means is decided in [`crate::chat`].
 
 mod connection;
+mod route;
 mod upgrade;
 
 pub use upgrade::ws_handler;

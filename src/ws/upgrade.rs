@@ -86,6 +86,24 @@ fn origin_allowed(allowed: &[String], origin: Option<&str>) -> bool {
     origin.is_some_and(|origin| allowed.iter().any(|o| o == origin))
 }
 
+/// Refuses a connection that a limit does not let in (429, with the Go service's text); a user at the
+/// per-user limit has their open connections told.
+fn refuse_connection(state: &AppState, identity: &Identity, limit: LimitExceeded) -> Response {
+    state
+        .metrics
+        .ratelimit_blocked
+        .with_label_values(&["connection"])
+        .inc();
+    if limit == LimitExceeded::PerUser {
+        state.chat.notify_connection_limit(&identity.user_id);
+    }
+    tracing::info!(user_id = %identity.user_id, %limit, "websocket connection refused");
+    plain(
+        StatusCode::TOO_MANY_REQUESTS,
+        "Connection limit exceeded, please try again later",
+    )
+}
+
 /// The handler of `GET {P}/ws`.
 #[handler]
 pub async fn ws_handler(
@@ -125,23 +143,20 @@ pub async fn ws_handler(
             _ => return plain(StatusCode::BAD_REQUEST, "Invalid last_seq"),
         },
     };
-    let slot = match state.hub.reserve(&identity.user_id) {
-        Ok(slot) => slot,
-        Err(limit) => {
-            state
-                .metrics
-                .ratelimit_blocked
-                .with_label_values(&["connection"])
-                .inc();
-            if limit == LimitExceeded::PerUser {
-                state.chat.notify_connection_limit(&identity.user_id);
+    let reserved = state.hub.reserve(&identity.user_id);
+    let cluster_slot = match (&reserved, &state.cluster) {
+        (Ok(_), Some(cluster)) => {
+            let per_user = state.settings.ws.max_connections_per_user;
+            match cluster.take_slot(&identity.user_id, per_user).await {
+                Some(slot) => Some(slot),
+                None => return refuse_connection(state, &identity, LimitExceeded::PerUser),
             }
-            tracing::info!(user_id = %identity.user_id, %limit, "websocket connection refused");
-            return plain(
-                StatusCode::TOO_MANY_REQUESTS,
-                "Connection limit exceeded, please try again later",
-            );
         }
+        _ => None,
+    };
+    let slot = match reserved {
+        Ok(slot) => slot,
+        Err(limit) => return refuse_connection(state, &identity, limit),
     };
     let settings = &state.settings.ws;
     let mut config = WebSocketConfig::default();
@@ -156,6 +171,7 @@ pub async fn ws_handler(
         identity,
         last_seq,
         slot,
+        cluster_slot,
     };
     ws.config(config)
         .on_upgrade(move |socket| connection::run(socket, params))

@@ -546,6 +546,11 @@ export interface ReadinessChecks {
   llm: LlmCheck;
   /** The encryption key check; present only when it fails. */
   keys?: KeysCheck;
+  /**
+   * Redis, present in cluster mode only (`REDIS_URL`). While it fails the node keeps serving the
+   * connections it holds, and readiness fails so that new connections go to nodes that reach it.
+   */
+  redis?: StoreCheck;
 }
 
 /**

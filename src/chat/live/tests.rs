@@ -18,6 +18,8 @@ impl EventBus for Recorder {
     fn publish(&self, message: BusMessage) {
         self.0.lock().unwrap().push(message.frame.to_string());
     }
+
+    fn send_to(&self, _conn: ConnId, _item: crate::hub::Outbound) {}
 }
 
 #[test]

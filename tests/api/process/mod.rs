@@ -3,6 +3,7 @@
 
 mod binary;
 mod cli;
+mod cluster;
 mod crash;
 mod load_tool;
 mod recovery;

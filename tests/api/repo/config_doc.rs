@@ -22,6 +22,7 @@ fn config_sources() -> Vec<PathBuf> {
         "src/llm/config",
         "src/store/config",
         "src/notify/config",
+        "src/cluster/config",
     ] {
         collect_rust_files(&root.join(dir), &mut files);
     }
@@ -29,6 +30,7 @@ fn config_sources() -> Vec<PathBuf> {
         "src/llm/config.rs",
         "src/store/config.rs",
         "src/notify/config.rs",
+        "src/cluster/config.rs",
     ] {
         let path = root.join(extra);
         if path.exists() {

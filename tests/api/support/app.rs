@@ -236,26 +236,7 @@ impl TestApp {
         url: &str,
         headers: &[(&str, &str)],
     ) -> Result<WsClient, (u16, String)> {
-        let mut request = url.into_client_request().unwrap();
-        for (k, v) in headers {
-            request.headers_mut().insert(
-                tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                v.parse().unwrap(),
-            );
-        }
-        match tokio_tungstenite::connect_async(request).await {
-            Ok((stream, _)) => Ok(WsClient { stream }),
-            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
-                let status = response.status().as_u16();
-                let body = response
-                    .body()
-                    .as_ref()
-                    .map(|b| String::from_utf8_lossy(b).into_owned())
-                    .unwrap_or_default();
-                Err((status, body))
-            }
-            Err(other) => panic!("websocket connect failed: {other}"),
-        }
+        try_connect(url, headers).await
     }
 
     /// Stops the server and waits until it has stopped.
@@ -309,6 +290,30 @@ pub async fn stopped(server: tokio::task::JoinHandle<()>) {
 }
 
 /// A real WebSocket client. Every text frame it receives must match the published JSON Schema of its
+/// Tries to open a WebSocket at `url` with extra headers; returns the HTTP status and body on refusal.
+pub async fn try_connect(url: &str, headers: &[(&str, &str)]) -> Result<WsClient, (u16, String)> {
+    let mut request = url.into_client_request().unwrap();
+    for (k, v) in headers {
+        request.headers_mut().insert(
+            tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((stream, _)) => Ok(WsClient { stream }),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            let status = response.status().as_u16();
+            let body = response
+                .body()
+                .as_ref()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .unwrap_or_default();
+            Err((status, body))
+        }
+        Err(other) => panic!("websocket connect failed: {other}"),
+    }
+}
+
 /// `type` (`generated/schemas/ws/`, see `support::schemas`).
 pub struct WsClient {
     stream: WebSocketStream<MaybeTlsStream<TcpStream>>,

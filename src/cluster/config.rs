@@ -1,0 +1,76 @@
+//! The `[redis]` configuration section: setting its URL turns cluster mode on.
+//!
+//! | key (`[redis]`) | env           | default |
+//! |-----------------|---------------|---------|
+//! | `url`           | `REDIS_URL`   | unset → one node, nothing shared but the store |
+//! | `lease`         | `REDIS_LEASE` | `10s`: how long a node that stops answering keeps its users |
+
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use crate::settings_kit::{
+    ConfigError, EnvVars, de, ensure, env_duration, env_secret, no_placeholder, positive,
+};
+
+/// Cluster settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    /// `redis://` or `rediss://` URL of the Redis every node shares (it may hold a password: secret).
+    pub url: Option<SecretString>,
+    /// Lease of a node on the users it serves and of its heartbeat: a node killed without a goodbye is
+    /// taken over by the others within this time.
+    #[serde(deserialize_with = "de::duration")]
+    pub lease: Duration,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            lease: Duration::from_secs(10),
+        }
+    }
+}
+
+impl RedisConfig {
+    /// Overlays `REDIS_URL` and `REDIS_LEASE`.
+    pub fn apply_env(&mut self, env: &EnvVars) -> Result<(), ConfigError> {
+        env_secret(env, "REDIS_URL", &mut self.url);
+        env_duration(env, "REDIS_LEASE", &mut self.lease)
+    }
+
+    /// Checks the URL's scheme and the lease; `has_shared_store` says whether the store is MongoDB (the
+    /// embedded store belongs to one node and cannot back several).
+    pub fn validate(&self, has_shared_store: bool) -> Result<(), ConfigError> {
+        positive("REDIS_LEASE", self.lease)?;
+        ensure(
+            self.lease >= Duration::from_secs(2),
+            "REDIS_LEASE",
+            "must be at least 2s (the lease is renewed every third of it)",
+        )?;
+        let Some(url) = &self.url else {
+            return Ok(());
+        };
+        let url = url.expose_secret();
+        no_placeholder("REDIS_URL", url)?;
+        ensure(
+            url.starts_with("redis://") || url.starts_with("rediss://"),
+            "REDIS_URL",
+            "must start with redis:// or rediss://",
+        )?;
+        ensure(
+            has_shared_store,
+            "REDIS_URL",
+            "cluster mode needs the shared MongoDB store: set MONGO_URI too (the embedded store belongs \
+             to one node)",
+        )
+    }
+
+    /// Whether cluster mode is on.
+    pub fn enabled(&self) -> bool {
+        self.url.is_some()
+    }
+}

@@ -1,0 +1,627 @@
+//! Cluster mode (`REDIS_URL`): several nodes behind a plain load balancer, sharing MongoDB and Redis.
+//!
+//! Every user is served by one node at a time, its *owner*, named by a lease in Redis (`o:<user>`) that the
+//! owner renews while the user is connected anywhere. The owner holds the user's live sessions (sequence
+//! numbers, replay ring, running turns, assisting admin) and handles every frame of theirs, so the rules of
+//! one node (frames in order, one turn at a time, cancel, rate limits, seq order) hold in the cluster as
+//! they are. A connection that lands on another node is registered there and forwards its frames to the
+//! owner through the owner's node channel; the owner's frames reach it through the user's channel, which
+//! every node with a connection of that user subscribes to (and only those nodes), and replies to one
+//! connection through its node's channel. A frame is serialised once per publish.
+//!
+//! A node that stops renewing (killed) loses its users when its heartbeat key (`h:<node>`) expires, within
+//! the lease; the next frame of such a user makes the node that receives it the owner, which loads the
+//! sessions from the store. When Redis is unreachable every node serves the connections it holds by itself
+//! (calls fail fast and are skipped for a second), and re-subscribes when Redis is back.
+
+mod bus;
+mod config;
+mod inbox;
+pub mod wire;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{IntoConnectionInfo, ProtocolVersion, Script};
+use secrecy::ExposeSecret;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+pub use bus::RedisBus;
+pub use config::RedisConfig;
+pub use wire::Caller;
+
+use crate::hub::{ConnId, Hub};
+use wire::{Envelope, Message, PREFIX};
+
+/// How long calls to Redis are skipped after one failed.
+const BACKOFF: Duration = Duration::from_secs(1);
+/// How long Redis may take to answer one command.
+const RESPONSE_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long a connection on another node waits for its first frames from the owner.
+pub const ATTACH_WAIT: Duration = Duration::from_secs(5);
+
+/// Returns the owner of `KEYS[1]`, taking it for `ARGV[1]` (lease `ARGV[2]` ms) when it has none or its
+/// owner's heartbeat (`ARGV[3]` + owner) is gone.
+const OWNER: &str = r"
+local owner = redis.call('GET', KEYS[1])
+if owner == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return owner
+end
+if owner and redis.call('EXISTS', ARGV[3] .. owner) == 1 then
+  return owner
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return ARGV[1]
+";
+
+/// Renews the leases `KEYS` held by `ARGV[1]` (`ARGV[2]` ms); returns the 1-based indexes of those lost.
+const RENEW: &str = r"
+local lost = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[1] then
+    redis.call('PEXPIRE', key, ARGV[2])
+  else
+    table.insert(lost, i)
+  end
+end
+return lost
+";
+
+/// Deletes the leases `KEYS` held by `ARGV[1]`.
+const RELEASE: &str = r"
+for _, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[1] then redis.call('DEL', key) end
+end
+return 0
+";
+
+/// Takes one of the user's connection slots (hash `KEYS[1]`, field per node) for node `ARGV[1]` unless
+/// the user has `ARGV[2]` already on live nodes (heartbeat `ARGV[3]` + node); fields of dead nodes go.
+const TAKE_SLOT: &str = r"
+local total = 0
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  local node, n = all[i], tonumber(all[i + 1])
+  if node == ARGV[1] or redis.call('EXISTS', ARGV[3] .. node) == 1 then
+    total = total + n
+  else
+    redis.call('HDEL', KEYS[1], node)
+  end
+end
+if total >= tonumber(ARGV[2]) then return 0 end
+redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+return 1
+";
+
+/// Gives back one slot of node `ARGV[1]` in hash `KEYS[1]`.
+const GIVE_SLOT: &str = r"
+if redis.call('HINCRBY', KEYS[1], ARGV[1], -1) <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 0
+";
+
+/// What another node asks of this one as the owner of a user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Forwarded {
+    /// A connection on `origin` wants its first frames.
+    Attach {
+        /// The connection.
+        conn: ConnId,
+        /// Its caller.
+        caller: Caller,
+        /// `last_seq` it resumes from.
+        last_seq: Option<i64>,
+    },
+    /// A frame from a connection on another node.
+    Frame {
+        /// The connection.
+        conn: ConnId,
+        /// Its caller.
+        caller: Caller,
+        /// The frame.
+        text: String,
+    },
+    /// The connection closed.
+    Detach {
+        /// The connection.
+        conn: ConnId,
+    },
+}
+
+/// Where a user's frames are handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    /// Here (also when Redis cannot be asked).
+    Here,
+    /// On the node with this number.
+    Node(u32),
+}
+
+/// This node's link to the cluster.
+pub struct Cluster {
+    node: u32,
+    lease: Duration,
+    commands: ConnectionManager,
+    subscriber: ConnectionManager,
+    hub: Hub,
+    publish: mpsc::UnboundedSender<(String, Vec<u8>)>,
+    scripts: Scripts,
+    /// Channel → connections of this node that need it.
+    interest: Mutex<HashMap<String, usize>>,
+    /// Channels subscribed to (changed one at a time).
+    subscribed: tokio::sync::Mutex<HashSet<String>>,
+    /// Connections waiting for their first frames from another node.
+    pending: Mutex<HashMap<ConnId, oneshot::Sender<Vec<Arc<str>>>>>,
+    /// Users this node owns, and when one of their frames was last handled.
+    owned: Mutex<HashMap<String, Instant>>,
+    /// Redis calls are skipped until then (it failed).
+    down_until: Mutex<Option<Instant>>,
+    /// Stops the heartbeat.
+    stop: CancellationToken,
+}
+
+struct Scripts {
+    owner: Script,
+    renew: Script,
+    release: Script,
+    take_slot: Script,
+    give_slot: Script,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Cluster {
+    /// Connects to Redis, takes a node number, builds this node's hub with it (`make_hub`) and starts the
+    /// cluster's tasks until [`shutdown`](Self::shutdown). Returns the link and what other nodes forward to
+    /// this one as owner.
+    pub async fn connect(
+        config: &RedisConfig,
+        make_hub: impl FnOnce(u32) -> Hub,
+    ) -> anyhow::Result<(Arc<Self>, mpsc::UnboundedReceiver<Forwarded>)> {
+        let url = config.url.as_ref().context("REDIS_URL is not set")?;
+        let info = url
+            .expose_secret()
+            .into_connection_info()
+            .context("REDIS_URL")?;
+        let settings = info
+            .redis_settings()
+            .clone()
+            .set_protocol(ProtocolVersion::RESP3);
+        let client = redis::Client::open(info.set_redis_settings(settings)).context("REDIS_URL")?;
+        let base = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            .set_max_delay(Duration::from_secs(1));
+        let mut commands = client
+            .get_connection_manager_with_config(base.clone())
+            .await
+            .context("cannot reach Redis at REDIS_URL")?;
+        let (push_tx, push_rx) = mpsc::unbounded_channel();
+        let subscriber = client
+            .get_connection_manager_with_config(
+                base.set_push_sender(push_tx).set_automatic_resubscription(),
+            )
+            .await
+            .context("cannot reach Redis at REDIS_URL")?;
+        let count: u64 = redis::cmd("INCR")
+            .arg(format!("{PREFIX}nodes"))
+            .query_async(&mut commands)
+            .await
+            .context("Redis INCR")?;
+        // Node numbers wrap within the bits a connection id gives them; 0 is the single-node number.
+        let node = u32::try_from(count % ((1 << 23) - 1)).unwrap_or(1) + 1;
+        let hub = make_hub(node);
+        let (publish, publish_rx) = mpsc::unbounded_channel();
+        let (forward_tx, forward_rx) = mpsc::unbounded_channel();
+        let cluster = Arc::new(Self {
+            node,
+            lease: config.lease,
+            commands,
+            subscriber,
+            hub,
+            publish,
+            scripts: Scripts {
+                owner: Script::new(OWNER),
+                renew: Script::new(RENEW),
+                release: Script::new(RELEASE),
+                take_slot: Script::new(TAKE_SLOT),
+                give_slot: Script::new(GIVE_SLOT),
+            },
+            interest: Mutex::default(),
+            subscribed: tokio::sync::Mutex::default(),
+            pending: Mutex::default(),
+            owned: Mutex::default(),
+            down_until: Mutex::default(),
+            stop: CancellationToken::new(),
+        });
+        cluster.beat().await.context("Redis heartbeat")?;
+        for channel in [wire::node_channel(node), wire::admins_channel()] {
+            cluster
+                .subscriber
+                .clone()
+                .subscribe(&channel)
+                .await
+                .context("Redis SUBSCRIBE")?;
+        }
+        tokio::spawn(bus::publisher(
+            cluster.commands.clone(),
+            publish_rx,
+            Arc::downgrade(&cluster),
+        ));
+        tokio::spawn(inbox::run(Arc::clone(&cluster), push_rx, forward_tx));
+        tokio::spawn(Arc::clone(&cluster).heartbeat());
+        tracing::info!(node, "cluster mode: joined through Redis");
+        Ok((cluster, forward_rx))
+    }
+
+    /// This node's number.
+    pub fn node(&self) -> u32 {
+        self.node
+    }
+
+    /// The hub of this node.
+    pub fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    /// Whether Redis answered the last call (the readiness check).
+    pub async fn ping(&self) -> Result<(), String> {
+        let mut conn = self.commands.clone();
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                self.failed(&e);
+                "Redis unreachable".to_string()
+            })
+    }
+
+    fn available(&self) -> bool {
+        lock(&self.down_until).is_none_or(|until| Instant::now() >= until)
+    }
+
+    fn failed(&self, err: &redis::RedisError) {
+        let mut down = lock(&self.down_until);
+        if down.is_none_or(|until| Instant::now() >= until) {
+            tracing::warn!(error = %err, "Redis call failed: serving this node's connections alone");
+        }
+        *down = Some(Instant::now() + BACKOFF);
+    }
+
+    fn recovered(&self) {
+        if lock(&self.down_until).take().is_some() {
+            tracing::info!("Redis reachable again");
+        }
+    }
+
+    /// Publishes `message` on `channel` (in order with every other publish of this node).
+    fn send(&self, channel: String, envelope: Envelope) {
+        let message = Message {
+            origin: self.node,
+            envelope,
+        };
+        let _ = self.publish.send((channel, message.encode()));
+    }
+
+    /// Which node handles `user_id`'s frames: the holder of the user's lease, or this node when it takes
+    /// the lease (nobody holds it, or its holder is dead) or Redis cannot be asked.
+    pub async fn owner(&self, user_id: &str) -> Owner {
+        if !self.available() {
+            return Owner::Here;
+        }
+        let mut conn = self.commands.clone();
+        let answer: Result<String, _> = self
+            .scripts
+            .owner
+            .key(format!("{PREFIX}o:{user_id}"))
+            .arg(self.node)
+            .arg(lease_ms(self.lease))
+            .arg(format!("{PREFIX}h:"))
+            .invoke_async(&mut conn)
+            .await;
+        match answer {
+            Ok(owner) => {
+                self.recovered();
+                match owner.parse::<u32>() {
+                    Ok(node) if node != self.node => Owner::Node(node),
+                    _ => {
+                        lock(&self.owned).insert(user_id.to_string(), Instant::now());
+                        Owner::Here
+                    }
+                }
+            }
+            Err(err) => {
+                self.failed(&err);
+                Owner::Here
+            }
+        }
+    }
+
+    /// Takes one of `user_id`'s `limit` connection slots across the cluster, given back when the guard
+    /// drops; `None` when they are all in use. Without Redis the node's own count decides alone.
+    pub async fn take_slot(self: &Arc<Self>, user_id: &str, limit: usize) -> Option<ClusterSlot> {
+        let slot = |taken| ClusterSlot {
+            cluster: Arc::clone(self),
+            user_id: user_id.to_string(),
+            taken,
+        };
+        if !self.available() {
+            return Some(slot(false));
+        }
+        let mut conn = self.commands.clone();
+        let taken: Result<i64, _> = self
+            .scripts
+            .take_slot
+            .key(format!("{PREFIX}c:{user_id}"))
+            .arg(self.node)
+            .arg(limit)
+            .arg(format!("{PREFIX}h:"))
+            .invoke_async(&mut conn)
+            .await;
+        match taken {
+            Ok(1) => Some(slot(true)),
+            Ok(_) => None,
+            Err(err) => {
+                self.failed(&err);
+                Some(slot(false))
+            }
+        }
+    }
+
+    /// Gives back a slot taken by [`take_slot`](Self::take_slot).
+    fn give_slot(self: &Arc<Self>, user_id: &str) {
+        let cluster = Arc::clone(self);
+        let key = format!("{PREFIX}c:{user_id}");
+        tokio::spawn(async move {
+            let mut conn = cluster.commands.clone();
+            let given: Result<i64, _> = cluster
+                .scripts
+                .give_slot
+                .key(key)
+                .arg(cluster.node)
+                .invoke_async(&mut conn)
+                .await;
+            if let Err(err) = given {
+                cluster.failed(&err);
+            }
+        });
+    }
+
+    /// Subscribes this node to `user_id`'s channel while the returned guard lives (one subscription per
+    /// node, however many connections need it). Returns once Redis confirmed it, or at once without Redis.
+    pub async fn interest(self: &Arc<Self>, user_id: &str) -> Interest {
+        let channel = wire::user_channel(user_id);
+        *lock(&self.interest).entry(channel.clone()).or_insert(0) += 1;
+        self.sync_subscription(&channel).await;
+        Interest {
+            cluster: Arc::clone(self),
+            channel,
+        }
+    }
+
+    /// Brings the subscription to `channel` in line with the interest in it.
+    async fn sync_subscription(&self, channel: &str) {
+        let mut subscribed = self.subscribed.lock().await;
+        let wanted = lock(&self.interest).contains_key(channel);
+        if wanted == subscribed.contains(channel) || !self.available() {
+            return;
+        }
+        let mut conn = self.subscriber.clone();
+        let done = if wanted {
+            conn.subscribe(channel).await
+        } else {
+            conn.unsubscribe(channel).await
+        };
+        match done {
+            Ok(()) if wanted => {
+                subscribed.insert(channel.to_string());
+            }
+            Ok(()) => {
+                subscribed.remove(channel);
+            }
+            Err(err) => self.failed(&err),
+        }
+    }
+
+    /// Asks `owner` for the first frames of connection `conn`; they come back through [`Self::first_frames`]'s
+    /// receiver, which the caller takes before asking.
+    pub fn attach(&self, owner: u32, conn: ConnId, caller: Caller, last_seq: Option<i64>) {
+        self.send(
+            wire::node_channel(owner),
+            Envelope::ToOwner(Forwarded::Attach {
+                conn,
+                caller,
+                last_seq,
+            }),
+        );
+    }
+
+    /// A receiver of the first frames of `conn`, sent by its user's owner.
+    pub fn first_frames(&self, conn: ConnId) -> oneshot::Receiver<Vec<Arc<str>>> {
+        let (tx, rx) = oneshot::channel();
+        lock(&self.pending).insert(conn, tx);
+        rx
+    }
+
+    /// Stops waiting for the first frames of `conn`.
+    pub fn forget_first_frames(&self, conn: ConnId) {
+        lock(&self.pending).remove(&conn);
+    }
+
+    /// Forwards a frame of connection `conn` to `owner`.
+    pub fn forward(&self, owner: u32, conn: ConnId, caller: Caller, text: String) {
+        self.send(
+            wire::node_channel(owner),
+            Envelope::ToOwner(Forwarded::Frame { conn, caller, text }),
+        );
+    }
+
+    /// Tells `owner` that connection `conn` closed.
+    pub fn detach(&self, owner: u32, conn: ConnId) {
+        self.send(
+            wire::node_channel(owner),
+            Envelope::ToOwner(Forwarded::Detach { conn }),
+        );
+    }
+
+    /// Writes this node's heartbeat key.
+    async fn beat(&self) -> redis::RedisResult<()> {
+        let mut conn = self.commands.clone();
+        redis::cmd("SET")
+            .arg(format!("{PREFIX}h:{}", self.node))
+            .arg(1)
+            .arg("PX")
+            .arg(lease_ms(self.lease))
+            .query_async::<()>(&mut conn)
+            .await
+    }
+
+    /// Every third of the lease: the heartbeat, the leases of the users still connected (anywhere that
+    /// forwards here) or active within the lease, the release of the others, and subscriptions that a
+    /// Redis outage left behind, until [`shutdown`](Self::shutdown).
+    async fn heartbeat(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(self.lease / 3);
+        loop {
+            tokio::select! {
+                () = self.stop.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            match self.beat().await {
+                Ok(()) => self.recovered(),
+                Err(err) => {
+                    self.failed(&err);
+                    continue;
+                }
+            }
+            self.renew_leases().await;
+            let channels: Vec<String> = lock(&self.interest).keys().cloned().collect();
+            for channel in channels {
+                self.sync_subscription(&channel).await;
+            }
+        }
+    }
+
+    async fn renew_leases(&self) {
+        let mut keep = Vec::new();
+        let mut drop = Vec::new();
+        for (user, last) in lock(&self.owned).iter() {
+            if last.elapsed() < self.lease || self.hub.user_is_connected(user) {
+                keep.push(user.clone());
+            } else {
+                drop.push(user.clone());
+            }
+        }
+        let mut conn = self.commands.clone();
+        if !drop.is_empty() {
+            let mut release = self.scripts.release.prepare_invoke();
+            for user in &drop {
+                release.key(format!("{PREFIX}o:{user}"));
+            }
+            release.arg(self.node);
+            if release.invoke_async::<()>(&mut conn).await.is_ok() {
+                let mut owned = lock(&self.owned);
+                for user in &drop {
+                    owned.remove(user);
+                }
+            }
+        }
+        for chunk in keep.chunks(256) {
+            let mut renew = self.scripts.renew.prepare_invoke();
+            for user in chunk {
+                renew.key(format!("{PREFIX}o:{user}"));
+            }
+            renew.arg(self.node).arg(lease_ms(self.lease));
+            match renew.invoke_async::<Vec<usize>>(&mut conn).await {
+                Ok(lost) => {
+                    let mut owned = lock(&self.owned);
+                    for index in lost {
+                        if let Some(user) = index.checked_sub(1).and_then(|i| chunk.get(i)) {
+                            tracing::info!(user_id = %user, "lease taken by another node");
+                            owned.remove(user);
+                        }
+                    }
+                }
+                Err(err) => {
+                    self.failed(&err);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Leaves the cluster (graceful shutdown, once the connections are closed): stops the heartbeat and
+    /// gives back this node's leases and heartbeat key, so other nodes take its users over at once.
+    pub async fn shutdown(&self) {
+        self.stop.cancel();
+        let users: Vec<String> = lock(&self.owned).drain().map(|(u, _)| u).collect();
+        let mut conn = self.commands.clone();
+        for chunk in users.chunks(256) {
+            let mut release = self.scripts.release.prepare_invoke();
+            for user in chunk {
+                release.key(format!("{PREFIX}o:{user}"));
+            }
+            release.arg(self.node);
+            let _ = release.invoke_async::<()>(&mut conn).await;
+        }
+        let _ = redis::cmd("DEL")
+            .arg(format!("{PREFIX}h:{}", self.node))
+            .query_async::<()>(&mut conn)
+            .await;
+        tracing::info!(node = self.node, "cluster mode: left");
+    }
+}
+
+/// A connection slot of the cluster-wide per-user limit, given back on drop.
+pub struct ClusterSlot {
+    cluster: Arc<Cluster>,
+    user_id: String,
+    taken: bool,
+}
+
+impl Drop for ClusterSlot {
+    fn drop(&mut self) {
+        if self.taken {
+            self.cluster.give_slot(&self.user_id);
+        }
+    }
+}
+
+/// A subscription kept while a connection needs it.
+pub struct Interest {
+    cluster: Arc<Cluster>,
+    channel: String,
+}
+
+impl Drop for Interest {
+    fn drop(&mut self) {
+        let gone = {
+            let mut interest = lock(&self.cluster.interest);
+            match interest.get_mut(&self.channel) {
+                Some(count) if *count > 1 => {
+                    *count -= 1;
+                    false
+                }
+                _ => {
+                    interest.remove(&self.channel);
+                    true
+                }
+            }
+        };
+        if gone {
+            let cluster = Arc::clone(&self.cluster);
+            let channel = std::mem::take(&mut self.channel);
+            tokio::spawn(async move { cluster.sync_subscription(&channel).await });
+        }
+    }
+}
+
+fn lease_ms(lease: Duration) -> u64 {
+    u64::try_from(lease.as_millis()).unwrap_or(u64::MAX)
+}
