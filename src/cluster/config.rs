@@ -74,3 +74,40 @@ impl RedisConfig {
         self.url.is_some()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_url(url: &str) -> RedisConfig {
+        RedisConfig {
+            url: Some(SecretString::from(url)),
+            ..RedisConfig::default()
+        }
+    }
+
+    #[test]
+    fn cluster_mode_needs_the_shared_store_and_a_redis_url() {
+        assert!(RedisConfig::default().validate(false).is_ok());
+        assert!(with_url("redis://127.0.0.1:6379/").validate(true).is_ok());
+        let embedded = with_url("redis://127.0.0.1:6379/")
+            .validate(false)
+            .unwrap_err();
+        assert!(embedded.to_string().contains("MONGO_URI"), "{embedded}");
+        assert!(with_url("http://127.0.0.1:6379/").validate(true).is_err());
+        let short = RedisConfig {
+            lease: Duration::from_secs(1),
+            ..with_url("redis://h/")
+        };
+        assert!(short.validate(true).is_err());
+    }
+
+    #[test]
+    fn the_environment_sets_url_and_lease() {
+        let mut config = RedisConfig::default();
+        let env = EnvVars::from_pairs([("REDIS_URL", "redis://r:6379/"), ("REDIS_LEASE", "4s")]);
+        config.apply_env(&env).unwrap();
+        assert!(config.enabled());
+        assert_eq!(config.lease, Duration::from_secs(4));
+    }
+}

@@ -19,6 +19,10 @@ pub(super) async fn run(
     let users = wire::user_channel("");
     let admins = wire::admins_channel();
     while let Some(push) = pushes.recv().await {
+        if push.kind == PushKind::Disconnection {
+            cluster.lost_subscriptions();
+            continue;
+        }
         if push.kind != PushKind::Message {
             continue;
         }

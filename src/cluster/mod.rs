@@ -20,6 +20,7 @@ mod inbox;
 pub mod wire;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -162,6 +163,9 @@ pub struct Cluster {
     down_until: Mutex<Option<Instant>>,
     /// Stops the heartbeat.
     stop: CancellationToken,
+    /// Set when Redis failed or the subscriber connection dropped: the next heartbeat subscribes again to
+    /// every channel this node needs.
+    resubscribe: AtomicBool,
 }
 
 struct Scripts {
@@ -239,16 +243,13 @@ impl Cluster {
             owned: Mutex::default(),
             down_until: Mutex::default(),
             stop: CancellationToken::new(),
+            resubscribe: AtomicBool::new(false),
         });
         cluster.beat().await.context("Redis heartbeat")?;
-        for channel in [wire::node_channel(node), wire::admins_channel()] {
-            cluster
-                .subscriber
-                .clone()
-                .subscribe(&channel)
-                .await
-                .context("Redis SUBSCRIBE")?;
-        }
+        cluster
+            .subscribe_own_channels()
+            .await
+            .context("Redis SUBSCRIBE")?;
         tokio::spawn(bus::publisher(
             cluster.commands.clone(),
             publish_rx,
@@ -287,7 +288,20 @@ impl Cluster {
         lock(&self.down_until).is_none_or(|until| Instant::now() >= until)
     }
 
+    /// Subscribes to the channels every node needs: its own and the admins'.
+    async fn subscribe_own_channels(&self) -> redis::RedisResult<()> {
+        let mut conn = self.subscriber.clone();
+        conn.subscribe(wire::node_channel(self.node)).await?;
+        conn.subscribe(wire::admins_channel()).await
+    }
+
+    /// Asks the next heartbeat to subscribe again to everything (the subscriber connection dropped).
+    fn lost_subscriptions(&self) {
+        self.resubscribe.store(true, Ordering::SeqCst);
+    }
+
     fn failed(&self, err: &redis::RedisError) {
+        self.lost_subscriptions();
         let mut down = lock(&self.down_until);
         if down.is_none_or(|until| Instant::now() >= until) {
             tracing::warn!(error = %err, "Redis call failed: serving this node's connections alone");
@@ -485,7 +499,7 @@ impl Cluster {
 
     /// Every third of the lease: the heartbeat, the leases of the users still connected (anywhere that
     /// forwards here) or active within the lease, the release of the others, and subscriptions that a
-    /// Redis outage left behind, until [`shutdown`](Self::shutdown).
+    /// Redis outage left behind (all of them again after a failure), until [`shutdown`](Self::shutdown).
     async fn heartbeat(self: Arc<Self>) {
         let mut tick = tokio::time::interval(self.lease / 3);
         loop {
@@ -501,6 +515,16 @@ impl Cluster {
                 }
             }
             self.renew_leases().await;
+            if self.resubscribe.swap(false, Ordering::SeqCst) {
+                // Redis may have restarted or the subscriber connection been replaced: subscribing again
+                // to a channel already subscribed changes nothing, to one lost restores it.
+                self.subscribed.lock().await.clear();
+                if let Err(err) = self.subscribe_own_channels().await {
+                    self.failed(&err);
+                    continue;
+                }
+                tracing::info!("cluster channels subscribed again");
+            }
             let channels: Vec<String> = lock(&self.interest).keys().cloned().collect();
             for channel in channels {
                 self.sync_subscription(&channel).await;

@@ -6,97 +6,26 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use chatbox::auth::{Claims, JwtKeys};
-use secrecy::SecretString;
 use serde_json::{Value, json};
 
-use crate::support::app::{WsClient, answer_text, try_connect};
-use crate::support::process::Server;
-
-const SECRET: &str = "q8Zr1vN3xK5wL7pT9yB2cF4hJ6mQ0sUaZZ-nodes";
-const KEY: &str = "7f3a9c21e4b85d06f1a2c3e4d5b6a7980fedcba9876543210a1b2c3d4e5f6a7b";
-
-/// Three nodes sharing a database and Redis, with tokens for any user.
-struct Nodes {
-    nodes: Vec<Server>,
-    keys: JwtKeys,
-    _dirs: Vec<tempfile::TempDir>,
-}
-
-impl Nodes {
-    async fn start(count: usize, extra: &[(&'static str, &str)]) -> Self {
-        let mongo =
-            std::env::var("MONGODB_URI").expect("MONGODB_URI (run through scripts/test.sh)");
-        let redis = std::env::var("REDIS_URL").expect("REDIS_URL (run through scripts/test.sh)");
-        let database = format!("t_{}", uuid::Uuid::new_v4().simple());
-        let mut env: Vec<(&str, String)> = vec![
-            ("MONGO_URI", mongo),
-            ("MONGO_DATABASE", database),
-            ("REDIS_URL", redis),
-            ("ENCRYPTION_KEY", KEY.into()),
-        ];
-        env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_string())));
-        let mut nodes = Vec::new();
-        let mut dirs = Vec::new();
-        for _ in 0..count {
-            let dir = tempfile::tempdir().unwrap();
-            // Every node signs and checks tokens with one secret: the development secret file of its
-            // data dir, the same for all (the banner then prints ready tokens).
-            std::fs::create_dir_all(dir.path().join("data")).unwrap();
-            std::fs::write(dir.path().join("data/dev-jwt-secret"), SECRET).unwrap();
-            nodes.push(Server::start(dir.path(), &env).await);
-            dirs.push(dir);
-        }
-        Self {
-            nodes,
-            keys: JwtKeys::new(&SecretString::from(SECRET), None).unwrap(),
-            _dirs: dirs,
-        }
-    }
-
-    fn token(&self, user_id: &str, roles: &[&str]) -> String {
-        self.keys
-            .mint(&Claims {
-                user_id: user_id.into(),
-                roles: roles.iter().map(|r| r.to_string()).collect(),
-                name: None,
-                exp: None,
-                nbf: None,
-            })
-            .unwrap()
-    }
-
-    /// Opens a WebSocket on node `i` (0-based) and reads its `connection_status`.
-    async fn connect(&self, i: usize, token: &str) -> (WsClient, Value) {
-        let mut ws = self.nodes[i].banner.connect(token).await;
-        let status = ws.recv().await;
-        assert_eq!(status["type"], "connection_status", "{status}");
-        (ws, status)
-    }
-
-    async fn try_connect(&self, i: usize, token: &str) -> Result<WsClient, u16> {
-        let url = format!("{}?token={token}", self.nodes[i].banner.ws);
-        try_connect(&url, &[]).await.map_err(|(status, _)| status)
-    }
-}
-
-fn user() -> String {
-    format!("u-{}", uuid::Uuid::new_v4().simple())
-}
+use crate::support::app::answer_text;
+use crate::support::nodes::{Nodes, new_user};
+use crate::support::wait::eventually_async;
 
 /// The seqs of `frames` that carry one.
-fn seqs(frames: &[Value]) -> Vec<i64> {
+pub fn seqs(frames: &[Value]) -> Vec<i64> {
     frames.iter().filter_map(|f| f["seq"].as_i64()).collect()
 }
 
-fn strictly_increasing(seqs: &[i64]) -> bool {
+/// Whether `seqs` only go up.
+pub fn strictly_increasing(seqs: &[i64]) -> bool {
     seqs.windows(2).all(|w| w[0] < w[1])
 }
 
 #[tokio::test]
 async fn devices_on_three_nodes_share_one_conversation() {
     let cluster = Nodes::start(3, &[]).await;
-    let user = user();
+    let user = new_user();
     let token = cluster.token(&user, &["user"]);
     let mut devices = Vec::new();
     for i in 0..3 {
@@ -155,7 +84,7 @@ async fn devices_on_three_nodes_share_one_conversation() {
 #[tokio::test]
 async fn a_device_joining_on_another_node_mid_answer_gets_the_partial_answer_then_the_rest() {
     let cluster = Nodes::start(2, &[("LLM_DEMO_TOKEN_DELAY_MS", "40")]).await;
-    let user = user();
+    let user = new_user();
     let token = cluster.token(&user, &["user"]);
     let (mut first, _) = cluster.connect(0, &token).await;
     let long = "tell me a long story about a crab who learns to run servers ".repeat(2);
@@ -193,13 +122,7 @@ async fn a_device_joining_on_another_node_mid_answer_gets_the_partial_answer_the
         .find(|f| f["type"] == "user_message")
         .map(|f| f["seq"].as_i64().unwrap())
         .unwrap_or(0);
-    let url = format!(
-        "{}?token={token}&last_seq={echo_seq}",
-        cluster.nodes[1].banner.ws
-    );
-    let mut third = WsClient::connect(&url).await;
-    let frames = third.recv_until("connection_status").await;
-    let frames = [frames, third.recv_until("connection_status").await].concat();
+    let frames = cluster.resume(1, &token, echo_seq).await;
     let replayed: Vec<_> = frames
         .iter()
         .filter(|f| f["type"] != "connection_status")
@@ -221,7 +144,7 @@ async fn a_device_joining_on_another_node_mid_answer_gets_the_partial_answer_the
 #[tokio::test]
 async fn cancel_on_one_node_stops_the_turn_running_for_a_device_on_another() {
     let cluster = Nodes::start(2, &[("LLM_DEMO_TOKEN_DELAY_MS", "50")]).await;
-    let user = user();
+    let user = new_user();
     let token = cluster.token(&user, &["user"]);
     let (mut asker, _) = cluster.connect(0, &token).await;
     let (mut other, _) = cluster.connect(1, &token).await;
@@ -245,7 +168,7 @@ async fn cancel_on_one_node_stops_the_turn_running_for_a_device_on_another() {
 #[tokio::test]
 async fn the_per_user_connection_limit_counts_every_node() {
     let cluster = Nodes::start(3, &[]).await;
-    let user = user();
+    let user = new_user();
     let token = cluster.token(&user, &["user"]);
     let mut open = Vec::new();
     for i in 0..10 {
@@ -260,21 +183,16 @@ async fn the_per_user_connection_limit_counts_every_node() {
     }
     // A closed connection frees its slot for any node.
     open.pop().unwrap().close().await;
-    let mut reopened = None;
-    for _ in 0..100 {
-        if let Ok(ws) = cluster.try_connect(2, &token).await {
-            reopened = Some(ws);
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    assert!(reopened.is_some(), "the freed slot was given back");
+    eventually_async("the freed slot to be given back", async || {
+        cluster.try_connect(2, &token).await.ok()
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn the_message_rate_limit_counts_every_node() {
     let cluster = Nodes::start(2, &[("RATE_LIMIT", "3"), ("RATE_LIMIT_WINDOW", "1m")]).await;
-    let user = user();
+    let user = new_user();
     let token = cluster.token(&user, &["user"]);
     let (mut a, _) = cluster.connect(0, &token).await;
     let (mut b, _) = cluster.connect(1, &token).await;
@@ -309,7 +227,7 @@ async fn the_message_rate_limit_counts_every_node() {
 #[tokio::test]
 async fn help_requests_reach_admins_on_every_node_and_an_admin_takes_over_across_nodes() {
     let cluster = Nodes::start(3, &[]).await;
-    let user = user();
+    let user = new_user();
     let token = cluster.token(&user, &["user"]);
     let admin = format!("admin-{}", uuid::Uuid::new_v4().simple());
     let admin_token = cluster.token(&admin, &["admin"]);

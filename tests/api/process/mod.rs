@@ -3,7 +3,8 @@
 
 mod binary;
 mod cli;
-mod cluster;
+pub mod cluster;
+mod cluster_faults;
 mod crash;
 mod load_tool;
 mod recovery;

@@ -1,0 +1,152 @@
+//! Cluster mode under faults, with real processes: a node killed with SIGKILL hands its users over within
+//! the lease, and Redis stopped and restarted empty leaves every node serving its own connections, readiness
+//! reporting Redis, and the nodes together again afterwards with nothing lost.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use serde_json::{Value, json};
+
+use super::cluster::{seqs, strictly_increasing};
+use crate::support::app::{WsClient, answer_text};
+use crate::support::nodes::{Nodes, new_user};
+use crate::support::redis::RedisServer;
+use crate::support::wait::eventually_async;
+
+/// Sends a message from `sender` and reads the turn there; returns its frames.
+async fn turn(sender: &mut WsClient, content: &str, id: &str) -> Vec<Value> {
+    sender
+        .send(json!({"type": "user_message", "content": content, "client_msg_id": id}))
+        .await;
+    let frames = sender.recv_turn().await;
+    assert_eq!(frames.last().unwrap()["type"], "ai_response", "{frames:?}");
+    frames
+}
+
+/// `/readyz` of node `i`: its HTTP status and body.
+async fn readiness(cluster: &Nodes, i: usize) -> (u16, Value) {
+    let url = format!("{}/readyz", cluster.nodes[i].banner.base);
+    let response = reqwest::get(url).await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_killed_node_hands_its_users_over_within_the_lease() {
+    let redis = RedisServer::start().await;
+    let cluster = Nodes::start_on(&redis.url(), 2, &[("REDIS_LEASE", "2s")]).await;
+    let user = new_user();
+    let token = cluster.token(&user, &["user"]);
+    // The device on node 1 makes it the owner; the device on node 2 forwards to it.
+    let (mut first, _) = cluster.connect(0, &token).await;
+    let (mut second, _) = cluster.connect(1, &token).await;
+    let before = turn(&mut second, "before the crash", "k-1").await;
+    first.recv_turn().await;
+    let last_seen = *seqs(&before).last().unwrap();
+    assert_eq!(redis.keys("chatbox:h:*").await.len(), 2);
+
+    let mut nodes = cluster;
+    let killed = nodes.nodes.remove(0);
+    killed.kill().await;
+    eventually_async("the killed node's heartbeat to expire", async || {
+        (redis.keys("chatbox:h:*").await.len() == 1).then_some(())
+    })
+    .await;
+
+    // The surviving node takes the user over: it answers, above the seqs seen before.
+    let after = turn(&mut second, "after the crash", "k-2").await;
+    let after_seqs = seqs(&after);
+    assert!(
+        after_seqs.iter().all(|s| *s > last_seen),
+        "{after_seqs:?} after {last_seen}"
+    );
+    assert!(strictly_increasing(&after_seqs), "{after_seqs:?}");
+
+    // The device of the killed node reconnects to the survivor and resumes: what it missed, once.
+    let frames = nodes.resume(0, &token, last_seen).await;
+    let replayed: Vec<Value> = frames
+        .iter()
+        .filter(|f| f["type"] != "connection_status")
+        .cloned()
+        .collect();
+    assert!(
+        replayed
+            .iter()
+            .any(|f| f["type"] == "user_message" && f["content"] == "after the crash"),
+        "{frames:?}"
+    );
+    assert_eq!(answer_text(&replayed), answer_text(&after), "{frames:?}");
+    assert!(
+        strictly_increasing(&seqs(&replayed)),
+        "{:?}",
+        seqs(&replayed)
+    );
+}
+
+#[tokio::test]
+async fn with_redis_down_every_node_serves_its_own_connections_and_they_meet_again_after() {
+    let mut redis = RedisServer::start().await;
+    let cluster = Nodes::start_on(&redis.url(), 2, &[("REDIS_LEASE", "2s")]).await;
+    let user = new_user();
+    let token = cluster.token(&user, &["user"]);
+    let (mut first, _) = cluster.connect(0, &token).await;
+    let (mut second, _) = cluster.connect(1, &token).await;
+    turn(&mut second, "all is well", "r-1").await;
+    let seen = first.recv_turn().await;
+    let last_seen_first = *seqs(&seen).last().unwrap();
+    for i in 0..2 {
+        let (status, body) = readiness(&cluster, i).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["checks"]["redis"]["status"], "ready", "{body}");
+    }
+
+    redis.stop();
+    for i in 0..2 {
+        let body = eventually_async("readiness to report Redis down", async || {
+            let (status, body) = readiness(&cluster, i).await;
+            (status == 503).then_some(body)
+        })
+        .await;
+        assert_eq!(body["checks"]["redis"]["status"], "not ready", "{body}");
+        assert_eq!(body["checks"]["mongodb"]["status"], "ready", "{body}");
+    }
+    // Each node serves the connection it holds: both devices chat, neither waits on Redis.
+    turn(&mut first, "redis is down, node 1", "r-2").await;
+    turn(&mut second, "redis is down, node 2", "r-3").await;
+
+    redis.start_again().await;
+    for i in 0..2 {
+        eventually_async("readiness to recover", async || {
+            (readiness(&cluster, i).await.0 == 200).then_some(())
+        })
+        .await;
+    }
+    // Together again: a message on node 2 reaches the device on node 1 live (its node subscribed again).
+    let again = turn(&mut second, "redis is back", "r-4").await;
+    let live = loop {
+        let frame = first.recv().await;
+        if frame["type"] == "user_message" && frame["content"] == "redis is back" {
+            break first.recv_turn().await;
+        }
+    };
+    assert_eq!(answer_text(&live), answer_text(&again));
+
+    // The device on node 1 missed node 2's messages during the outage: a resume fills the gap, once.
+    let frames = cluster.resume(1, &token, last_seen_first).await;
+    let contents: Vec<&str> = frames
+        .iter()
+        .filter(|f| f["type"] == "user_message")
+        .filter_map(|f| f["content"].as_str())
+        .collect();
+    for expected in [
+        "redis is down, node 1",
+        "redis is down, node 2",
+        "redis is back",
+    ] {
+        assert_eq!(
+            contents.iter().filter(|c| **c == expected).count(),
+            1,
+            "{expected:?} once in {contents:?}"
+        );
+    }
+    assert!(strictly_increasing(&seqs(&frames)), "{:?}", seqs(&frames));
+}
