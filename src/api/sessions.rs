@@ -9,6 +9,7 @@ use poem::Request;
 use poem_openapi::payload::Json;
 
 use crate::auth::Identity;
+use crate::chat::SessionAction;
 use crate::protocol::http::{
     EndSessionResponse, GetSessionResponse, ListSessionsResponse, RevokeShareResponse,
     SessionDetail, SessionListResponse, ShareResponse, ShareSessionResponse, StatusResponse,
@@ -78,7 +79,7 @@ impl OwnSessions {
     ) -> Result<StatusResponse, ApiError> {
         let caller = auth.identity(state)?;
         let session = owned(state, &caller, session_id).await?;
-        state.chat.end_session(&session).await?;
+        state.chat.act(&session, SessionAction::End).await?;
         Ok(StatusResponse {
             status: "ended".into(),
         })

@@ -14,7 +14,8 @@ use poem::Request;
 use poem_openapi::payload::Json;
 
 use crate::audit::AuditKind;
-use crate::chat::Via;
+use crate::chat::{ActionOutcome, SessionAction};
+use crate::cluster::Caller;
 use crate::protocol::http::{
     AdminEndSessionResponse, AdminEndTakeoverResponse, AdminGetSessionResponse,
     AdminTakeoverResponse, AdminTransferTakeoverResponse, SessionDetail, StatusResponse,
@@ -56,7 +57,10 @@ impl Takeovers {
     ) -> Result<TakeoverResponse, ApiError> {
         let admin = auth.admin(state)?;
         let session = session(state, session_id).await?;
-        state.chat.take_over(&session, &admin, Via::Http).await?;
+        state
+            .chat
+            .act(&session, SessionAction::TakeOver(Caller::from(&admin)))
+            .await?;
         Ok(answer(
             "Takeover initiated successfully",
             &session,
@@ -72,7 +76,10 @@ impl Takeovers {
         let admin = auth.admin(state)?;
         let session = session(state, session_id).await?;
         // Nobody assists: nothing to end, nothing to announce, and still a success.
-        state.chat.leave(&session, &admin, Via::Http).await?;
+        state
+            .chat
+            .act(&session, SessionAction::Leave(Caller::from(&admin)))
+            .await?;
         Ok(answer(
             "Takeover ended successfully",
             &session,
@@ -90,19 +97,22 @@ impl Takeovers {
         let session = session(state, session_id).await?;
         if let Some(to) = to {
             let to_id = to.id.clone();
-            state
-                .chat
-                .hand_over(&session, &admin, to, Via::Http)
-                .await?;
+            let action = SessionAction::HandOver {
+                admin: Caller::from(&admin),
+                to_id: to.id,
+                to_name: to.name,
+            };
+            state.chat.act(&session, action).await?;
             return Ok(answer("Takeover transferred successfully", &session, to_id));
         }
-        match state.chat.transfer(&session, &admin, Via::Http).await? {
-            Some(_previous) => Ok(answer(
+        let action = SessionAction::Transfer(Caller::from(&admin));
+        match state.chat.act(&session, action).await? {
+            ActionOutcome::Transferred(Some(_previous)) => Ok(answer(
                 "Takeover transferred successfully",
                 &session,
                 admin.user_id,
             )),
-            None => Ok(answer(
+            _ => Ok(answer(
                 "Takeover initiated successfully",
                 &session,
                 admin.user_id,
@@ -119,8 +129,9 @@ impl Takeovers {
     ) -> Result<StatusResponse, ApiError> {
         let admin = auth.admin(state)?;
         let session = session(state, session_id).await?;
-        let outcome = state.chat.end_session(&session).await?;
-        let details = [("ended_now", outcome.ended_now.to_string())];
+        let ended_now =
+            state.chat.act(&session, SessionAction::End).await? == ActionOutcome::Ended(true);
+        let details = [("ended_now", ended_now.to_string())];
         audit(
             state,
             &admin,

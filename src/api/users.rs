@@ -10,6 +10,7 @@ use poem::Request;
 use poem_openapi::payload::Json;
 use time::OffsetDateTime;
 
+use crate::chat::SessionAction;
 use crate::protocol::http::{
     AdminDeleteUserResponse, AdminExportUserResponse, AdminListUserSessionsResponse,
     ExportedSession, UserDeleteResponse, UserExportResponse, UserSessionListResponse,
@@ -138,7 +139,7 @@ impl UserAdmin {
             })
             .await?;
         for session in &active.sessions {
-            state.chat.end_session(session).await?;
+            state.chat.act(session, SessionAction::End).await?;
         }
         let stats = state.store.delete_user(user_id).await?;
         let sessions_deleted = i64::try_from(stats.sessions).unwrap_or(i64::MAX);

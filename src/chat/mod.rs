@@ -2,6 +2,7 @@
 //! one module per inbound message kind does the work and answers through the hub. Services never see
 //! sockets; storage and models sit behind `Store` and `Llm`.
 
+mod actions;
 mod assist;
 mod attach;
 mod control;
@@ -25,6 +26,7 @@ use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+pub use actions::{ActionOutcome, SessionAction};
 pub use assist::Via;
 pub use attach::Attached;
 pub use error::ChatError;
@@ -33,6 +35,7 @@ pub use live::{LiveSessions, SEQ_BLOCK};
 
 use crate::audit::AuditLog;
 use crate::auth::Identity;
+use crate::cluster::Cluster;
 use crate::config::Settings;
 use crate::hub::{BusMessage, ConnId, EventBus, Hub, Outbound, Target};
 use crate::llm::Llm;
@@ -135,10 +138,13 @@ pub struct Chat {
     notifier: Arc<Notifier>,
     audit: Arc<dyn AuditLog>,
     turns: TurnEngine,
+    /// The other nodes (cluster mode).
+    cluster: Option<Arc<Cluster>>,
 }
 
 impl Chat {
-    /// Builds the services. Admin takeovers, leaves and transfers are recorded in `audit`.
+    /// Builds the services. Admin takeovers, leaves and transfers are recorded in `audit`; `cluster` links
+    /// them to the other nodes in cluster mode.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Arc<dyn Store>,
@@ -149,6 +155,7 @@ impl Chat {
         metrics: Arc<Metrics>,
         notifier: Arc<Notifier>,
         audit: Arc<dyn AuditLog>,
+        cluster: Option<Arc<Cluster>>,
     ) -> Self {
         Self {
             message_limiter: RateLimiter::new(
@@ -190,6 +197,7 @@ impl Chat {
             metrics,
             notifier,
             audit,
+            cluster,
         }
     }
 

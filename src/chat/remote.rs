@@ -39,6 +39,20 @@ impl Chat {
                     conns.remove(&conn);
                     continue;
                 }
+                Forwarded::Call {
+                    origin,
+                    id,
+                    payload,
+                } => {
+                    let chat = Arc::clone(&self);
+                    tokio::spawn(async move {
+                        let answer = chat.answer_call(&payload).await;
+                        if let Some(cluster) = &chat.cluster {
+                            cluster.reply(origin, id, answer);
+                        }
+                    });
+                    continue;
+                }
             };
             let jobs = conns
                 .entry(conn)
@@ -55,11 +69,7 @@ impl Chat {
     ) -> mpsc::UnboundedSender<Job> {
         let (tx, mut jobs) = mpsc::unbounded_channel();
         tokio::spawn(async move {
-            let identity = Identity {
-                user_id: caller.user_id,
-                name: caller.name,
-                roles: caller.roles,
-            };
+            let identity = Identity::from(caller);
             // Counted as a connection of its user here, so the user's live sessions stay loaded.
             let _counted = self.hub.remote_connection(&identity.user_id);
             let ctx = self.context(conn, identity);

@@ -63,6 +63,11 @@ pub(super) async fn run(
                     let _ = waiting.send(frames);
                 }
             }
+            Envelope::Reply { id, payload } => {
+                if let Some(waiting) = lock(&cluster.calls).remove(&id) {
+                    let _ = waiting.send(payload);
+                }
+            }
             Envelope::ToOwner(forwarded) => {
                 let _ = forward.send(forwarded);
             }

@@ -20,7 +20,7 @@ mod inbox;
 pub mod wire;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -131,7 +131,21 @@ pub enum Forwarded {
         /// The connection.
         conn: ConnId,
     },
+    /// A call to answer with [`Cluster::reply`].
+    Call {
+        /// The calling node.
+        origin: u32,
+        /// The call's id there.
+        id: u64,
+        /// What is asked (JSON).
+        payload: String,
+    },
 }
+
+/// Why a call got no answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the node serving the user did not answer within {0:?}")]
+pub struct NoAnswer(pub Duration);
 
 /// Where a user's frames are handled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,6 +169,10 @@ pub struct Cluster {
     interest: Mutex<HashMap<String, usize>>,
     /// Channels subscribed to (changed one at a time).
     subscribed: tokio::sync::Mutex<HashSet<String>>,
+    /// Calls waiting for their answer, by id.
+    calls: Mutex<HashMap<u64, oneshot::Sender<String>>>,
+    /// The id of the next call.
+    next_call: AtomicU64,
     /// Connections waiting for their first frames from another node.
     pending: Mutex<HashMap<ConnId, oneshot::Sender<Vec<Arc<str>>>>>,
     /// Users this node owns, and when one of their frames was last handled.
@@ -240,6 +258,8 @@ impl Cluster {
             interest: Mutex::default(),
             subscribed: tokio::sync::Mutex::default(),
             pending: Mutex::default(),
+            calls: Mutex::default(),
+            next_call: AtomicU64::new(1),
             owned: Mutex::default(),
             down_until: Mutex::default(),
             stop: CancellationToken::new(),
@@ -475,6 +495,37 @@ impl Cluster {
             wire::node_channel(owner),
             Envelope::ToOwner(Forwarded::Frame { conn, caller, text }),
         );
+    }
+
+    /// Asks `owner` to run `payload` and waits up to `wait` for its answer.
+    pub async fn call(
+        &self,
+        owner: u32,
+        payload: String,
+        wait: Duration,
+    ) -> Result<String, NoAnswer> {
+        let id = self.next_call.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        lock(&self.calls).insert(id, tx);
+        self.send(
+            wire::node_channel(owner),
+            Envelope::ToOwner(Forwarded::Call {
+                origin: self.node,
+                id,
+                payload,
+            }),
+        );
+        let answer = tokio::time::timeout(wait, rx).await;
+        lock(&self.calls).remove(&id);
+        match answer {
+            Ok(Ok(answer)) => Ok(answer),
+            _ => Err(NoAnswer(wait)),
+        }
+    }
+
+    /// Answers call `id` of node `origin`.
+    pub fn reply(&self, origin: u32, id: u64, payload: String) {
+        self.send(wire::node_channel(origin), Envelope::Reply { id, payload });
     }
 
     /// Tells `owner` that connection `conn` closed.

@@ -9,6 +9,8 @@
 //! | `A`  | `n:<owner>`        | origin, conn, seq  | attach: the caller (JSON) |
 //! | `F`  | `n:<owner>`        | origin, conn       | a frame from a connection: the caller (JSON), a newline, the frame |
 //! | `Q`  | `n:<owner>`        | origin, conn       | the connection closed |
+//! | `C`  | `n:<owner>`        | origin, call id    | a call (an admin action on a session), JSON |
+//! | `R`  | `n:<caller>`       | origin, call id    | its answer, JSON |
 //!
 //! Frames are JSON texts, which never hold a raw newline, so frames of a batch are one per line.
 
@@ -17,6 +19,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::Forwarded;
+use crate::auth::Identity;
 use crate::hub::ConnId;
 
 /// Prefix of every key and channel of the server in Redis.
@@ -48,6 +51,26 @@ pub struct Caller {
     pub roles: Vec<String>,
 }
 
+impl From<&Identity> for Caller {
+    fn from(identity: &Identity) -> Self {
+        Self {
+            user_id: identity.user_id.clone(),
+            name: identity.name.clone(),
+            roles: identity.roles.clone(),
+        }
+    }
+}
+
+impl From<Caller> for Identity {
+    fn from(caller: Caller) -> Self {
+        Self {
+            user_id: caller.user_id,
+            name: caller.name,
+            roles: caller.roles,
+        }
+    }
+}
+
 /// One message between nodes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Envelope {
@@ -72,8 +95,15 @@ pub enum Envelope {
         /// `connection_status` and the replay.
         frames: Vec<Arc<str>>,
     },
-    /// For the owner of a user: a connection's attach, frame or close.
+    /// For the owner of a user: a connection's attach, frame or close, or a call.
     ToOwner(Forwarded),
+    /// The answer to a call.
+    Reply {
+        /// The call's id (of the node that called).
+        id: u64,
+        /// The answer.
+        payload: String,
+    },
 }
 
 /// A message and the node that sent it.
@@ -116,6 +146,10 @@ impl Message {
             Envelope::ToOwner(Forwarded::Detach { conn }) => {
                 (format!("Q {origin} {conn}"), String::new())
             }
+            Envelope::ToOwner(Forwarded::Call { id, payload, .. }) => {
+                (format!("C {origin} {id}"), payload.clone())
+            }
+            Envelope::Reply { id, payload } => (format!("R {origin} {id}"), payload.clone()),
         };
         let mut bytes = Vec::with_capacity(header.len() + 1 + payload.len());
         bytes.extend_from_slice(header.as_bytes());
@@ -173,6 +207,15 @@ impl Message {
                 })
             }
             "Q" => Envelope::ToOwner(Forwarded::Detach { conn: number()? }),
+            "C" => Envelope::ToOwner(Forwarded::Call {
+                origin,
+                id: number()?,
+                payload: payload.to_string(),
+            }),
+            "R" => Envelope::Reply {
+                id: number()?,
+                payload: payload.to_string(),
+            },
             _ => return None,
         };
         Some(Self { origin, envelope })
@@ -234,6 +277,15 @@ mod tests {
             text: "{\n \"type\": \"ping\"\n}".into(),
         }));
         round_trip(Envelope::ToOwner(Forwarded::Detach { conn: 9 }));
+        round_trip(Envelope::ToOwner(Forwarded::Call {
+            origin: 7,
+            id: 12,
+            payload: "{\"a\":\n1}".into(),
+        }));
+        round_trip(Envelope::Reply {
+            id: 12,
+            payload: "{}".into(),
+        });
     }
 
     #[test]

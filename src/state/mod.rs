@@ -126,6 +126,7 @@ impl AppState {
             Arc::clone(&metrics),
             Arc::clone(&notifier),
             Arc::clone(&audit),
+            cluster.clone(),
         ));
         if let Some(forwarded) = forwarded {
             tokio::spawn(Arc::clone(&chat).serve_forwarded(forwarded));

@@ -43,11 +43,7 @@ impl Route {
         identity: Identity,
         last_seq: Option<i64>,
     ) -> Option<(Attached, Self)> {
-        let caller = Caller {
-            user_id: identity.user_id.clone(),
-            name: identity.name.clone(),
-            roles: identity.roles.clone(),
-        };
+        let caller = Caller::from(&identity);
         let Some(cluster) = state.cluster.clone() else {
             let attached = state.chat.attach(slot, identity, last_seq).await;
             return Some((attached, Self::new(None, caller, None, cluster_slot)));

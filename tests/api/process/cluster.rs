@@ -2,7 +2,7 @@
 //! WebSocket clients spread over them. A user's devices on different nodes share one conversation (one
 //! seq order), a device joins mid-answer on another node, cancel, the per-user connection limit and the
 //! message rate limit hold across nodes, help requests reach admins on every node, and an admin on one node
-//! takes over a user on another.
+//! takes over a user on another, over WebSocket and over HTTP.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -287,4 +287,69 @@ async fn help_requests_reach_admins_on_every_node_and_an_admin_takes_over_across
     let turn = device.recv_turn().await;
     assert_eq!(turn.last().unwrap()["type"], "ai_response", "{turn:?}");
     assert_eq!(turn.last().unwrap()["metadata"]["done"], "true");
+}
+
+#[tokio::test]
+async fn http_admin_actions_on_any_node_take_effect_where_the_user_is_served() {
+    let cluster = Nodes::start(3, &[]).await;
+    let user = new_user();
+    let token = cluster.token(&user, &["user"]);
+    let admin = cluster.token(
+        &format!("admin-{}", uuid::Uuid::new_v4().simple()),
+        &["admin"],
+    );
+    let other = cluster.token(
+        &format!("admin-{}", uuid::Uuid::new_v4().simple()),
+        &["admin"],
+    );
+    let (mut device, _) = cluster.connect(0, &token).await;
+    device
+        .send(json!({"type": "user_message", "content": "hello"}))
+        .await;
+    let turn = device.recv_turn().await;
+    let session_id = turn[0]["session_id"].as_str().unwrap().to_string();
+
+    let (status, body) = cluster
+        .http(2, "POST", &format!("/admin/takeover/{session_id}"), &admin)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    device.recv_until("admin_join").await;
+    // One assisting admin at a time, whichever node asks.
+    let (status, body) = cluster
+        .http(1, "POST", &format!("/admin/takeover/{session_id}"), &other)
+        .await;
+    assert_eq!(status, 400, "{body}");
+    device
+        .send(json!({"type": "user_message", "session_id": session_id, "content": "is anyone there?"}))
+        .await;
+    let (status, body) = cluster
+        .http(
+            1,
+            "DELETE",
+            &format!("/admin/takeover/{session_id}"),
+            &admin,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let meanwhile = device.recv_until("admin_leave").await;
+    assert!(
+        meanwhile.iter().all(|f| f["type"] != "ai_response"),
+        "the AI stayed quiet while the admin assisted: {meanwhile:?}"
+    );
+
+    let (status, body) = cluster
+        .http(
+            2,
+            "POST",
+            &format!("/admin/sessions/{session_id}/end"),
+            &admin,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let ended = device.recv_until("notification").await;
+    assert_eq!(
+        ended.last().unwrap()["metadata"]["event"],
+        "session_ended",
+        "{ended:?}"
+    );
 }

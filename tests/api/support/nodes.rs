@@ -85,6 +85,20 @@ impl Nodes {
         try_connect(&url, &[]).await.map_err(|(status, _)| status)
     }
 
+    /// Sends an HTTP request to node `i` (path below the API base) with `token`; its status and JSON body.
+    pub async fn http(&self, i: usize, method: &str, path: &str, token: &str) -> (u16, Value) {
+        let url = format!("{}{path}", self.nodes[i].banner.base);
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let response = reqwest::Client::new()
+            .request(method, url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
     /// Connects to node `i` resuming after `last_seq` and returns every frame up to the
     /// `connection_status` that closes the replay (the first one opens the connection).
     pub async fn resume(&self, i: usize, token: &str, last_seq: i64) -> Vec<Value> {
