@@ -8,8 +8,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::Identity;
 use crate::cluster::{Caller, Owner};
+use crate::llm::LlmError;
 use crate::store::{AssistingAdmin, SessionRecord, StoreError};
 
+use super::frames::{self, Chunk, seq_i64};
 use super::{Chat, ChatError, Via};
 
 /// How long an action waits for the owner node's answer.
@@ -33,8 +35,19 @@ pub enum SessionAction {
         /// Their display name.
         to_name: String,
     },
+    /// End the answer of a turn whose node died while running it.
+    EndOrphanedTurn(OrphanedTurn),
     /// End the session.
     End,
+}
+
+/// What a node records of each turn it runs, for another node to end it if it dies first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrphanedTurn {
+    /// The `client_msg_id` of the message answered.
+    pub client_msg_id: Option<String>,
+    /// The model answering.
+    pub model_id: String,
 }
 
 /// What an action did.
@@ -180,11 +193,71 @@ impl Chat {
                     .await
                     .map(|()| ActionOutcome::Done)
             }
+            SessionAction::EndOrphanedTurn(turn) => {
+                self.end_orphaned_turn(session, &turn);
+                Ok(ActionOutcome::Done)
+            }
             SessionAction::End => self
                 .end_session(session)
                 .await
                 .map(|outcome| ActionOutcome::Ended(outcome.ended_now))
                 .map_err(ChatError::from),
         }
+    }
+}
+
+impl Chat {
+    /// Ends a turn that a dead node was running (`record` as it recorded it): where the session's user is
+    /// served now, every device gets the final chunk (`finish_reason="error"`) and the error frame of a
+    /// broken stream. What was streamed is in the store as a partial answer (checkpoints).
+    pub(super) async fn end_orphan(&self, session_id: &str, record: &str) {
+        let Ok(turn) = serde_json::from_str::<OrphanedTurn>(record) else {
+            tracing::warn!(session_id, "unreadable record of an orphaned turn");
+            return;
+        };
+        let session = match self.store.get_session(session_id).await {
+            Ok(Some(session)) if session.is_active() => session,
+            Ok(_) => return,
+            Err(err) => {
+                tracing::error!(session_id, error = %err, "orphaned turn not ended: store failed");
+                return;
+            }
+        };
+        if let Err(err) = self
+            .act(&session, SessionAction::EndOrphanedTurn(turn))
+            .await
+        {
+            tracing::error!(session_id, error = %err, "orphaned turn not ended");
+        }
+    }
+
+    fn end_orphaned_turn(&self, session: &SessionRecord, turn: &OrphanedTurn) {
+        let live = self.live_of(session);
+        let client_msg_id = turn.client_msg_id.as_deref();
+        live.emit(self.bus.as_ref(), None, |seq| {
+            frames::encode(
+                &Chunk {
+                    session_id: &session.id,
+                    content: "",
+                    model_id: &turn.model_id,
+                    client_msg_id,
+                    done: true,
+                    extra: vec![("finish_reason", "error".into())],
+                }
+                .frame(seq),
+            )
+        });
+        let err = ChatError::Llm(LlmError::StreamBroken {
+            provider: turn.model_id.clone(),
+            detail: "the node running the turn stopped".into(),
+        });
+        live.emit(self.bus.as_ref(), None, |seq| {
+            frames::encode(&frames::error(
+                &err,
+                Some(&session.id),
+                client_msg_id,
+                Some(seq_i64(seq)),
+            ))
+        });
     }
 }

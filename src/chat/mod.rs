@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-pub use actions::{ActionOutcome, SessionAction};
+pub use actions::{ActionOutcome, OrphanedTurn, SessionAction};
 pub use assist::Via;
 pub use attach::Attached;
 pub use error::ChatError;
@@ -318,9 +318,26 @@ impl Chat {
             Ok(Some(turn)) => {
                 let chat = Arc::clone(self);
                 let ctx = ctx.clone();
+                let running = self.cluster.clone().map(|cluster| {
+                    let record = OrphanedTurn {
+                        client_msg_id: turn.request.client_msg_id.clone(),
+                        model_id: Some(turn.session.model_id.clone())
+                            .filter(|m| !m.is_empty())
+                            .unwrap_or_else(|| self.llm.default_model_id().to_string()),
+                    };
+                    let turn_session = turn.session.id.clone();
+                    cluster.turn_started(
+                        &turn_session,
+                        &serde_json::to_string(&record).unwrap_or_default(),
+                    );
+                    (cluster, turn_session)
+                });
                 tokio::spawn(async move {
                     if let Err(err) = chat.turns.run(ctx.conn_id, turn).await {
                         chat.refuse(&ctx, &err, session_id.as_deref(), client_msg_id.as_deref());
+                    }
+                    if let Some((cluster, turn_session)) = running {
+                        cluster.turn_ended(&turn_session);
                     }
                     drop(permit);
                 });

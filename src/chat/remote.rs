@@ -39,6 +39,11 @@ impl Chat {
                     conns.remove(&conn);
                     continue;
                 }
+                Forwarded::Orphan { session_id, record } => {
+                    let chat = Arc::clone(&self);
+                    tokio::spawn(async move { chat.end_orphan(&session_id, &record).await });
+                    continue;
+                }
                 Forwarded::Call {
                     origin,
                     id,

@@ -90,12 +90,12 @@ impl EventBus for RedisBus {
     }
 }
 
-/// Publishes what the node sends, in the order sent, a pipeline of up to [`PIPELINE`] at a time. While
-/// Redis is down the messages are dropped: connections of other nodes fill the gap from the store when
-/// they resume.
+/// Sends what the node publishes (and its other fire-and-forget commands), in the order queued, a
+/// pipeline of up to [`PIPELINE`] at a time. While Redis is down they are dropped: connections of other
+/// nodes fill the gap from the store when they resume.
 pub(super) async fn publisher(
     mut conn: ConnectionManager,
-    mut queue: mpsc::UnboundedReceiver<(String, Vec<u8>)>,
+    mut queue: mpsc::UnboundedReceiver<redis::Cmd>,
     cluster: Weak<Cluster>,
 ) {
     let mut batch = Vec::with_capacity(PIPELINE);
@@ -108,8 +108,8 @@ pub(super) async fn publisher(
             continue;
         }
         let mut pipe = redis::pipe();
-        for (channel, bytes) in batch.drain(..) {
-            pipe.publish(channel, bytes).ignore();
+        for command in batch.drain(..) {
+            pipe.add_command(command).ignore();
         }
         if let Err(err) = pipe.query_async::<()>(&mut conn).await {
             cluster.failed(&err);

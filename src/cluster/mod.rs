@@ -11,7 +11,8 @@
 //!
 //! A node that stops renewing (killed) loses its users when its heartbeat key (`h:<node>`) expires, within
 //! the lease; the next frame of such a user makes the node that receives it the owner, which loads the
-//! sessions from the store. When Redis is unreachable every node serves the connections it holds by itself
+//! sessions from the store. The turns it was running (`t:<node>`) are taken by the first live node whose
+//! heartbeat notices, and ended on every device by the users' new owners. When Redis is unreachable every node serves the connections it holds by itself
 //! (calls fail fast and are skipped for a second), and re-subscribes when Redis is back.
 
 mod bus;
@@ -99,6 +100,16 @@ redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
 return 1
 ";
 
+/// When the heartbeat `KEYS[1]` of node `ARGV[1]` is gone: returns and deletes its running turns
+/// (`KEYS[2]`) and removes it from the members (`KEYS[3]`); otherwise returns nothing.
+const TAKE_TURNS: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 1 then return {} end
+local turns = redis.call('HGETALL', KEYS[2])
+redis.call('DEL', KEYS[2])
+redis.call('SREM', KEYS[3], ARGV[1])
+return turns
+";
+
 /// Gives back one slot of node `ARGV[1]` in hash `KEYS[1]`.
 const GIVE_SLOT: &str = r"
 if redis.call('HINCRBY', KEYS[1], ARGV[1], -1) <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
@@ -130,6 +141,13 @@ pub enum Forwarded {
     Detach {
         /// The connection.
         conn: ConnId,
+    },
+    /// A turn of a node that died while running it: to be ended on the devices.
+    Orphan {
+        /// Its session.
+        session_id: String,
+        /// What [`Cluster::turn_started`] recorded.
+        record: String,
     },
     /// A call to answer with [`Cluster::reply`].
     Call {
@@ -163,7 +181,7 @@ pub struct Cluster {
     commands: ConnectionManager,
     subscriber: ConnectionManager,
     hub: Hub,
-    publish: mpsc::UnboundedSender<(String, Vec<u8>)>,
+    publish: mpsc::UnboundedSender<redis::Cmd>,
     scripts: Scripts,
     /// Channel → connections of this node that need it.
     interest: Mutex<HashMap<String, usize>>,
@@ -192,6 +210,7 @@ struct Scripts {
     release: Script,
     take_slot: Script,
     give_slot: Script,
+    take_turns: Script,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -254,6 +273,7 @@ impl Cluster {
                 release: Script::new(RELEASE),
                 take_slot: Script::new(TAKE_SLOT),
                 give_slot: Script::new(GIVE_SLOT),
+                take_turns: Script::new(TAKE_TURNS),
             },
             interest: Mutex::default(),
             subscribed: tokio::sync::Mutex::default(),
@@ -266,6 +286,12 @@ impl Cluster {
             resubscribe: AtomicBool::new(false),
         });
         cluster.beat().await.context("Redis heartbeat")?;
+        redis::cmd("SADD")
+            .arg(format!("{PREFIX}members"))
+            .arg(node)
+            .query_async::<()>(&mut cluster.commands.clone())
+            .await
+            .context("Redis SADD")?;
         cluster
             .subscribe_own_channels()
             .await
@@ -275,8 +301,12 @@ impl Cluster {
             publish_rx,
             Arc::downgrade(&cluster),
         ));
-        tokio::spawn(inbox::run(Arc::clone(&cluster), push_rx, forward_tx));
-        tokio::spawn(Arc::clone(&cluster).heartbeat());
+        tokio::spawn(inbox::run(
+            Arc::clone(&cluster),
+            push_rx,
+            forward_tx.clone(),
+        ));
+        tokio::spawn(Arc::clone(&cluster).heartbeat(forward_tx));
         tracing::info!(node, "cluster mode: joined through Redis");
         Ok((cluster, forward_rx))
     }
@@ -341,7 +371,70 @@ impl Cluster {
             origin: self.node,
             envelope,
         };
-        let _ = self.publish.send((channel, message.encode()));
+        let mut publish = redis::cmd("PUBLISH");
+        publish.arg(channel).arg(message.encode());
+        self.queue(publish);
+    }
+
+    /// Queues a command for the publisher (in order with the publishes; its answer is not read).
+    fn queue(&self, command: redis::Cmd) {
+        let _ = self.publish.send(command);
+    }
+
+    /// Records that this node runs a turn of `session_id` (`record` says which), so that another node
+    /// ends it on the devices if this one dies before it does.
+    pub fn turn_started(&self, session_id: &str, record: &str) {
+        let mut command = redis::cmd("HSET");
+        command.arg(self.turns_key()).arg(session_id).arg(record);
+        self.queue(command);
+    }
+
+    /// Records that the turn of `session_id` ended.
+    pub fn turn_ended(&self, session_id: &str) {
+        let mut command = redis::cmd("HDEL");
+        command.arg(self.turns_key()).arg(session_id);
+        self.queue(command);
+    }
+
+    fn turns_key(&self) -> String {
+        format!("{PREFIX}t:{}", self.node)
+    }
+
+    /// Takes the running turns of nodes whose heartbeat expired (each dead node's turns go to exactly one
+    /// live node) and hands them to the owner side as [`Forwarded::Orphan`].
+    async fn sweep_dead_nodes(&self, forward: &mpsc::UnboundedSender<Forwarded>) {
+        let mut conn = self.commands.clone();
+        let members: Vec<u32> = match redis::cmd("SMEMBERS")
+            .arg(format!("{PREFIX}members"))
+            .query_async(&mut conn)
+            .await
+        {
+            Ok(members) => members,
+            Err(err) => return self.failed(&err),
+        };
+        for node in members.into_iter().filter(|n| *n != self.node) {
+            let taken: Result<Vec<String>, _> = self
+                .scripts
+                .take_turns
+                .key(format!("{PREFIX}h:{node}"))
+                .key(format!("{PREFIX}t:{node}"))
+                .key(format!("{PREFIX}members"))
+                .arg(node)
+                .invoke_async(&mut conn)
+                .await;
+            match taken {
+                Ok(fields) => {
+                    for pair in fields.chunks_exact(2) {
+                        tracing::warn!(node, session_id = %pair[0], "ending a turn of a dead node");
+                        let _ = forward.send(Forwarded::Orphan {
+                            session_id: pair[0].clone(),
+                            record: pair[1].clone(),
+                        });
+                    }
+                }
+                Err(err) => return self.failed(&err),
+            }
+        }
     }
 
     /// Which node handles `user_id`'s frames: the holder of the user's lease, or this node when it takes
@@ -551,7 +644,7 @@ impl Cluster {
     /// Every third of the lease: the heartbeat, the leases of the users still connected (anywhere that
     /// forwards here) or active within the lease, the release of the others, and subscriptions that a
     /// Redis outage left behind (all of them again after a failure), until [`shutdown`](Self::shutdown).
-    async fn heartbeat(self: Arc<Self>) {
+    async fn heartbeat(self: Arc<Self>, forward: mpsc::UnboundedSender<Forwarded>) {
         let mut tick = tokio::time::interval(self.lease / 3);
         loop {
             tokio::select! {
@@ -566,6 +659,7 @@ impl Cluster {
                 }
             }
             self.renew_leases().await;
+            self.sweep_dead_nodes(&forward).await;
             if self.resubscribe.swap(false, Ordering::SeqCst) {
                 // Redis may have restarted or the subscriber connection been replaced: subscribing again
                 // to a channel already subscribed changes nothing, to one lost restores it.
@@ -645,8 +739,15 @@ impl Cluster {
             release.arg(self.node);
             let _ = release.invoke_async::<()>(&mut conn).await;
         }
+        // Turns still recorded ended with the drain (or were cut by its deadline and stored as partial).
         let _ = redis::cmd("DEL")
             .arg(format!("{PREFIX}h:{}", self.node))
+            .arg(self.turns_key())
+            .query_async::<()>(&mut conn)
+            .await;
+        let _ = redis::cmd("SREM")
+            .arg(format!("{PREFIX}members"))
+            .arg(self.node)
             .query_async::<()>(&mut conn)
             .await;
         tracing::info!(node = self.node, "cluster mode: left");

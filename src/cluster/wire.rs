@@ -11,6 +11,7 @@
 //! | `Q`  | `n:<owner>`        | origin, conn       | the connection closed |
 //! | `C`  | `n:<owner>`        | origin, call id    | a call (an admin action on a session), JSON |
 //! | `R`  | `n:<caller>`       | origin, call id    | its answer, JSON |
+//! | `O`  | (not sent)         | origin             | a dead node's turn: the session id, a newline, its record |
 //!
 //! Frames are JSON texts, which never hold a raw newline, so frames of a batch are one per line.
 
@@ -150,6 +151,9 @@ impl Message {
                 (format!("C {origin} {id}"), payload.clone())
             }
             Envelope::Reply { id, payload } => (format!("R {origin} {id}"), payload.clone()),
+            Envelope::ToOwner(Forwarded::Orphan { session_id, record }) => {
+                (format!("O {origin}"), format!("{session_id}\n{record}"))
+            }
         };
         let mut bytes = Vec::with_capacity(header.len() + 1 + payload.len());
         bytes.extend_from_slice(header.as_bytes());
@@ -212,6 +216,13 @@ impl Message {
                 id: number()?,
                 payload: payload.to_string(),
             }),
+            "O" => {
+                let (session_id, record) = payload.split_once('\n')?;
+                Envelope::ToOwner(Forwarded::Orphan {
+                    session_id: session_id.to_string(),
+                    record: record.to_string(),
+                })
+            }
             "R" => Envelope::Reply {
                 id: number()?,
                 payload: payload.to_string(),
@@ -281,6 +292,10 @@ mod tests {
             origin: 7,
             id: 12,
             payload: "{\"a\":\n1}".into(),
+        }));
+        round_trip(Envelope::ToOwner(Forwarded::Orphan {
+            session_id: "s1".into(),
+            record: "{}".into(),
         }));
         round_trip(Envelope::Reply {
             id: 12,

@@ -150,3 +150,85 @@ async fn with_redis_down_every_node_serves_its_own_connections_and_they_meet_aga
     }
     assert!(strictly_increasing(&seqs(&frames)), "{:?}", seqs(&frames));
 }
+
+#[tokio::test]
+async fn a_turn_of_a_node_killed_mid_answer_is_ended_on_the_other_devices() {
+    let redis = RedisServer::start().await;
+    let cluster = Nodes::start_on(
+        &redis.url(),
+        2,
+        &[
+            ("REDIS_LEASE", "2s"),
+            ("LLM_DEMO_TOKEN_DELAY_MS", "50"),
+            ("CHECKPOINT_INTERVAL", "100ms"),
+        ],
+    )
+    .await;
+    let user = new_user();
+    let token = cluster.token(&user, &["user"]);
+    // Node 1 serves the user and runs the turn; the device on node 2 watches the answer stream.
+    let (mut asker, _) = cluster.connect(0, &token).await;
+    let (mut watcher, _) = cluster.connect(1, &token).await;
+    asker
+        .send(json!({"type": "user_message", "content": "a very long story please ".repeat(6), "client_msg_id": "orphan-1"}))
+        .await;
+    let mut streamed = String::new();
+    let mut chunks = 0;
+    let mut session_id = String::new();
+    while chunks < 8 {
+        let frame = watcher.recv().await;
+        if frame["type"] == "ai_response" {
+            assert_ne!(
+                frame["metadata"]["done"], "true",
+                "the answer ended too soon"
+            );
+            streamed.push_str(frame["content"].as_str().unwrap_or_default());
+            session_id = frame["session_id"].as_str().unwrap().to_string();
+            chunks += 1;
+        }
+    }
+    let mut nodes = cluster;
+    nodes.nodes.remove(0).kill().await;
+
+    // Within the lease, the surviving node ends the answer on the device: the final chunk, then the
+    // error frame.
+    let mut rest = Vec::new();
+    loop {
+        let frame = watcher.recv().await;
+        let end = frame["type"] == "error";
+        rest.push(frame);
+        if end {
+            break;
+        }
+    }
+    let last_chunk = rest
+        .iter()
+        .rev()
+        .find(|f| f["type"] == "ai_response")
+        .expect("a final chunk");
+    assert_eq!(last_chunk["metadata"]["done"], "true", "{rest:?}");
+    assert_eq!(last_chunk["metadata"]["finish_reason"], "error", "{rest:?}");
+    assert_eq!(last_chunk["client_msg_id"], "orphan-1", "{rest:?}");
+    let error = rest.last().unwrap();
+    assert_eq!(error["session_id"], session_id.as_str(), "{error}");
+    assert_eq!(error["error"]["code"], "LLM_UNAVAILABLE", "{error}");
+    assert!(strictly_increasing(&seqs(&rest)), "{:?}", seqs(&rest));
+
+    // The answer streamed before the crash is stored, marked partial.
+    let (status, detail) = nodes
+        .http(0, "GET", &format!("/sessions/{session_id}"), &token)
+        .await;
+    assert_eq!(status, 200, "{detail}");
+    let messages = detail["messages"].as_array().unwrap();
+    let answer = messages
+        .iter()
+        .find(|m| m["sender"] == "ai")
+        .expect("answer");
+    assert_eq!(answer["metadata"]["partial"], "true", "{answer}");
+    let stored = answer["content"].as_str().unwrap();
+    assert!(!stored.is_empty(), "{answer}");
+    assert!(
+        streamed.starts_with(stored) || stored.starts_with(&streamed),
+        "the stored part is what was streamed: {stored:?} / {streamed:?}"
+    );
+}
