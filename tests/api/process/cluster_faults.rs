@@ -172,21 +172,7 @@ async fn a_turn_of_a_node_killed_mid_answer_is_ended_on_the_other_devices() {
     asker
         .send(json!({"type": "user_message", "content": "a very long story please ".repeat(6), "client_msg_id": "orphan-1"}))
         .await;
-    let mut streamed = String::new();
-    let mut chunks = 0;
-    let mut session_id = String::new();
-    while chunks < 8 {
-        let frame = watcher.recv().await;
-        if frame["type"] == "ai_response" {
-            assert_ne!(
-                frame["metadata"]["done"], "true",
-                "the answer ended too soon"
-            );
-            streamed.push_str(frame["content"].as_str().unwrap_or_default());
-            session_id = frame["session_id"].as_str().unwrap().to_string();
-            chunks += 1;
-        }
-    }
+    let (session_id, streamed) = watcher.recv_chunks(8).await;
     let mut nodes = cluster;
     nodes.nodes.remove(0).kill().await;
 

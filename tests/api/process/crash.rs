@@ -24,21 +24,7 @@ async fn a_crash_keeps_the_streamed_part(mut env: Vec<(&'static str, String)>) {
     let long = "please tell me a long story about a crab who learns to write servers ".repeat(3);
     ws.send(json!({"type": "user_message", "content": long, "client_msg_id": "crash-1"}))
         .await;
-    let mut streamed = String::new();
-    let mut chunks = 0;
-    let mut session_id = String::new();
-    while chunks < CHUNKS_BEFORE_KILL {
-        let frame = ws.recv().await;
-        if frame["type"] == "ai_response" {
-            assert_ne!(
-                frame["metadata"]["done"], "true",
-                "the answer ended too soon"
-            );
-            streamed.push_str(frame["content"].as_str().unwrap_or_default());
-            session_id = frame["session_id"].as_str().unwrap().to_string();
-            chunks += 1;
-        }
-    }
+    let (session_id, streamed) = ws.recv_chunks(CHUNKS_BEFORE_KILL).await;
     server.kill().await;
 
     let server = Server::start(dir.path(), &env).await;

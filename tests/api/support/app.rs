@@ -397,6 +397,27 @@ impl WsClient {
         }
     }
 
+    /// Reads until `count` chunks of an answer still streaming arrived; returns its session id and the
+    /// text so far.
+    pub async fn recv_chunks(&mut self, count: usize) -> (String, String) {
+        let mut streamed = String::new();
+        let mut chunks = 0;
+        let mut session_id = String::new();
+        while chunks < count {
+            let frame = self.recv().await;
+            if frame["type"] == "ai_response" {
+                assert_ne!(
+                    frame["metadata"]["done"], "true",
+                    "the answer ended too soon"
+                );
+                streamed.push_str(frame["content"].as_str().unwrap_or_default());
+                session_id = frame["session_id"].as_str().unwrap().to_string();
+                chunks += 1;
+            }
+        }
+        (session_id, streamed)
+    }
+
     /// Frames until the final chunk of an answer (`ai_response` with `done="true"`) or an error frame.
     pub async fn recv_turn(&mut self) -> Vec<Value> {
         let mut frames = Vec::new();
