@@ -1,5 +1,6 @@
 //! The load tool (`chatbox-load`, of the `chatbox-tools` workspace member) run as it is run, against a
-//! test server: its `turns` and `soak` scenarios and their reports.
+//! test server: its `turns`, `soak` and `fanout` scenarios and their reports, `fanout` over the three nodes
+//! of a cluster.
 //!
 //! The tool is a binary of another package, so Cargo does not build it for this test binary: it is the
 //! one `cargo build -p chatbox-tools` left in this target directory (`scripts/test.sh` builds it first),
@@ -141,12 +142,48 @@ async fn the_load_tool_soaks_a_server_with_mixed_traffic_and_samples_it() {
     );
 }
 
+#[tokio::test]
+async fn the_load_tool_spreads_the_devices_of_a_fan_out_over_the_nodes_of_a_cluster() {
+    let cluster = crate::support::nodes::Nodes::start(3, &[]).await;
+    let urls: Vec<&str> = cluster.nodes.iter().map(|n| n.banner.ws.as_str()).collect();
+    let urls = urls.join(",");
+    let report = load_report_signed(
+        &[
+            "fanout",
+            "--url",
+            &urls,
+            "--devices",
+            "6",
+            "--turns",
+            "3",
+            "--interval-ms",
+            "10",
+        ],
+        crate::support::nodes::SECRET,
+    )
+    .await;
+    let line = |name: &str| report_line(&report, name);
+    assert_eq!(line("target"), urls, "{report}");
+    assert_eq!(
+        line("turns "),
+        "3 sent by device 0, 0 timed out",
+        "{report}"
+    );
+    // Every other device, two on each node, got each final chunk.
+    assert!(line("final chunk, others").starts_with("n=15 "), "{report}");
+}
+
 /// Runs `chatbox-load` with `args` (minting tokens with the test secret) and returns its report; it must
 /// exit successfully.
 async fn load_report(args: &[&str]) -> String {
+    load_report_signed(args, crate::support::app::TEST_SECRET).await
+}
+
+/// [`load_report`] with tokens signed with `secret`.
+async fn load_report_signed(args: &[&str], secret: &str) -> String {
     let output = Command::new(load_tool())
         .args(args)
-        .env("JWT_SECRET", crate::support::app::TEST_SECRET)
+        .env("JWT_SECRET", secret)
         .output()
         .await
         .unwrap();

@@ -10,7 +10,8 @@ use serde_json::Value;
 use crate::support::app::{WsClient, try_connect};
 use crate::support::process::Server;
 
-const SECRET: &str = "q8Zr1vN3xK5wL7pT9yB2cF4hJ6mQ0sUaZZ-nodes";
+/// The JWT secret every node signs with.
+pub const SECRET: &str = "q8Zr1vN3xK5wL7pT9yB2cF4hJ6mQ0sUaZZ-nodes";
 const KEY: &str = "7f3a9c21e4b85d06f1a2c3e4d5b6a7980fedcba9876543210a1b2c3d4e5f6a7b";
 
 /// Nodes sharing a database and Redis, with tokens for any user.

@@ -39,9 +39,15 @@ use crate::conn::Tokens;
 #[derive(Parser, Debug)]
 #[command(version, about = "Load generator for the chatbox WebSocket server", long_about = None)]
 struct Cli {
-    /// WebSocket URL of the server (`{P}/ws`); the token is added as `?token=`.
-    #[arg(long, default_value = "ws://127.0.0.1:8080/chatbox/ws", global = true)]
-    url: String,
+    /// WebSocket URL of the server (`{P}/ws`); the token is added as `?token=`. Several (repeated, or
+    /// comma-separated: the nodes of a cluster) spread the connections over them round-robin.
+    #[arg(
+        long,
+        default_value = "ws://127.0.0.1:8080/chatbox/ws",
+        value_delimiter = ',',
+        global = true
+    )]
+    url: Vec<String>,
     /// The server's HMAC secret, used to mint user tokens (echo-floor accepts any value).
     #[arg(long, env = "JWT_SECRET", hide_env_values = true, global = true)]
     jwt_secret: Option<String>,
@@ -72,14 +78,26 @@ enum Mode {
 
 /// Where and how to connect, shared by the modes.
 pub struct Target {
-    /// WebSocket URL without the token.
-    pub url: String,
+    /// WebSocket URLs without the token (connection `i` goes to `urls[i % len]`).
+    pub urls: Vec<String>,
     /// Token minting.
     pub tokens: Tokens,
     /// The server's process id.
     pub server_pid: Option<u32>,
     /// Concurrent handshakes.
     pub concurrency: usize,
+}
+
+impl Target {
+    /// The first URL (the server sampled by the soak mode).
+    pub fn url(&self) -> &str {
+        self.urls.first().map_or("", String::as_str)
+    }
+
+    /// Every URL, as the report names the target.
+    pub fn described(&self) -> String {
+        self.urls.join(",")
+    }
 }
 
 /// User numbers for `connections` connections spread round-robin over `users` users starting at `first`.
@@ -118,7 +136,7 @@ async fn main() -> anyhow::Result<()> {
         .user_prefix
         .unwrap_or_else(|| format!("load{}", std::process::id()));
     let target = Target {
-        url: cli.url,
+        urls: cli.url,
         tokens: Tokens::new(&secret, &prefix)?,
         server_pid: cli.server_pid,
         concurrency: cli.concurrency,

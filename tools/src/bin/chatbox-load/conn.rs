@@ -278,10 +278,11 @@ async fn drive(
     handler.closed(conn, code);
 }
 
-/// Opens `count` connections for users `users[i]` with at most `concurrency` handshakes at a time, and
+/// Opens a connection for each user `users[i]` (to `urls[i % urls.len()]`) with at most `concurrency`
+/// handshakes at a time, and
 /// starts their tasks. Failed connections are left out of the result and counted in the stats.
 pub async fn open_all(
-    url: &str,
+    urls: &[String],
     tokens: &Tokens,
     users: &[usize],
     concurrency: usize,
@@ -302,7 +303,10 @@ pub async fn open_all(
             }
         };
         let permit = Arc::clone(&gate).acquire_owned().await?;
-        let url = url.to_string();
+        let url = urls
+            .get(index % urls.len().max(1))
+            .cloned()
+            .unwrap_or_default();
         let stats = Arc::clone(&stats);
         let handler = Arc::clone(&handler);
         tasks.push(tokio::spawn(async move {

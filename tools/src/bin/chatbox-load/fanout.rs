@@ -134,7 +134,8 @@ pub async fn run(target: &Target, args: &FanoutArgs) -> anyhow::Result<Report> {
         closes: Tally::default(),
         unmatched: AtomicU64::new(0),
     });
-    let (mut conns, stats) = open_all(&target.url, &target.tokens, &users, 1, book.clone()).await?;
+    let (mut conns, stats) =
+        open_all(&target.urls, &target.tokens, &users, 1, book.clone()).await?;
     conns.sort_by_key(|c| c.id);
     anyhow::ensure!(
         conns.len() == devices,
@@ -181,7 +182,7 @@ pub async fn run(target: &Target, args: &FanoutArgs) -> anyhow::Result<Report> {
 
     let mut report = Report::default();
     report.line("== chatbox-load fanout ==");
-    report.field("target", &target.url);
+    report.field("target", target.described());
     report.field("devices", format!("{devices} connections of one user"));
     report.field(
         "turns",

@@ -54,7 +54,7 @@ pub async fn run(target: &Target, args: &IdleArgs) -> anyhow::Result<Report> {
         args.connections, args.users
     );
     let (conns, stats) = open_all(
-        &target.url,
+        &target.urls,
         &target.tokens,
         &users,
         target.concurrency,
@@ -88,7 +88,7 @@ pub async fn run(target: &Target, args: &IdleArgs) -> anyhow::Result<Report> {
 
     let mut report = Report::default();
     report.line("== chatbox-load idle ==");
-    report.field("target", &target.url);
+    report.field("target", target.described());
     report.field(
         "connections",
         format!(

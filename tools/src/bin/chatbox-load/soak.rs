@@ -78,7 +78,7 @@ impl SoakArgs {
 /// Runs `soak` and returns its report.
 pub async fn run(target: &Target, args: &SoakArgs) -> anyhow::Result<Report> {
     let pid = target.server_pid.or_else(|| {
-        let pid = sampler::port_of(&target.url).and_then(sampler::pid_listening_on);
+        let pid = sampler::port_of(target.url()).and_then(sampler::pid_listening_on);
         if pid.is_none() {
             eprintln!("warning: server process not found from the port; give --server-pid");
         }
@@ -87,7 +87,7 @@ pub async fn run(target: &Target, args: &SoakArgs) -> anyhow::Result<Report> {
     let metrics_url = args
         .metrics_url
         .clone()
-        .unwrap_or_else(|| sampler::metrics_url(&target.url));
+        .unwrap_or_else(|| sampler::metrics_url(target.url()));
     let probe = Probe::new(pid, metrics_url.clone());
 
     let mut admin_queues = Vec::new();
@@ -98,7 +98,7 @@ pub async fn run(target: &Target, args: &SoakArgs) -> anyhow::Result<Report> {
         admin_inboxes.push(rx);
     }
     let shared = Arc::new(Shared {
-        url: target.url.clone(),
+        url: target.url().to_string(),
         tokens: target.tokens.clone(),
         message: args.message.clone(),
         counters: Counters::default(),
@@ -245,7 +245,7 @@ fn report(
     let n = |v: &std::sync::atomic::AtomicU64| v.load(Ordering::Relaxed);
     let mut report = Report::default();
     report.line("== chatbox-load soak ==");
-    report.field("target", &target.url);
+    report.field("target", target.described());
     report.field(
         "server",
         match pid {

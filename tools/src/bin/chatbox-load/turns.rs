@@ -152,7 +152,7 @@ pub async fn run(target: &Target, args: &TurnsArgs) -> anyhow::Result<Report> {
         let idle_users = crate::spread(args.idle, args.idle.div_ceil(10), users.len() + 1);
         eprintln!("opening {} idle connections", args.idle);
         let (conns, stats) = open_all(
-            &target.url,
+            &target.urls,
             &target.tokens,
             &idle_users,
             target.concurrency,
@@ -170,7 +170,7 @@ pub async fn run(target: &Target, args: &TurnsArgs) -> anyhow::Result<Report> {
     };
     eprintln!("opening {} sending connections", args.connections);
     let (conns, stats) = open_all(
-        &target.url,
+        &target.urls,
         &target.tokens,
         &users,
         target.concurrency,
@@ -270,7 +270,7 @@ pub async fn run(target: &Target, args: &TurnsArgs) -> anyhow::Result<Report> {
     let completed = book.completed.load(Ordering::Relaxed);
     let mut report = Report::default();
     report.line("== chatbox-load turns ==");
-    report.field("target", &target.url);
+    report.field("target", target.described());
     report.field(
         "connections",
         format!(
