@@ -1,7 +1,7 @@
 //! Cluster mode with real processes: three `chatbox` binaries on one FerretDB and one Redis, real
 //! WebSocket clients spread over them. A user's devices on different nodes share one conversation (one
 //! seq order), a device joins mid-answer on another node, cancel, the per-user connection limit and the
-//! message rate limit hold across nodes, help requests reach admins on every node, and an admin on one node
+//! message rate limit and the daily token budget hold across nodes, help requests reach admins on every node, and an admin on one node
 //! takes over a user on another, over WebSocket and over HTTP.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -352,4 +352,67 @@ async fn http_admin_actions_on_any_node_take_effect_where_the_user_is_served() {
         "session_ended",
         "{ended:?}"
     );
+}
+
+#[tokio::test]
+async fn the_daily_token_budget_counts_turns_on_every_node() {
+    let cluster = Nodes::start(2, &[("LLM_DAILY_TOKEN_BUDGET", "5")]).await;
+    let user = new_user();
+    let token = cluster.token(&user, &["user"]);
+    let (mut a, _) = cluster.connect(0, &token).await;
+    let (mut b, _) = cluster.connect(1, &token).await;
+    a.send(json!({"type": "user_message", "content": "first question"}))
+        .await;
+    let first = a.recv_turn().await;
+    assert_eq!(
+        first.last().unwrap()["metadata"]["done"],
+        "true",
+        "{first:?}"
+    );
+    b.recv_turn().await;
+    // The budget spent through node 1 refuses the next turn sent through node 2.
+    b.send(json!({"type": "user_message", "content": "second question"}))
+        .await;
+    let refused = b.recv_turn().await;
+    let error = refused.last().unwrap();
+    assert_eq!(error["type"], "error", "{refused:?}");
+    assert_eq!(error["error"]["code"], "TOKEN_BUDGET_EXCEEDED", "{error}");
+}
+
+#[tokio::test]
+async fn a_node_stopped_with_sigterm_hands_its_users_over_at_once() {
+    // A lease far longer than the test's deadlines: only a lease given back lets the other node serve.
+    let cluster = Nodes::start(2, &[("REDIS_LEASE", "60s")]).await;
+    let user = new_user();
+    let token = cluster.token(&user, &["user"]);
+    let (mut first, _) = cluster.connect(0, &token).await;
+    let (mut second, _) = cluster.connect(1, &token).await;
+    first
+        .send(json!({"type": "user_message", "content": "before the restart"}))
+        .await;
+    let before = first.recv_turn().await;
+    second.recv_turn().await;
+    let last_seen = *seqs(&before).last().unwrap();
+
+    let mut nodes = cluster;
+    let mut stopped = nodes.nodes.remove(0);
+    stopped.stop_with("TERM").await;
+    // Its connection was told to reconnect: 1001, "Server shutting down".
+    let closed = first.closed().await;
+    assert_eq!(closed.code, 1001, "{}", closed.reason);
+
+    // The other node serves the user at once (the lease was given back, no wait for it to expire) and
+    // the device that was on the stopped node resumes there without a gap.
+    second
+        .send(json!({"type": "user_message", "content": "after the restart"}))
+        .await;
+    let after = second.recv_turn().await;
+    assert_eq!(after.last().unwrap()["type"], "ai_response", "{after:?}");
+    let frames = nodes.resume(0, &token, last_seen).await;
+    let contents: Vec<&str> = frames
+        .iter()
+        .filter(|f| f["type"] == "user_message")
+        .filter_map(|f| f["content"].as_str())
+        .collect();
+    assert_eq!(contents, ["after the restart"], "{frames:?}");
 }
