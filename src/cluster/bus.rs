@@ -7,8 +7,8 @@ use redis::aio::ConnectionManager;
 use tokio::sync::mpsc;
 
 use super::Cluster;
-use super::wire::{self, Envelope};
-use crate::hub::{BusMessage, ConnId, EventBus, LocalBus, Outbound, Target, node_of};
+use super::wire::Envelope;
+use crate::hub::{BusMessage, ConnId, EventBus, LocalBus, Outbound, Target};
 
 /// Publishes in at most this many commands per round trip.
 const PIPELINE: usize = 256;
@@ -37,21 +37,21 @@ impl EventBus for RedisBus {
             frame: Arc::clone(&message.frame),
         };
         match &message.target {
-            Target::User(user_id) => self.cluster.send(wire::user_channel(user_id), deliver()),
+            Target::User(user_id) => self.cluster.send_to_user(user_id, deliver()),
             Target::Session {
                 session_id,
                 user_id,
             } => {
-                self.cluster.send(wire::user_channel(user_id), deliver());
+                self.cluster.send_to_user(user_id, deliver());
                 // The admins watching it, wherever their connections are (known here: the owner of the
                 // session's user decides who watches).
                 for admin in self.cluster.hub().watchers_of(session_id) {
                     if *admin != **user_id {
-                        self.cluster.send(wire::user_channel(&admin), deliver());
+                        self.cluster.send_to_user(&admin, deliver());
                     }
                 }
             }
-            Target::Admins => self.cluster.send(wire::admins_channel(), deliver()),
+            Target::Admins => self.cluster.send_to_admins(deliver()),
         }
     }
 
@@ -72,10 +72,8 @@ impl EventBus for RedisBus {
                 return;
             }
         };
-        self.cluster.send(
-            wire::node_channel(node_of(conn)),
-            Envelope::ToConn { conn, frames },
-        );
+        self.cluster
+            .send_to_conn(conn, Envelope::ToConn { conn, frames });
     }
 
     fn first_frames(&self, conn: ConnId, frames: Vec<Arc<str>>) {
@@ -83,27 +81,27 @@ impl EventBus for RedisBus {
             self.cluster.hub().send_to(conn, Outbound::Batch(frames));
             return;
         }
-        self.cluster.send(
-            wire::node_channel(node_of(conn)),
-            Envelope::FirstFrames { conn, frames },
-        );
+        self.cluster
+            .send_to_conn(conn, Envelope::FirstFrames { conn, frames });
     }
 }
 
-/// Sends what the node publishes (and its other fire-and-forget commands), in the order queued, a
-/// pipeline of up to [`PIPELINE`] at a time. While Redis is down they are dropped: connections of other
-/// nodes fill the gap from the store when they resume.
+/// Sends what the node publishes on shard `index` (and its other fire-and-forget commands there), in the
+/// order queued, a pipeline of up to [`PIPELINE`] at a time. While that Redis is down they are dropped:
+/// connections of other nodes fill the gap from the store when they resume.
 pub(super) async fn publisher(
     mut conn: ConnectionManager,
     mut queue: mpsc::UnboundedReceiver<redis::Cmd>,
     cluster: Weak<Cluster>,
+    index: usize,
 ) {
     let mut batch = Vec::with_capacity(PIPELINE);
     while queue.recv_many(&mut batch, PIPELINE).await > 0 {
         let Some(cluster) = cluster.upgrade() else {
             break;
         };
-        if !cluster.available() {
+        let shard = &cluster.shards[index];
+        if !shard.available() {
             batch.clear();
             continue;
         }
@@ -112,7 +110,7 @@ pub(super) async fn publisher(
             pipe.add_command(command).ignore();
         }
         if let Err(err) = pipe.query_async::<()>(&mut conn).await {
-            cluster.failed(&err);
+            shard.failed(&err);
         }
     }
 }

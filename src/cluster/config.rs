@@ -2,7 +2,7 @@
 //!
 //! | key (`[redis]`) | env           | default |
 //! |-----------------|---------------|---------|
-//! | `url`           | `REDIS_URL`   | unset → one node, nothing shared but the store |
+//! | `url`           | `REDIS_URL`   | unset → one node, nothing shared but the store; several URLs separated by commas → one shard each |
 //! | `lease`         | `REDIS_LEASE` | `10s`: how long a node that stops answering keeps its users |
 
 use std::time::Duration;
@@ -18,7 +18,9 @@ use crate::settings_kit::{
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RedisConfig {
-    /// `redis://` or `rediss://` URL of the Redis every node shares (it may hold a password: secret).
+    /// `redis://` or `rediss://` URL of the Redis every node shares (it may hold a password: secret), or
+    /// several separated by commas: users are spread over them by a stable hash of their id, and every
+    /// node must list the same URLs in the same order.
     pub url: Option<SecretString>,
     /// Lease of a node on the users it serves and of its heartbeat: a node killed without a goodbye is
     /// taken over by the others within this time.
@@ -51,15 +53,23 @@ impl RedisConfig {
             "REDIS_LEASE",
             "must be at least 2s (the lease is renewed every third of it)",
         )?;
-        let Some(url) = &self.url else {
+        if self.url.is_none() {
             return Ok(());
-        };
-        let url = url.expose_secret();
-        no_placeholder("REDIS_URL", url)?;
+        }
+        let urls = self.urls();
+        for url in &urls {
+            no_placeholder("REDIS_URL", url)?;
+            ensure(
+                url.starts_with("redis://") || url.starts_with("rediss://"),
+                "REDIS_URL",
+                "each URL must start with redis:// or rediss://",
+            )?;
+        }
+        let distinct: std::collections::HashSet<&String> = urls.iter().collect();
         ensure(
-            url.starts_with("redis://") || url.starts_with("rediss://"),
+            !urls.is_empty() && distinct.len() == urls.len(),
             "REDIS_URL",
-            "must start with redis:// or rediss://",
+            "lists the same Redis twice (or none)",
         )?;
         ensure(
             has_shared_store,
@@ -72,6 +82,18 @@ impl RedisConfig {
     /// Whether cluster mode is on.
     pub fn enabled(&self) -> bool {
         self.url.is_some()
+    }
+
+    /// The URLs of the Redis shards, in order (empty without cluster mode).
+    pub fn urls(&self) -> Vec<String> {
+        self.url.as_ref().map_or_else(Vec::new, |url| {
+            url.expose_secret()
+                .split(',')
+                .map(str::trim)
+                .filter(|u| !u.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
     }
 }
 
@@ -100,6 +122,16 @@ mod tests {
             ..with_url("redis://h/")
         };
         assert!(short.validate(true).is_err());
+    }
+
+    #[test]
+    fn several_urls_make_shards() {
+        let two = with_url("redis://a:6379/, redis://b:6379/");
+        assert!(two.validate(true).is_ok());
+        assert_eq!(two.urls(), ["redis://a:6379/", "redis://b:6379/"]);
+        assert!(with_url("redis://a/,http://b/").validate(true).is_err());
+        assert!(with_url("redis://a/,redis://a/").validate(true).is_err());
+        assert!(with_url(",").validate(true).is_err());
     }
 
     #[test]

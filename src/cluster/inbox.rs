@@ -10,9 +10,10 @@ use super::wire::{self, Envelope, Message};
 use super::{Cluster, Forwarded, lock};
 use crate::hub::Outbound;
 
-/// Handles every message pushed by Redis, one after another in the order received.
+/// Handles every message pushed by shard `index`, one after another in the order received.
 pub(super) async fn run(
     cluster: Arc<Cluster>,
+    index: usize,
     mut pushes: mpsc::UnboundedReceiver<PushInfo>,
     forward: mpsc::UnboundedSender<Forwarded>,
 ) {
@@ -20,7 +21,7 @@ pub(super) async fn run(
     let admins = wire::admins_channel();
     while let Some(push) = pushes.recv().await {
         if push.kind == PushKind::Disconnection {
-            cluster.lost_subscriptions();
+            cluster.shards[index].lost_subscriptions();
             continue;
         }
         if push.kind != PushKind::Message {
@@ -69,6 +70,13 @@ pub(super) async fn run(
                 }
             }
             Envelope::ToOwner(forwarded) => {
+                match &forwarded {
+                    Forwarded::Attach { conn, .. } | Forwarded::Frame { conn, .. } => {
+                        cluster.learn_conn(*conn, index);
+                    }
+                    Forwarded::Detach { conn } => cluster.forget_conn(*conn),
+                    Forwarded::Orphan { .. } | Forwarded::Call { .. } => {}
+                }
                 let _ = forward.send(forwarded);
             }
         }

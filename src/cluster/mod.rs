@@ -12,37 +12,40 @@
 //! A node that stops renewing (killed) loses its users when its heartbeat key (`h:<node>`) expires, within
 //! the lease; the next frame of such a user makes the node that receives it the owner, which loads the
 //! sessions from the store. The turns it was running (`t:<node>`) are taken by the first live node whose
-//! heartbeat notices, and ended on every device by the users' new owners. When Redis is unreachable every node serves the connections it holds by itself
-//! (calls fail fast and are skipped for a second), and re-subscribes when Redis is back.
+//! heartbeat notices, and ended on every device by the users' new owners. When Redis is unreachable every
+//! node serves the connections it holds by itself (calls fail fast and are skipped for a second), and
+//! re-subscribes when Redis is back.
+//!
+//! With several Redis URLs (shards) each user is placed on one by a stable hash ([`shard::place`]): the
+//! user's lease, connection count and channel live there, and so does everything a node sends about one
+//! connection (its forwarded frames, the frames meant for it alone), so that what one connection sends and
+//! receives keeps its order. Node channels are subscribed on every shard and heartbeats written to every
+//! shard; the node counter, the member set, running turns, calls and the admins' channel live on the first.
 
 mod bus;
 mod config;
 mod inbox;
+mod shard;
 pub mod wire;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{IntoConnectionInfo, ProtocolVersion, Script};
-use secrecy::ExposeSecret;
+use redis::Script;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 pub use bus::RedisBus;
 pub use config::RedisConfig;
+pub use shard::place;
 pub use wire::Caller;
 
 use crate::hub::{ConnId, Hub};
+use shard::Shard;
 use wire::{Envelope, Message, PREFIX};
-
-/// How long calls to Redis are skipped after one failed.
-const BACKOFF: Duration = Duration::from_secs(1);
-/// How long Redis may take to answer one command.
-const RESPONSE_TIMEOUT: Duration = Duration::from_millis(500);
 /// How long a connection on another node waits for its first frames from the owner.
 pub const ATTACH_WAIT: Duration = Duration::from_secs(5);
 
@@ -178,15 +181,17 @@ pub enum Owner {
 pub struct Cluster {
     node: u32,
     lease: Duration,
-    commands: ConnectionManager,
-    subscriber: ConnectionManager,
+    /// The Redis instances, in the order of the URLs (the first holds what belongs to the whole cluster).
+    shards: Vec<Shard>,
     hub: Hub,
-    publish: mpsc::UnboundedSender<redis::Cmd>,
     scripts: Scripts,
-    /// Channel → connections of this node that need it.
+    /// User → connections of this node that need the user's channel.
     interest: Mutex<HashMap<String, usize>>,
-    /// Channels subscribed to (changed one at a time).
+    /// Users whose channel is subscribed (changed one at a time).
     subscribed: tokio::sync::Mutex<HashSet<String>>,
+    /// With several shards: the shard each connection of another node talks to this one through (its
+    /// user's), so that what this node sends it keeps its order with its user's channel.
+    conn_shards: Mutex<HashMap<ConnId, usize>>,
     /// Calls waiting for their answer, by id.
     calls: Mutex<HashMap<u64, oneshot::Sender<String>>>,
     /// The id of the next call.
@@ -195,13 +200,8 @@ pub struct Cluster {
     pending: Mutex<HashMap<ConnId, oneshot::Sender<Vec<Arc<str>>>>>,
     /// Users this node owns, and when one of their frames was last handled.
     owned: Mutex<HashMap<String, Instant>>,
-    /// Redis calls are skipped until then (it failed).
-    down_until: Mutex<Option<Instant>>,
     /// Stops the heartbeat.
     stop: CancellationToken,
-    /// Set when Redis failed or the subscriber connection dropped: the next heartbeat subscribes again to
-    /// every channel this node needs.
-    resubscribe: AtomicBool,
 }
 
 struct Scripts {
@@ -218,55 +218,36 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Cluster {
-    /// Connects to Redis, takes a node number, builds this node's hub with it (`make_hub`) and starts the
-    /// cluster's tasks until [`shutdown`](Self::shutdown). Returns the link and what other nodes forward to
-    /// this one as owner.
+    /// Connects to every Redis, takes a node number, builds this node's hub with it (`make_hub`) and starts
+    /// the cluster's tasks until [`shutdown`](Self::shutdown). Returns the link and what other nodes forward
+    /// to this one as owner.
     pub async fn connect(
         config: &RedisConfig,
         make_hub: impl FnOnce(u32) -> Hub,
     ) -> anyhow::Result<(Arc<Self>, mpsc::UnboundedReceiver<Forwarded>)> {
-        let url = config.url.as_ref().context("REDIS_URL is not set")?;
-        let info = url
-            .expose_secret()
-            .into_connection_info()
-            .context("REDIS_URL")?;
-        let settings = info
-            .redis_settings()
-            .clone()
-            .set_protocol(ProtocolVersion::RESP3);
-        let client = redis::Client::open(info.set_redis_settings(settings)).context("REDIS_URL")?;
-        let base = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(RESPONSE_TIMEOUT))
-            .set_max_delay(Duration::from_secs(1));
-        let mut commands = client
-            .get_connection_manager_with_config(base.clone())
-            .await
-            .context("cannot reach Redis at REDIS_URL")?;
-        let (push_tx, push_rx) = mpsc::unbounded_channel();
-        let subscriber = client
-            .get_connection_manager_with_config(
-                base.set_push_sender(push_tx).set_automatic_resubscription(),
-            )
-            .await
-            .context("cannot reach Redis at REDIS_URL")?;
+        let urls = config.urls();
+        anyhow::ensure!(!urls.is_empty(), "REDIS_URL is not set");
+        let mut shards = Vec::with_capacity(urls.len());
+        let mut feeds = Vec::with_capacity(urls.len());
+        for (index, url) in urls.iter().enumerate() {
+            let (shard, feed) = Shard::connect(index, urls.len(), url).await?;
+            shards.push(shard);
+            feeds.push(feed);
+        }
         let count: u64 = redis::cmd("INCR")
             .arg(format!("{PREFIX}nodes"))
-            .query_async(&mut commands)
+            .query_async(&mut shards[0].commands.clone())
             .await
             .context("Redis INCR")?;
         // Node numbers wrap within the bits a connection id gives them; 0 is the single-node number.
         let node = u32::try_from(count % ((1 << 23) - 1)).unwrap_or(1) + 1;
         let hub = make_hub(node);
-        let (publish, publish_rx) = mpsc::unbounded_channel();
         let (forward_tx, forward_rx) = mpsc::unbounded_channel();
         let cluster = Arc::new(Self {
             node,
             lease: config.lease,
-            commands,
-            subscriber,
+            shards,
             hub,
-            publish,
             scripts: Scripts {
                 owner: Script::new(OWNER),
                 renew: Script::new(RENEW),
@@ -277,37 +258,49 @@ impl Cluster {
             },
             interest: Mutex::default(),
             subscribed: tokio::sync::Mutex::default(),
+            conn_shards: Mutex::default(),
             pending: Mutex::default(),
             calls: Mutex::default(),
             next_call: AtomicU64::new(1),
             owned: Mutex::default(),
-            down_until: Mutex::default(),
             stop: CancellationToken::new(),
-            resubscribe: AtomicBool::new(false),
         });
-        cluster.beat().await.context("Redis heartbeat")?;
+        for shard in &cluster.shards {
+            cluster
+                .beat(shard)
+                .await
+                .with_context(|| format!("Redis heartbeat {}", shard.label()))?;
+            cluster
+                .subscribe_own_channels(shard)
+                .await
+                .with_context(|| format!("Redis SUBSCRIBE {}", shard.label()))?;
+        }
         redis::cmd("SADD")
             .arg(format!("{PREFIX}members"))
             .arg(node)
-            .query_async::<()>(&mut cluster.commands.clone())
+            .query_async::<()>(&mut cluster.home().commands.clone())
             .await
             .context("Redis SADD")?;
-        cluster
-            .subscribe_own_channels()
-            .await
-            .context("Redis SUBSCRIBE")?;
-        tokio::spawn(bus::publisher(
-            cluster.commands.clone(),
-            publish_rx,
-            Arc::downgrade(&cluster),
-        ));
-        tokio::spawn(inbox::run(
-            Arc::clone(&cluster),
-            push_rx,
-            forward_tx.clone(),
-        ));
+        for (index, feed) in feeds.into_iter().enumerate() {
+            tokio::spawn(bus::publisher(
+                cluster.shards[index].commands.clone(),
+                feed.publishes,
+                Arc::downgrade(&cluster),
+                index,
+            ));
+            tokio::spawn(inbox::run(
+                Arc::clone(&cluster),
+                index,
+                feed.pushes,
+                forward_tx.clone(),
+            ));
+        }
         tokio::spawn(Arc::clone(&cluster).heartbeat(forward_tx));
-        tracing::info!(node, "cluster mode: joined through Redis");
+        tracing::info!(
+            node,
+            shards = cluster.shards.len(),
+            "cluster mode: joined through Redis"
+        );
         Ok((cluster, forward_rx))
     }
 
@@ -321,64 +314,100 @@ impl Cluster {
         &self.hub
     }
 
-    /// Whether Redis answered the last call (the readiness check).
+    /// The shard of what belongs to the whole cluster.
+    fn home(&self) -> &Shard {
+        &self.shards[0]
+    }
+
+    /// The shard of `user_id`.
+    fn shard_of(&self, user_id: &str) -> &Shard {
+        &self.shards[shard::place(user_id, self.shards.len())]
+    }
+
+    /// The shard connection `conn` of another node talks to this one through.
+    fn shard_of_conn(&self, conn: ConnId) -> &Shard {
+        if self.shards.len() == 1 {
+            return self.home();
+        }
+        let index = lock(&self.conn_shards).get(&conn).copied().unwrap_or(0);
+        &self.shards[index]
+    }
+
+    /// Notes which shard connection `conn` of another node came through (kept until it detaches).
+    fn learn_conn(&self, conn: ConnId, shard: usize) {
+        if self.shards.len() > 1 {
+            lock(&self.conn_shards).insert(conn, shard);
+        }
+    }
+
+    /// Forgets a connection of another node that closed.
+    fn forget_conn(&self, conn: ConnId) {
+        if self.shards.len() > 1 {
+            lock(&self.conn_shards).remove(&conn);
+        }
+    }
+
+    /// Whether every Redis answers (the readiness check).
     pub async fn ping(&self) -> Result<(), String> {
-        let mut conn = self.commands.clone();
-        redis::cmd("PING")
-            .query_async::<String>(&mut conn)
-            .await
-            .map(|_| ())
-            .map_err(|e| {
-                self.failed(&e);
-                "Redis unreachable".to_string()
-            })
+        for shard in &self.shards {
+            let answer = redis::cmd("PING")
+                .query_async::<String>(&mut shard.commands.clone())
+                .await;
+            if let Err(err) = answer {
+                shard.failed(&err);
+                return Err(if shard.label().is_empty() {
+                    "Redis unreachable".to_string()
+                } else {
+                    format!("Redis {} unreachable", shard.label())
+                });
+            }
+            shard.recovered();
+        }
+        Ok(())
     }
 
-    fn available(&self) -> bool {
-        lock(&self.down_until).is_none_or(|until| Instant::now() >= until)
-    }
-
-    /// Subscribes to the channels every node needs: its own and the admins'.
-    async fn subscribe_own_channels(&self) -> redis::RedisResult<()> {
-        let mut conn = self.subscriber.clone();
+    /// Subscribes to the channels every node needs on `shard`: its own, and on the first the admins'.
+    async fn subscribe_own_channels(&self, shard: &Shard) -> redis::RedisResult<()> {
+        let mut conn = shard.subscriber.clone();
         conn.subscribe(wire::node_channel(self.node)).await?;
-        conn.subscribe(wire::admins_channel()).await
-    }
-
-    /// Asks the next heartbeat to subscribe again to everything (the subscriber connection dropped).
-    fn lost_subscriptions(&self) {
-        self.resubscribe.store(true, Ordering::SeqCst);
-    }
-
-    fn failed(&self, err: &redis::RedisError) {
-        self.lost_subscriptions();
-        let mut down = lock(&self.down_until);
-        if down.is_none_or(|until| Instant::now() >= until) {
-            tracing::warn!(error = %err, "Redis call failed: serving this node's connections alone");
+        if shard.index == 0 {
+            conn.subscribe(wire::admins_channel()).await?;
         }
-        *down = Some(Instant::now() + BACKOFF);
+        Ok(())
     }
 
-    fn recovered(&self) {
-        if lock(&self.down_until).take().is_some() {
-            tracing::info!("Redis reachable again");
-        }
-    }
-
-    /// Publishes `message` on `channel` (in order with every other publish of this node).
-    fn send(&self, channel: String, envelope: Envelope) {
+    /// Publishes `envelope` on `channel` of `shard` (in order with every other publish there).
+    fn send(&self, shard: &Shard, channel: String, envelope: Envelope) {
         let message = Message {
             origin: self.node,
             envelope,
         };
         let mut publish = redis::cmd("PUBLISH");
         publish.arg(channel).arg(message.encode());
-        self.queue(publish);
+        shard.queue(publish);
     }
 
-    /// Queues a command for the publisher (in order with the publishes; its answer is not read).
-    fn queue(&self, command: redis::Cmd) {
-        let _ = self.publish.send(command);
+    /// Publishes `envelope` on `user_id`'s channel.
+    fn send_to_user(&self, user_id: &str, envelope: Envelope) {
+        self.send(
+            self.shard_of(user_id),
+            wire::user_channel(user_id),
+            envelope,
+        );
+    }
+
+    /// Publishes `envelope` on the admins' channel.
+    fn send_to_admins(&self, envelope: Envelope) {
+        self.send(self.home(), wire::admins_channel(), envelope);
+    }
+
+    /// Sends `envelope`, meant for connection `conn` of another node, to that node.
+    fn send_to_conn(&self, conn: ConnId, envelope: Envelope) {
+        self.send(
+            self.shard_of_conn(conn),
+            wire::node_channel(crate::hub::node_of(conn)),
+            envelope,
+        );
     }
 
     /// Records that this node runs a turn of `session_id` (`record` says which), so that another node
@@ -386,14 +415,14 @@ impl Cluster {
     pub fn turn_started(&self, session_id: &str, record: &str) {
         let mut command = redis::cmd("HSET");
         command.arg(self.turns_key()).arg(session_id).arg(record);
-        self.queue(command);
+        self.home().queue(command);
     }
 
     /// Records that the turn of `session_id` ended.
     pub fn turn_ended(&self, session_id: &str) {
         let mut command = redis::cmd("HDEL");
         command.arg(self.turns_key()).arg(session_id);
-        self.queue(command);
+        self.home().queue(command);
     }
 
     fn turns_key(&self) -> String {
@@ -403,14 +432,15 @@ impl Cluster {
     /// Takes the running turns of nodes whose heartbeat expired (each dead node's turns go to exactly one
     /// live node) and hands them to the owner side as [`Forwarded::Orphan`].
     async fn sweep_dead_nodes(&self, forward: &mpsc::UnboundedSender<Forwarded>) {
-        let mut conn = self.commands.clone();
+        let home = self.home();
+        let mut conn = home.commands.clone();
         let members: Vec<u32> = match redis::cmd("SMEMBERS")
             .arg(format!("{PREFIX}members"))
             .query_async(&mut conn)
             .await
         {
             Ok(members) => members,
-            Err(err) => return self.failed(&err),
+            Err(err) => return home.failed(&err),
         };
         for node in members.into_iter().filter(|n| *n != self.node) {
             let taken: Result<Vec<String>, _> = self
@@ -432,18 +462,18 @@ impl Cluster {
                         });
                     }
                 }
-                Err(err) => return self.failed(&err),
+                Err(err) => return home.failed(&err),
             }
         }
     }
 
     /// Which node handles `user_id`'s frames: the holder of the user's lease, or this node when it takes
-    /// the lease (nobody holds it, or its holder is dead) or Redis cannot be asked.
+    /// the lease (nobody holds it, or its holder is dead) or the user's Redis cannot be asked.
     pub async fn owner(&self, user_id: &str) -> Owner {
-        if !self.available() {
+        let shard = self.shard_of(user_id);
+        if !shard.available() {
             return Owner::Here;
         }
-        let mut conn = self.commands.clone();
         let answer: Result<String, _> = self
             .scripts
             .owner
@@ -451,11 +481,11 @@ impl Cluster {
             .arg(self.node)
             .arg(lease_ms(self.lease))
             .arg(format!("{PREFIX}h:"))
-            .invoke_async(&mut conn)
+            .invoke_async(&mut shard.commands.clone())
             .await;
         match answer {
             Ok(owner) => {
-                self.recovered();
+                shard.recovered();
                 match owner.parse::<u32>() {
                     Ok(node) if node != self.node => Owner::Node(node),
                     _ => {
@@ -465,7 +495,7 @@ impl Cluster {
                 }
             }
             Err(err) => {
-                self.failed(&err);
+                shard.failed(&err);
                 Owner::Here
             }
         }
@@ -479,10 +509,10 @@ impl Cluster {
             user_id: user_id.to_string(),
             taken,
         };
-        if !self.available() {
+        let shard = self.shard_of(user_id);
+        if !shard.available() {
             return Some(slot(false));
         }
-        let mut conn = self.commands.clone();
         let taken: Result<i64, _> = self
             .scripts
             .take_slot
@@ -490,13 +520,13 @@ impl Cluster {
             .arg(self.node)
             .arg(limit)
             .arg(format!("{PREFIX}h:"))
-            .invoke_async(&mut conn)
+            .invoke_async(&mut shard.commands.clone())
             .await;
         match taken {
             Ok(1) => Some(slot(true)),
             Ok(_) => None,
             Err(err) => {
-                self.failed(&err);
+                shard.failed(&err);
                 Some(slot(false))
             }
         }
@@ -505,18 +535,18 @@ impl Cluster {
     /// Gives back a slot taken by [`take_slot`](Self::take_slot).
     fn give_slot(self: &Arc<Self>, user_id: &str) {
         let cluster = Arc::clone(self);
-        let key = format!("{PREFIX}c:{user_id}");
+        let user_id = user_id.to_string();
         tokio::spawn(async move {
-            let mut conn = cluster.commands.clone();
+            let shard = cluster.shard_of(&user_id);
             let given: Result<i64, _> = cluster
                 .scripts
                 .give_slot
-                .key(key)
+                .key(format!("{PREFIX}c:{user_id}"))
                 .arg(cluster.node)
-                .invoke_async(&mut conn)
+                .invoke_async(&mut shard.commands.clone())
                 .await;
             if let Err(err) = given {
-                cluster.failed(&err);
+                shard.failed(&err);
             }
         });
     }
@@ -524,23 +554,24 @@ impl Cluster {
     /// Subscribes this node to `user_id`'s channel while the returned guard lives (one subscription per
     /// node, however many connections need it). Returns once Redis confirmed it, or at once without Redis.
     pub async fn interest(self: &Arc<Self>, user_id: &str) -> Interest {
-        let channel = wire::user_channel(user_id);
-        *lock(&self.interest).entry(channel.clone()).or_insert(0) += 1;
-        self.sync_subscription(&channel).await;
+        *lock(&self.interest).entry(user_id.to_string()).or_insert(0) += 1;
+        self.sync_subscription(user_id).await;
         Interest {
             cluster: Arc::clone(self),
-            channel,
+            user_id: user_id.to_string(),
         }
     }
 
-    /// Brings the subscription to `channel` in line with the interest in it.
-    async fn sync_subscription(&self, channel: &str) {
+    /// Brings the subscription to `user_id`'s channel in line with the interest in it.
+    async fn sync_subscription(&self, user_id: &str) {
         let mut subscribed = self.subscribed.lock().await;
-        let wanted = lock(&self.interest).contains_key(channel);
-        if wanted == subscribed.contains(channel) || !self.available() {
+        let wanted = lock(&self.interest).contains_key(user_id);
+        let shard = self.shard_of(user_id);
+        if wanted == subscribed.contains(user_id) || !shard.available() {
             return;
         }
-        let mut conn = self.subscriber.clone();
+        let mut conn = shard.subscriber.clone();
+        let channel = wire::user_channel(user_id);
         let done = if wanted {
             conn.subscribe(channel).await
         } else {
@@ -548,12 +579,12 @@ impl Cluster {
         };
         match done {
             Ok(()) if wanted => {
-                subscribed.insert(channel.to_string());
+                subscribed.insert(user_id.to_string());
             }
             Ok(()) => {
-                subscribed.remove(channel);
+                subscribed.remove(user_id);
             }
-            Err(err) => self.failed(&err),
+            Err(err) => shard.failed(&err),
         }
     }
 
@@ -561,6 +592,7 @@ impl Cluster {
     /// receiver, which the caller takes before asking.
     pub fn attach(&self, owner: u32, conn: ConnId, caller: Caller, last_seq: Option<i64>) {
         self.send(
+            self.shard_of(&caller.user_id),
             wire::node_channel(owner),
             Envelope::ToOwner(Forwarded::Attach {
                 conn,
@@ -582,9 +614,10 @@ impl Cluster {
         lock(&self.pending).remove(&conn);
     }
 
-    /// Forwards a frame of connection `conn` to `owner`.
+    /// Forwards a frame of connection `conn` (of `caller`) to `owner`.
     pub fn forward(&self, owner: u32, conn: ConnId, caller: Caller, text: String) {
         self.send(
+            self.shard_of(&caller.user_id),
             wire::node_channel(owner),
             Envelope::ToOwner(Forwarded::Frame { conn, caller, text }),
         );
@@ -601,6 +634,7 @@ impl Cluster {
         let (tx, rx) = oneshot::channel();
         lock(&self.calls).insert(id, tx);
         self.send(
+            self.home(),
             wire::node_channel(owner),
             Envelope::ToOwner(Forwarded::Call {
                 origin: self.node,
@@ -618,32 +652,37 @@ impl Cluster {
 
     /// Answers call `id` of node `origin`.
     pub fn reply(&self, origin: u32, id: u64, payload: String) {
-        self.send(wire::node_channel(origin), Envelope::Reply { id, payload });
+        self.send(
+            self.home(),
+            wire::node_channel(origin),
+            Envelope::Reply { id, payload },
+        );
     }
 
-    /// Tells `owner` that connection `conn` closed.
-    pub fn detach(&self, owner: u32, conn: ConnId) {
+    /// Tells `owner` that connection `conn` (of `user_id`) closed.
+    pub fn detach(&self, owner: u32, conn: ConnId, user_id: &str) {
         self.send(
+            self.shard_of(user_id),
             wire::node_channel(owner),
             Envelope::ToOwner(Forwarded::Detach { conn }),
         );
     }
 
-    /// Writes this node's heartbeat key.
-    async fn beat(&self) -> redis::RedisResult<()> {
-        let mut conn = self.commands.clone();
+    /// Writes this node's heartbeat key on `shard`.
+    async fn beat(&self, shard: &Shard) -> redis::RedisResult<()> {
         redis::cmd("SET")
             .arg(format!("{PREFIX}h:{}", self.node))
             .arg(1)
             .arg("PX")
             .arg(lease_ms(self.lease))
-            .query_async::<()>(&mut conn)
+            .query_async::<()>(&mut shard.commands.clone())
             .await
     }
 
-    /// Every third of the lease: the heartbeat, the leases of the users still connected (anywhere that
-    /// forwards here) or active within the lease, the release of the others, and subscriptions that a
-    /// Redis outage left behind (all of them again after a failure), until [`shutdown`](Self::shutdown).
+    /// Every third of the lease: the heartbeat on every shard, the leases of the users still connected
+    /// (anywhere that forwards here) or active within the lease, the release of the others, the turns of
+    /// dead nodes, and subscriptions that a Redis outage left behind (all of a shard's again after it
+    /// failed), until [`shutdown`](Self::shutdown).
     async fn heartbeat(self: Arc<Self>, forward: mpsc::UnboundedSender<Forwarded>) {
         let mut tick = tokio::time::interval(self.lease / 3);
         loop {
@@ -651,104 +690,130 @@ impl Cluster {
                 () = self.stop.cancelled() => break,
                 _ = tick.tick() => {}
             }
-            match self.beat().await {
-                Ok(()) => self.recovered(),
-                Err(err) => {
-                    self.failed(&err);
-                    continue;
+            for shard in &self.shards {
+                match self.beat(shard).await {
+                    Ok(()) => shard.recovered(),
+                    Err(err) => shard.failed(&err),
                 }
             }
             self.renew_leases().await;
-            self.sweep_dead_nodes(&forward).await;
-            if self.resubscribe.swap(false, Ordering::SeqCst) {
-                // Redis may have restarted or the subscriber connection been replaced: subscribing again
-                // to a channel already subscribed changes nothing, to one lost restores it.
-                self.subscribed.lock().await.clear();
-                if let Err(err) = self.subscribe_own_channels().await {
-                    self.failed(&err);
+            if self.home().available() {
+                self.sweep_dead_nodes(&forward).await;
+            }
+            for shard in self.shards.iter().filter(|s| s.available()) {
+                if !shard.take_resubscribe() {
                     continue;
                 }
-                tracing::info!("cluster channels subscribed again");
+                // Redis may have restarted or the subscriber connection been replaced: subscribing again
+                // to a channel already subscribed changes nothing, to one lost restores it.
+                let count = self.shards.len();
+                self.subscribed
+                    .lock()
+                    .await
+                    .retain(|user| shard::place(user, count) != shard.index);
+                if let Err(err) = self.subscribe_own_channels(shard).await {
+                    shard.failed(&err);
+                    continue;
+                }
+                tracing::info!(shard = shard.label(), "cluster channels subscribed again");
             }
-            let channels: Vec<String> = lock(&self.interest).keys().cloned().collect();
-            for channel in channels {
-                self.sync_subscription(&channel).await;
+            let users: Vec<String> = lock(&self.interest).keys().cloned().collect();
+            for user in users {
+                self.sync_subscription(&user).await;
             }
         }
     }
 
+    /// Renews the leases of the users to keep and releases the others, shard by shard.
     async fn renew_leases(&self) {
-        let mut keep = Vec::new();
-        let mut drop = Vec::new();
+        let count = self.shards.len();
+        let mut keep = vec![Vec::new(); count];
+        let mut drop = vec![Vec::new(); count];
         for (user, last) in lock(&self.owned).iter() {
+            let index = shard::place(user, count);
             if last.elapsed() < self.lease || self.hub.user_is_connected(user) {
-                keep.push(user.clone());
+                keep[index].push(user.clone());
             } else {
-                drop.push(user.clone());
+                drop[index].push(user.clone());
             }
         }
-        let mut conn = self.commands.clone();
-        if !drop.is_empty() {
-            let mut release = self.scripts.release.prepare_invoke();
-            for user in &drop {
-                release.key(format!("{PREFIX}o:{user}"));
-            }
-            release.arg(self.node);
-            if release.invoke_async::<()>(&mut conn).await.is_ok() {
+        for shard in self.shards.iter().filter(|s| s.available()) {
+            let drop = &drop[shard.index];
+            if !drop.is_empty() && self.release(shard, drop).await.is_ok() {
                 let mut owned = lock(&self.owned);
-                for user in &drop {
+                for user in drop {
                     owned.remove(user);
                 }
             }
-        }
-        for chunk in keep.chunks(256) {
-            let mut renew = self.scripts.renew.prepare_invoke();
-            for user in chunk {
-                renew.key(format!("{PREFIX}o:{user}"));
-            }
-            renew.arg(self.node).arg(lease_ms(self.lease));
-            match renew.invoke_async::<Vec<usize>>(&mut conn).await {
-                Ok(lost) => {
-                    let mut owned = lock(&self.owned);
-                    for index in lost {
-                        if let Some(user) = index.checked_sub(1).and_then(|i| chunk.get(i)) {
-                            tracing::info!(user_id = %user, "lease taken by another node");
-                            owned.remove(user);
+            for chunk in keep[shard.index].chunks(256) {
+                let mut renew = self.scripts.renew.prepare_invoke();
+                for user in chunk {
+                    renew.key(format!("{PREFIX}o:{user}"));
+                }
+                renew.arg(self.node).arg(lease_ms(self.lease));
+                match renew
+                    .invoke_async::<Vec<usize>>(&mut shard.commands.clone())
+                    .await
+                {
+                    Ok(lost) => {
+                        let mut owned = lock(&self.owned);
+                        for index in lost {
+                            if let Some(user) = index.checked_sub(1).and_then(|i| chunk.get(i)) {
+                                tracing::info!(user_id = %user, "lease taken by another node");
+                                owned.remove(user);
+                            }
                         }
                     }
-                }
-                Err(err) => {
-                    self.failed(&err);
-                    return;
+                    Err(err) => {
+                        shard.failed(&err);
+                        break;
+                    }
                 }
             }
         }
     }
 
-    /// Leaves the cluster (graceful shutdown, once the connections are closed): stops the heartbeat and
-    /// gives back this node's leases and heartbeat key, so other nodes take its users over at once.
-    pub async fn shutdown(&self) {
-        self.stop.cancel();
-        let users: Vec<String> = lock(&self.owned).drain().map(|(u, _)| u).collect();
-        let mut conn = self.commands.clone();
+    /// Gives back the leases of `users` (all on `shard`) that this node holds.
+    async fn release(&self, shard: &Shard, users: &[String]) -> redis::RedisResult<()> {
         for chunk in users.chunks(256) {
             let mut release = self.scripts.release.prepare_invoke();
             for user in chunk {
                 release.key(format!("{PREFIX}o:{user}"));
             }
             release.arg(self.node);
-            let _ = release.invoke_async::<()>(&mut conn).await;
+            release
+                .invoke_async::<()>(&mut shard.commands.clone())
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Leaves the cluster (graceful shutdown, once the connections are closed): stops the heartbeat and
+    /// gives back this node's leases and heartbeat keys, so other nodes take its users over at once.
+    pub async fn shutdown(&self) {
+        self.stop.cancel();
+        let count = self.shards.len();
+        let mut users = vec![Vec::new(); count];
+        for (user, _) in lock(&self.owned).drain() {
+            users[shard::place(&user, count)].push(user);
+        }
+        for shard in &self.shards {
+            let _ = self.release(shard, &users[shard.index]).await;
+            let _ = redis::cmd("DEL")
+                .arg(format!("{PREFIX}h:{}", self.node))
+                .query_async::<()>(&mut shard.commands.clone())
+                .await;
         }
         // Turns still recorded ended with the drain (or were cut by its deadline and stored as partial).
+        let mut home = self.home().commands.clone();
         let _ = redis::cmd("DEL")
-            .arg(format!("{PREFIX}h:{}", self.node))
             .arg(self.turns_key())
-            .query_async::<()>(&mut conn)
+            .query_async::<()>(&mut home)
             .await;
         let _ = redis::cmd("SREM")
             .arg(format!("{PREFIX}members"))
             .arg(self.node)
-            .query_async::<()>(&mut conn)
+            .query_async::<()>(&mut home)
             .await;
         tracing::info!(node = self.node, "cluster mode: left");
     }
@@ -772,28 +837,28 @@ impl Drop for ClusterSlot {
 /// A subscription kept while a connection needs it.
 pub struct Interest {
     cluster: Arc<Cluster>,
-    channel: String,
+    user_id: String,
 }
 
 impl Drop for Interest {
     fn drop(&mut self) {
         let gone = {
             let mut interest = lock(&self.cluster.interest);
-            match interest.get_mut(&self.channel) {
+            match interest.get_mut(&self.user_id) {
                 Some(count) if *count > 1 => {
                     *count -= 1;
                     false
                 }
                 _ => {
-                    interest.remove(&self.channel);
+                    interest.remove(&self.user_id);
                     true
                 }
             }
         };
         if gone {
             let cluster = Arc::clone(&self.cluster);
-            let channel = std::mem::take(&mut self.channel);
-            tokio::spawn(async move { cluster.sync_subscription(&channel).await });
+            let user_id = std::mem::take(&mut self.user_id);
+            tokio::spawn(async move { cluster.sync_subscription(&user_id).await });
         }
     }
 }

@@ -151,7 +151,7 @@ impl Route {
     pub fn closed(&self, conn: ConnId) {
         if let Some(cluster) = &self.cluster {
             for owner in &self.owners {
-                cluster.detach(*owner, conn);
+                cluster.detach(*owner, conn, &self.caller.user_id);
             }
         }
     }

@@ -8,7 +8,7 @@
 
 use serde_json::{Value, json};
 
-use crate::support::app::answer_text;
+use crate::support::app::{WsClient, answer_text};
 use crate::support::nodes::{Nodes, new_user};
 use crate::support::wait::eventually_async;
 
@@ -250,17 +250,33 @@ async fn help_requests_reach_admins_on_every_node_and_an_admin_takes_over_across
     }
 
     // The admin on node 3 takes the session over: the AI pauses, messages go both ways.
+    admin_assists_then_leaves(&mut helper, &mut [&mut device], &session_id).await;
+}
+
+/// `helper` (an admin) takes session `session_id` over: every device sees the join and the admin's
+/// message, the admin sees a message of the last device, the AI stays quiet until the admin leaves, then
+/// answers the first device again.
+pub async fn admin_assists_then_leaves(
+    helper: &mut WsClient,
+    devices: &mut [&mut WsClient],
+    session_id: &str,
+) {
     helper
         .send(json!({"type": "admin_join", "session_id": session_id, "sender": "admin"}))
         .await;
-    let joined = device.recv_until("admin_join").await;
-    assert_eq!(joined.last().unwrap()["session_id"], session_id.as_str());
+    for device in devices.iter_mut() {
+        let joined = device.recv_until("admin_join").await;
+        assert_eq!(joined.last().unwrap()["session_id"], session_id);
+    }
     helper
         .send(json!({"type": "admin_message", "session_id": session_id, "sender": "admin", "content": "hi, I am here"}))
         .await;
-    let got = device.recv_until("admin_message").await;
-    assert_eq!(got.last().unwrap()["content"], "hi, I am here");
-    device
+    for device in devices.iter_mut() {
+        let got = device.recv_until("admin_message").await;
+        assert_eq!(got.last().unwrap()["content"], "hi, I am here");
+    }
+    let last = devices.len() - 1;
+    devices[last]
         .send(json!({"type": "user_message", "session_id": session_id, "content": "thanks, human"}))
         .await;
     // (after the conversation so far, replayed to the admin when joining)
@@ -274,17 +290,17 @@ async fn help_requests_reach_admins_on_every_node_and_an_admin_takes_over_across
     helper
         .send(json!({"type": "admin_leave", "session_id": session_id, "sender": "admin"}))
         .await;
-    let meanwhile = device.recv_until("admin_leave").await;
+    let meanwhile = devices[0].recv_until("admin_leave").await;
     assert!(
         meanwhile.iter().all(|f| f["type"] != "ai_response"),
         "the AI stays quiet while an admin assists: {meanwhile:?}"
     );
-    device
+    devices[0]
         .send(
             json!({"type": "user_message", "session_id": session_id, "content": "and now the AI"}),
         )
         .await;
-    let turn = device.recv_turn().await;
+    let turn = devices[0].recv_turn().await;
     assert_eq!(turn.last().unwrap()["type"], "ai_response", "{turn:?}");
     assert_eq!(turn.last().unwrap()["metadata"]["done"], "true");
 }

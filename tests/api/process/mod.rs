@@ -5,6 +5,7 @@ mod binary;
 mod cli;
 pub mod cluster;
 mod cluster_faults;
+mod cluster_shards;
 mod crash;
 mod load_tool;
 mod recovery;

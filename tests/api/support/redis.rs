@@ -69,6 +69,18 @@ impl RedisServer {
         .await;
     }
 
+    /// The channels matching `pattern` that have a subscriber.
+    pub async fn channels(&self, pattern: &str) -> Vec<String> {
+        let client = redis::Client::open(self.url()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        redis::cmd("PUBSUB")
+            .arg("CHANNELS")
+            .arg(pattern)
+            .query_async(&mut conn)
+            .await
+            .unwrap()
+    }
+
     /// The keys matching `pattern`.
     pub async fn keys(&self, pattern: &str) -> Vec<String> {
         let client = redis::Client::open(self.url()).unwrap();
