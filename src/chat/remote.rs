@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 
 use crate::auth::Identity;
 use crate::cluster::{Caller, Forwarded};
-use crate::hub::ConnId;
+use crate::hub::{ConnId, node_of};
 
 use super::{Chat, Frame};
 
@@ -37,6 +37,11 @@ impl Chat {
                 Forwarded::Detach { conn } => {
                     // Its task ends once the frames already queued have taken effect.
                     conns.remove(&conn);
+                    continue;
+                }
+                Forwarded::NodeGone { node } => {
+                    // Its connections closed without a word: their tasks end like detached ones.
+                    conns.retain(|conn, _| node_of(*conn) != node);
                     continue;
                 }
                 Forwarded::Orphan { session_id, record } => {

@@ -75,7 +75,9 @@ pub(super) async fn run(
                         cluster.learn_conn(*conn, index);
                     }
                     Forwarded::Detach { conn } => cluster.forget_conn(*conn),
-                    Forwarded::Orphan { .. } | Forwarded::Call { .. } => {}
+                    Forwarded::Orphan { .. }
+                    | Forwarded::Call { .. }
+                    | Forwarded::NodeGone { .. } => {}
                 }
                 let _ = forward.send(forwarded);
             }

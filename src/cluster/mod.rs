@@ -152,6 +152,11 @@ pub enum Forwarded {
         /// What [`Cluster::turn_started`] recorded.
         record: String,
     },
+    /// Node `node` left the cluster (its heartbeat expired, or it said goodbye): its connections are gone.
+    NodeGone {
+        /// Its number.
+        node: u32,
+    },
     /// A call to answer with [`Cluster::reply`].
     Call {
         /// The calling node.
@@ -200,6 +205,8 @@ pub struct Cluster {
     pending: Mutex<HashMap<ConnId, oneshot::Sender<Vec<Arc<str>>>>>,
     /// Users this node owns, and when one of their frames was last handled.
     owned: Mutex<HashMap<String, Instant>>,
+    /// The other nodes seen in the member set at the last sweep.
+    members: Mutex<HashSet<u32>>,
     /// Stops the heartbeat.
     stop: CancellationToken,
 }
@@ -263,6 +270,7 @@ impl Cluster {
             calls: Mutex::default(),
             next_call: AtomicU64::new(1),
             owned: Mutex::default(),
+            members: Mutex::default(),
             stop: CancellationToken::new(),
         });
         for shard in &cluster.shards {
@@ -430,7 +438,9 @@ impl Cluster {
     }
 
     /// Takes the running turns of nodes whose heartbeat expired (each dead node's turns go to exactly one
-    /// live node) and hands them to the owner side as [`Forwarded::Orphan`].
+    /// live node) and hands them to the owner side as [`Forwarded::Orphan`]; nodes gone from the member set
+    /// since the last sweep are handed over as [`Forwarded::NodeGone`], so that what this node kept for
+    /// their connections goes.
     async fn sweep_dead_nodes(&self, forward: &mpsc::UnboundedSender<Forwarded>) {
         let home = self.home();
         let mut conn = home.commands.clone();
@@ -442,7 +452,19 @@ impl Cluster {
             Ok(members) => members,
             Err(err) => return home.failed(&err),
         };
-        for node in members.into_iter().filter(|n| *n != self.node) {
+        let others: HashSet<u32> = members.into_iter().filter(|n| *n != self.node).collect();
+        let gone: Vec<u32> = {
+            let mut known = lock(&self.members);
+            let gone = known.difference(&others).copied().collect();
+            known.clone_from(&others);
+            gone
+        };
+        for node in gone {
+            tracing::info!(node, "node left the cluster");
+            lock(&self.conn_shards).retain(|conn, _| crate::hub::node_of(*conn) != node);
+            let _ = forward.send(Forwarded::NodeGone { node });
+        }
+        for node in others {
             let taken: Result<Vec<String>, _> = self
                 .scripts
                 .take_turns

@@ -154,6 +154,9 @@ impl Message {
             Envelope::ToOwner(Forwarded::Orphan { session_id, record }) => {
                 (format!("O {origin}"), format!("{session_id}\n{record}"))
             }
+            Envelope::ToOwner(Forwarded::NodeGone { node }) => {
+                (format!("G {origin} {node}"), String::new())
+            }
         };
         let mut bytes = Vec::with_capacity(header.len() + 1 + payload.len());
         bytes.extend_from_slice(header.as_bytes());
@@ -223,6 +226,9 @@ impl Message {
                     record: record.to_string(),
                 })
             }
+            "G" => Envelope::ToOwner(Forwarded::NodeGone {
+                node: u32::try_from(number()?).ok()?,
+            }),
             "R" => Envelope::Reply {
                 id: number()?,
                 payload: payload.to_string(),
@@ -288,6 +294,7 @@ mod tests {
             text: "{\n \"type\": \"ping\"\n}".into(),
         }));
         round_trip(Envelope::ToOwner(Forwarded::Detach { conn: 9 }));
+        round_trip(Envelope::ToOwner(Forwarded::NodeGone { node: 4 }));
         round_trip(Envelope::ToOwner(Forwarded::Call {
             origin: 7,
             id: 12,

@@ -218,3 +218,27 @@ async fn a_turn_of_a_node_killed_mid_answer_is_ended_on_the_other_devices() {
         "the stored part is what was streamed: {stored:?} / {streamed:?}"
     );
 }
+
+#[tokio::test]
+async fn the_owner_forgets_the_connections_of_a_killed_node() {
+    let redis = RedisServer::start().await;
+    let cluster = Nodes::start_on(&redis.url(), 2, &[("REDIS_LEASE", "2s")]).await;
+    let user = new_user();
+    let token = cluster.token(&user, &["user"]);
+    // Node 1 owns the user; its only device left is on node 2, which forwards to node 1.
+    let (first, _) = cluster.connect(0, &token).await;
+    let (mut second, _) = cluster.connect(1, &token).await;
+    turn(&mut second, "from node 2", "g-1").await;
+    first.close().await;
+    let lease = format!("chatbox:o:{user}");
+    assert_eq!(redis.keys(&lease).await.len(), 1);
+
+    // Node 2 dies without closing its connection: once node 1 sees it gone, the user has no connection
+    // left and node 1 gives the lease back.
+    let mut nodes = cluster;
+    nodes.nodes.remove(1).kill().await;
+    eventually_async("the owner to give the user's lease back", async || {
+        redis.keys(&lease).await.is_empty().then_some(())
+    })
+    .await;
+}
