@@ -217,6 +217,37 @@ async fn a_turn_of_a_node_killed_mid_answer_is_ended_on_the_other_devices() {
         streamed.starts_with(stored) || stored.starts_with(&streamed),
         "the stored part is what was streamed: {stored:?} / {streamed:?}"
     );
+
+    // A retry of the same message on the surviving node is not answered a second time (its answer is
+    // the stored partial one); the next message is answered as usual.
+    watcher
+        .send(json!({"type": "user_message", "content": "a very long story please ".repeat(6), "client_msg_id": "orphan-1"}))
+        .await;
+    watcher
+        .send(json!({"type": "user_message", "content": "and then?", "client_msg_id": "orphan-2"}))
+        .await;
+    let after = watcher.recv_turn().await;
+    assert_eq!(
+        after.last().unwrap()["client_msg_id"],
+        "orphan-2",
+        "{after:?}"
+    );
+    assert!(
+        after
+            .iter()
+            .all(|f| f["type"] != "ai_response" || f["client_msg_id"] == "orphan-2"),
+        "{after:?}"
+    );
+    let (_, detail) = nodes
+        .http(0, "GET", &format!("/sessions/{session_id}"), &token)
+        .await;
+    let answers = detail["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["sender"] == "ai")
+        .count();
+    assert_eq!(answers, 2, "{detail}");
 }
 
 #[tokio::test]
