@@ -41,17 +41,31 @@ pub struct ConnectionParams {
 }
 
 /// Runs a connection until either side closes it.
-pub async fn run(mut socket: WebSocketStream, params: ConnectionParams) {
+pub fn run(socket: WebSocketStream, params: ConnectionParams) -> impl Future<Output = ()> {
+    serve(Box::new(socket), Box::new(params))
+}
+
+/// [`run`], with the socket and the parameters on the heap: the task of an idle connection holds only
+/// what its loop needs.
+async fn serve(mut socket: Box<WebSocketStream>, params: Box<ConnectionParams>) {
     let ConnectionParams {
         state,
         identity,
         last_seq,
         slot,
         cluster_slot,
-    } = params;
+    } = *params;
     let opened = Instant::now();
-    let Some((attached, mut route)) =
-        Route::attach(&state, slot, cluster_slot, identity, last_seq).await
+    // The attach and each frame's handling run boxed: a connection's task then stays small while it waits
+    // for frames (their futures are large; inline they would size every idle connection's task).
+    let Some((attached, mut route)) = Box::pin(Route::attach(
+        &state,
+        slot,
+        cluster_slot,
+        identity,
+        last_seq,
+    ))
+    .await
     else {
         let close = Message::Close(Some((
             CloseCode::from(CLOSE_SLOW_CONSUMER),
@@ -62,7 +76,7 @@ pub async fn run(mut socket: WebSocketStream, params: ConnectionParams) {
     };
     let handle = attached.handle;
     let ctx = attached.ctx;
-    let (sink, mut stream) = socket.split();
+    let (sink, mut stream) = (*socket).split();
     let stop = CancellationToken::new();
     let writer = tokio::spawn(write_loop(
         sink,
@@ -112,7 +126,7 @@ pub async fn run(mut socket: WebSocketStream, params: ConnectionParams) {
         };
         // One frame at a time: it has taken effect before the next is read (answers stream on in tasks of
         // their own).
-        route.receive(&state, &ctx, frame).await;
+        Box::pin(route.receive(&state, &ctx, frame)).await;
     }
 
     route.closed(ctx.conn_id());
