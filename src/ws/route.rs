@@ -16,11 +16,17 @@ use crate::state::AppState;
 
 /// A connection's route.
 pub struct Route {
-    cluster: Option<Arc<Cluster>>,
+    /// In cluster mode, how the connection reaches the owner nodes (boxed: one node holds nothing here).
+    link: Option<Box<Link>>,
+}
+
+/// What a connection keeps in cluster mode.
+struct Link {
+    cluster: Arc<Cluster>,
     caller: Caller,
     /// Nodes this connection forwarded to (told when it closes).
     owners: HashSet<u32>,
-    _interest: Option<Interest>,
+    _interest: Interest,
     _slot: Option<ClusterSlot>,
 }
 
@@ -43,27 +49,28 @@ impl Route {
         identity: Identity,
         last_seq: Option<i64>,
     ) -> Option<(Attached, Self)> {
-        let caller = Caller::from(&identity);
         let Some(cluster) = state.cluster.clone() else {
             let attached = state.chat.attach(slot, identity, last_seq).await;
-            return Some((attached, Self::new(None, caller, None, cluster_slot)));
+            return Some((attached, Self { link: None }));
         };
         let interest = cluster.interest(&identity.user_id).await;
-        let mut route = Self::new(
-            Some(Arc::clone(&cluster)),
-            caller,
-            Some(interest),
-            cluster_slot,
-        );
+        let mut link = Box::new(Link {
+            cluster: Arc::clone(&cluster),
+            caller: Caller::from(&identity),
+            owners: HashSet::new(),
+            _interest: interest,
+            _slot: cluster_slot,
+        });
         let Owner::Node(owner) = cluster.owner(&identity.user_id).await else {
             let attached = state.chat.attach(slot, identity, last_seq).await;
-            return Some((attached, route));
+            return Some((attached, Self { link: Some(link) }));
         };
         let mut attached = state.chat.register(slot, identity);
         let conn = attached.ctx.conn_id();
         let first = cluster.first_frames(conn);
-        cluster.attach(owner, conn, route.caller.clone(), last_seq);
-        route.owners.insert(owner);
+        cluster.attach(owner, conn, link.caller.clone(), last_seq);
+        link.owners.insert(owner);
+        let route = Self { link: Some(link) };
         match tokio::time::timeout(ATTACH_WAIT, first).await {
             Ok(Ok(frames)) => {
                 attached.backlog = frames;
@@ -82,25 +89,10 @@ impl Route {
         }
     }
 
-    fn new(
-        cluster: Option<Arc<Cluster>>,
-        caller: Caller,
-        interest: Option<Interest>,
-        slot: Option<ClusterSlot>,
-    ) -> Self {
-        Self {
-            cluster,
-            caller,
-            owners: HashSet::new(),
-            _interest: interest,
-            _slot: slot,
-        }
-    }
-
     /// Hands a frame to the node where it takes effect: here it has taken effect when this returns;
     /// forwarded, the owner takes the frames of one connection one after another in the order sent.
     pub async fn receive(&mut self, state: &AppState, ctx: &ConnCtx, frame: Frame) {
-        let Some(cluster) = self.cluster.clone() else {
+        let Some(link) = self.link.as_deref_mut() else {
             return state.chat.receive(ctx, frame).await;
         };
         let text = match frame {
@@ -115,16 +107,28 @@ impl Route {
                 }
             },
         };
-        let user_id = self.user_of(state, &text).await;
-        match cluster.owner(&user_id).await {
+        let user_id = link.user_of(state, &text).await;
+        match link.cluster.owner(&user_id).await {
             Owner::Here => state.chat.receive(ctx, Frame::Text(text)).await,
             Owner::Node(owner) => {
-                self.owners.insert(owner);
-                cluster.forward(owner, ctx.conn_id(), self.caller.clone(), text);
+                link.owners.insert(owner);
+                link.cluster
+                    .forward(owner, ctx.conn_id(), link.caller.clone(), text);
             }
         }
     }
 
+    /// Tells the nodes this connection forwarded to that it closed.
+    pub fn closed(&self, conn: ConnId) {
+        if let Some(link) = &self.link {
+            for owner in &link.owners {
+                link.cluster.detach(*owner, conn, &link.caller.user_id);
+            }
+        }
+    }
+}
+
+impl Link {
     /// The user whose owner handles `text`: the owner of the session an admin frame names, else the
     /// connection's own user.
     async fn user_of(&self, state: &AppState, text: &str) -> String {
@@ -144,15 +148,6 @@ impl Route {
         match state.store.get_session(&session_id).await {
             Ok(Some(session)) => session.user_id,
             _ => self.caller.user_id.clone(),
-        }
-    }
-
-    /// Tells the nodes this connection forwarded to that it closed.
-    pub fn closed(&self, conn: ConnId) {
-        if let Some(cluster) = &self.cluster {
-            for owner in &self.owners {
-                cluster.detach(*owner, conn, &self.caller.user_id);
-            }
         }
     }
 }
