@@ -128,7 +128,7 @@ impl Chat {
         ctx: &ConnCtx,
         session_id: &str,
     ) -> Result<SessionRecord, ChatError> {
-        if !ctx.identity.is_admin() {
+        if !ctx.identity().is_admin() {
             return Err(ChatError::Forbidden);
         }
         self.store
@@ -365,7 +365,7 @@ impl Chat {
         let session = self.admin_session(ctx, session_id).await?;
         // The admin sees the conversation (after `last_seq`, when given), then its live frames.
         let after = last_seq.and_then(|s| u64::try_from(s).ok()).unwrap_or(0);
-        self.claim(&session, &ctx.identity, Via::WebSocket, Some((ctx, after)))
+        self.claim(&session, ctx.identity(), Via::WebSocket, Some((ctx, after)))
             .await
     }
 
@@ -375,7 +375,7 @@ impl Chat {
         session_id: &str,
     ) -> Result<(), ChatError> {
         let session = self.admin_session(ctx, session_id).await?;
-        self.leave(&session, &ctx.identity, Via::WebSocket)
+        self.leave(&session, ctx.identity(), Via::WebSocket)
             .await
             .map(|_| ())
     }
@@ -383,7 +383,7 @@ impl Chat {
     /// Refuses an admin frame about `session` unless the caller assists it (as the store records it).
     fn check_assisting(&self, session: &SessionRecord, ctx: &ConnCtx) -> Result<(), ChatError> {
         match AssistingAdmin::of(session) {
-            Some(a) if a.id == ctx.identity.user_id => Ok(()),
+            Some(a) if a.id == ctx.identity().user_id => Ok(()),
             Some(a) => Err(ChatError::AlreadyAssisted(a)),
             None => Err(ChatError::NotOwner),
         }
@@ -402,7 +402,7 @@ impl Chat {
         }
         let seq = live.reserve_seq();
         let mut record = MessageRecord::new(
-            admin_message_id(&ctx.identity.user_id, m.client_msg_id.as_deref()),
+            admin_message_id(&ctx.identity().user_id, m.client_msg_id.as_deref()),
             seq,
             StoredSender::Admin,
             m.content.clone(),
@@ -411,10 +411,10 @@ impl Chat {
         record.metadata = m.metadata.clone().unwrap_or_default();
         record
             .metadata
-            .insert("admin_id".into(), ctx.identity.user_id.clone());
+            .insert("admin_id".into(), ctx.identity().user_id.clone());
         record
             .metadata
-            .insert("admin_name".into(), ctx.identity.name.clone());
+            .insert("admin_name".into(), ctx.identity().name.clone());
         let outcome = match self.store.append_message(&session.id, &record).await {
             Ok(outcome) => outcome,
             Err(err) => {

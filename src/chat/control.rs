@@ -28,15 +28,16 @@ impl Chat {
         m: TypingIndicator,
     ) -> Result<(), ChatError> {
         let session = match named_id {
-            Some(id) if ctx.identity.is_admin() => self
+            Some(id) if ctx.identity().is_admin() => self
                 .store
                 .get_session(id)
                 .await?
                 .ok_or(ChatError::SessionNotFound)?,
             _ => self.resolve(ctx, named_id, Access::Existing).await?.0,
         };
-        let is_owner = session.user_id == ctx.identity.user_id;
-        let assisting = AssistingAdmin::of(&session).is_some_and(|a| a.id == ctx.identity.user_id);
+        let is_owner = session.user_id == ctx.identity().user_id;
+        let assisting =
+            AssistingAdmin::of(&session).is_some_and(|a| a.id == ctx.identity().user_id);
         if !is_owner && !assisting {
             return Err(ChatError::NotOwner);
         }
@@ -45,7 +46,7 @@ impl Chat {
             // The user sees who is typing: the assisting administrator's name, as the spec promises.
             metadata
                 .get_or_insert_with(Default::default)
-                .insert("admin_name".into(), ctx.identity.name.clone());
+                .insert("admin_name".into(), ctx.identity().name.clone());
         }
         let frame = frames::encode(&ServerMessage::TypingIndicator(TypingIndicatorEvent {
             session_id: session.id.clone(),
@@ -54,7 +55,7 @@ impl Chat {
             } else {
                 Sender::Admin
             },
-            user_id: Some(ctx.identity.user_id.clone()),
+            user_id: Some(ctx.identity().user_id.clone()),
             metadata,
             timestamp: frames::now(),
         }));

@@ -156,7 +156,7 @@ impl Chat {
                 return Err(err.into());
             }
         }
-        let user_id = Some(ctx.identity.user_id.clone());
+        let user_id = Some(ctx.identity().user_id.clone());
         let frame = if m.voice {
             ServerMessage::VoiceMessage(VoiceMessageEvent {
                 session_id: session.id.clone(),

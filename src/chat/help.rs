@@ -26,10 +26,13 @@ impl Chat {
         {
             let frame = frames::encode(&ServerMessage::HelpRequest(HelpRequestEvent {
                 session_id: session.id.clone(),
-                user_id: ctx.identity.user_id.clone(),
+                user_id: ctx.identity().user_id.clone(),
                 content: m.content.clone(),
                 sender: Sender::User,
-                metadata: Some(frames::metadata([("user_name", ctx.identity.name.clone())])),
+                metadata: Some(frames::metadata([(
+                    "user_name",
+                    ctx.identity().name.clone(),
+                )])),
                 timestamp: frames::now(),
             }));
             self.bus.publish(BusMessage {
@@ -38,8 +41,8 @@ impl Chat {
                 except: None,
             });
             self.notifier.help_requested(HelpEvent::now(
-                ctx.identity.user_id.clone(),
-                Some(ctx.identity.name.clone()).filter(|name| *name != ctx.identity.user_id),
+                ctx.identity().user_id.clone(),
+                Some(ctx.identity().name.clone()).filter(|name| *name != ctx.identity().user_id),
                 session.id.clone(),
             ));
         } else {

@@ -51,14 +51,19 @@ use turns::{DailyBudget, TurnEngine, TurnSettings};
 #[derive(Clone)]
 pub struct ConnCtx {
     conn_id: ConnId,
-    identity: Arc<Identity>,
-    /// A session id this connection sent that the server does not know (Go clients make up their own),
-    /// and the session it stood for: the next frame naming it goes to that session without asking the
-    /// store about the unknown id again.
-    alias: Arc<std::sync::Mutex<Option<(String, String)>>>,
+    caller: Arc<ConnCaller>,
     /// The connection's in-flight slots (`ws.max_in_flight`): a frame that is not a control frame holds one
     /// until it has taken effect, or until its turn ends.
     in_flight: Arc<Semaphore>,
+}
+
+/// Who a connection is, and what it remembers between frames (one allocation per connection).
+struct ConnCaller {
+    identity: Identity,
+    /// A session id this connection sent that the server does not know (Go clients make up their own),
+    /// and the session it stood for: the next frame naming it goes to that session without asking the
+    /// store about the unknown id again.
+    alias: std::sync::Mutex<Option<(String, String)>>,
 }
 
 impl ConnCtx {
@@ -66,15 +71,17 @@ impl ConnCtx {
     pub fn new(conn_id: ConnId, identity: Identity, max_in_flight: usize) -> Self {
         Self {
             conn_id,
-            identity: Arc::new(identity),
-            alias: Arc::default(),
+            caller: Arc::new(ConnCaller {
+                identity,
+                alias: std::sync::Mutex::default(),
+            }),
             in_flight: Arc::new(Semaphore::new(max_in_flight)),
         }
     }
 
     /// The session an unknown id sent by this connection last stood for.
     fn aliased(&self, unknown_id: &str) -> Option<String> {
-        let alias = self.alias.lock().unwrap_or_else(|p| p.into_inner());
+        let alias = self.caller.alias.lock().unwrap_or_else(|p| p.into_inner());
         alias
             .as_ref()
             .filter(|(unknown, _)| unknown == unknown_id)
@@ -83,7 +90,7 @@ impl ConnCtx {
 
     /// Remembers that the unknown id `unknown_id` stood for `session_id`.
     fn remember_alias(&self, unknown_id: &str, session_id: &str) {
-        *self.alias.lock().unwrap_or_else(|p| p.into_inner()) =
+        *self.caller.alias.lock().unwrap_or_else(|p| p.into_inner()) =
             Some((unknown_id.to_string(), session_id.to_string()));
     }
 
@@ -94,7 +101,7 @@ impl ConnCtx {
 
     /// The caller.
     pub fn identity(&self) -> &Identity {
-        &self.identity
+        &self.caller.identity
     }
 }
 
@@ -366,7 +373,7 @@ impl Chat {
 
     /// Forgets per-connection state when a connection closes.
     pub fn disconnected(&self, ctx: &ConnCtx) {
-        tracing::debug!(conn = ctx.conn_id, user_id = %ctx.identity.user_id, "connection closed");
+        tracing::debug!(conn = ctx.conn_id, user_id = %ctx.identity().user_id, "connection closed");
     }
 
     /// Tells a user's open connections that a new one was refused by the per-user limit.

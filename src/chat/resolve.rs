@@ -124,7 +124,7 @@ impl Chat {
         named_id: Option<&str>,
         access: Access,
     ) -> Result<(SessionRecord, Arc<LiveSession>), ChatError> {
-        let user_id = &ctx.identity.user_id;
+        let user_id = &ctx.identity().user_id;
         // An unknown id this connection sent before: the session it stood for, while that one is active.
         if let Some(session_id) = named_id.and_then(|id| ctx.aliased(id))
             && let Some(session) = self.store.get_session(&session_id).await?

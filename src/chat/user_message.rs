@@ -37,7 +37,7 @@ impl Chat {
     /// and `resume` (a replay reads the session).
     pub(super) fn check_message_rate(&self, ctx: &ConnCtx) -> Result<(), ChatError> {
         self.message_limiter
-            .check(&ctx.identity.user_id)
+            .check(&ctx.identity().user_id)
             .map_err(|wait| {
                 ChatError::RateLimited(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX))
             })
@@ -88,7 +88,7 @@ impl Chat {
                 session_id: session.id.clone(),
                 content: m.content.clone(),
                 sender: Sender::User,
-                user_id: Some(ctx.identity.user_id.clone()),
+                user_id: Some(ctx.identity().user_id.clone()),
                 client_msg_id: m.client_msg_id.clone(),
                 metadata: meta,
                 seq: seq_i64(seq),

@@ -77,23 +77,26 @@ async fn serve(mut socket: Box<WebSocketStream>, params: Box<ConnectionParams>) 
     let handle = attached.handle;
     let ctx = attached.ctx;
     let (sink, mut stream) = (*socket).split();
-    let stop = CancellationToken::new();
-    let writer = tokio::spawn(write_loop(
+    let mut writer = tokio::spawn(write_loop(
         sink,
         attached.backlog,
         attached.rx,
         handle.kicked(),
         state.shutdown.clone(),
-        stop.clone(),
         Arc::clone(&state),
     ));
+    // The reader stops when the writer ends (a close frame sent and answered, the socket failed).
+    let mut writer_ended = false;
 
     let ws = &state.settings.ws;
     let mut deadline = tokio::time::Instant::now() + ws.pong_wait;
     loop {
         let next = tokio::select! {
             next = tokio::time::timeout_at(deadline, stream.next()) => next,
-            () = stop.cancelled() => break,
+            _ = &mut writer => {
+                writer_ended = true;
+                break;
+            }
         };
         let message = match next {
             Err(_) => {
@@ -133,7 +136,9 @@ async fn serve(mut socket: Box<WebSocketStream>, params: Box<ConnectionParams>) 
     state.chat.disconnected(&ctx);
     // Let the writer flush a pending close frame (size limit) before the socket goes away.
     drop(handle);
-    let _ = timeout(state.settings.ws.write_wait, writer).await;
+    if !writer_ended {
+        let _ = timeout(state.settings.ws.write_wait, writer).await;
+    }
     state
         .metrics
         .connection_duration
@@ -232,7 +237,6 @@ async fn write_loop(
     mut rx: Outgoing,
     kicked: CancellationToken,
     shutdown: CancellationToken,
-    stop_reader: CancellationToken,
     state: Arc<AppState>,
 ) {
     let ws = &state.settings.ws;
@@ -290,5 +294,4 @@ async fn write_loop(
             .await;
         }
     }
-    stop_reader.cancel();
 }
