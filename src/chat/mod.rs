@@ -328,9 +328,7 @@ impl Chat {
                 let running = self.cluster.clone().map(|cluster| {
                     let record = OrphanedTurn {
                         client_msg_id: turn.request.client_msg_id.clone(),
-                        model_id: Some(turn.session.model_id.clone())
-                            .filter(|m| !m.is_empty())
-                            .unwrap_or_else(|| self.llm.default_model_id().to_string()),
+                        model_id: self.llm.model_for(&turn.session.model_id).to_string(),
                     };
                     let turn_session = turn.session.id.clone();
                     cluster.turn_started(

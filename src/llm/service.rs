@@ -198,6 +198,15 @@ impl Llm {
         self.shared.entries.first().map_or("", |e| e.id.as_str())
     }
 
+    /// The model a turn of a session on model `id` runs with: `id` while it is configured, else the default.
+    pub fn model_for<'a>(&'a self, id: &'a str) -> &'a str {
+        if self.has_model(id) {
+            id
+        } else {
+            self.default_model_id()
+        }
+    }
+
     /// Whether `id` is a model clients may select.
     pub fn has_model(&self, id: &str) -> bool {
         self.shared.by_id.contains_key(id)

@@ -54,12 +54,7 @@ impl TurnEngine {
         history: Vec<ChatMessage>,
     ) -> (Answer, Result<(), LlmError>) {
         let session = turn.session;
-        // The session's model when it is still configured, else the default (the first provider).
-        let model_id = if self.llm.has_model(&session.model_id) {
-            session.model_id.clone()
-        } else {
-            self.llm.default_model_id().to_string()
-        };
+        let model_id = self.llm.model_for(&session.model_id).to_string();
         turn.live.emit(self.bus.as_ref(), None, |seq| {
             frames::encode(&ServerMessage::Loading(Loading {
                 session_id: session.id.clone(),
