@@ -43,7 +43,7 @@ pub use config::RedisConfig;
 pub use shard::place;
 pub use wire::Caller;
 
-use crate::hub::{ConnId, Hub};
+use crate::hub::{ConnId, Hub, count_down};
 use shard::Shard;
 use wire::{Envelope, Message, PREFIX};
 /// How long a connection on another node waits for its first frames from the owner.
@@ -864,19 +864,7 @@ pub struct Interest {
 
 impl Drop for Interest {
     fn drop(&mut self) {
-        let gone = {
-            let mut interest = lock(&self.cluster.interest);
-            match interest.get_mut(&self.user_id) {
-                Some(count) if *count > 1 => {
-                    *count -= 1;
-                    false
-                }
-                _ => {
-                    interest.remove(&self.user_id);
-                    true
-                }
-            }
-        };
+        let gone = count_down(&mut lock(&self.cluster.interest), self.user_id.as_str());
         if gone {
             let cluster = Arc::clone(&self.cluster);
             let user_id = std::mem::take(&mut self.user_id);

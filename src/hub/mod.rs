@@ -17,5 +17,6 @@ mod registry;
 pub use backlog::{BacklogLimits, Outgoing};
 pub use bus::{BusMessage, EventBus, LocalBus, Target};
 pub use registry::{
-    ConnHandle, ConnId, Hub, LimitExceeded, NODE_SHIFT, Outbound, RemoteConn, Slot, node_of,
+    ConnHandle, ConnId, Hub, LimitExceeded, NODE_SHIFT, Outbound, RemoteConn, Slot, count_down,
+    node_of,
 };

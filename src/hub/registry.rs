@@ -107,14 +107,21 @@ impl Drop for Slot {
     }
 }
 
-/// Takes one off `key`'s count, removing the entry at zero.
-fn count_down(counts: &mut HashMap<Arc<str>, usize>, key: &str) {
-    if let Some(count) = counts.get_mut(key) {
-        *count = count.saturating_sub(1);
-        if *count == 0 {
-            counts.remove(key);
-        }
+/// Takes one off `key`'s count, removing the entry at zero; returns whether no count is left for `key`.
+pub fn count_down<K, Q>(counts: &mut HashMap<K, usize>, key: &Q) -> bool
+where
+    K: std::borrow::Borrow<Q> + std::hash::Hash + Eq,
+    Q: std::hash::Hash + Eq + ?Sized,
+{
+    let Some(count) = counts.get_mut(key) else {
+        return true;
+    };
+    *count = count.saturating_sub(1);
+    if *count == 0 {
+        counts.remove(key);
+        return true;
     }
+    false
 }
 
 /// A connection of another node counted by [`Hub::remote_connection`]; dropping it stops counting it.
