@@ -26,6 +26,9 @@ struct Link {
     caller: Caller,
     /// Nodes this connection forwarded to (told when it closes).
     owners: HashSet<u32>,
+    /// The last session an admin frame of this connection named, and its user (a session's user never
+    /// changes: the store is not asked again for each frame about it).
+    session_user: Option<(String, String)>,
     _interest: Interest,
     _slot: Option<ClusterSlot>,
 }
@@ -58,6 +61,7 @@ impl Route {
             cluster: Arc::clone(&cluster),
             caller: Caller::from(&identity),
             owners: HashSet::new(),
+            session_user: None,
             _interest: interest,
             _slot: cluster_slot,
         });
@@ -131,7 +135,7 @@ impl Route {
 impl Link {
     /// The user whose owner handles `text`: the owner of the session an admin frame names, else the
     /// connection's own user.
-    async fn user_of(&self, state: &AppState, text: &str) -> String {
+    async fn user_of(&mut self, state: &AppState, text: &str) -> String {
         let Ok(Peek {
             kind: Some(kind),
             session_id: Some(session_id),
@@ -145,8 +149,16 @@ impl Link {
         ) {
             return self.caller.user_id.clone();
         }
+        if let Some((known, user_id)) = &self.session_user
+            && *known == session_id
+        {
+            return user_id.clone();
+        }
         match state.store.get_session(&session_id).await {
-            Ok(Some(session)) => session.user_id,
+            Ok(Some(session)) => {
+                self.session_user = Some((session_id, session.user_id.clone()));
+                session.user_id
+            }
             _ => self.caller.user_id.clone(),
         }
     }
