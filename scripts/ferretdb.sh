@@ -107,16 +107,23 @@ ferretdb_start() {
   echo "==> FerretDB ${FERRETDB_VERSION} (pid ${FERRETDB_PID}) at ${MONGODB_URI}"
 }
 
+# Stops the process whose pid is in the variable named $1 and removes the directory named in the variable
+# $2, then empties both variables (safe to call twice).
+stop_service() {
+  local pid_var=$1 dir_var=$2
+  if [[ -n "${!pid_var}" ]]; then
+    kill "${!pid_var}" 2>/dev/null || true
+    wait "${!pid_var}" 2>/dev/null || true
+    printf -v "${pid_var}" '%s' ""
+  fi
+  if [[ -n "${!dir_var}" ]]; then
+    rm -rf "${!dir_var}"
+    printf -v "${dir_var}" '%s' ""
+  fi
+}
+
 ferretdb_stop() {
-  if [[ -n "${FERRETDB_PID}" ]]; then
-    kill "${FERRETDB_PID}" 2>/dev/null || true
-    wait "${FERRETDB_PID}" 2>/dev/null || true
-    FERRETDB_PID=""
-  fi
-  if [[ -n "${FERRETDB_DIR}" ]]; then
-    rm -rf "${FERRETDB_DIR}"
-    FERRETDB_DIR=""
-  fi
+  stop_service FERRETDB_PID FERRETDB_DIR
 }
 
 if [[ "${BASH_SOURCE[0]}" == "${0}" ]]; then

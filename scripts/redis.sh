@@ -9,7 +9,7 @@
 #                    start processes of their own from it)
 #   redis_stop    -> stops it and removes its temp dir (safe to call twice)
 # Run directly (`scripts/redis.sh`) it starts one in the foreground and prints the URL, for manual work.
-# Uses free_port from scripts/ferretdb.sh.
+# Uses free_port and stop_service from scripts/ferretdb.sh.
 
 REDIS_PID=""
 REDIS_DIR=""
@@ -58,15 +58,7 @@ redis_start() {
 }
 
 redis_stop() {
-  if [[ -n "${REDIS_PID}" ]]; then
-    kill "${REDIS_PID}" 2>/dev/null || true
-    wait "${REDIS_PID}" 2>/dev/null || true
-    REDIS_PID=""
-  fi
-  if [[ -n "${REDIS_DIR}" ]]; then
-    rm -rf "${REDIS_DIR}"
-    REDIS_DIR=""
-  fi
+  stop_service REDIS_PID REDIS_DIR
 }
 
 if [[ "${BASH_SOURCE[0]}" == "${0}" ]]; then
