@@ -2,7 +2,8 @@
 # Runs every check of the project: starts the services the tests need on loopback ports, then
 # fmt, clippy and all tests, and stops what it started on every exit path.
 #
-# Services: FerretDB (MONGODB_URI), Redis (REDIS_URL). To add one (Redis, SMTP, ...), write scripts/<name>.sh with
+# Services: FerretDB (MONGODB_URI), Redis (REDIS_URL), moto, an S3-compatible server (CHATBOX_TEST_S3_ENDPOINT,
+# and CHATBOX_TEST_S3_PYTHON, a Python with boto3). To add one (Redis, SMTP, ...), write scripts/<name>.sh with
 # <name>_start (exporting its URL variable) and <name>_stop, source it below, and add its
 # start/stop calls to start_services/stop_services.
 set -euo pipefail
@@ -13,6 +14,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/ferretdb.sh
 # shellcheck source=scripts/redis.sh
 source scripts/redis.sh
+# shellcheck source=scripts/moto.sh
+source scripts/moto.sh
 # shellcheck source=scripts/ts-client.sh
 source scripts/ts-client.sh
 # shellcheck source=scripts/contract.sh
@@ -38,11 +41,13 @@ start_services() {
   aiosmtpd_ensure
   ferretdb_start
   redis_start
+  moto_start
   # smtp_start    # later: exports SMTP_URL
 }
 
 stop_services() {
   # smtp_stop
+  moto_stop
   redis_stop
   ferretdb_stop
 }
