@@ -69,6 +69,7 @@ pub async fn delete_user(store: &dyn Store, user_id: &str) -> Result<DeleteStats
     tracing::info!(
         sessions = stats.sessions,
         messages = stats.messages,
+        files = stats.files,
         "deleted the data of one user"
     );
     Ok(stats)

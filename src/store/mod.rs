@@ -1,7 +1,7 @@
 //! Session storage: the [`Store`] trait, its MongoDB ([`mongo`]) and embedded ([`embedded`], redb)
 //! implementations, encryption at rest ([`crypto`]), key rotation ([`rotation`]), the maintenance jobs
-//! ([`maintenance`]) and the persistent audit log of administrator actions ([`AuditRecord`],
-//! [`Store::record_audit`]).
+//! ([`maintenance`]), the persistent audit log of administrator actions ([`AuditRecord`],
+//! [`Store::record_audit`]) and the metadata of uploaded files ([`FileRecord`], [`Store::insert_file`]).
 //!
 //! [`open`] picks MongoDB when a URI is configured and the embedded store otherwise. Both keep the
 //! Go service's document layout (reference 4.2) and ciphertext formats readable; see `docs/storage.md`.
@@ -11,6 +11,7 @@ mod config;
 pub mod crypto;
 pub mod embedded;
 mod error;
+mod files;
 mod keycheck;
 mod keys;
 pub mod maintenance;
@@ -32,6 +33,7 @@ pub use audit::{AuditKind, AuditPage, AuditQuery, AuditRecord, StoredAudit};
 pub use config::StoreConfig;
 pub use crypto::{CryptoError, Keyring};
 pub use error::StoreError;
+pub use files::{FileFilter, FileRecord};
 pub use keycheck::{KEY_CHECK_MESSAGES, KEY_CHECK_SESSIONS, KeyReport, UNREADABLE};
 pub use keys::{DEV_KEY_FILE, load_keyring};
 pub use query::{MAX_LIMIT, SessionPage, SessionQuery, SortField, SortOrder, StatusFilter};
@@ -245,8 +247,9 @@ pub trait Store: RotationBackend + Send + Sync + std::fmt::Debug {
     /// All data of one user, decrypted.
     async fn export_user(&self, user_id: &str) -> Result<UserExport, StoreError>;
 
-    /// Deletes all data of one user: sessions, messages, active lock, daily usage. Audit entries about the
-    /// user are kept (the audit trail, including that of the deletion itself, must survive).
+    /// Deletes all data of one user: sessions, messages, active lock, daily usage, file records. Audit
+    /// entries about the user are kept (the audit trail, including that of the deletion itself, must
+    /// survive).
     async fn delete_user(&self, user_id: &str) -> Result<DeleteStats, StoreError>;
 
     /// Re-encrypts every value not under the active key (other key ids, Go ciphertexts, plaintext) in
@@ -274,6 +277,45 @@ pub trait Store: RotationBackend + Send + Sync + std::fmt::Debug {
     /// One page of the audit log, newest first (by time, then id), with offset or cursor paging. A cursor
     /// this store did not issue is [`StoreError::InvalidCursor`].
     async fn list_audit(&self, query: &AuditQuery) -> Result<AuditPage, StoreError>;
+
+    /// Stores the metadata of a new file. An id already taken is refused ([`StoreError::Rejected`]);
+    /// with random ids it does not happen.
+    async fn insert_file(&self, file: &FileRecord) -> Result<(), StoreError>;
+
+    /// One file's metadata.
+    async fn get_file(&self, file_id: &str) -> Result<Option<FileRecord>, StoreError>;
+
+    /// Attaches a file to the session a message names it in: sets its session and attachment time (now)
+    /// when it has no session yet; a file already attached (to any session) is left as it is. Returns the
+    /// file as it stands after the call, `None` when there is no such file; an empty `session_id` is
+    /// refused ([`StoreError::InvalidQuery`]). On MongoDB a read and an
+    /// update by `_id` (see `docs/storage.md`, "Uploaded files"): two attaches of one file racing each
+    /// other may both write, and the later one's session is kept.
+    async fn attach_file(
+        &self,
+        file_id: &str,
+        session_id: &str,
+    ) -> Result<Option<FileRecord>, StoreError>;
+
+    /// Removes a file's metadata and returns what it was (`None` when there was no such file).
+    async fn delete_file(&self, file_id: &str) -> Result<Option<FileRecord>, StoreError>;
+
+    /// The files `filter` selects, oldest created first (ties by id), at most `limit` (0: none).
+    async fn list_files(
+        &self,
+        filter: FileFilter<'_>,
+        limit: usize,
+    ) -> Result<Vec<FileRecord>, StoreError>;
+
+    /// Replaces a file's wrapped data key, the id of the key wrapping it and its (sealed) name, as key
+    /// rotation re-wraps them; false when the file is gone.
+    async fn update_file_key(
+        &self,
+        file_id: &str,
+        key_id: &str,
+        wrapped_key: &str,
+        name: &str,
+    ) -> Result<bool, StoreError>;
 }
 
 /// Opens the configured store: MongoDB when `mongo_uri` is set, else the embedded store in `data_dir`.

@@ -323,6 +323,8 @@ pub struct DeleteStats {
     pub sessions: u64,
     /// Messages deleted with them.
     pub messages: u64,
+    /// Records of uploaded files deleted (their object-store contents are not the store's).
+    pub files: u64,
 }
 
 /// Progress of a key rotation, reported after each batch.

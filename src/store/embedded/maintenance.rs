@@ -161,6 +161,7 @@ pub(super) async fn delete_user(
                 (user_id.as_str(), i32::MIN)..=(user_id.as_str(), i32::MAX),
                 |_, _| false,
             )?;
+            stats.files = super::files::delete_user_files(txn, &user_id)?;
             Ok(stats)
         })
         .await

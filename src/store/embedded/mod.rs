@@ -10,10 +10,12 @@
 //! the partition encodes `ended` and `admin_assisted`, so every filter and sort of reference 2.4 reads
 //! only the rows of the requested page (see `docs/storage.md`). The audit log is the `audit_log` table keyed
 //! `(time, id)`, read backwards for newest-first pages. The `meta` table keeps the key rotation checkpoint
-//! and the key canary.
+//! and the key canary. Uploaded files' metadata is the `files` table with two index tables (see
+//! [`files`]).
 
 mod assist;
 mod audit;
+mod files;
 mod maintenance;
 mod queries;
 mod raw;
@@ -42,7 +44,8 @@ use super::keycheck::KeyReport;
 use super::records::*;
 use super::runner::{Budget, Runner};
 use super::{
-    AuditPage, AuditQuery, AuditRecord, SessionPage, SessionQuery, Store, StoreKind, StoredAudit,
+    AuditPage, AuditQuery, AuditRecord, FileFilter, FileRecord, SessionPage, SessionQuery, Store,
+    StoreKind, StoredAudit,
 };
 use crate::metrics::Metrics;
 use tables::*;
@@ -132,6 +135,9 @@ impl EmbeddedStore {
             txn.open_table(IDX_USER)?;
             txn.open_table(META)?;
             txn.open_table(AUDIT)?;
+            txn.open_table(FILES)?;
+            txn.open_table(FILES_BY_USER)?;
+            txn.open_table(FILES_BY_SESSION)?;
             txn.commit()?;
             Ok(db)
         })
@@ -330,5 +336,43 @@ impl Store for EmbeddedStore {
 
     async fn list_audit(&self, query: &AuditQuery) -> Result<AuditPage, StoreError> {
         audit::list_audit(self, query).await
+    }
+
+    async fn insert_file(&self, file: &FileRecord) -> Result<(), StoreError> {
+        files::insert_file(self, file).await
+    }
+
+    async fn get_file(&self, file_id: &str) -> Result<Option<FileRecord>, StoreError> {
+        files::get_file(self, file_id).await
+    }
+
+    async fn attach_file(
+        &self,
+        file_id: &str,
+        session_id: &str,
+    ) -> Result<Option<FileRecord>, StoreError> {
+        files::attach_file(self, file_id, session_id).await
+    }
+
+    async fn delete_file(&self, file_id: &str) -> Result<Option<FileRecord>, StoreError> {
+        files::delete_file(self, file_id).await
+    }
+
+    async fn list_files(
+        &self,
+        filter: FileFilter<'_>,
+        limit: usize,
+    ) -> Result<Vec<FileRecord>, StoreError> {
+        files::list_files(self, filter, limit).await
+    }
+
+    async fn update_file_key(
+        &self,
+        file_id: &str,
+        key_id: &str,
+        wrapped_key: &str,
+        name: &str,
+    ) -> Result<bool, StoreError> {
+        files::update_file_key(self, file_id, key_id, wrapped_key, name).await
     }
 }

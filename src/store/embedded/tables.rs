@@ -40,6 +40,18 @@ pub(super) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta
 /// The audit log: (time in ms, entry id) → entry, read backwards for newest first.
 pub(super) const AUDIT: TableDefinition<(i64, &str), &[u8]> = TableDefinition::new("audit_log");
 
+/// Uploaded files' metadata: file id → JSON row (`files::FileRow`).
+pub(super) const FILES: TableDefinition<&str, &[u8]> = TableDefinition::new("files");
+
+/// An index of the `files` table: (partition, created ms, file id).
+pub(super) type FileIndex = TableDefinition<'static, (&'static str, i64, &'static str), ()>;
+
+/// A user's files, oldest first: (uid, created ms, file id).
+pub(super) const FILES_BY_USER: FileIndex = TableDefinition::new("files_by_user");
+
+/// Files by session, oldest first: (session id, `""` while unattached; created ms; file id).
+pub(super) const FILES_BY_SESSION: FileIndex = TableDefinition::new("files_by_session");
+
 /// Sort value of a missing end time: first in ascending order, as MongoDB sorts missing fields.
 pub(super) const NO_END: i64 = i64::MIN;
 

@@ -223,9 +223,11 @@ pub(super) async fn delete_user(
             store.forget_day_tokens(user_id);
             store.usage.delete_many(doc! { "uid": user_id }).await?;
             store.seq_marks.delete_many(doc! { "uid": user_id }).await?;
+            let files = store.files.delete_many(doc! { "uid": user_id }).await?;
             Ok(DeleteStats {
                 sessions: r.deleted_count,
                 messages,
+                files: files.deleted_count,
             })
         })
         .await

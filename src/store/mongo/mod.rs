@@ -6,7 +6,8 @@
 //! `<c>_audit` (the audit log of administrator actions, listed newest first by `(ts, _id)`) and
 //! `<c>_seqmarks` (each session's seq high-water mark, `{_id: sessionId, uid, mark}`: a document of its
 //! own, because FerretDB applies updates as read-modify-write of the whole document and a mark written
-//! into the session document could undo a concurrent append).
+//! into the session document could undo a concurrent append) and `<c>_files` (the metadata of uploaded
+//! files, see [`files`]).
 
 mod assist;
 mod audit;
@@ -14,6 +15,7 @@ mod batch;
 mod cache;
 mod deferred;
 mod document;
+mod files;
 mod maintenance;
 mod queries;
 mod reads;
@@ -37,7 +39,8 @@ use super::records::*;
 use super::runner::Runner;
 use super::slots::SessionSlots;
 use super::{
-    AuditPage, AuditQuery, AuditRecord, SessionPage, SessionQuery, Store, StoreKind, StoredAudit,
+    AuditPage, AuditQuery, AuditRecord, FileFilter, FileRecord, SessionPage, SessionQuery, Store,
+    StoreKind, StoredAudit,
 };
 use cache::Cached;
 
@@ -50,6 +53,7 @@ pub struct MongoStore {
     meta: Collection<Document>,
     audit: Collection<Document>,
     seq_marks: Collection<Document>,
+    files: Collection<Document>,
     keyring: Arc<Keyring>,
     runner: Runner,
     /// One writer at a time per session, and what is known of the sessions written or read recently.
@@ -265,5 +269,43 @@ impl Store for MongoStore {
 
     async fn list_audit(&self, query: &AuditQuery) -> Result<AuditPage, StoreError> {
         audit::list_audit(self, query).await
+    }
+
+    async fn insert_file(&self, file: &FileRecord) -> Result<(), StoreError> {
+        files::insert_file(self, file).await
+    }
+
+    async fn get_file(&self, file_id: &str) -> Result<Option<FileRecord>, StoreError> {
+        files::get_file(self, file_id).await
+    }
+
+    async fn attach_file(
+        &self,
+        file_id: &str,
+        session_id: &str,
+    ) -> Result<Option<FileRecord>, StoreError> {
+        files::attach_file(self, file_id, session_id).await
+    }
+
+    async fn delete_file(&self, file_id: &str) -> Result<Option<FileRecord>, StoreError> {
+        files::delete_file(self, file_id).await
+    }
+
+    async fn list_files(
+        &self,
+        filter: FileFilter<'_>,
+        limit: usize,
+    ) -> Result<Vec<FileRecord>, StoreError> {
+        files::list_files(self, filter, limit).await
+    }
+
+    async fn update_file_key(
+        &self,
+        file_id: &str,
+        key_id: &str,
+        wrapped_key: &str,
+        name: &str,
+    ) -> Result<bool, StoreError> {
+        files::update_file_key(self, file_id, key_id, wrapped_key, name).await
     }
 }

@@ -90,6 +90,7 @@ impl MongoStore {
             meta: db.collection(&format!("{collection}_meta")),
             audit: db.collection(&format!("{collection}_audit")),
             seq_marks: db.collection(&format!("{collection}_seqmarks")),
+            files: db.collection(&format!("{collection}_files")),
             keyring,
             runner: Runner::new(config, metrics),
             slots: SessionSlots::new(CACHED_SESSIONS),
@@ -164,6 +165,17 @@ impl MongoStore {
                 &self.audit,
                 plain("idx_audit_time", doc! { "ts": -1, "_id": -1 }),
             ),
+            // Uploaded files, listed oldest first by (ts, _id): a user's, a session's (and, under
+            // `sid: null`, the unattached ones), and those attached before a time.
+            (
+                &self.files,
+                plain("idx_file_user", doc! { "uid": 1, "ts": 1, "_id": 1 }),
+            ),
+            (
+                &self.files,
+                plain("idx_file_session", doc! { "sid": 1, "ts": 1, "_id": 1 }),
+            ),
+            (&self.files, plain("idx_file_attached", doc! { "attTs": 1 })),
         ];
         for (collection, model) in indexes {
             let name = model
