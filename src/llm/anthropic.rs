@@ -7,7 +7,8 @@ use serde_json::{Value, json};
 
 use super::config::ProviderKind;
 use super::provider::{
-    AttemptError, LlmProvider, ProviderEvent, ProviderRequest, ProviderStream, ReportedUsage, Role,
+    Attachment, AttemptError, ChatMessage, LlmProvider, ProviderEvent, ProviderRequest,
+    ProviderStream, ReportedUsage, Role,
 };
 use super::sse::{HttpTarget, SseDecoder, open_sse};
 
@@ -41,7 +42,7 @@ impl AnthropicProvider {
             .messages
             .iter()
             .filter(|m| m.role != Role::System)
-            .map(|m| json!({"role": m.role.as_str(), "content": m.content}))
+            .map(message_json)
             .collect();
         let mut body = json!({
             "model": self.target.model,
@@ -57,6 +58,25 @@ impl AnthropicProvider {
         }
         body
     }
+}
+
+/// One message of the request: `content` is the text, or, when the message has attachments, an array
+/// of one base64 `image` block per image followed by a `text` block (left out when the text is empty),
+/// images first as Anthropic advises.
+fn message_json(message: &ChatMessage) -> Value {
+    if message.attachments.is_empty() {
+        return json!({"role": message.role.as_str(), "content": message.content});
+    }
+    let images = message.attachments.iter().map(|attachment| match attachment {
+        Attachment::Image { media_type, .. } => json!({
+            "type": "image",
+            "source": {"type": "base64", "media_type": media_type, "data": attachment.base64_data()},
+        }),
+    });
+    let text =
+        (!message.content.is_empty()).then(|| json!({"type": "text", "text": message.content}));
+    let blocks: Vec<Value> = images.chain(text).collect();
+    json!({"role": message.role.as_str(), "content": blocks})
 }
 
 #[async_trait::async_trait]
@@ -211,6 +231,46 @@ mod tests {
                 "max_tokens": 4096,
                 "stream": true
             })
+        );
+    }
+
+    #[test]
+    fn a_message_with_images_has_base64_image_blocks_then_a_text_block() {
+        let provider = AnthropicProvider::new(HttpTarget {
+            client: build_client(Duration::from_secs(1)).unwrap(),
+            endpoint: "https://api.anthropic.com/v1".into(),
+            model: "claude-3-opus".into(),
+            api_key: None,
+            temperature: None,
+            max_tokens: None,
+        });
+        let image = |media_type: &str, data: &'static [u8]| Attachment::Image {
+            media_type: media_type.into(),
+            data: bytes::Bytes::from_static(data),
+        };
+        let request = ProviderRequest {
+            messages: vec![
+                ChatMessage::user("Compare these.").with_attachments(vec![
+                    image("image/png", b"\x89PNG"),
+                    image("image/gif", b"GIF89a"),
+                ]),
+                ChatMessage::assistant("They differ."),
+                ChatMessage::user("").with_attachments(vec![image("image/jpeg", b"\xff\xd8\xff")]),
+            ],
+        };
+        assert_eq!(
+            provider.request_body(&request)["messages"],
+            json!([
+                {"role": "user", "content": [
+                    {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw=="}},
+                    {"type": "image", "source": {"type": "base64", "media_type": "image/gif", "data": "R0lGODlh"}},
+                    {"type": "text", "text": "Compare these."}
+                ]},
+                {"role": "assistant", "content": "They differ."},
+                {"role": "user", "content": [
+                    {"type": "image", "source": {"type": "base64", "media_type": "image/jpeg", "data": "/9j/"}}
+                ]}
+            ])
         );
     }
 

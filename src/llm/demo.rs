@@ -7,7 +7,8 @@ use futures::StreamExt;
 
 use super::config::ProviderKind;
 use super::provider::{
-    AttemptError, LlmProvider, ProviderEvent, ProviderRequest, ProviderStream, ReportedUsage, Role,
+    Attachment, AttemptError, ChatMessage, IMAGE_NOT_SEEN_NOTE, LlmProvider, ProviderEvent,
+    ProviderRequest, ProviderStream, ReportedUsage, Role,
 };
 use super::usage::estimate_tokens;
 
@@ -26,14 +27,25 @@ impl DemoProvider {
         Self { token_delay }
     }
 
-    /// The answer to a conversation (deterministic).
-    pub fn answer(messages: &[super::provider::ChatMessage]) -> String {
-        let last = messages
-            .iter()
-            .rev()
-            .find(|m| m.role == Role::User)
-            .map(|m| m.content.trim())
-            .unwrap_or_default();
+    /// The answer to a conversation (deterministic). The demo model does not see images: an answer to a
+    /// message with images ends with one [`IMAGE_NOT_SEEN_NOTE`] line per image.
+    pub fn answer(messages: &[ChatMessage]) -> String {
+        let last = messages.iter().rev().find(|m| m.role == Role::User);
+        let text = Self::answer_text(last.map(|m| m.content.trim()).unwrap_or_default());
+        let images = last.map_or(0, |m| {
+            m.attachments
+                .iter()
+                .filter(|a| matches!(a, Attachment::Image { .. }))
+                .count()
+        });
+        std::iter::once(text.as_str())
+            .chain(std::iter::repeat_n(IMAGE_NOT_SEEN_NOTE, images))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// The answer to the text of the user's last message.
+    fn answer_text(last: &str) -> String {
         if last.is_empty() {
             return "Hello! This is the built-in demo model, so no real AI is answering. \
                     Send a message and I will repeat it back. Configure an LLM provider to get real answers."
@@ -96,7 +108,6 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
-    use crate::llm::provider::ChatMessage;
 
     #[test]
     fn answer_is_deterministic_and_quotes_the_last_user_message() {
@@ -121,6 +132,26 @@ mod tests {
         let long = "é".repeat(200);
         let a = DemoProvider::answer(&[ChatMessage::user(long)]);
         assert!(a.contains("...\""));
+    }
+
+    #[test]
+    fn images_are_not_seen_and_the_answer_says_so() {
+        let png = Attachment::Image {
+            media_type: "image/png".into(),
+            data: bytes::Bytes::from_static(b"\x89PNG"),
+        };
+        let text_only = DemoProvider::answer(&[ChatMessage::user("What is this?")]);
+        let with_image = DemoProvider::answer(&[
+            ChatMessage::user("What is this?").with_attachments(vec![png.clone()])
+        ]);
+        assert_eq!(with_image, format!("{text_only}\n{IMAGE_NOT_SEEN_NOTE}"));
+        let image_only =
+            DemoProvider::answer(&[ChatMessage::user("").with_attachments(vec![png.clone(), png])]);
+        assert!(image_only.starts_with("Hello!"), "{image_only}");
+        assert!(
+            image_only.ends_with(&format!("\n{IMAGE_NOT_SEEN_NOTE}\n{IMAGE_NOT_SEEN_NOTE}")),
+            "{image_only}"
+        );
     }
 
     #[tokio::test]

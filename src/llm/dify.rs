@@ -25,12 +25,15 @@ impl DifyProvider {
     }
 
     /// The JSON body: as the Go service, the conversation as `<role>: <content>` lines in `query`
-    /// (Dify keeps no history for us: no `conversation_id`).
+    /// (Dify keeps no history for us: no `conversation_id`). Dify is sent no images: each one is a
+    /// note line after its message's text ([`ChatMessage::text_without_images`]).
+    ///
+    /// [`ChatMessage::text_without_images`]: super::provider::ChatMessage::text_without_images
     pub fn request_body(&self, request: &ProviderRequest) -> Value {
         let query = request
             .messages
             .iter()
-            .map(|m| format!("{}: {}", m.role.as_str(), m.content))
+            .map(|m| format!("{}: {}", m.role.as_str(), m.text_without_images()))
             .collect::<Vec<_>>()
             .join("\n");
         json!({
@@ -151,6 +154,29 @@ mod tests {
                 "response_mode": "streaming",
                 "user": "chatbox"
             })
+        );
+    }
+
+    #[test]
+    fn images_become_note_lines_in_the_query() {
+        let provider = DifyProvider::new(HttpTarget {
+            client: build_client(Duration::from_secs(1)).unwrap(),
+            endpoint: "https://api.dify.ai/v1".into(),
+            model: String::new(),
+            api_key: None,
+            temperature: None,
+            max_tokens: None,
+        });
+        let png = crate::llm::provider::Attachment::Image {
+            media_type: "image/png".into(),
+            data: bytes::Bytes::from_static(b"\x89PNG"),
+        };
+        let request = ProviderRequest {
+            messages: vec![ChatMessage::user("What is this?").with_attachments(vec![png])],
+        };
+        assert_eq!(
+            provider.request_body(&request)["query"],
+            "user: What is this?\n[An image was attached, but this model does not see images.]"
         );
     }
 

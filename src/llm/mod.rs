@@ -27,8 +27,8 @@ pub use config::{
 pub use demo::DemoProvider;
 pub use error::{LlmError, TimeoutKind, format_go_duration};
 pub use provider::{
-    AttemptError, ChatMessage, LlmProvider, ProviderEvent, ProviderRequest, ProviderStream,
-    ReportedUsage, Role,
+    Attachment, AttemptError, ChatMessage, IMAGE_MEDIA_TYPES, IMAGE_NOT_SEEN_NOTE, LlmProvider,
+    ProviderEvent, ProviderRequest, ProviderStream, ReportedUsage, Role,
 };
 pub use service::{ConfiguredModel, Llm, LlmReadiness, ProviderHealth, TurnStream};
 pub use usage::{TokenUsage, estimate_tokens};

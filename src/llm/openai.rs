@@ -8,7 +8,8 @@ use serde_json::{Value, json};
 
 use super::config::ProviderKind;
 use super::provider::{
-    AttemptError, LlmProvider, ProviderEvent, ProviderRequest, ProviderStream, ReportedUsage,
+    Attachment, AttemptError, ChatMessage, LlmProvider, ProviderEvent, ProviderRequest,
+    ProviderStream, ReportedUsage,
 };
 use super::sse::{HttpTarget, SseDecoder, open_sse};
 
@@ -31,11 +32,7 @@ impl OpenAiProvider {
 
     /// The JSON body of a streaming request.
     pub fn request_body(&self, request: &ProviderRequest) -> Value {
-        let messages: Vec<Value> = request
-            .messages
-            .iter()
-            .map(|m| json!({"role": m.role.as_str(), "content": m.content}))
-            .collect();
+        let messages: Vec<Value> = request.messages.iter().map(message_json).collect();
         let mut body = json!({
             "model": self.target.model,
             "messages": messages,
@@ -76,6 +73,25 @@ impl LlmProvider for OpenAiProvider {
         )
         .await
     }
+}
+
+/// One message of the request: `content` is the text, or, when the message has attachments, an array
+/// of a text part (left out when the text is empty) followed by one `image_url` part per image, the
+/// image inline as a `data:` URL.
+fn message_json(message: &ChatMessage) -> Value {
+    if message.attachments.is_empty() {
+        return json!({"role": message.role.as_str(), "content": message.content});
+    }
+    let text =
+        (!message.content.is_empty()).then(|| json!({"type": "text", "text": message.content}));
+    let images = message.attachments.iter().map(|attachment| match attachment {
+        Attachment::Image { media_type, .. } => json!({
+            "type": "image_url",
+            "image_url": {"url": format!("data:{media_type};base64,{}", attachment.base64_data())},
+        }),
+    });
+    let parts: Vec<Value> = text.into_iter().chain(images).collect();
+    json!({"role": message.role.as_str(), "content": parts})
 }
 
 /// Error `code`s (strings) and `type`s of in-stream errors worth retrying: rate limits, overload and
@@ -223,6 +239,43 @@ mod tests {
                 "temperature": 0.5,
                 "max_tokens": 100
             })
+        );
+    }
+
+    fn image(media_type: &str, data: &'static [u8]) -> Attachment {
+        Attachment::Image {
+            media_type: media_type.into(),
+            data: bytes::Bytes::from_static(data),
+        }
+    }
+
+    #[test]
+    fn a_message_with_images_has_a_text_part_then_data_url_image_parts() {
+        let request = ProviderRequest {
+            messages: vec![
+                ChatMessage::system("Be brief."),
+                ChatMessage::user("What is this?").with_attachments(vec![
+                    image("image/png", b"\x89PNG"),
+                    image("image/jpeg", b"\xff\xd8\xff"),
+                ]),
+                ChatMessage::assistant("A logo."),
+                ChatMessage::user("").with_attachments(vec![image("image/webp", b"RIFF")]),
+            ],
+        };
+        assert_eq!(
+            provider_with_usage(false).request_body(&request)["messages"],
+            json!([
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": [
+                    {"type": "text", "text": "What is this?"},
+                    {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw=="}},
+                    {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64,/9j/"}}
+                ]},
+                {"role": "assistant", "content": "A logo."},
+                {"role": "user", "content": [
+                    {"type": "image_url", "image_url": {"url": "data:image/webp;base64,UklGRg=="}}
+                ]}
+            ])
         );
     }
 

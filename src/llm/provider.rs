@@ -1,9 +1,11 @@
 //! The `LlmProvider` trait, the messages it takes and the events it streams, and the per-attempt
 //! error the retry policy classifies.
 
+use std::borrow::Cow;
 use std::pin::Pin;
 use std::time::Duration;
 
+use base64::Engine as _;
 use futures::Stream;
 
 use super::config::ProviderKind;
@@ -31,6 +33,43 @@ impl Role {
     }
 }
 
+/// The image media types a model can be given: PNG, JPEG, GIF and WebP (those OpenAI and Anthropic
+/// both accept).
+pub const IMAGE_MEDIA_TYPES: &[&str] = &["image/png", "image/jpeg", "image/gif", "image/webp"];
+
+/// The line a model that does not see images (Dify, the demo model) gets in place of each image
+/// attached to a message.
+pub const IMAGE_NOT_SEEN_NOTE: &str =
+    "[An image was attached, but this model does not see images.]";
+
+/// A file given to the model with a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attachment {
+    /// An image (`media_type` image/png, image/jpeg, image/gif or image/webp), its bytes.
+    Image {
+        /// The image's media type, one of [`IMAGE_MEDIA_TYPES`].
+        media_type: String,
+        /// The image file's bytes.
+        data: bytes::Bytes,
+    },
+}
+
+impl Attachment {
+    /// The media type of the file.
+    pub fn media_type(&self) -> &str {
+        match self {
+            Self::Image { media_type, .. } => media_type,
+        }
+    }
+
+    /// The file's bytes in standard base64 (with padding), as both APIs take them.
+    pub fn base64_data(&self) -> String {
+        match self {
+            Self::Image { data, .. } => base64::engine::general_purpose::STANDARD.encode(data),
+        }
+    }
+}
+
 /// One message of the conversation sent to a provider.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChatMessage {
@@ -38,14 +77,18 @@ pub struct ChatMessage {
     pub role: Role,
     /// Text.
     pub content: String,
+    /// Files given with the message (the chat engine attaches them to user messages, the only ones
+    /// providers take images in).
+    pub attachments: Vec<Attachment>,
 }
 
 impl ChatMessage {
-    /// A message with the given role.
+    /// A message with the given role, without attachments.
     pub fn new(role: Role, content: impl Into<String>) -> Self {
         Self {
             role,
             content: content.into(),
+            attachments: Vec::new(),
         }
     }
 
@@ -62,6 +105,31 @@ impl ChatMessage {
     /// A system message.
     pub fn system(content: impl Into<String>) -> Self {
         Self::new(Role::System, content)
+    }
+
+    /// The message with these attachments (replacing any it had).
+    pub fn with_attachments(mut self, attachments: Vec<Attachment>) -> Self {
+        self.attachments = attachments;
+        self
+    }
+
+    /// The message as a model that does not see images gets it: the text, then one
+    /// [`IMAGE_NOT_SEEN_NOTE`] line per image (the text alone when there is none, the notes alone when
+    /// the text is empty).
+    pub fn text_without_images(&self) -> Cow<'_, str> {
+        let images = self
+            .attachments
+            .iter()
+            .filter(|a| matches!(a, Attachment::Image { .. }))
+            .count();
+        if images == 0 {
+            return Cow::Borrowed(&self.content);
+        }
+        let lines = (!self.content.is_empty())
+            .then_some(self.content.as_str())
+            .into_iter()
+            .chain(std::iter::repeat_n(IMAGE_NOT_SEEN_NOTE, images));
+        Cow::Owned(lines.collect::<Vec<_>>().join("\n"))
     }
 }
 
@@ -189,6 +257,37 @@ mod tests {
             retry_after: None,
             body: String::new(),
         }
+    }
+
+    fn image(media_type: &str, data: &'static [u8]) -> Attachment {
+        Attachment::Image {
+            media_type: media_type.into(),
+            data: bytes::Bytes::from_static(data),
+        }
+    }
+
+    #[test]
+    fn constructors_leave_attachments_empty_and_with_attachments_sets_them() {
+        assert!(ChatMessage::user("Hi").attachments.is_empty());
+        let png = image("image/png", b"\x89PNG");
+        let message = ChatMessage::user("Hi").with_attachments(vec![png.clone()]);
+        assert_eq!(message.attachments, std::slice::from_ref(&png));
+        assert_eq!(png.media_type(), "image/png");
+        assert_eq!(png.base64_data(), "iVBORw==");
+    }
+
+    #[test]
+    fn text_without_images_adds_one_note_line_per_image() {
+        let plain = ChatMessage::user("Hi");
+        assert!(matches!(plain.text_without_images(), Cow::Borrowed("Hi")));
+        let two = ChatMessage::user("What is this?")
+            .with_attachments(vec![image("image/png", b"a"), image("image/jpeg", b"b")]);
+        assert_eq!(
+            two.text_without_images(),
+            format!("What is this?\n{IMAGE_NOT_SEEN_NOTE}\n{IMAGE_NOT_SEEN_NOTE}")
+        );
+        let only_image = ChatMessage::user("").with_attachments(vec![image("image/gif", b"c")]);
+        assert_eq!(only_image.text_without_images(), IMAGE_NOT_SEEN_NOTE);
     }
 
     #[test]

@@ -220,6 +220,16 @@ impl Llm {
             .map(|i| self.shared.entries[*i].kind.as_str())
     }
 
+    /// Whether the model a turn of a session on model `id` runs with ([`Llm::model_for`]) is sent the
+    /// images of messages ([`ProviderKind::accepts_images`]); a model that is not gets a note line per
+    /// image instead. A fallback provider may differ: each provider applies its own rule.
+    pub fn accepts_images(&self, id: &str) -> bool {
+        self.shared
+            .by_id
+            .get(self.model_for(id))
+            .is_some_and(|i| self.shared.entries[*i].kind.accepts_images())
+    }
+
     /// Readiness: ready while at least one provider's breaker is not open.
     pub fn ready(&self) -> LlmReadiness {
         let now = Instant::now();

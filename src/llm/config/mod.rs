@@ -59,6 +59,16 @@ impl ProviderKind {
             Self::Demo => "demo",
         }
     }
+
+    /// Whether the provider is sent a message's images (OpenAI-compatible and Anthropic); Dify and the
+    /// demo model get a note line per image instead
+    /// ([`IMAGE_NOT_SEEN_NOTE`](crate::llm::IMAGE_NOT_SEEN_NOTE)).
+    pub fn accepts_images(self) -> bool {
+        match self {
+            Self::OpenAi | Self::Anthropic => true,
+            Self::Dify | Self::Demo => false,
+        }
+    }
 }
 
 /// LLM settings: `[llm]` and its `[[llm.providers]]`.
@@ -323,6 +333,14 @@ mod tests {
         assert_eq!(config.providers[1].retry.as_ref().unwrap().max_attempts, 2);
         assert_eq!(config.turn_timeout, Duration::from_secs(120));
         config.validate(true).unwrap();
+    }
+
+    #[test]
+    fn only_openai_and_anthropic_accept_images() {
+        assert!(ProviderKind::OpenAi.accepts_images());
+        assert!(ProviderKind::Anthropic.accepts_images());
+        assert!(!ProviderKind::Dify.accepts_images());
+        assert!(!ProviderKind::Demo.accepts_images());
     }
 
     #[test]

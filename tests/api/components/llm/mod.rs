@@ -6,6 +6,7 @@
 mod cancel;
 mod fallback;
 mod formats;
+mod images;
 mod models;
 mod retries;
 mod timeouts;
