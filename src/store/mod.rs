@@ -288,9 +288,9 @@ pub trait Store: RotationBackend + Send + Sync + std::fmt::Debug {
     /// Attaches a file to the session a message names it in: sets its session and attachment time (now)
     /// when it has no session yet; a file already attached (to any session) is left as it is. Returns the
     /// file as it stands after the call, `None` when there is no such file; an empty `session_id` is
-    /// refused ([`StoreError::InvalidQuery`]). On MongoDB a read and an
-    /// update by `_id` (see `docs/storage.md`, "Uploaded files"): two attaches of one file racing each
-    /// other may both write, and the later one's session is kept.
+    /// refused ([`StoreError::InvalidQuery`]). On MongoDB a read and an update by `_id` (see
+    /// `docs/storage.md`, "Uploaded files"): two attaches of one file racing each other may both write,
+    /// and the later one's session is kept.
     async fn attach_file(
         &self,
         file_id: &str,

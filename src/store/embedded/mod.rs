@@ -11,7 +11,7 @@
 //! only the rows of the requested page (see `docs/storage.md`). The audit log is the `audit_log` table keyed
 //! `(time, id)`, read backwards for newest-first pages. The `meta` table keeps the key rotation checkpoint
 //! and the key canary. Uploaded files' metadata is the `files` table with two index tables (see
-//! [`files`]).
+//! `files.rs`).
 
 mod assist;
 mod audit;

@@ -7,7 +7,7 @@
 //! `<c>_seqmarks` (each session's seq high-water mark, `{_id: sessionId, uid, mark}`: a document of its
 //! own, because FerretDB applies updates as read-modify-write of the whole document and a mark written
 //! into the session document could undo a concurrent append) and `<c>_files` (the metadata of uploaded
-//! files, see [`files`]).
+//! files, see `files.rs`).
 
 mod assist;
 mod audit;

@@ -9,8 +9,8 @@ use chatbox::store::rotation::{
 };
 use chatbox::store::{
     AppendOutcome, AssistingAdmin, AuditKind, AuditPage, AuditQuery, AuditRecord, Claim,
-    MessageRecord, Release, Sender, SessionQuery, SessionRecord, SortField, SortOrder,
-    StatusFilter, Store, StoreError, TurnUsage, UNREADABLE, now,
+    FileFilter, FileRecord, MessageRecord, Release, Sender, SessionQuery, SessionRecord, SortField,
+    SortOrder, StatusFilter, Store, StoreError, TurnUsage, UNREADABLE, now,
 };
 use time::Duration;
 
@@ -1699,4 +1699,396 @@ pub async fn senders_are_stored_as_their_strings_and_unknown_ones_are_kept(backe
             "{name} in {export}"
         );
     }
+}
+
+/// An unattached file of `user` created at `created_at`, under key `k0`.
+fn file(n: u32, user: &str, created_at: time::OffsetDateTime) -> FileRecord {
+    FileRecord {
+        id: format!("{n:032x}"),
+        user_id: user.to_string(),
+        session_id: None,
+        name: format!("sealed-name-{n}"),
+        content_type: "image/png".to_string(),
+        size: 1_234_567_890_123,
+        sha256: "ab".repeat(32),
+        key_id: "k0".to_string(),
+        wrapped_key: format!("wrapped-{n}"),
+        created_at,
+        attached_at: None,
+    }
+}
+
+fn file_ids(files: &[FileRecord]) -> Vec<String> {
+    files.iter().map(|f| f.id.clone()).collect()
+}
+
+pub async fn file_metadata_round_trips_and_delete_returns_it(backend: Backend) {
+    let store = backend.open().await;
+    let mut stored = file(1, "owner", now());
+    stored.name = "cb1:sealed/name+with=odd chars".to_string();
+    store.insert_file(&stored).await.unwrap();
+    assert_eq!(
+        store.get_file(&stored.id).await.unwrap(),
+        Some(stored.clone())
+    );
+    let mut attached = file(2, "owner", now() - Duration::minutes(1));
+    attached.session_id = Some(chatbox::store::new_session_id());
+    attached.attached_at = Some(now());
+    store.insert_file(&attached).await.unwrap();
+    assert_eq!(
+        store.get_file(&attached.id).await.unwrap(),
+        Some(attached.clone())
+    );
+
+    // An id already taken is refused, and the stored file is kept.
+    let mut same_id = file(1, "someone-else", now());
+    same_id.wrapped_key = "other".to_string();
+    assert!(store.insert_file(&same_id).await.is_err());
+    assert_eq!(
+        store.get_file(&stored.id).await.unwrap(),
+        Some(stored.clone())
+    );
+
+    assert_eq!(
+        store.delete_file(&stored.id).await.unwrap(),
+        Some(stored.clone())
+    );
+    assert_eq!(store.get_file(&stored.id).await.unwrap(), None);
+    assert_eq!(store.delete_file(&stored.id).await.unwrap(), None);
+    let missing = format!("{:032x}", 99);
+    assert_eq!(store.get_file(&missing).await.unwrap(), None);
+    assert_eq!(
+        store.attach_file(&missing, "some-session").await.unwrap(),
+        None
+    );
+    assert!(
+        !store
+            .update_file_key(&missing, "k1", "w", "n")
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        file_ids(
+            &store
+                .list_files(FileFilter::User("owner"), 10)
+                .await
+                .unwrap()
+        ),
+        vec![attached.id]
+    );
+}
+
+pub async fn a_file_is_attached_to_its_first_session_only(backend: Backend) {
+    let store = backend.open().await;
+    let f = file(1, "owner", now() - Duration::minutes(5));
+    store.insert_file(&f).await.unwrap();
+    let (first, second) = (
+        chatbox::store::new_session_id(),
+        chatbox::store::new_session_id(),
+    );
+    let before = now();
+    let attached = store.attach_file(&f.id, &first).await.unwrap().unwrap();
+    let after = now();
+    assert_eq!(attached.session_id.as_deref(), Some(first.as_str()));
+    let at = attached.attached_at.unwrap();
+    assert!(before <= at && at <= after, "{before} <= {at} <= {after}");
+    assert_eq!(
+        attached,
+        FileRecord {
+            session_id: Some(first.clone()),
+            attached_at: Some(at),
+            ..f.clone()
+        }
+    );
+    assert_eq!(store.get_file(&f.id).await.unwrap(), Some(attached.clone()));
+
+    // Attached already: another session (or the same one again) changes nothing.
+    assert_eq!(
+        store.attach_file(&f.id, &second).await.unwrap(),
+        Some(attached.clone())
+    );
+    assert_eq!(
+        store.attach_file(&f.id, &first).await.unwrap(),
+        Some(attached.clone())
+    );
+    assert_eq!(store.get_file(&f.id).await.unwrap(), Some(attached.clone()));
+    assert_eq!(
+        file_ids(
+            &store
+                .list_files(FileFilter::Session(&first), 10)
+                .await
+                .unwrap()
+        ),
+        vec![f.id.clone()]
+    );
+    assert!(
+        store
+            .list_files(FileFilter::Session(&second), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // The empty session id is not a session.
+    let g = file(2, "owner", now());
+    store.insert_file(&g).await.unwrap();
+    assert!(matches!(
+        store.attach_file(&g.id, "").await,
+        Err(StoreError::InvalidQuery(_))
+    ));
+    assert_eq!(store.get_file(&g.id).await.unwrap(), Some(g.clone()));
+    assert!(
+        store
+            .list_files(FileFilter::Session(""), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+pub async fn file_lists_select_by_filter_oldest_first_within_the_limit(backend: Backend) {
+    let store = backend.open().await;
+    let base = now();
+    let minutes = |m: i64| base - Duration::minutes(m);
+    let (s1, s2) = (
+        chatbox::store::new_session_id(),
+        chatbox::store::new_session_id(),
+    );
+    // Inserted out of order; files 5 and 6 share their creation time (the id breaks the tie).
+    let mut files = vec![
+        file(3, "ann", minutes(30)),
+        file(1, "ann", minutes(50)),
+        file(6, "bob", minutes(10)),
+        file(2, "ann", minutes(40)),
+        file(5, "ann", minutes(10)),
+        file(4, "bob", minutes(20)),
+        file(7, "ann", minutes(5)),
+    ];
+    files[6].key_id = "k1".to_string();
+    files[4].key_id = "k1".to_string();
+    for f in &files {
+        store.insert_file(f).await.unwrap();
+    }
+    let id = |n: u32| format!("{n:032x}");
+    let ids = |ns: &[u32]| ns.iter().map(|n| id(*n)).collect::<Vec<_>>();
+    let list = async |filter: FileFilter<'_>, limit: usize| {
+        file_ids(&store.list_files(filter, limit).await.unwrap())
+    };
+
+    // Attached: 2 and 6 to s1, 4 to s2, attached in an order other than their creation.
+    let before_attaching = now();
+    for (n, s) in [(6, &s1), (4, &s2), (2, &s1)] {
+        store.attach_file(&id(n), s).await.unwrap().unwrap();
+    }
+
+    assert_eq!(
+        list(FileFilter::User("ann"), 100).await,
+        ids(&[1, 2, 3, 5, 7])
+    );
+    assert_eq!(list(FileFilter::User("ann"), 2).await, ids(&[1, 2]));
+    assert_eq!(list(FileFilter::User("bob"), 100).await, ids(&[4, 6]));
+    assert!(list(FileFilter::User("nobody"), 100).await.is_empty());
+    assert!(list(FileFilter::User("ann"), 0).await.is_empty());
+
+    assert_eq!(list(FileFilter::Session(&s1), 100).await, ids(&[2, 6]));
+    assert_eq!(list(FileFilter::Session(&s1), 1).await, ids(&[2]));
+    assert_eq!(list(FileFilter::Session(&s2), 100).await, ids(&[4]));
+
+    // Unattached: 1, 3, 5, 7; "before" is strict, at any precision.
+    assert_eq!(
+        list(FileFilter::UnattachedBefore(base), 100).await,
+        ids(&[1, 3, 5, 7])
+    );
+    assert_eq!(
+        list(FileFilter::UnattachedBefore(base), 3).await,
+        ids(&[1, 3, 5])
+    );
+    assert_eq!(
+        list(FileFilter::UnattachedBefore(minutes(10)), 100).await,
+        ids(&[1, 3])
+    );
+    assert_eq!(
+        list(
+            FileFilter::UnattachedBefore(minutes(10) + Duration::nanoseconds(1)),
+            100
+        )
+        .await,
+        ids(&[1, 3, 5])
+    );
+    assert!(
+        list(FileFilter::UnattachedBefore(minutes(60)), 100)
+            .await
+            .is_empty()
+    );
+
+    // Attached before a time: by creation, not by attachment.
+    let later = now() + Duration::seconds(1);
+    assert_eq!(
+        list(FileFilter::AttachedBefore(later), 100).await,
+        ids(&[2, 4, 6])
+    );
+    assert_eq!(
+        list(FileFilter::AttachedBefore(later), 2).await,
+        ids(&[2, 4])
+    );
+    assert!(
+        list(FileFilter::AttachedBefore(before_attaching), 100)
+            .await
+            .is_empty()
+    );
+
+    // Key rotation: files not under the given key, ties by id.
+    assert_eq!(list(FileFilter::NotUnderKey("k0"), 100).await, ids(&[5, 7]));
+    assert_eq!(
+        list(FileFilter::NotUnderKey("k1"), 100).await,
+        ids(&[1, 2, 3, 4, 6])
+    );
+    assert_eq!(
+        list(FileFilter::NotUnderKey("k1"), 4).await,
+        ids(&[1, 2, 3, 4])
+    );
+    assert_eq!(
+        list(FileFilter::NotUnderKey("k2"), 100).await,
+        ids(&[1, 2, 3, 4, 5, 6, 7])
+    );
+    // Ties: 5 and 6 share their creation time and list by id under every filter that has both.
+    assert_eq!(
+        list(FileFilter::NotUnderKey("k2"), 5).await,
+        ids(&[1, 2, 3, 4, 5])
+    );
+
+    // What is listed is the whole record.
+    let listed = store.list_files(FileFilter::User("bob"), 1).await.unwrap();
+    assert_eq!(listed, vec![store.get_file(&id(4)).await.unwrap().unwrap()]);
+}
+
+pub async fn file_keys_are_rewrapped(backend: Backend) {
+    let store = backend.open().await;
+    let f = file(1, "owner", now());
+    let g = file(2, "owner", now() + Duration::milliseconds(1));
+    store.insert_file(&f).await.unwrap();
+    store.insert_file(&g).await.unwrap();
+    let session = chatbox::store::new_session_id();
+    let attached = store.attach_file(&f.id, &session).await.unwrap().unwrap();
+    assert_eq!(
+        file_ids(
+            &store
+                .list_files(FileFilter::NotUnderKey("k1"), 10)
+                .await
+                .unwrap()
+        ),
+        vec![f.id.clone(), g.id.clone()]
+    );
+
+    assert!(
+        store
+            .update_file_key(&f.id, "k1", "rewrapped", "resealed-name")
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.get_file(&f.id).await.unwrap(),
+        Some(FileRecord {
+            key_id: "k1".to_string(),
+            wrapped_key: "rewrapped".to_string(),
+            name: "resealed-name".to_string(),
+            ..attached
+        })
+    );
+    assert_eq!(store.get_file(&g.id).await.unwrap(), Some(g.clone()));
+    assert_eq!(
+        file_ids(
+            &store
+                .list_files(FileFilter::NotUnderKey("k1"), 10)
+                .await
+                .unwrap()
+        ),
+        vec![g.id.clone()]
+    );
+    // The other lists still find it.
+    assert_eq!(
+        file_ids(
+            &store
+                .list_files(FileFilter::Session(&session), 10)
+                .await
+                .unwrap()
+        ),
+        vec![f.id.clone()]
+    );
+    assert_eq!(
+        file_ids(
+            &store
+                .list_files(FileFilter::User("owner"), 10)
+                .await
+                .unwrap()
+        ),
+        vec![f.id.clone(), g.id.clone()]
+    );
+}
+
+pub async fn deleting_a_user_removes_their_files_and_the_purge_keeps_them(backend: Backend) {
+    let store = backend.open().await;
+    let session = new_session(&store, "gone").await;
+    let kept_session = new_session(&store, "stay").await;
+    let mut n = 0;
+    for (user, session) in [
+        ("gone", Some(&session.id)),
+        ("gone", None),
+        ("stay", Some(&kept_session.id)),
+    ] {
+        n += 1;
+        let f = file(n, user, now());
+        store.insert_file(&f).await.unwrap();
+        if let Some(s) = session {
+            store.attach_file(&f.id, s).await.unwrap().unwrap();
+        }
+    }
+    // The retention purge removes ended sessions, not their files.
+    store.end_session(&kept_session.id, now()).await.unwrap();
+    assert_eq!(
+        store
+            .purge_ended_before(now() + Duration::days(1))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        file_ids(
+            &store
+                .list_files(FileFilter::Session(&kept_session.id), 10)
+                .await
+                .unwrap()
+        ),
+        vec![format!("{:032x}", 3)]
+    );
+
+    let stats = chatbox::store::maintenance::delete_user(store.as_ref(), "gone")
+        .await
+        .unwrap();
+    assert_eq!((stats.sessions, stats.files), (1, 2));
+    assert!(
+        store
+            .list_files(FileFilter::User("gone"), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .list_files(FileFilter::Session(&session.id), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let everything = store
+        .list_files(FileFilter::NotUnderKey("none"), 10)
+        .await
+        .unwrap();
+    assert_eq!(file_ids(&everything), vec![format!("{:032x}", 3)]);
+    assert_eq!(store.get_file(&format!("{:032x}", 1)).await.unwrap(), None);
+    assert_eq!(
+        store.delete_user("gone").await.unwrap().files,
+        0,
+        "nothing left to delete"
+    );
 }

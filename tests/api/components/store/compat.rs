@@ -480,3 +480,67 @@ async fn a_message_document_whose_count_was_lost_is_counted_on_the_next_load() {
     assert_eq!(raw.get_i64("msgCount").unwrap(), 2, "stored corrected");
     assert_eq!(raw.get_i64("lastSeq").unwrap(), 7);
 }
+
+#[tokio::test]
+async fn file_documents_keep_their_documented_fields_and_indexes() {
+    use chatbox::store::FileRecord;
+    use futures::TryStreamExt;
+    let backend = Backend::mongo();
+    let store = backend.open().await;
+    let created_at = now();
+    let file = FileRecord {
+        id: "0123456789abcdef0123456789abcdef".to_string(),
+        user_id: "u".to_string(),
+        session_id: None,
+        name: "sealed".to_string(),
+        content_type: "text/plain".to_string(),
+        size: 12,
+        sha256: "cd".repeat(32),
+        key_id: "k0".to_string(),
+        wrapped_key: "wrapped".to_string(),
+        created_at,
+        attached_at: None,
+    };
+    store.insert_file(&file).await.unwrap();
+    let sessions = sessions_collection(&backend).await;
+    let files = sessions
+        .client()
+        .database(sessions.namespace().db.as_str())
+        .collection::<Document>("sessions_files");
+    let raw = files
+        .find_one(doc! { "_id": &file.id })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        raw,
+        doc! {
+            "_id": &file.id, "uid": "u", "nm": "sealed", "contentType": "text/plain", "size": 12i64,
+            "sha256": "cd".repeat(32), "keyId": "k0", "wrappedKey": "wrapped",
+            "ts": DateTime::from_millis((created_at.unix_timestamp_nanos() / 1_000_000) as i64),
+        }
+    );
+    store.attach_file(&file.id, "s1").await.unwrap().unwrap();
+    let raw = files
+        .find_one(doc! { "_id": &file.id })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(raw.get_str("sid").unwrap(), "s1");
+    assert!(matches!(raw.get("attTs"), Some(Bson::DateTime(_))));
+
+    let mut indexes = std::collections::BTreeMap::new();
+    let mut cursor = files.list_indexes().await.unwrap();
+    while let Some(index) = cursor.try_next().await.unwrap() {
+        if let Some(name) = index.options.and_then(|o| o.name) {
+            indexes.insert(name, index.keys);
+        }
+    }
+    for (name, keys) in [
+        ("idx_file_user", doc! { "uid": 1, "ts": 1, "_id": 1 }),
+        ("idx_file_session", doc! { "sid": 1, "ts": 1, "_id": 1 }),
+        ("idx_file_attached", doc! { "attTs": 1 }),
+    ] {
+        assert_eq!(indexes.get(name), Some(&keys), "{name} in {indexes:?}");
+    }
+}

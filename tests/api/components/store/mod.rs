@@ -141,6 +141,11 @@ conformance!(
     concurrent_appends_to_one_session_lose_nothing,
     finished_turn_stores_answer_and_figures,
     checkpointed_answer_is_replaced_in_place,
+    file_metadata_round_trips_and_delete_returns_it,
+    a_file_is_attached_to_its_first_session_only,
+    file_lists_select_by_filter_oldest_first_within_the_limit,
+    file_keys_are_rewrapped,
+    deleting_a_user_removes_their_files_and_the_purge_keeps_them,
 );
 
 /// Writes stored values directly, bypassing encryption (to load legacy formats and tampered values).
