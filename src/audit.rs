@@ -30,6 +30,8 @@ impl From<AuditKind> for AuditAction {
             AuditKind::UserDelete => Self::UserDelete,
             AuditKind::SessionEnd => Self::SessionEnd,
             AuditKind::SessionView => Self::SessionView,
+            AuditKind::FileList => Self::FileList,
+            AuditKind::FileDelete => Self::FileDelete,
         }
     }
 }

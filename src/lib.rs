@@ -15,6 +15,7 @@
 //! | [`api`] | HTTP endpoints (poem-openapi, thin) and HTTP middleware |
 //! | [`llm`] | the `LlmProvider` trait, the providers, retry/fallback/breaker policy |
 //! | [`store`] | the `Store` trait, MongoDB and embedded stores, encryption at rest |
+//! | [`files`] | uploads: object storage (local or S3), streaming encryption, limits, signed links |
 //! | [`chat`] | transport-agnostic chat services: one module per inbound message kind, the turn engine |
 //! | [`notify`] | help-request notifications: SMTP email and signed webhook, delivered in the background |
 //! | [`hub`] | connection registry and fan-out behind the `EventBus` seam |
@@ -33,6 +34,7 @@ pub mod backoff;
 pub mod chat;
 pub mod cluster;
 pub mod config;
+pub mod files;
 pub mod hub;
 pub mod llm;
 pub mod metrics;

@@ -87,7 +87,7 @@ async fn main() -> anyhow::Result<()> {
     if let Command::Serve = command {
         return chatbox::app::serve(settings).await;
     }
-    let store = chatbox::store::open(
+    let (store, keyring) = chatbox::store::open_with_keyring(
         &settings.store,
         &settings.data_dir,
         settings.is_production(),
@@ -95,6 +95,13 @@ async fn main() -> anyhow::Result<()> {
     )
     .await
     .context("store")?;
+    let files = chatbox::files::Files::new(
+        chatbox::files::Objects::open(&settings.uploads, &settings.data_dir).context("uploads")?,
+        Arc::clone(&store),
+        keyring,
+        settings.uploads.clone(),
+        &settings.server.path_prefix,
+    );
     let mut out = std::io::stdout();
     match command {
         Command::Serve => {}
@@ -102,6 +109,8 @@ async fn main() -> anyhow::Result<()> {
             command: KeysCommand::Rotate { batch },
         } => {
             let stats = maintenance::rotate_keys(store.as_ref(), batch.max(1), &mut out).await?;
+            let rewrapped = files.rotate().await.context("uploaded files")?;
+            writeln!(out, "rotated: {rewrapped} uploaded files' keys re-wrapped")?;
             writeln!(out, "{}", serde_json::to_string(&stats)?)?;
         }
         Command::Users {
@@ -124,11 +133,16 @@ async fn main() -> anyhow::Result<()> {
         Command::Users {
             command: UsersCommand::Delete { user_id },
         } => {
+            let files_deleted = files
+                .remove_user(&user_id)
+                .await
+                .context("uploaded files")?;
             let stats = maintenance::delete_user(store.as_ref(), &user_id).await?;
             writeln!(out, "{}", serde_json::to_string(&stats)?)?;
             let details = [
                 ("sessions_deleted", stats.sessions.to_string()),
                 ("messages_deleted", stats.messages.to_string()),
+                ("files_deleted", files_deleted.to_string()),
             ];
             maintenance::audit_cli(
                 store.as_ref(),

@@ -359,6 +359,7 @@ fn operation_section(out: &mut String, op: &Operation) {
             Body::Empty => "none".to_owned(),
             Body::Json(prop) => format!("`application/json` {}", type_text(prop)),
             Body::Text => "`text/plain` string".to_owned(),
+            Body::Binary(media) => format!("`{media}` bytes"),
         };
         let headers: Vec<String> = r
             .headers

@@ -42,6 +42,8 @@ pub(crate) enum Body {
     Json(Box<Prop>),
     /// `text/plain` string.
     Text,
+    /// Any other media type (bytes): only on routes served outside the HTTP API (`x-outside-http-api`).
+    Binary(String),
 }
 
 /// One response of an operation.
@@ -299,7 +301,10 @@ fn parse_operation(
     global_security: &Option<Vec<String>>,
 ) -> Result<Operation, SpecError> {
     doc.object(pointer, "operation")?;
-    if doc.get(&child(pointer, "requestBody")).is_some() {
+    // `x-outside-http-api: true` marks a route served beside the HTTP API, like the WebSocket upgrade: the
+    // spec documents it (with any body and media types); the generated operation layer leaves it out.
+    let outside = doc.get(&child(pointer, "x-outside-http-api")) == Some(&Value::Bool(true));
+    if !outside && doc.get(&child(pointer, "requestBody")).is_some() {
         // The generated operation layer passes parameters only; a body would be silently dropped.
         return Err(doc.err(
             &child(pointer, "requestBody"),
@@ -347,14 +352,12 @@ fn parse_operation(
                     ),
                 )
             })?;
-        responses.push(parse_response(doc, &at, code)?);
+        responses.push(parse_response(doc, &at, code, outside)?);
     }
     if responses.is_empty() {
         return Err(doc.err(&responses_ptr, "operation without responses"));
     }
     responses.sort_by_key(|r| r.status);
-    // `x-outside-http-api: true` marks a route served beside the HTTP API, like the WebSocket upgrade.
-    let outside = doc.get(&child(pointer, "x-outside-http-api")) == Some(&Value::Bool(true));
     let upgrade = outside || responses.iter().any(|r| r.status == 101);
     Ok(Operation {
         summary: doc.opt_str(pointer, "summary")?.map(str::to_owned),
@@ -370,7 +373,12 @@ fn parse_operation(
     })
 }
 
-fn parse_response(doc: Doc<'_>, at: &str, status: u16) -> Result<Response, SpecError> {
+fn parse_response(
+    doc: Doc<'_>,
+    at: &str,
+    status: u16,
+    outside: bool,
+) -> Result<Response, SpecError> {
     let pointer = doc.deref(at)?;
     doc.object(&pointer, "response")?;
     let description = doc.req_str(&pointer, "description")?.to_owned();
@@ -403,6 +411,7 @@ fn parse_response(doc: Doc<'_>, at: &str, status: u16) -> Result<Response, SpecE
                 "text/plain" => {
                     return Err(doc.err(&schema_ptr, "text/plain responses must have type: string"));
                 }
+                other if outside => Body::Binary(other.to_owned()),
                 other => {
                     return Err(doc.err(&media_ptr, format!("unsupported media type \"{other}\"")));
                 }

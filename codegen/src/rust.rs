@@ -912,6 +912,7 @@ fn response_enum(op: &Operation) -> TokenStream {
                 fields.push(quote!(poem_openapi::payload::Json<#ty>));
             }
             Body::Text => fields.push(quote!(poem_openapi::payload::PlainText<String>)),
+            Body::Binary(_) => fields.push(quote!(poem_openapi::payload::Binary<Vec<u8>>)),
         }
         for h in &r.headers {
             let name = &h.name;

@@ -280,6 +280,7 @@ fn body_type(body: &Body) -> String {
         Body::Empty => "void".to_owned(),
         Body::Text => "string".to_owned(),
         Body::Json(prop) => ts_type(&prop.ty),
+        Body::Binary(_) => "Blob".to_owned(),
     }
 }
 
@@ -289,6 +290,7 @@ fn body_kind(body: &Body) -> &'static str {
         Body::Empty => "empty",
         Body::Text => "text",
         Body::Json(_) => "json",
+        Body::Binary(_) => "blob",
     }
 }
 

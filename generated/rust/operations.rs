@@ -180,6 +180,36 @@ pub trait AdminEndSession {
         Output = crate::protocol::http::AdminEndSessionResponse,
     > + Send;
 }
+/// `adminListSessionFiles` (`GET /admin/sessions/{sessionId}/files`): what the operation does, implemented on `super::Handlers`.
+pub trait AdminListSessionFiles {
+    /// List a session's files (admin)
+    ///
+    /// The files posted in one session (any user's), oldest first, at most 500. Audited (`file_list`).
+    fn admin_list_session_files(
+        req: &poem::Request,
+        state: &std::sync::Arc<crate::state::AppState>,
+        auth: super::auth::BearerAuth,
+        session_id: String,
+    ) -> impl std::future::Future<
+        Output = crate::protocol::http::AdminListSessionFilesResponse,
+    > + Send;
+}
+/// `adminDeleteSessionFile` (`DELETE /admin/sessions/{sessionId}/files/{fileId}`): what the operation does, implemented on `super::Handlers`.
+pub trait AdminDeleteSessionFile {
+    /// Remove a file from a session (admin)
+    ///
+    /// Deletes one file posted in the session (its stored object and metadata); the messages that named it
+    /// stay and their download links answer 404. Audited (`file_delete`, the file id in `details.file_id`).
+    fn admin_delete_session_file(
+        req: &poem::Request,
+        state: &std::sync::Arc<crate::state::AppState>,
+        auth: super::auth::BearerAuth,
+        session_id: String,
+        file_id: String,
+    ) -> impl std::future::Future<
+        Output = crate::protocol::http::AdminDeleteSessionFileResponse,
+    > + Send;
+}
 /// `adminGetMetrics` (`GET /admin/metrics`): what the operation does, implemented on `super::Handlers`.
 pub trait AdminGetMetrics {
     /// Aggregated session metrics (admin)
@@ -637,6 +667,60 @@ impl AdminApi {
                 state,
                 auth,
                 session_id.0,
+            )
+            .await
+    }
+    /// List a session's files (admin)
+    ///
+    /// The files posted in one session (any user's), oldest first, at most 500. Audited (`file_list`).
+    #[oai(
+        path = "/admin/sessions/:sessionId/files",
+        method = "get",
+        operation_id = "adminListSessionFiles",
+        tag = "ApiTags::Admin"
+    )]
+    async fn admin_list_session_files(
+        &self,
+        req: &poem::Request,
+        auth: super::auth::BearerAuth,
+        poem::web::Data(state): poem::web::Data<&std::sync::Arc<crate::state::AppState>>,
+        #[oai(name = "sessionId")]
+        session_id: poem_openapi::param::Path<String>,
+    ) -> crate::protocol::http::AdminListSessionFilesResponse {
+        <super::Handlers as AdminListSessionFiles>::admin_list_session_files(
+                req,
+                state,
+                auth,
+                session_id.0,
+            )
+            .await
+    }
+    /// Remove a file from a session (admin)
+    ///
+    /// Deletes one file posted in the session (its stored object and metadata); the messages that named it
+    /// stay and their download links answer 404. Audited (`file_delete`, the file id in `details.file_id`).
+    #[oai(
+        path = "/admin/sessions/:sessionId/files/:fileId",
+        method = "delete",
+        operation_id = "adminDeleteSessionFile",
+        tag = "ApiTags::Admin"
+    )]
+    async fn admin_delete_session_file(
+        &self,
+        req: &poem::Request,
+        auth: super::auth::BearerAuth,
+        poem::web::Data(state): poem::web::Data<&std::sync::Arc<crate::state::AppState>>,
+        #[oai(name = "sessionId")]
+        session_id: poem_openapi::param::Path<String>,
+        #[oai(name = "fileId")]
+        file_id: poem_openapi::param::Path<String>,
+    ) -> crate::protocol::http::AdminDeleteSessionFileResponse {
+        <super::Handlers as AdminDeleteSessionFile>::admin_delete_session_file(
+                req,
+                state,
+                auth,
+                session_id.0,
+                file_id.0,
             )
             .await
     }

@@ -830,11 +830,17 @@ pub mod ws {
     pub const FILE_UPLOAD_CONTENT_MAX_BYTES: usize = 10000;
     /// `x-max-bytes` of the `client_msg_id` field of `FileUpload`: its UTF-8 length in bytes.
     pub const FILE_UPLOAD_CLIENT_MSG_ID_MAX_BYTES: usize = 128;
-    /// Announces a file the client has uploaded elsewhere. `file_url` must be `https`, have a host, and not
-    /// point (literally or by DNS) to a private, loopback or link-local address, else `INVALID_FORMAT`
-    /// "Invalid file URL". The session must exist and belong to the caller. The message is stored (sender
-    /// `user`, or `admin` for the assisting administrator) and delivered as a `file_upload` event to every
-    /// connection of the session, the sending one included. No LLM call.
+    /// Shares a file in a session. Either `file_id` is the id `POST {prefix}/uploads` returned for one of the
+    /// caller's files (then `file_url` may be omitted: the event carries the file's download path
+    /// `{prefix}/uploads/{file_id}`; a file of another user, or an unknown id that looks like an upload id
+    /// (32 hex characters) without a `file_url`, is refused with `INVALID_FORMAT` "File not found"), or the
+    /// file is hosted elsewhere and `file_url` must be `https`, have a host, and not point (literally or by
+    /// DNS) to a private, loopback or link-local address, else `INVALID_FORMAT` "Invalid file URL". The
+    /// session must exist and belong to the caller. The message is stored (sender `user`, or `admin` for the
+    /// assisting administrator) and delivered as a `file_upload` event to every connection of the session,
+    /// the sending one included. No LLM call now; an uploaded file is given to the model with the
+    /// conversation from the next turn on (images to models that accept them, text up to
+    /// `uploads.text_tokens` tokens).
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct FileUpload {
         /// Session to post to. Optional: when omitted, or when it names no session the server knows (such as a client-generated id), the user's active session is used (created on the first `user_message` or `model_select`, with the id announced in `connection_status`). A session of another user is refused with `UNAUTHORIZED`.
@@ -842,8 +848,9 @@ pub mod ws {
         pub session_id: Option<String>,
         /// Id of the uploaded file.
         pub file_id: String,
-        /// `https` URL of the uploaded file.
-        pub file_url: String,
+        /// `https` URL of a file hosted elsewhere; optional when `file_id` names an upload.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub file_url: Option<String>,
         /// Optional caption.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub content: Option<String>,
@@ -875,10 +882,12 @@ pub mod ws {
             if self.file_id.chars().count() < 1 {
                 return Err(FieldViolation::new("file_id", "minLength"));
             }
-            if self.file_url.len() > FILE_UPLOAD_FILE_URL_MAX_BYTES {
+            if let Some(value) = &self.file_url
+                && value.len() > FILE_UPLOAD_FILE_URL_MAX_BYTES
+            {
                 return Err(FieldViolation::new("file_url", "x-max-bytes"));
             }
-            if self.file_url.chars().count() < 1 {
+            if let Some(value) = &self.file_url && value.chars().count() < 1 {
                 return Err(FieldViolation::new("file_url", "minLength"));
             }
             if let Some(value) = &self.content
@@ -989,10 +998,13 @@ pub mod ws {
     pub const VOICE_MESSAGE_CONTENT_MAX_BYTES: usize = 10000;
     /// `x-max-bytes` of the `client_msg_id` field of `VoiceMessage`: its UTF-8 length in bytes.
     pub const VOICE_MESSAGE_CLIENT_MSG_ID_MAX_BYTES: usize = 128;
-    /// A recorded voice message uploaded elsewhere; same rules as `file_upload`, delivered as a
-    /// `voice_message` event. Then, unless an administrator assists the session, the session's model (or the
-    /// default model) is asked for a reply, which arrives as one `ai_response` with `metadata.done="true"`
-    /// (not streamed). Counts towards the daily token budget.
+    /// A recorded voice message, uploaded (`file_id` of `POST {prefix}/uploads`) or hosted elsewhere
+    /// (`file_url`); same rules as `file_upload`, delivered as a `voice_message` event. Then, unless an
+    /// administrator assists the session, the session's model (or the default model) is asked for a reply,
+    /// which arrives as one `ai_response` with `metadata.done="true"` (not streamed). An uploaded recording
+    /// is transcribed first when a transcription service is configured (`[transcription]`), and the model
+    /// answers the transcript; without one, the model is told that the voice message could not be
+    /// transcribed. Counts towards the daily token budget.
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct VoiceMessage {
         /// Session to post to. Optional: when omitted, or when it names no session the server knows (such as a client-generated id), the user's active session is used (created on the first `user_message` or `model_select`, with the id announced in `connection_status`). A session of another user is refused with `UNAUTHORIZED`.
@@ -1000,8 +1012,9 @@ pub mod ws {
         pub session_id: Option<String>,
         /// Id of the audio file.
         pub file_id: String,
-        /// `https` URL of the audio file.
-        pub file_url: String,
+        /// `https` URL of a recording hosted elsewhere; optional when `file_id` names an upload.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub file_url: Option<String>,
         /// Optional transcript or caption.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub content: Option<String>,
@@ -1033,10 +1046,12 @@ pub mod ws {
             if self.file_id.chars().count() < 1 {
                 return Err(FieldViolation::new("file_id", "minLength"));
             }
-            if self.file_url.len() > VOICE_MESSAGE_FILE_URL_MAX_BYTES {
+            if let Some(value) = &self.file_url
+                && value.len() > VOICE_MESSAGE_FILE_URL_MAX_BYTES
+            {
                 return Err(FieldViolation::new("file_url", "x-max-bytes"));
             }
-            if self.file_url.chars().count() < 1 {
+            if let Some(value) = &self.file_url && value.chars().count() < 1 {
                 return Err(FieldViolation::new("file_url", "minLength"));
             }
             if let Some(value) = &self.content
@@ -2217,6 +2232,62 @@ pub mod http {
         #[oai(status = 500)]
         Status500(poem_openapi::payload::Json<ErrorBody>),
     }
+    /// List a session's files (admin)
+    ///
+    /// Responses of `adminListSessionFiles` (`GET /admin/sessions/{sessionId}/files`), one variant per status declared in the spec.
+    #[derive(poem_openapi::ApiResponse)]
+    pub enum AdminListSessionFilesResponse {
+        /// The session's files.
+        #[oai(status = 200)]
+        Status200(poem_openapi::payload::Json<SessionFileList>),
+        /// Missing, malformed, invalid or expired token.
+        #[oai(status = 401)]
+        Status401(poem_openapi::payload::Json<ErrorBody>),
+        /// `Insufficient permissions` (not an administrator).
+        #[oai(status = 403)]
+        Status403(poem_openapi::payload::Json<ErrorBody>),
+        /// `Session not found`.
+        #[oai(status = 404)]
+        Status404(poem_openapi::payload::Json<ErrorBody>),
+        /// Admin rate limit exceeded.
+        #[oai(status = 429)]
+        Status429(
+            poem_openapi::payload::Json<RateLimitError>,
+            #[oai(header = "Retry-After")]
+            Option<i64>,
+        ),
+        /// Storage failure.
+        #[oai(status = 500)]
+        Status500(poem_openapi::payload::Json<ErrorBody>),
+    }
+    /// Remove a file from a session (admin)
+    ///
+    /// Responses of `adminDeleteSessionFile` (`DELETE /admin/sessions/{sessionId}/files/{fileId}`), one variant per status declared in the spec.
+    #[derive(poem_openapi::ApiResponse)]
+    pub enum AdminDeleteSessionFileResponse {
+        /// `{"status":"deleted"}`.
+        #[oai(status = 200)]
+        Status200(poem_openapi::payload::Json<StatusResponse>),
+        /// Missing, malformed, invalid or expired token.
+        #[oai(status = 401)]
+        Status401(poem_openapi::payload::Json<ErrorBody>),
+        /// `Insufficient permissions` (not an administrator).
+        #[oai(status = 403)]
+        Status403(poem_openapi::payload::Json<ErrorBody>),
+        /// `Session not found`, or the file is not one of the session's.
+        #[oai(status = 404)]
+        Status404(poem_openapi::payload::Json<ErrorBody>),
+        /// Admin rate limit exceeded.
+        #[oai(status = 429)]
+        Status429(
+            poem_openapi::payload::Json<RateLimitError>,
+            #[oai(header = "Retry-After")]
+            Option<i64>,
+        ),
+        /// Storage failure.
+        #[oai(status = 500)]
+        Status500(poem_openapi::payload::Json<ErrorBody>),
+    }
     /// Aggregated session metrics (admin)
     ///
     /// Responses of `adminGetMetrics` (`GET /admin/metrics`), one variant per status declared in the spec.
@@ -2662,6 +2733,46 @@ pub mod http {
         }
     }
     impl ErrorStatuses for AdminEndSessionResponse {
+        fn from_error(status: u16, body: ErrorBody) -> Result<Self, ErrorBody> {
+            match status {
+                401 => Ok(Self::Status401(poem_openapi::payload::Json(body))),
+                403 => Ok(Self::Status403(poem_openapi::payload::Json(body))),
+                404 => Ok(Self::Status404(poem_openapi::payload::Json(body))),
+                500 => Ok(Self::Status500(poem_openapi::payload::Json(body))),
+                _ => Err(body),
+            }
+        }
+        fn from_rate_limit(
+            body: RateLimitError,
+            retry_after: Option<i64>,
+        ) -> Option<Self> {
+            Some(Self::Status429(poem_openapi::payload::Json(body), retry_after))
+        }
+        fn internal(body: ErrorBody) -> Self {
+            Self::Status500(poem_openapi::payload::Json(body))
+        }
+    }
+    impl ErrorStatuses for AdminListSessionFilesResponse {
+        fn from_error(status: u16, body: ErrorBody) -> Result<Self, ErrorBody> {
+            match status {
+                401 => Ok(Self::Status401(poem_openapi::payload::Json(body))),
+                403 => Ok(Self::Status403(poem_openapi::payload::Json(body))),
+                404 => Ok(Self::Status404(poem_openapi::payload::Json(body))),
+                500 => Ok(Self::Status500(poem_openapi::payload::Json(body))),
+                _ => Err(body),
+            }
+        }
+        fn from_rate_limit(
+            body: RateLimitError,
+            retry_after: Option<i64>,
+        ) -> Option<Self> {
+            Some(Self::Status429(poem_openapi::payload::Json(body), retry_after))
+        }
+        fn internal(body: ErrorBody) -> Self {
+            Self::Status500(poem_openapi::payload::Json(body))
+        }
+    }
+    impl ErrorStatuses for AdminDeleteSessionFileResponse {
         fn from_error(status: u16, body: ErrorBody) -> Result<Self, ErrorBody> {
             match status {
                 401 => Ok(Self::Status401(poem_openapi::payload::Json(body))),
@@ -3616,13 +3727,212 @@ pub mod http {
             Ok(())
         }
     }
+    /// An uploaded file.
+    #[derive(
+        Debug,
+        Clone,
+        PartialEq,
+        serde::Serialize,
+        serde::Deserialize,
+        poem_openapi::Object
+    )]
+    pub struct UploadedFile {
+        /// Id to name in `file_upload` / `voice_message` frames (32 hex characters).
+        pub file_id: String,
+        /// The sanitised file name.
+        pub name: String,
+        /// Bytes.
+        #[oai(validator(minimum(value = "0")))]
+        pub size: i64,
+        /// The type decided from the file's first bytes, e.g. `image/png` or `text/plain; charset=utf-8`.
+        pub content_type: String,
+        /// SHA-256 of the contents, lowercase hex.
+        pub sha256: String,
+        /// The session a message posted it in; omitted until then.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[oai(skip_serializing_if_is_none)]
+        pub session_id: Option<String>,
+        /// When it was uploaded.
+        pub created_at: String,
+    }
+    impl UploadedFile {
+        /// Checks the limits of the spec (`x-max-bytes`, `maxLength`, `minLength`, `maxItems`, ...),
+        /// returning the first field that breaks one.
+        pub fn validate(&self) -> Result<(), FieldViolation> {
+            if self.size < 0 {
+                return Err(FieldViolation::new("size", "minimum"));
+            }
+            Ok(())
+        }
+    }
+    /// A signed download link.
+    #[derive(
+        Debug,
+        Clone,
+        PartialEq,
+        serde::Serialize,
+        serde::Deserialize,
+        poem_openapi::Object
+    )]
+    pub struct UploadLink {
+        /// Path of the download with the signature, below the server's origin: `{prefix}/uploads/{fileId}?expires=...&signature=...`.
+        pub url: String,
+        /// When the link stops working.
+        pub expires_at: String,
+    }
+    impl UploadLink {
+        /// Checks the limits of the spec (`x-max-bytes`, `maxLength`, `minLength`, `maxItems`, ...),
+        /// returning the first field that breaks one.
+        pub fn validate(&self) -> Result<(), FieldViolation> {
+            Ok(())
+        }
+    }
+    /// Body of `GET /admin/sessions/{sessionId}/files`.
+    #[derive(
+        Debug,
+        Clone,
+        PartialEq,
+        serde::Serialize,
+        serde::Deserialize,
+        poem_openapi::Object
+    )]
+    pub struct SessionFileList {
+        /// Session id.
+        pub session_id: String,
+        /// Owner of the session.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[oai(skip_serializing_if_is_none)]
+        pub user_id: Option<String>,
+        /// Oldest first.
+        pub files: Vec<UploadedFile>,
+        /// Number of files listed.
+        #[oai(validator(minimum(value = "0")))]
+        pub count: i64,
+    }
+    impl SessionFileList {
+        /// Checks the limits of the spec (`x-max-bytes`, `maxLength`, `minLength`, `maxItems`, ...),
+        /// returning the first field that breaks one.
+        pub fn validate(&self) -> Result<(), FieldViolation> {
+            for (index, item) in self.files.iter().enumerate() {
+                item.validate().map_err(|e| e.within(&format!("files[{index}]")))?;
+            }
+            if self.count < 0 {
+                return Err(FieldViolation::new("count", "minimum"));
+            }
+            Ok(())
+        }
+    }
+    /// Code of an `UploadErrorBody`: the `HttpErrorCode`s, plus `FILE_TOO_LARGE` (413 `File too large`),
+    /// `QUOTA_EXCEEDED` (413 `Upload quota exceeded`), `UNSUPPORTED_FILE_TYPE` (415 `File type not
+    /// allowed`) and `RANGE_NOT_SATISFIABLE` (416 `Range not satisfiable`). `NOT_FOUND` is `File not found`.
+    #[derive(
+        Debug,
+        Clone,
+        Copy,
+        PartialEq,
+        Eq,
+        Hash,
+        serde::Serialize,
+        serde::Deserialize,
+        poem_openapi::Enum
+    )]
+    pub enum UploadErrorCode {
+        /// `UNAUTHORIZED`
+        #[serde(rename = "UNAUTHORIZED")]
+        #[oai(rename = "UNAUTHORIZED")]
+        Unauthorized,
+        /// `INVALID_TOKEN`
+        #[serde(rename = "INVALID_TOKEN")]
+        #[oai(rename = "INVALID_TOKEN")]
+        InvalidToken,
+        /// `FORBIDDEN`
+        #[serde(rename = "FORBIDDEN")]
+        #[oai(rename = "FORBIDDEN")]
+        Forbidden,
+        /// `BAD_REQUEST`
+        #[serde(rename = "BAD_REQUEST")]
+        #[oai(rename = "BAD_REQUEST")]
+        BadRequest,
+        /// `NOT_FOUND`
+        #[serde(rename = "NOT_FOUND")]
+        #[oai(rename = "NOT_FOUND")]
+        NotFound,
+        /// `INTERNAL_ERROR`
+        #[serde(rename = "INTERNAL_ERROR")]
+        #[oai(rename = "INTERNAL_ERROR")]
+        InternalError,
+        /// `FILE_TOO_LARGE`
+        #[serde(rename = "FILE_TOO_LARGE")]
+        #[oai(rename = "FILE_TOO_LARGE")]
+        FileTooLarge,
+        /// `QUOTA_EXCEEDED`
+        #[serde(rename = "QUOTA_EXCEEDED")]
+        #[oai(rename = "QUOTA_EXCEEDED")]
+        QuotaExceeded,
+        /// `UNSUPPORTED_FILE_TYPE`
+        #[serde(rename = "UNSUPPORTED_FILE_TYPE")]
+        #[oai(rename = "UNSUPPORTED_FILE_TYPE")]
+        UnsupportedFileType,
+        /// `RANGE_NOT_SATISFIABLE`
+        #[serde(rename = "RANGE_NOT_SATISFIABLE")]
+        #[oai(rename = "RANGE_NOT_SATISFIABLE")]
+        RangeNotSatisfiable,
+    }
+    impl UploadErrorCode {
+        /// The wire string of this value.
+        pub fn as_str(&self) -> &'static str {
+            match self {
+                Self::Unauthorized => "UNAUTHORIZED",
+                Self::InvalidToken => "INVALID_TOKEN",
+                Self::Forbidden => "FORBIDDEN",
+                Self::BadRequest => "BAD_REQUEST",
+                Self::NotFound => "NOT_FOUND",
+                Self::InternalError => "INTERNAL_ERROR",
+                Self::FileTooLarge => "FILE_TOO_LARGE",
+                Self::QuotaExceeded => "QUOTA_EXCEEDED",
+                Self::UnsupportedFileType => "UNSUPPORTED_FILE_TYPE",
+                Self::RangeNotSatisfiable => "RANGE_NOT_SATISFIABLE",
+            }
+        }
+    }
+    impl std::fmt::Display for UploadErrorCode {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.as_str())
+        }
+    }
+    /// Error body of the upload routes (the shape of `ErrorBody`, with the upload codes).
+    #[derive(
+        Debug,
+        Clone,
+        PartialEq,
+        serde::Serialize,
+        serde::Deserialize,
+        poem_openapi::Object
+    )]
+    pub struct UploadErrorBody {
+        /// Human-readable message.
+        pub error: String,
+        pub code: UploadErrorCode,
+        /// Id of the request, also written to the server log (for support).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[oai(skip_serializing_if_is_none)]
+        pub request_id: Option<String>,
+    }
+    impl UploadErrorBody {
+        /// Checks the limits of the spec (`x-max-bytes`, `maxLength`, `minLength`, `maxItems`, ...),
+        /// returning the first field that breaks one.
+        pub fn validate(&self) -> Result<(), FieldViolation> {
+            Ok(())
+        }
+    }
     /// Kind of audited administrator action: `takeover` (POST takeover or WebSocket `admin_join`, which
     /// also replays the session's history to the administrator), `takeover_end` (DELETE takeover or
     /// WebSocket `admin_leave`, only when the caller was assisting), `takeover_transfer`, `session_list`
     /// (GET /admin/sessions; the filters in `details`, the `user_id` filter as `user_id`),
     /// `user_sessions_view` (GET /admin/users/{userId}/sessions), `user_export`, `user_delete`,
     /// `session_end` (POST /admin/sessions/{sessionId}/end), `session_view` (GET
-    /// /admin/sessions/{sessionId}). The set grows with the admin features: clients show an action they do
+    /// /admin/sessions/{sessionId}), `file_list` (GET /admin/sessions/{sessionId}/files), `file_delete`
+    /// (DELETE /admin/sessions/{sessionId}/files/{fileId}). The set grows with the admin features: clients show an action they do
     /// not know by its name.
     #[derive(
         Debug,
@@ -3672,6 +3982,14 @@ pub mod http {
         #[serde(rename = "session_view")]
         #[oai(rename = "session_view")]
         SessionView,
+        /// `file_list`
+        #[serde(rename = "file_list")]
+        #[oai(rename = "file_list")]
+        FileList,
+        /// `file_delete`
+        #[serde(rename = "file_delete")]
+        #[oai(rename = "file_delete")]
+        FileDelete,
     }
     impl AuditAction {
         /// The wire string of this value.
@@ -3686,6 +4004,8 @@ pub mod http {
                 Self::UserDelete => "user_delete",
                 Self::SessionEnd => "session_end",
                 Self::SessionView => "session_view",
+                Self::FileList => "file_list",
+                Self::FileDelete => "file_delete",
             }
         }
     }

@@ -20,7 +20,7 @@ const SCHEME: &str = "bearerAuth";
 pub struct BearerAuth(Option<String>);
 
 impl BearerAuth {
-    fn from_header(value: Option<&str>) -> Self {
+    pub(crate) fn from_header(value: Option<&str>) -> Self {
         // Exact `Bearer ` prefix, as the Go service; an empty token counts as no header.
         let token = value
             .and_then(|v| v.strip_prefix("Bearer "))

@@ -33,6 +33,12 @@ pub enum ApiError {
     /// The session does not exist or belongs to someone else.
     #[error("session not found")]
     SessionNotFound,
+    /// The file does not exist or is not the session's.
+    #[error("file not found")]
+    FileNotFound,
+    /// The uploads service failed.
+    #[error("files: {0}")]
+    Files(#[from] crate::files::FilesError),
     /// The share token is unknown or revoked.
     #[error("shared session not found")]
     SharedNotFound,
@@ -121,6 +127,7 @@ impl ApiError {
             Self::BadRequest(text) => body(400, text, HttpErrorCode::BadRequest),
             Self::SessionNotFound => body(404, "Session not found", HttpErrorCode::NotFound),
             Self::SharedNotFound => body(404, "Shared session not found", HttpErrorCode::NotFound),
+            Self::FileNotFound => body(404, "File not found", HttpErrorCode::NotFound),
             Self::Store(StoreError::InvalidCursor) | Self::Audit(AuditError::InvalidCursor) => {
                 body(400, "Invalid cursor", HttpErrorCode::BadRequest)
             }
@@ -128,7 +135,7 @@ impl ApiError {
                 let (body, after) = too_many(*wait, *admin);
                 Wire::RateLimited(body, after)
             }
-            Self::Store(_) | Self::Audit(_) | Self::Internal(_) => {
+            Self::Store(_) | Self::Audit(_) | Self::Files(_) | Self::Internal(_) => {
                 body(500, INTERNAL_TEXT, HttpErrorCode::InternalError)
             }
         }
@@ -146,7 +153,7 @@ impl ApiError {
             Self::Store(StoreError::InvalidCursor) | Self::Audit(AuditError::InvalidCursor) => {
                 tracing::debug!(request_id, error = %self, "request refused");
             }
-            Self::Store(_) | Self::Audit(_) | Self::Internal(_) => {
+            Self::Store(_) | Self::Audit(_) | Self::Files(_) | Self::Internal(_) => {
                 tracing::error!(request_id, error = %self, "request failed");
             }
             _ => tracing::debug!(request_id, error = %self, "request refused"),

@@ -19,9 +19,11 @@ mod published;
 pub mod request_id;
 mod schemas;
 pub mod security_headers;
+mod session_files;
 mod sessions;
 mod shared;
 mod takeover;
+mod uploads;
 mod users;
 mod views;
 
@@ -72,6 +74,12 @@ pub fn routes(state: Arc<AppState>) -> impl Endpoint {
     });
     Route::new()
         .at("/ws", crate::ws::ws_handler)
+        .at("/uploads", poem::post(uploads::upload))
+        .at(
+            "/uploads/:file_id",
+            poem::get(uploads::download).delete(uploads::delete),
+        )
+        .at("/uploads/:file_id/link", poem::post(uploads::link))
         .at("/openapi.json", published::openapi_json.data(spec))
         .at("/asyncapi.yaml", published::asyncapi)
         .at("/schemas/", schemas::list)

@@ -141,12 +141,14 @@ impl UserAdmin {
         for session in &active.sessions {
             state.chat.act(session, SessionAction::End).await?;
         }
+        let files_deleted = state.files.remove_user(user_id).await?;
         let stats = state.store.delete_user(user_id).await?;
         let sessions_deleted = i64::try_from(stats.sessions).unwrap_or(i64::MAX);
         let messages_deleted = i64::try_from(stats.messages).unwrap_or(i64::MAX);
         let details = [
             ("sessions_deleted", sessions_deleted.to_string()),
             ("messages_deleted", messages_deleted.to_string()),
+            ("files_deleted", files_deleted.to_string()),
         ];
         audit(
             state,

@@ -20,6 +20,8 @@ pub mod listener;
 
 /// How often sessions past the retention period are purged.
 const RETENTION_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
+/// How often orphaned uploads and the files of deleted sessions are purged.
+const UPLOAD_PURGE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// How often `chatbox_active_sessions_total` is re-read from the store (the global count, so replicas
 /// agree and a restart starts from the truth).
@@ -88,9 +90,14 @@ impl Application {
                 self.state.shutdown.clone(),
             ),
         ];
+        background.push(crate::files::spawn_purge(
+            Arc::clone(&self.state.files),
+            UPLOAD_PURGE_INTERVAL,
+            self.state.shutdown.clone(),
+        ));
         if let Some(days) = self.state.settings.store.retention_days {
-            background.push(crate::store::maintenance::spawn_retention(
-                Arc::clone(&self.state.store),
+            background.push(crate::files::spawn_retention(
+                Arc::clone(&self.state.files),
                 days,
                 RETENTION_INTERVAL,
                 self.state.shutdown.clone(),

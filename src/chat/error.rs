@@ -26,6 +26,12 @@ pub enum ChatError {
     /// A file URL that is not https or points to a private address.
     #[error("invalid file url")]
     BadFileUrl,
+    /// `file_id` names an upload of another user, or one that is gone.
+    #[error("file not found")]
+    FileNotFound,
+    /// An uploaded file could not be read or transcribed.
+    #[error("files: {0}")]
+    Files(#[from] crate::files::FilesError),
     /// The session does not exist (or is not visible to the caller).
     #[error("session not found")]
     SessionNotFound,
@@ -86,6 +92,8 @@ impl ChatError {
                 None,
             ),
             Self::BadFileUrl => (ErrorCode::InvalidFormat, "Invalid file URL".into(), None),
+            Self::FileNotFound => (ErrorCode::InvalidFormat, "File not found".into(), None),
+            Self::Files(_) => (ErrorCode::ServiceError, "File storage failed".into(), None),
             Self::SessionNotFound => (ErrorCode::NotFound, "Session not found".into(), None),
             Self::NotOwner => (
                 ErrorCode::Unauthorized,

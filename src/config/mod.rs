@@ -3,7 +3,7 @@
 //! `CHATBOX_ENV=production` refuses development defaults and weak secrets.
 //!
 //! This module assembles the sections: the server's own (`server`, `auth`, `ws`, `chat`, `http`, `log`)
-//! and those of `llm`, `store` and `notify`, which own their settings types and validation. All of them
+//! and those of `llm`, `store`, `notify`, `redis` and `uploads`, which own their settings types and validation. All of them
 //! are built with [`crate::settings_kit`], the leaf that holds the shared pieces, so the dependencies run
 //! one way: `config -> llm/notify/store -> settings_kit`.
 
@@ -33,6 +33,7 @@ pub use crate::settings_kit::{
 };
 
 use crate::cluster::RedisConfig;
+use crate::files::UploadsConfig;
 use crate::llm::LlmConfig;
 use crate::notify::NotifyConfig;
 use crate::store::StoreConfig;
@@ -64,6 +65,8 @@ pub struct Settings {
     pub notify: NotifyConfig,
     /// Cluster mode (`[redis]`).
     pub redis: RedisConfig,
+    /// Uploaded files (`[uploads]`).
+    pub uploads: UploadsConfig,
 }
 
 impl Settings {

@@ -16,6 +16,7 @@ use super::{
     WsSettings,
 };
 use crate::cluster::RedisConfig;
+use crate::files::UploadsConfig;
 use crate::llm::LlmConfig;
 use crate::notify::{NotifyConfig, SmsConfig};
 use crate::settings_kit::{ConfigError, EnvVars, de, ensure, no_placeholder, parse_duration};
@@ -85,6 +86,8 @@ pub struct RawConfig {
     sms: SmsConfig,
     #[serde(default)]
     redis: RedisConfig,
+    #[serde(default)]
+    uploads: UploadsConfig,
 }
 
 impl RawConfig {
@@ -161,6 +164,9 @@ impl RawConfig {
         let mut redis = self.redis;
         redis.apply_env(env)?;
         redis.validate(store.mongo_uri.is_some())?;
+        let mut uploads = self.uploads;
+        uploads.apply_env(env)?;
+        uploads.validate(production)?;
         // `[sms]` is the Go service's section for the provider account; the notifier owns it.
         let mut notify = NotifyConfig {
             sms: self.sms,
@@ -181,6 +187,7 @@ impl RawConfig {
             store,
             notify,
             redis,
+            uploads,
         })
     }
 

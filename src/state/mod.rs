@@ -15,6 +15,7 @@ use crate::auth::JwtKeys;
 use crate::chat::Chat;
 use crate::cluster::{Cluster, RedisBus};
 use crate::config::Settings;
+use crate::files::{Files, Objects};
 use crate::hub::{BacklogLimits, EventBus, Hub, LocalBus};
 use crate::llm::Llm;
 use crate::metrics::Metrics;
@@ -34,6 +35,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Sessions and messages.
     pub store: Arc<dyn Store>,
+    /// Uploaded files.
+    pub files: Arc<Files>,
     /// Model providers.
     pub llm: Arc<Llm>,
     /// This node's connections.
@@ -68,7 +71,7 @@ impl AppState {
         .context("JWT_PUBLIC_KEY_FILE")?;
         let metrics = Arc::new(Metrics::new());
         let settings = Arc::new(settings);
-        let store = crate::store::open(
+        let (store, keyring) = crate::store::open_with_keyring(
             &settings.store,
             &settings.data_dir,
             settings.is_production(),
@@ -76,6 +79,13 @@ impl AppState {
         )
         .await
         .context("store")?;
+        let files = Arc::new(Files::new(
+            Objects::open(&settings.uploads, &settings.data_dir).context("uploads")?,
+            Arc::clone(&store),
+            keyring,
+            settings.uploads.clone(),
+            &settings.server.path_prefix,
+        ));
         let key_status = KeyStatus::at_start(store.as_ref(), settings.is_production())
             .await
             .context("encryption keys")?;
@@ -119,6 +129,7 @@ impl AppState {
         let audit: Arc<dyn AuditLog> = Arc::new(StoreAuditLog::new(Arc::clone(&store)));
         let chat = Arc::new(Chat::new(
             Arc::clone(&store),
+            Arc::clone(&files),
             Arc::clone(&llm),
             bus,
             hub.clone(),
@@ -133,11 +144,12 @@ impl AppState {
         }
         Ok(Self {
             cluster,
-            http_limits: HttpLimits::new(&settings.http),
+            http_limits: HttpLimits::new(&settings),
             settings,
             keys,
             metrics,
             store,
+            files,
             llm,
             hub,
             chat,

@@ -36,11 +36,15 @@ pub enum AuditKind {
     SessionEnd,
     /// Read a user's session with its messages (`GET /admin/sessions/{id}`).
     SessionView,
+    /// Listed a session's files (`GET /admin/sessions/{id}/files`).
+    FileList,
+    /// Removed a file from a session (`DELETE /admin/sessions/{id}/files/{file}`).
+    FileDelete,
 }
 
 impl AuditKind {
     /// Every kind.
-    pub const ALL: [AuditKind; 9] = [
+    pub const ALL: [AuditKind; 11] = [
         Self::Takeover,
         Self::TakeoverEnd,
         Self::TakeoverTransfer,
@@ -50,6 +54,8 @@ impl AuditKind {
         Self::UserDelete,
         Self::SessionEnd,
         Self::SessionView,
+        Self::FileList,
+        Self::FileDelete,
     ];
 
     /// The stored (and wire) name: `takeover`, `takeover_end`, ...
@@ -64,6 +70,8 @@ impl AuditKind {
             Self::UserDelete => "user_delete",
             Self::SessionEnd => "session_end",
             Self::SessionView => "session_view",
+            Self::FileList => "file_list",
+            Self::FileDelete => "file_delete",
         }
     }
 

@@ -107,6 +107,16 @@ pub enum Binding<'a> {
     },
     /// The store's key canary (see `docs/storage.md`).
     Canary,
+    /// The data key of uploaded file `file` (its contents are sealed with that key, see `crate::files`).
+    FileKey {
+        /// File id.
+        file: &'a str,
+    },
+    /// The name of uploaded file `file`.
+    FileName {
+        /// File id.
+        file: &'a str,
+    },
 }
 
 impl Binding<'_> {
@@ -117,6 +127,8 @@ impl Binding<'_> {
             }
             Binding::Name { session } => format!("chatbox/v1/name/{session}").into_bytes(),
             Binding::Canary => b"chatbox/v1/canary".to_vec(),
+            Binding::FileKey { file } => format!("chatbox/v1/file-key/{file}").into_bytes(),
+            Binding::FileName { file } => format!("chatbox/v1/file-name/{file}").into_bytes(),
         }
     }
 }
@@ -153,6 +165,15 @@ pub fn parse_key(text: &str) -> Result<[u8; 32], CryptoError> {
     ))
 }
 
+/// HMAC-SHA256 of `chatbox/v1/signing` under `key`.
+fn signing_key(key: &[u8; 32]) -> [u8; 32] {
+    use hmac::{Hmac, Mac};
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    mac.update(b"chatbox/v1/signing");
+    mac.finalize().into_bytes().into()
+}
+
 fn to_key(bytes: &[u8]) -> Result<[u8; 32], CryptoError> {
     <[u8; 32]>::try_from(bytes)
         .map_err(|_| CryptoError::InvalidKey("the decoded key is not 32 bytes"))
@@ -161,6 +182,8 @@ fn to_key(bytes: &[u8]) -> Result<[u8; 32], CryptoError> {
 struct KeyEntry {
     id: String,
     cipher: Aes256Gcm,
+    /// HMAC-SHA256 of a fixed label under the key: the key for signatures ([`Keyring::signing_key`]).
+    signing: [u8; 32],
 }
 
 /// The configured keys; `active` encrypts new data, all decrypt.
@@ -188,6 +211,7 @@ impl Keyring {
             .into_iter()
             .map(|(id, key)| KeyEntry {
                 id,
+                signing: signing_key(&key),
                 cipher: Aes256Gcm::new(&key.into()),
             })
             .collect();
@@ -203,6 +227,12 @@ impl Keyring {
     /// Id of the key that encrypts new data.
     pub fn active_id(&self) -> &str {
         &self.keys[self.active].id
+    }
+
+    /// A key for signatures (HMAC) derived from the active key: every node with the same keys signs and
+    /// verifies alike, and the encryption key itself is never used for anything but encryption.
+    pub fn signing_key(&self) -> &[u8; 32] {
+        &self.keys[self.active].signing
     }
 
     /// Ids of all keys.

@@ -121,24 +121,6 @@ pub async fn purge_expired(
     Ok(purged)
 }
 
-/// Runs [`purge_expired`] now and then every `interval` until `shutdown` is cancelled.
-pub fn spawn_retention(
-    store: Arc<dyn Store>,
-    retention_days: u32,
-    interval: Duration,
-    shutdown: CancellationToken,
-) -> tokio::task::JoinHandle<()> {
-    periodically(interval, shutdown, Start::Now, Stop::Return, move || {
-        let store = Arc::clone(&store);
-        async move {
-            let now = OffsetDateTime::now_utc();
-            if let Err(e) = purge_expired(store.as_ref(), retention_days, now).await {
-                tracing::warn!(error = %e, "retention purge failed");
-            }
-        }
-    })
-}
-
 /// Sets `chatbox_active_sessions_total` to the store's count of active sessions (the whole store's, so
 /// every replica reports the same global figure); a failure is logged and leaves the gauge as it is.
 pub async fn refresh_active_sessions(store: &dyn Store, metrics: &Metrics) {
@@ -196,19 +178,23 @@ pub fn spawn_flusher(
 }
 
 /// When a periodic task first runs.
-enum Start {
+pub(crate) enum Start {
+    /// At once.
     Now,
+    /// After one interval.
     AfterInterval,
 }
 
 /// What a periodic task does when shutdown is cancelled.
-enum Stop {
+pub(crate) enum Stop {
+    /// Stops.
     Return,
+    /// Runs once more, then stops.
     RunOnceMore,
 }
 
 /// Runs `work` every `interval` (a late run delays the next ones) until `shutdown` is cancelled.
-fn periodically<F, Fut>(
+pub(crate) fn periodically<F, Fut>(
     interval: Duration,
     shutdown: CancellationToken,
     start: Start,

@@ -327,20 +327,33 @@ pub async fn open(
     production: bool,
     metrics: Arc<Metrics>,
 ) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(open_with_keyring(config, data_dir, production, metrics)
+        .await?
+        .0)
+}
+
+/// [`open`], also returning the keyring the store encrypts with (uploaded files are sealed with it too).
+pub async fn open_with_keyring(
+    config: &StoreConfig,
+    data_dir: &Path,
+    production: bool,
+    metrics: Arc<Metrics>,
+) -> Result<(Arc<dyn Store>, Arc<Keyring>), StoreError> {
     let keyring = Arc::new(load_keyring(config, data_dir, production)?);
-    if config.mongo_uri.is_some() {
-        let store = mongo::MongoStore::connect(config, keyring, metrics).await?;
-        Ok(Arc::new(store))
+    let store: Arc<dyn Store> = if config.mongo_uri.is_some() {
+        Arc::new(mongo::MongoStore::connect(config, Arc::clone(&keyring), metrics).await?)
     } else {
-        let store = embedded::EmbeddedStore::open(
-            &data_dir.join(embedded::DB_FILE),
-            config,
-            keyring,
-            metrics,
+        Arc::new(
+            embedded::EmbeddedStore::open(
+                &data_dir.join(embedded::DB_FILE),
+                config,
+                Arc::clone(&keyring),
+                metrics,
+            )
+            .await?,
         )
-        .await?;
-        Ok(Arc::new(store))
-    }
+    };
+    Ok((store, keyring))
 }
 
 /// A fresh session id: 32 lowercase hex characters, like the Go service's ids.

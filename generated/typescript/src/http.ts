@@ -390,6 +390,80 @@ export interface TakeoverResponse {
   admin_id: string;
 }
 
+/** An uploaded file. */
+export interface UploadedFile {
+  /** Id to name in `file_upload` / `voice_message` frames (32 hex characters). */
+  file_id: string;
+  /** The sanitised file name. */
+  name: string;
+  /**
+   * Bytes.
+   * (minimum 0, format int64)
+   */
+  size: number;
+  /** The type decided from the file's first bytes, e.g. `image/png` or `text/plain; charset=utf-8`. */
+  content_type: string;
+  /** SHA-256 of the contents, lowercase hex. */
+  sha256: string;
+  /** The session a message posted it in; omitted until then. */
+  session_id?: string;
+  /**
+   * When it was uploaded.
+   * (format date-time)
+   */
+  created_at: string;
+}
+
+/** A signed download link. */
+export interface UploadLink {
+  /** Path of the download with the signature, below the server's origin: `{prefix}/uploads/{fileId}?expires=...&signature=...`. */
+  url: string;
+  /**
+   * When the link stops working.
+   * (format date-time)
+   */
+  expires_at: string;
+}
+
+/** Body of `GET /admin/sessions/{sessionId}/files`. */
+export interface SessionFileList {
+  /** Session id. */
+  session_id: string;
+  /** Owner of the session. */
+  user_id?: string;
+  /** Oldest first. */
+  files: UploadedFile[];
+  /**
+   * Number of files listed.
+   * (minimum 0, format int64)
+   */
+  count: number;
+}
+
+/**
+ * Code of an `UploadErrorBody`: the `HttpErrorCode`s, plus `FILE_TOO_LARGE` (413 `File too large`),
+ * `QUOTA_EXCEEDED` (413 `Upload quota exceeded`), `UNSUPPORTED_FILE_TYPE` (415 `File type not
+ * allowed`) and `RANGE_NOT_SATISFIABLE` (416 `Range not satisfiable`). `NOT_FOUND` is `File not found`.
+ */
+export type UploadErrorCode = "UNAUTHORIZED" | "INVALID_TOKEN" | "FORBIDDEN" | "BAD_REQUEST" | "NOT_FOUND" | "INTERNAL_ERROR" | "FILE_TOO_LARGE" | "QUOTA_EXCEEDED" | "UNSUPPORTED_FILE_TYPE" | "RANGE_NOT_SATISFIABLE";
+
+/** Every value of `UploadErrorCode`, in spec order. */
+export const UploadErrorCodeValues = ["UNAUTHORIZED", "INVALID_TOKEN", "FORBIDDEN", "BAD_REQUEST", "NOT_FOUND", "INTERNAL_ERROR", "FILE_TOO_LARGE", "QUOTA_EXCEEDED", "UNSUPPORTED_FILE_TYPE", "RANGE_NOT_SATISFIABLE"] as const;
+
+/** Whether `value` is one of the values of `UploadErrorCode`. */
+export function isUploadErrorCode(value: unknown): value is UploadErrorCode {
+  return typeof value === "string" && (UploadErrorCodeValues as readonly string[]).includes(value);
+}
+
+/** Error body of the upload routes (the shape of `ErrorBody`, with the upload codes). */
+export interface UploadErrorBody {
+  /** Human-readable message. */
+  error: string;
+  code: UploadErrorCode;
+  /** Id of the request, also written to the server log (for support). */
+  request_id?: string;
+}
+
 /**
  * Kind of audited administrator action: `takeover` (POST takeover or WebSocket `admin_join`, which
  * also replays the session's history to the administrator), `takeover_end` (DELETE takeover or
@@ -397,13 +471,14 @@ export interface TakeoverResponse {
  * (GET /admin/sessions; the filters in `details`, the `user_id` filter as `user_id`),
  * `user_sessions_view` (GET /admin/users/{userId}/sessions), `user_export`, `user_delete`,
  * `session_end` (POST /admin/sessions/{sessionId}/end), `session_view` (GET
- * /admin/sessions/{sessionId}). The set grows with the admin features: clients show an action they do
+ * /admin/sessions/{sessionId}), `file_list` (GET /admin/sessions/{sessionId}/files), `file_delete`
+ * (DELETE /admin/sessions/{sessionId}/files/{fileId}). The set grows with the admin features: clients show an action they do
  * not know by its name.
  */
-export type AuditAction = "takeover" | "takeover_end" | "takeover_transfer" | "session_list" | "user_sessions_view" | "user_export" | "user_delete" | "session_end" | "session_view";
+export type AuditAction = "takeover" | "takeover_end" | "takeover_transfer" | "session_list" | "user_sessions_view" | "user_export" | "user_delete" | "session_end" | "session_view" | "file_list" | "file_delete";
 
 /** Every value of `AuditAction`, in spec order. */
-export const AuditActionValues = ["takeover", "takeover_end", "takeover_transfer", "session_list", "user_sessions_view", "user_export", "user_delete", "session_end", "session_view"] as const;
+export const AuditActionValues = ["takeover", "takeover_end", "takeover_transfer", "session_list", "user_sessions_view", "user_export", "user_delete", "session_end", "session_view", "file_list", "file_delete"] as const;
 
 /** Whether `value` is one of the values of `AuditAction`. */
 export function isAuditAction(value: unknown): value is AuditAction {
@@ -670,7 +745,7 @@ export interface AdminListUserSessionsQuery {
 }
 
 /** The `operationId` of every operation `RestClient` implements, in spec order. */
-export const OPERATION_IDS = ["listSessions", "getSession", "endSession", "shareSession", "revokeShare", "getSharedSession", "adminListSessions", "adminGetSession", "adminEndSession", "adminGetMetrics", "adminTakeover", "adminEndTakeover", "adminTransferTakeover", "adminListAudit", "adminListUserSessions", "adminExportUser", "adminDeleteUser", "getHealth", "getReadiness", "getPrometheusMetrics"] as const;
+export const OPERATION_IDS = ["listSessions", "getSession", "endSession", "shareSession", "revokeShare", "getSharedSession", "adminListSessions", "adminGetSession", "adminEndSession", "adminListSessionFiles", "adminDeleteSessionFile", "adminGetMetrics", "adminTakeover", "adminEndTakeover", "adminTransferTakeover", "adminListAudit", "adminListUserSessions", "adminExportUser", "adminDeleteUser", "getHealth", "getReadiness", "getPrometheusMetrics"] as const;
 
 /**
  * One typed method per HTTP operation (the WebSocket handshake is `ChatSocket`'s). `baseUrl` includes the
@@ -803,6 +878,29 @@ export class RestClient {
    */
   adminEndSession(sessionId: string): Promise<StatusResponse> {
     return this.transport.request<StatusResponse>("POST", `/admin/sessions/${encodeURIComponent(sessionId)}/end`, undefined, true, { 200: "json", 401: "json", 403: "json", 404: "json", 429: "json", 500: "json" });
+  }
+
+  /**
+   * List a session's files (admin) (`GET /admin/sessions/{sessionId}/files`, sends the token)
+   *
+   * The files posted in one session (any user's), oldest first, at most 500. Audited (`file_list`).
+   *
+   * @throws ApiError on statuses 401, 403, 404, 429, 500 (and on network failures with status 0).
+   */
+  adminListSessionFiles(sessionId: string): Promise<SessionFileList> {
+    return this.transport.request<SessionFileList>("GET", `/admin/sessions/${encodeURIComponent(sessionId)}/files`, undefined, true, { 200: "json", 401: "json", 403: "json", 404: "json", 429: "json", 500: "json" });
+  }
+
+  /**
+   * Remove a file from a session (admin) (`DELETE /admin/sessions/{sessionId}/files/{fileId}`, sends the token)
+   *
+   * Deletes one file posted in the session (its stored object and metadata); the messages that named it
+   * stay and their download links answer 404. Audited (`file_delete`, the file id in `details.file_id`).
+   *
+   * @throws ApiError on statuses 401, 403, 404, 429, 500 (and on network failures with status 0).
+   */
+  adminDeleteSessionFile(sessionId: string, fileId: string): Promise<StatusResponse> {
+    return this.transport.request<StatusResponse>("DELETE", `/admin/sessions/${encodeURIComponent(sessionId)}/files/${encodeURIComponent(fileId)}`, undefined, true, { 200: "json", 401: "json", 403: "json", 404: "json", 429: "json", 500: "json" });
   }
 
   /**

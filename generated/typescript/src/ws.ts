@@ -348,11 +348,17 @@ export interface HelpRequest {
 }
 
 /**
- * Announces a file the client has uploaded elsewhere. `file_url` must be `https`, have a host, and not
- * point (literally or by DNS) to a private, loopback or link-local address, else `INVALID_FORMAT`
- * "Invalid file URL". The session must exist and belong to the caller. The message is stored (sender
- * `user`, or `admin` for the assisting administrator) and delivered as a `file_upload` event to every
- * connection of the session, the sending one included. No LLM call.
+ * Shares a file in a session. Either `file_id` is the id `POST {prefix}/uploads` returned for one of the
+ * caller's files (then `file_url` may be omitted: the event carries the file's download path
+ * `{prefix}/uploads/{file_id}`; a file of another user, or an unknown id that looks like an upload id
+ * (32 hex characters) without a `file_url`, is refused with `INVALID_FORMAT` "File not found"), or the
+ * file is hosted elsewhere and `file_url` must be `https`, have a host, and not point (literally or by
+ * DNS) to a private, loopback or link-local address, else `INVALID_FORMAT` "Invalid file URL". The
+ * session must exist and belong to the caller. The message is stored (sender `user`, or `admin` for the
+ * assisting administrator) and delivered as a `file_upload` event to every connection of the session,
+ * the sending one included. No LLM call now; an uploaded file is given to the model with the
+ * conversation from the next turn on (images to models that accept them, text up to
+ * `uploads.text_tokens` tokens).
  */
 export interface FileUpload {
   /** Message type tag. */
@@ -368,10 +374,10 @@ export interface FileUpload {
    */
   file_id: string;
   /**
-   * `https` URL of the uploaded file.
+   * `https` URL of a file hosted elsewhere; optional when `file_id` names an upload.
    * (at most 2048 UTF-8 bytes)
    */
-  file_url: string;
+  file_url?: string;
   /**
    * Optional caption.
    * (at most 10000 UTF-8 bytes)
@@ -441,10 +447,13 @@ export interface FileUploadEvent {
 }
 
 /**
- * A recorded voice message uploaded elsewhere; same rules as `file_upload`, delivered as a
- * `voice_message` event. Then, unless an administrator assists the session, the session's model (or the
- * default model) is asked for a reply, which arrives as one `ai_response` with `metadata.done="true"`
- * (not streamed). Counts towards the daily token budget.
+ * A recorded voice message, uploaded (`file_id` of `POST {prefix}/uploads`) or hosted elsewhere
+ * (`file_url`); same rules as `file_upload`, delivered as a `voice_message` event. Then, unless an
+ * administrator assists the session, the session's model (or the default model) is asked for a reply,
+ * which arrives as one `ai_response` with `metadata.done="true"` (not streamed). An uploaded recording
+ * is transcribed first when a transcription service is configured (`[transcription]`), and the model
+ * answers the transcript; without one, the model is told that the voice message could not be
+ * transcribed. Counts towards the daily token budget.
  */
 export interface VoiceMessage {
   /** Message type tag. */
@@ -460,10 +469,10 @@ export interface VoiceMessage {
    */
   file_id: string;
   /**
-   * `https` URL of the audio file.
+   * `https` URL of a recording hosted elsewhere; optional when `file_id` names an upload.
    * (at most 2048 UTF-8 bytes)
    */
-  file_url: string;
+  file_url?: string;
   /**
    * Optional transcript or caption.
    * (at most 10000 UTF-8 bytes)

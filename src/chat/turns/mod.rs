@@ -4,6 +4,7 @@
 //! final chunk (`done="true"`) or an error frame, whatever happens. The answer (also a partial one) is stored
 //! with its seq; usage is persisted per session and per user.
 
+mod attachments;
 mod budget;
 mod finish;
 mod stream;
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
+use crate::files::{Files, StoredFile, valid_id};
 use crate::hub::{ConnId, EventBus};
 use crate::llm::{ChatMessage, Llm};
 use crate::metrics::Metrics;
@@ -78,11 +80,14 @@ pub struct TurnSettings {
     pub checkpoint_interval: Duration,
     /// The per-user daily token budget.
     pub budget: DailyBudget,
+    /// Tokens of an uploaded text file given to the model (`uploads.text_tokens`).
+    pub text_tokens: usize,
 }
 
 /// Runs turns: everything a turn needs and nothing else.
 pub struct TurnEngine {
     store: Arc<dyn Store>,
+    files: Arc<Files>,
     llm: Arc<Llm>,
     bus: Arc<dyn EventBus>,
     metrics: Arc<Metrics>,
@@ -120,6 +125,7 @@ impl TurnEngine {
     /// An engine over these parts.
     pub fn new(
         store: Arc<dyn Store>,
+        files: Arc<Files>,
         llm: Arc<Llm>,
         bus: Arc<dyn EventBus>,
         metrics: Arc<Metrics>,
@@ -127,6 +133,7 @@ impl TurnEngine {
     ) -> Self {
         Self {
             store,
+            files,
             llm,
             bus,
             metrics,
@@ -176,7 +183,8 @@ impl TurnEngine {
             started: request.started,
             cancel,
         };
-        let (answer, outcome) = self.stream(&turn, self.history(stored)).await;
+        let history = self.history(&session, stored).await?;
+        let (answer, outcome) = self.stream(&turn, history).await;
         self.finish(&turn, conn, answer, outcome).await;
         Ok(())
     }
@@ -197,23 +205,61 @@ impl TurnEngine {
             }))
     }
 
-    /// What the model is given: the last `history_messages` stored messages with text, as its roles, from
-    /// the first user message among them.
-    fn history(&self, messages: Vec<MessageRecord>) -> Vec<ChatMessage> {
+    /// What the model is given: the last `history_messages` stored messages with text or an uploaded file,
+    /// as its roles, from the first user message among them.
+    async fn history(
+        &self,
+        session: &SessionRecord,
+        messages: Vec<MessageRecord>,
+    ) -> Result<Vec<ChatMessage>, ChatError> {
         let skip = messages
             .len()
             .saturating_sub(self.settings.history_messages.max(1));
-        // The window opens on a user message: providers such as Anthropic refuse a conversation that starts
-        // with the assistant.
-        messages
-            .into_iter()
-            .skip(skip)
-            .filter(|m| !m.content.is_empty())
-            .skip_while(|m| matches!(m.sender, StoredSender::Ai | StoredSender::Admin))
-            .map(|m| match m.sender {
-                StoredSender::Ai | StoredSender::Admin => ChatMessage::assistant(m.content),
-                _ => ChatMessage::user(m.content),
-            })
-            .collect()
+        let mut out = Vec::new();
+        for m in messages.into_iter().skip(skip) {
+            let assistant = matches!(m.sender, StoredSender::Ai | StoredSender::Admin);
+            // The window opens on a user message: providers such as Anthropic refuse a conversation that
+            // starts with the assistant.
+            if out.is_empty() && assistant {
+                continue;
+            }
+            let message = if assistant {
+                ChatMessage::assistant(m.content)
+            } else {
+                match self.uploaded(session, &m).await? {
+                    Some(file) => {
+                        attachments::message(
+                            &self.files,
+                            m.content,
+                            &file,
+                            self.settings.text_tokens,
+                        )
+                        .await?
+                    }
+                    None => ChatMessage::user(m.content),
+                }
+            };
+            if !message.content.is_empty() || !message.attachments.is_empty() {
+                out.push(message);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The upload a stored message names, when it was posted in this session (a `file_id` copied from
+    /// elsewhere never reaches the model).
+    async fn uploaded(
+        &self,
+        session: &SessionRecord,
+        m: &MessageRecord,
+    ) -> Result<Option<StoredFile>, ChatError> {
+        let Some(id) = m.file_id.as_deref().filter(|id| valid_id(id)) else {
+            return Ok(None);
+        };
+        Ok(self
+            .files
+            .get(id)
+            .await?
+            .filter(|f| f.record.session_id.as_deref() == Some(session.id.as_str())))
     }
 }

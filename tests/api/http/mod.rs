@@ -13,3 +13,4 @@ mod middleware;
 mod outage;
 mod sessions;
 mod takeover;
+mod uploads;
