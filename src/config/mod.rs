@@ -3,9 +3,9 @@
 //! `CHATBOX_ENV=production` refuses development defaults and weak secrets.
 //!
 //! This module assembles the sections: the server's own (`server`, `auth`, `ws`, `chat`, `http`, `log`)
-//! and those of `llm`, `store`, `notify`, `redis` and `uploads`, which own their settings types and validation. All of them
-//! are built with [`crate::settings_kit`], the leaf that holds the shared pieces, so the dependencies run
-//! one way: `config -> llm/notify/store -> settings_kit`.
+//! and those of `llm` (with `transcription`), `store`, `notify`, `redis` and `uploads`, which own their
+//! settings types and validation. All of them are built with [`crate::settings_kit`], the leaf that holds
+//! the shared pieces, so the dependencies run one way: `config -> llm/notify/store/files -> settings_kit`.
 
 mod auth;
 mod chat;
@@ -34,7 +34,7 @@ pub use crate::settings_kit::{
 
 use crate::cluster::RedisConfig;
 use crate::files::UploadsConfig;
-use crate::llm::LlmConfig;
+use crate::llm::{LlmConfig, TranscriptionConfig};
 use crate::notify::NotifyConfig;
 use crate::store::StoreConfig;
 
@@ -59,6 +59,9 @@ pub struct Settings {
     pub log: LogSettings,
     /// LLM providers.
     pub llm: LlmConfig,
+    /// Voice transcription (`[transcription]`); build the client with
+    /// [`Transcriber::from_config`](crate::llm::Transcriber::from_config), `None` when not configured.
+    pub transcription: TranscriptionConfig,
     /// Storage.
     pub store: StoreConfig,
     /// Help-request notifications (`[notification]`).

@@ -17,7 +17,7 @@ use super::{
 };
 use crate::cluster::RedisConfig;
 use crate::files::UploadsConfig;
-use crate::llm::LlmConfig;
+use crate::llm::{LlmConfig, TranscriptionConfig};
 use crate::notify::{NotifyConfig, SmsConfig};
 use crate::settings_kit::{ConfigError, EnvVars, de, ensure, no_placeholder, parse_duration};
 use crate::store::StoreConfig;
@@ -78,6 +78,8 @@ pub struct RawConfig {
     log: LogSection,
     #[serde(default)]
     llm: LlmConfig,
+    #[serde(default)]
+    transcription: TranscriptionConfig,
     #[serde(default)]
     store: StoreConfig,
     #[serde(default)]
@@ -151,6 +153,9 @@ impl RawConfig {
         let mut llm = self.llm;
         llm.apply_env(env)?;
         llm.validate(production)?;
+        let mut transcription = self.transcription;
+        transcription.apply_env(env)?;
+        transcription.validate(production)?;
         let mut store = self.store;
         store.apply_env(env)?;
         store.validate(production)?;
@@ -184,6 +189,7 @@ impl RawConfig {
             http,
             log,
             llm,
+            transcription,
             store,
             notify,
             redis,
@@ -312,6 +318,34 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("apiKey"), "{err}");
+    }
+
+    #[test]
+    fn transcription_is_off_by_default_and_configured_by_file_and_environment() {
+        use secrecy::ExposeSecret;
+        let dir = tempfile::tempdir().unwrap();
+        let s = RawConfig::default()
+            .into_settings(&dev_env(dir.path()))
+            .unwrap();
+        assert!(!s.transcription.enabled());
+        let raw = RawConfig::from_toml(
+            "[transcription]\nurl = \"https://api.openai.com/v1\"\napiKey = \"sk-file-3b7c\"\n",
+        )
+        .unwrap();
+        let s = raw.clone().into_settings(&dev_env(dir.path())).unwrap();
+        assert!(s.transcription.enabled());
+        assert_eq!(s.transcription.model, "whisper-1");
+        assert!(!format!("{s:?}").contains("sk-file-3b7c"));
+        let mut env = dev_env(dir.path());
+        env.set("TRANSCRIPTION_API_KEY", "sk-env-8d1a");
+        env.set("TRANSCRIPTION_MODEL", "whisper-large-v3");
+        let s = raw.clone().into_settings(&env).unwrap();
+        let key = s.transcription.api_key.as_ref().unwrap().expose_secret();
+        assert_eq!(key, "sk-env-8d1a");
+        assert_eq!(s.transcription.model, "whisper-large-v3");
+        env.set("TRANSCRIPTION_URL", "http://api.example.com/v1");
+        let err = raw.into_settings(&env).unwrap_err().to_string();
+        assert!(err.starts_with("transcription.url:"), "{err}");
     }
 
     #[test]

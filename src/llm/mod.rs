@@ -1,5 +1,6 @@
 //! LLM providers: the `LlmProvider` trait, the OpenAI-compatible, Anthropic, Dify and demo providers,
-//! and the retry, fallback and circuit-breaker policy around them.
+//! and the retry, fallback and circuit-breaker policy around them; and [`Transcriber`], voice messages
+//! to text through an OpenAI-compatible `/audio/transcriptions` endpoint (`[transcription]`).
 //!
 //! The chat engine uses [`Llm`]: [`Llm::models`] for the model list and [`Llm::stream_turn`] for the
 //! answer, whose terminal [`LlmError`] maps to the client's `(code, message)` with
@@ -16,13 +17,14 @@ mod openai;
 mod provider;
 mod service;
 mod sse;
+mod transcribe;
 mod usage;
 
 pub use breaker::BreakerState;
 pub use chain::{FinishReason, TurnEvent, TurnSummary};
 pub use config::{
-    BreakerConfig, DEMO_PROVIDER_ID, DEMO_PROVIDER_NAME, LlmConfig, ProviderConfig, ProviderKind,
-    RetryConfig, is_internal_host,
+    BreakerConfig, DEFAULT_TRANSCRIPTION_MODEL, DEMO_PROVIDER_ID, DEMO_PROVIDER_NAME, LlmConfig,
+    ProviderConfig, ProviderKind, RetryConfig, TranscriptionConfig, is_internal_host,
 };
 pub use demo::DemoProvider;
 pub use error::{LlmError, TimeoutKind, format_go_duration};
@@ -31,4 +33,5 @@ pub use provider::{
     ProviderEvent, ProviderRequest, ProviderStream, ReportedUsage, Role,
 };
 pub use service::{ConfiguredModel, Llm, LlmReadiness, ProviderHealth, TurnStream};
+pub use transcribe::{TranscribeError, Transcriber};
 pub use usage::{TokenUsage, estimate_tokens};

@@ -5,11 +5,13 @@
 //! fallback settings. With no provider configured the built-in `demo` provider is the only model.
 //!
 //! The types and defaults are here; `env` applies the environment variables and `validate` checks the
-//! result.
+//! result. `transcription` is the separate `[transcription]` section (voice messages to text).
 
 mod env;
+mod transcription;
 mod validate;
 
+pub use transcription::{DEFAULT_TRANSCRIPTION_MODEL, TranscriptionConfig};
 pub use validate::is_internal_host;
 
 use std::path::PathBuf;

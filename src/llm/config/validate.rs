@@ -201,38 +201,7 @@ pub(super) fn validate_provider(key: &str, p: &ProviderConfig) -> Result<(), Con
     if kind == ProviderKind::Demo {
         return Ok(());
     }
-    if p.endpoint.trim().is_empty() {
-        return Err(invalid("endpoint", "is required"));
-    }
-    let url = reqwest::Url::parse(p.endpoint.trim())
-        .map_err(|e| invalid("endpoint", &format!("is not a valid URL: {e}")))?;
-    let host = url.host_str().unwrap_or_default();
-    if host.is_empty() {
-        return Err(invalid("endpoint", "has no host"));
-    }
-    let internal = is_internal_host(host);
-    match url.scheme() {
-        "https" => {}
-        "http" if internal => {}
-        "http" => {
-            return Err(invalid(
-                "endpoint",
-                "must use https (http is allowed only for loopback, private, dot-less or .local/.internal/.svc hosts)",
-            ));
-        }
-        other => {
-            return Err(invalid(
-                "endpoint",
-                &format!("unsupported scheme {other:?}"),
-            ));
-        }
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(invalid(
-            "endpoint",
-            "must not contain credentials (use apiKey)",
-        ));
-    }
+    let internal = check_endpoint(&p.endpoint).map_err(|reason| invalid("endpoint", &reason))?;
     if matches!(kind, ProviderKind::OpenAi | ProviderKind::Anthropic) && p.model.trim().is_empty() {
         return Err(invalid("model", "is required for this provider type"));
     }
@@ -249,6 +218,36 @@ pub(super) fn validate_provider(key: &str, p: &ProviderConfig) -> Result<(), Con
         ));
     }
     Ok(())
+}
+
+/// Checks the base URL of an API (a provider's `endpoint`, the transcription `url`): present, valid,
+/// with a host, `https` (or `http` for an internal host, see [`is_internal_host`]) and no credentials.
+/// Returns whether the host is internal; the error is the reason, to put under the caller's key.
+pub(super) fn check_endpoint(text: &str) -> Result<bool, String> {
+    if text.trim().is_empty() {
+        return Err("is required".into());
+    }
+    let url = reqwest::Url::parse(text.trim()).map_err(|e| format!("is not a valid URL: {e}"))?;
+    let host = url.host_str().unwrap_or_default();
+    if host.is_empty() {
+        return Err("has no host".into());
+    }
+    let internal = is_internal_host(host);
+    match url.scheme() {
+        "https" => {}
+        "http" if internal => {}
+        "http" => {
+            return Err(
+                "must use https (http is allowed only for loopback, private, dot-less or .local/.internal/.svc hosts)"
+                    .into(),
+            );
+        }
+        other => return Err(format!("unsupported scheme {other:?}")),
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must not contain credentials (use apiKey)".into());
+    }
+    Ok(internal)
 }
 
 /// Reference 5.1's internal hosts: loopback or private IPs, dot-less names and the suffixes

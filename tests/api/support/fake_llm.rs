@@ -7,6 +7,10 @@
 //! wait until the client closed a request's connection (to prove cancellation reaches upstream).
 //! [`FakeLlm::burst`] makes it answer (OpenAI format) with many chunks written at once, as a provider
 //! flushing a backlog does.
+//!
+//! It also transcribes, as OpenAI's `POST /v1/audio/transcriptions` does: it parses the multipart body,
+//! records its parts ([`RecordedTranscription`]) and answers `{"text": ..}` ([`DEFAULT_TRANSCRIPT`]
+//! unless [`FakeLlm::script_transcriptions`] says otherwise: another text, an error status, a stall).
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
@@ -20,6 +24,9 @@ use tokio::sync::Notify;
 
 /// Text inside every error body the fake sends: it must never reach a client.
 pub const UPSTREAM_DETAIL: &str = "fake upstream detail 7f3a";
+
+/// What the fake transcribes every audio file to, unless scripted.
+pub const DEFAULT_TRANSCRIPT: &str = "Hello from the fake transcription service.";
 
 /// Longest a stalled response waits for the client to give up (a safety net, never reached in tests).
 const STALL_LIMIT: Duration = Duration::from_secs(30);
@@ -148,6 +155,79 @@ impl Fault {
     }
 }
 
+/// What the fake does with one transcription request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TranscriptionReply {
+    /// `200` with `{"text": <this>}`.
+    Text(String),
+    /// `200` with this body as it is (to send answers that are not a transcript).
+    Raw(String),
+    /// This status with an OpenAI-shaped error body holding [`UPSTREAM_DETAIL`].
+    Status(u16),
+    /// Nothing until the client gives up.
+    Stall,
+}
+
+/// One part of a recorded multipart/form-data body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FormPart {
+    /// The `name` of its `Content-Disposition`.
+    pub name: String,
+    /// The `filename` of its `Content-Disposition`, if any.
+    pub file_name: Option<String>,
+    /// Its `Content-Type` header, if any.
+    pub content_type: Option<String>,
+    /// Its bytes.
+    pub data: Vec<u8>,
+}
+
+impl FormPart {
+    /// The bytes as UTF-8 text (a plain field's value).
+    pub fn text(&self) -> &str {
+        std::str::from_utf8(&self.data).unwrap()
+    }
+
+    /// SHA-256 of the bytes, lower-case hex.
+    pub fn sha256(&self) -> String {
+        sha256_hex(&self.data)
+    }
+}
+
+/// SHA-256 of `data`, lower-case hex.
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(data))
+}
+
+/// One recorded transcription request.
+#[derive(Debug, Clone)]
+pub struct RecordedTranscription {
+    /// Request path.
+    pub path: String,
+    /// Headers, names lower-cased.
+    pub headers: Vec<(String, String)>,
+    /// Length of the body received.
+    pub body_len: usize,
+    /// The multipart parts in order (empty if the body was not multipart/form-data).
+    pub parts: Vec<FormPart>,
+}
+
+impl RecordedTranscription {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The part named `name`.
+    pub fn part(&self, name: &str) -> Option<&FormPart> {
+        self.parts.iter().find(|p| p.name == name)
+    }
+}
+
 /// One recorded request.
 #[derive(Debug, Clone)]
 pub struct RecordedRequest {
@@ -178,6 +258,8 @@ struct State {
     api_key: Option<String>,
     requests: Vec<RecordedRequest>,
     closed_by_client: Vec<bool>,
+    transcription_script: std::collections::VecDeque<TranscriptionReply>,
+    transcriptions: Vec<RecordedTranscription>,
 }
 
 /// The running fake provider; stops when dropped.
@@ -294,6 +376,20 @@ impl FakeLlm {
     /// Every request received so far.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.state.lock().unwrap().requests.clone()
+    }
+
+    /// Appends replies for the next transcription requests, in order (then [`DEFAULT_TRANSCRIPT`]).
+    pub fn script_transcriptions(&self, replies: impl IntoIterator<Item = TranscriptionReply>) {
+        self.state
+            .lock()
+            .unwrap()
+            .transcription_script
+            .extend(replies);
+    }
+
+    /// Every transcription request received so far (not counted in [`FakeLlm::requests`]).
+    pub fn transcriptions(&self) -> Vec<RecordedTranscription> {
+        self.state.lock().unwrap().transcriptions.clone()
     }
 
     /// Number of requests received so far.
@@ -442,6 +538,10 @@ async fn serve(mut socket: TcpStream, state: Arc<Mutex<State>>, changed: Arc<Not
     let Some((head, body)) = read_request(&mut socket).await else {
         return;
     };
+    if head.path.ends_with("/audio/transcriptions") {
+        transcribe(socket, &head, &body, &state).await;
+        return;
+    }
     let Some(flavor) = Flavor::from_path(&head.path) else {
         write_status(&mut socket, 404, None, "{\"error\":\"not found\"}").await;
         return;
@@ -525,6 +625,111 @@ async fn serve(mut socket: TcpStream, state: Arc<Mutex<State>>, changed: Arc<Not
             let _ = socket.shutdown().await;
         }
     }
+}
+
+/// Serves `POST /v1/audio/transcriptions`: records the multipart parts and answers as scripted.
+async fn transcribe(mut socket: TcpStream, head: &Head, body: &[u8], state: &Mutex<State>) {
+    let parts = head
+        .headers
+        .iter()
+        .find(|(n, _)| n == "content-type")
+        .and_then(|(_, v)| v.split_once("boundary="))
+        .map(|(_, boundary)| parse_multipart(body, boundary.trim_matches('"')))
+        .unwrap_or_default();
+    let (reply, key_ok) = {
+        let mut st = state.lock().unwrap();
+        st.transcriptions.push(RecordedTranscription {
+            path: head.path.clone(),
+            headers: head.headers.clone(),
+            body_len: body.len(),
+            parts,
+        });
+        let key_ok = st.api_key.as_deref().is_none_or(|k| key_matches(head, k));
+        let reply = st
+            .transcription_script
+            .pop_front()
+            .unwrap_or_else(|| TranscriptionReply::Text(DEFAULT_TRANSCRIPT.to_string()));
+        (reply, key_ok)
+    };
+    if !key_ok {
+        let body = Flavor::OpenAi.error_body(401, true);
+        write_status(&mut socket, 401, None, &body).await;
+        return;
+    }
+    match reply {
+        TranscriptionReply::Text(text) => {
+            let body = serde_json::json!({ "text": text }).to_string();
+            write_status(&mut socket, 200, None, &body).await;
+        }
+        TranscriptionReply::Raw(body) => write_status(&mut socket, 200, None, &body).await,
+        TranscriptionReply::Status(status) => {
+            let body = Flavor::OpenAi.error_body(status, false);
+            write_status(&mut socket, status, None, &body).await;
+        }
+        TranscriptionReply::Stall => {
+            let mut byte = [0u8; 1];
+            let _ = tokio::time::timeout(STALL_LIMIT, socket.read(&mut byte)).await;
+        }
+    }
+}
+
+/// The position of `needle` in `haystack` at or after `from`.
+fn find(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+    haystack
+        .get(from..)?
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .map(|at| at + from)
+}
+
+/// Splits a multipart/form-data body (RFC 7578) into its parts.
+fn parse_multipart(body: &[u8], boundary: &str) -> Vec<FormPart> {
+    let delimiter = format!("--{boundary}").into_bytes();
+    let mut parts = Vec::new();
+    let Some(mut at) = find(body, &delimiter, 0) else {
+        return parts;
+    };
+    loop {
+        let start = at + delimiter.len();
+        if body[start..].starts_with(b"--") {
+            break;
+        }
+        let Some(headers_end) = find(body, b"\r\n\r\n", start) else {
+            break;
+        };
+        let next_delimiter = [b"\r\n".as_slice(), &delimiter].concat();
+        let Some(end) = find(body, &next_delimiter, headers_end + 4) else {
+            break;
+        };
+        let headers = std::str::from_utf8(&body[start..headers_end]).unwrap();
+        let mut part = FormPart {
+            name: String::new(),
+            file_name: None,
+            content_type: None,
+            data: body[headers_end + 4..end].to_vec(),
+        };
+        for line in headers.split("\r\n").filter(|l| !l.is_empty()) {
+            let (name, value) = line.split_once(':').unwrap();
+            match name.trim().to_ascii_lowercase().as_str() {
+                "content-type" => part.content_type = Some(value.trim().to_string()),
+                "content-disposition" => {
+                    for param in value.split(';').skip(1) {
+                        let (key, value) = param.trim().split_once('=').unwrap();
+                        let value = value.trim_matches('"').to_string();
+                        match key {
+                            "name" => part.name = value,
+                            "filename" => part.file_name = Some(value),
+                            _ => {}
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        parts.push(part);
+        at = end + 2;
+    }
+    parts
 }
 
 /// One OpenAI stream answering with `deltas`: a chunk per delta, the finish reason, usage and `[DONE]`.

@@ -10,6 +10,7 @@ mod images;
 mod models;
 mod retries;
 mod timeouts;
+mod transcribe;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
