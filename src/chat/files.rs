@@ -6,6 +6,7 @@
 use std::net::IpAddr;
 use std::time::Instant;
 
+use crate::files::sniff::extension;
 use crate::files::{StoredFile, valid_id};
 use crate::protocol::ws::{
     FileUpload, FileUploadEvent, Metadata, Sender, ServerMessage, VoiceMessage, VoiceMessageEvent,
@@ -274,8 +275,20 @@ impl Chat {
     /// What the model is told of an uploaded voice message: its transcript when a transcription service
     /// is configured, else [`NOT_TRANSCRIBED`].
     async fn voice_note(&self, file: &StoredFile) -> Result<String, ChatError> {
-        let _ = file; // TRANSCRIBER-PENDING
-        Ok(NOT_TRANSCRIBED.to_string())
+        let Some(transcriber) = &self.transcriber else {
+            return Ok(NOT_TRANSCRIBED.to_string());
+        };
+        let audio = self.files.read_head(&file.record, file.record.size).await?;
+        // The APIs tell the format by the name's extension: the stored type decides it, not the name.
+        let name = format!("voice.{}", extension(&file.record.content_type));
+        let text = transcriber
+            .transcribe(audio, &name, &file.record.content_type)
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "transcription failed");
+                ChatError::Files(crate::files::FilesError::Transcription)
+            })?;
+        Ok(format!("[Voice message, transcribed:] {text}"))
     }
 }
 

@@ -39,12 +39,13 @@ use crate::cluster::Cluster;
 use crate::config::Settings;
 use crate::files::Files;
 use crate::hub::{BusMessage, ConnId, EventBus, Hub, Outbound, Target};
-use crate::llm::Llm;
+use crate::llm::{Llm, Transcriber};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::protocol::ws::{ClientMessage, Notification, Sender, ServerMessage};
 use crate::store::Store;
 
+pub use files::NOT_TRANSCRIBED;
 use rate_limit::RateLimiter;
 use turns::{DailyBudget, TurnEngine, TurnSettings};
 
@@ -135,6 +136,8 @@ impl Inbound {
 pub struct Chat {
     store: Arc<dyn Store>,
     files: Arc<Files>,
+    /// Voice transcription (`[transcription]`), when configured.
+    transcriber: Option<Arc<Transcriber>>,
     llm: Arc<Llm>,
     bus: Arc<dyn EventBus>,
     hub: Hub,
@@ -152,12 +155,12 @@ pub struct Chat {
 }
 
 impl Chat {
-    /// Builds the services. Admin takeovers, leaves and transfers are recorded in `audit`; `cluster` links
+    /// Builds the services over the store, the uploads and voice transcription. Admin takeovers, leaves and transfers are recorded in `audit`; `cluster` links
     /// them to the other nodes in cluster mode.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Arc<dyn Store>,
-        files: Arc<Files>,
+        (files, transcriber): (Arc<Files>, Option<Arc<Transcriber>>),
         llm: Arc<Llm>,
         bus: Arc<dyn EventBus>,
         hub: Hub,
@@ -203,6 +206,7 @@ impl Chat {
             ),
             store,
             files,
+            transcriber,
             llm,
             bus,
             hub,

@@ -26,22 +26,23 @@ pub struct Kind {
     pub family: Family,
 }
 
-/// The binary types accepted, by the content type `infer` names for their magic bytes.
-const ALLOWED: &[(&str, Family)] = &[
-    ("image/png", Family::Image),
-    ("image/jpeg", Family::Image),
-    ("image/gif", Family::Image),
-    ("image/webp", Family::Image),
-    ("application/pdf", Family::Document),
-    ("audio/mpeg", Family::Audio),
-    ("audio/x-wav", Family::Audio),
-    ("audio/ogg", Family::Audio),
-    ("audio/x-flac", Family::Audio),
-    ("audio/m4a", Family::Audio),
-    ("audio/aac", Family::Audio),
+/// The binary types accepted, by the content type `infer` names for their magic bytes, with what they are
+/// and their usual extension.
+const ALLOWED: &[(&str, Family, &str)] = &[
+    ("image/png", Family::Image, "png"),
+    ("image/jpeg", Family::Image, "jpg"),
+    ("image/gif", Family::Image, "gif"),
+    ("image/webp", Family::Image, "webp"),
+    ("application/pdf", Family::Document, "pdf"),
+    ("audio/mpeg", Family::Audio, "mp3"),
+    ("audio/x-wav", Family::Audio, "wav"),
+    ("audio/ogg", Family::Audio, "ogg"),
+    ("audio/x-flac", Family::Audio, "flac"),
+    ("audio/m4a", Family::Audio, "m4a"),
+    ("audio/aac", Family::Audio, "aac"),
     // Browsers record voice as WebM (Opus) or MP4 (AAC); by their magic bytes both are video containers.
-    ("video/webm", Family::Audio),
-    ("video/mp4", Family::Audio),
+    ("video/webm", Family::Audio, "webm"),
+    ("video/mp4", Family::Audio, "mp4"),
 ];
 
 /// The content type of UTF-8 text.
@@ -52,7 +53,7 @@ pub const TEXT: &str = "text/plain; charset=utf-8";
 pub fn kind_of(head: &[u8], complete: bool) -> Option<Kind> {
     if let Some(found) = infer::get(head) {
         let mime = found.mime_type();
-        if let Some((content_type, family)) = ALLOWED.iter().find(|(m, _)| *m == mime) {
+        if let Some((content_type, family, _)) = ALLOWED.iter().find(|(m, ..)| *m == mime) {
             return Some(Kind {
                 content_type,
                 family: *family,
@@ -77,8 +78,19 @@ pub fn family_of(content_type: &str) -> Option<Family> {
     }
     ALLOWED
         .iter()
-        .find(|(m, _)| *m == content_type)
-        .map(|(_, family)| *family)
+        .find(|(m, ..)| *m == content_type)
+        .map(|(_, family, _)| *family)
+}
+
+/// The usual file extension of a stored content type (`bin` for one this server never stores).
+pub fn extension(content_type: &str) -> &'static str {
+    if content_type == TEXT {
+        return "txt";
+    }
+    ALLOWED
+        .iter()
+        .find(|(m, ..)| *m == content_type)
+        .map_or("bin", |(.., ext)| *ext)
 }
 
 /// UTF-8 without NUL or other control characters than tab, line feed, form feed and carriage return. An

@@ -17,7 +17,7 @@ use crate::cluster::{Cluster, RedisBus};
 use crate::config::Settings;
 use crate::files::{Files, Objects};
 use crate::hub::{BacklogLimits, EventBus, Hub, LocalBus};
-use crate::llm::Llm;
+use crate::llm::{Llm, Transcriber};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::store::Store;
@@ -127,9 +127,12 @@ impl AppState {
             Notifier::new(&settings.notify, Arc::clone(&metrics)).context("notification")?,
         );
         let audit: Arc<dyn AuditLog> = Arc::new(StoreAuditLog::new(Arc::clone(&store)));
+        let transcriber = Transcriber::from_config(&settings.transcription)
+            .context("transcription")?
+            .map(Arc::new);
         let chat = Arc::new(Chat::new(
             Arc::clone(&store),
-            Arc::clone(&files),
+            (Arc::clone(&files), transcriber),
             Arc::clone(&llm),
             bus,
             hub.clone(),

@@ -13,4 +13,4 @@ mod middleware;
 mod outage;
 mod sessions;
 mod takeover;
-mod uploads;
+pub mod uploads;

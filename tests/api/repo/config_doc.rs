@@ -31,6 +31,7 @@ fn config_sources() -> Vec<PathBuf> {
         "src/store/config.rs",
         "src/notify/config.rs",
         "src/cluster/config.rs",
+        "src/files/config.rs",
     ] {
         let path = root.join(extra);
         if path.exists() {

@@ -4,6 +4,7 @@
 mod chat;
 mod chat_llm;
 mod chat_memory;
+mod files;
 mod heartbeat;
 mod input;
 pub mod limits;
