@@ -292,13 +292,14 @@ pub mod ws {
     ///   metadata value, a binary frame that is not UTF-8) ·
     ///   `Message validation failed` (unknown `type`, including a known type with extra whitespace,
     ///   different case or a NUL byte; unknown `sender`, timestamp more than 1 minute in the
-    ///   future, missing `content` of `user_message`/`admin_message`, missing `file_id`/`file_url` of
+    ///   future, missing `content` of `user_message`/`admin_message`, missing `file_id` of
     ///   `file_upload`/`voice_message`, missing `model_id` of `model_select`, field longer than its byte
     ///   limit, `admin_*` without sender `admin`, `help_request` with a sender other than `user`) ·
     ///   `Invalid message format: unknown message type <type>` (a server-only type sent by a client) ·
     ///   `Invalid model ID: <model_id>` (`model_select` with an id that is not a configured model) ·
     ///   `Invalid file URL` (`file_url` not `https`, without host, or pointing to a private, loopback or
-    ///   link-local address).
+    ///   link-local address, or missing when `file_id` names no upload) ·
+    ///   `File not found` (`file_id` names an upload of another user, or a deleted one).
     /// * `MISSING_FIELD`: `Required field missing: <field>` — `session_id` absent from a message that needs
     ///   one (every client message except `ping`), or `last_seq` absent from `resume`. (A missing `model_id`,
     ///   `file_id` or `file_url` is already reported by validation as "Message validation failed".)
@@ -311,7 +312,8 @@ pub mod ws {
     /// * `SERVICE_ERROR`: `Failed to establish session connection` (the connection could not be attached to
     ///   the session) · `Server busy — please retry` (a 4th message while 3 are in processing on the
     ///   connection; note the em dash U+2014) · `An unexpected error occurred` (internal error) ·
-    ///   `Service temporarily unavailable` (the server is shutting down).
+    ///   `Service temporarily unavailable` (the server is shutting down) · `File storage failed` (an
+    ///   uploaded file named by the frame could not be read or transcribed).
     /// * `DATABASE_ERROR`: `Database operation failed` — storing the session or message failed.
     /// * `LLM_UNAVAILABLE`: `AI service is temporarily unavailable` — no configured provider (including
     ///   fallbacks) could produce the answer, or the provider stream failed mid-answer. Ends the turn.
@@ -3004,7 +3006,7 @@ pub mod http {
     /// Code of an `ErrorBody`: `UNAUTHORIZED` (401, `Invalid authorization header`), `INVALID_TOKEN` (401,
     /// `Invalid or expired authentication token`), `FORBIDDEN` (403, `Insufficient permissions`),
     /// `BAD_REQUEST` (400, endpoint-specific text), `NOT_FOUND` (404, `Session not found` /
-    /// `Shared session not found`), `INTERNAL_ERROR` (500, `An internal error occurred`).
+    /// `Shared session not found` / `File not found`), `INTERNAL_ERROR` (500, `An internal error occurred`).
     #[derive(
         Debug,
         Clone,

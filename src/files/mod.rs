@@ -160,37 +160,33 @@ impl Files {
                 break false;
             }
         };
-        let over = |size: u64| {
-            if size > self.config.max_size {
-                FilesError::TooLarge
-            } else {
-                FilesError::QuotaExceeded
-            }
-        };
         if head.len() as u64 > limit {
-            return Err(over(head.len() as u64));
+            return Err(over(head.len() as u64, self.config.max_size));
         }
         let kind = sniff::kind_of(&head, complete).ok_or(FilesError::UnsupportedType)?;
 
         let id = crate::store::new_session_id();
         let (key, key_bytes) = DataKey::generate();
-        let mut sealer = Sealer::new(key);
-        let mut hash = Sha256::new();
-        let mut size = 0u64;
+        let mut intake = Intake {
+            sealer: Sealer::new(key),
+            hash: Sha256::new(),
+            size: 0,
+            limit,
+            max_size: self.config.max_size,
+        };
         let mut writer = self.objects.writer(&id).await?;
         writer.write(sealed::header()).await?;
-        let mut next = head;
+        let mut next: &[u8] = &head;
         loop {
-            if !next.is_empty() {
-                size += next.len() as u64;
-                if size > limit {
+            let chunks = match intake.take(next) {
+                Ok(chunks) => chunks,
+                Err(e) => {
                     writer.abort().await;
-                    return Err(over(size));
+                    return Err(e);
                 }
-                hash.update(&next);
-                for chunk in sealer.push(&next).map_err(|_| FilesError::Seal)? {
-                    writer.write(chunk).await?;
-                }
+            };
+            for chunk in chunks {
+                writer.write(chunk).await?;
             }
             let n = match body.read(&mut buf).await {
                 Ok(n) => n,
@@ -202,10 +198,12 @@ impl Files {
             if n == 0 {
                 break;
             }
-            next = buf[..n].to_vec();
+            next = &buf[..n];
         }
+        let size = intake.size;
+        let sha256 = hex::encode(intake.hash.finalize());
         writer
-            .write(sealer.finish().map_err(|_| FilesError::Seal)?)
+            .write(intake.sealer.finish().map_err(|_| FilesError::Seal)?)
             .await?;
         writer.finish().await?;
 
@@ -223,7 +221,7 @@ impl Files {
             session_id: None,
             content_type: kind.content_type.to_string(),
             size,
-            sha256: hex::encode(hash.finalize()),
+            sha256,
             created_at: crate::store::now(),
             attached_at: None,
         };
@@ -554,6 +552,37 @@ pub fn spawn_retention(
             }
         }
     })
+}
+
+/// An upload's body as it is taken in: its size against the limits, its hash and its sealed chunks.
+struct Intake {
+    sealer: Sealer,
+    hash: Sha256,
+    size: u64,
+    /// The most this upload may hold: `max_size`, or less when the user's quota has less room.
+    limit: u64,
+    max_size: u64,
+}
+
+/// The refusal of an upload that reached `size` bytes, over its limit: too large, or over the quota.
+fn over(size: u64, max_size: u64) -> FilesError {
+    if size > max_size {
+        FilesError::TooLarge
+    } else {
+        FilesError::QuotaExceeded
+    }
+}
+
+impl Intake {
+    /// Takes the next bytes; returns the sealed chunks they complete.
+    fn take(&mut self, bytes: &[u8]) -> Result<Vec<Bytes>, FilesError> {
+        self.size += bytes.len() as u64;
+        if self.size > self.limit {
+            return Err(over(self.size, self.max_size));
+        }
+        self.hash.update(bytes);
+        self.sealer.push(bytes).map_err(|_| FilesError::Seal)
+    }
 }
 
 /// Whether `id` looks like an upload id (32 lowercase hex characters).

@@ -107,7 +107,7 @@ pub enum Binding<'a> {
     },
     /// The store's key canary (see `docs/storage.md`).
     Canary,
-    /// The data key of uploaded file `file` (its contents are sealed with that key, see `crate::files`).
+    /// The data key of uploaded file `file` (its contents are sealed with that key).
     FileKey {
         /// File id.
         file: &'a str,

@@ -23,7 +23,7 @@ export function isSender(value: unknown): value is Sender {
  * Code of an `ErrorBody`: `UNAUTHORIZED` (401, `Invalid authorization header`), `INVALID_TOKEN` (401,
  * `Invalid or expired authentication token`), `FORBIDDEN` (403, `Insufficient permissions`),
  * `BAD_REQUEST` (400, endpoint-specific text), `NOT_FOUND` (404, `Session not found` /
- * `Shared session not found`), `INTERNAL_ERROR` (500, `An internal error occurred`).
+ * `Shared session not found` / `File not found`), `INTERNAL_ERROR` (500, `An internal error occurred`).
  */
 export type HttpErrorCode = "UNAUTHORIZED" | "INVALID_TOKEN" | "FORBIDDEN" | "BAD_REQUEST" | "NOT_FOUND" | "INTERNAL_ERROR";
 
