@@ -35,11 +35,51 @@ async function userWithSession(): Promise<{ userId: string; token: string; sessi
 }
 
 test("the client has one method per HTTP operation of the spec", () => {
-  assert.equal(OPERATION_IDS.length, 20);
+  assert.equal(OPERATION_IDS.length, 22);
   const client = rest();
   for (const id of OPERATION_IDS) {
     assert.equal(typeof client[id], "function", id);
   }
+});
+
+test("admin file operations list a session's uploads and remove one; 403 and 404", async () => {
+  const { token, sessionId } = await userWithSession();
+  // The upload route is served beside the generated client (multipart): a plain fetch sends it.
+  const png = new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 13, 0x49, 0x48, 0x44, 0x52]);
+  const form = new FormData();
+  form.append("file", new Blob([png]), "dot.png");
+  const answer = await fetch(`${BASE_URL}/uploads`, {
+    method: "POST",
+    headers: { Authorization: `Bearer ${token}` },
+    body: form,
+  });
+  assert.equal(answer.status, 201);
+  const uploaded = (await answer.json()) as http.UploadedFile;
+  assert.equal(uploaded.content_type, "image/png");
+  const client = socket(token);
+  const frames = new Recorder(client);
+  try {
+    await client.connect();
+    client.send({ type: "file_upload", session_id: sessionId, file_id: uploaded.file_id });
+    const shared = await frames.next((f) => f.type === "file_upload", "the file message");
+    assert.equal(shared.type === "file_upload" && shared.file_url, `${new URL(BASE_URL).pathname}/uploads/${uploaded.file_id}`);
+  } finally {
+    client.close();
+  }
+
+  const admin = rest(mintToken(newUser("admin"), ["admin"], "Ada"));
+  const list = await admin.adminListSessionFiles(sessionId);
+  assert.equal(list.count, 1);
+  assert.equal(list.files[0].file_id, uploaded.file_id);
+  assert.equal(list.files[0].name, "dot.png");
+  const forbidden = await failure(rest(token).adminListSessionFiles(sessionId));
+  assert.equal(forbidden.status, 403);
+  const missing = await failure(admin.adminDeleteSessionFile(sessionId, "0".repeat(32)));
+  assert.equal(missing.status, 404);
+  assert.equal(missing.message, "File not found");
+  const removed = await admin.adminDeleteSessionFile(sessionId, uploaded.file_id);
+  assert.equal(removed.status, "deleted");
+  assert.equal((await admin.adminListSessionFiles(sessionId)).count, 0);
 });
 
 test("session operations: list, get, share, read shared, revoke, end; 401 and 404", async () => {
