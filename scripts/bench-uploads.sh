@@ -44,11 +44,12 @@ if [[ "${mode}" == s3 ]]; then
   extra=(UPLOADS_S3_BUCKET="${bucket}" UPLOADS_S3_ENDPOINT="${endpoint}" AWS_ACCESS_KEY_ID=test
     AWS_SECRET_ACCESS_KEY=test UPLOADS_S3_REGION=us-east-1)
 fi
-env CHATBOX_DATA_DIR="${work}/data" SERVER_PORT=8099 SERVER_HOST=127.0.0.1 JWT_SECRET="${secret}" \
+env -u REDIS_URL -u MONGO_URI CHATBOX_DATA_DIR="${work}/data" SERVER_PORT=8099 SERVER_HOST=127.0.0.1 JWT_SECRET="${secret}" \
   LOG_LEVEL=warn UPLOADS_MAX_SIZE=$((1024 * 1024 * 1024)) UPLOADS_QUOTA=$((8 * 1024 * 1024 * 1024)) \
   RATE_LIMIT=1000 "${extra[@]}" "${bin}" >/dev/null 2>"${work}/server.err" &
 server=$!
 for _ in $(seq 150); do curl -sf http://127.0.0.1:8099/chatbox/readyz >/dev/null && break; sleep 0.2; done
+kill -0 "${server}" 2>/dev/null || { echo "the server did not start:" >&2; cat "${work}/server.err" >&2; exit 1; }
 mem() { awk -v k="$1:" '$1 == k {print $2}' "/proc/${server}/status"; }
 echo "mode=${mode} idle_rss_kib=$(mem VmRSS)"
 
