@@ -116,6 +116,13 @@ impl AppState {
                 let (cluster, forwarded) = Cluster::connect(&settings.redis, make_hub)
                     .await
                     .context("cluster mode (REDIS_URL)")?;
+                if settings.uploads.s3_bucket.is_none() {
+                    tracing::warn!(
+                        "cluster mode keeps uploaded files in this node's data directory: a file \
+                         uploaded through one node is not found through the others; set \
+                         UPLOADS_S3_BUCKET so that every node shares them"
+                    );
+                }
                 let bus = Arc::new(RedisBus::new(Arc::clone(&cluster)));
                 (cluster.hub().clone(), bus, Some(cluster), Some(forwarded))
             } else {

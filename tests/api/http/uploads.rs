@@ -728,3 +728,51 @@ async fn on_s3_uploads_round_trip_with_ranges_and_are_encrypted_at_rest() {
     let refused = upload(&app, &token, "x.bin", vec![0u8; 100]).await;
     assert_eq!(refused.status, 415);
 }
+
+#[tokio::test]
+async fn an_upload_cut_off_mid_body_leaves_no_object_and_no_record() {
+    let app = spawn_app().await;
+    let token = app.user_token("cut");
+    let deadline = || std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut stream = tokio::net::TcpStream::connect(app.host()).await.unwrap();
+    let head = format!(
+        "POST /chatbox/uploads HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: multipart/form-data; boundary=xyz\r\nContent-Length: 5000000\r\n\r\n",
+        app.host()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut body =
+        b"--xyz\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\n\r\n"
+            .to_vec();
+    // Past the type check: the object is being written (its staging file exists).
+    body.extend(png(600_000));
+    stream.write_all(&body).await.unwrap();
+    stream.flush().await.unwrap();
+    let until = deadline();
+    while local_objects(&app).is_empty() && std::time::Instant::now() < until {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(
+        !local_objects(&app).is_empty(),
+        "the upload started writing"
+    );
+    // The client goes away mid-body: the server aborts the partial object.
+    drop(stream);
+    let until = deadline();
+    while !local_objects(&app).is_empty() && std::time::Instant::now() < until {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(local_objects(&app).is_empty(), "{:?}", local_objects(&app));
+    let files = app
+        .state
+        .store
+        .list_files(chatbox::store::FileFilter::User("cut"), 10)
+        .await
+        .unwrap();
+    assert!(files.is_empty());
+    // The user's next upload works.
+    assert_eq!(
+        upload(&app, &token, "b.txt", b"ok".to_vec()).await.status,
+        201
+    );
+}
