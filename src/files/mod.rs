@@ -124,9 +124,8 @@ impl Files {
     }
 
     /// Stores the file read from `body` for `user_id` under the name `sent_name` (the caller applies the
-    /// upload rate limit). The body is sealed and
-    /// written as it arrives and refused as soon as it passes the size limit or the user's quota; nothing is
-    /// left behind when it fails.
+    /// upload rate limit). The body is sealed and written as it arrives and refused as soon as it passes the
+    /// size limit or the user's quota; nothing is left behind when it fails.
     pub async fn upload(
         &self,
         user_id: &str,
