@@ -361,11 +361,12 @@ impl Files {
     /// Deletes the files of a user (before the user's data goes): the user's own, and those posted in the
     /// user's sessions by an administrator.
     pub async fn remove_user(&self, user_id: &str) -> Result<u64, FilesError> {
-        let mut removed = self.remove_all(FileFilter::User(user_id)).await?;
-        for session in self.store.list_user_sessions(user_id, usize::MAX).await? {
-            removed += self.remove_session(&session.id).await?;
-        }
-        Ok(removed)
+        let own = self.remove_all(FileFilter::User(user_id)).await?;
+        let query = SessionQuery {
+            user_id: Some(user_id.to_string()),
+            ..SessionQuery::default()
+        };
+        Ok(own + self.remove_in_sessions(query, |_| false).await?)
     }
 
     /// Deletes the files posted in a session.
@@ -373,34 +374,41 @@ impl Files {
         self.remove_all(FileFilter::Session(session_id)).await
     }
 
-    /// Deletes the files of the sessions that ended before `cutoff` (the retention purge calls this just
-    /// before it deletes those sessions), walking the ended sessions in end-time order.
+    /// Deletes the files of the sessions ended before `cutoff` (the retention purge calls this just before
+    /// it deletes those sessions), walking the ended sessions in end-time order.
     pub async fn remove_sessions_ended_before(
         &self,
         cutoff: OffsetDateTime,
     ) -> Result<u64, FilesError> {
+        let query = SessionQuery {
+            status: Some(StatusFilter::Ended),
+            sort_by: SortField::EndTime,
+            order: SortOrder::Asc,
+            ..SessionQuery::default()
+        };
+        self.remove_in_sessions(query, |s| s.ended_at.is_none_or(|end| end >= cutoff))
+            .await
+    }
+
+    /// Deletes the files of the sessions `query` lists, page by page (cursor paging, [`BATCH`] at a
+    /// time), stopping at the first session for which `stop` holds; returns how many files went.
+    async fn remove_in_sessions(
+        &self,
+        mut query: SessionQuery,
+        stop: impl Fn(&SessionRecord) -> bool,
+    ) -> Result<u64, FilesError> {
+        query.limit = BATCH;
         let mut removed = 0;
-        let mut cursor = None;
         loop {
-            let page = self
-                .store
-                .list_sessions(&SessionQuery {
-                    status: Some(StatusFilter::Ended),
-                    sort_by: SortField::EndTime,
-                    order: SortOrder::Asc,
-                    limit: BATCH,
-                    cursor: cursor.take(),
-                    ..SessionQuery::default()
-                })
-                .await?;
+            let page = self.store.list_sessions(&query).await?;
             for session in &page.sessions {
-                if session.ended_at.is_none_or(|end| end >= cutoff) {
+                if stop(session) {
                     return Ok(removed);
                 }
                 removed += self.remove_session(&session.id).await?;
             }
             match page.next_cursor {
-                Some(next) if !page.sessions.is_empty() => cursor = Some(next),
+                Some(next) if !page.sessions.is_empty() => query.cursor = Some(next),
                 _ => return Ok(removed),
             }
         }

@@ -645,13 +645,30 @@ async fn files_go_with_their_user_their_session_and_unused_uploads_after_the_orp
     assert!(app.state.store.get_file(&orphan).await.unwrap().is_none());
     assert!(app.state.store.get_file(&posted).await.unwrap().is_some());
 
-    // Deleting the user deletes the files, objects included.
+    // A file of an administrator posted in the user's older session; the user then has a newer one.
+    let helper = app
+        .state
+        .files
+        .upload("helper-admin", Some("form.txt"), &b"for the user"[..])
+        .await
+        .unwrap();
+    app.state
+        .store
+        .attach_file(&helper.record.id, &session)
+        .await
+        .unwrap();
+    drop(ws);
+    post(&app, &format!("/sessions/{session}/end"), &token).await;
+    let (_ws, newer) = chatting(&app, &token).await;
+    assert_ne!(newer, session);
+
+    // Deleting the user deletes the files, objects included, also the administrator's in the user's sessions.
     let other = upload(&app, &token, "kept-till-delete.txt", b"x".to_vec())
         .await
         .id();
     let answer = delete(&app, "/admin/users/leaving", &admin).await;
     assert_eq!(answer.status, 200, "{}", answer.body);
-    for id in [&posted, &other] {
+    for id in [&posted, &other, &helper.record.id] {
         assert!(app.state.store.get_file(id).await.unwrap().is_none());
     }
     assert!(local_objects(&app).is_empty(), "{:?}", local_objects(&app));
