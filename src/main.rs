@@ -158,9 +158,9 @@ async fn main() -> anyhow::Result<()> {
             let days = days
                 .or(settings.store.retention_days)
                 .context("no retention configured: pass --days or set store.retention_days")?;
-            let purged =
-                maintenance::purge_expired(store.as_ref(), days, time::OffsetDateTime::now_utc())
-                    .await?;
+            let purged = files
+                .purge_expired(days, time::OffsetDateTime::now_utc())
+                .await?;
             writeln!(
                 out,
                 "purged {purged} sessions ended more than {days} days ago"

@@ -421,7 +421,7 @@ impl Files {
         retention_days: u32,
         now: OffsetDateTime,
     ) -> Result<u64, FilesError> {
-        let cutoff = now - time::Duration::days(i64::from(retention_days));
+        let cutoff = crate::store::maintenance::retention_cutoff(retention_days, now);
         let files = self.remove_sessions_ended_before(cutoff).await?;
         if files > 0 {
             tracing::info!(

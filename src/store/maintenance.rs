@@ -103,13 +103,18 @@ pub async fn audit_cli(
         .await
 }
 
+/// The end time before which a session is past a retention of `retention_days` days at `now`.
+pub fn retention_cutoff(retention_days: u32, now: OffsetDateTime) -> OffsetDateTime {
+    now - time::Duration::days(i64::from(retention_days))
+}
+
 /// Deletes sessions ended more than `retention_days` days before `now`; returns how many.
 pub async fn purge_expired(
     store: &dyn Store,
     retention_days: u32,
     now: OffsetDateTime,
 ) -> Result<u64, StoreError> {
-    let cutoff = now - time::Duration::days(i64::from(retention_days));
+    let cutoff = retention_cutoff(retention_days, now);
     let purged = store.purge_ended_before(cutoff).await?;
     if purged > 0 {
         tracing::info!(
