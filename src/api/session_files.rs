@@ -11,22 +11,14 @@ use crate::protocol::http::{
     AdminDeleteSessionFileResponse, AdminListSessionFilesResponse, SessionFileList, StatusResponse,
 };
 use crate::state::AppState;
-use crate::store::SessionRecord;
 
 use super::admin::audit;
 use super::auth::BearerAuth;
 use super::error::ApiError;
+use super::takeover::session;
 use super::uploads::uploaded_file;
 use super::views::count;
 use super::{Handlers, operations};
-
-async fn session(state: &AppState, session_id: &str) -> Result<SessionRecord, ApiError> {
-    state
-        .store
-        .get_session(session_id)
-        .await?
-        .ok_or(ApiError::SessionNotFound)
-}
 
 async fn list_inner(
     state: &AppState,

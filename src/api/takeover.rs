@@ -30,7 +30,8 @@ use super::error::ApiError;
 use super::views::session_detail;
 use super::{Handlers, operations};
 
-async fn session(state: &AppState, session_id: &str) -> Result<SessionRecord, ApiError> {
+/// Any user's session `session_id` (the admin routes); 404 `Session not found` when there is none.
+pub(super) async fn session(state: &AppState, session_id: &str) -> Result<SessionRecord, ApiError> {
     state
         .store
         .get_session(session_id)

@@ -166,13 +166,7 @@ impl Chat {
             return Err(ChatError::SessionEnded);
         }
         let file_url = match &upload {
-            Some(file) => {
-                self.files
-                    .attach(&file.record, &session)
-                    .await?
-                    .ok_or(ChatError::FileNotFound)?;
-                self.files.download_path(&file.record.id)
-            }
+            Some(file) => self.files.download_path(&file.record.id),
             None => m.file_url.clone().unwrap_or_default(),
         };
         // Worked out before the message takes effect, so that a failure leaves nothing half done.
@@ -181,6 +175,12 @@ impl Chat {
             (None, true) => Some(format!("Audio file: {}", redacted(&file_url))),
             (_, false) => None,
         };
+        if let Some(file) = &upload {
+            self.files
+                .attach(&file.record, &session)
+                .await?
+                .ok_or(ChatError::FileNotFound)?;
+        }
         let seq = live.reserve_seq();
         let mut record = MessageRecord::new(
             message_id(m.client_msg_id.as_deref()),

@@ -200,16 +200,21 @@ mod tests {
     use crate::llm::provider::ChatMessage;
     use crate::llm::sse::{build_client, decode_ok, decode_text};
 
-    #[test]
-    fn request_body_moves_system_prompt_to_the_system_field() {
-        let provider = AnthropicProvider::new(HttpTarget {
+    /// A provider for `https://api.anthropic.com/v1` without a key.
+    fn provider() -> AnthropicProvider {
+        AnthropicProvider::new(HttpTarget {
             client: build_client(Duration::from_secs(1)).unwrap(),
             endpoint: "https://api.anthropic.com/v1".into(),
             model: "claude-3-opus".into(),
             api_key: None,
             temperature: None,
             max_tokens: None,
-        });
+        })
+    }
+
+    #[test]
+    fn request_body_moves_system_prompt_to_the_system_field() {
+        let provider = provider();
         let request = ProviderRequest {
             messages: vec![
                 ChatMessage::system("Be brief."),
@@ -236,14 +241,7 @@ mod tests {
 
     #[test]
     fn a_message_with_images_has_base64_image_blocks_then_a_text_block() {
-        let provider = AnthropicProvider::new(HttpTarget {
-            client: build_client(Duration::from_secs(1)).unwrap(),
-            endpoint: "https://api.anthropic.com/v1".into(),
-            model: "claude-3-opus".into(),
-            api_key: None,
-            temperature: None,
-            max_tokens: None,
-        });
+        let provider = provider();
         let image = |media_type: &str, data: &'static [u8]| Attachment::Image {
             media_type: media_type.into(),
             data: bytes::Bytes::from_static(data),

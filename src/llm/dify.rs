@@ -129,16 +129,21 @@ mod tests {
     use crate::llm::provider::ChatMessage;
     use crate::llm::sse::{build_client, decode_ok, decode_text};
 
-    #[test]
-    fn request_body_matches_the_go_service() {
-        let provider = DifyProvider::new(HttpTarget {
+    /// A provider for `https://api.dify.ai/v1` without a key.
+    fn provider() -> DifyProvider {
+        DifyProvider::new(HttpTarget {
             client: build_client(Duration::from_secs(1)).unwrap(),
             endpoint: "https://api.dify.ai/v1".into(),
             model: String::new(),
             api_key: None,
             temperature: None,
             max_tokens: None,
-        });
+        })
+    }
+
+    #[test]
+    fn request_body_matches_the_go_service() {
+        let provider = provider();
         let request = ProviderRequest {
             messages: vec![
                 ChatMessage::user("Hi"),
@@ -159,14 +164,7 @@ mod tests {
 
     #[test]
     fn images_become_note_lines_in_the_query() {
-        let provider = DifyProvider::new(HttpTarget {
-            client: build_client(Duration::from_secs(1)).unwrap(),
-            endpoint: "https://api.dify.ai/v1".into(),
-            model: String::new(),
-            api_key: None,
-            temperature: None,
-            max_tokens: None,
-        });
+        let provider = provider();
         let png = crate::llm::provider::Attachment::Image {
             media_type: "image/png".into(),
             data: bytes::Bytes::from_static(b"\x89PNG"),

@@ -91,7 +91,7 @@ pub fn send_error(error: &reqwest::Error) -> AttemptError {
 }
 
 /// The error and its sources on one line (reqwest's top level alone says little).
-fn error_chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(inner) = source {

@@ -12,7 +12,7 @@ use reqwest::multipart::{Form, Part};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::config::TranscriptionConfig;
-use super::sse::build_client;
+use super::sse::{build_client, error_chain};
 
 /// Longest answer read (a transcript of the longest audio the APIs accept is far below this).
 const MAX_RESPONSE_BYTES: usize = 1 << 20;
@@ -145,18 +145,6 @@ impl Transcriber {
             TranscribeError::Request(error_chain(&error.without_url()))
         }
     }
-}
-
-/// The error and its sources on one line.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(inner) = source {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -486,7 +486,7 @@ async fn stored_objects_are_encrypted_and_key_rotation_rewraps_file_keys() {
 }
 
 /// Opens a WebSocket for `token` and returns it with its session id (after one chat turn).
-async fn chatting(app: &TestApp, token: &str) -> (crate::support::app::WsClient, String) {
+pub async fn chatting(app: &TestApp, token: &str) -> (crate::support::app::WsClient, String) {
     let (ws, frames) = app.chat_once(token, "hello").await;
     let session = frames
         .iter()

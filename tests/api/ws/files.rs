@@ -7,8 +7,8 @@
 use base64::Engine;
 use serde_json::{Value, json};
 
-use crate::http::uploads::{png, upload};
-use crate::support::app::{TestApp, WsClient, app};
+use crate::http::uploads::{chatting, png, upload};
+use crate::support::app::{WsClient, app};
 use crate::support::fake_llm::{DEFAULT_TRANSCRIPT, FakeLlm, sha256_hex};
 
 /// The first bytes of a WebM recording (EBML header with the `webm` doc type).
@@ -19,17 +19,6 @@ fn recording() -> Vec<u8> {
     let mut audio = WEBM.to_vec();
     audio.extend((0..5000).map(|i| (i % 251) as u8));
     audio
-}
-
-/// Connects `user`, runs one turn to have a session, and returns the socket and the session id.
-async fn session(app: &TestApp, token: &str) -> (WsClient, String) {
-    let (ws, frames) = app.chat_once(token, "hello").await;
-    let id = frames
-        .iter()
-        .find_map(|f| f["session_id"].as_str())
-        .unwrap()
-        .to_string();
-    (ws, id)
 }
 
 /// Posts upload `file_id` in the session, then asks `question` and waits for the answer's end.
@@ -56,7 +45,7 @@ async fn an_uploaded_image_reaches_an_openai_compatible_model_as_an_image_part()
         .spawn()
         .await;
     let token = app.user_token("viewer");
-    let (mut ws, session) = session(&app, &token).await;
+    let (mut ws, session) = chatting(&app, &token).await;
     let image = png(2000);
     let id = upload(&app, &token, "cat.png", image.clone()).await.id();
     share_and_ask(&mut ws, &session, &id, "What is in the picture?").await;
@@ -90,7 +79,7 @@ async fn an_uploaded_image_reaches_an_anthropic_model_as_an_image_block() {
         .spawn()
         .await;
     let token = app.user_token("viewer");
-    let (mut ws, session) = session(&app, &token).await;
+    let (mut ws, session) = chatting(&app, &token).await;
     let image = png(3000);
     let id = upload(&app, &token, "dog.png", image.clone()).await.id();
     share_and_ask(&mut ws, &session, &id, "And this one?").await;
@@ -123,7 +112,7 @@ async fn a_text_file_is_given_to_the_model_up_to_its_token_limit() {
         .spawn()
         .await;
     let token = app.user_token("reader");
-    let (mut ws, session) = session(&app, &token).await;
+    let (mut ws, session) = chatting(&app, &token).await;
     let text = "0123456789".repeat(10);
     let id = upload(&app, &token, "digits.txt", text.clone().into_bytes())
         .await
@@ -158,7 +147,7 @@ async fn another_sessions_upload_named_by_a_copied_file_id_never_reaches_the_mod
         .id();
     // Another user names the id with a public URL (the Go form): stored as a link, the file is not read.
     let other = app.user_token("other");
-    let (mut ws, session) = session(&app, &other).await;
+    let (mut ws, session) = chatting(&app, &other).await;
     ws.send(json!({"type": "file_upload", "session_id": session, "file_id": id, "file_url": "https://93.184.216.34/x.txt"}))
         .await;
     let error = ws.recv_until("error").await.pop().unwrap();
@@ -180,7 +169,7 @@ async fn an_uploaded_voice_message_is_transcribed_and_answered() {
     );
     let app = app().toml(&toml).spawn().await;
     let token = app.user_token("speaker");
-    let (mut ws, session) = session(&app, &token).await;
+    let (mut ws, session) = chatting(&app, &token).await;
     let audio = recording();
     let up = upload(&app, &token, "recording", audio.clone()).await;
     assert_eq!(up.body["content_type"], "video/webm");
@@ -212,7 +201,7 @@ async fn without_transcription_the_model_is_told_the_voice_message_is_not_unders
         .spawn()
         .await;
     let token = app.user_token("speaker");
-    let (mut ws, session) = session(&app, &token).await;
+    let (mut ws, session) = chatting(&app, &token).await;
     let id = upload(&app, &token, "voice.webm", recording()).await.id();
     ws.send(json!({"type": "voice_message", "session_id": session, "file_id": id}))
         .await;
