@@ -53,6 +53,11 @@ pub struct Metrics {
     /// `chatbox_mongodb_commands_total{command}`: commands sent to MongoDB (round trips), from the
     /// driver's command monitoring.
     pub store_commands: IntCounterVec,
+    /// `chatbox_embedded_commits_total`: write transactions committed (each flushed to disk) by the
+    /// embedded store's writer thread.
+    pub embedded_commits: IntCounter,
+    /// `chatbox_embedded_writes_total`: writes committed by them (group commit puts several in one).
+    pub embedded_writes: IntCounter,
     /// `chatbox_websocket_connection_duration_seconds`.
     pub connection_duration: Histogram,
     /// `chatbox_http_request_duration_seconds{endpoint,method}`.
@@ -204,6 +209,16 @@ impl Metrics {
                 "chatbox_mongodb_commands_total",
                 "Commands sent to MongoDB",
                 &["command"],
+            ),
+            embedded_commits: counter(
+                &r,
+                "chatbox_embedded_commits_total",
+                "Write transactions committed by the embedded store",
+            ),
+            embedded_writes: counter(
+                &r,
+                "chatbox_embedded_writes_total",
+                "Writes committed by the embedded store",
             ),
             connection_duration,
             http_request_duration: histogram_vec(

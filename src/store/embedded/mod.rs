@@ -149,7 +149,8 @@ impl EmbeddedStore {
             .name("redb-writer".to_string())
             .spawn({
                 let inner = inner.clone();
-                move || writer::run(inner, queue)
+                let metrics = metrics.clone();
+                move || writer::run(inner, queue, metrics)
             })
             .map_err(|e| StoreError::Setup(format!("cannot start the store writer: {e}")))?;
         Ok(Self {
@@ -211,6 +212,23 @@ impl Store for EmbeddedStore {
 
     async fn put_answer(&self, session_id: &str, answer: &MessageRecord) -> Result<(), StoreError> {
         sessions::put_answer(self, session_id, answer).await
+    }
+
+    async fn finish_turn(
+        &self,
+        session_id: &str,
+        answer: Option<&MessageRecord>,
+        usage: Option<TurnUsage>,
+    ) -> Result<(), StoreError> {
+        sessions::finish_turn(self, session_id, answer, usage).await
+    }
+
+    async fn recent_messages(
+        &self,
+        session_id: &str,
+        limit: usize,
+    ) -> Result<Vec<MessageRecord>, StoreError> {
+        reads::recent_messages(self, session_id, limit).await
     }
 
     async fn messages(

@@ -30,11 +30,17 @@ pub(super) async fn active_session_id(
     let user_id = user_id.to_string();
     store
         .blocking("active_session", Budget::Short, move |inner| {
-            let txn = inner.db.begin_read()?;
-            let active = txn.open_table(ACTIVE)?;
-            Ok(active.get(user_id.as_str())?.map(|v| v.value().to_string()))
+            active_id(&inner.db.begin_read()?, &user_id)
         })
         .await
+}
+
+/// The id in the active-session entry of `user_id`.
+fn active_id(txn: &redb::ReadTransaction, user_id: &str) -> Result<Option<String>, StoreError> {
+    Ok(txn
+        .open_table(ACTIVE)?
+        .get(user_id)?
+        .map(|v| v.value().to_string()))
 }
 
 pub(super) async fn count_active_sessions(store: &EmbeddedStore) -> Result<u64, StoreError> {
@@ -75,6 +81,57 @@ pub(super) async fn messages(
                 return Err(StoreError::NotFound);
             }
             messages_of(&txn, &inner.keyring, &id, after_seq)
+        })
+        .await
+}
+
+/// The last `limit` messages of session `session_id`, oldest first, read from the end of its range
+/// (the cost does not grow with the conversation).
+pub(super) async fn recent_messages(
+    store: &EmbeddedStore,
+    session_id: &str,
+    limit: usize,
+) -> Result<Vec<MessageRecord>, StoreError> {
+    let id = session_id.to_string();
+    store
+        .blocking("recent_messages", Budget::Short, move |inner| {
+            let txn = inner.db.begin_read()?;
+            if read_row(&txn, &id)?.is_none() {
+                return Err(StoreError::NotFound);
+            }
+            let table = txn.open_table(MESSAGES)?;
+            let mut out = Vec::with_capacity(limit.min(256));
+            for entry in table
+                .range((id.as_str(), 0u64)..=(id.as_str(), u64::MAX))?
+                .rev()
+                .take(limit)
+            {
+                let (_, v) = entry?;
+                let row: MessageRow = decode(v.value())?;
+                out.push(row.record(&id, &inner.keyring)?);
+            }
+            out.reverse();
+            Ok(out)
+        })
+        .await
+}
+
+/// The active session of `user_id` if it has one that has not ended, found by a read.
+pub(super) async fn active_session(
+    store: &EmbeddedStore,
+    user_id: &str,
+) -> Result<Option<SessionRecord>, StoreError> {
+    let user_id = user_id.to_string();
+    store
+        .blocking("active_session", Budget::Short, move |inner| {
+            let txn = inner.db.begin_read()?;
+            let Some(id) = active_id(&txn, &user_id)? else {
+                return Ok(None);
+            };
+            read_row(&txn, &id)?
+                .filter(|row| row.end.is_none())
+                .map(|row| row.record(&inner.keyring))
+                .transpose()
         })
         .await
 }

@@ -195,11 +195,17 @@ pub(super) fn put_row(
         }
         t.insert((p, value, new.id.as_str()), new.ts)?;
     }
-    let mut by_user = txn.open_table(IDX_USER)?;
-    if let Some(o) = old {
-        by_user.remove((o.partition(), o.uid.as_str(), o.id.as_str()))?;
+    // The user index entry changes only with the partition (ended, assisted) or the start time: most
+    // writes (a message, a turn's figures) leave it, and its pages, untouched.
+    let user_entry_kept =
+        old.is_some_and(|o| o.partition() == p && o.uid == new.uid && o.ts == new.ts);
+    if !user_entry_kept {
+        let mut by_user = txn.open_table(IDX_USER)?;
+        if let Some(o) = old {
+            by_user.remove((o.partition(), o.uid.as_str(), o.id.as_str()))?;
+        }
+        by_user.insert((p, new.uid.as_str(), new.id.as_str()), new.ts)?;
     }
-    by_user.insert((p, new.uid.as_str(), new.id.as_str()), new.ts)?;
     if old.is_none() {
         txn.open_table(USER_SESSIONS)?
             .insert((new.uid.as_str(), new.ts, new.id.as_str()), ())?;

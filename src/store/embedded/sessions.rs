@@ -72,6 +72,14 @@ pub(super) async fn get_or_create_active(
     preferred_id: Option<&str>,
     model_id: &str,
 ) -> Result<ActiveSession, StoreError> {
+    // A session that is already active is found by a read: only creating one takes the writer (which
+    // checks again, so two first messages at once still make one session).
+    if let Some(session) = super::reads::active_session(store, user_id).await? {
+        return Ok(ActiveSession {
+            session,
+            created: false,
+        });
+    }
     let user_id = user_id.to_string();
     let preferred = preferred_id.map(str::to_string);
     let model_id = model_id.to_string();
@@ -242,21 +250,52 @@ pub(super) async fn record_usage(
     let id = session_id.to_string();
     store
         .write("record_usage", Budget::Short, move |txn, _| {
-            let old = write_row_get(txn, &id)?.ok_or(StoreError::NotFound)?;
-            let mut new = old.clone();
-            new.tokens += usage.tokens;
-            new.max_ms = new.max_ms.max(usage.response_ms);
-            new.resp_count += 1;
-            new.resp_total_ms += usage.response_ms;
-            new.avg_ms = new.resp_total_ms / new.resp_count;
-            put_row(txn, Some(&old), &new)?;
-            {
-                let mut table = txn.open_table(USAGE)?;
-                let key = (new.uid.as_str(), utc_day(usage.at));
-                let current = table.get(key)?.map_or(0, |v| v.value());
-                table.insert(key, current + usage.tokens)?;
+            add_usage(txn, &id, &usage)
+        })
+        .await
+}
+
+/// Adds one turn's figures to session `id` and to its user's daily usage (`NotFound` before any write).
+fn add_usage(txn: &WriteTransaction, id: &str, usage: &TurnUsage) -> Result<(), StoreError> {
+    let old = write_row_get(txn, id)?.ok_or(StoreError::NotFound)?;
+    let mut new = old.clone();
+    new.tokens += usage.tokens;
+    new.max_ms = new.max_ms.max(usage.response_ms);
+    new.resp_count += 1;
+    new.resp_total_ms += usage.response_ms;
+    new.avg_ms = new.resp_total_ms / new.resp_count;
+    put_row(txn, Some(&old), &new)?;
+    let mut table = txn.open_table(USAGE)?;
+    let key = (new.uid.as_str(), utc_day(usage.at));
+    let current = table.get(key)?.map_or(0, |v| v.value());
+    table.insert(key, current + usage.tokens)?;
+    Ok(())
+}
+
+/// The answer of a turn (when there is one) and its figures, in one write job: one commit per turn's end.
+/// An answer to a session that ended meanwhile is not stored, and its figures still count.
+pub(super) async fn finish_turn(
+    store: &EmbeddedStore,
+    session_id: &str,
+    answer: Option<&MessageRecord>,
+    usage: Option<TurnUsage>,
+) -> Result<(), StoreError> {
+    let answer = answer
+        .map(|a| SealedMessage::new(&store.inner, session_id, a))
+        .transpose()?;
+    let id = session_id.to_string();
+    store
+        .write("finish_turn", Budget::Short, move |txn, _| {
+            if let Some(answer) = &answer {
+                match put_answer_in(txn, &id, answer) {
+                    Ok(()) | Err(StoreError::SessionEnded) => {}
+                    Err(e) => return Err(e),
+                }
             }
-            Ok(())
+            match &usage {
+                Some(usage) => add_usage(txn, &id, usage),
+                None => Ok(()),
+            }
         })
         .await
 }

@@ -1,5 +1,6 @@
 //! Group commit: one writer thread takes every write job waiting, runs them in one write transaction
-//! and commits once before answering; reads run on blocking threads.
+//! and commits once before answering (counted by `chatbox_embedded_commits_total` and
+//! `chatbox_embedded_writes_total`); reads run on blocking threads.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -8,6 +9,7 @@ use redb::WriteTransaction;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{EmbeddedStore, Inner};
+use crate::metrics::Metrics;
 use crate::store::error::StoreError;
 use crate::store::runner::Budget;
 
@@ -95,7 +97,11 @@ where
 
 /// The writer thread: takes every job waiting (up to [`MAX_BATCH`]) and commits them together, until
 /// the store is dropped (the queue is closed and drained).
-pub(super) fn run(inner: Arc<Inner>, mut jobs: mpsc::UnboundedReceiver<Box<dyn WriteJob>>) {
+pub(super) fn run(
+    inner: Arc<Inner>,
+    mut jobs: mpsc::UnboundedReceiver<Box<dyn WriteJob>>,
+    metrics: Arc<Metrics>,
+) {
     let mut batch: Vec<Box<dyn WriteJob>> = Vec::with_capacity(MAX_BATCH);
     while let Some(job) = jobs.blocking_recv() {
         batch.push(job);
@@ -105,6 +111,8 @@ pub(super) fn run(inner: Arc<Inner>, mut jobs: mpsc::UnboundedReceiver<Box<dyn W
                 Err(_) => break,
             }
         }
+        metrics.embedded_commits.inc();
+        metrics.embedded_writes.inc_by(batch.len() as u64);
         commit_batch(&inner, std::mem::take(&mut batch));
     }
 }

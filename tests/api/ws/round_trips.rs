@@ -3,7 +3,8 @@
 //! the user's message (its document) and then the answer (its document, and the session's update with
 //! both messages' counters and the turn's figures, at once): three commands, two inserts and one update by
 //! `_id`, whatever the length of the conversation. The users' daily tokens are held back and sent for all
-//! users in one command per flush (`store.flush_interval`). `docs/storage.md` documents the count.
+//! users in one command per flush (`store.flush_interval`). On the embedded store a turn costs two commits.
+//! `docs/storage.md` documents the counts.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -116,6 +117,59 @@ async fn a_turn_in_a_live_session_costs_three_commands_however_long_the_conversa
 #[tokio::test]
 async fn a_client_made_session_id_costs_no_extra_round_trip() {
     turns_cost_three_commands(Some("client-made-0123456789")).await;
+}
+
+/// On the embedded store a turn in an active session takes the writer thread twice (the user's message,
+/// then the answer with the turn's figures), each a commit of its own (the second waits for the first);
+/// finding the active session and the history window are reads.
+#[tokio::test]
+async fn a_turn_on_the_embedded_store_costs_two_commits() {
+    let app = app().embedded().spawn().await;
+    let metrics = app.state.metrics.clone();
+    let commits = || metrics.embedded_commits.get();
+    let writes = || metrics.embedded_writes.get();
+    let ops = |name: &str| {
+        metrics
+            .store_operation
+            .with_label_values(&[name])
+            .get_sample_count()
+    };
+    let mut ws = app.connect_ws(&app.user_token("counted")).await;
+    status(&mut ws).await;
+    let first_seq = turn(&mut ws, None, "first").await;
+    let (commits_before, writes_before) = (commits(), writes());
+    let created = ops("create_session");
+    let mut last_seq = first_seq;
+    let turns = 30;
+    for i in 0..turns {
+        let before = commits();
+        last_seq = turn(&mut ws, None, &format!("message {i}")).await;
+        let n = commits() - before;
+        assert!((2..=3).contains(&n), "turn {i} took {n} commits");
+    }
+    let (commits_used, writes_used) = (commits() - commits_before, writes() - writes_before);
+    // Beyond two per turn, only the seq block reservations.
+    let half_block = chatbox::chat::SEQ_BLOCK / 2;
+    let reservations = (last_seq - first_seq).div_ceil(half_block) + 1;
+    assert!(
+        writes_used >= 2 * turns && writes_used <= 2 * turns + reservations,
+        "{writes_used} writes for {turns} turns"
+    );
+    // A reservation may share a commit with a turn's write.
+    assert!(
+        commits_used >= 2 * turns && commits_used <= writes_used,
+        "{commits_used} commits for {turns} turns"
+    );
+    assert_eq!(
+        ops("create_session"),
+        created,
+        "the active session is read, not written"
+    );
+    assert_eq!(
+        ops("put_answer") + ops("record_usage"),
+        0,
+        "answer and figures in one write"
+    );
 }
 
 /// The daily tokens of every user who had a turn since the last flush go out together: one command for up
