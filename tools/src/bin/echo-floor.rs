@@ -11,6 +11,11 @@
 //!   answer too, as with the real server.
 //! * Any other text frame is echoed back to its sender.
 //!
+//! * With `--durable FILE`, the message is appended to `FILE` and flushed to disk (`fdatasync`) before the
+//!   `loading` frame, and the answer before the final chunk: the two durable writes per turn of the real
+//!   server, group-committed by one writer thread, without a database. This is the floor of a server that
+//!   loses nothing acknowledged.
+//!
 //! Per connection it holds what any fan-out capable server must: the socket with its buffers, a reader task,
 //! a writer task fed by a bounded queue, and one registry entry. No authentication, storage, sequence
 //! numbers, rate limits or model calls: the difference to `chatbox` is what those cost.
@@ -60,6 +65,58 @@ struct Cli {
     /// Outbound queue per connection (frames), as `chatbox.websocket.outbound_queue`.
     #[arg(long, default_value_t = 256)]
     outbound_queue: usize,
+    /// Append each message and each answer to this file and flush it to disk before acknowledging.
+    #[arg(long)]
+    durable: Option<std::path::PathBuf>,
+}
+
+/// A record to append, and who waits for it to be on disk.
+type Append = (Vec<u8>, tokio::sync::oneshot::Sender<()>);
+
+/// The durable journal of `--durable`: one thread appends every record waiting and flushes once for all
+/// of them (group commit), then answers each.
+struct Journal {
+    appends: std::sync::mpsc::Sender<Append>,
+}
+
+impl Journal {
+    fn open(path: &std::path::Path) -> anyhow::Result<Self> {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        let (appends, queue) = std::sync::mpsc::channel::<Append>();
+        std::thread::Builder::new()
+            .name("journal".into())
+            .spawn(move || {
+                while let Ok(first) = queue.recv() {
+                    let mut batch = vec![first];
+                    batch.extend(queue.try_iter());
+                    let mut bytes = Vec::new();
+                    for (record, _) in &batch {
+                        bytes.extend_from_slice(record);
+                        bytes.push(b'\n');
+                    }
+                    if let Err(e) = file.write_all(&bytes).and_then(|()| file.sync_data()) {
+                        eprintln!("echo-floor: journal write failed: {e}");
+                        std::process::exit(1);
+                    }
+                    for (_, done) in batch {
+                        let _ = done.send(());
+                    }
+                }
+            })?;
+        Ok(Self { appends })
+    }
+
+    /// Appends `record` and waits until it is on disk.
+    async fn append(&self, record: Vec<u8>) {
+        let (done, flushed) = tokio::sync::oneshot::channel();
+        if self.appends.send((record, done)).is_ok() {
+            let _ = flushed.await;
+        }
+    }
 }
 
 /// One connection in a room: its id and its outbound queue.
@@ -113,6 +170,8 @@ impl Rooms {
 struct Floor {
     cli: Cli,
     rooms: Rooms,
+    /// The journal of `--durable`.
+    journal: Option<Journal>,
 }
 
 #[derive(Deserialize)]
@@ -185,19 +244,28 @@ async fn run(socket: WebSocketStream, floor: Arc<Floor>, room: String) {
             continue;
         };
         let client_msg_id = frame["client_msg_id"].clone();
+        if let Some(journal) = &floor.journal {
+            journal.append(text.clone().into_bytes()).await;
+        }
         deliver(&floor.rooms.senders(&room, Some(id)), &frame);
         let everyone = floor.rooms.senders(&room, None);
         deliver(
             &everyone,
             &json!({"type": "loading", "sender": "system", "client_msg_id": client_msg_id}),
         );
+        let mut answer = String::new();
         for i in 0..floor.cli.chunks {
+            let word = format!("word{i} ");
+            answer.push_str(&word);
             deliver(
                 &everyone,
-                &json!({"type": "ai_response", "sender": "ai", "content": format!("word{i} "),
+                &json!({"type": "ai_response", "sender": "ai", "content": word,
                     "client_msg_id": client_msg_id, "model_id": "echo",
                     "metadata": {"streaming": "true", "done": "false"}}),
             );
+        }
+        if let Some(journal) = &floor.journal {
+            journal.append(answer.into_bytes()).await;
         }
         deliver(
             &everyone,
@@ -215,9 +283,11 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let address = SocketAddr::new(cli.host, cli.port);
     let prefix = cli.prefix.trim_end_matches('/').to_string();
+    let journal = cli.durable.as_deref().map(Journal::open).transpose()?;
     let floor = Arc::new(Floor {
         cli,
         rooms: Rooms::default(),
+        journal,
     });
     let routes = Route::new()
         .at(format!("{prefix}/ws"), get(ws_handler))
