@@ -1,6 +1,6 @@
 //! The load tool (`chatbox-load`, of the `chatbox-tools` workspace member) run as it is run, against a
 //! test server: its `turns`, `soak` and `fanout` scenarios and their reports, `fanout` over the three nodes
-//! of a cluster.
+//! of a cluster; and `echo-floor --durable`, the floor it is compared with.
 //!
 //! The tool is a binary of another package, so Cargo does not build it for this test binary: it is the
 //! one `cargo build -p chatbox-tools` left in this target directory (`scripts/test.sh` builds it first),
@@ -35,20 +35,7 @@ fn load_tool() -> PathBuf {
 #[tokio::test]
 async fn the_load_tool_runs_turns_against_a_server_and_reports_them() {
     let app = crate::support::app::spawn_app().await;
-    let report = load_report(&[
-        "turns",
-        "--url",
-        &app.ws_url,
-        "--connections",
-        "2",
-        "--rate",
-        "10",
-        "--duration",
-        "1",
-        "--warmup",
-        "0",
-    ])
-    .await;
+    let report = one_second_of_turns(&app.ws_url, 2).await;
     let line = |name: &str| report_line(&report, name);
     assert_eq!(line("connect errors"), "none", "{report}");
     assert_eq!(line("errors "), "none", "{report}");
@@ -171,6 +158,75 @@ async fn the_load_tool_spreads_the_devices_of_a_fan_out_over_the_nodes_of_a_clus
     );
     // Every other device, two on each node, got each final chunk.
     assert!(line("final chunk, others").starts_with("n=15 "), "{report}");
+}
+
+/// `echo-floor --durable` has the message and the answer of every turn on disk before it acknowledges
+/// them: the journal holds both, in that order, for each completed turn.
+#[tokio::test]
+async fn the_durable_echo_floor_journals_each_message_and_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let floor_bin = load_tool().with_file_name("echo-floor");
+    let mut floor = Command::new(floor_bin)
+        .args(["--port", &port.to_string(), "--chunks", "3", "--durable"])
+        .arg(&journal)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let health = format!("http://127.0.0.1:{port}/chatbox/healthz");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while reqwest::get(&health).await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "echo-floor did not start"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let url = format!("ws://127.0.0.1:{port}/chatbox/ws");
+    // One connection: one turn at a time, so the journal's lines come in pairs.
+    let report = one_second_of_turns(&url, 1).await;
+    floor.kill().await.unwrap();
+    let completed: usize = report_line(&report, "turns ")
+        .split([' ', ','])
+        .nth(3)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(completed > 0, "{report}");
+    let lines: Vec<String> = std::fs::read_to_string(&journal)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(lines.len(), 2 * completed, "{lines:?}");
+    for pair in lines.chunks(2) {
+        assert!(pair[0].contains("\"user_message\""), "{pair:?}");
+        assert_eq!(pair[1], "word0 word1 word2 ", "{pair:?}");
+    }
+}
+
+/// The report of one second of turns at 10 per second over `connections` connections to `url`.
+async fn one_second_of_turns(url: &str, connections: usize) -> String {
+    let connections = connections.to_string();
+    load_report(&[
+        "turns",
+        "--url",
+        url,
+        "--connections",
+        &connections,
+        "--rate",
+        "10",
+        "--duration",
+        "1",
+        "--warmup",
+        "0",
+    ])
+    .await
 }
 
 /// Runs `chatbox-load` with `args` (minting tokens with the test secret) and returns its report; it must
