@@ -95,7 +95,7 @@ impl MongoStore {
             .find(filter)
             .sort(doc! { "ts": -1, "_id": -1 })
             .skip(offset as u64)
-            .limit(limit as i64)
+            .limit(query_limit(limit))
             .await?;
         let mut entries = Vec::new();
         while let Some(d) = rows.try_next().await? {

@@ -50,6 +50,12 @@ pub(super) fn message_doc_id(session: &str, message: &str) -> String {
     format!("{session}:{message}")
 }
 
+/// `n` as a query's `limit`: a count too large for `i64` means no limit, not a negative one (a negative
+/// limit asks MongoDB for a single batch).
+pub(super) fn query_limit(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
 pub(super) fn ms_date(ms: i64) -> DateTime {
     DateTime::from_millis(ms)
 }

@@ -110,7 +110,7 @@ impl MongoStore {
             .find(filter)
             .sort(doc! { sort_key(query.sort_by): dir, "_id": dir })
             .skip(query.offset as u64)
-            .limit(limit as i64)
+            .limit(query_limit(limit))
             .projection(no_msgs())
             .await?;
         let mut sessions = Vec::new();
@@ -256,7 +256,7 @@ pub(super) async fn list_user_sessions(
                 .sessions
                 .find(doc! { "uid": user_id })
                 .sort(doc! { "ts": -1 })
-                .limit(limit as i64)
+                .limit(query_limit(limit))
                 .projection(no_msgs())
                 .await?;
             let mut out = Vec::new();

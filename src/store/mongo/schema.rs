@@ -212,7 +212,7 @@ impl MongoStore {
             .sessions
             .find(doc! { "msgCount": { "$exists": false } })
             .projection(doc! { "msgs": 1 })
-            .limit(limit as i64)
+            .limit(super::document::query_limit(limit))
             .await?;
         let mut docs = Vec::new();
         while let Some(d) = cursor.try_next().await? {

@@ -528,6 +528,14 @@ pub async fn user_list_is_newest_first(backend: Backend) {
         store.list_user_sessions("lister", 2).await.unwrap().len(),
         2
     );
+    // No limit: every session (a limit past `i64` once became -1 on MongoDB, one document).
+    assert_eq!(
+        ids(&store
+            .list_user_sessions("lister", usize::MAX)
+            .await
+            .unwrap()),
+        want
+    );
     assert!(
         store
             .list_user_sessions("nobody", 100)
