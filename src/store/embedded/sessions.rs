@@ -57,9 +57,10 @@ pub(super) fn put_answer_in(
     let Some(index) = stored else {
         return append(txn, id, answer).map(|_| ());
     };
+    // `NotFound` before the first write, as a job that checks first must.
+    let old = write_row_get(txn, id)?.ok_or(StoreError::NotFound)?;
     txn.open_table(MESSAGES)?
         .insert((id, index), answer.bytes.as_slice())?;
-    let old = write_row_get(txn, id)?.ok_or(StoreError::NotFound)?;
     let mut new = old.clone();
     new.last_seq = new.last_seq.max(answer.seq);
     new.last = Some(new.last.map_or(answer.ts, |l| l.max(answer.ts)));
