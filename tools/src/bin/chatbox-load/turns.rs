@@ -198,6 +198,11 @@ pub async fn run(target: &Target, args: &TurnsArgs) -> anyhow::Result<Report> {
     let warmup = Duration::from_secs(args.warmup);
     let total = warmup + Duration::from_secs(args.duration);
     let mut issued: u64 = 0;
+    // Message ids unique to this run: a later run on the same users' sessions (`--user-prefix`) must not
+    // send ids the server already answered (it takes those as retries and answers them no more).
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
     let mut sent_measured: u64 = 0;
     let mut no_free_connection: u64 = 0;
     let mut measure_start: Option<(Instant, Option<ProcSample>, u64)> = None;
@@ -225,7 +230,7 @@ pub async fn run(target: &Target, args: &TurnsArgs) -> anyhow::Result<Report> {
             let Some(tx) = senders.get(conn).and_then(Option::as_ref) else {
                 continue;
             };
-            let id = format!("t{conn}-{issued}");
+            let id = format!("t{run}-{conn}-{issued}");
             let mut frame =
                 json!({"type": "user_message", "content": args.message, "client_msg_id": id});
             if args.client_session_ids {
