@@ -106,36 +106,22 @@ pub trait Store: RotationBackend + Send + Sync + std::fmt::Debug {
     /// Ends a turn: stores its answer (as [`put_answer`](Self::put_answer), except that an answer
     /// finished after its session ended is dropped) and adds its usage (as
     /// [`record_usage`](Self::record_usage)), in as few writes as the store can (MongoDB: one update of
-    /// the session and one of the user's day).
+    /// the session; the embedded store: one write job).
     async fn finish_turn(
         &self,
         session_id: &str,
         answer: Option<&MessageRecord>,
         usage: Option<TurnUsage>,
-    ) -> Result<(), StoreError> {
-        let stored = match answer {
-            Some(message) => match self.put_answer(session_id, message).await {
-                Err(StoreError::SessionEnded) => Ok(()),
-                other => other,
-            },
-            None => Ok(()),
-        };
-        if let Some(usage) = usage {
-            self.record_usage(session_id, usage).await?;
-        }
-        stored
-    }
+    ) -> Result<(), StoreError>;
 
-    /// The last `limit` messages of a session, oldest first: the model's history window. MongoDB serves it
-    /// from memory for a session it holds.
+    /// The last `limit` messages of a session, oldest first: the model's history window, read without
+    /// reading the rest (MongoDB serves it from memory for a session it holds; the embedded store reads
+    /// the end of the session's range).
     async fn recent_messages(
         &self,
         session_id: &str,
         limit: usize,
-    ) -> Result<Vec<MessageRecord>, StoreError> {
-        let mut all = self.messages(session_id, None).await?;
-        Ok(all.split_off(all.len().saturating_sub(limit)))
-    }
+    ) -> Result<Vec<MessageRecord>, StoreError>;
 
     /// Raises the seq high-water mark ([`SessionRecord::seq_mark`]) of `user_id`'s session to `mark`; a
     /// lower mark changes nothing. The mark survives restarts so that sequence numbers are never handed out

@@ -293,10 +293,9 @@ pub(super) async fn finish_turn(
                     Err(e) => return Err(e),
                 }
             }
-            match &usage {
-                Some(usage) => add_usage(txn, &id, usage),
-                None => Ok(()),
-            }
+            usage
+                .as_ref()
+                .map_or(Ok(()), |usage| add_usage(txn, &id, usage))
         })
         .await
 }
