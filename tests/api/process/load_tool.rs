@@ -12,6 +12,9 @@ use std::path::{Path, PathBuf};
 
 use tokio::process::Command;
 
+use crate::support::receivers::free_port;
+use crate::support::wait::eventually_async;
+
 /// The `chatbox-load` binary: `CHATBOX_LOAD_BIN`, else `target/<profile>/chatbox-load` beside the
 /// `deps/` folder this test binary runs from. Fails with how to build it when it is missing.
 fn load_tool() -> PathBuf {
@@ -166,11 +169,7 @@ async fn the_load_tool_spreads_the_devices_of_a_fan_out_over_the_nodes_of_a_clus
 async fn the_durable_echo_floor_journals_each_message_and_answer() {
     let dir = tempfile::tempdir().unwrap();
     let journal = dir.path().join("journal");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let floor_bin = load_tool().with_file_name("echo-floor");
     let mut floor = Command::new(floor_bin)
         .args(["--port", &port.to_string(), "--chunks", "3", "--durable"])
@@ -179,14 +178,10 @@ async fn the_durable_echo_floor_journals_each_message_and_answer() {
         .spawn()
         .unwrap();
     let health = format!("http://127.0.0.1:{port}/chatbox/healthz");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while reqwest::get(&health).await.is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "echo-floor did not start"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    eventually_async("echo-floor to start", async || {
+        reqwest::get(&health).await.ok()
+    })
+    .await;
     let url = format!("ws://127.0.0.1:{port}/chatbox/ws");
     // One connection: one turn at a time, so the journal's lines come in pairs.
     let report = one_second_of_turns(&url, 1).await;

@@ -13,6 +13,7 @@ use tokio::process::{Child, Command};
 
 use crate::support::app::app;
 use crate::support::http::status;
+use crate::support::receivers::free_port;
 use crate::support::wait::eventually_async;
 
 /// A FerretDB process on `port` keeping its data in `dir`.
@@ -49,11 +50,7 @@ async fn accepting(port: u16) {
 #[tokio::test]
 async fn a_message_refused_during_an_outage_is_answered_once_when_retried() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let mut db = ferretdb(dir.path(), port);
     accepting(port).await;
     let app = app()

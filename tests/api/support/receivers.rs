@@ -54,7 +54,8 @@ fn python() -> PathBuf {
     );
 }
 
-fn free_port() -> u16 {
+/// A loopback port nothing listens on at the moment (bound, then released).
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -18,11 +18,7 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts one and waits until it accepts connections.
     pub async fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = super::receivers::free_port();
         let mut server = Self {
             port,
             dir: tempfile::tempdir().unwrap(),

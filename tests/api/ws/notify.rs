@@ -13,7 +13,7 @@ use crate::support::notify::{
     SECRET, ask_for_help, counter, user_with_session, with_smtp, with_webhook,
 };
 
-use crate::support::receivers::{SmtpServer, TestCa, WebhookReceiver};
+use crate::support::receivers::{SmtpServer, TestCa, WebhookReceiver, free_port};
 use crate::support::wait::eventually;
 
 const PANEL: &str = "https://admin.example/chatbox/admin/sessions";
@@ -168,11 +168,7 @@ async fn the_per_session_limit_skips_the_sixth_notification_but_still_confirms()
 async fn failed_notifications_are_counted_and_never_shown_to_the_user() {
     let hook = WebhookReceiver::start(&[500, 500, 500, 500], Duration::ZERO).await;
     // An SMTP port where nobody listens.
-    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let closed_port = free_port();
     let app = with_webhook(app(), &hook)
         .env("SMTP_HOST", "127.0.0.1")
         .env("SMTP_PORT", closed_port.to_string())

@@ -245,7 +245,7 @@ async fn run(socket: WebSocketStream, floor: Arc<Floor>, room: String) {
         };
         let client_msg_id = frame["client_msg_id"].clone();
         if let Some(journal) = &floor.journal {
-            journal.append(text.clone().into_bytes()).await;
+            journal.append(text.into_bytes()).await;
         }
         deliver(&floor.rooms.senders(&room, Some(id)), &frame);
         let everyone = floor.rooms.senders(&room, None);
